@@ -1,0 +1,42 @@
+# The two commands a new user types: `make demo` and `make test`. Both run `make setup` first.
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+FLYWHEEL := $(BIN)/dbflywheel
+
+.PHONY: setup build check-build demo test test-fast lint bench soak up down clean
+
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+	@$(FLYWHEEL) build
+
+check-build: setup
+	@$(FLYWHEEL) build --check
+
+demo: setup
+	@$(FLYWHEEL) up >/dev/null
+	@$(FLYWHEEL) demo
+
+test: setup
+	@$(BIN)/pytest -q tests
+
+lint: setup
+	@$(BIN)/ruff check src plpython tests
+	@$(BIN)/mypy
+
+bench: setup
+	@$(PY) -m dbflywheel.bench
+
+soak: setup
+	@$(BIN)/pytest -q -m slow tests --run-slow
+
+up: setup
+	@$(FLYWHEEL) up
+
+down:
+	@$(FLYWHEEL) down
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

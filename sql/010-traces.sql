@@ -1,0 +1,114 @@
+-- Traces, feedback and labels: partitions, the checks that need a lookup, row-level security.
+
+-- Monthly partitions of flywheel.traces for every month that [from_month, to_month] touches.
+-- Rows already in the default partition for such a month are moved into the new partition.
+CREATE OR REPLACE FUNCTION flywheel.ensure_trace_partitions(
+    from_month timestamptz DEFAULT now() - interval '1 month',
+    to_month   timestamptz DEFAULT now() + interval '3 months'
+) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER  -- moving rows back uses session_replication_role
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _month   timestamptz := date_trunc('month', from_month);
+    _name    text;
+    _created integer := 0;
+BEGIN
+    IF to_month < from_month THEN
+        RAISE EXCEPTION 'ensure_trace_partitions: to_month (%) is before from_month (%)', to_month, from_month;
+    END IF;
+    WHILE _month <= to_month LOOP
+        _name := '_traces_' || to_char(_month, 'YYYY_MM');
+        IF to_regclass(format('flywheel.%I', _name)) IS NULL THEN
+            -- A new partition may not overlap rows that sit in the default partition.
+            CREATE TEMP TABLE IF NOT EXISTS _flywheel_moving (LIKE flywheel.traces) ON COMMIT DROP;
+            WITH moved AS (
+                DELETE FROM flywheel._traces_default
+                WHERE created_at >= _month AND created_at < _month + interval '1 month'
+                RETURNING *)
+            INSERT INTO _flywheel_moving SELECT * FROM moved;
+            EXECUTE format(
+                'CREATE TABLE flywheel.%I PARTITION OF flywheel.traces FOR VALUES FROM (%L) TO (%L)',
+                _name, _month, _month + interval '1 month');
+            -- Moving rows back must not re-run the insert-time validators.
+            SET LOCAL session_replication_role = replica;
+            INSERT INTO flywheel.traces SELECT * FROM _flywheel_moving;
+            SET LOCAL session_replication_role = origin;
+            TRUNCATE _flywheel_moving;
+            _created := _created + 1;
+        END IF;
+        _month := _month + interval '1 month';
+    END LOOP;
+    RETURN _created;
+END
+$$;
+
+-- Feedback and labels name a trace by id; traces is partitioned, so a foreign key cannot
+-- express this: one indexed lookup with a clear message does, and fills in the trace's app.
+CREATE OR REPLACE FUNCTION flywheel._fill_trace_app() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+BEGIN
+    SELECT t.app INTO NEW.app FROM flywheel.traces t WHERE t.id = NEW.trace_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '% for trace %, which does not exist', TG_TABLE_NAME, NEW.trace_id
+            USING ERRCODE = 'foreign_key_violation',
+                  HINT = 'record feedback and labels only for traces that were inserted (and are visible to you)';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER feedback_trace_must_exist BEFORE INSERT OR UPDATE OF trace_id
+    ON flywheel.feedback FOR EACH ROW EXECUTE FUNCTION flywheel._fill_trace_app();
+CREATE OR REPLACE TRIGGER labels_trace_must_exist BEFORE INSERT OR UPDATE OF trace_id
+    ON flywheel.labels FOR EACH ROW EXECUTE FUNCTION flywheel._fill_trace_app();
+
+-- The apps whose rows a role may see (those of every app role it is a member of).
+CREATE OR REPLACE FUNCTION flywheel._apps_of(member name) RETURNS text[]
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(array_agg(a.app), ARRAY['default'])
+    FROM flywheel.app_roles a WHERE pg_has_role(member, a.role_name, 'MEMBER')
+$$;
+
+-- Lets a login role write traces as one application: grants flywheel_app and maps the role.
+CREATE OR REPLACE FUNCTION flywheel.grant_app(role_name name, app text) RETURNS void
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF app IS NULL OR app = '' THEN
+        RAISE EXCEPTION 'grant_app: app must be a non-empty name';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = grant_app.role_name) THEN
+        RAISE EXCEPTION 'grant_app: role % does not exist', role_name
+            USING HINT = 'create it first: CREATE ROLE ... LOGIN';
+    END IF;
+    EXECUTE format('GRANT flywheel_app TO %I', role_name);
+    INSERT INTO flywheel.app_roles AS a (role_name, app) VALUES (grant_app.role_name, grant_app.app)
+    ON CONFLICT ON CONSTRAINT app_roles_pkey DO UPDATE SET app = EXCLUDED.app;
+END
+$$;
+
+ALTER TABLE flywheel.traces ENABLE ROW LEVEL SECURITY;
+ALTER TABLE flywheel.feedback ENABLE ROW LEVEL SECURITY;
+ALTER TABLE flywheel.labels ENABLE ROW LEVEL SECURITY;
+
+DO $policies$
+DECLARE
+    _table text;
+BEGIN
+    FOREACH _table IN ARRAY ARRAY['traces', 'feedback', 'labels'] LOOP
+        EXECUTE format('DROP POLICY IF EXISTS own_app ON flywheel.%I', _table);
+        EXECUTE format('DROP POLICY IF EXISTS admin_all ON flywheel.%I', _table);
+        -- (SELECT ...) makes the app list an init-plan: computed once per statement, not per row.
+        EXECUTE format($p$CREATE POLICY own_app ON flywheel.%I TO flywheel_app
+            USING (ARRAY[app] <@ (SELECT flywheel._apps_of(current_user)))
+            WITH CHECK (ARRAY[app] <@ (SELECT flywheel._apps_of(current_user)))$p$, _table);
+        EXECUTE format('CREATE POLICY admin_all ON flywheel.%I TO flywheel_admin USING (true) WITH CHECK (true)', _table);
+    END LOOP;
+END
+$policies$;

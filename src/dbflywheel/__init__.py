@@ -1,0 +1,3 @@
+"""dbflywheel: the LLM data flywheel inside PostgreSQL."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,233 @@
+"""Assemble sql/, migrations/ and plpython/ into the one install script shipped in the package.
+
+Order in the script: sql/head.sql (schema and migration ledger), every migration wrapped so it
+runs once and is checksummed, then the idempotent sql/NNN-*.sql files (re-applied on every
+install), then the PL/Python module sources and the installed-version record.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from dbflywheel import __version__
+from dbflywheel.errors import FlywheelError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SHIPPED_SCRIPT = Path(__file__).resolve().parent / "data" / "flywheel.sql"
+# Where `make setup` installs what PL/Python imports for Debian's python3; a DBA can point
+# elsewhere with `ALTER DATABASE ... SET flywheel.python_path = '...'`.
+DEFAULT_PL_PYTHON_PATH = "/usr/local/lib/dbflywheel/python3.11"
+
+# A function body that is only this comment is replaced by a call into plpython/<module>.py.
+_PLPYTHON_MARKER = re.compile(r"\$python\$\s*#\s*plpython:\s*([A-Za-z_]\w*)\.([A-Za-z_]\w*)\s*\$python\$")
+
+
+@dataclass(frozen=True)
+class Sources:
+    head: str
+    migrations: list[tuple[str, str]]  # (file name, body)
+    idempotent: list[tuple[str, str]]
+    modules: dict[str, str]  # plpython module name -> source
+
+
+def read_sources(root: Path = REPO_ROOT) -> Sources:
+    sql_dir, mig_dir, py_dir = root / "sql", root / "migrations", root / "plpython"
+    if not sql_dir.is_dir():
+        raise FlywheelError(f"no sql/ folder under {root}: build runs from a source checkout")
+    migrations = [(p.name, p.read_text()) for p in sorted(mig_dir.glob("[0-9][0-9][0-9][0-9]-*.sql"))]
+    idempotent = [(p.name, p.read_text()) for p in sorted(sql_dir.glob("[0-9][0-9][0-9]-*.sql"))]
+    modules = {p.stem: p.read_text() for p in sorted(py_dir.glob("*.py"))}
+    names = [n for n, _ in migrations]
+    numbers = [n[:4] for n in names]
+    if len(set(numbers)) != len(numbers):
+        raise FlywheelError(f"two migrations share a number: {names}")
+    return Sources((sql_dir / "head.sql").read_text(), migrations, idempotent, modules)
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _dollar_quote(body: str, tag: str) -> str:
+    if f"${tag}$" in body:
+        raise FlywheelError(f"the text to quote contains the reserved quote tag ${tag}$")
+    return f"${tag}${body}${tag}$"
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def modules_key(modules: dict[str, str]) -> str:
+    """Identifies one build of the PL/Python modules; a session caches them under this key."""
+    digest = _sha("\n".join(f"{n}\n{s}" for n, s in sorted(modules.items())))[:12]
+    return f"dbflywheel:{__version__}:{digest}"
+
+
+def _wrap_migration(name: str, body: str) -> str:
+    checksum = _sha(body)
+    return f"""
+-- migration {name}
+DO $migration$
+DECLARE
+    _applied text;
+BEGIN
+    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name = {_literal(name)};
+    IF _applied IS NULL THEN
+        EXECUTE {_dollar_quote(body, "migration_body")};
+        INSERT INTO flywheel._migrations (name, checksum, version)
+        VALUES ({_literal(name)}, {_literal(checksum)}, {_literal(__version__)});
+    ELSIF _applied <> {_literal(checksum)} THEN
+        RAISE EXCEPTION 'migration % was changed after it was applied', {_literal(name)}
+            USING HINT = 'an applied migration is never edited: restore migrations/'
+                || {_literal(name)} || ' and put the change in a new numbered migration';
+    END IF;
+END
+$migration$;
+"""
+
+
+def _function_params(module: str, source: str, function: str) -> list[str]:
+    tree = ast.parse(source, filename=f"plpython/{module}.py")
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == function:
+            params = [a.arg for a in node.args.args]
+            if not params or params[0] != "plpy":
+                raise FlywheelError(f"plpython/{module}.py: {function} must take plpy first")
+            return params[1:]
+    raise FlywheelError(f"plpython/{module}.py has no function {function}")
+
+
+def _expand_plpython(sql: str, modules: dict[str, str], key: str) -> str:
+    def body(match: re.Match[str]) -> str:
+        module, function = match.group(1), match.group(2)
+        if module not in modules:
+            raise FlywheelError(f"the SQL names plpython/{module}.py, which does not exist")
+        args = ", ".join(["plpy", *_function_params(module, modules[module], function)])
+        return (
+            "$python$\n"
+            f"_import = GD.get({key!r})\n"
+            "if _import is None:\n"
+            '    plpy.execute("SELECT flywheel._python_boot()")\n'
+            f"    _import = GD[{key!r}]\n"
+            f"return _import({module!r}).{function}({args})\n"
+            "$python$"
+        )
+
+    return _PLPYTHON_MARKER.sub(body, sql)
+
+
+def _boot_function(key: str) -> str:
+    """The loader every PL/Python function calls once per session: it serves the modules
+    stored in flywheel._python_modules to `import` and puts flywheel.python_path on sys.path."""
+    return f"""
+CREATE OR REPLACE FUNCTION flywheel._python_boot() RETURNS void
+LANGUAGE plpython3u
+SET search_path TO pg_catalog, pg_temp
+AS $python$
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+
+setting = plpy.execute(
+    "SELECT coalesce(current_setting('flywheel.python_path', true), '') AS path")[0]["path"]
+for folder in reversed([p for p in (setting or {DEFAULT_PL_PYTHON_PATH!r}).split(":") if p]):
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+sources = {{r["name"]: r["source"]
+           for r in plpy.execute("SELECT name, source FROM flywheel._python_modules")}}
+for name in sources:
+    sys.modules.pop(name, None)  # a newer install in this session replaces older modules
+
+
+class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    dbflywheel = True
+
+    def find_spec(self, name, path=None, target=None):
+        if name in sources:
+            return importlib.util.spec_from_loader(name, self, origin=f"plpython/{{name}}.py")
+        return None
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        code = compile(sources[module.__name__], module.__spec__.origin, "exec")
+        exec(code, module.__dict__)
+
+
+sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
+sys.meta_path.insert(0, FlywheelModules())
+GD[{key!r}] = importlib.import_module
+$python$;
+"""
+
+
+def _modules_upsert(modules: dict[str, str]) -> str:
+    rows = ",\n".join(
+        f"    ({_literal(name)}, {_dollar_quote(src, 'pysrc')})" for name, src in sorted(modules.items())
+    )
+    names = ", ".join(_literal(n) for n in sorted(modules)) or "NULL"
+    return f"""
+INSERT INTO flywheel._python_modules (name, source) VALUES
+{rows}
+ON CONFLICT (name) DO UPDATE SET source = EXCLUDED.source
+WHERE flywheel._python_modules.source IS DISTINCT FROM EXCLUDED.source;
+DELETE FROM flywheel._python_modules WHERE name NOT IN ({names});
+"""
+
+
+def build_script(root: Path = REPO_ROOT) -> str:
+    src = read_sources(root)
+    key = modules_key(src.modules)
+    parts = [
+        f"-- dbflywheel {__version__}: generated by `dbflywheel build` from sql/, migrations/ and"
+        " plpython/.\n-- Do not edit: change the sources and rebuild.\n",
+        src.head,
+        *(_wrap_migration(name, body) for name, body in src.migrations),
+        f"""
+CREATE OR REPLACE FUNCTION flywheel.version() RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+AS $$ SELECT {_literal(__version__)} $$;
+""",
+        _boot_function(key),
+        _modules_upsert(src.modules),
+        *(
+            f"\n-- {name}\n" + _expand_plpython(body, src.modules, key)
+            for name, body in src.idempotent
+        ),
+    ]
+    return "\n".join(p.strip("\n") + "\n" for p in parts)
+
+
+def script_checksum(script: str) -> str:
+    return _sha(script)
+
+
+def write(root: Path = REPO_ROOT) -> Path:
+    SHIPPED_SCRIPT.parent.mkdir(parents=True, exist_ok=True)
+    SHIPPED_SCRIPT.write_text(build_script(root))
+    return SHIPPED_SCRIPT
+
+
+def check(root: Path = REPO_ROOT) -> None:
+    """Raise when the shipped script differs from what the sources build."""
+    fresh = build_script(root)
+    shipped = SHIPPED_SCRIPT.read_text() if SHIPPED_SCRIPT.exists() else ""
+    if fresh != shipped:
+        raise FlywheelError(
+            f"the shipped install script {SHIPPED_SCRIPT.name} is stale: run `dbflywheel build` (or `make build`)"
+        )
+
+
+def shipped_script() -> str:
+    """The install script inside the installed package."""
+    from importlib.resources import files
+
+    return (files("dbflywheel") / "data" / "flywheel.sql").read_text()

@@ -1,0 +1,183 @@
+"""The `dbflywheel` command: the embedded cluster, install, build, demo."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from dbflywheel import __version__
+from dbflywheel.errors import FlywheelError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly(fn: F) -> F:
+    """Turn every expected failure into one line on stderr and exit code 1: no tracebacks."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import psycopg
+
+        try:
+            return fn(*args, **kwargs)
+        except FlywheelError as e:
+            click.echo(f"dbflywheel: {e}", err=True)
+            sys.exit(1)
+        except psycopg.Error as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            click.echo(f"dbflywheel: database error: {first}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("dbflywheel: interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _cluster(home: Path | None) -> Any:
+    from dbflywheel.cluster import Cluster
+
+    return Cluster(home)
+
+
+def _resolve_dsn(dsn: str | None, home: Path | None) -> str:
+    """--dsn, else $DBFLYWHEEL_DSN, else the embedded cluster's."""
+    import os
+
+    return dsn or os.environ.get("DBFLYWHEEL_DSN") or _cluster(home).dsn()
+
+
+home_option = click.option(
+    "--home", type=click.Path(path_type=Path), default=None,
+    help="Folder of the embedded cluster (default: $DBFLYWHEEL_HOME, /var/lib/dbflywheel as root, "
+    "else ~/.local/share/dbflywheel).",
+)
+dsn_option = click.option(
+    "--dsn", default=None, help="Connection string (default: $DBFLYWHEEL_DSN, else the embedded cluster)."
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="dbflywheel")
+def main() -> None:
+    """dbflywheel: the LLM data flywheel inside PostgreSQL."""
+
+
+@main.command()
+@home_option
+@click.option("--port", type=int, default=None, help="TCP port on 127.0.0.1 (default: a free one).")
+@friendly
+def up(home: Path | None, port: int | None) -> None:
+    """Create (first time) and start the embedded PostgreSQL, and install dbflywheel in it."""
+    from dbflywheel.install import install
+
+    cluster = _cluster(home)
+    dsn = cluster.up(port)
+    result = install(dsn)
+    click.echo(f"dbflywheel: cluster running in {cluster.home}; {result.describe()}", err=True)
+    click.echo(dsn)
+
+
+@main.command()
+@home_option
+@friendly
+def down(home: Path | None) -> None:
+    """Stop the embedded PostgreSQL (its data stays)."""
+    cluster = _cluster(home)
+    click.echo("stopped" if cluster.stop() else f"not running ({cluster.home})")
+
+
+@main.command()
+@home_option
+@click.option("--tcp", is_flag=True, help="A TCP connection string with password, for other tools.")
+@friendly
+def dsn(home: Path | None, tcp: bool) -> None:
+    """Print only the embedded cluster's connection string: psql "$(dbflywheel dsn)"."""
+    click.echo(_cluster(home).dsn(tcp=tcp))
+
+
+@main.command()
+@home_option
+@friendly
+def status(home: Path | None) -> None:
+    """Whether the embedded cluster runs, where its data and log are, what is installed."""
+    from dbflywheel.install import connect, installed_version
+
+    cluster = _cluster(home)
+    if not cluster.is_initialized():
+        click.echo(f"cluster:   none in {cluster.home} (run `dbflywheel up`)")
+        sys.exit(3)
+    pid = cluster.running_pid()
+    click.echo(f"cluster:   {'running, pid ' + str(pid) if pid else 'stopped'}")
+    click.echo(f"data:      {cluster.datadir}")
+    click.echo(f"log:       {cluster.logfile}")
+    click.echo(f"dsn:       {cluster.dsn()}")
+    if not pid:
+        sys.exit(3)
+    with connect(cluster.dsn()) as conn:
+        version = installed_version(conn)
+        server = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+    click.echo(f"server:    PostgreSQL {server}")
+    click.echo(f"installed: {'dbflywheel ' + version if version else 'dbflywheel is not installed'}")
+
+
+@main.command()
+@dsn_option
+@home_option
+@click.option("--force", is_flag=True, help="Re-apply the script even when it is already installed.")
+@friendly
+def install(dsn: str | None, home: Path | None, force: bool) -> None:
+    """Install or upgrade dbflywheel in a PostgreSQL 15+ database (idempotent)."""
+    from dbflywheel.install import install as do_install
+
+    click.echo(do_install(_resolve_dsn(dsn, home), force=force).describe())
+
+
+@main.command()
+@click.option("--check", is_flag=True, help="Fail when the shipped script is stale instead of writing it.")
+@friendly
+def build(check: bool) -> None:
+    """Assemble sql/, migrations/ and plpython/ into the shipped install script."""
+    from dbflywheel import build as builder
+
+    if check:
+        builder.check()
+        click.echo("the shipped install script is up to date")
+    else:
+        click.echo(f"wrote {builder.write()}")
+
+
+@main.command("python-env")
+@dsn_option
+@home_option
+@friendly
+def python_env(dsn: str | None, home: Path | None) -> None:
+    """Show the Python that runs PL/Python in the database and what it is missing."""
+    from dbflywheel.install import connect
+
+    with connect(_resolve_dsn(dsn, home)) as conn:
+        info = conn.execute("SELECT flywheel.python_environment()").fetchone()[0]  # type: ignore[index]
+    click.echo(json.dumps(info, indent=2))
+    if info["missing"]:
+        sys.exit(1)
+
+
+@main.command()
+@dsn_option
+@home_option
+@friendly
+def demo(dsn: str | None, home: Path | None) -> None:
+    """Run the flywheel demo against the database."""
+    from dbflywheel.demo import run_demo
+
+    run_demo(_resolve_dsn(dsn, home))
+
+
+if __name__ == "__main__":
+    main()
