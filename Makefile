@@ -27,7 +27,7 @@ lint: setup
 	@$(BIN)/mypy
 
 bench: setup
-	@$(PY) -m dbflywheel.bench
+	@$(PY) -m dbflywheel.bench $(BENCH)
 
 soak: setup
 	@$(BIN)/pytest -q -m slow tests --run-slow

@@ -211,6 +211,42 @@ $migration_body$;
 END
 $migration$;
 
+-- migration 0002-judge-queue.sql
+DO $migration$
+DECLARE
+    _applied text;
+BEGIN
+    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name = '0002-judge-queue.sql';
+    IF _applied IS NULL THEN
+        EXECUTE $migration_body$-- The queue of asynchronous validator jobs (LLM judges): the insert trigger adds rows,
+-- workers claim them with FOR UPDATE SKIP LOCKED and a lease.
+CREATE TABLE flywheel.judge_jobs (
+    id                bigserial PRIMARY KEY,
+    trace_id          bigint NOT NULL,
+    validator_id      bigint NOT NULL REFERENCES flywheel.validators (id) ON DELETE CASCADE,
+    validator_version integer NOT NULL,
+    pair_trace_id     bigint,  -- the other trace, for pairwise judges
+    status            text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'leased')),
+    attempts          integer NOT NULL DEFAULT 0,
+    run_after         timestamptz NOT NULL DEFAULT now(),
+    leased_by         text,
+    lease_until       timestamptz,
+    last_error        text,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT judge_jobs_once UNIQUE NULLS NOT DISTINCT (trace_id, validator_id, validator_version, pair_trace_id)
+);
+CREATE INDEX judge_jobs_claimable ON flywheel.judge_jobs (run_after) WHERE status = 'pending';
+$migration_body$;
+        INSERT INTO flywheel._migrations (name, checksum, version)
+        VALUES ('0002-judge-queue.sql', '68b33009ad2fdf99f2ab5c4166d4d9304a3c578f21e1f019be5e43f34a3fc1d1', '0.1.0');
+    ELSIF _applied <> '68b33009ad2fdf99f2ab5c4166d4d9304a3c578f21e1f019be5e43f34a3fc1d1' THEN
+        RAISE EXCEPTION 'migration % was changed after it was applied', '0002-judge-queue.sql'
+            USING HINT = 'an applied migration is never edited: restore migrations/'
+                || '0002-judge-queue.sql' || ' and put the change in a new numbered migration';
+    END IF;
+END
+$migration$;
+
 CREATE OR REPLACE FUNCTION flywheel.version() RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path TO pg_catalog, pg_temp
