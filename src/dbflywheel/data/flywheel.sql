@@ -211,12 +211,12 @@ $migration_body$;
 END
 $migration$;
 
--- migration 0002-judge-queue.sql
+-- migration 0002-judge-queue-and-alerts.sql
 DO $migration$
 DECLARE
     _applied text;
 BEGIN
-    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name = '0002-judge-queue.sql';
+    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name = '0002-judge-queue-and-alerts.sql';
     IF _applied IS NULL THEN
         EXECUTE $migration_body$-- The queue of asynchronous validator jobs (LLM judges): the insert trigger adds rows,
 -- workers claim them with FOR UPDATE SKIP LOCKED and a lease.
@@ -236,13 +236,26 @@ CREATE TABLE flywheel.judge_jobs (
     CONSTRAINT judge_jobs_once UNIQUE NULLS NOT DISTINCT (trace_id, validator_id, validator_version, pair_trace_id)
 );
 CREATE INDEX judge_jobs_claimable ON flywheel.judge_jobs (run_after) WHERE status = 'pending';
+
+-- Alerts from every part of the flywheel (judge agreement, drift, satisfaction trend);
+-- flywheel._raise_alert() inserts one and NOTIFYs channel 'flywheel_alerts'.
+CREATE TABLE flywheel.alerts (
+    id              bigserial PRIMARY KEY,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    kind            text NOT NULL,  -- e.g. judge_agreement, drift, satisfaction_trend
+    subject         text NOT NULL,  -- what it is about: a validator, metric or feature name
+    message         text NOT NULL,
+    details         jsonb NOT NULL DEFAULT '{}',
+    acknowledged_at timestamptz
+);
+CREATE INDEX alerts_open ON flywheel.alerts (created_at) WHERE acknowledged_at IS NULL;
 $migration_body$;
         INSERT INTO flywheel._migrations (name, checksum, version)
-        VALUES ('0002-judge-queue.sql', '68b33009ad2fdf99f2ab5c4166d4d9304a3c578f21e1f019be5e43f34a3fc1d1', '0.1.0');
-    ELSIF _applied <> '68b33009ad2fdf99f2ab5c4166d4d9304a3c578f21e1f019be5e43f34a3fc1d1' THEN
-        RAISE EXCEPTION 'migration % was changed after it was applied', '0002-judge-queue.sql'
+        VALUES ('0002-judge-queue-and-alerts.sql', '3f17e6ea7bb2dcb126dbf29a439578cd1cad5a45113cec32ac29bfc5845e6598', '0.1.0');
+    ELSIF _applied <> '3f17e6ea7bb2dcb126dbf29a439578cd1cad5a45113cec32ac29bfc5845e6598' THEN
+        RAISE EXCEPTION 'migration % was changed after it was applied', '0002-judge-queue-and-alerts.sql'
             USING HINT = 'an applied migration is never edited: restore migrations/'
-                || '0002-judge-queue.sql' || ' and put the change in a new numbered migration';
+                || '0002-judge-queue-and-alerts.sql' || ' and put the change in a new numbered migration';
     END IF;
 END
 $migration$;
@@ -459,6 +472,24 @@ if _import is None:
     _import = GD['dbflywheel:0.1.0:8f3507909596']
 return _import('environment').describe(plpy)
 $python$;
+
+-- 050-alerts.sql
+-- One way to raise an alert: a row the DBA can query and a NOTIFY listeners can wait on.
+CREATE OR REPLACE FUNCTION flywheel._raise_alert(kind text, subject text, message text, details jsonb DEFAULT '{}')
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _id bigint;
+BEGIN
+    INSERT INTO flywheel.alerts (kind, subject, message, details)
+    VALUES (_raise_alert.kind, _raise_alert.subject, _raise_alert.message, coalesce(_raise_alert.details, '{}'))
+    RETURNING id INTO _id;
+    PERFORM pg_notify('flywheel_alerts', json_build_object('id', _id, 'kind', kind, 'subject', subject)::text);
+    RETURN _id;
+END
+$$;
 
 -- 900-privileges.sql
 -- Privileges, in one place, applied after every object exists.

@@ -16,3 +16,16 @@ CREATE TABLE flywheel.judge_jobs (
     CONSTRAINT judge_jobs_once UNIQUE NULLS NOT DISTINCT (trace_id, validator_id, validator_version, pair_trace_id)
 );
 CREATE INDEX judge_jobs_claimable ON flywheel.judge_jobs (run_after) WHERE status = 'pending';
+
+-- Alerts from every part of the flywheel (judge agreement, drift, satisfaction trend);
+-- flywheel._raise_alert() inserts one and NOTIFYs channel 'flywheel_alerts'.
+CREATE TABLE flywheel.alerts (
+    id              bigserial PRIMARY KEY,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    kind            text NOT NULL,  -- e.g. judge_agreement, drift, satisfaction_trend
+    subject         text NOT NULL,  -- what it is about: a validator, metric or feature name
+    message         text NOT NULL,
+    details         jsonb NOT NULL DEFAULT '{}',
+    acknowledged_at timestamptz
+);
+CREATE INDEX alerts_open ON flywheel.alerts (created_at) WHERE acknowledged_at IS NULL;
