@@ -45,10 +45,10 @@ CREATE TABLE flywheel.traces (
     CONSTRAINT traces_node_type_is_known CHECK (node_type IN
         ('classifier', 'writer', 'codegen', 'retriever', 'tool', 'guard', 'other')),
     CONSTRAINT traces_app_is_not_empty CHECK (app <> ''),
-    CONSTRAINT traces_latency_ms_is_not_negative CHECK (latency_ms >= 0),
+    CONSTRAINT traces_latency_ms_is_not_negative CHECK (latency_ms >= 0 AND latency_ms <> 'NaN'),
     CONSTRAINT traces_tokens_in_is_not_negative CHECK (tokens_in >= 0),
     CONSTRAINT traces_tokens_out_is_not_negative CHECK (tokens_out >= 0),
-    CONSTRAINT traces_cost_usd_is_not_negative CHECK (cost_usd >= 0),
+    CONSTRAINT traces_cost_usd_is_not_negative CHECK (cost_usd >= 0 AND cost_usd <> 'NaN'),
     CONSTRAINT traces_metadata_is_an_object CHECK (jsonb_typeof(metadata) = 'object')
 ) PARTITION BY RANGE (created_at);
 ALTER SEQUENCE flywheel.traces_id_seq OWNED BY flywheel.traces.id;
@@ -78,7 +78,7 @@ CREATE TABLE flywheel.feedback (
         ('thumbs', 'rating', 'correction', 'click', 'dwell', 'requery', 'continuation', 'comment')),
     CONSTRAINT feedback_thumbs_is_1_up_or_minus_1_down CHECK (kind <> 'thumbs' OR value IN (1, -1)),
     CONSTRAINT feedback_rating_is_1_to_5 CHECK (kind <> 'rating' OR value BETWEEN 1 AND 5),
-    CONSTRAINT feedback_dwell_is_not_negative CHECK (kind <> 'dwell' OR value >= 0),
+    CONSTRAINT feedback_dwell_is_not_negative CHECK (kind <> 'dwell' OR (value >= 0 AND value <> 'NaN')),
     CONSTRAINT feedback_correction_needs_corrected_output
         CHECK (kind <> 'correction' OR corrected_output IS NOT NULL),
     CONSTRAINT feedback_comment_needs_comment CHECK (kind <> 'comment' OR comment IS NOT NULL)

@@ -84,10 +84,10 @@ CREATE TABLE flywheel.traces (
     CONSTRAINT traces_node_type_is_known CHECK (node_type IN
         ('classifier', 'writer', 'codegen', 'retriever', 'tool', 'guard', 'other')),
     CONSTRAINT traces_app_is_not_empty CHECK (app <> ''),
-    CONSTRAINT traces_latency_ms_is_not_negative CHECK (latency_ms >= 0),
+    CONSTRAINT traces_latency_ms_is_not_negative CHECK (latency_ms >= 0 AND latency_ms <> 'NaN'),
     CONSTRAINT traces_tokens_in_is_not_negative CHECK (tokens_in >= 0),
     CONSTRAINT traces_tokens_out_is_not_negative CHECK (tokens_out >= 0),
-    CONSTRAINT traces_cost_usd_is_not_negative CHECK (cost_usd >= 0),
+    CONSTRAINT traces_cost_usd_is_not_negative CHECK (cost_usd >= 0 AND cost_usd <> 'NaN'),
     CONSTRAINT traces_metadata_is_an_object CHECK (jsonb_typeof(metadata) = 'object')
 ) PARTITION BY RANGE (created_at);
 ALTER SEQUENCE flywheel.traces_id_seq OWNED BY flywheel.traces.id;
@@ -117,7 +117,7 @@ CREATE TABLE flywheel.feedback (
         ('thumbs', 'rating', 'correction', 'click', 'dwell', 'requery', 'continuation', 'comment')),
     CONSTRAINT feedback_thumbs_is_1_up_or_minus_1_down CHECK (kind <> 'thumbs' OR value IN (1, -1)),
     CONSTRAINT feedback_rating_is_1_to_5 CHECK (kind <> 'rating' OR value BETWEEN 1 AND 5),
-    CONSTRAINT feedback_dwell_is_not_negative CHECK (kind <> 'dwell' OR value >= 0),
+    CONSTRAINT feedback_dwell_is_not_negative CHECK (kind <> 'dwell' OR (value >= 0 AND value <> 'NaN')),
     CONSTRAINT feedback_correction_needs_corrected_output
         CHECK (kind <> 'correction' OR corrected_output IS NOT NULL),
     CONSTRAINT feedback_comment_needs_comment CHECK (kind <> 'comment' OR comment IS NOT NULL)
@@ -202,8 +202,8 @@ CREATE TABLE flywheel._install (
 );
 $migration_body$;
         INSERT INTO flywheel._migrations (name, checksum, version)
-        VALUES ('0001-core-tables.sql', '7f1ed78a8b175af41e00480e407ac20e8e074429a2bb6459c46485de2b12522f', '0.1.0');
-    ELSIF _applied <> '7f1ed78a8b175af41e00480e407ac20e8e074429a2bb6459c46485de2b12522f' THEN
+        VALUES ('0001-core-tables.sql', '7b5dbee792b11d04c18bbd530820404b4ea3401b168a9de56e6c1d3e87f8fe96', '0.1.0');
+    ELSIF _applied <> '7b5dbee792b11d04c18bbd530820404b4ea3401b168a9de56e6c1d3e87f8fe96' THEN
         RAISE EXCEPTION 'migration % was changed after it was applied', '0001-core-tables.sql'
             USING HINT = 'an applied migration is never edited: restore migrations/'
                 || '0001-core-tables.sql' || ' and put the change in a new numbered migration';
