@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-
 import psycopg
 import pytest
+from schema_dump import schema_dump
 
 from dbflywheel import __version__
 from dbflywheel.errors import FlywheelError
 from dbflywheel.install import install
-
-
-def _schema_dump(dsn: str) -> str:
-    pg_dump = shutil.which("pg_dump") or "/usr/lib/postgresql/15/bin/pg_dump"
-    out = subprocess.run(
-        [pg_dump, "--schema-only", "--schema=flywheel", dsn], capture_output=True, text=True, check=True
-    ).stdout
-    return "\n".join(line for line in out.splitlines() if not line.startswith(("-- Dumped", "\\restrict", "\\unrestrict")))
 
 
 def test_version(db: psycopg.Connection) -> None:
@@ -32,10 +22,10 @@ def test_second_install_changes_nothing_and_says_so(dsn: str) -> None:
 
 
 def test_forced_reinstall_leaves_no_difference(dsn: str) -> None:
-    before = _schema_dump(dsn)
+    before = schema_dump(dsn)
     result = install(dsn, force=True)
     assert result.changed and result.migrations_applied == []
-    assert _schema_dump(dsn) == before
+    assert schema_dump(dsn) == before
 
 
 def test_edited_migration_is_refused_with_its_file_name(db: psycopg.Connection, dsn: str) -> None:

@@ -6,8 +6,6 @@ a build already applied, or a change that only a fresh install gets, fails here.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +13,8 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
+from schema_dump import schema_dump
 
 from dbflywheel.install import install
 
@@ -37,18 +36,6 @@ def scratch_database(db: psycopg.Connection, dsn: str) -> Iterator[callable]:  #
         db.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def _dump(dsn: str) -> str:
-    pg_dump = shutil.which("pg_dump") or "/usr/lib/postgresql/15/bin/pg_dump"
-    out = subprocess.run(
-        [pg_dump, "--schema-only", "--schema=flywheel", dsn], capture_output=True, text=True, check=True
-    ).stdout
-    dbname = conninfo_to_dict(dsn)["dbname"]
-    return "\n".join(
-        line.replace(str(dbname), "DB") for line in out.splitlines()
-        if not line.startswith(("-- Dumped", "\\restrict", "\\unrestrict"))
-    )
-
-
 @pytest.mark.parametrize("old_script", OLD_SCRIPTS, ids=lambda p: p.stem)
 def test_upgrade_equals_fresh_install(scratch_database, old_script: Path) -> None:  # type: ignore[no-untyped-def]
     upgraded, fresh = scratch_database(), scratch_database()
@@ -57,6 +44,6 @@ def test_upgrade_equals_fresh_install(scratch_database, old_script: Path) -> Non
         conn.execute("INSERT INTO flywheel.traces (input, output) VALUES ('kept?', 'yes')")
     assert install(upgraded).changed
     install(fresh)
-    assert _dump(upgraded) == _dump(fresh)
+    assert schema_dump(upgraded) == schema_dump(fresh)
     with psycopg.connect(upgraded) as conn:
         assert conn.execute("SELECT output FROM flywheel.traces WHERE input = 'kept?'").fetchone() == ("yes",)

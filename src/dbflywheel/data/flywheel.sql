@@ -344,6 +344,14 @@ ON CONFLICT (name) DO UPDATE SET source = EXCLUDED.source
 WHERE flywheel._python_modules.source IS DISTINCT FROM EXCLUDED.source;
 DELETE FROM flywheel._python_modules WHERE name NOT IN ('environment');
 
+-- 001-privileges-reset.sql
+-- Privileges, first step: take back what the application and reader roles hold, so that a
+-- grant removed from the sources is gone after a re-install. Every area's NNN-privileges-*.sql
+-- then grants what it needs, and 900-privileges.sql closes with the admin grants and PUBLIC.
+REVOKE ALL ON ALL TABLES IN SCHEMA flywheel FROM flywheel_app, flywheel_reader;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA flywheel FROM flywheel_app, flywheel_reader;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA flywheel FROM flywheel_app, flywheel_reader;
+
 -- 010-traces.sql
 -- Traces, feedback and labels: partitions, the checks that need a lookup, row-level security.
 
@@ -491,18 +499,9 @@ BEGIN
 END
 $$;
 
--- 900-privileges.sql
--- Privileges, in one place, applied after every object exists.
--- flywheel_app: writes traces and feedback for its own app; flywheel_reader: reads metric
--- views; flywheel_admin: everything. Nothing in the schema is executable by PUBLIC.
-REVOKE ALL ON SCHEMA flywheel FROM PUBLIC;
+-- 090-privileges-core.sql
+-- Privileges of the core tables (traces, feedback): flywheel_app writes its own app's rows.
 GRANT USAGE ON SCHEMA flywheel TO flywheel_app, flywheel_reader, flywheel_admin;
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA flywheel FROM PUBLIC;
-REVOKE ALL ON ALL TABLES IN SCHEMA flywheel FROM flywheel_app, flywheel_reader;
-
-GRANT ALL ON ALL TABLES IN SCHEMA flywheel TO flywheel_admin;
-GRANT ALL ON ALL SEQUENCES IN SCHEMA flywheel TO flywheel_admin;
-GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA flywheel TO flywheel_admin;
 GRANT EXECUTE ON FUNCTION flywheel.version() TO flywheel_app, flywheel_reader;
 
 GRANT SELECT, INSERT ON flywheel.traces TO flywheel_app;
@@ -510,3 +509,14 @@ GRANT SELECT, INSERT ON flywheel.feedback TO flywheel_app;
 GRANT USAGE ON SEQUENCE flywheel.traces_id_seq, flywheel.feedback_id_seq TO flywheel_app;
 -- Column defaults and policies call these as the inserting role.
 GRANT EXECUTE ON FUNCTION flywheel._app_of(name), flywheel._apps_of(name) TO flywheel_app;
+
+-- 900-privileges.sql
+-- Privileges, last step, after every object exists: the admin may do everything, and
+-- nothing in the schema is usable by PUBLIC (functions are executable by PUBLIC by default).
+REVOKE ALL ON SCHEMA flywheel FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA flywheel FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA flywheel FROM PUBLIC;
+
+GRANT ALL ON ALL TABLES IN SCHEMA flywheel TO flywheel_admin;
+GRANT ALL ON ALL SEQUENCES IN SCHEMA flywheel TO flywheel_admin;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA flywheel TO flywheel_admin;
