@@ -260,6 +260,101 @@ $migration_body$;
 END
 $migration$;
 
+-- migration 0200-judges.sql
+DO $migration$
+DECLARE
+    _applied text;
+BEGIN
+    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name = '0200-judges.sql';
+    IF _applied IS NULL THEN
+        EXECUTE $migration_body$-- LLM judges: dead letters, worker heartbeats, a log of provider calls (budgets), and
+-- pairwise preferences (human votes and judge verdicts on the same pairs of traces).
+
+-- A job that failed max_attempts times, with its last error; flywheel.requeue_dead() puts it back.
+CREATE TABLE flywheel.judge_dead_letters (
+    id                bigint PRIMARY KEY,  -- the job's id in judge_jobs
+    trace_id          bigint NOT NULL,
+    validator_id      bigint NOT NULL REFERENCES flywheel.validators (id) ON DELETE CASCADE,
+    validator_version integer NOT NULL,
+    pair_trace_id     bigint,
+    attempts          integer NOT NULL,
+    error             text NOT NULL,
+    created_at        timestamptz NOT NULL,  -- when the job was first enqueued
+    dead_at           timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX judge_dead_letters_validator ON flywheel.judge_dead_letters (validator_id, dead_at);
+
+-- Expired leases are found by this index (a worker killed with -9 never releases its jobs).
+CREATE INDEX judge_jobs_leased ON flywheel.judge_jobs (lease_until) WHERE status = 'leased';
+CREATE INDEX judge_jobs_validator ON flywheel.judge_jobs (validator_id);
+
+-- Live workers: each one upserts its row every few seconds and deletes it on a clean exit.
+CREATE TABLE flywheel.judge_workers (
+    worker_id   text PRIMARY KEY,
+    hostname    text NOT NULL,
+    pid         integer NOT NULL,
+    concurrency integer NOT NULL,
+    in_flight   integer NOT NULL DEFAULT 0,
+    jobs_done   bigint NOT NULL DEFAULT 0,
+    jobs_failed bigint NOT NULL DEFAULT 0,
+    started_at  timestamptz NOT NULL DEFAULT now(),
+    last_seen   timestamptz NOT NULL DEFAULT now()
+);
+
+-- Every provider call a worker made (successful or not): what budgets count and what it cost.
+CREATE TABLE flywheel.judge_calls (
+    id           bigserial PRIMARY KEY,
+    validator_id bigint NOT NULL REFERENCES flywheel.validators (id) ON DELETE CASCADE,
+    job_id       bigint NOT NULL,
+    worker_id    text,
+    ok           boolean NOT NULL,
+    tokens_in    integer,
+    tokens_out   integer,
+    cost_usd     double precision,
+    latency_ms   double precision,
+    called_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX judge_calls_validator_called_at ON flywheel.judge_calls (validator_id, called_at);
+
+-- Pairwise verdicts: which of two traces answering the same input is better. Human votes
+-- (several annotators per pair) and judge verdicts (validator = the judge's name) side by
+-- side, imported ones included.
+CREATE TABLE flywheel.preferences (
+    id                bigserial PRIMARY KEY,
+    trace_a           bigint NOT NULL,
+    trace_b           bigint NOT NULL,
+    app               text NOT NULL,  -- copied from trace_a, for row-level security
+    winner            text NOT NULL CHECK (winner IN ('a', 'b', 'tie')),
+    judged_by         text NOT NULL DEFAULT 'human' CHECK (judged_by IN ('human', 'llm')),
+    validator         text,
+    validator_version integer,
+    annotator         text,
+    reason            text,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT preferences_two_traces CHECK (trace_a <> trace_b),
+    CONSTRAINT preferences_judge_names_itself CHECK (judged_by = 'human' OR validator IS NOT NULL)
+);
+-- Pairs are unordered: (a, b) and (b, a) are the same pair, with the winner flipped.
+CREATE INDEX preferences_pair ON flywheel.preferences (least(trace_a, trace_b), greatest(trace_a, trace_b));
+CREATE INDEX preferences_validator_created_at ON flywheel.preferences (validator, created_at);
+-- A worker writes a judge's verdict on a pair once, however often the job is retried.
+CREATE UNIQUE INDEX preferences_judge_once ON flywheel.preferences
+    (validator, validator_version, trace_a, trace_b) WHERE judged_by = 'llm' AND validator_version IS NOT NULL;
+
+-- Pairwise judges look for the other trace answering the same input: a hash index holds
+-- inputs of any length (a btree on text refuses values over ~2.7 kB).
+CREATE INDEX traces_input_hash ON flywheel.traces USING hash (input);
+$migration_body$;
+        INSERT INTO flywheel._migrations (name, checksum, version)
+        VALUES ('0200-judges.sql', '7976147ed9c8cd64bccd7a32d844ddcb77eb89daa1720b7c89f76f519e2dbf88', '0.1.0');
+    ELSIF _applied <> '7976147ed9c8cd64bccd7a32d844ddcb77eb89daa1720b7c89f76f519e2dbf88' THEN
+        RAISE EXCEPTION 'migration % was changed after it was applied', '0200-judges.sql'
+            USING HINT = 'an applied migration is never edited: restore migrations/'
+                || '0200-judges.sql' || ' and put the change in a new numbered migration';
+    END IF;
+END
+$migration$;
+
 CREATE OR REPLACE FUNCTION flywheel.version() RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path TO pg_catalog, pg_temp
@@ -303,7 +398,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:8f3507909596'] = importlib.import_module
+GD['dbflywheel:0.1.0:a91395df9578'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -339,10 +434,99 @@ def describe(plpy: Any) -> str:
             "missing": sorted(n for n, v in packages.items() if v is None),
         }
     )
+$pysrc$),
+    ('judges_ranking', $pysrc$"""Bradley-Terry scores of models, prompt versions and variants from pairwise verdicts."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+# Which trace attribute a ranking compares: the column of flywheel.traces.
+DIMENSIONS = ("model", "prompt_version", "variant")
+
+PREFERENCES = """
+SELECT p.app, CASE WHEN p.judged_by = 'human' THEN 'human' ELSE p.validator END AS source, p.winner,
+       ta.model AS model_a, tb.model AS model_b,
+       ta.prompt_version AS prompt_version_a, tb.prompt_version AS prompt_version_b,
+       ta.variant AS variant_a, tb.variant AS variant_b
+FROM flywheel.preferences p
+JOIN flywheel.traces ta ON ta.id = p.trace_a
+JOIN flywheel.traces tb ON tb.id = p.trace_b
+"""
+
+
+def bradley_terry(
+    comparisons: Iterable[tuple[str, str, str]], *, tolerance: float = 1e-10, max_iterations: int = 100_000
+) -> dict[str, float]:
+    """Scores (summing to 1) from (x, y, winner in 'a'|'b'|'tie') by the MM algorithm
+    (Hunter 2004); a tie counts as half a win for each side."""
+    import numpy as np
+
+    pairs = [(x, y, w) for x, y, w in comparisons if x != y]
+    names = sorted({n for x, y, _ in pairs for n in (x, y)})
+    if not names:
+        return {}
+    index = {n: i for i, n in enumerate(names)}
+    size = len(names)
+    wins = np.zeros((size, size))  # wins[i, j]: how often i beat j (ties: half each)
+    for x, y, w in pairs:
+        i, j = index[x], index[y]
+        if w == "a":
+            wins[i, j] += 1.0
+        elif w == "b":
+            wins[j, i] += 1.0
+        else:
+            wins[i, j] += 0.5
+            wins[j, i] += 0.5
+    games = wins + wins.T
+    won = wins.sum(axis=1)
+    scores = np.full(size, 1.0 / size)
+    for _ in range(max_iterations):
+        denominator = (games / (scores[:, None] + scores[None, :])).sum(axis=1)
+        updated = np.divide(won, denominator, out=np.zeros(size), where=denominator > 0)
+        updated /= updated.sum()
+        done = np.abs(updated - scores).max() < tolerance
+        scores = updated
+        if done:
+            break
+    return {n: float(scores[index[n]]) for n in names}
+
+
+def rankings(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """One row per (app, dimension, source, name): score, rank (1 = best), wins, losses, ties."""
+    groups: dict[tuple[str, str, str], list[tuple[str, str, str]]] = defaultdict(list)
+    for row in rows:
+        for dimension in DIMENSIONS:
+            a, b = row[f"{dimension}_a"], row[f"{dimension}_b"]
+            if a is not None and b is not None and a != b:
+                groups[(row["app"], dimension, row["source"])].append((a, b, row["winner"]))
+    for (app, dimension, source), comparisons in sorted(groups.items()):
+        scores = bradley_terry(comparisons)
+        tally: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+        for a, b, winner in comparisons:
+            if winner == "tie":
+                tally[a][2] += 1
+                tally[b][2] += 1
+            else:
+                tally[a if winner == "a" else b][0] += 1
+                tally[b if winner == "a" else a][1] += 1
+        ordered = sorted(scores, key=lambda n: (-scores[n], n))
+        for position, name in enumerate(ordered, start=1):
+            wins, losses, ties = tally[name]
+            yield {
+                "app": app, "dimension": dimension, "source": source, "name": name,
+                "score": scores[name], "rank": position, "wins": wins, "losses": losses, "ties": ties,
+            }
+
+
+def ranking(plpy: Any) -> list[dict[str, Any]]:
+    return list(rankings(plpy.execute(PREFERENCES)))
 $pysrc$)
 ON CONFLICT (name) DO UPDATE SET source = EXCLUDED.source
 WHERE flywheel._python_modules.source IS DISTINCT FROM EXCLUDED.source;
-DELETE FROM flywheel._python_modules WHERE name NOT IN ('environment');
+DELETE FROM flywheel._python_modules WHERE name NOT IN ('environment', 'judges_ranking');
 
 -- 010-traces.sql
 -- Traces, feedback and labels: partitions, the checks that need a lookup, row-level security.
@@ -466,10 +650,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:8f3507909596')
+_import = GD.get('dbflywheel:0.1.0:a91395df9578')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:8f3507909596']
+    _import = GD['dbflywheel:0.1.0:a91395df9578']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -490,6 +674,680 @@ BEGIN
     RETURN _id;
 END
 $$;
+
+-- 200-judges-queue.sql
+-- The judge queue: claim with FOR UPDATE SKIP LOCKED and a lease, complete idempotently,
+-- retry with exponential backoff and jitter, dead-letter after max_attempts, budgets, status.
+-- Workers (src/dbflywheel/worker.py) call these; the provider is called between a claim
+-- and its completion, outside any transaction.
+
+-- How many more jobs a validator may start now (NULL: no limit) and, when none, why.
+-- config.budget: {"jobs_per_hour": N, "usd_per_day": X, "usd_per_1m_tokens_in": P, "usd_per_1m_tokens_out": Q}.
+CREATE OR REPLACE FUNCTION flywheel._judge_budget(validator_id bigint, OUT remaining bigint, OUT reason text)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER  -- queue_status readers see why jobs wait, not the calls behind it
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _budget jsonb;
+    _used   bigint;
+    _spent  double precision;
+BEGIN
+    SELECT v.config -> 'budget' INTO _budget FROM flywheel.validators v WHERE v.id = _judge_budget.validator_id;
+    IF _budget IS NULL OR jsonb_typeof(_budget) <> 'object' THEN
+        RETURN;
+    END IF;
+    IF _budget ? 'usd_per_day' THEN
+        SELECT coalesce(sum(c.cost_usd), 0) INTO _spent FROM flywheel.judge_calls c
+        WHERE c.validator_id = _judge_budget.validator_id AND c.called_at > now() - interval '1 day';
+        IF _spent >= (_budget ->> 'usd_per_day')::double precision THEN
+            remaining := 0;
+            reason := format('budget: $%s of $%s per day spent; jobs wait', round(_spent::numeric, 4),
+                             _budget ->> 'usd_per_day');
+            RETURN;
+        END IF;
+    END IF;
+    IF _budget ? 'jobs_per_hour' THEN
+        -- Calls in the last hour plus jobs in hand now, so that a big claim cannot overshoot.
+        SELECT (SELECT count(*) FROM flywheel.judge_calls c
+                WHERE c.validator_id = _judge_budget.validator_id AND c.called_at > now() - interval '1 hour')
+             + (SELECT count(*) FROM flywheel.judge_jobs j
+                WHERE j.validator_id = _judge_budget.validator_id AND j.status = 'leased')
+        INTO _used;
+        remaining := greatest((_budget ->> 'jobs_per_hour')::bigint - _used, 0);
+        IF remaining = 0 THEN
+            reason := format('budget: %s jobs per hour reached; jobs wait', _budget ->> 'jobs_per_hour');
+        END IF;
+    END IF;
+END
+$$;
+
+-- The other trace a pairwise job compares with: the most recent earlier trace of the same app
+-- answering the same input with a different model, prompt version or variant. Pairing only
+-- with earlier traces judges each pair once: when its second trace arrives.
+CREATE OR REPLACE FUNCTION flywheel._judge_pair_for(trace_id bigint) RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    SELECT o.id
+    FROM flywheel.traces t
+    JOIN flywheel.traces o ON o.input = t.input AND o.app = t.app
+    WHERE t.id = _judge_pair_for.trace_id
+      AND (o.created_at, o.id) < (t.created_at, t.id)
+      AND (o.model, o.prompt_version, o.variant) IS DISTINCT FROM (t.model, t.prompt_version, t.variant)
+    ORDER BY o.created_at DESC, o.id DESC
+    LIMIT 1
+$$;
+
+-- The few-shot examples of a judge prompt. THE place where the semantic few-shot index
+-- (flywheel.few_shot) will be swapped in; for now the k most recent human-labelled traces
+-- of the same validator, the trace itself excluded.
+CREATE OR REPLACE FUNCTION flywheel._judge_examples(validator text, trace_id bigint, k integer)
+RETURNS TABLE (input text, output text, verdict text, score double precision, comment text)
+LANGUAGE sql STABLE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    SELECT t.input, t.output, l.verdict, l.score, l.comment
+    FROM (SELECT DISTINCT ON (l.trace_id) l.*
+          FROM flywheel.labels l
+          WHERE l.validator = _judge_examples.validator AND l.trace_id <> _judge_examples.trace_id
+            AND (l.verdict IS NOT NULL OR l.score IS NOT NULL)
+          ORDER BY l.trace_id, l.created_at DESC, l.id DESC) l
+    JOIN flywheel.traces t ON t.id = l.trace_id
+    ORDER BY l.created_at DESC, l.id DESC
+    LIMIT greatest(k, 0)
+$$;
+
+-- Text leaving the database for a provider: PII redacted unless the validator says otherwise.
+CREATE OR REPLACE FUNCTION flywheel._judge_text(body text, redact boolean) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF body IS NULL OR NOT redact THEN
+        RETURN body;
+    END IF;
+    RETURN flywheel.redact_pii(body);
+END
+$$;
+
+-- Claims up to max_jobs jobs for one worker: expired leases first become claimable again,
+-- validators over budget are skipped, and every claim counts one attempt (so a job that
+-- kills its worker still ends in the dead-letter table). Returns what the prompt needs,
+-- already redacted.
+CREATE OR REPLACE FUNCTION flywheel._claim_judge_jobs(worker_id text, max_jobs integer, lease interval)
+RETURNS TABLE (job_id bigint, trace_id bigint, pair_trace_id bigint, validator_id bigint, validator text,
+               validator_version integer, kind text, config jsonb, attempts integer,
+               input text, output text, expected text, pair_input text, pair_output text, examples jsonb)
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _limits  jsonb := '{}';  -- validator id -> jobs it may still start
+    _ids     bigint[] := '{}';
+    _taken   jsonb := '{}';
+    _row     record;
+BEGIN
+    UPDATE flywheel.judge_jobs j
+    SET status = 'pending', leased_by = NULL, lease_until = NULL,
+        last_error = format('lease of worker %s expired', j.leased_by)
+    WHERE j.id IN (SELECT e.id FROM flywheel.judge_jobs e
+                   WHERE e.status = 'leased' AND e.lease_until < now() FOR UPDATE SKIP LOCKED);
+
+    SELECT coalesce(jsonb_object_agg(v.id::text, b.remaining), '{}') INTO _limits
+    FROM flywheel.validators v, flywheel._judge_budget(v.id) b
+    WHERE v.config ? 'budget' AND b.remaining IS NOT NULL;
+
+    FOR _row IN
+        SELECT j.id, j.validator_id FROM flywheel.judge_jobs j
+        WHERE j.status = 'pending' AND j.run_after <= now()
+          AND coalesce((_limits ->> j.validator_id::text)::bigint, 1) > 0
+        ORDER BY j.run_after, j.id
+        LIMIT max_jobs
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        IF _limits ? _row.validator_id::text THEN
+            IF coalesce((_taken ->> _row.validator_id::text)::bigint, 0) >= (_limits ->> _row.validator_id::text)::bigint THEN
+                CONTINUE;
+            END IF;
+            _taken := jsonb_set(_taken, ARRAY[_row.validator_id::text],
+                                to_jsonb(coalesce((_taken ->> _row.validator_id::text)::bigint, 0) + 1));
+        END IF;
+        _ids := _ids || _row.id;
+    END LOOP;
+
+    RETURN QUERY
+    WITH leased AS (
+        UPDATE flywheel.judge_jobs j
+        SET status = 'leased', leased_by = _claim_judge_jobs.worker_id, lease_until = now() + lease,
+            attempts = j.attempts + 1
+        WHERE j.id = ANY (_ids)
+        RETURNING j.*
+    ), jobs AS (
+        SELECT l.*, v.name, coalesce(vv.kind, v.kind) AS kind, coalesce(vv.config, v.config) AS config,
+               CASE WHEN coalesce(vv.kind, v.kind) = 'llm_pairwise'
+                    THEN coalesce(l.pair_trace_id, flywheel._judge_pair_for(l.trace_id)) END AS pair_id
+        FROM leased l
+        JOIN flywheel.validators v ON v.id = l.validator_id
+        LEFT JOIN flywheel.validator_versions vv ON vv.validator_id = l.validator_id AND vv.version = l.validator_version
+    ), prepared AS (
+        SELECT j.*, coalesce((j.config ->> 'redact_pii')::boolean, true) AS redact FROM jobs j
+    )
+    SELECT p.id, p.trace_id, p.pair_id, p.validator_id, p.name, p.validator_version, p.kind, p.config, p.attempts,
+           flywheel._judge_text(t.input, p.redact), flywheel._judge_text(t.output, p.redact),
+           flywheel._judge_text(t.expected, p.redact),
+           flywheel._judge_text(o.input, p.redact), flywheel._judge_text(o.output, p.redact),
+           (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                       'input', flywheel._judge_text(e.input, p.redact),
+                       'output', flywheel._judge_text(e.output, p.redact),
+                       'verdict', e.verdict, 'score', e.score, 'comment', e.comment)), '[]')
+            FROM flywheel._judge_examples(p.name, p.trace_id, coalesce((p.config ->> 'few_shot')::integer, 0)) e)
+    FROM prepared p
+    LEFT JOIN flywheel.traces t ON t.id = p.trace_id
+    LEFT JOIN flywheel.traces o ON o.id = p.pair_id
+    ORDER BY p.id;
+END
+$$;
+
+-- Writes a verdict once (the unique key of validation_results makes a second writer a no-op),
+-- records the provider call, and removes the job, whoever holds its lease now.
+-- Returns true when this call wrote the result.
+CREATE OR REPLACE FUNCTION flywheel._complete_judge_job(
+    job_id bigint, worker_id text, validator_id bigint, status text, score double precision, label text,
+    details jsonb, tokens_in integer DEFAULT NULL, tokens_out integer DEFAULT NULL, latency_ms double precision DEFAULT NULL
+) RETURNS boolean
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _job     flywheel.judge_jobs;
+    _v       flywheel.validators;
+    _pair    bigint;
+    _written integer;
+    _budget  jsonb;
+BEGIN
+    SELECT * INTO _v FROM flywheel.validators v WHERE v.id = _complete_judge_job.validator_id;
+    _budget := coalesce(_v.config -> 'budget', '{}');
+    INSERT INTO flywheel.judge_calls (validator_id, job_id, worker_id, ok, tokens_in, tokens_out, cost_usd, latency_ms)
+    VALUES (_complete_judge_job.validator_id, job_id, worker_id, true, tokens_in, tokens_out,
+            coalesce(tokens_in, 0) * coalesce((_budget ->> 'usd_per_1m_tokens_in')::double precision, 0) / 1e6
+          + coalesce(tokens_out, 0) * coalesce((_budget ->> 'usd_per_1m_tokens_out')::double precision, 0) / 1e6,
+            latency_ms);
+
+    SELECT * INTO _job FROM flywheel.judge_jobs j WHERE j.id = _complete_judge_job.job_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN false;  -- another worker finished it after this one's lease expired
+    END IF;
+    INSERT INTO flywheel.validation_results AS r
+        (trace_id, validator_id, validator_version, status, score, label, details, judged_by)
+    VALUES (_job.trace_id, _job.validator_id, _job.validator_version, _complete_judge_job.status,
+            _complete_judge_job.score, _complete_judge_job.label, coalesce(_complete_judge_job.details, '{}'), 'llm')
+    ON CONFLICT (trace_id, validator_id, validator_version) DO NOTHING;
+    GET DIAGNOSTICS _written = ROW_COUNT;
+
+    _pair := coalesce(_job.pair_trace_id, (_complete_judge_job.details ->> 'pair_trace_id')::bigint);
+    IF _written > 0 AND _pair IS NOT NULL AND _complete_judge_job.label IN ('a', 'b', 'tie') THEN
+        INSERT INTO flywheel.preferences (trace_a, trace_b, winner, judged_by, validator, validator_version, reason)
+        VALUES (_job.trace_id, _pair, _complete_judge_job.label, 'llm', _v.name, _job.validator_version,
+                _complete_judge_job.details ->> 'reason')
+        ON CONFLICT DO NOTHING;
+    END IF;
+    DELETE FROM flywheel.judge_jobs j WHERE j.id = _job.id;
+    RETURN _written > 0;
+END
+$$;
+
+-- A failed provider call: back to pending after exponential backoff with jitter (or the
+-- provider's Retry-After, when longer), or into the dead-letter table after max_attempts.
+-- Returns 'retry', 'dead', or 'gone' when this worker no longer holds the job's lease.
+CREATE OR REPLACE FUNCTION flywheel._fail_judge_job(
+    job_id bigint, worker_id text, validator_id bigint, error text, retry_after double precision DEFAULT NULL
+) RETURNS text
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _job     flywheel.judge_jobs;
+    _config  jsonb;
+    _max     integer;
+    _backoff double precision;
+BEGIN
+    INSERT INTO flywheel.judge_calls (validator_id, job_id, worker_id, ok)
+    VALUES (_fail_judge_job.validator_id, job_id, worker_id, false);
+    SELECT * INTO _job FROM flywheel.judge_jobs j
+    WHERE j.id = _fail_judge_job.job_id AND j.status = 'leased' AND j.leased_by = _fail_judge_job.worker_id
+    FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN 'gone';
+    END IF;
+    SELECT coalesce(vv.config, v.config) INTO _config
+    FROM flywheel.validators v
+    LEFT JOIN flywheel.validator_versions vv ON vv.validator_id = v.id AND vv.version = _job.validator_version
+    WHERE v.id = _job.validator_id;
+    _max := coalesce((_config ->> 'max_attempts')::integer, 5);
+    IF _job.attempts >= _max THEN
+        INSERT INTO flywheel.judge_dead_letters
+            (id, trace_id, validator_id, validator_version, pair_trace_id, attempts, error, created_at)
+        VALUES (_job.id, _job.trace_id, _job.validator_id, _job.validator_version, _job.pair_trace_id,
+                _job.attempts, coalesce(error, 'unknown error'), _job.created_at)
+        ON CONFLICT (id) DO UPDATE SET attempts = EXCLUDED.attempts, error = EXCLUDED.error, dead_at = now();
+        DELETE FROM flywheel.judge_jobs j WHERE j.id = _job.id;
+        RETURN 'dead';
+    END IF;
+    -- Full jitter around the exponential step: workers that failed together do not retry together.
+    _backoff := least(coalesce((_config ->> 'retry_max_seconds')::double precision, 300),
+                      coalesce((_config ->> 'retry_base_seconds')::double precision, 2) * 2 ^ (_job.attempts - 1))
+                * (0.5 + random());
+    UPDATE flywheel.judge_jobs j
+    SET status = 'pending', leased_by = NULL, lease_until = NULL, last_error = error,
+        run_after = now() + make_interval(secs => greatest(_backoff, coalesce(retry_after, 0)))
+    WHERE j.id = _job.id;
+    RETURN 'retry';
+END
+$$;
+
+-- A worker's heartbeat: its row in judge_workers, and its leases extended (a slow provider
+-- call keeps its job; a worker killed with -9 stops extending and its leases expire).
+CREATE OR REPLACE FUNCTION flywheel._judge_heartbeat(
+    worker_id text, hostname text, pid integer, concurrency integer, in_flight integer,
+    jobs_done bigint, jobs_failed bigint, lease interval
+) RETURNS void
+LANGUAGE sql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    INSERT INTO flywheel.judge_workers AS w
+        (worker_id, hostname, pid, concurrency, in_flight, jobs_done, jobs_failed)
+    VALUES (worker_id, hostname, pid, concurrency, in_flight, jobs_done, jobs_failed)
+    ON CONFLICT (worker_id) DO UPDATE
+    SET in_flight = EXCLUDED.in_flight, jobs_done = EXCLUDED.jobs_done, jobs_failed = EXCLUDED.jobs_failed,
+        last_seen = now();
+    UPDATE flywheel.judge_jobs j SET lease_until = now() + lease
+    WHERE j.status = 'leased' AND j.leased_by = _judge_heartbeat.worker_id;
+$$;
+
+-- Puts dead-lettered jobs back in the queue with a fresh attempt count: all of them, those of
+-- one validator (by name), or the given job ids. Returns how many were requeued.
+CREATE OR REPLACE FUNCTION flywheel.requeue_dead(validator text DEFAULT NULL, job_ids bigint[] DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _n integer;
+BEGIN
+    WITH moved AS (
+        DELETE FROM flywheel.judge_dead_letters d
+        USING flywheel.validators v
+        WHERE v.id = d.validator_id
+          AND (requeue_dead.validator IS NULL OR v.name = requeue_dead.validator)
+          AND (requeue_dead.job_ids IS NULL OR d.id = ANY (requeue_dead.job_ids))
+        RETURNING d.*
+    ), requeued AS (
+        INSERT INTO flywheel.judge_jobs (id, trace_id, validator_id, validator_version, pair_trace_id, last_error, created_at)
+        SELECT m.id, m.trace_id, m.validator_id, m.validator_version, m.pair_trace_id,
+               'requeued after: ' || m.error, m.created_at
+        FROM moved m
+        ON CONFLICT DO NOTHING
+        RETURNING 1
+    )
+    SELECT count(*) INTO _n FROM requeued;
+    IF _n > 0 THEN
+        PERFORM pg_notify('flywheel_judge_jobs', 'requeued');
+    END IF;
+    RETURN _n;
+END
+$$;
+
+-- The queue per async validator: what waits, what is in hand, what is done or dead, and why
+-- jobs wait when a budget holds them.
+CREATE OR REPLACE VIEW flywheel.queue_status AS
+SELECT v.name AS validator,
+       v.version AS validator_version,
+       coalesce(q.pending, 0) AS pending,
+       coalesce(q.leased, 0) AS leased,
+       coalesce(r.done, 0) AS done,
+       coalesce(d.dead, 0) AS dead,
+       now() - q.oldest_pending AS oldest_pending_age,
+       coalesce(q.retrying, 0) AS retrying,
+       b.reason AS waiting_reason
+FROM flywheel.validators v
+LEFT JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE j.status = 'pending') AS pending,
+           count(*) FILTER (WHERE j.status = 'leased') AS leased,
+           count(*) FILTER (WHERE j.status = 'pending' AND j.attempts > 0) AS retrying,
+           min(j.created_at) FILTER (WHERE j.status = 'pending') AS oldest_pending
+    FROM flywheel.judge_jobs j WHERE j.validator_id = v.id) q ON true
+LEFT JOIN LATERAL (
+    SELECT count(*) AS done FROM flywheel.validation_results r WHERE r.validator_id = v.id AND r.judged_by = 'llm') r ON true
+LEFT JOIN LATERAL (
+    SELECT count(*) AS dead FROM flywheel.judge_dead_letters d WHERE d.validator_id = v.id) d ON true
+LEFT JOIN LATERAL flywheel._judge_budget(v.id) b ON true
+WHERE v.mode = 'async' OR q.pending + q.leased > 0 OR d.dead > 0;
+
+-- 210-judges-config.sql
+-- The configuration of an LLM judge (kind llm_judge or llm_pairwise), checked when a validator
+-- is created or changed. Replaces the minimal version of the validators' file (this file runs
+-- later). Unknown keys are refused, so that a typo does not silently fall back to a default.
+--   criterion     text: what the judge checks (required for llm_judge)
+--   provider      'offline' (deterministic heuristics, the default) | 'openai' (any OpenAI-compatible endpoint)
+--   model, base_url, api_key_env: for 'openai'; the API key itself comes from the worker's
+--                 environment variable api_key_env (default OPENAI_API_KEY), never from the database
+--   scale         'binary' (default) | '1-5' (pass_threshold, default 4, turns a score into pass/fail)
+--   few_shot      k labelled examples in the prompt (default 0)
+--   redact_pii    default true: flywheel.redact_pii() on every text sent to the provider
+--   agreement_floor (0..1), agreement_window (interval, default '7 days'), agreement_min_n (default 20)
+--   budget        {jobs_per_hour, usd_per_day, usd_per_1m_tokens_in, usd_per_1m_tokens_out}
+--   max_attempts (default 5), retry_base_seconds (2), retry_max_seconds (300), timeout_seconds (30),
+--   temperature (0), latency_ms (offline judge only: simulated latency)
+CREATE OR REPLACE FUNCTION flywheel._check_llm_judge_config(kind text, config jsonb) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _known  text[] := ARRAY['criterion', 'provider', 'model', 'base_url', 'api_key_env', 'scale', 'pass_threshold',
+                            'few_shot', 'redact_pii', 'agreement_floor', 'agreement_window', 'agreement_min_n',
+                            'budget', 'max_attempts', 'retry_base_seconds', 'retry_max_seconds', 'timeout_seconds',
+                            'temperature', 'latency_ms'];
+    _key    text;
+    _provider text := coalesce(config ->> 'provider', 'offline');
+    _num    text;
+BEGIN
+    IF kind NOT IN ('llm_judge', 'llm_pairwise') THEN
+        RAISE EXCEPTION 'not an LLM judge kind: % (llm_judge or llm_pairwise)', kind;
+    END IF;
+    IF config IS NULL OR jsonb_typeof(config) <> 'object' THEN
+        RAISE EXCEPTION '% config must be a JSON object', kind;
+    END IF;
+    FOR _key IN SELECT jsonb_object_keys(config) LOOP
+        IF _key ~* 'api_key$|secret|password|token$' AND _key <> 'api_key_env' THEN
+            RAISE EXCEPTION '% config: % must not be stored in the database', kind, _key
+                USING HINT = 'name the worker''s environment variable that holds it: {"api_key_env": "OPENAI_API_KEY"}';
+        END IF;
+        IF NOT _key = ANY (_known) THEN
+            RAISE EXCEPTION '% config: unknown key "%"', kind, _key
+                USING HINT = 'known keys: ' || array_to_string(_known, ', ');
+        END IF;
+    END LOOP;
+    IF kind = 'llm_judge' AND coalesce(btrim(config ->> 'criterion'), '') = '' THEN
+        RAISE EXCEPTION 'llm_judge config needs a criterion: what the judge checks in the output'
+            USING HINT = '{"criterion": "The answer is polite and answers the question."}';
+    END IF;
+    IF config ? 'criterion' AND jsonb_typeof(config -> 'criterion') <> 'string' THEN
+        RAISE EXCEPTION '% config: criterion must be a string', kind;
+    END IF;
+    IF _provider NOT IN ('offline', 'openai') THEN
+        RAISE EXCEPTION '% config: provider must be offline or openai (any OpenAI-compatible endpoint), not %',
+            kind, _provider;
+    END IF;
+    IF _provider = 'openai' AND coalesce(config ->> 'model', '') = '' THEN
+        RAISE EXCEPTION '% config: provider openai needs a model', kind;
+    END IF;
+    IF config ? 'base_url' AND (config ->> 'base_url') !~ '^https?://' THEN
+        RAISE EXCEPTION '% config: base_url must be an http(s) URL, not %', kind, config ->> 'base_url';
+    END IF;
+    IF coalesce(config ->> 'scale', 'binary') NOT IN ('binary', '1-5') THEN
+        RAISE EXCEPTION '% config: scale must be binary or 1-5, not %', kind, config ->> 'scale';
+    END IF;
+    IF kind = 'llm_pairwise' AND coalesce(config ->> 'scale', 'binary') <> 'binary' THEN
+        RAISE EXCEPTION 'llm_pairwise config: a pairwise judge answers a, b or tie; scale does not apply';
+    END IF;
+    IF config ? 'redact_pii' AND jsonb_typeof(config -> 'redact_pii') <> 'boolean' THEN
+        RAISE EXCEPTION '% config: redact_pii must be true or false', kind;
+    END IF;
+    -- Numbers and their ranges.
+    FOR _key, _num IN SELECT * FROM (VALUES
+        ('few_shot', '0..50'), ('pass_threshold', '1..5'), ('agreement_floor', '0..1'), ('agreement_min_n', '1..1000000'),
+        ('max_attempts', '1..100'), ('retry_base_seconds', '0..3600'), ('retry_max_seconds', '0..86400'),
+        ('timeout_seconds', '0.1..3600'), ('temperature', '0..2'), ('latency_ms', '0..600000')) AS r(k, range)
+    LOOP
+        CONTINUE WHEN NOT config ? _key;
+        IF jsonb_typeof(config -> _key) <> 'number'
+           OR (config ->> _key)::numeric < split_part(_num, '..', 1)::numeric
+           OR (config ->> _key)::numeric > split_part(_num, '..', 2)::numeric THEN
+            RAISE EXCEPTION '% config: % must be a number in %, not %', kind, _key, _num, config -> _key;
+        END IF;
+    END LOOP;
+    IF config ? 'agreement_window' THEN
+        BEGIN
+            PERFORM (config ->> 'agreement_window')::interval;
+        EXCEPTION WHEN others THEN
+            RAISE EXCEPTION '% config: agreement_window must be an interval such as ''7 days'', not %',
+                kind, config -> 'agreement_window';
+        END;
+    END IF;
+    IF config ? 'budget' THEN
+        IF jsonb_typeof(config -> 'budget') <> 'object' THEN
+            RAISE EXCEPTION '% config: budget must be an object such as {"jobs_per_hour": 1000}', kind;
+        END IF;
+        FOR _key IN SELECT jsonb_object_keys(config -> 'budget') LOOP
+            IF _key NOT IN ('jobs_per_hour', 'usd_per_day', 'usd_per_1m_tokens_in', 'usd_per_1m_tokens_out') THEN
+                RAISE EXCEPTION '% config: unknown budget key "%" (jobs_per_hour, usd_per_day, usd_per_1m_tokens_in, usd_per_1m_tokens_out)',
+                    kind, _key;
+            END IF;
+            IF jsonb_typeof(config -> 'budget' -> _key) <> 'number' OR (config -> 'budget' ->> _key)::numeric < 0 THEN
+                RAISE EXCEPTION '% config: budget.% must be a number >= 0', kind, _key;
+            END IF;
+        END LOOP;
+    END IF;
+END
+$$;
+
+-- 220-judges-alignment.sql
+-- Alignment of judges with people: every (human verdict, judge verdict) pair on the same item,
+-- then agreement, coverage, false failure rate and Cohen's kappa per validator version, an
+-- alert when a judge falls below its floor, and preferences' checks.
+
+-- A preference names two traces that exist; it takes trace_a's app (row-level security).
+CREATE OR REPLACE FUNCTION flywheel._check_preference() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _app_b text;
+BEGIN
+    SELECT t.app INTO NEW.app FROM flywheel.traces t WHERE t.id = NEW.trace_a;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'preference for trace %, which does not exist', NEW.trace_a USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    SELECT t.app INTO _app_b FROM flywheel.traces t WHERE t.id = NEW.trace_b;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'preference for trace %, which does not exist', NEW.trace_b USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    IF _app_b <> NEW.app THEN
+        RAISE EXCEPTION 'a preference compares traces of one app, not % and %', NEW.app, _app_b;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER preferences_traces_must_exist BEFORE INSERT OR UPDATE OF trace_a, trace_b
+    ON flywheel.preferences FOR EACH ROW EXECUTE FUNCTION flywheel._check_preference();
+
+ALTER TABLE flywheel.preferences ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS own_app ON flywheel.preferences;
+DROP POLICY IF EXISTS admin_all ON flywheel.preferences;
+-- An application may record its users' A/B choices, for its own app only (as for feedback).
+CREATE POLICY own_app ON flywheel.preferences TO flywheel_app
+    USING (ARRAY[app] <@ (SELECT flywheel._apps_of(current_user)))
+    WITH CHECK (ARRAY[app] <@ (SELECT flywheel._apps_of(current_user)) AND judged_by = 'human');
+CREATE POLICY admin_all ON flywheel.preferences TO flywheel_admin USING (true) WITH CHECK (true);
+
+-- Pairs are unordered: each preference as (low trace, high trace, winner seen from low).
+CREATE OR REPLACE VIEW flywheel._preference_pairs AS
+SELECT p.id, p.app, least(p.trace_a, p.trace_b) AS trace_low, greatest(p.trace_a, p.trace_b) AS trace_high,
+       CASE WHEN p.winner = 'tie' OR p.trace_a < p.trace_b THEN p.winner
+            WHEN p.winner = 'a' THEN 'b' ELSE 'a' END AS winner,
+       p.judged_by, p.validator, p.validator_version, p.annotator, p.created_at
+FROM flywheel.preferences p;
+
+-- The human verdict on a pair: the most frequent answer among its annotators; a tie between
+-- the most frequent answers counts as 'tie'.
+CREATE OR REPLACE VIEW flywheel._human_pair_majority AS
+WITH votes AS (
+    SELECT trace_low, trace_high, winner, count(*) AS n
+    FROM flywheel._preference_pairs WHERE judged_by = 'human'
+    GROUP BY trace_low, trace_high, winner
+), ranked AS (
+    SELECT v.*, rank() OVER w AS r, sum(n) OVER w AS votes
+    FROM votes v WINDOW w AS (PARTITION BY trace_low, trace_high ORDER BY n DESC
+                              RANGE BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+)
+SELECT trace_low, trace_high,
+       CASE WHEN count(*) > 1 THEN 'tie' ELSE min(winner) END AS winner,
+       max(votes)::bigint AS votes
+FROM ranked WHERE r = 1
+GROUP BY trace_low, trace_high;
+
+-- Every item judged by both a person and a validator: (validator, version, human, judge, when).
+-- Pass/fail validators: the latest human label of the trace for that validator against the
+-- validator's result. Pairwise judges: the human majority on the pair against the judge's
+-- latest verdict on it.
+CREATE OR REPLACE VIEW flywheel._alignment_items AS
+SELECT v.name AS validator, r.validator_version, h.verdict AS human, r.status AS judge, r.created_at AS judged_at
+FROM flywheel.validation_results r
+JOIN flywheel.validators v ON v.id = r.validator_id
+JOIN LATERAL (
+    SELECT l.verdict FROM flywheel.labels l
+    WHERE l.trace_id = r.trace_id AND l.validator = v.name AND l.verdict IS NOT NULL
+    ORDER BY l.created_at DESC, l.id DESC LIMIT 1) h ON true
+WHERE r.status IN ('pass', 'fail') AND v.kind <> 'llm_pairwise'
+UNION ALL
+SELECT j.validator, j.validator_version, m.winner, j.winner, j.created_at
+FROM (SELECT DISTINCT ON (p.validator, p.validator_version, p.trace_low, p.trace_high) p.*
+      FROM flywheel._preference_pairs p WHERE p.judged_by = 'llm'
+      ORDER BY p.validator, p.validator_version, p.trace_low, p.trace_high, p.created_at DESC, p.id DESC) j
+JOIN flywheel._human_pair_majority m ON m.trace_low = j.trace_low AND m.trace_high = j.trace_high;
+
+-- Agreement statistics of a set of (human, judge) items. Kappa = (p_o - p_e) / (1 - p_e),
+-- p_e from the two raters' marginals over every category; NULL when p_e = 1 (one category).
+CREATE OR REPLACE FUNCTION flywheel._agreement(humans text[], judges text[],
+    OUT n bigint, OUT agreement double precision, OUT coverage double precision,
+    OUT false_failure_rate double precision, OUT kappa double precision)
+LANGUAGE sql IMMUTABLE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    WITH items AS (SELECT * FROM unnest(humans, judges) AS i(h, j)),
+    stats AS (
+        SELECT count(*)::bigint AS n,
+               avg((h = j)::integer)::double precision AS p_o,
+               (count(*) FILTER (WHERE h = 'fail' AND j = 'fail'))::double precision
+                   / nullif(count(*) FILTER (WHERE h = 'fail'), 0) AS coverage,
+               (count(*) FILTER (WHERE h = 'pass' AND j = 'fail'))::double precision
+                   / nullif(count(*) FILTER (WHERE h = 'pass'), 0) AS false_failure_rate
+        FROM items),
+    chance AS (
+        SELECT sum(((SELECT count(*) FROM items WHERE h = c)::double precision / s.n)
+                 * ((SELECT count(*) FROM items WHERE j = c)::double precision / s.n)) AS p_e
+        FROM stats s, (SELECT h AS c FROM items UNION SELECT j FROM items) cats
+        WHERE s.n > 0)
+    SELECT s.n, s.p_o, s.coverage, s.false_failure_rate,
+           CASE WHEN c.p_e < 1 THEN (s.p_o - c.p_e) / (1 - c.p_e) END
+    FROM stats s, chance c
+$$;
+
+-- How far each validator version agrees with people (pass/fail labels, or pairwise human
+-- majorities): n items, agreement, coverage (share of human-failed items it failed), false
+-- failure rate (share of human-passed items it failed), Cohen's kappa. Pairwise judges have
+-- no coverage or false failure rate (NULL); their kappa is over {a, b, tie}.
+CREATE OR REPLACE VIEW flywheel.validator_alignment AS
+SELECT i.validator, i.validator_version, a.n, a.agreement, a.coverage, a.false_failure_rate, a.kappa
+FROM (SELECT validator, validator_version, array_agg(human) AS humans, array_agg(judge) AS judges
+      FROM flywheel._alignment_items GROUP BY validator, validator_version) i,
+     flywheel._agreement(i.humans, i.judges) a;
+
+-- The same per week of judging.
+CREATE OR REPLACE VIEW flywheel.validator_alignment_weekly AS
+SELECT i.validator, i.validator_version, i.week, a.n, a.agreement, a.coverage, a.false_failure_rate, a.kappa
+FROM (SELECT validator, validator_version, date_trunc('week', judged_at) AS week,
+             array_agg(human) AS humans, array_agg(judge) AS judges
+      FROM flywheel._alignment_items GROUP BY validator, validator_version, date_trunc('week', judged_at)) i,
+     flywheel._agreement(i.humans, i.judges) a;
+
+-- Raises a judge_agreement alert (flywheel.alerts + NOTIFY flywheel_alerts) for every judge
+-- whose agreement over its window (config agreement_window, default 7 days; at least
+-- agreement_min_n items, default 20) is below its agreement_floor, at most once per window
+-- while the alert stays unacknowledged. Workers call it every minute; pg_cron can too.
+CREATE OR REPLACE FUNCTION flywheel.check_judge_agreement()
+RETURNS TABLE (validator text, n bigint, agreement double precision, agreement_floor double precision, alert_id bigint)
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _v      record;
+    _stats  record;
+    _window interval;
+BEGIN
+    FOR _v IN SELECT * FROM flywheel.validators v WHERE v.config ? 'agreement_floor' AND v.enabled ORDER BY v.name LOOP
+        _window := coalesce((_v.config ->> 'agreement_window')::interval, interval '7 days');
+        SELECT a.* INTO _stats
+        FROM (SELECT array_agg(i.human) AS humans, array_agg(i.judge) AS judges
+              FROM flywheel._alignment_items i
+              WHERE i.validator = _v.name AND i.judged_at > now() - _window) w,
+             flywheel._agreement(w.humans, w.judges) a;
+        CONTINUE WHEN _stats.n IS NULL OR _stats.n < coalesce((_v.config ->> 'agreement_min_n')::integer, 20)
+                   OR _stats.agreement >= (_v.config ->> 'agreement_floor')::double precision;
+        CONTINUE WHEN EXISTS (SELECT 1 FROM flywheel.alerts al
+                              WHERE al.kind = 'judge_agreement' AND al.subject = _v.name
+                                AND al.acknowledged_at IS NULL AND al.created_at > now() - _window);
+        validator := _v.name;
+        n := _stats.n;
+        agreement := _stats.agreement;
+        agreement_floor := (_v.config ->> 'agreement_floor')::double precision;
+        alert_id := flywheel._raise_alert('judge_agreement', _v.name,
+            format('judge %s agrees with people on %s%% of %s items over the last %s, below its floor of %s%%',
+                   _v.name, round((100 * _stats.agreement)::numeric, 1), _stats.n, _window,
+                   round((100 * agreement_floor)::numeric, 1)),
+            jsonb_build_object('n', _stats.n, 'agreement', _stats.agreement, 'kappa', _stats.kappa,
+                               'floor', agreement_floor, 'window', _window::text));
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+-- 230-judges-ranking.sql
+-- Bradley-Terry rankings of models, prompt versions and variants from pairwise verdicts:
+-- human votes and each judge's verdicts ranked separately, then side by side.
+
+-- One row per (app, dimension, source, name); source is 'human' or the judge's name.
+CREATE OR REPLACE FUNCTION flywheel._bradley_terry()
+RETURNS TABLE (app text, dimension text, source text, name text, score double precision, rank integer,
+               wins integer, losses integer, ties integer)
+LANGUAGE plpython3u STABLE
+SECURITY DEFINER  -- readers see the ranking (aggregates), not the traces behind it
+SET search_path TO pg_catalog, pg_temp
+AS $python$
+_import = GD.get('dbflywheel:0.1.0:a91395df9578')
+if _import is None:
+    plpy.execute("SELECT flywheel._python_boot()")
+    _import = GD['dbflywheel:0.1.0:a91395df9578']
+return _import('judges_ranking').ranking(plpy)
+$python$;
+
+-- The human ranking next to each judge's: one row per (app, dimension, judge, name).
+-- Rows with judge NULL are names that only people (or no judge) compared.
+CREATE OR REPLACE VIEW flywheel.pairwise_ranking AS
+WITH bt AS (SELECT * FROM flywheel._bradley_terry())
+SELECT coalesce(j.app, h.app) AS app, coalesce(j.dimension, h.dimension) AS dimension,
+       coalesce(j.name, h.name) AS name, j.source AS judge,
+       h.score AS human_score, h.rank AS human_rank, h.wins + h.losses + h.ties AS human_comparisons,
+       j.score AS judge_score, j.rank AS judge_rank, j.wins + j.losses + j.ties AS judge_comparisons
+FROM (SELECT * FROM bt WHERE source = 'human') h
+FULL JOIN (SELECT * FROM bt WHERE source <> 'human') j
+    ON j.app = h.app AND j.dimension = h.dimension AND j.name = h.name;
+
+-- 299-privileges-judges.sql
+-- Privileges of the judges' objects (sql/900-privileges.sql then re-grants admin everything).
+-- Workers connect as a member of flywheel_admin. Applications may record their users' A/B
+-- choices as human preferences; readers see alignment, rankings and the queue, not traces.
+GRANT SELECT, INSERT ON flywheel.preferences TO flywheel_app;
+GRANT USAGE ON SEQUENCE flywheel.preferences_id_seq TO flywheel_app;
+GRANT EXECUTE ON FUNCTION flywheel._check_preference() TO flywheel_app;
+
+GRANT SELECT ON flywheel.validator_alignment, flywheel.validator_alignment_weekly,
+    flywheel.pairwise_ranking, flywheel.queue_status TO flywheel_reader;
+-- Functions the reader's views call (as the reader): aggregates only.
+GRANT EXECUTE ON FUNCTION flywheel._agreement(text[], text[]), flywheel._bradley_terry(),
+    flywheel._judge_budget(bigint) TO flywheel_reader;
 
 -- 900-privileges.sql
 -- Privileges, in one place, applied after every object exists.
