@@ -47,7 +47,8 @@ def bradley_terry(
     won = wins.sum(axis=1)
     scores = np.full(size, 1.0 / size)
     for _ in range(max_iterations):
-        denominator = (games / (scores[:, None] + scores[None, :])).sum(axis=1)
+        sums = scores[:, None] + scores[None, :]
+        denominator = np.divide(games, sums, out=np.zeros_like(games), where=games > 0).sum(axis=1)
         updated = np.divide(won, denominator, out=np.zeros(size), where=denominator > 0)
         updated /= updated.sum()
         done = np.abs(updated - scores).max() < tolerance

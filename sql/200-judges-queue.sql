@@ -204,7 +204,7 @@ BEGIN
         (trace_id, validator_id, validator_version, status, score, label, details, judged_by)
     VALUES (_job.trace_id, _job.validator_id, _job.validator_version, _complete_judge_job.status,
             _complete_judge_job.score, _complete_judge_job.label, coalesce(_complete_judge_job.details, '{}'), 'llm')
-    ON CONFLICT (trace_id, validator_id, validator_version) DO NOTHING;
+    ON CONFLICT ON CONSTRAINT validation_results_trace_id_validator_id_validator_version_key DO NOTHING;
     GET DIAGNOSTICS _written = ROW_COUNT;
 
     _pair := coalesce(_job.pair_trace_id, (_complete_judge_job.details ->> 'pair_trace_id')::bigint);

@@ -398,7 +398,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:a91395df9578'] = importlib.import_module
+GD['dbflywheel:0.1.0:8f78fda73515'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -484,7 +484,8 @@ def bradley_terry(
     won = wins.sum(axis=1)
     scores = np.full(size, 1.0 / size)
     for _ in range(max_iterations):
-        denominator = (games / (scores[:, None] + scores[None, :])).sum(axis=1)
+        sums = scores[:, None] + scores[None, :]
+        denominator = np.divide(games, sums, out=np.zeros_like(games), where=games > 0).sum(axis=1)
         updated = np.divide(won, denominator, out=np.zeros(size), where=denominator > 0)
         updated /= updated.sum()
         done = np.abs(updated - scores).max() < tolerance
@@ -650,10 +651,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:a91395df9578')
+_import = GD.get('dbflywheel:0.1.0:8f78fda73515')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:a91395df9578']
+    _import = GD['dbflywheel:0.1.0:8f78fda73515']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -882,7 +883,7 @@ BEGIN
         (trace_id, validator_id, validator_version, status, score, label, details, judged_by)
     VALUES (_job.trace_id, _job.validator_id, _job.validator_version, _complete_judge_job.status,
             _complete_judge_job.score, _complete_judge_job.label, coalesce(_complete_judge_job.details, '{}'), 'llm')
-    ON CONFLICT (trace_id, validator_id, validator_version) DO NOTHING;
+    ON CONFLICT ON CONSTRAINT validation_results_trace_id_validator_id_validator_version_key DO NOTHING;
     GET DIAGNOSTICS _written = ROW_COUNT;
 
     _pair := coalesce(_job.pair_trace_id, (_complete_judge_job.details ->> 'pair_trace_id')::bigint);
@@ -1316,10 +1317,10 @@ LANGUAGE plpython3u STABLE
 SECURITY DEFINER  -- readers see the ranking (aggregates), not the traces behind it
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:a91395df9578')
+_import = GD.get('dbflywheel:0.1.0:8f78fda73515')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:a91395df9578']
+    _import = GD['dbflywheel:0.1.0:8f78fda73515']
 return _import('judges_ranking').ranking(plpy)
 $python$;
 
