@@ -1178,7 +1178,8 @@ CREATE OR REPLACE VIEW flywheel._preference_pairs AS
 SELECT p.id, p.app, least(p.trace_a, p.trace_b) AS trace_low, greatest(p.trace_a, p.trace_b) AS trace_high,
        CASE WHEN p.winner = 'tie' OR p.trace_a < p.trace_b THEN p.winner
             WHEN p.winner = 'a' THEN 'b' ELSE 'a' END AS winner,
-       p.judged_by, p.validator, p.validator_version, p.annotator, p.created_at
+       p.judged_by, p.validator, p.validator_version, p.annotator, p.created_at,
+       p.trace_a, p.winner AS winner_as_given
 FROM flywheel.preferences p;
 
 -- The human verdict on a pair: the most frequent answer among its annotators; a tie between
@@ -1202,7 +1203,8 @@ GROUP BY trace_low, trace_high;
 -- Every item judged by both a person and a validator: (validator, version, human, judge, when).
 -- Pass/fail validators: the latest human label of the trace for that validator against the
 -- validator's result. Pairwise judges: the human majority on the pair against the judge's
--- latest verdict on it.
+-- latest verdict on it, both seen from the pair's order as the judge was shown it ('a' is
+-- the judge's trace_a), since kappa over {a, b, tie} depends on which side is 'a'.
 CREATE OR REPLACE VIEW flywheel._alignment_items AS
 SELECT v.name AS validator, r.validator_version, h.verdict AS human, r.status AS judge, r.created_at AS judged_at
 FROM flywheel.validation_results r
@@ -1213,7 +1215,10 @@ JOIN LATERAL (
     ORDER BY l.created_at DESC, l.id DESC LIMIT 1) h ON true
 WHERE r.status IN ('pass', 'fail') AND v.kind <> 'llm_pairwise'
 UNION ALL
-SELECT j.validator, j.validator_version, m.winner, j.winner, j.created_at
+SELECT j.validator, j.validator_version,
+       CASE WHEN m.winner = 'tie' OR j.trace_a = j.trace_low THEN m.winner
+            WHEN m.winner = 'a' THEN 'b' ELSE 'a' END,
+       j.winner_as_given, j.created_at
 FROM (SELECT DISTINCT ON (p.validator, p.validator_version, p.trace_low, p.trace_high) p.*
       FROM flywheel._preference_pairs p WHERE p.judged_by = 'llm'
       ORDER BY p.validator, p.validator_version, p.trace_low, p.trace_high, p.created_at DESC, p.id DESC) j

@@ -15,8 +15,8 @@ from psycopg.types.json import Jsonb
 from dbflywheel.errors import FlywheelError
 
 DATA = Path(str(resources.files("dbflywheel") / "data" / "datasets" / "llmfao"))
-# The judges of the data set, as the validator names their verdicts carry.
-JUDGE_FILES = {"llmfao_gpt4": "gpt4-comparisons.csv", "llmfao_gpt35": "gpt3-crowd-comparisons.csv"}
+# The judges of the data set: the validator names their verdicts carry are <prefix>_<judge>.
+JUDGE_FILES = {"gpt4": "gpt4-comparisons.csv", "gpt35": "gpt3-crowd-comparisons.csv"}
 WINNER = {"left": "a", "right": "b", "tie": "tie"}
 
 
@@ -42,8 +42,9 @@ def _csv(name: str) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def load(conn: psycopg.Connection, *, app: str = "llmfao") -> LoadResult:
-    """Loads the data set once per app, in one transaction; a second load of the same app is refused."""
+def load(conn: psycopg.Connection, *, app: str = "llmfao", judge_prefix: str = "llmfao") -> LoadResult:
+    """Loads the data set once per app, in one transaction; a second load of the same app is
+    refused. The judges' verdicts are named <judge_prefix>_gpt4 and <judge_prefix>_gpt35."""
     prompts = {p["id"]: p for p in _jsonl("prompts.jsonl")}
     results = _jsonl("results.jsonl")
     with conn.transaction():
@@ -83,6 +84,6 @@ def load(conn: psycopg.Connection, *, app: str = "llmfao") -> LoadResult:
             for judge, name in JUDGE_FILES.items():
                 verdicts = _csv(name)
                 for row in verdicts:
-                    copy.write_row((*pair(row), WINNER[row["winner"]], "llm", judge, None))
-                judged[judge] = len(verdicts)
+                    copy.write_row((*pair(row), WINNER[row["winner"]], "llm", f"{judge_prefix}_{judge}", None))
+                judged[f"{judge_prefix}_{judge}"] = len(verdicts)
     return LoadResult(app, len(inserted), len(crowd), judged)
