@@ -3,7 +3,6 @@
 -- choices as human preferences; readers see alignment, rankings and the queue, not traces.
 GRANT SELECT, INSERT ON flywheel.preferences TO flywheel_app;
 GRANT USAGE ON SEQUENCE flywheel.preferences_id_seq TO flywheel_app;
-GRANT EXECUTE ON FUNCTION flywheel._check_preference() TO flywheel_app;
 
 GRANT SELECT ON flywheel.validator_alignment, flywheel.validator_alignment_weekly,
     flywheel.pairwise_ranking, flywheel.queue_status TO flywheel_reader;

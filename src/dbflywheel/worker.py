@@ -19,6 +19,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from dbflywheel.errors import FlywheelError
+from dbflywheel.install import _first_line, _redact
 from dbflywheel.providers import Job, ProviderError, Providers
 
 log = logging.getLogger("dbflywheel.worker")
@@ -29,9 +31,11 @@ CHANNEL = "flywheel_judge_jobs"
 # the lease end of a job another worker holds (it becomes claimable if that worker died).
 NEXT_DUE = """
 SELECT least(
-    (SELECT min(j.run_after) FROM flywheel.judge_jobs j
-     WHERE j.status = 'pending' AND coalesce((SELECT b.remaining FROM flywheel._judge_budget(j.validator_id) b), 1) > 0),
-    (SELECT min(j.lease_until) FROM flywheel.judge_jobs j WHERE j.status = 'leased' AND j.leased_by <> %s))
+    (SELECT min(q.first_due)
+     FROM (SELECT j.validator_id, min(j.run_after) AS first_due FROM flywheel.judge_jobs j
+           WHERE j.status = 'pending' GROUP BY j.validator_id) q
+     WHERE coalesce((SELECT b.remaining FROM flywheel._judge_budget(q.validator_id) b), 1) > 0),
+    (SELECT min(j.lease_until) FROM flywheel.judge_jobs j WHERE j.status = 'leased' AND j.leased_by <> %s)) AS due
 """
 
 
@@ -115,7 +119,10 @@ class Worker:
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         async with httpx.AsyncClient(limits=limits) as client:
             self.providers = Providers(client)
-            await self._execute("SELECT 1")
+            try:  # the first connection fails in one clear line; later ones are retried
+                await self._reconnect(None)
+            except psycopg.OperationalError as e:
+                raise FlywheelError(f"cannot connect to {_redact(self.dsn)}: {_first_line(e)}") from e
             background = [asyncio.create_task(self._heartbeat_loop()), asyncio.create_task(self._listen_loop())]
             log.info("worker %s: concurrency %d", self.worker_id, self.concurrency)
             try:
@@ -144,7 +151,7 @@ class Worker:
             timeout = self.poll_seconds
             if not self._tasks:
                 rows = await self._execute(NEXT_DUE, (self.worker_id,))
-                due = rows[0]["least"] if rows else None
+                due = rows[0]["due"] if rows else None
                 if due is None and self.once:
                     return  # --once: the queue is drained
                 if due is not None:

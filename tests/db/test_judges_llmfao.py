@@ -15,6 +15,7 @@ from scipy.optimize import minimize
 from dbflywheel.datasets.llmfao import DATA, load
 from dbflywheel.errors import FlywheelError
 
+
 def read(name: str) -> list[dict[str, str]]:
     with (DATA / name).open(newline="") as f:
         return list(csv.DictReader(f))
