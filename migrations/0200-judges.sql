@@ -71,7 +71,3 @@ CREATE INDEX preferences_validator_created_at ON flywheel.preferences (validator
 -- A worker writes a judge's verdict on a pair once, however often the job is retried.
 CREATE UNIQUE INDEX preferences_judge_once ON flywheel.preferences
     (validator, validator_version, trace_a, trace_b) WHERE judged_by = 'llm' AND validator_version IS NOT NULL;
-
--- Pairwise judges look for the other trace answering the same input: a hash index holds
--- inputs of any length (a btree on text refuses values over ~2.7 kB).
-CREATE INDEX traces_input_hash ON flywheel.traces USING hash (input);

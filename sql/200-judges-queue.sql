@@ -45,16 +45,20 @@ END
 $$;
 
 -- The other trace a pairwise job compares with: the most recent earlier trace of the same app
--- answering the same input with a different model, prompt version or variant. Pairing only
--- with earlier traces judges each pair once: when its second trace arrives.
-CREATE OR REPLACE FUNCTION flywheel._judge_pair_for(trace_id bigint) RETURNS bigint
+-- answering the same input with a different model, prompt version or variant, within the
+-- judge's pair_window (default 7 days). Pairing only with earlier traces judges each pair
+-- once: when its second trace arrives. The search walks the app's traces of that window by
+-- (app, created_at) instead of an index on input, which every insert would pay for.
+CREATE OR REPLACE FUNCTION flywheel._judge_pair_for(trace_id bigint, pair_window interval DEFAULT interval '7 days')
+RETURNS bigint
 LANGUAGE sql STABLE
 SET search_path TO pg_catalog, pg_temp
 AS $$
     SELECT o.id
     FROM flywheel.traces t
-    JOIN flywheel.traces o ON o.input = t.input AND o.app = t.app
+    JOIN flywheel.traces o ON o.app = t.app AND o.created_at >= t.created_at - pair_window AND o.created_at <= t.created_at
     WHERE t.id = _judge_pair_for.trace_id
+      AND o.input = t.input
       AND (o.created_at, o.id) < (t.created_at, t.id)
       AND (o.model, o.prompt_version, o.variant) IS DISTINCT FROM (t.model, t.prompt_version, t.variant)
     ORDER BY o.created_at DESC, o.id DESC
@@ -66,7 +70,7 @@ $$;
 -- of the same validator, the trace itself excluded.
 CREATE OR REPLACE FUNCTION flywheel._judge_examples(validator text, trace_id bigint, k integer)
 RETURNS TABLE (input text, output text, verdict text, score double precision, comment text)
-LANGUAGE sql STABLE
+LANGUAGE sql STABLE ROWS 5
 SET search_path TO pg_catalog, pg_temp
 AS $$
     SELECT t.input, t.output, l.verdict, l.score, l.comment
@@ -102,6 +106,7 @@ RETURNS TABLE (job_id bigint, trace_id bigint, pair_trace_id bigint, validator_i
                validator_version integer, kind text, config jsonb, attempts integer,
                input text, output text, expected text, pair_input text, pair_output text, examples jsonb)
 LANGUAGE plpgsql
+SET jit TO off  -- the planner's cost guesses for the functions below made JIT compile every claim (~80 ms)
 SET search_path TO pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -148,7 +153,8 @@ BEGIN
     ), jobs AS (
         SELECT l.*, v.name, coalesce(vv.kind, v.kind) AS kind, coalesce(vv.config, v.config) AS config,
                CASE WHEN coalesce(vv.kind, v.kind) = 'llm_pairwise'
-                    THEN coalesce(l.pair_trace_id, flywheel._judge_pair_for(l.trace_id)) END AS pair_id
+                    THEN coalesce(l.pair_trace_id, flywheel._judge_pair_for(l.trace_id,
+                        coalesce((coalesce(vv.config, v.config) ->> 'pair_window')::interval, interval '7 days'))) END AS pair_id
         FROM leased l
         JOIN flywheel.validators v ON v.id = l.validator_id
         LEFT JOIN flywheel.validator_versions vv ON vv.validator_id = l.validator_id AND vv.version = l.validator_version

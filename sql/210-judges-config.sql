@@ -12,6 +12,7 @@
 --   budget        {jobs_per_hour, usd_per_day, usd_per_1m_tokens_in, usd_per_1m_tokens_out}
 --   max_attempts (default 5), retry_base_seconds (2), retry_max_seconds (300), timeout_seconds (30),
 --   temperature (0), latency_ms (offline judge only: simulated latency)
+--   pair_window   llm_pairwise: how far back the other trace of the same input is looked for (default '7 days')
 CREATE OR REPLACE FUNCTION flywheel._check_llm_judge_config(kind text, config jsonb) RETURNS void
 LANGUAGE plpgsql IMMUTABLE
 SET search_path TO pg_catalog, pg_temp
@@ -20,7 +21,7 @@ DECLARE
     _known  text[] := ARRAY['criterion', 'provider', 'model', 'base_url', 'api_key_env', 'scale', 'pass_threshold',
                             'few_shot', 'redact_pii', 'agreement_floor', 'agreement_window', 'agreement_min_n',
                             'budget', 'max_attempts', 'retry_base_seconds', 'retry_max_seconds', 'timeout_seconds',
-                            'temperature', 'latency_ms'];
+                            'temperature', 'latency_ms', 'pair_window'];
     _key    text;
     _provider text := coalesce(config ->> 'provider', 'offline');
     _num    text;
@@ -80,14 +81,14 @@ BEGIN
             RAISE EXCEPTION '% config: % must be a number in %, not %', kind, _key, _num, config -> _key;
         END IF;
     END LOOP;
-    IF config ? 'agreement_window' THEN
+    FOREACH _key IN ARRAY ARRAY['agreement_window', 'pair_window'] LOOP
+        CONTINUE WHEN NOT config ? _key;
         BEGIN
-            PERFORM (config ->> 'agreement_window')::interval;
+            PERFORM (config ->> _key)::interval;
         EXCEPTION WHEN others THEN
-            RAISE EXCEPTION '% config: agreement_window must be an interval such as ''7 days'', not %',
-                kind, config -> 'agreement_window';
+            RAISE EXCEPTION '% config: % must be an interval such as ''7 days'', not %', kind, _key, config -> _key;
         END;
-    END IF;
+    END LOOP;
     IF config ? 'budget' THEN
         IF jsonb_typeof(config -> 'budget') <> 'object' THEN
             RAISE EXCEPTION '% config: budget must be an object such as {"jobs_per_hour": 1000}', kind;

@@ -340,14 +340,10 @@ CREATE INDEX preferences_validator_created_at ON flywheel.preferences (validator
 -- A worker writes a judge's verdict on a pair once, however often the job is retried.
 CREATE UNIQUE INDEX preferences_judge_once ON flywheel.preferences
     (validator, validator_version, trace_a, trace_b) WHERE judged_by = 'llm' AND validator_version IS NOT NULL;
-
--- Pairwise judges look for the other trace answering the same input: a hash index holds
--- inputs of any length (a btree on text refuses values over ~2.7 kB).
-CREATE INDEX traces_input_hash ON flywheel.traces USING hash (input);
 $migration_body$;
         INSERT INTO flywheel._migrations (name, checksum, version)
-        VALUES ('0200-judges.sql', '7976147ed9c8cd64bccd7a32d844ddcb77eb89daa1720b7c89f76f519e2dbf88', '0.1.0');
-    ELSIF _applied <> '7976147ed9c8cd64bccd7a32d844ddcb77eb89daa1720b7c89f76f519e2dbf88' THEN
+        VALUES ('0200-judges.sql', 'da69a2d0abc5aae2f15ef259ef33ad21a2dd4421ae12d93a0ba3dd00df1db33b', '0.1.0');
+    ELSIF _applied <> 'da69a2d0abc5aae2f15ef259ef33ad21a2dd4421ae12d93a0ba3dd00df1db33b' THEN
         RAISE EXCEPTION 'migration % was changed after it was applied', '0200-judges.sql'
             USING HINT = 'an applied migration is never edited: restore migrations/'
                 || '0200-judges.sql' || ' and put the change in a new numbered migration';
@@ -724,16 +720,20 @@ END
 $$;
 
 -- The other trace a pairwise job compares with: the most recent earlier trace of the same app
--- answering the same input with a different model, prompt version or variant. Pairing only
--- with earlier traces judges each pair once: when its second trace arrives.
-CREATE OR REPLACE FUNCTION flywheel._judge_pair_for(trace_id bigint) RETURNS bigint
+-- answering the same input with a different model, prompt version or variant, within the
+-- judge's pair_window (default 7 days). Pairing only with earlier traces judges each pair
+-- once: when its second trace arrives. The search walks the app's traces of that window by
+-- (app, created_at) instead of an index on input, which every insert would pay for.
+CREATE OR REPLACE FUNCTION flywheel._judge_pair_for(trace_id bigint, pair_window interval DEFAULT interval '7 days')
+RETURNS bigint
 LANGUAGE sql STABLE
 SET search_path TO pg_catalog, pg_temp
 AS $$
     SELECT o.id
     FROM flywheel.traces t
-    JOIN flywheel.traces o ON o.input = t.input AND o.app = t.app
+    JOIN flywheel.traces o ON o.app = t.app AND o.created_at >= t.created_at - pair_window AND o.created_at <= t.created_at
     WHERE t.id = _judge_pair_for.trace_id
+      AND o.input = t.input
       AND (o.created_at, o.id) < (t.created_at, t.id)
       AND (o.model, o.prompt_version, o.variant) IS DISTINCT FROM (t.model, t.prompt_version, t.variant)
     ORDER BY o.created_at DESC, o.id DESC
@@ -745,7 +745,7 @@ $$;
 -- of the same validator, the trace itself excluded.
 CREATE OR REPLACE FUNCTION flywheel._judge_examples(validator text, trace_id bigint, k integer)
 RETURNS TABLE (input text, output text, verdict text, score double precision, comment text)
-LANGUAGE sql STABLE
+LANGUAGE sql STABLE ROWS 5
 SET search_path TO pg_catalog, pg_temp
 AS $$
     SELECT t.input, t.output, l.verdict, l.score, l.comment
@@ -781,6 +781,7 @@ RETURNS TABLE (job_id bigint, trace_id bigint, pair_trace_id bigint, validator_i
                validator_version integer, kind text, config jsonb, attempts integer,
                input text, output text, expected text, pair_input text, pair_output text, examples jsonb)
 LANGUAGE plpgsql
+SET jit TO off  -- the planner's cost guesses for the functions below made JIT compile every claim (~80 ms)
 SET search_path TO pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -827,7 +828,8 @@ BEGIN
     ), jobs AS (
         SELECT l.*, v.name, coalesce(vv.kind, v.kind) AS kind, coalesce(vv.config, v.config) AS config,
                CASE WHEN coalesce(vv.kind, v.kind) = 'llm_pairwise'
-                    THEN coalesce(l.pair_trace_id, flywheel._judge_pair_for(l.trace_id)) END AS pair_id
+                    THEN coalesce(l.pair_trace_id, flywheel._judge_pair_for(l.trace_id,
+                        coalesce((coalesce(vv.config, v.config) ->> 'pair_window')::interval, interval '7 days'))) END AS pair_id
         FROM leased l
         JOIN flywheel.validators v ON v.id = l.validator_id
         LEFT JOIN flywheel.validator_versions vv ON vv.validator_id = l.validator_id AND vv.version = l.validator_version
@@ -1040,6 +1042,7 @@ WHERE v.mode = 'async' OR q.pending + q.leased > 0 OR d.dead > 0;
 --   budget        {jobs_per_hour, usd_per_day, usd_per_1m_tokens_in, usd_per_1m_tokens_out}
 --   max_attempts (default 5), retry_base_seconds (2), retry_max_seconds (300), timeout_seconds (30),
 --   temperature (0), latency_ms (offline judge only: simulated latency)
+--   pair_window   llm_pairwise: how far back the other trace of the same input is looked for (default '7 days')
 CREATE OR REPLACE FUNCTION flywheel._check_llm_judge_config(kind text, config jsonb) RETURNS void
 LANGUAGE plpgsql IMMUTABLE
 SET search_path TO pg_catalog, pg_temp
@@ -1048,7 +1051,7 @@ DECLARE
     _known  text[] := ARRAY['criterion', 'provider', 'model', 'base_url', 'api_key_env', 'scale', 'pass_threshold',
                             'few_shot', 'redact_pii', 'agreement_floor', 'agreement_window', 'agreement_min_n',
                             'budget', 'max_attempts', 'retry_base_seconds', 'retry_max_seconds', 'timeout_seconds',
-                            'temperature', 'latency_ms'];
+                            'temperature', 'latency_ms', 'pair_window'];
     _key    text;
     _provider text := coalesce(config ->> 'provider', 'offline');
     _num    text;
@@ -1108,14 +1111,14 @@ BEGIN
             RAISE EXCEPTION '% config: % must be a number in %, not %', kind, _key, _num, config -> _key;
         END IF;
     END LOOP;
-    IF config ? 'agreement_window' THEN
+    FOREACH _key IN ARRAY ARRAY['agreement_window', 'pair_window'] LOOP
+        CONTINUE WHEN NOT config ? _key;
         BEGIN
-            PERFORM (config ->> 'agreement_window')::interval;
+            PERFORM (config ->> _key)::interval;
         EXCEPTION WHEN others THEN
-            RAISE EXCEPTION '% config: agreement_window must be an interval such as ''7 days'', not %',
-                kind, config -> 'agreement_window';
+            RAISE EXCEPTION '% config: % must be an interval such as ''7 days'', not %', kind, _key, config -> _key;
         END;
-    END IF;
+    END LOOP;
     IF config ? 'budget' THEN
         IF jsonb_typeof(config -> 'budget') <> 'object' THEN
             RAISE EXCEPTION '% config: budget must be an object such as {"jobs_per_hour": 1000}', kind;
