@@ -16,24 +16,17 @@ DBFLYWHEEL = str(Path(sys.executable).with_name("dbflywheel"))
 
 
 def make_judge(db: psycopg.Connection, kind: str = "llm_judge", app: str | None = None, **config: Any) -> tuple[int, str]:
-    """An enabled async judge validator (id, name), its config checked by the real check."""
+    """An enabled async judge validator (id, name) for traces of `app`: the insert trigger
+    enqueues its jobs."""
     name = f"judge_{uuid.uuid4().hex[:10]}"
     if kind == "llm_judge":
         config.setdefault("criterion", "The answer is correct.")
     config.setdefault("redact_pii", False)
-    db.execute("SELECT flywheel._check_llm_judge_config(%s, %s)", (kind, Jsonb(config)))
-    applies_to = Jsonb({"app": app} if app else {})
     row = db.execute(
-        "INSERT INTO flywheel.validators (name, kind, config, mode, applies_to) VALUES (%s, %s, %s, 'async', %s)"
-        " RETURNING id",
-        (name, kind, Jsonb(config), applies_to),
+        "SELECT flywheel.create_validator(%s, %s, %s, 'async', %s)",
+        (name, kind, Jsonb(config), Jsonb({"app": app} if app else {})),
     ).fetchone()
     assert row is not None
-    db.execute(
-        "INSERT INTO flywheel.validator_versions (validator_id, version, kind, config, mode, applies_to, sample_rate)"
-        " VALUES (%s, 1, %s, %s, 'async', %s, 1.0)",
-        (row[0], kind, Jsonb(config), applies_to),
-    )
     return row[0], name
 
 

@@ -204,7 +204,7 @@ def test_the_prompt_gets_the_most_recent_labelled_examples_of_the_validator(db: 
     db.execute("INSERT INTO flywheel.labels (trace_id, validator, verdict) VALUES (%s, %s, 'fail')", (target, name))
     enqueue(db, vid, [target])
     only_these_validators(db, [vid])
-    examples = claim(db)[0]["examples"]
+    examples = [j for j in claim(db) if j["trace_id"] == target][0]["examples"]
     assert [(e["input"], e["verdict"]) for e in examples] == [("q2", "pass"), ("q1", "fail")]  # newest first, not itself
     db.execute("DELETE FROM flywheel.judge_jobs WHERE validator_id = %s", (vid,))
 

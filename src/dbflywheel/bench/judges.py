@@ -22,20 +22,13 @@ INSERT_ONE = "INSERT INTO flywheel.traces (app, input, output, model) VALUES ('b
 
 
 def _judge(conn: psycopg.Connection, config: dict[str, Any], applies_to: dict[str, Any] | None = None) -> int:
-    """An enabled async judge validator, made directly (as the validators' API would)."""
+    """An enabled async judge validator; the insert trigger enqueues its jobs."""
     name = f"bench_{uuid.uuid4().hex[:8]}"
     kind = "llm_judge"
     config = {"criterion": "The answer is correct.", "redact_pii": False, **config}
-    conn.execute("SELECT flywheel._check_llm_judge_config(%s, %s)", (kind, Jsonb(config)))
-    row = conn.execute(
-        "INSERT INTO flywheel.validators (name, kind, config, mode, applies_to) VALUES (%s, %s, %s, 'async', %s)"
-        " RETURNING id", (name, kind, Jsonb(config), Jsonb(applies_to or {"app": "bench-drain"})),
-    ).fetchone()
+    row = conn.execute("SELECT flywheel.create_validator(%s, %s, %s, 'async', %s)",
+                       (name, kind, Jsonb(config), Jsonb(applies_to or {"app": "bench-drain"}))).fetchone()
     assert row is not None
-    conn.execute(
-        "INSERT INTO flywheel.validator_versions (validator_id, version, kind, config, mode, applies_to, sample_rate)"
-        " SELECT id, 1, kind, config, mode, applies_to, sample_rate FROM flywheel.validators WHERE id = %s", (row[0],),
-    )
     return int(row[0])
 
 
