@@ -2828,14 +2828,20 @@ JOIN LATERAL (
     ORDER BY l.created_at DESC, l.id DESC LIMIT 1) h ON true
 WHERE r.status IN ('pass', 'fail') AND v.kind <> 'llm_pairwise'
 UNION ALL
-SELECT j.validator, j.validator_version,
-       CASE WHEN m.winner = 'tie' OR j.trace_a = j.trace_low THEN m.winner
-            WHEN m.winner = 'a' THEN 'b' ELSE 'a' END,
-       j.winner_as_given, j.created_at
-FROM (SELECT DISTINCT ON (p.validator, p.validator_version, p.trace_low, p.trace_high) p.*
-      FROM flywheel._preference_pairs p WHERE p.judged_by = 'llm'
-      ORDER BY p.validator, p.validator_version, p.trace_low, p.trace_high, p.created_at DESC, p.id DESC) j
-JOIN flywheel._human_pair_majority m ON m.trace_low = j.trace_low AND m.trace_high = j.trace_high;
+SELECT * FROM (
+    -- Materialized: each side is computed once, whatever the planner guesses of their sizes.
+    WITH j AS MATERIALIZED (
+        SELECT DISTINCT ON (p.validator, p.validator_version, p.trace_low, p.trace_high) p.*
+        FROM flywheel._preference_pairs p WHERE p.judged_by = 'llm'
+        ORDER BY p.validator, p.validator_version, p.trace_low, p.trace_high, p.created_at DESC, p.id DESC
+    ), m AS MATERIALIZED (
+        SELECT * FROM flywheel._human_pair_majority
+    )
+    SELECT j.validator, j.validator_version,
+           CASE WHEN m.winner = 'tie' OR j.trace_a = j.trace_low THEN m.winner
+                WHEN m.winner = 'a' THEN 'b' ELSE 'a' END,
+           j.winner_as_given, j.created_at
+    FROM j JOIN m ON m.trace_low = j.trace_low AND m.trace_high = j.trace_high) pairwise;
 
 -- Agreement statistics of a set of (human, judge) items. Kappa = (p_o - p_e) / (1 - p_e),
 -- p_e from the two raters' marginals over every category; NULL when p_e = 1 (one category).

@@ -86,4 +86,6 @@ def load(conn: psycopg.Connection, *, app: str = "llmfao", judge_prefix: str = "
                 for row in verdicts:
                     copy.write_row((*pair(row), WINNER[row["winner"]], "llm", f"{judge_prefix}_{judge}", None))
                 judged[f"{judge_prefix}_{judge}"] = len(verdicts)
+    # Fresh statistics, so that the alignment and ranking views plan with the real row counts.
+    conn.execute("ANALYZE flywheel.traces, flywheel.preferences")
     return LoadResult(app, len(inserted), len(crowd), judged)
