@@ -97,10 +97,9 @@ BEGIN
 END
 $$;
 
--- Claims up to max_jobs jobs for one worker: expired leases first become claimable again,
--- validators over budget are skipped, and every claim counts one attempt (so a job that
--- kills its worker still ends in the dead-letter table). Returns what the prompt needs,
--- already redacted.
+-- Claims up to max_jobs due jobs for one worker: validators over budget are skipped, and
+-- every claim counts one attempt (so a job that kills its worker still ends in the
+-- dead-letter table). Returns what the prompt needs, already redacted.
 CREATE OR REPLACE FUNCTION flywheel._claim_judge_jobs(worker_id text, max_jobs integer, lease interval)
 RETURNS TABLE (job_id bigint, trace_id bigint, pair_trace_id bigint, validator_id bigint, validator text,
                validator_version integer, kind text, config jsonb, attempts integer,
@@ -115,12 +114,6 @@ DECLARE
     _taken   jsonb := '{}';
     _row     record;
 BEGIN
-    UPDATE flywheel.judge_jobs j
-    SET status = 'pending', leased_by = NULL, lease_until = NULL,
-        last_error = format('lease of worker %s expired', j.leased_by)
-    WHERE j.id IN (SELECT e.id FROM flywheel.judge_jobs e
-                   WHERE e.status = 'leased' AND e.lease_until < now() FOR UPDATE SKIP LOCKED);
-
     SELECT coalesce(jsonb_object_agg(v.id::text, b.remaining), '{}') INTO _limits
     FROM flywheel.validators v, flywheel._judge_budget(v.id) b
     WHERE v.config ? 'budget' AND b.remaining IS NOT NULL;
@@ -129,7 +122,7 @@ BEGIN
         SELECT j.id, j.validator_id FROM flywheel.judge_jobs j
         WHERE j.status = 'pending' AND j.run_after <= now()
           AND coalesce((_limits ->> j.validator_id::text)::bigint, 1) > 0
-        ORDER BY j.run_after, j.id
+        ORDER BY j.run_after  -- the order of the index judge_jobs_claimable
         LIMIT max_jobs
         FOR UPDATE SKIP LOCKED
     LOOP
@@ -274,8 +267,26 @@ BEGIN
 END
 $$;
 
--- A worker's heartbeat: its row in judge_workers, and its leases extended (a slow provider
--- call keeps its job; a worker killed with -9 stops extending and its leases expire).
+-- Jobs whose lease expired (their worker died or lost the database) become pending again.
+-- Run by every worker's heartbeat rather than every claim: a sweep per claim scanned the
+-- queue's dead tuples on every claim, for leases that expire only once per lease period.
+CREATE OR REPLACE FUNCTION flywheel._release_expired_leases() RETURNS integer
+LANGUAGE sql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    WITH released AS (
+        UPDATE flywheel.judge_jobs j
+        SET status = 'pending', leased_by = NULL, lease_until = NULL,
+            last_error = format('lease of worker %s expired', j.leased_by)
+        WHERE j.id IN (SELECT e.id FROM flywheel.judge_jobs e
+                       WHERE e.status = 'leased' AND e.lease_until < now() FOR UPDATE SKIP LOCKED)
+        RETURNING 1)
+    SELECT count(*)::integer FROM released
+$$;
+
+-- A worker's heartbeat: its row in judge_workers, its leases extended (a slow provider call
+-- keeps its job; a worker killed with -9 stops extending and its leases expire), and the
+-- expired leases of others released.
 CREATE OR REPLACE FUNCTION flywheel._judge_heartbeat(
     worker_id text, hostname text, pid integer, concurrency integer, in_flight integer,
     jobs_done bigint, jobs_failed bigint, lease interval
@@ -291,6 +302,7 @@ AS $$
         last_seen = now();
     UPDATE flywheel.judge_jobs j SET lease_until = now() + lease
     WHERE j.status = 'leased' AND j.leased_by = _judge_heartbeat.worker_id;
+    SELECT flywheel._release_expired_leases();
 $$;
 
 -- Puts dead-lettered jobs back in the queue with a fresh attempt count: all of them, those of

@@ -150,6 +150,10 @@ class Worker:
                 continue
             timeout = self.poll_seconds
             if not self._tasks:
+                # Idle: take back the jobs of dead workers now rather than at the next heartbeat.
+                released = await self._execute("SELECT flywheel._release_expired_leases() AS n")
+                if released and released[0]["n"]:
+                    continue
                 rows = await self._execute(NEXT_DUE, (self.worker_id,))
                 due = rows[0]["due"] if rows else None
                 if due is None and self.once:

@@ -90,6 +90,8 @@ def test_two_workers_claim_disjoint_jobs_and_each_claim_is_an_attempt(db: psycop
 def test_a_result_is_written_once_even_when_two_workers_finish_the_same_job(db: psycopg.Connection, judge) -> None:  # type: ignore[no-untyped-def]
     vid, _, traces = judge
     jobs = claim(db, "w1", lease="0 seconds")  # the lease expires at once: as if w1 had died
+    assert claim(db, "w2") == []  # until a heartbeat releases expired leases
+    db.execute("SELECT flywheel._judge_heartbeat('w2', 'host', 1, 4, 0, 0, 0, '60 seconds')")
     stolen = claim(db, "w2")
     assert sorted(j["job_id"] for j in stolen) == sorted(j["job_id"] for j in jobs)
     assert all(j["attempts"] == 2 for j in stolen)

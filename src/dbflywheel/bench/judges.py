@@ -111,7 +111,7 @@ def run(ctx: Context) -> str:
     ]
     if has_trigger:
         with psycopg.connect(ctx.dsn, autocommit=True) as conn:
-            vid = _judge(conn, {}, {})
+            vid = _judge(conn, {}, {"app": "bench"})
         enqueue = ctx.pgbench(INSERT_ONE, clients=4, seconds=seconds)
         with psycopg.connect(ctx.dsn, autocommit=True) as conn:
             conn.execute("UPDATE flywheel.validators SET enabled = false WHERE id = %s", (vid,))
