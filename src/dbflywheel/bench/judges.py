@@ -126,6 +126,8 @@ def run(ctx: Context) -> str:
         "(worker start-up excluded). A verdict costs one claim (batched, FOR UPDATE SKIP LOCKED) and one "
         "`_complete_judge_job` call (result, call log, job delete) per job. With a slow judge the worker keeps "
         "32 calls in flight on one connection; the fake judge is the tests' local HTTP server, in the benchmark's "
-        "process, on the same 2 cores."
+        "process, on the same 2 cores. The enqueue cost is that of the validators' insert trigger (job rows and a "
+        "NOTIFY per INSERT statement); a NOTIFY makes committing transactions queue on one lock, which is likely most "
+        "of it on single-row inserts."
     )
     return "\n".join(lines) + notes
