@@ -3,4 +3,4 @@
 -- then grants what it needs, and 900-privileges.sql closes with the admin grants and PUBLIC.
 REVOKE ALL ON ALL TABLES IN SCHEMA flywheel FROM flywheel_app, flywheel_reader;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA flywheel FROM flywheel_app, flywheel_reader;
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA flywheel FROM flywheel_app, flywheel_reader;
+REVOKE ALL ON ALL ROUTINES IN SCHEMA flywheel FROM flywheel_app, flywheel_reader;

@@ -179,5 +179,40 @@ def demo(dsn: str | None, home: Path | None) -> None:
     run_demo(_resolve_dsn(dsn, home))
 
 
+@main.command()
+@dsn_option
+@home_option
+@click.option("--concurrency", type=click.IntRange(1, 1000), default=8, show_default=True,
+              help="Judge calls in flight at once.")
+@click.option("--once", is_flag=True, help="Drain the queue, then exit.")
+@click.option("--lease-seconds", type=click.FloatRange(0.5), default=60.0, show_default=True,
+              help="How long a claimed job stays this worker's without a heartbeat.")
+@click.option("--poll-seconds", type=click.FloatRange(0.05), default=2.0, show_default=True,
+              help="Look for due jobs at least this often (NOTIFY wakes the worker sooner).")
+@friendly
+def worker(dsn: str | None, home: Path | None, concurrency: int, once: bool, lease_seconds: float,
+           poll_seconds: float) -> None:
+    """Run LLM judges from the queue; SIGTERM finishes the jobs in hand and exits."""
+    from dbflywheel.worker import run_worker
+
+    stats = run_worker(_resolve_dsn(dsn, home), concurrency=concurrency, once=once,
+                       lease_seconds=lease_seconds, poll_seconds=poll_seconds)
+    click.echo(f"dbflywheel worker: {stats.describe()}")
+
+
+@main.command("load-llmfao")
+@dsn_option
+@home_option
+@click.option("--app", default="llmfao", show_default=True, help="The app name of the loaded traces.")
+@friendly
+def load_llmfao(dsn: str | None, home: Path | None, app: str) -> None:
+    """Load the shipped llmfao data set: responses as traces, crowd and GPT-4 verdicts as preferences."""
+    from dbflywheel.datasets.llmfao import load
+    from dbflywheel.install import connect
+
+    with connect(_resolve_dsn(dsn, home)) as conn:
+        click.echo(load(conn, app=app).describe())
+
+
 if __name__ == "__main__":
     main()

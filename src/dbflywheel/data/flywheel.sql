@@ -260,6 +260,173 @@ $migration_body$;
 END
 $migration$;
 
+-- migration 0100-validators.sql
+DO $migration$
+DECLARE
+    _applied text;
+BEGIN
+    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name = '0100-validators.sql';
+    IF _applied IS NULL THEN
+        EXECUTE $migration_body$-- What the validators need beyond the registry tables of 0001.
+
+-- The recent norm of latency, cost and tokens per (model, node) on a log scale, for the
+-- `anomaly` validator; flywheel.refresh_anomaly_baselines() recomputes it off the insert path.
+CREATE TABLE flywheel._anomaly_baselines (
+    model        text,
+    node         text,
+    metric       text NOT NULL,
+    n            integer NOT NULL,
+    median_log   double precision NOT NULL,
+    mad_log      double precision NOT NULL,
+    refreshed_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX anomaly_baselines_key ON flywheel._anomaly_baselines (model, node, metric) NULLS NOT DISTINCT;
+
+-- Every insert writes several result rows; a per-session cache of ids keeps concurrent
+-- inserters from queueing on the sequence.
+ALTER SEQUENCE flywheel.validation_results_id_seq CACHE 64;
+$migration_body$;
+        INSERT INTO flywheel._migrations (name, checksum, version)
+        VALUES ('0100-validators.sql', '88cccf4ec44173e4e7a7a3bb1df10025be7d964911e8511c9951b7b6cab9441d', '0.1.0');
+    ELSIF _applied <> '88cccf4ec44173e4e7a7a3bb1df10025be7d964911e8511c9951b7b6cab9441d' THEN
+        RAISE EXCEPTION 'migration % was changed after it was applied', '0100-validators.sql'
+            USING HINT = 'an applied migration is never edited: restore migrations/'
+                || '0100-validators.sql' || ' and put the change in a new numbered migration';
+    END IF;
+END
+$migration$;
+
+-- migration 0101-default-validators.sql
+DO $migration$
+DECLARE
+    _applied text;
+BEGIN
+    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name = '0101-default-validators.sql';
+    IF _applied IS NULL THEN
+        EXECUTE $migration_body$-- The default validators of a fresh install: sync checks that make sense for any trace.
+-- An admin disables any of them with flywheel.set_validator_enabled(name, false); a later
+-- install never re-enables or re-creates them (this runs once).
+WITH defaults (name, kind, config, applies_to) AS (VALUES
+    ('length', 'length', '{"min_chars": 1, "max_chars": 20000}'::jsonb, '{}'::jsonb),
+    ('stock_phrases', 'regex',
+     '{"pattern": "\\b(as an ai language model|as a large language model|i hope this helps|delve|delving|tapestry|it''s important to note that)\\b", "case_insensitive": true, "field": "output", "label": "stock_phrase"}',
+     '{}'),
+    ('pii', 'pii', '{"fields": ["input", "output"]}', '{}'),
+    ('injection', 'injection', '{"threshold": 0.5}', '{}'),
+    ('refusal', 'refusal', '{}', '{}'),
+    ('anomaly', 'anomaly', '{"metrics": ["latency_ms", "cost_usd", "tokens_out"], "threshold": 4, "min_samples": 30}', '{}'),
+    ('json_output', 'json', '{}', '{"node_type": "tool"}'),
+    ('classifier_label', 'classifier', '{}', '{"node_type": "classifier"}')
+), made AS (
+    INSERT INTO flywheel.validators (name, kind, config, applies_to)
+    SELECT name, kind, config, applies_to FROM defaults
+    ON CONFLICT (name) DO NOTHING
+    RETURNING id, version, kind, config, mode, applies_to, sample_rate
+)
+INSERT INTO flywheel.validator_versions (validator_id, version, kind, config, mode, applies_to, sample_rate)
+SELECT id, version, kind, config, mode, applies_to, sample_rate FROM made;
+$migration_body$;
+        INSERT INTO flywheel._migrations (name, checksum, version)
+        VALUES ('0101-default-validators.sql', '0f7ed7a27e4b04abd50f523b658e005527c116cc47db1ccdbdaa0b50ae68aecf', '0.1.0');
+    ELSIF _applied <> '0f7ed7a27e4b04abd50f523b658e005527c116cc47db1ccdbdaa0b50ae68aecf' THEN
+        RAISE EXCEPTION 'migration % was changed after it was applied', '0101-default-validators.sql'
+            USING HINT = 'an applied migration is never edited: restore migrations/'
+                || '0101-default-validators.sql' || ' and put the change in a new numbered migration';
+    END IF;
+END
+$migration$;
+
+-- migration 0200-judges.sql
+DO $migration$
+DECLARE
+    _applied text;
+BEGIN
+    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name = '0200-judges.sql';
+    IF _applied IS NULL THEN
+        EXECUTE $migration_body$-- LLM judges: dead letters, worker heartbeats, a log of provider calls (budgets), and
+-- pairwise preferences (human votes and judge verdicts on the same pairs of traces).
+
+-- A job that failed max_attempts times, with its last error; flywheel.requeue_dead() puts it back.
+CREATE TABLE flywheel.judge_dead_letters (
+    id                bigint PRIMARY KEY,  -- the job's id in judge_jobs
+    trace_id          bigint NOT NULL,
+    validator_id      bigint NOT NULL REFERENCES flywheel.validators (id) ON DELETE CASCADE,
+    validator_version integer NOT NULL,
+    pair_trace_id     bigint,
+    attempts          integer NOT NULL,
+    error             text NOT NULL,
+    created_at        timestamptz NOT NULL,  -- when the job was first enqueued
+    dead_at           timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX judge_dead_letters_validator ON flywheel.judge_dead_letters (validator_id, dead_at);
+
+-- Expired leases are found by this index (a worker killed with -9 never releases its jobs).
+CREATE INDEX judge_jobs_leased ON flywheel.judge_jobs (lease_until) WHERE status = 'leased';
+CREATE INDEX judge_jobs_validator ON flywheel.judge_jobs (validator_id);
+
+-- Live workers: each one upserts its row every few seconds and deletes it on a clean exit.
+CREATE TABLE flywheel.judge_workers (
+    worker_id   text PRIMARY KEY,
+    hostname    text NOT NULL,
+    pid         integer NOT NULL,
+    concurrency integer NOT NULL,
+    in_flight   integer NOT NULL DEFAULT 0,
+    jobs_done   bigint NOT NULL DEFAULT 0,
+    jobs_failed bigint NOT NULL DEFAULT 0,
+    started_at  timestamptz NOT NULL DEFAULT now(),
+    last_seen   timestamptz NOT NULL DEFAULT now()
+);
+
+-- Every provider call a worker made (successful or not): what budgets count and what it cost.
+CREATE TABLE flywheel.judge_calls (
+    id           bigserial PRIMARY KEY,
+    validator_id bigint NOT NULL REFERENCES flywheel.validators (id) ON DELETE CASCADE,
+    job_id       bigint NOT NULL,
+    worker_id    text,
+    ok           boolean NOT NULL,
+    tokens_in    integer,
+    tokens_out   integer,
+    cost_usd     double precision,
+    latency_ms   double precision,
+    called_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX judge_calls_validator_called_at ON flywheel.judge_calls (validator_id, called_at);
+
+-- Pairwise verdicts: which of two traces answering the same input is better. Human votes
+-- (several annotators per pair) and judge verdicts (validator = the judge's name) side by
+-- side, imported ones included.
+CREATE TABLE flywheel.preferences (
+    id                bigserial PRIMARY KEY,
+    trace_a           bigint NOT NULL,
+    trace_b           bigint NOT NULL,
+    app               text NOT NULL,  -- copied from trace_a, for row-level security
+    winner            text NOT NULL CHECK (winner IN ('a', 'b', 'tie')),
+    judged_by         text NOT NULL DEFAULT 'human' CHECK (judged_by IN ('human', 'llm')),
+    validator         text,
+    validator_version integer,
+    annotator         text,
+    reason            text,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT preferences_two_traces CHECK (trace_a <> trace_b),
+    CONSTRAINT preferences_judge_names_itself CHECK (judged_by = 'human' OR validator IS NOT NULL)
+);
+-- Pairs are unordered: (a, b) and (b, a) are the same pair, with the winner flipped.
+CREATE INDEX preferences_pair ON flywheel.preferences (least(trace_a, trace_b), greatest(trace_a, trace_b));
+CREATE INDEX preferences_validator_created_at ON flywheel.preferences (validator, created_at);
+-- A worker writes a judge's verdict on a pair once, however often the job is retried.
+CREATE UNIQUE INDEX preferences_judge_once ON flywheel.preferences
+    (validator, validator_version, trace_a, trace_b) WHERE judged_by = 'llm' AND validator_version IS NOT NULL;
+$migration_body$;
+        INSERT INTO flywheel._migrations (name, checksum, version)
+        VALUES ('0200-judges.sql', 'da69a2d0abc5aae2f15ef259ef33ad21a2dd4421ae12d93a0ba3dd00df1db33b', '0.1.0');
+    ELSIF _applied <> 'da69a2d0abc5aae2f15ef259ef33ad21a2dd4421ae12d93a0ba3dd00df1db33b' THEN
+        RAISE EXCEPTION 'migration % was changed after it was applied', '0200-judges.sql'
+            USING HINT = 'an applied migration is never edited: restore migrations/'
+                || '0200-judges.sql' || ' and put the change in a new numbered migration';
+    END IF;
+END
+$migration$;
+
 CREATE OR REPLACE FUNCTION flywheel.version() RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path TO pg_catalog, pg_temp
@@ -303,7 +470,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:8f3507909596'] = importlib.import_module
+GD['dbflywheel:0.1.0:65bc78b856f9'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -339,10 +506,1248 @@ def describe(plpy: Any) -> str:
             "missing": sorted(n for n, v in packages.items() if v is None),
         }
     )
+$pysrc$),
+    ('judges_ranking', $pysrc$"""Bradley-Terry scores of models, prompt versions and variants from pairwise verdicts."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+# Which trace attribute a ranking compares: the column of flywheel.traces.
+DIMENSIONS = ("model", "prompt_version", "variant")
+
+PREFERENCES = """
+SELECT p.app, CASE WHEN p.judged_by = 'human' THEN 'human' ELSE p.validator END AS source, p.winner,
+       ta.model AS model_a, tb.model AS model_b,
+       ta.prompt_version AS prompt_version_a, tb.prompt_version AS prompt_version_b,
+       ta.variant AS variant_a, tb.variant AS variant_b
+FROM flywheel.preferences p
+JOIN flywheel.traces ta ON ta.id = p.trace_a
+JOIN flywheel.traces tb ON tb.id = p.trace_b
+"""
+
+
+def bradley_terry(
+    comparisons: Iterable[tuple[str, str, str]], *, tolerance: float = 1e-10, max_iterations: int = 100_000
+) -> dict[str, float]:
+    """Scores (summing to 1) from (x, y, winner in 'a'|'b'|'tie') by the MM algorithm
+    (Hunter 2004); a tie counts as half a win for each side."""
+    import numpy as np
+
+    pairs = [(x, y, w) for x, y, w in comparisons if x != y]
+    names = sorted({n for x, y, _ in pairs for n in (x, y)})
+    if not names:
+        return {}
+    index = {n: i for i, n in enumerate(names)}
+    size = len(names)
+    wins = np.zeros((size, size))  # wins[i, j]: how often i beat j (ties: half each)
+    for x, y, w in pairs:
+        i, j = index[x], index[y]
+        if w == "a":
+            wins[i, j] += 1.0
+        elif w == "b":
+            wins[j, i] += 1.0
+        else:
+            wins[i, j] += 0.5
+            wins[j, i] += 0.5
+    games = wins + wins.T
+    won = wins.sum(axis=1)
+    scores = np.full(size, 1.0 / size)
+    for _ in range(max_iterations):
+        sums = scores[:, None] + scores[None, :]
+        denominator = np.divide(games, sums, out=np.zeros_like(games), where=games > 0).sum(axis=1)
+        updated = np.divide(won, denominator, out=np.zeros(size), where=denominator > 0)
+        updated /= updated.sum()
+        done = np.abs(updated - scores).max() < tolerance
+        scores = updated
+        if done:
+            break
+    return {n: float(scores[index[n]]) for n in names}
+
+
+def rankings(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """One row per (app, dimension, source, name): score, rank (1 = best), wins, losses, ties."""
+    groups: dict[tuple[str, str, str], list[tuple[str, str, str]]] = defaultdict(list)
+    for row in rows:
+        for dimension in DIMENSIONS:
+            a, b = row[f"{dimension}_a"], row[f"{dimension}_b"]
+            if a is not None and b is not None and a != b:
+                groups[(row["app"], dimension, row["source"])].append((a, b, row["winner"]))
+    for (app, dimension, source), comparisons in sorted(groups.items()):
+        scores = bradley_terry(comparisons)
+        tally: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+        for a, b, winner in comparisons:
+            if winner == "tie":
+                tally[a][2] += 1
+                tally[b][2] += 1
+            else:
+                tally[a if winner == "a" else b][0] += 1
+                tally[b if winner == "a" else a][1] += 1
+        ordered = sorted(scores, key=lambda n: (-scores[n], n))
+        for position, name in enumerate(ordered, start=1):
+            wins, losses, ties = tally[name]
+            yield {
+                "app": app, "dimension": dimension, "source": source, "name": name,
+                "score": scores[name], "rank": position, "wins": wins, "losses": losses, "ties": ties,
+            }
+
+
+def ranking(plpy: Any) -> list[dict[str, Any]]:
+    return list(rankings(plpy.execute(PREFERENCES)))
+$pysrc$),
+    ('validators_builtin', $pysrc$"""The built-in validator kinds: each checks its config once (at creation) and then judges traces.
+
+A kind is a class built from its config (raising ConfigError with a message that says what is
+wrong) whose `check(row)` returns a Result. Kinds that need the database (sql, anomaly, python,
+sql_codegen) instead implement `check_batch(plpy, rows, source)`, called once per statement.
+Rows are dicts with the trace's columns. Nothing here raises into the caller on bad trace data:
+the runner turns an exception into an `error` result.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from typing import Any, NamedTuple
+
+import re2
+
+
+class ConfigError(ValueError):
+    """A validator config that cannot work; the message is shown to whoever created it."""
+
+
+class Result(NamedTuple):
+    status: str  # pass | fail | error | skipped
+    score: float | None = None
+    label: str | None = None
+    details: dict[str, Any] | None = None
+
+
+TEXT_FIELDS = ("input", "output", "expected")
+MAX_DETAIL_CHARS = 200
+
+
+def _short(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _known_keys(config: dict[str, Any], allowed: set[str], kind: str) -> None:
+    # Every kind also accepts the runner's own keys.
+    unknown = set(config) - allowed - {"input_guard", "description", "time_limit_ms"}
+    if unknown:
+        raise ConfigError(f"{kind}: unknown config key(s) {sorted(unknown)}; known: {sorted(allowed)}")
+
+
+def _field(config: dict[str, Any], kind: str, default: str, allowed: tuple[str, ...] = TEXT_FIELDS) -> str:
+    field = config.get("field", default)
+    if field not in allowed:
+        raise ConfigError(f"{kind}: field must be one of {list(allowed)}, not {field!r}")
+    return str(field)
+
+
+def _count(config: dict[str, Any], key: str, kind: str) -> int | None:
+    value = config.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{kind}: {key} must be a non-negative integer, not {value!r}")
+    return value
+
+
+def _number(config: dict[str, Any], key: str, kind: str, default: float) -> float:
+    value = config.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"{kind}: {key} must be a number, not {value!r}")
+    return float(value)
+
+
+def compile_re2(pattern: Any, kind: str, case_insensitive: bool = False) -> Any:
+    if not isinstance(pattern, str) or not pattern:
+        raise ConfigError(f"{kind}: pattern must be a non-empty string")
+    try:
+        return re2.compile(("(?i)" if case_insensitive else "") + pattern)
+    except Exception as e:  # re2 reports bytes; decode for a readable message
+        msg = e.args[0].decode() if e.args and isinstance(e.args[0], bytes) else str(e)
+        raise ConfigError(
+            f"{kind}: bad regular expression {pattern!r}: {msg} (patterns are RE2: no backreferences or lookaround)"
+        ) from None
+
+
+def strip_code_fence(text: str) -> str:
+    """LLMs wrap code in ```lang ... ```; the content is what counts."""
+    stripped = text.strip()
+    if stripped.startswith("```"):
+        first_newline = stripped.find("\n")
+        body = stripped[first_newline + 1 :] if first_newline >= 0 else ""
+        end = body.rfind("```")
+        return body[:end] if end >= 0 else body
+    return text
+
+
+class Length:
+    def __init__(self, config: dict[str, Any]) -> None:
+        _known_keys(config, {"min_chars", "max_chars", "min_words", "max_words", "field"}, "length")
+        self.field = _field(config, "length", "output")
+        self.bounds = {k: _count(config, k, "length") for k in ("min_chars", "max_chars", "min_words", "max_words")}
+        if all(v is None for v in self.bounds.values()):
+            raise ConfigError("length: give at least one of min_chars, max_chars, min_words, max_words")
+        for unit in ("chars", "words"):
+            lo, hi = self.bounds[f"min_{unit}"], self.bounds[f"max_{unit}"]
+            if lo is not None and hi is not None and lo > hi:
+                raise ConfigError(f"length: min_{unit} ({lo}) is greater than max_{unit} ({hi})")
+        self.count_words = self.bounds["min_words"] is not None or self.bounds["max_words"] is not None
+
+    def check(self, row: dict[str, Any]) -> Result:
+        text = row.get(self.field)
+        if text is None:
+            return Result("fail", 0.0, "missing", {"reason": f"no {self.field}"})
+        chars = len(text)
+        details: dict[str, Any] = {"chars": chars}
+        measured = {"chars": chars}
+        if self.count_words:
+            measured["words"] = details["words"] = len(text.split())
+        for unit, n in measured.items():
+            lo, hi = self.bounds[f"min_{unit}"], self.bounds[f"max_{unit}"]
+            if lo is not None and n < lo:
+                return Result("fail", 0.0, "too_short", {**details, "reason": f"{n} {unit} < min_{unit} {lo}"})
+            if hi is not None and n > hi:
+                return Result("fail", 0.0, "too_long", {**details, "reason": f"{n} {unit} > max_{unit} {hi}"})
+        return Result("pass", 1.0, None, details)
+
+
+class Regex:
+    def __init__(self, config: dict[str, Any]) -> None:
+        _known_keys(config, {"pattern", "field", "must_match", "case_insensitive", "label"}, "regex")
+        self.field = _field(config, "regex", "output", (*TEXT_FIELDS, "any"))
+        for key in ("must_match", "case_insensitive"):
+            if not isinstance(config.get(key, False), bool):
+                raise ConfigError(f"regex: {key} must be true or false")
+        self.must_match = bool(config.get("must_match", False))
+        self.regex = compile_re2(config.get("pattern"), "regex", bool(config.get("case_insensitive", False)))
+        self.label = str(config.get("label", "matched" if not self.must_match else "no_match"))
+
+    def check(self, row: dict[str, Any]) -> Result:
+        fields = ("input", "output") if self.field == "any" else (self.field,)
+        for field in fields:
+            m = self.regex.search(row.get(field) or "")
+            if m is not None:
+                details = {"field": field, "match": _short(m.group()), "at": m.start()}
+                return Result("pass", 1.0, None, details) if self.must_match else Result("fail", 0.0, self.label, details)
+        if self.must_match:
+            return Result("fail", 0.0, self.label, {"reason": "the pattern does not match"})
+        return Result("pass", 1.0, None, {})
+
+
+class Json:
+    def __init__(self, config: dict[str, Any]) -> None:
+        _known_keys(config, {"schema", "field", "strip_code_fence"}, "json")
+        self.field = _field(config, "json", "output")
+        self.strip = bool(config.get("strip_code_fence", True))
+        self.validator = None
+        if "schema" in config:
+            import jsonschema  # imported only when a schema is used: it is slow to import
+
+            schema = config["schema"]
+            if not isinstance(schema, dict | bool):
+                raise ConfigError("json: schema must be a JSON Schema object")
+            cls = jsonschema.validators.validator_for(schema)
+            try:
+                cls.check_schema(schema)
+            except jsonschema.SchemaError as e:
+                raise ConfigError(f"json: the schema is not a valid JSON Schema: {e.message}") from None
+            self.validator = cls(schema)
+
+    def check(self, row: dict[str, Any]) -> Result:
+        text = row.get(self.field)
+        if text is None or not text.strip():
+            return Result("fail", 0.0, "missing", {"reason": f"no {self.field}"})
+        if self.strip:
+            text = strip_code_fence(text)
+        try:
+            value = json.loads(text)
+        except RecursionError:
+            return Result("fail", 0.0, "too_deep", {"reason": "JSON nested too deeply to parse"})
+        except ValueError as e:
+            return Result("fail", 0.0, "invalid_json", {"reason": _short(str(e))})
+        if self.validator is not None:
+            try:
+                error = next(iter(self.validator.iter_errors(value)), None)
+            except RecursionError:
+                return Result("fail", 0.0, "too_deep", {"reason": "JSON nested too deeply to validate"})
+            if error is not None:
+                path = "/".join(str(p) for p in error.absolute_path)
+                return Result("fail", 0.0, "schema_mismatch", {"reason": _short(error.message), "path": path})
+        return Result("pass", 1.0, None, {})
+
+
+class Pii:
+    def __init__(self, config: dict[str, Any]) -> None:
+        import validators_pii
+
+        self.pii = validators_pii
+        _known_keys(config, {"fields", "categories"}, "pii")
+        fields = config.get("fields", ["input", "output"])
+        if not isinstance(fields, list) or not fields or not set(fields) <= set(TEXT_FIELDS):
+            raise ConfigError(f"pii: fields must be a non-empty list of {list(TEXT_FIELDS)}")
+        cats = config.get("categories", list(validators_pii.CATEGORIES))
+        if not isinstance(cats, list) or not cats or not set(cats) <= set(validators_pii.CATEGORIES):
+            raise ConfigError(f"pii: categories must be a non-empty list of {list(validators_pii.CATEGORIES)}")
+        self.fields, self.categories = fields, set(cats)
+
+    def check(self, row: dict[str, Any]) -> Result:
+        found: dict[str, dict[str, int]] = {}
+        for field in self.fields:
+            counts = {c: n for c, n in self.pii.categories(row.get(field)).items() if c in self.categories}
+            if counts:
+                found[field] = counts
+        if not found:
+            return Result("pass", 0.0, None, {})
+        cats = sorted({c for counts in found.values() for c in counts})
+        total = sum(n for counts in found.values() for n in counts.values())
+        return Result("fail", float(total), cats[0], {"categories": cats, "fields": found})
+
+
+# Signals of prompt injection and jailbreaks, with a weight each; the score combines them
+# as independent evidence: 1 - prod(1 - w).
+INJECTION_SIGNALS = {
+    "ignore_instructions": (
+        r"(?i)\b(ignore|disregard|forget|override|bypass)\b[^.\n]{0,40}\b(instructions?|prompts?|rules|"
+        r"directions|guidelines|guardrails|context)\b",
+        0.8,
+    ),
+    "reveal_prompt": (
+        r"(?i)\b(reveal|show|print|repeat|output|leak|tell me|what is|what are)\b[^.\n]{0,30}\b(system|hidden|"
+        r"initial|original|secret)\s+(prompt|instructions|message)",
+        0.6,
+    ),
+    "role_override": (
+        r"(?i)(\byou are now\b|\bfrom now on,? you\b|\bpretend (to be|you are)\b|\bact as (an? )?(unrestricted|"
+        r"unfiltered|jailbroken|evil|uncensored)\b|\broleplay as\b)",
+        0.5,
+    ),
+    "jailbreak_persona": (r"(\bDAN\b|(?i)\b(do anything now|developer mode|jailbreak|jailbroken|god mode)\b)", 0.6),
+    "chat_markup": (r"(<\|im_start\|>|<\|system\|>|\[/?INST\]|<<SYS>>|(?im)^\s*(system|assistant)\s*:)", 0.5),
+    "no_restrictions": (
+        r"(?i)\b(without|no|ignore (any|all|your)?)\s+(restrictions|filters|limitations|censorship|"
+        r"safety (guidelines|rules))\b",
+        0.4,
+    ),
+    "encoded_payload": (r"[A-Za-z0-9+/]{200,}={0,2}", 0.2),
+}
+_INJECTION = {name: (re2.compile(p), w) for name, (p, w) in INJECTION_SIGNALS.items()}
+
+
+class Injection:
+    def __init__(self, config: dict[str, Any]) -> None:
+        _known_keys(config, {"threshold", "field"}, "injection")
+        self.field = _field(config, "injection", "input")
+        self.threshold = _number(config, "threshold", "injection", 0.5)
+        if not 0 < self.threshold <= 1:
+            raise ConfigError("injection: threshold must be in (0, 1]")
+
+    def check(self, row: dict[str, Any]) -> Result:
+        text = row.get(self.field) or ""
+        signals = [name for name, (rx, _) in _INJECTION.items() if rx.search(text) is not None]
+        keep = 1.0
+        for name in signals:
+            keep *= 1 - _INJECTION[name][1]
+        score = round(1 - keep, 4)
+        details = {"signals": signals} if signals else {}
+        if score >= self.threshold:
+            return Result("fail", score, "injection", details)
+        return Result("pass", score, None, details)
+
+
+REFUSAL_PATTERNS = {
+    "refusal": (
+        r"(?i)(\bI('m| am)( really| very)? sorry,? but I (can't|cannot|won't|am unable|'m unable|am not able)\b|"
+        r"\bI (can't|cannot|won't|will not) (help|assist|comply|provide|do that|fulfill)\b|"
+        r"\bI('m| am) (unable|not able) to (help|assist|comply|provide)\b|"
+        r"\bas an AI( language model)?,? I (can't|cannot|don't|do not)\b|"
+        r"\b(this|that) (request )?(goes against|violates) (my|the) (guidelines|policies|policy)\b)"
+    ),
+    "dont_know": (
+        r"(?i)(\bI (don't|do not) know\b|\bI('m| am) not sure\b|\bI (don't|do not) have (enough )?(information|"
+        r"access|data)\b|\bI (couldn't|could not|can't|cannot) find (any )?(information|anything)\b|"
+        r"\bno information (is )?available\b)"
+    ),
+}
+_REFUSAL = {label: re2.compile(p) for label, p in REFUSAL_PATTERNS.items()}
+
+
+class Refusal:
+    def __init__(self, config: dict[str, Any]) -> None:
+        _known_keys(config, {"field", "count_dont_know"}, "refusal")
+        self.field = _field(config, "refusal", "output")
+        self.labels = ["refusal"] + (["dont_know"] if config.get("count_dont_know", True) else [])
+
+    def check(self, row: dict[str, Any]) -> Result:
+        text = row.get(self.field)
+        if not text:
+            return Result("skipped", None, None, {"reason": f"no {self.field}"})
+        head = text[:2000]  # a refusal says so up front; do not scan a megabyte for it
+        for label in self.labels:
+            m = _REFUSAL[label].search(head)
+            if m is not None:
+                return Result("fail", 1.0, label, {"match": _short(m.group())})
+        return Result("pass", 0.0, None, {})
+
+
+# Scripts that identify a language (or a small family) on their own.
+_SCRIPTS = [
+    ("ru", r"[\x{0400}-\x{04FF}]"), ("el", r"[\x{0370}-\x{03FF}]"), ("he", r"[\x{0590}-\x{05FF}]"),
+    ("ar", r"[\x{0600}-\x{06FF}]"), ("hi", r"[\x{0900}-\x{097F}]"), ("th", r"[\x{0E00}-\x{0E7F}]"),
+    ("ko", r"[\x{AC00}-\x{D7AF}]"), ("ja", r"[\x{3040}-\x{30FF}]"), ("zh", r"[\x{4E00}-\x{9FFF}]"),
+]
+_SCRIPT_RX = [(lang, re2.compile(p)) for lang, p in _SCRIPTS]
+# The most frequent function words of the Latin-script languages told apart here.
+_STOPWORDS = {
+    "en": "the and is are of to in that it for you with on this what how was not be have",
+    "de": "der die das und ist nicht ich sie es zu mit den ein eine auf für von wie was",
+    "fr": "le la les et est des une un que qui pas pour dans sur vous ce il je du",
+    "es": "el la los las y es de que en un una por para con no se como qué su",
+    "it": "il lo la gli le e è di che un una per non con sono come del della",
+    "pt": "o a os as e é de que em um uma para com não se do da como você",
+    "nl": "de het een en is van dat die niet ik je op te met voor zijn wat",
+}
+_STOP = {lang: set(words.split()) for lang, words in _STOPWORDS.items()}
+_WORD = re2.compile(r"[^\W\d_]+")
+LANGUAGES = sorted({lang for lang, _ in _SCRIPTS} | set(_STOP))
+
+
+def detect_language(text: str) -> str | None:
+    sample = text[:2000]
+    for lang, rx in _SCRIPT_RX:
+        if len(rx.findall(sample)) >= 3:
+            return lang
+    words = [w.lower() for w in _WORD.findall(sample)]
+    if len(words) < 3:
+        return None
+    hits = {lang: sum(1 for w in words if w in stop) for lang, stop in _STOP.items()}
+    best = max(hits, key=lambda k: hits[k])
+    return best if hits[best] >= 2 else None
+
+
+class Language:
+    def __init__(self, config: dict[str, Any]) -> None:
+        _known_keys(config, {"allowed", "field", "min_chars"}, "language")
+        allowed = config.get("allowed")
+        if not isinstance(allowed, list) or not allowed or not all(isinstance(a, str) for a in allowed):
+            raise ConfigError(f"language: allowed must be a non-empty list of language codes, e.g. {LANGUAGES}")
+        unknown = set(allowed) - set(LANGUAGES)
+        if unknown:
+            raise ConfigError(f"language: unknown language code(s) {sorted(unknown)}; known: {LANGUAGES}")
+        self.allowed = set(allowed)
+        self.field = _field(config, "language", "input")
+        self.min_chars = _count(config, "min_chars", "language") or 20
+
+    def check(self, row: dict[str, Any]) -> Result:
+        text = row.get(self.field) or ""
+        if len(text.strip()) < self.min_chars:
+            return Result("skipped", None, None, {"reason": f"{self.field} shorter than {self.min_chars} characters"})
+        lang = detect_language(text)
+        if lang is None:
+            return Result("skipped", None, None, {"reason": "language not recognised"})
+        return Result("pass" if lang in self.allowed else "fail", None, lang, {"language": lang})
+
+
+class Classifier:
+    def __init__(self, config: dict[str, Any]) -> None:
+        _known_keys(config, {"labels", "case_sensitive"}, "classifier")
+        labels = config.get("labels")
+        if labels is not None and (not isinstance(labels, list) or not all(isinstance(x, str) for x in labels)):
+            raise ConfigError("classifier: labels must be a list of strings")
+        self.case_sensitive = bool(config.get("case_sensitive", False))
+        self.labels = None if labels is None else {self._norm(x) for x in labels}
+
+    def _norm(self, text: str) -> str:
+        text = text.strip().strip(".").strip()
+        return text if self.case_sensitive else text.casefold()
+
+    def check(self, row: dict[str, Any]) -> Result:
+        output = row.get("output")
+        if output is None:
+            return Result("fail", 0.0, "missing", {"reason": "no output"})
+        got = self._norm(output)
+        if self.labels is not None and got not in self.labels:
+            return Result("fail", 0.0, "unknown_label", {"reason": f"{_short(got, 60)!r} is not one of the labels"})
+        expected = row.get("expected")
+        if expected is None:
+            return Result("skipped", None, got, {"reason": "no expected label"})
+        ok = got == self._norm(expected)
+        return Result("pass" if ok else "fail", 1.0 if ok else 0.0, got, {"expected": _short(self._norm(expected), 60)})
+
+
+class Rollback(Exception):
+    """Raised to leave a subtransaction that must never keep what it did."""
+
+
+def _read_only_subtransaction(plpy: Any, fn: Any) -> Any:
+    """Run fn() in a subtransaction that is read-only and always rolled back; return its value."""
+    box: list[Any] = []
+    try:
+        with plpy.subtransaction():
+            plpy.execute("SET LOCAL transaction_read_only = on")
+            box.append(fn())
+            raise Rollback
+    except Rollback:
+        pass
+    return box[0]
+
+
+class Sql:
+    """A boolean SQL expression over the trace row, run set-wise on the batch."""
+
+    def __init__(self, config: dict[str, Any], plpy: Any = None) -> None:
+        _known_keys(config, {"expression"}, "sql")
+        expr = config.get("expression")
+        if not isinstance(expr, str) or not expr.strip():
+            raise ConfigError('sql: config needs {"expression": "<boolean SQL over the trace row>"}')
+        self.expression = expr
+        self.plans: dict[str, Any] = {}
+        if plpy is not None:
+            self._plan(plpy, "table")
+
+    def _plan(self, plpy: Any, source: str) -> Any:
+        plan = self.plans.get(source)
+        if plan is None:
+            if source == "table":
+                query = f"SELECT t.id, ({self.expression})::boolean AS ok FROM flywheel.traces t WHERE t.id = ANY($1)"
+                types = ["bigint[]"]
+            else:  # a trace that is not stored (check_input): one row built from JSON
+                query = (f"SELECT t.id, ({self.expression})::boolean AS ok"
+                         " FROM jsonb_populate_record(NULL::flywheel.traces, $1) t")
+                types = ["jsonb"]
+            try:
+                # prepare() refuses several statements, so the expression cannot smuggle one in.
+                plan = plpy.prepare(query, types)
+            except plpy.SPIError as e:
+                raise ConfigError(f"sql: the expression does not compile against a trace row: {e}") from None
+            self._refuse_volatile(plpy)
+            self.plans[source] = plan
+        return plan
+
+    def _refuse_volatile(self, plpy: Any) -> None:
+        # A volatile function (pg_sleep, nextval, writes through a function) has no place in a check.
+        names = sorted({m.lower() for m in re2.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(", self.expression)})
+        if not names:
+            return
+        rows = plpy.execute(
+            plpy.prepare(
+                "SELECT DISTINCT proname FROM pg_proc WHERE proname = ANY($1) AND provolatile = 'v'"
+                " AND pronamespace IN ('pg_catalog'::regnamespace, 'flywheel'::regnamespace)",
+                ["name[]"],
+            ),
+            [names],
+        )
+        if rows:
+            raise ConfigError(f"sql: the expression calls volatile function(s) {[r['proname'] for r in rows]}; "
+                              "a check must only read the trace")
+
+    def check_batch(self, plpy: Any, rows: list[dict[str, Any]], source: str) -> list[Result]:
+        plan = self._plan(plpy, source)
+        if source == "table":
+            args = [[r["id"] for r in rows]]
+        else:
+            args = [json.dumps({k: v for k, v in rows[0].items() if k != "metadata"})]
+        found = _read_only_subtransaction(plpy, lambda: {r["id"]: r["ok"] for r in plpy.execute(plan, args)})
+        out = []
+        for r in rows:
+            ok = found.get(r["id"], None)
+            if ok is None:
+                out.append(Result("skipped", None, None, {"reason": "the expression is NULL for this trace"}))
+            else:
+                out.append(Result("pass" if ok else "fail", 1.0 if ok else 0.0, None, {}))
+        return out
+
+
+class Anomaly:
+    """Latency, cost or tokens far from the recent norm of the same model and node: a robust
+    z-score on the log scale against flywheel._anomaly_baselines (median and MAD per metric),
+    which flywheel.refresh_anomaly_baselines() recomputes off the insert path."""
+
+    METRICS = ("latency_ms", "cost_usd", "tokens_in", "tokens_out")
+    CACHE_SECONDS = 60.0
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        _known_keys(config, {"metrics", "threshold", "min_samples"}, "anomaly")
+        metrics = config.get("metrics", ["latency_ms", "cost_usd", "tokens_out"])
+        if not isinstance(metrics, list) or not metrics or not set(metrics) <= set(self.METRICS):
+            raise ConfigError(f"anomaly: metrics must be a non-empty list of {list(self.METRICS)}")
+        self.metrics = metrics
+        self.threshold = _number(config, "threshold", "anomaly", 4.0)
+        self.min_samples = _count(config, "min_samples", "anomaly") or 30
+        if self.threshold <= 0:
+            raise ConfigError("anomaly: threshold must be positive")
+        self.baselines: dict[tuple[Any, Any, str], tuple[int, float, float]] = {}
+        self.loaded_at = -math.inf
+
+    def _load(self, plpy: Any) -> None:
+        now = time.monotonic()
+        if now - self.loaded_at < self.CACHE_SECONDS:
+            return
+        rows = plpy.execute("SELECT model, node, metric, n, median_log, mad_log FROM flywheel._anomaly_baselines")
+        self.baselines = {(r["model"], r["node"], r["metric"]): (r["n"], r["median_log"], r["mad_log"]) for r in rows}
+        self.loaded_at = now
+
+    def check_batch(self, plpy: Any, rows: list[dict[str, Any]], source: str) -> list[Result]:
+        self._load(plpy)
+        return [self.check(r) for r in rows]
+
+    def check(self, row: dict[str, Any]) -> Result:
+        worst: tuple[float, str] | None = None
+        measured: dict[str, float] = {}
+        for metric in self.metrics:
+            value = row.get(metric)
+            base = self.baselines.get((row.get("model"), row.get("node"), metric))
+            if value is None or base is None or base[0] < self.min_samples:
+                continue
+            spread = max(1.4826 * base[2], 0.05)  # a floor, so a constant history does not flag noise
+            z = abs(math.log1p(max(float(value), 0.0)) - base[1]) / spread
+            measured[metric] = round(z, 2)
+            if worst is None or z > worst[0]:
+                worst = (z, metric)
+        if worst is None:
+            return Result("skipped", None, None, {"reason": "no baseline yet for this model and node"})
+        if worst[0] > self.threshold:
+            return Result("fail", round(worst[0], 2), worst[1], {"z": measured})
+        return Result("pass", round(worst[0], 2), None, {"z": measured})
+
+
+class Python:
+    """An admin's PL/Python body: `trace` is a dict of the row; return True/False, a score, a dict
+    (status, score, label, details) or None (skipped). Runs read-only with a time limit."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        _known_keys(config, {"body", "threshold"}, "python")
+        body = config.get("body")
+        if not isinstance(body, str) or not body.strip():
+            raise ConfigError('python: config needs {"body": "<python code that returns a verdict>"}')
+        self.threshold = _number(config, "threshold", "python", 0.5)
+        self.time_limit = _number(config, "time_limit_ms", "python", 1000.0) / 1000
+        source = "def _validate(trace, plpy):\n" + "\n".join("    " + line for line in body.splitlines())
+        try:
+            code = compile(source, "<python validator>", "exec")
+        except SyntaxError as e:
+            raise ConfigError(f"python: the body does not compile: {e.msg} (line {e.lineno})") from None
+        namespace: dict[str, Any] = {}
+        exec(code, namespace)  # noqa: S102 (an admin's validator body, checked at creation)
+        self.fn = namespace["_validate"]
+
+    def check_batch(self, plpy: Any, rows: list[dict[str, Any]], source: str) -> list[Result]:
+        out = []
+        for row in rows:
+            try:
+                out.append(_read_only_subtransaction(plpy, lambda row=row: self._verdict(self._run(row, plpy))))
+            except Exception as e:
+                out.append(error_result(e))
+        return out
+
+    def _run(self, row: dict[str, Any], plpy: Any) -> Any:
+        deadline = time.monotonic() + self.time_limit
+        limit_ms = int(self.time_limit * 1000)
+
+        def tracer(frame: Any, event: str, arg: Any) -> Any:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the validator ran longer than its time limit of {limit_ms} ms")
+            return tracer
+
+        previous = sys.gettrace()
+        sys.settrace(tracer)
+        try:
+            return self.fn(dict(row), plpy)
+        finally:
+            sys.settrace(previous)
+
+    def _verdict(self, value: Any) -> Result:
+        if value is None:
+            return Result("skipped", None, None, {"reason": "the validator returned None"})
+        if isinstance(value, bool):
+            return Result("pass" if value else "fail", 1.0 if value else 0.0, None, {})
+        if isinstance(value, int | float):
+            return Result("pass" if value >= self.threshold else "fail", float(value), None, {})
+        if isinstance(value, dict):
+            status = value.get("status")
+            score = value.get("score")
+            if status is None and score is not None:
+                status = "pass" if float(score) >= self.threshold else "fail"
+            if status not in ("pass", "fail", "skipped"):
+                raise ValueError(f"the validator returned status {status!r}; expected pass, fail or skipped")
+            details = value.get("details") or {}
+            label = value.get("label")
+            return Result(status, None if score is None else float(score), None if label is None else str(label),
+                          details if isinstance(details, dict) else {"value": details})
+        raise ValueError(f"the validator returned a {type(value).__name__}; expected bool, number, dict or None")
+
+
+def error_result(e: BaseException) -> Result:
+    message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return Result("error", None, type(e).__name__, {"error": _short(message, 500)})
+$pysrc$),
+    ('validators_pii', $pysrc$"""Finds personal data (e-mail, phone, payment card, IBAN, SSN, IP address) in text, and redacts it.
+
+One detector serves the `pii` validator and flywheel.redact_pii(): what the validator flags is
+exactly what redaction removes. Candidates come from linear-time re2 patterns; cards must pass
+the Luhn check and IBANs the mod-97 check, so order numbers and dates are not flagged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import re2
+
+# In priority order: where two candidates overlap, the earlier category wins.
+CATEGORIES = ("email", "iban", "card", "ssn", "ip", "phone")
+PLACEHOLDERS = {c: f"[{c.upper()}]" for c in CATEGORIES}
+
+_PATTERNS = {
+    "email": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
+    "iban": r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b",
+    "card": r"\b\d(?:[ -]?\d){12,18}\b",
+    "ssn": r"\b\d{3}-\d{2}-\d{4}\b",
+    "ip": r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b",
+    "phone": r"(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,5}){1,4}\b",
+}
+_COMPILED = {name: re2.compile(p) for name, p in _PATTERNS.items()}
+# Cheap pre-filter: most texts have no '@' and no run of digits long enough to be personal data.
+_DIGITS = re2.compile(r"\d[\d ().+-]{5,}\d")
+_DATE = re2.compile(r"^\d{4}[-./]\d{1,2}[-./]\d{1,2}$|^\d{1,2}[-./]\d{1,2}[-./]\d{4}$")
+_NOT_DIGITS = re2.compile(r"\D")
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2 == 1:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def iban_ok(candidate: str) -> bool:
+    s = candidate.replace(" ", "")
+    if not 15 <= len(s) <= 34:
+        return False
+    rearranged = s[4:] + s[:4]
+    number = "".join(str(int(ch, 36)) for ch in rearranged)
+    return int(number) % 97 == 1
+
+
+def _accept(category: str, text: str) -> bool:
+    if category == "card":
+        digits = _NOT_DIGITS.sub("", text)
+        return 13 <= len(digits) <= 19 and luhn_ok(digits)
+    if category == "iban":
+        return iban_ok(text)
+    if category == "phone":
+        digits = _NOT_DIGITS.sub("", text)
+        if not 7 <= len(digits) <= 15 or _DATE.search(text.strip()):
+            return False
+        # A bare run of digits is an id, not a phone number: ask for a +, parentheses or separators.
+        return text.startswith("+") or "(" in text or sum(text.count(c) for c in " .-") >= 2
+    return True
+
+
+def find(text: str | None) -> list[tuple[int, int, str]]:
+    """(start, end, category) of every finding, non-overlapping, in text order."""
+    if not text:
+        return []
+    has_at = "@" in text
+    if not has_at and _DIGITS.search(text) is None:
+        return []
+    taken: list[tuple[int, int, str]] = []
+    for category in CATEGORIES:
+        if category == "email" and not has_at:
+            continue
+        for m in _COMPILED[category].finditer(text):
+            start, end = m.start(), m.end()
+            if any(start < e and s < end for s, e, _ in taken):
+                continue
+            if _accept(category, m.group()):
+                taken.append((start, end, category))
+    taken.sort()
+    return taken
+
+
+def categories(text: str | None) -> dict[str, int]:
+    """How many findings of each category (never the values)."""
+    counts: dict[str, int] = {}
+    for _, _, category in find(text):
+        counts[category] = counts.get(category, 0) + 1
+    return counts
+
+
+def redact(text: str | None) -> str | None:
+    if text is None:
+        return None
+    findings = find(text)
+    if not findings:
+        return text
+    parts: list[str] = []
+    last = 0
+    for start, end, category in findings:
+        parts.append(text[last:start])
+        parts.append(PLACEHOLDERS[category])
+        last = end
+    parts.append(text[last:])
+    return "".join(parts)
+
+
+def redact_pii(plpy: Any, input: str | None) -> str | None:
+    return redact(input)
+$pysrc$),
+    ('validators_runtime', $pysrc$"""Runs the registry's validators over a batch of traces, once per statement.
+
+The insert trigger, validate_traces(), revalidate() and check_input() all come here with the
+batch as column arrays, and get back result rows and judge jobs as arrays, which SQL writes in
+one INSERT each. Nothing here writes: a validator runs set-wise over the batch (read-only,
+in a subtransaction where it touches the database) and, only if that raises, again one row at
+a time, so a broken validator yields `error` results and never an error in the INSERT.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any
+
+from validators_builtin import (
+    Anomaly,
+    Classifier,
+    ConfigError,
+    Injection,
+    Json,
+    Language,
+    Length,
+    Pii,
+    Python,
+    Refusal,
+    Regex,
+    Result,
+    Sql,
+    error_result,
+)
+from validators_sql_codegen import SqlCodegen
+
+SYNC_KINDS: dict[str, Any] = {
+    "sql": Sql, "regex": Regex, "length": Length, "json": Json, "sql_codegen": SqlCodegen, "pii": Pii,
+    "injection": Injection, "refusal": Refusal, "language": Language, "classifier": Classifier,
+    "anomaly": Anomaly, "python": Python,
+}
+ASYNC_KINDS = ("llm_judge", "llm_pairwise")
+KINDS = (*SYNC_KINDS, *ASYNC_KINDS)
+# Kinds whose constructor checks the config against the database (compiles, looks up the schema).
+_CHECKED_IN_DATABASE = {"sql", "sql_codegen"}
+INPUT_GUARD_KINDS = ("pii", "injection", "language")
+APPLIES_TO_KEYS = ("app", "node", "node_type", "model", "prompt_version")
+
+
+def parse_applies_to(value: Any) -> dict[str, frozenset[str]]:
+    if not isinstance(value, dict):
+        raise ConfigError('applies_to must be a JSON object such as {"node_type": "codegen", "app": ["a", "b"]}')
+    unknown = set(value) - set(APPLIES_TO_KEYS)
+    if unknown:
+        raise ConfigError(f"applies_to: unknown key(s) {sorted(unknown)}; known: {list(APPLIES_TO_KEYS)}")
+    out = {}
+    for key, allowed in value.items():
+        items = [allowed] if isinstance(allowed, str) else allowed
+        if not isinstance(items, list) or not items or not all(isinstance(i, str) for i in items):
+            raise ConfigError(f"applies_to: {key} must be a string or a non-empty list of strings")
+        out[key] = frozenset(items)
+    return out
+
+
+def sampled(trace_id: int | None, validator_id: int, rate: float) -> bool:
+    """Deterministic per (trace, validator): a rerun samples the same traces."""
+    if rate >= 1:
+        return True
+    if rate <= 0 or trace_id is None:
+        return rate > 0
+    digest = hashlib.blake2b(f"{trace_id}:{validator_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 < rate
+
+
+class Validator:
+    __slots__ = ("id", "name", "version", "kind", "mode", "config", "applies_to", "sample_rate", "enabled", "_impl")
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        self.id, self.name, self.version = row["id"], row["name"], row["version"]
+        self.kind, self.mode, self.enabled = row["kind"], row["mode"], row["enabled"]
+        self.config = json.loads(row["config"])
+        self.sample_rate = float(row["sample_rate"])
+        try:
+            self.applies_to: dict[str, frozenset[str]] | None = parse_applies_to(json.loads(row["applies_to"]))
+        except ConfigError:
+            self.applies_to = None  # reported as an error result when it runs
+        self._impl: Any = None
+
+    @property
+    def input_guard(self) -> bool:
+        return self.kind in INPUT_GUARD_KINDS or self.config.get("input_guard") is True
+
+    def applies(self, row: dict[str, Any]) -> bool:
+        if self.applies_to is None:
+            return True
+        return all(row.get(key) in allowed for key, allowed in self.applies_to.items())
+
+    def impl(self) -> Any:
+        if self._impl is None:
+            if self.applies_to is None:
+                raise ConfigError("applies_to is not valid; recreate the validator")
+            cls = SYNC_KINDS.get(self.kind)
+            if cls is None:
+                raise ConfigError(f"kind {self.kind!r} does not run in the database")
+            self._impl = cls(self.config)
+        return self._impl
+
+
+class Registry:
+    """The validators table, parsed once per session and again only when a row changed (xmin)."""
+
+    def __init__(self) -> None:
+        self.key: tuple[Any, ...] | None = None
+        self.validators: list[Validator] = []
+        self.plans: dict[str, Any] = {}
+
+    def _plan(self, plpy: Any, name: str, query: str) -> Any:
+        plan = self.plans.get(name)
+        if plan is None:
+            plan = self.plans[name] = plpy.prepare(query)
+        return plan
+
+    def load(self, plpy: Any) -> list[Validator]:
+        rows = plpy.execute(self._plan(plpy, "key", "SELECT id, xmin::text AS x FROM flywheel.validators ORDER BY id"))
+        key = tuple((r["id"], r["x"]) for r in rows)
+        if key != self.key:
+            full = plpy.execute(self._plan(
+                plpy, "all",
+                "SELECT id, name, version, kind, config::text AS config, mode, applies_to::text AS applies_to,"
+                " sample_rate, enabled FROM flywheel.validators ORDER BY id"))
+            old = {(v.id, v.version): v for v in self.validators}
+            fresh = []
+            for r in full:
+                v = Validator(r)
+                same = old.get((v.id, v.version))
+                if same is not None and same.config == v.config:
+                    v._impl = same._impl  # keep compiled patterns, prepared plans and caches
+                fresh.append(v)
+            self.validators, self.key = fresh, key
+        return self.validators
+
+
+REGISTRY = Registry()
+
+
+def _finite(x: float | None) -> float | None:
+    return x if x is None or math.isfinite(x) else None
+
+
+def _details_json(details: dict[str, Any] | None) -> str:
+    if not details:
+        return "{}"
+    try:
+        return json.dumps(details, ensure_ascii=False, allow_nan=False, default=str)
+    except ValueError:
+        return json.dumps({"value": str(details)}, ensure_ascii=False)
+
+
+def run_validator(plpy: Any, v: Validator, rows: list[dict[str, Any]], source: str) -> list[Result]:
+    """Set-wise first; only when that raises, one row at a time, each isolated."""
+    try:
+        impl = v.impl()
+    except Exception as e:
+        return [error_result(e)] * len(rows)
+    if not hasattr(impl, "check_batch"):
+        out = []
+        for row in rows:  # pure Python: an exception cannot leave the transaction broken
+            try:
+                out.append(impl.check(row))
+            except Exception as e:
+                out.append(error_result(e))
+        return out
+    try:
+        return list(impl.check_batch(plpy, rows, source))
+    except Exception:
+        out = []
+        for row in rows:
+            try:
+                out.extend(impl.check_batch(plpy, [row], source))
+            except Exception as e:
+                out.append(error_result(e))
+        return out
+
+
+def _select(validators: list[Validator], purpose: str, names: list[str] | None) -> list[Validator]:
+    if names is None:
+        if purpose == "check_input":
+            return [v for v in validators if v.enabled and v.mode == "sync" and v.input_guard]
+        if purpose == "insert":
+            return [v for v in validators if v.enabled]
+        return [v for v in validators if v.enabled and v.mode == "sync"]
+    by_name = {v.name: v for v in validators}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise ValueError(f"no validator named {', '.join(missing)}")
+    chosen = [by_name[n] for n in dict.fromkeys(names)]
+    if purpose == "validate":
+        not_sync = [v.name for v in chosen if v.mode != "sync"]
+        if not_sync:
+            raise ValueError(f"{', '.join(not_sync)} run(s) asynchronously (LLM judge): the judge queue runs them, "
+                             "not validate_traces")
+    return chosen
+
+
+def evaluate(plpy: Any, purpose: str, names: list[str] | None, ids: list[int | None] | None, apps: list[Any],
+             nodes: list[Any], node_types: list[Any], models: list[Any], prompt_versions: list[Any],
+             inputs: list[Any], outputs: list[Any], expecteds: list[Any], latencies: list[Any],
+             tokens_ins: list[Any], tokens_outs: list[Any], costs: list[Any], metadatas: list[Any]) -> dict[str, Any]:
+    """purpose: 'insert' (the trigger: enabled validators, sampled, async ones enqueued), 'validate'
+    (named or all enabled sync ones, every trace), 'revalidate' (one named validator, sampled) or
+    'check_input' (the input guards, on a trace that is not stored)."""
+    out: dict[str, list[Any]] = {k: [] for k in ("r_trace_ids", "r_validator_ids", "r_names", "r_versions",
+                                                 "r_statuses", "r_scores", "r_labels", "r_details",
+                                                 "j_trace_ids", "j_validator_ids", "j_versions")}
+    try:
+        n = len(ids or [])
+        rows = [
+            {"id": ids[i], "app": apps[i], "node": nodes[i], "node_type": node_types[i], "model": models[i],  # type: ignore[index]
+             "prompt_version": prompt_versions[i], "input": inputs[i], "output": outputs[i],
+             "expected": expecteds[i], "latency_ms": latencies[i], "tokens_in": tokens_ins[i],
+             "tokens_out": tokens_outs[i], "cost_usd": costs[i], "metadata": metadatas[i]}
+            for i in range(n)
+        ]
+        if not rows:
+            return out
+        sampling = purpose in ("insert", "revalidate")
+        source = "record" if purpose == "check_input" else "table"
+        for v in _select(REGISTRY.load(plpy), purpose, names):
+            targets = [r for r in rows if v.applies(r) and (not sampling or sampled(r["id"], v.id, v.sample_rate))]
+            if not targets:
+                continue
+            if v.mode == "async":
+                if purpose in ("insert", "revalidate"):
+                    for r in targets:
+                        out["j_trace_ids"].append(r["id"])
+                        out["j_validator_ids"].append(v.id)
+                        out["j_versions"].append(v.version)
+                continue
+            for r, res in zip(targets, run_validator(plpy, v, targets, source), strict=True):
+                out["r_trace_ids"].append(r["id"])
+                out["r_validator_ids"].append(v.id)
+                out["r_names"].append(v.name)
+                out["r_versions"].append(v.version)
+                out["r_statuses"].append(res.status)
+                out["r_scores"].append(_finite(res.score))
+                out["r_labels"].append(res.label)
+                out["r_details"].append(_details_json(res.details))
+    except Exception as e:
+        if purpose != "insert":
+            raise
+        # A bug here must never cost the application its INSERT: say so in the server log.
+        plpy.warning(f"dbflywheel: validators did not run on this INSERT: {type(e).__name__}: {e}")
+        return {k: [] for k in out}
+    return out
+
+
+def check_config(plpy: Any, kind: str, config: str, applies_to: str) -> None:
+    """create_validator's check: raises (plpy.error) with a message that says what is wrong."""
+    try:
+        parse_applies_to(json.loads(applies_to))
+        if kind in ASYNC_KINDS:
+            return  # flywheel._check_llm_judge_config() checks a judge's config
+        cls = SYNC_KINDS.get(kind)
+        if cls is None:
+            raise ConfigError(f"unknown kind {kind!r}; known kinds: {', '.join(KINDS)}")
+        parsed = json.loads(config)
+        if not isinstance(parsed, dict):
+            raise ConfigError("config must be a JSON object")
+        if kind in _CHECKED_IN_DATABASE:
+            cls(parsed, plpy)
+        else:
+            cls(parsed)
+    except ConfigError as e:
+        plpy.error(f"create_validator: {e}")
+$pysrc$),
+    ('validators_sql_codegen', $pysrc$"""The `sql_codegen` validator: is a generated query valid SQL for the configured schema?
+
+Checks, in order: it parses (sqlglot, postgres dialect); only allowed statement types appear
+(SELECT by default; a `;`-chained write, DDL, a data-modifying CTE, SELECT INTO or FOR UPDATE
+fail); every table and column it names exists in the schema (from the catalog); optionally it
+plans: EXPLAIN (never ANALYZE) in a read-only subtransaction that is always rolled back. The
+query is never executed, so checking never writes anything.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import OptimizeError, ParseError, TokenError
+from sqlglot.optimizer.qualify import qualify
+from validators_builtin import (
+    ConfigError,
+    Result,
+    _known_keys,
+    _read_only_subtransaction,
+    _short,
+    error_result,
+    strip_code_fence,
+)
+
+STATEMENT_TYPES: dict[str, tuple[type[exp.Expression], ...]] = {
+    "select": (exp.Query,),
+    "insert": (exp.Insert,),
+    "update": (exp.Update,),
+    "delete": (exp.Delete,),
+    "merge": (exp.Merge,),
+}
+_WRITES = (exp.Insert, exp.Update, exp.Delete, exp.Merge)
+# What PostgreSQL says when EXPLAIN refuses the query, as a label.
+_SQLSTATE_LABELS = {"42601": "syntax_error", "42P01": "unknown_table", "42703": "unknown_column",
+                    "42883": "unknown_function", "42804": "type_mismatch", "42803": "grouping_error",
+                    "42702": "ambiguous_column"}
+CATALOG_SECONDS = 10.0
+
+
+def _kind_of(stmt: exp.Expression) -> str:
+    for name, classes in STATEMENT_TYPES.items():
+        if isinstance(stmt, classes):
+            return name
+    return type(stmt).__name__.lower()
+
+
+class SqlCodegen:
+    def __init__(self, config: dict[str, Any], plpy: Any = None) -> None:
+        _known_keys(config, {"schema", "allowed_statements", "explain", "max_statements", "lock_timeout_ms"},
+                    "sql_codegen")
+        schema = config.get("schema")
+        if not isinstance(schema, str) or not schema:
+            raise ConfigError('sql_codegen: config needs {"schema": "<the schema whose tables the SQL may use>"}')
+        allowed = config.get("allowed_statements", ["select"])
+        if not isinstance(allowed, list) or not allowed or not set(allowed) <= set(STATEMENT_TYPES):
+            raise ConfigError(f"sql_codegen: allowed_statements must be a non-empty list of {list(STATEMENT_TYPES)}")
+        max_statements = config.get("max_statements", 1)
+        if isinstance(max_statements, bool) or not isinstance(max_statements, int) or max_statements < 1:
+            raise ConfigError("sql_codegen: max_statements must be a positive integer")
+        self.schema, self.allowed, self.max_statements = schema, set(allowed), max_statements
+        self.explain = bool(config.get("explain", True))
+        self.lock_timeout_ms = int(config.get("lock_timeout_ms", 200))
+        self.catalog: dict[str, dict[str, str]] = {}
+        self.loaded_at = -1e18
+        self.explain_plan: Any = None
+        if plpy is not None:
+            self._load_catalog(plpy, force=True)
+            if not self.catalog:
+                raise ConfigError(f"sql_codegen: schema {schema!r} does not exist or has no tables")
+
+    def _load_catalog(self, plpy: Any, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.loaded_at < CATALOG_SECONDS:
+            return
+        rows = plpy.execute(
+            plpy.prepare(
+                "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) AS type"
+                " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+                " JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
+                " WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')",
+                ["name"],
+            ),
+            [self.schema],
+        )
+        catalog: dict[str, dict[str, str]] = {}
+        for r in rows:
+            catalog.setdefault(r["relname"], {})[r["attname"]] = r["type"]
+        self.catalog, self.loaded_at = catalog, now
+
+    def check_batch(self, plpy: Any, rows: list[dict[str, Any]], source: str) -> list[Result]:
+        self._load_catalog(plpy)
+        out = []
+        for row in rows:
+            try:
+                out.append(self.check_sql(plpy, row.get("output")))
+            except Exception as e:
+                out.append(error_result(e))
+        return out
+
+    def check_sql(self, plpy: Any, text: str | None) -> Result:
+        if text is None or not text.strip():
+            return Result("fail", 0.0, "missing", {"reason": "no SQL in the output"})
+        sql = strip_code_fence(text).strip().rstrip(";").strip()
+        try:
+            statements = [s for s in sqlglot.parse(sql, read="postgres") if s is not None]
+        except (ParseError, TokenError) as e:
+            return Result("fail", 0.0, "syntax_error", {"reason": _short(str(e).splitlines()[0])})
+        if not statements:
+            return Result("fail", 0.0, "missing", {"reason": "no SQL statement"})
+        kinds = [_kind_of(s) for s in statements]
+        if len(statements) > self.max_statements or any(k not in self.allowed for k in kinds):
+            return Result("fail", 0.0, "statement_not_allowed",
+                          {"statements": kinds, "allowed": sorted(self.allowed), "max_statements": self.max_statements})
+        for stmt in statements:
+            verdict = self._check_statement(stmt)
+            if verdict is not None:
+                return verdict
+        if self.explain:
+            return self._plan(plpy, sql)
+        return Result("pass", 1.0, None, {"statements": kinds})
+
+    def _check_statement(self, stmt: exp.Expression) -> Result | None:
+        if isinstance(stmt, exp.Query):
+            if any(True for _ in stmt.find_all(*_WRITES)):
+                return Result("fail", 0.0, "statement_not_allowed", {"reason": "a data-modifying statement inside the query"})
+            if stmt.find(exp.Into) is not None or stmt.find(exp.Lock) is not None:
+                return Result("fail", 0.0, "statement_not_allowed", {"reason": "SELECT INTO or FOR UPDATE/SHARE"})
+        ctes = {c.alias_or_name.lower() for c in stmt.find_all(exp.CTE)}
+        for table in stmt.find_all(exp.Table):
+            if not isinstance(table.this, exp.Identifier):
+                continue  # a table function such as generate_series(...)
+            name = table.name if table.this.quoted else table.name.lower()
+            schema = table.db
+            if schema and schema != self.schema:
+                return Result("fail", 0.0, "unknown_table", {"reason": f"schema {schema!r} is not {self.schema!r}"})
+            if not schema and name in ctes:
+                continue
+            if name not in self.catalog:
+                return Result("fail", 0.0, "unknown_table", {"reason": f"table {name!r} does not exist"})
+        try:
+            qualify(stmt.copy(), schema={self.schema: self.catalog}, db=self.schema, dialect="postgres",
+                    validate_qualify_columns=True, identify=False)
+        except OptimizeError as e:
+            message = str(e)
+            if "could not be resolved" in message or "Unknown column" in message or "Unknown table" in message:
+                return Result("fail", 0.0, "unknown_column", {"reason": _short(message.splitlines()[0])})
+            # Anything else is sqlglot not following a valid construct: PostgreSQL has the last word.
+        return None
+
+    def _plan(self, plpy: Any, sql: str) -> Result:
+        def explain() -> None:
+            plpy.execute(f"SET LOCAL lock_timeout = {self.lock_timeout_ms}")
+            plpy.execute(f"SET LOCAL search_path = pg_catalog, {plpy.quote_ident(self.schema)}")
+            # prepare() takes exactly one statement, whatever sqlglot thought of the text.
+            plpy.execute(plpy.prepare("EXPLAIN (COSTS OFF) " + sql))
+
+        try:
+            _read_only_subtransaction(plpy, explain)
+        except plpy.SPIError as e:
+            state = getattr(e, "sqlstate", None) or ""
+            label = _SQLSTATE_LABELS.get(state, "does_not_plan")
+            return Result("fail", 0.0, label, {"reason": _short(str(e).splitlines()[0] if str(e) else label),
+                                               "sqlstate": state})
+        return Result("pass", 1.0, None, {"planned": True})
 $pysrc$)
 ON CONFLICT (name) DO UPDATE SET source = EXCLUDED.source
 WHERE flywheel._python_modules.source IS DISTINCT FROM EXCLUDED.source;
-DELETE FROM flywheel._python_modules WHERE name NOT IN ('environment');
+DELETE FROM flywheel._python_modules WHERE name NOT IN ('environment', 'judges_ranking', 'validators_builtin', 'validators_pii', 'validators_runtime', 'validators_sql_codegen');
 
 -- 001-privileges-reset.sql
 -- Privileges, first step: take back what the application and reader roles hold, so that a
@@ -350,7 +1755,7 @@ DELETE FROM flywheel._python_modules WHERE name NOT IN ('environment');
 -- then grants what it needs, and 900-privileges.sql closes with the admin grants and PUBLIC.
 REVOKE ALL ON ALL TABLES IN SCHEMA flywheel FROM flywheel_app, flywheel_reader;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA flywheel FROM flywheel_app, flywheel_reader;
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA flywheel FROM flywheel_app, flywheel_reader;
+REVOKE ALL ON ALL ROUTINES IN SCHEMA flywheel FROM flywheel_app, flywheel_reader;
 
 -- 010-traces.sql
 -- Traces, feedback and labels: partitions, the checks that need a lookup, row-level security.
@@ -474,10 +1879,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:8f3507909596')
+_import = GD.get('dbflywheel:0.1.0:65bc78b856f9')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:8f3507909596']
+    _import = GD['dbflywheel:0.1.0:65bc78b856f9']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -510,13 +1915,1102 @@ GRANT USAGE ON SEQUENCE flywheel.traces_id_seq, flywheel.feedback_id_seq TO flyw
 -- Column defaults and policies call these as the inserting role.
 GRANT EXECUTE ON FUNCTION flywheel._app_of(name), flywheel._apps_of(name) TO flywheel_app;
 
+-- 100-validators.sql
+-- The validator registry: create (or version) a validator, enable or disable it.
+
+-- The judges branch replaces this with a real check of the judge's config (a later file).
+CREATE OR REPLACE FUNCTION flywheel._check_llm_judge_config(kind text, config jsonb) RETURNS void
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF config IS NULL OR jsonb_typeof(config) <> 'object' THEN
+        RAISE EXCEPTION 'create_validator: the config of a % validator must be a JSON object', kind;
+    END IF;
+END
+$$;
+
+-- Checks a code validator's config (and applies_to) with the same code that runs it.
+CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config text, applies_to text) RETURNS void
+LANGUAGE plpython3u
+SET search_path TO pg_catalog, pg_temp
+AS $python$
+_import = GD.get('dbflywheel:0.1.0:65bc78b856f9')
+if _import is None:
+    plpy.execute("SELECT flywheel._python_boot()")
+    _import = GD['dbflywheel:0.1.0:65bc78b856f9']
+return _import('validators_runtime').check_config(plpy, kind, config, applies_to)
+$python$;
+
+-- Creates a validator, or a new version of it when anything but its name changed; the same
+-- definition again changes nothing. Returns the validator's id.
+CREATE OR REPLACE FUNCTION flywheel.create_validator(
+    name        text,
+    kind        text,
+    config      jsonb DEFAULT '{}',
+    mode        text DEFAULT 'sync',
+    applies_to  jsonb DEFAULT '{}',
+    sample_rate real DEFAULT 1.0
+) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    _config  jsonb := coalesce(create_validator.config, '{}');
+    _applies jsonb := coalesce(create_validator.applies_to, '{}');
+    _kinds   text[] := ARRAY['sql', 'regex', 'length', 'json', 'sql_codegen', 'pii', 'injection', 'refusal',
+                             'language', 'classifier', 'anomaly', 'python', 'llm_judge', 'llm_pairwise'];
+    _llm     boolean := create_validator.kind IN ('llm_judge', 'llm_pairwise');
+    _v       flywheel.validators;
+BEGIN
+    IF create_validator.name IS NULL OR create_validator.name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+        RAISE EXCEPTION 'create_validator: name % is not valid', coalesce(quote_literal(create_validator.name), 'NULL')
+            USING HINT = 'a name is 1 to 63 characters: a lower-case letter, then lower-case letters, digits or _';
+    END IF;
+    IF create_validator.kind IS NULL OR NOT create_validator.kind = ANY (_kinds) THEN
+        RAISE EXCEPTION 'create_validator: unknown kind %; known kinds: %',
+            coalesce(quote_literal(create_validator.kind), 'NULL'), array_to_string(_kinds, ', ');
+    END IF;
+    IF create_validator.mode IS NULL OR create_validator.mode NOT IN ('sync', 'async') THEN
+        RAISE EXCEPTION 'create_validator: mode must be ''sync'' or ''async'', not %',
+            coalesce(quote_literal(create_validator.mode), 'NULL');
+    END IF;
+    IF _llm AND create_validator.mode = 'sync' THEN
+        RAISE EXCEPTION 'create_validator: a % validator calls an LLM, which never happens inside the INSERT',
+            create_validator.kind USING HINT = 'use mode => ''async'': the trigger queues a judge job and workers run it';
+    END IF;
+    IF NOT _llm AND create_validator.mode = 'async' THEN
+        RAISE EXCEPTION 'create_validator: mode ''async'' is for llm_judge and llm_pairwise validators; a % validator runs in the insert trigger',
+            create_validator.kind USING HINT = 'use mode => ''sync''';
+    END IF;
+    IF create_validator.sample_rate IS NULL OR create_validator.sample_rate = 'NaN'
+       OR create_validator.sample_rate < 0 OR create_validator.sample_rate > 1 THEN
+        RAISE EXCEPTION 'create_validator: sample_rate must be between 0 and 1, not %',
+            coalesce(create_validator.sample_rate::text, 'NULL');
+    END IF;
+    IF jsonb_typeof(_config) <> 'object' THEN
+        RAISE EXCEPTION 'create_validator: config must be a JSON object, not %', jsonb_typeof(_config);
+    END IF;
+    IF create_validator.kind = 'python'
+       AND NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+        RAISE EXCEPTION 'create_validator: a python validator runs arbitrary code as the database owner: only a superuser may create one'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF _llm THEN
+        PERFORM flywheel._check_llm_judge_config(create_validator.kind, _config);
+    END IF;
+    PERFORM flywheel._check_validator_config(create_validator.kind, _config::text, _applies::text);
+
+    PERFORM pg_advisory_xact_lock(hashtext('flywheel.create_validator'), hashtext(create_validator.name));
+    SELECT * INTO _v FROM flywheel.validators v WHERE v.name = create_validator.name FOR UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO flywheel.validators AS v (name, kind, config, mode, applies_to, sample_rate)
+        VALUES (create_validator.name, create_validator.kind, _config, create_validator.mode, _applies,
+                create_validator.sample_rate)
+        RETURNING * INTO _v;
+    ELSIF (_v.kind, _v.config, _v.mode, _v.applies_to, _v.sample_rate)
+          IS NOT DISTINCT FROM (create_validator.kind, _config, create_validator.mode, _applies, create_validator.sample_rate) THEN
+        RETURN _v.id;  -- the same definition: nothing changes, no new version
+    ELSE
+        UPDATE flywheel.validators v
+        SET version = v.version + 1, kind = create_validator.kind, config = _config, mode = create_validator.mode,
+            applies_to = _applies, sample_rate = create_validator.sample_rate, updated_at = now()
+        WHERE v.id = _v.id
+        RETURNING * INTO _v;
+    END IF;
+    INSERT INTO flywheel.validator_versions (validator_id, version, kind, config, mode, applies_to, sample_rate)
+    VALUES (_v.id, _v.version, _v.kind, _v.config, _v.mode, _v.applies_to, _v.sample_rate);
+    RETURN _v.id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION flywheel.set_validator_enabled(name text, enabled boolean) RETURNS void
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    IF set_validator_enabled.enabled IS NULL THEN
+        RAISE EXCEPTION 'set_validator_enabled: enabled must be true or false';
+    END IF;
+    UPDATE flywheel.validators v SET enabled = set_validator_enabled.enabled, updated_at = now()
+    WHERE v.name = set_validator_enabled.name AND v.enabled IS DISTINCT FROM set_validator_enabled.enabled;
+    IF NOT FOUND AND NOT EXISTS (SELECT 1 FROM flywheel.validators v WHERE v.name = set_validator_enabled.name) THEN
+        RAISE EXCEPTION 'set_validator_enabled: no validator named %', coalesce(quote_literal(set_validator_enabled.name), 'NULL')
+            USING HINT = 'SELECT name FROM flywheel.validators lists them';
+    END IF;
+END
+$$;
+
+-- 110-validators-run.sql
+-- Running validators: the insert trigger, validate_traces(), revalidate(), check_input(),
+-- redact_pii() and the anomaly baselines.
+
+-- Evaluates validators over a batch given as column arrays (see plpython/validators_runtime.py);
+-- it only reads, and returns the result rows and judge jobs for its caller to write.
+CREATE OR REPLACE FUNCTION flywheel._evaluate(
+    purpose text, names text[], ids bigint[], apps text[], nodes text[], node_types text[], models text[],
+    prompt_versions text[], inputs text[], outputs text[], expecteds text[], latencies double precision[],
+    tokens_ins integer[], tokens_outs integer[], costs double precision[], metadatas text[],
+    OUT r_trace_ids bigint[], OUT r_validator_ids bigint[], OUT r_names text[], OUT r_versions integer[],
+    OUT r_statuses text[], OUT r_scores double precision[], OUT r_labels text[], OUT r_details jsonb[],
+    OUT j_trace_ids bigint[], OUT j_validator_ids bigint[], OUT j_versions integer[]
+)
+LANGUAGE plpython3u
+SET search_path TO pg_catalog, pg_temp
+AS $python$
+_import = GD.get('dbflywheel:0.1.0:65bc78b856f9')
+if _import is None:
+    plpy.execute("SELECT flywheel._python_boot()")
+    _import = GD['dbflywheel:0.1.0:65bc78b856f9']
+return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas)
+$python$;
+
+-- The statement-level trigger: one call into PL/Python per INSERT statement with the whole
+-- batch, then one INSERT of all results and one of all judge jobs. Neither INSERT runs in a
+-- subtransaction, so an application's transaction gains no subtransaction ids however many
+-- traces it inserts (see DESIGN.md on the 64-subtransaction cliff). SECURITY DEFINER: the
+-- application role may not write results or jobs itself.
+CREATE OR REPLACE FUNCTION flywheel._validate_inserted_traces() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    b record;
+BEGIN
+    SELECT e.* INTO b
+    FROM (SELECT array_agg(t.id) AS ids, array_agg(t.app) AS apps, array_agg(t.node) AS nodes,
+                 array_agg(t.node_type) AS node_types, array_agg(t.model) AS models,
+                 array_agg(t.prompt_version) AS prompt_versions, array_agg(t.input) AS inputs,
+                 array_agg(t.output) AS outputs, array_agg(t.expected) AS expecteds,
+                 array_agg(t.latency_ms) AS latencies, array_agg(t.tokens_in) AS tokens_ins,
+                 array_agg(t.tokens_out) AS tokens_outs, array_agg(t.cost_usd) AS costs,
+                 array_agg(t.metadata::text) AS metadatas
+          FROM new_traces t) a,
+         LATERAL flywheel._evaluate('insert', NULL, a.ids, a.apps, a.nodes, a.node_types, a.models,
+                                    a.prompt_versions, a.inputs, a.outputs, a.expecteds, a.latencies,
+                                    a.tokens_ins, a.tokens_outs, a.costs, a.metadatas) e;
+    IF cardinality(b.r_trace_ids) > 0 THEN
+        INSERT INTO flywheel.validation_results
+            (trace_id, validator_id, validator_version, status, score, label, details)
+        SELECT * FROM unnest(b.r_trace_ids, b.r_validator_ids, b.r_versions, b.r_statuses, b.r_scores,
+                             b.r_labels, b.r_details)
+        ON CONFLICT (trace_id, validator_id, validator_version) DO NOTHING;
+    END IF;
+    IF cardinality(b.j_trace_ids) > 0 THEN
+        INSERT INTO flywheel.judge_jobs (trace_id, validator_id, validator_version)
+        SELECT * FROM unnest(b.j_trace_ids, b.j_validator_ids, b.j_versions)
+        ON CONFLICT DO NOTHING;
+        PERFORM pg_notify('flywheel_judge_jobs', '');
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER validate_inserted_traces AFTER INSERT ON flywheel.traces
+    REFERENCING NEW TABLE AS new_traces
+    FOR EACH STATEMENT EXECUTE FUNCTION flywheel._validate_inserted_traces();
+
+-- Runs validators over stored traces now, upserts their results (and, for revalidate, queues
+-- judge jobs), and returns the results. purpose: 'validate' or 'revalidate'.
+CREATE OR REPLACE FUNCTION flywheel._validate(trace_ids bigint[], validators text[], purpose text)
+RETURNS TABLE (trace_id bigint, validator text, validator_version integer, status text,
+               score double precision, label text, details jsonb)
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    b record;
+BEGIN
+    SELECT e.* INTO b
+    FROM (SELECT array_agg(t.id) AS ids, array_agg(t.app) AS apps, array_agg(t.node) AS nodes,
+                 array_agg(t.node_type) AS node_types, array_agg(t.model) AS models,
+                 array_agg(t.prompt_version) AS prompt_versions, array_agg(t.input) AS inputs,
+                 array_agg(t.output) AS outputs, array_agg(t.expected) AS expecteds,
+                 array_agg(t.latency_ms) AS latencies, array_agg(t.tokens_in) AS tokens_ins,
+                 array_agg(t.tokens_out) AS tokens_outs, array_agg(t.cost_usd) AS costs,
+                 array_agg(t.metadata::text) AS metadatas
+          FROM flywheel.traces t WHERE t.id = ANY (_validate.trace_ids)) a,
+         LATERAL flywheel._evaluate(_validate.purpose, _validate.validators, a.ids, a.apps, a.nodes,
+                                    a.node_types, a.models, a.prompt_versions, a.inputs, a.outputs,
+                                    a.expecteds, a.latencies, a.tokens_ins, a.tokens_outs, a.costs,
+                                    a.metadatas) e;
+    IF cardinality(b.r_trace_ids) > 0 THEN
+        INSERT INTO flywheel.validation_results AS r
+            (trace_id, validator_id, validator_version, status, score, label, details)
+        SELECT * FROM unnest(b.r_trace_ids, b.r_validator_ids, b.r_versions, b.r_statuses, b.r_scores,
+                             b.r_labels, b.r_details)
+        ON CONFLICT (trace_id, validator_id, validator_version) DO UPDATE
+        SET status = EXCLUDED.status, score = EXCLUDED.score, label = EXCLUDED.label,
+            details = EXCLUDED.details, created_at = now()
+        WHERE r.judged_by = 'code';
+    END IF;
+    IF cardinality(b.j_trace_ids) > 0 THEN
+        INSERT INTO flywheel.judge_jobs (trace_id, validator_id, validator_version)
+        SELECT * FROM unnest(b.j_trace_ids, b.j_validator_ids, b.j_versions)
+        ON CONFLICT DO NOTHING;
+        PERFORM pg_notify('flywheel_judge_jobs', '');
+    END IF;
+    RETURN QUERY
+        SELECT u.trace_id, u.name, u.version, u.status, u.score, u.label, u.details
+        FROM unnest(b.r_trace_ids, b.r_names, b.r_versions, b.r_statuses, b.r_scores, b.r_labels, b.r_details)
+             AS u(trace_id, name, version, status, score, label, details)
+        ORDER BY u.trace_id, u.name;
+END
+$$;
+
+-- The current version of the named sync validators (all enabled ones when NULL) over these
+-- traces, now, whatever their sample rate; results are upserted and returned. The golden-set
+-- CI gate and revalidate() use it.
+CREATE OR REPLACE FUNCTION flywheel.validate_traces(trace_ids bigint[], validators text[] DEFAULT NULL)
+RETURNS TABLE (trace_id bigint, validator text, validator_version integer, status text,
+               score double precision, label text, details jsonb)
+LANGUAGE sql
+SET search_path TO pg_catalog, pg_temp
+AS $$ SELECT * FROM flywheel._validate(trace_ids, validators, 'validate') $$;
+
+-- Runs the current version of one validator over past traces (all, or those created since),
+-- in batches of 1000 with a NOTICE after each; a sync validator's results are upserted, an
+-- async one's judge jobs are queued. Sampling applies as on insert. Returns the traces seen.
+CREATE OR REPLACE FUNCTION flywheel.revalidate(name text, since timestamptz DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    _ids     bigint[];
+    _last    bigint := -9223372036854775808;
+    _seen    bigint := 0;
+    _results bigint;
+    _total   bigint := 0;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM flywheel.validators v WHERE v.name = revalidate.name) THEN
+        RAISE EXCEPTION 'revalidate: no validator named %', coalesce(quote_literal(revalidate.name), 'NULL');
+    END IF;
+    LOOP
+        SELECT array_agg(s.id ORDER BY s.id) INTO _ids
+        FROM (SELECT t.id FROM flywheel.traces t
+              WHERE t.id > _last AND (revalidate.since IS NULL OR t.created_at >= revalidate.since)
+              ORDER BY t.id LIMIT 1000) s;
+        EXIT WHEN _ids IS NULL;
+        _last := _ids[cardinality(_ids)];
+        SELECT count(*) INTO _results FROM flywheel._validate(_ids, ARRAY[revalidate.name], 'revalidate');
+        _seen := _seen + cardinality(_ids);
+        _total := _total + _results;
+        RAISE NOTICE 'revalidate %: % traces seen, % results written (up to trace id %)',
+            revalidate.name, _seen, _total, _last;
+    END LOOP;
+    RETURN _seen;
+END
+$$;
+
+-- The input guards (pii, injection, language and validators whose config says
+-- "input_guard": true) on text that is not a trace yet: an application asks before it calls
+-- its LLM. Nothing is stored.
+CREATE OR REPLACE FUNCTION flywheel._check_input(input text, app text)
+RETURNS TABLE (validator text, validator_version integer, status text, score double precision,
+               label text, details jsonb)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    b record;
+BEGIN
+    SELECT e.* INTO b
+    FROM flywheel._evaluate('check_input', NULL, ARRAY[NULL::bigint], ARRAY[_check_input.app], ARRAY[NULL::text],
+                            ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[_check_input.input],
+                            ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[NULL::float8], ARRAY[NULL::integer],
+                            ARRAY[NULL::integer], ARRAY[NULL::float8], ARRAY['{}'::text]) e;
+    RETURN QUERY
+        SELECT u.name, u.version, u.status, u.score, u.label, u.details
+        FROM unnest(b.r_names, b.r_versions, b.r_statuses, b.r_scores, b.r_labels, b.r_details)
+             AS u(name, version, status, score, label, details)
+        ORDER BY u.name;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION flywheel.check_input(input text, app text DEFAULT NULL)
+RETURNS TABLE (validator text, validator_version integer, status text, score double precision,
+               label text, details jsonb)
+LANGUAGE sql
+SET search_path TO pg_catalog, pg_temp
+AS $$ SELECT * FROM flywheel._check_input(input, coalesce(app, flywheel._app_of(current_user))) $$;
+
+-- The text with every finding of the pii validator replaced by its category: [EMAIL], [PHONE],
+-- [CARD], [IBAN], [SSN], [IP]. Judge workers call it before any text leaves the database.
+CREATE OR REPLACE FUNCTION flywheel.redact_pii(input text) RETURNS text
+LANGUAGE plpython3u IMMUTABLE STRICT
+SET search_path TO pg_catalog, pg_temp
+AS $python$
+_import = GD.get('dbflywheel:0.1.0:65bc78b856f9')
+if _import is None:
+    plpy.execute("SELECT flywheel._python_boot()")
+    _import = GD['dbflywheel:0.1.0:65bc78b856f9']
+return _import('validators_pii').redact_pii(plpy, input)
+$python$;
+
+-- Recomputes the anomaly validator's norms from the traces of the last `lookback`:
+-- median and median absolute deviation of log(1 + value) per model, node and metric.
+CREATE OR REPLACE FUNCTION flywheel.refresh_anomaly_baselines(lookback interval DEFAULT '7 days') RETURNS integer
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _rows integer;
+BEGIN
+    DELETE FROM flywheel._anomaly_baselines;
+    WITH src AS (
+        SELECT t.model, t.node, m.metric, ln(1 + greatest(m.value, 0)) AS v
+        FROM flywheel.traces t
+        CROSS JOIN LATERAL (VALUES ('latency_ms', t.latency_ms), ('cost_usd', t.cost_usd),
+                                   ('tokens_in', t.tokens_in::float8), ('tokens_out', t.tokens_out::float8))
+            AS m(metric, value)
+        WHERE t.created_at >= now() - lookback AND m.value IS NOT NULL
+    ), med AS (
+        SELECT model, node, metric, count(*) AS n, percentile_cont(0.5) WITHIN GROUP (ORDER BY v) AS median_log
+        FROM src GROUP BY model, node, metric
+    )
+    INSERT INTO flywheel._anomaly_baselines (model, node, metric, n, median_log, mad_log)
+    SELECT med.model, med.node, med.metric, med.n, med.median_log,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY abs(src.v - med.median_log))
+    FROM med JOIN src ON src.model IS NOT DISTINCT FROM med.model AND src.node IS NOT DISTINCT FROM med.node
+                     AND src.metric = med.metric
+    GROUP BY med.model, med.node, med.metric, med.n, med.median_log;
+    GET DIAGNOSTICS _rows = ROW_COUNT;
+    RETURN _rows;
+END
+$$;
+
+-- Where pg_cron runs in this database, keep the baselines fresh (an upsert by job name).
+DO $cron$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
+        PERFORM cron.schedule('flywheel-anomaly-baselines', '*/10 * * * *',
+                              'SELECT flywheel.refresh_anomaly_baselines()');
+    END IF;
+END
+$cron$;
+
+-- 199-privileges-validators.sql
+-- Privileges of the validators' objects (sql/900-privileges.sql then grants the admin everything).
+-- An application may ask for a verdict on its input before calling its LLM.
+GRANT EXECUTE ON FUNCTION flywheel.check_input(text, text), flywheel._check_input(text, text) TO flywheel_app;
+-- Redaction runs in the judge workers, under the admin role only.
+REVOKE ALL ON FUNCTION flywheel.redact_pii(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION flywheel.redact_pii(text) TO flywheel_admin;
+
+-- 200-judges-queue.sql
+-- The judge queue: claim with FOR UPDATE SKIP LOCKED and a lease, complete idempotently,
+-- retry with exponential backoff and jitter, dead-letter after max_attempts, budgets, status.
+-- Workers (src/dbflywheel/worker.py) call these; the provider is called between a claim
+-- and its completion, outside any transaction.
+
+-- How many more jobs a validator may start now (NULL: no limit) and, when none, why.
+-- config.budget: {"jobs_per_hour": N, "usd_per_day": X, "usd_per_1m_tokens_in": P, "usd_per_1m_tokens_out": Q}.
+CREATE OR REPLACE FUNCTION flywheel._judge_budget(validator_id bigint, OUT remaining bigint, OUT reason text)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER  -- queue_status readers see why jobs wait, not the calls behind it
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _budget jsonb;
+    _used   bigint;
+    _spent  double precision;
+BEGIN
+    SELECT v.config -> 'budget' INTO _budget FROM flywheel.validators v WHERE v.id = _judge_budget.validator_id;
+    IF _budget IS NULL OR jsonb_typeof(_budget) <> 'object' THEN
+        RETURN;
+    END IF;
+    IF _budget ? 'usd_per_day' THEN
+        SELECT coalesce(sum(c.cost_usd), 0) INTO _spent FROM flywheel.judge_calls c
+        WHERE c.validator_id = _judge_budget.validator_id AND c.called_at > now() - interval '1 day';
+        IF _spent >= (_budget ->> 'usd_per_day')::double precision THEN
+            remaining := 0;
+            reason := format('budget: $%s of $%s per day spent; jobs wait', round(_spent::numeric, 4),
+                             _budget ->> 'usd_per_day');
+            RETURN;
+        END IF;
+    END IF;
+    IF _budget ? 'jobs_per_hour' THEN
+        -- Calls in the last hour plus jobs in hand now, so that a big claim cannot overshoot.
+        SELECT (SELECT count(*) FROM flywheel.judge_calls c
+                WHERE c.validator_id = _judge_budget.validator_id AND c.called_at > now() - interval '1 hour')
+             + (SELECT count(*) FROM flywheel.judge_jobs j
+                WHERE j.validator_id = _judge_budget.validator_id AND j.status = 'leased')
+        INTO _used;
+        remaining := greatest((_budget ->> 'jobs_per_hour')::bigint - _used, 0);
+        IF remaining = 0 THEN
+            reason := format('budget: %s jobs per hour reached; jobs wait', _budget ->> 'jobs_per_hour');
+        END IF;
+    END IF;
+END
+$$;
+
+-- The other trace a pairwise job compares with: the most recent earlier trace of the same app
+-- answering the same input with a different model, prompt version or variant, within the
+-- judge's pair_window (default 7 days). Pairing only with earlier traces judges each pair
+-- once: when its second trace arrives. The search walks the app's traces of that window by
+-- (app, created_at) instead of an index on input, which every insert would pay for.
+CREATE OR REPLACE FUNCTION flywheel._judge_pair_for(trace_id bigint, pair_window interval DEFAULT interval '7 days')
+RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    SELECT o.id
+    FROM flywheel.traces t
+    JOIN flywheel.traces o ON o.app = t.app AND o.created_at >= t.created_at - pair_window AND o.created_at <= t.created_at
+    WHERE t.id = _judge_pair_for.trace_id
+      AND o.input = t.input
+      AND (o.created_at, o.id) < (t.created_at, t.id)
+      AND (o.model, o.prompt_version, o.variant) IS DISTINCT FROM (t.model, t.prompt_version, t.variant)
+    ORDER BY o.created_at DESC, o.id DESC
+    LIMIT 1
+$$;
+
+-- The few-shot examples of a judge prompt. THE place where the semantic few-shot index
+-- (flywheel.few_shot) will be swapped in; for now the k most recent human-labelled traces
+-- of the same validator, the trace itself excluded.
+CREATE OR REPLACE FUNCTION flywheel._judge_examples(validator text, trace_id bigint, k integer)
+RETURNS TABLE (input text, output text, verdict text, score double precision, comment text)
+LANGUAGE sql STABLE ROWS 5
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    SELECT t.input, t.output, l.verdict, l.score, l.comment
+    FROM (SELECT DISTINCT ON (l.trace_id) l.*
+          FROM flywheel.labels l
+          WHERE l.validator = _judge_examples.validator AND l.trace_id <> _judge_examples.trace_id
+            AND (l.verdict IS NOT NULL OR l.score IS NOT NULL)
+          ORDER BY l.trace_id, l.created_at DESC, l.id DESC) l
+    JOIN flywheel.traces t ON t.id = l.trace_id
+    ORDER BY l.created_at DESC, l.id DESC
+    LIMIT greatest(k, 0)
+$$;
+
+-- Text leaving the database for a provider: PII redacted unless the validator says otherwise.
+CREATE OR REPLACE FUNCTION flywheel._judge_text(body text, redact boolean) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF body IS NULL OR NOT redact THEN
+        RETURN body;
+    END IF;
+    RETURN flywheel.redact_pii(body);
+END
+$$;
+
+-- Claims up to max_jobs due jobs for one worker: validators over budget are skipped, and
+-- every claim counts one attempt (so a job that kills its worker still ends in the
+-- dead-letter table). Returns what the prompt needs, already redacted.
+CREATE OR REPLACE FUNCTION flywheel._claim_judge_jobs(worker_id text, max_jobs integer, lease interval)
+RETURNS TABLE (job_id bigint, trace_id bigint, pair_trace_id bigint, validator_id bigint, validator text,
+               validator_version integer, kind text, config jsonb, attempts integer,
+               input text, output text, expected text, pair_input text, pair_output text, examples jsonb)
+LANGUAGE plpgsql
+SET jit TO off  -- the planner's cost guesses for the functions below made JIT compile every claim (~80 ms)
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _limits  jsonb := '{}';  -- validator id -> jobs it may still start
+    _ids     bigint[] := '{}';
+    _taken   jsonb := '{}';
+    _row     record;
+BEGIN
+    SELECT coalesce(jsonb_object_agg(v.id::text, b.remaining), '{}') INTO _limits
+    FROM flywheel.validators v, flywheel._judge_budget(v.id) b
+    WHERE v.config ? 'budget' AND b.remaining IS NOT NULL;
+
+    FOR _row IN
+        SELECT j.id, j.validator_id FROM flywheel.judge_jobs j
+        WHERE j.status = 'pending' AND j.run_after <= now()
+          AND coalesce((_limits ->> j.validator_id::text)::bigint, 1) > 0
+        ORDER BY j.run_after  -- the order of the index judge_jobs_claimable
+        LIMIT max_jobs
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        IF _limits ? _row.validator_id::text THEN
+            IF coalesce((_taken ->> _row.validator_id::text)::bigint, 0) >= (_limits ->> _row.validator_id::text)::bigint THEN
+                CONTINUE;
+            END IF;
+            _taken := jsonb_set(_taken, ARRAY[_row.validator_id::text],
+                                to_jsonb(coalesce((_taken ->> _row.validator_id::text)::bigint, 0) + 1));
+        END IF;
+        _ids := _ids || _row.id;
+    END LOOP;
+
+    RETURN QUERY
+    WITH leased AS (
+        UPDATE flywheel.judge_jobs j
+        SET status = 'leased', leased_by = _claim_judge_jobs.worker_id, lease_until = now() + lease,
+            attempts = j.attempts + 1
+        WHERE j.id = ANY (_ids)
+        RETURNING j.*
+    ), jobs AS (
+        SELECT l.*, v.name, coalesce(vv.kind, v.kind) AS kind, coalesce(vv.config, v.config) AS config,
+               CASE WHEN coalesce(vv.kind, v.kind) = 'llm_pairwise'
+                    THEN coalesce(l.pair_trace_id, flywheel._judge_pair_for(l.trace_id,
+                        coalesce((coalesce(vv.config, v.config) ->> 'pair_window')::interval, interval '7 days'))) END AS pair_id
+        FROM leased l
+        JOIN flywheel.validators v ON v.id = l.validator_id
+        LEFT JOIN flywheel.validator_versions vv ON vv.validator_id = l.validator_id AND vv.version = l.validator_version
+    ), prepared AS (
+        SELECT j.*, coalesce((j.config ->> 'redact_pii')::boolean, true) AS redact FROM jobs j
+    )
+    SELECT p.id, p.trace_id, p.pair_id, p.validator_id, p.name, p.validator_version, p.kind, p.config, p.attempts,
+           flywheel._judge_text(t.input, p.redact), flywheel._judge_text(t.output, p.redact),
+           flywheel._judge_text(t.expected, p.redact),
+           flywheel._judge_text(o.input, p.redact), flywheel._judge_text(o.output, p.redact),
+           (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                       'input', flywheel._judge_text(e.input, p.redact),
+                       'output', flywheel._judge_text(e.output, p.redact),
+                       'verdict', e.verdict, 'score', e.score, 'comment', e.comment)), '[]')
+            FROM flywheel._judge_examples(p.name, p.trace_id, coalesce((p.config ->> 'few_shot')::integer, 0)) e)
+    FROM prepared p
+    LEFT JOIN flywheel.traces t ON t.id = p.trace_id
+    LEFT JOIN flywheel.traces o ON o.id = p.pair_id
+    ORDER BY p.id;
+END
+$$;
+
+-- Writes a verdict once (the unique key of validation_results makes a second writer a no-op),
+-- records the provider call, and removes the job, whoever holds its lease now.
+-- Returns true when this call wrote the result.
+CREATE OR REPLACE FUNCTION flywheel._complete_judge_job(
+    job_id bigint, worker_id text, validator_id bigint, status text, score double precision, label text,
+    details jsonb, tokens_in integer DEFAULT NULL, tokens_out integer DEFAULT NULL, latency_ms double precision DEFAULT NULL
+) RETURNS boolean
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _job     flywheel.judge_jobs;
+    _v       flywheel.validators;
+    _pair    bigint;
+    _written integer;
+    _budget  jsonb;
+BEGIN
+    SELECT * INTO _v FROM flywheel.validators v WHERE v.id = _complete_judge_job.validator_id;
+    _budget := coalesce(_v.config -> 'budget', '{}');
+    INSERT INTO flywheel.judge_calls (validator_id, job_id, worker_id, ok, tokens_in, tokens_out, cost_usd, latency_ms)
+    VALUES (_complete_judge_job.validator_id, job_id, worker_id, true, tokens_in, tokens_out,
+            coalesce(tokens_in, 0) * coalesce((_budget ->> 'usd_per_1m_tokens_in')::double precision, 0) / 1e6
+          + coalesce(tokens_out, 0) * coalesce((_budget ->> 'usd_per_1m_tokens_out')::double precision, 0) / 1e6,
+            latency_ms);
+
+    SELECT * INTO _job FROM flywheel.judge_jobs j WHERE j.id = _complete_judge_job.job_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN false;  -- another worker finished it after this one's lease expired
+    END IF;
+    INSERT INTO flywheel.validation_results AS r
+        (trace_id, validator_id, validator_version, status, score, label, details, judged_by)
+    VALUES (_job.trace_id, _job.validator_id, _job.validator_version, _complete_judge_job.status,
+            _complete_judge_job.score, _complete_judge_job.label, coalesce(_complete_judge_job.details, '{}'), 'llm')
+    ON CONFLICT ON CONSTRAINT validation_results_trace_id_validator_id_validator_version_key DO NOTHING;
+    GET DIAGNOSTICS _written = ROW_COUNT;
+
+    _pair := coalesce(_job.pair_trace_id, (_complete_judge_job.details ->> 'pair_trace_id')::bigint);
+    IF _written > 0 AND _pair IS NOT NULL AND _complete_judge_job.label IN ('a', 'b', 'tie') THEN
+        INSERT INTO flywheel.preferences (trace_a, trace_b, winner, judged_by, validator, validator_version, reason)
+        VALUES (_job.trace_id, _pair, _complete_judge_job.label, 'llm', _v.name, _job.validator_version,
+                _complete_judge_job.details ->> 'reason')
+        ON CONFLICT DO NOTHING;
+    END IF;
+    DELETE FROM flywheel.judge_jobs j WHERE j.id = _job.id;
+    RETURN _written > 0;
+END
+$$;
+
+-- A failed provider call: back to pending after exponential backoff with jitter (or the
+-- provider's Retry-After, when longer), or into the dead-letter table after max_attempts.
+-- Returns 'retry', 'dead', or 'gone' when this worker no longer holds the job's lease.
+CREATE OR REPLACE FUNCTION flywheel._fail_judge_job(
+    job_id bigint, worker_id text, validator_id bigint, error text, retry_after double precision DEFAULT NULL
+) RETURNS text
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _job     flywheel.judge_jobs;
+    _config  jsonb;
+    _max     integer;
+    _backoff double precision;
+BEGIN
+    INSERT INTO flywheel.judge_calls (validator_id, job_id, worker_id, ok)
+    VALUES (_fail_judge_job.validator_id, job_id, worker_id, false);
+    SELECT * INTO _job FROM flywheel.judge_jobs j
+    WHERE j.id = _fail_judge_job.job_id AND j.status = 'leased' AND j.leased_by = _fail_judge_job.worker_id
+    FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN 'gone';
+    END IF;
+    SELECT coalesce(vv.config, v.config) INTO _config
+    FROM flywheel.validators v
+    LEFT JOIN flywheel.validator_versions vv ON vv.validator_id = v.id AND vv.version = _job.validator_version
+    WHERE v.id = _job.validator_id;
+    _max := coalesce((_config ->> 'max_attempts')::integer, 5);
+    IF _job.attempts >= _max THEN
+        INSERT INTO flywheel.judge_dead_letters
+            (id, trace_id, validator_id, validator_version, pair_trace_id, attempts, error, created_at)
+        VALUES (_job.id, _job.trace_id, _job.validator_id, _job.validator_version, _job.pair_trace_id,
+                _job.attempts, coalesce(error, 'unknown error'), _job.created_at)
+        ON CONFLICT (id) DO UPDATE SET attempts = EXCLUDED.attempts, error = EXCLUDED.error, dead_at = now();
+        DELETE FROM flywheel.judge_jobs j WHERE j.id = _job.id;
+        RETURN 'dead';
+    END IF;
+    -- Full jitter around the exponential step: workers that failed together do not retry together.
+    _backoff := least(coalesce((_config ->> 'retry_max_seconds')::double precision, 300),
+                      coalesce((_config ->> 'retry_base_seconds')::double precision, 2) * 2 ^ (_job.attempts - 1))
+                * (0.5 + random());
+    UPDATE flywheel.judge_jobs j
+    SET status = 'pending', leased_by = NULL, lease_until = NULL, last_error = error,
+        run_after = now() + make_interval(secs => greatest(_backoff, coalesce(retry_after, 0)))
+    WHERE j.id = _job.id;
+    RETURN 'retry';
+END
+$$;
+
+-- Jobs whose lease expired (their worker died or lost the database) become pending again.
+-- Run by every worker's heartbeat rather than every claim: a sweep per claim scanned the
+-- queue's dead tuples on every claim, for leases that expire only once per lease period.
+CREATE OR REPLACE FUNCTION flywheel._release_expired_leases() RETURNS integer
+LANGUAGE sql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    WITH released AS (
+        UPDATE flywheel.judge_jobs j
+        SET status = 'pending', leased_by = NULL, lease_until = NULL,
+            last_error = format('lease of worker %s expired', j.leased_by)
+        WHERE j.id IN (SELECT e.id FROM flywheel.judge_jobs e
+                       WHERE e.status = 'leased' AND e.lease_until < now() FOR UPDATE SKIP LOCKED)
+        RETURNING 1)
+    SELECT count(*)::integer FROM released
+$$;
+
+-- A worker's heartbeat: its row in judge_workers, its leases extended (a slow provider call
+-- keeps its job; a worker killed with -9 stops extending and its leases expire), and the
+-- expired leases of others released.
+CREATE OR REPLACE FUNCTION flywheel._judge_heartbeat(
+    worker_id text, hostname text, pid integer, concurrency integer, in_flight integer,
+    jobs_done bigint, jobs_failed bigint, lease interval
+) RETURNS void
+LANGUAGE sql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    INSERT INTO flywheel.judge_workers AS w
+        (worker_id, hostname, pid, concurrency, in_flight, jobs_done, jobs_failed)
+    VALUES (worker_id, hostname, pid, concurrency, in_flight, jobs_done, jobs_failed)
+    ON CONFLICT (worker_id) DO UPDATE
+    SET in_flight = EXCLUDED.in_flight, jobs_done = EXCLUDED.jobs_done, jobs_failed = EXCLUDED.jobs_failed,
+        last_seen = now();
+    UPDATE flywheel.judge_jobs j SET lease_until = now() + lease
+    WHERE j.status = 'leased' AND j.leased_by = _judge_heartbeat.worker_id;
+    SELECT flywheel._release_expired_leases();
+$$;
+
+-- Puts dead-lettered jobs back in the queue with a fresh attempt count: all of them, those of
+-- one validator (by name), or the given job ids. Returns how many were requeued.
+CREATE OR REPLACE FUNCTION flywheel.requeue_dead(validator text DEFAULT NULL, job_ids bigint[] DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _n integer;
+BEGIN
+    WITH moved AS (
+        DELETE FROM flywheel.judge_dead_letters d
+        USING flywheel.validators v
+        WHERE v.id = d.validator_id
+          AND (requeue_dead.validator IS NULL OR v.name = requeue_dead.validator)
+          AND (requeue_dead.job_ids IS NULL OR d.id = ANY (requeue_dead.job_ids))
+        RETURNING d.*
+    ), requeued AS (
+        INSERT INTO flywheel.judge_jobs (id, trace_id, validator_id, validator_version, pair_trace_id, last_error, created_at)
+        SELECT m.id, m.trace_id, m.validator_id, m.validator_version, m.pair_trace_id,
+               'requeued after: ' || m.error, m.created_at
+        FROM moved m
+        ON CONFLICT DO NOTHING
+        RETURNING 1
+    )
+    SELECT count(*) INTO _n FROM requeued;
+    IF _n > 0 THEN
+        PERFORM pg_notify('flywheel_judge_jobs', 'requeued');
+    END IF;
+    RETURN _n;
+END
+$$;
+
+-- The queue per async validator: what waits, what is in hand, what is done or dead, and why
+-- jobs wait when a budget holds them.
+CREATE OR REPLACE VIEW flywheel.queue_status AS
+SELECT v.name AS validator,
+       v.version AS validator_version,
+       coalesce(q.pending, 0) AS pending,
+       coalesce(q.leased, 0) AS leased,
+       coalesce(r.done, 0) AS done,
+       coalesce(d.dead, 0) AS dead,
+       now() - q.oldest_pending AS oldest_pending_age,
+       coalesce(q.retrying, 0) AS retrying,
+       b.reason AS waiting_reason
+FROM flywheel.validators v
+LEFT JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE j.status = 'pending') AS pending,
+           count(*) FILTER (WHERE j.status = 'leased') AS leased,
+           count(*) FILTER (WHERE j.status = 'pending' AND j.attempts > 0) AS retrying,
+           min(j.created_at) FILTER (WHERE j.status = 'pending') AS oldest_pending
+    FROM flywheel.judge_jobs j WHERE j.validator_id = v.id) q ON true
+LEFT JOIN LATERAL (
+    SELECT count(*) AS done FROM flywheel.validation_results r WHERE r.validator_id = v.id AND r.judged_by = 'llm') r ON true
+LEFT JOIN LATERAL (
+    SELECT count(*) AS dead FROM flywheel.judge_dead_letters d WHERE d.validator_id = v.id) d ON true
+LEFT JOIN LATERAL flywheel._judge_budget(v.id) b ON true
+WHERE v.mode = 'async' OR q.pending + q.leased > 0 OR d.dead > 0;
+
+-- 210-judges-config.sql
+-- The configuration of an LLM judge (kind llm_judge or llm_pairwise), checked when a validator
+-- is created or changed. Replaces the minimal version of the validators' file (this file runs
+-- later). Unknown keys are refused, so that a typo does not silently fall back to a default.
+--   criterion     text: what the judge checks (required for llm_judge)
+--   provider      'offline' (deterministic heuristics, the default) | 'openai' (any OpenAI-compatible endpoint)
+--   model, base_url, api_key_env: for 'openai'; the API key itself comes from the worker's
+--                 environment variable api_key_env (default OPENAI_API_KEY), never from the database
+--   scale         'binary' (default) | '1-5' (pass_threshold, default 4, turns a score into pass/fail)
+--   few_shot      k labelled examples in the prompt (default 0)
+--   redact_pii    default true: flywheel.redact_pii() on every text sent to the provider
+--   agreement_floor (0..1), agreement_window (interval, default '7 days'), agreement_min_n (default 20)
+--   budget        {jobs_per_hour, usd_per_day, usd_per_1m_tokens_in, usd_per_1m_tokens_out}
+--   max_attempts (default 5), retry_base_seconds (2), retry_max_seconds (300), timeout_seconds (30),
+--   temperature (0), latency_ms (offline judge only: simulated latency)
+--   pair_window   llm_pairwise: how far back the other trace of the same input is looked for (default '7 days')
+CREATE OR REPLACE FUNCTION flywheel._check_llm_judge_config(kind text, config jsonb) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _known  text[] := ARRAY['criterion', 'provider', 'model', 'base_url', 'api_key_env', 'scale', 'pass_threshold',
+                            'few_shot', 'redact_pii', 'agreement_floor', 'agreement_window', 'agreement_min_n',
+                            'budget', 'max_attempts', 'retry_base_seconds', 'retry_max_seconds', 'timeout_seconds',
+                            'temperature', 'latency_ms', 'pair_window'];
+    _key    text;
+    _provider text := coalesce(config ->> 'provider', 'offline');
+    _num    text;
+BEGIN
+    IF kind NOT IN ('llm_judge', 'llm_pairwise') THEN
+        RAISE EXCEPTION 'not an LLM judge kind: % (llm_judge or llm_pairwise)', kind;
+    END IF;
+    IF config IS NULL OR jsonb_typeof(config) <> 'object' THEN
+        RAISE EXCEPTION '% config must be a JSON object', kind;
+    END IF;
+    FOR _key IN SELECT jsonb_object_keys(config) LOOP
+        IF _key ~* 'api_key$|secret|password|token$' AND _key <> 'api_key_env' THEN
+            RAISE EXCEPTION '% config: % must not be stored in the database', kind, _key
+                USING HINT = 'name the worker''s environment variable that holds it: {"api_key_env": "OPENAI_API_KEY"}';
+        END IF;
+        IF NOT _key = ANY (_known) THEN
+            RAISE EXCEPTION '% config: unknown key "%"', kind, _key
+                USING HINT = 'known keys: ' || array_to_string(_known, ', ');
+        END IF;
+    END LOOP;
+    IF kind = 'llm_judge' AND coalesce(btrim(config ->> 'criterion'), '') = '' THEN
+        RAISE EXCEPTION 'llm_judge config needs a criterion: what the judge checks in the output'
+            USING HINT = '{"criterion": "The answer is polite and answers the question."}';
+    END IF;
+    IF config ? 'criterion' AND jsonb_typeof(config -> 'criterion') <> 'string' THEN
+        RAISE EXCEPTION '% config: criterion must be a string', kind;
+    END IF;
+    IF _provider NOT IN ('offline', 'openai') THEN
+        RAISE EXCEPTION '% config: provider must be offline or openai (any OpenAI-compatible endpoint), not %',
+            kind, _provider;
+    END IF;
+    IF _provider = 'openai' AND coalesce(config ->> 'model', '') = '' THEN
+        RAISE EXCEPTION '% config: provider openai needs a model', kind;
+    END IF;
+    IF config ? 'base_url' AND (config ->> 'base_url') !~ '^https?://' THEN
+        RAISE EXCEPTION '% config: base_url must be an http(s) URL, not %', kind, config ->> 'base_url';
+    END IF;
+    IF coalesce(config ->> 'scale', 'binary') NOT IN ('binary', '1-5') THEN
+        RAISE EXCEPTION '% config: scale must be binary or 1-5, not %', kind, config ->> 'scale';
+    END IF;
+    IF kind = 'llm_pairwise' AND coalesce(config ->> 'scale', 'binary') <> 'binary' THEN
+        RAISE EXCEPTION 'llm_pairwise config: a pairwise judge answers a, b or tie; scale does not apply';
+    END IF;
+    IF config ? 'redact_pii' AND jsonb_typeof(config -> 'redact_pii') <> 'boolean' THEN
+        RAISE EXCEPTION '% config: redact_pii must be true or false', kind;
+    END IF;
+    -- Numbers and their ranges.
+    FOR _key, _num IN SELECT * FROM (VALUES
+        ('few_shot', '0..50'), ('pass_threshold', '1..5'), ('agreement_floor', '0..1'), ('agreement_min_n', '1..1000000'),
+        ('max_attempts', '1..100'), ('retry_base_seconds', '0..3600'), ('retry_max_seconds', '0..86400'),
+        ('timeout_seconds', '0.1..3600'), ('temperature', '0..2'), ('latency_ms', '0..600000')) AS r(k, range)
+    LOOP
+        CONTINUE WHEN NOT config ? _key;
+        IF jsonb_typeof(config -> _key) <> 'number'
+           OR (config ->> _key)::numeric < split_part(_num, '..', 1)::numeric
+           OR (config ->> _key)::numeric > split_part(_num, '..', 2)::numeric THEN
+            RAISE EXCEPTION '% config: % must be a number in %, not %', kind, _key, _num, config -> _key;
+        END IF;
+    END LOOP;
+    FOREACH _key IN ARRAY ARRAY['agreement_window', 'pair_window'] LOOP
+        CONTINUE WHEN NOT config ? _key;
+        BEGIN
+            PERFORM (config ->> _key)::interval;
+        EXCEPTION WHEN others THEN
+            RAISE EXCEPTION '% config: % must be an interval such as ''7 days'', not %', kind, _key, config -> _key;
+        END;
+    END LOOP;
+    IF config ? 'budget' THEN
+        IF jsonb_typeof(config -> 'budget') <> 'object' THEN
+            RAISE EXCEPTION '% config: budget must be an object such as {"jobs_per_hour": 1000}', kind;
+        END IF;
+        FOR _key IN SELECT jsonb_object_keys(config -> 'budget') LOOP
+            IF _key NOT IN ('jobs_per_hour', 'usd_per_day', 'usd_per_1m_tokens_in', 'usd_per_1m_tokens_out') THEN
+                RAISE EXCEPTION '% config: unknown budget key "%" (jobs_per_hour, usd_per_day, usd_per_1m_tokens_in, usd_per_1m_tokens_out)',
+                    kind, _key;
+            END IF;
+            IF jsonb_typeof(config -> 'budget' -> _key) <> 'number' OR (config -> 'budget' ->> _key)::numeric < 0 THEN
+                RAISE EXCEPTION '% config: budget.% must be a number >= 0', kind, _key;
+            END IF;
+        END LOOP;
+    END IF;
+END
+$$;
+
+-- 220-judges-alignment.sql
+-- Alignment of judges with people: every (human verdict, judge verdict) pair on the same item,
+-- then agreement, coverage, false failure rate and Cohen's kappa per validator version, an
+-- alert when a judge falls below its floor, and preferences' checks.
+
+-- A preference names two traces that exist; it takes trace_a's app (row-level security).
+CREATE OR REPLACE FUNCTION flywheel._check_preference() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _app_b text;
+BEGIN
+    SELECT t.app INTO NEW.app FROM flywheel.traces t WHERE t.id = NEW.trace_a;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'preference for trace %, which does not exist', NEW.trace_a USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    SELECT t.app INTO _app_b FROM flywheel.traces t WHERE t.id = NEW.trace_b;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'preference for trace %, which does not exist', NEW.trace_b USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    IF _app_b <> NEW.app THEN
+        RAISE EXCEPTION 'a preference compares traces of one app, not % and %', NEW.app, _app_b;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER preferences_traces_must_exist BEFORE INSERT OR UPDATE OF trace_a, trace_b
+    ON flywheel.preferences FOR EACH ROW EXECUTE FUNCTION flywheel._check_preference();
+
+ALTER TABLE flywheel.preferences ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS own_app ON flywheel.preferences;
+DROP POLICY IF EXISTS admin_all ON flywheel.preferences;
+-- An application may record its users' A/B choices, for its own app only (as for feedback).
+CREATE POLICY own_app ON flywheel.preferences TO flywheel_app
+    USING (ARRAY[app] <@ (SELECT flywheel._apps_of(current_user)))
+    WITH CHECK (ARRAY[app] <@ (SELECT flywheel._apps_of(current_user)) AND judged_by = 'human');
+CREATE POLICY admin_all ON flywheel.preferences TO flywheel_admin USING (true) WITH CHECK (true);
+
+-- Pairs are unordered: each preference as (low trace, high trace, winner seen from low).
+CREATE OR REPLACE VIEW flywheel._preference_pairs AS
+SELECT p.id, p.app, least(p.trace_a, p.trace_b) AS trace_low, greatest(p.trace_a, p.trace_b) AS trace_high,
+       CASE WHEN p.winner = 'tie' OR p.trace_a < p.trace_b THEN p.winner
+            WHEN p.winner = 'a' THEN 'b' ELSE 'a' END AS winner,
+       p.judged_by, p.validator, p.validator_version, p.annotator, p.created_at,
+       p.trace_a, p.winner AS winner_as_given
+FROM flywheel.preferences p;
+
+-- The human verdict on a pair: the most frequent answer among its annotators; a tie between
+-- the most frequent answers counts as 'tie'.
+CREATE OR REPLACE VIEW flywheel._human_pair_majority AS
+WITH votes AS (
+    SELECT trace_low, trace_high, winner, count(*) AS n
+    FROM flywheel._preference_pairs WHERE judged_by = 'human'
+    GROUP BY trace_low, trace_high, winner
+), ranked AS (
+    SELECT v.*, rank() OVER w AS r, sum(n) OVER w AS votes
+    FROM votes v WINDOW w AS (PARTITION BY trace_low, trace_high ORDER BY n DESC
+                              RANGE BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+)
+SELECT trace_low, trace_high,
+       CASE WHEN count(*) > 1 THEN 'tie' ELSE min(winner) END AS winner,
+       max(votes)::bigint AS votes
+FROM ranked WHERE r = 1
+GROUP BY trace_low, trace_high;
+
+-- Every item judged by both a person and a validator: (validator, version, human, judge, when).
+-- Pass/fail validators: the latest human label of the trace for that validator against the
+-- validator's result. Pairwise judges: the human majority on the pair against the judge's
+-- latest verdict on it, both seen from the pair's order as the judge was shown it ('a' is
+-- the judge's trace_a), since kappa over {a, b, tie} depends on which side is 'a'.
+CREATE OR REPLACE VIEW flywheel._alignment_items AS
+SELECT v.name AS validator, r.validator_version, h.verdict AS human, r.status AS judge, r.created_at AS judged_at
+FROM flywheel.validation_results r
+JOIN flywheel.validators v ON v.id = r.validator_id
+JOIN LATERAL (
+    SELECT l.verdict FROM flywheel.labels l
+    WHERE l.trace_id = r.trace_id AND l.validator = v.name AND l.verdict IS NOT NULL
+    ORDER BY l.created_at DESC, l.id DESC LIMIT 1) h ON true
+WHERE r.status IN ('pass', 'fail') AND v.kind <> 'llm_pairwise'
+UNION ALL
+SELECT * FROM (
+    -- Materialized: each side is computed once, whatever the planner guesses of their sizes.
+    WITH j AS MATERIALIZED (
+        SELECT DISTINCT ON (p.validator, p.validator_version, p.trace_low, p.trace_high) p.*
+        FROM flywheel._preference_pairs p WHERE p.judged_by = 'llm'
+        ORDER BY p.validator, p.validator_version, p.trace_low, p.trace_high, p.created_at DESC, p.id DESC
+    ), m AS MATERIALIZED (
+        SELECT * FROM flywheel._human_pair_majority
+    )
+    SELECT j.validator, j.validator_version,
+           CASE WHEN m.winner = 'tie' OR j.trace_a = j.trace_low THEN m.winner
+                WHEN m.winner = 'a' THEN 'b' ELSE 'a' END,
+           j.winner_as_given, j.created_at
+    FROM j JOIN m ON m.trace_low = j.trace_low AND m.trace_high = j.trace_high) pairwise;
+
+-- Agreement statistics of a set of (human, judge) items. Kappa = (p_o - p_e) / (1 - p_e),
+-- p_e from the two raters' marginals over every category; NULL when p_e = 1 (one category).
+CREATE OR REPLACE FUNCTION flywheel._agreement(humans text[], judges text[],
+    OUT n bigint, OUT agreement double precision, OUT coverage double precision,
+    OUT false_failure_rate double precision, OUT kappa double precision)
+LANGUAGE sql IMMUTABLE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    WITH items AS (SELECT * FROM unnest(humans, judges) AS i(h, j)),
+    stats AS (
+        SELECT count(*)::bigint AS n,
+               avg((h = j)::integer)::double precision AS p_o,
+               (count(*) FILTER (WHERE h = 'fail' AND j = 'fail'))::double precision
+                   / nullif(count(*) FILTER (WHERE h = 'fail'), 0) AS coverage,
+               (count(*) FILTER (WHERE h = 'pass' AND j = 'fail'))::double precision
+                   / nullif(count(*) FILTER (WHERE h = 'pass'), 0) AS false_failure_rate
+        FROM items),
+    chance AS (
+        SELECT sum(((SELECT count(*) FROM items WHERE h = c)::double precision / s.n)
+                 * ((SELECT count(*) FROM items WHERE j = c)::double precision / s.n)) AS p_e
+        FROM stats s, (SELECT h AS c FROM items UNION SELECT j FROM items) cats
+        WHERE s.n > 0)
+    SELECT s.n, s.p_o, s.coverage, s.false_failure_rate,
+           CASE WHEN c.p_e < 1 THEN (s.p_o - c.p_e) / (1 - c.p_e) END
+    FROM stats s, chance c
+$$;
+
+-- How far each validator version agrees with people (pass/fail labels, or pairwise human
+-- majorities): n items, agreement, coverage (share of human-failed items it failed), false
+-- failure rate (share of human-passed items it failed), Cohen's kappa. Pairwise judges have
+-- no coverage or false failure rate (NULL); their kappa is over {a, b, tie}.
+CREATE OR REPLACE VIEW flywheel.validator_alignment AS
+SELECT i.validator, i.validator_version, a.n, a.agreement, a.coverage, a.false_failure_rate, a.kappa
+FROM (SELECT validator, validator_version, array_agg(human) AS humans, array_agg(judge) AS judges
+      FROM flywheel._alignment_items GROUP BY validator, validator_version) i,
+     flywheel._agreement(i.humans, i.judges) a;
+
+-- The same per week of judging.
+CREATE OR REPLACE VIEW flywheel.validator_alignment_weekly AS
+SELECT i.validator, i.validator_version, i.week, a.n, a.agreement, a.coverage, a.false_failure_rate, a.kappa
+FROM (SELECT validator, validator_version, date_trunc('week', judged_at) AS week,
+             array_agg(human) AS humans, array_agg(judge) AS judges
+      FROM flywheel._alignment_items GROUP BY validator, validator_version, date_trunc('week', judged_at)) i,
+     flywheel._agreement(i.humans, i.judges) a;
+
+-- Raises a judge_agreement alert (flywheel.alerts + NOTIFY flywheel_alerts) for every judge
+-- whose agreement over its window (config agreement_window, default 7 days; at least
+-- agreement_min_n items, default 20) is below its agreement_floor, at most once per window
+-- while the alert stays unacknowledged. Workers call it every minute; pg_cron can too.
+CREATE OR REPLACE FUNCTION flywheel.check_judge_agreement()
+RETURNS TABLE (validator text, n bigint, agreement double precision, agreement_floor double precision, alert_id bigint)
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _v      record;
+    _stats  record;
+    _window interval;
+BEGIN
+    FOR _v IN SELECT * FROM flywheel.validators v WHERE v.config ? 'agreement_floor' AND v.enabled ORDER BY v.name LOOP
+        _window := coalesce((_v.config ->> 'agreement_window')::interval, interval '7 days');
+        SELECT a.* INTO _stats
+        FROM (SELECT array_agg(i.human) AS humans, array_agg(i.judge) AS judges
+              FROM flywheel._alignment_items i
+              WHERE i.validator = _v.name AND i.judged_at > now() - _window) w,
+             flywheel._agreement(w.humans, w.judges) a;
+        CONTINUE WHEN _stats.n IS NULL OR _stats.n < coalesce((_v.config ->> 'agreement_min_n')::integer, 20)
+                   OR _stats.agreement >= (_v.config ->> 'agreement_floor')::double precision;
+        CONTINUE WHEN EXISTS (SELECT 1 FROM flywheel.alerts al
+                              WHERE al.kind = 'judge_agreement' AND al.subject = _v.name
+                                AND al.acknowledged_at IS NULL AND al.created_at > now() - _window);
+        validator := _v.name;
+        n := _stats.n;
+        agreement := _stats.agreement;
+        agreement_floor := (_v.config ->> 'agreement_floor')::double precision;
+        alert_id := flywheel._raise_alert('judge_agreement', _v.name,
+            format('judge %s agrees with people on %s%% of %s items over the last %s, below its floor of %s%%',
+                   _v.name, round((100 * _stats.agreement)::numeric, 1), _stats.n, _window,
+                   round((100 * agreement_floor)::numeric, 1)),
+            jsonb_build_object('n', _stats.n, 'agreement', _stats.agreement, 'kappa', _stats.kappa,
+                               'floor', agreement_floor, 'window', _window::text));
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+-- 230-judges-ranking.sql
+-- Bradley-Terry rankings of models, prompt versions and variants from pairwise verdicts:
+-- human votes and each judge's verdicts ranked separately, then side by side.
+
+-- One row per (app, dimension, source, name); source is 'human' or the judge's name.
+CREATE OR REPLACE FUNCTION flywheel._bradley_terry()
+RETURNS TABLE (app text, dimension text, source text, name text, score double precision, rank integer,
+               wins integer, losses integer, ties integer)
+LANGUAGE plpython3u STABLE
+SECURITY DEFINER  -- readers see the ranking (aggregates), not the traces behind it
+SET search_path TO pg_catalog, pg_temp
+AS $python$
+_import = GD.get('dbflywheel:0.1.0:65bc78b856f9')
+if _import is None:
+    plpy.execute("SELECT flywheel._python_boot()")
+    _import = GD['dbflywheel:0.1.0:65bc78b856f9']
+return _import('judges_ranking').ranking(plpy)
+$python$;
+
+-- The human ranking next to each judge's: one row per (app, dimension, judge, name).
+-- Rows with judge NULL are names that only people (or no judge) compared.
+CREATE OR REPLACE VIEW flywheel.pairwise_ranking AS
+WITH bt AS (SELECT * FROM flywheel._bradley_terry())
+SELECT coalesce(j.app, h.app) AS app, coalesce(j.dimension, h.dimension) AS dimension,
+       coalesce(j.name, h.name) AS name, j.source AS judge,
+       h.score AS human_score, h.rank AS human_rank, h.wins + h.losses + h.ties AS human_comparisons,
+       j.score AS judge_score, j.rank AS judge_rank, j.wins + j.losses + j.ties AS judge_comparisons
+FROM (SELECT * FROM bt WHERE source = 'human') h
+FULL JOIN (SELECT * FROM bt WHERE source <> 'human') j
+    ON j.app = h.app AND j.dimension = h.dimension AND j.name = h.name;
+
+-- 299-privileges-judges.sql
+-- Privileges of the judges' objects (sql/900-privileges.sql then re-grants admin everything).
+-- Workers connect as a member of flywheel_admin. Applications may record their users' A/B
+-- choices as human preferences; readers see alignment, rankings and the queue, not traces.
+GRANT SELECT, INSERT ON flywheel.preferences TO flywheel_app;
+GRANT USAGE ON SEQUENCE flywheel.preferences_id_seq TO flywheel_app;
+
+GRANT SELECT ON flywheel.validator_alignment, flywheel.validator_alignment_weekly,
+    flywheel.pairwise_ranking, flywheel.queue_status TO flywheel_reader;
+-- Functions the reader's views call (as the reader): aggregates only.
+GRANT EXECUTE ON FUNCTION flywheel._agreement(text[], text[]), flywheel._bradley_terry(),
+    flywheel._judge_budget(bigint) TO flywheel_reader;
+
 -- 900-privileges.sql
 -- Privileges, last step, after every object exists: the admin may do everything, and
 -- nothing in the schema is usable by PUBLIC (functions are executable by PUBLIC by default).
 REVOKE ALL ON SCHEMA flywheel FROM PUBLIC;
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA flywheel FROM PUBLIC;
+REVOKE ALL ON ALL ROUTINES IN SCHEMA flywheel FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA flywheel FROM PUBLIC;
 
 GRANT ALL ON ALL TABLES IN SCHEMA flywheel TO flywheel_admin;
 GRANT ALL ON ALL SEQUENCES IN SCHEMA flywheel TO flywheel_admin;
-GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA flywheel TO flywheel_admin;
+GRANT EXECUTE ON ALL ROUTINES IN SCHEMA flywheel TO flywheel_admin;

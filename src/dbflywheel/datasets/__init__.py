@@ -1,0 +1,1 @@
+"""Loaders of the real data sets shipped in dbflywheel/data/datasets."""
