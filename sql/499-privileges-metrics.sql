@@ -1,0 +1,16 @@
+-- Privileges of the metrics, experiments and retention objects (sql/900-privileges.sql then
+-- re-grants the admin everything).
+-- Admins create metric views in the schema (create_metric runs with the caller's rights).
+GRANT CREATE ON SCHEMA flywheel TO flywheel_admin;
+-- Readers read the metric views and their freshness.
+DO $grants$
+DECLARE
+    _rel text;
+BEGIN
+    FOR _rel IN SELECT c.relname FROM pg_catalog.pg_class c
+                WHERE c.relnamespace = 'flywheel'::regnamespace AND c.relname LIKE 'metric\_%' AND c.relkind IN ('v', 'm') LOOP
+        EXECUTE format('GRANT SELECT ON flywheel.%I TO flywheel_reader', _rel);
+    END LOOP;
+END
+$grants$;
+GRANT SELECT ON flywheel.refresh_status, flywheel.refresh_log, flywheel.prompt_versions TO flywheel_reader;
