@@ -3,6 +3,7 @@
 CREATE TABLE flywheel.experiments (
     name       text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$'),
     variants   jsonb NOT NULL,  -- {"A": 0.9, "B": 0.1}: weights that sum to 1
+    baseline   text NOT NULL,   -- the variant the others are compared with: the heaviest at creation
     status     text NOT NULL DEFAULT 'running'
                CHECK (status IN ('running', 'paused', 'stopped', 'rolled_back', 'completed')),
     -- canary: {"variant": "B", "steps": [...], "step": 0, "max_drop": 0.02, "min_traces": 100,

@@ -14,3 +14,7 @@ BEGIN
 END
 $grants$;
 GRANT SELECT ON flywheel.refresh_status, flywheel.refresh_log, flywheel.prompt_versions TO flywheel_reader;
+GRANT EXECUTE ON FUNCTION flywheel.drift(text, tstzrange, tstzrange),
+                          flywheel.experiment_results(text, double precision) TO flywheel_reader;
+-- Applications ask for their users' variants.
+GRANT EXECUTE ON FUNCTION flywheel.assign_variant(text, text) TO flywheel_app;

@@ -381,6 +381,7 @@ BEGIN
 CREATE TABLE flywheel.experiments (
     name       text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$'),
     variants   jsonb NOT NULL,  -- {"A": 0.9, "B": 0.1}: weights that sum to 1
+    baseline   text NOT NULL,   -- the variant the others are compared with: the heaviest at creation
     status     text NOT NULL DEFAULT 'running'
                CHECK (status IN ('running', 'paused', 'stopped', 'rolled_back', 'completed')),
     -- canary: {"variant": "B", "steps": [...], "step": 0, "max_drop": 0.02, "min_traces": 100,
@@ -412,8 +413,8 @@ CREATE TABLE flywheel.deletion_audit (
 );
 $migration_body$;
         INSERT INTO flywheel._migrations (name, checksum, version)
-        VALUES ('0410-experiments-retention.sql', 'b607677335351edf8fbb887be9d4e3a4141ee0ab835424879f06648d51b0870f', '0.1.0');
-    ELSIF _applied <> 'b607677335351edf8fbb887be9d4e3a4141ee0ab835424879f06648d51b0870f' THEN
+        VALUES ('0410-experiments-retention.sql', '5f6df2d8c9f96a11ce7ef1f0de15860f40b858e504965d6b0deba89b7647c1c6', '0.1.0');
+    ELSIF _applied <> '5f6df2d8c9f96a11ce7ef1f0de15860f40b858e504965d6b0deba89b7647c1c6' THEN
         RAISE EXCEPTION 'migration % was changed after it was applied', '0410-experiments-retention.sql'
             USING HINT = 'an applied migration is never edited: restore migrations/'
                 || '0410-experiments-retention.sql' || ' and put the change in a new numbered migration';
@@ -464,7 +465,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:adeec4f6b32f'] = importlib.import_module
+GD['dbflywheel:0.1.0:72a0fc8146bb'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -625,6 +626,178 @@ def sql_period(plpy: Any, schedule: str, at_epoch: float) -> float:
     except ScheduleError as e:
         plpy.error(f"invalid schedule: {e}")
         raise
+$pysrc$),
+    ('metrics_drift', $pysrc$"""flywheel.drift(): compares a feature of the traces between two time ranges with the two-sample
+KS test and the population stability index (plpython/metrics_stats.py)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+# KS is exact up to 10,000 values a sample, at O(n*m); a random sample of this size per range
+# keeps a check under a second while detecting shifts of a few percent.
+SAMPLE = 5000
+PROJECTIONS = 4  # embeddings are compared along this many fixed random directions
+_SEED = 20240611
+
+_COLUMNS = {
+    "latency": "t.latency_ms",
+    "output_length": "length(t.output)::double precision",
+    "input_length": "length(t.input)::double precision",
+    "tokens_in": "t.tokens_in::double precision",
+    "tokens_out": "t.tokens_out::double precision",
+    "cost": "t.cost_usd",
+}
+_RANGE = "t.created_at >= coalesce(lower($1::tstzrange), '-infinity') AND t.created_at < coalesce(upper($1::tstzrange), 'infinity')"
+
+
+def _embedding_table(plpy: Any) -> tuple[str, str] | None:
+    """A flywheel table with a trace_id and a vector column (the few-shot index keeps one)."""
+    rows = plpy.execute(
+        """SELECT c.relname, a.attname FROM pg_catalog.pg_class c
+           JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+           JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid AND ty.typname = 'vector'
+           WHERE c.relnamespace = 'flywheel'::regnamespace AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+             AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute t WHERE t.attrelid = c.oid AND t.attname = 'trace_id')
+           ORDER BY (a.attname LIKE '%input%') DESC, c.relname, a.attname LIMIT 1"""
+    )
+    return (rows[0]["relname"], rows[0]["attname"]) if rows else None
+
+
+def _query(plpy: Any, feature: str) -> str:
+    if feature in _COLUMNS:
+        expr = _COLUMNS[feature]
+        return (f"SELECT {expr} AS x FROM flywheel.traces t WHERE {_RANGE} AND NOT t.shadow AND {expr} IS NOT NULL"
+                f" ORDER BY random() LIMIT {SAMPLE}")
+    if feature.startswith("score:"):
+        name = plpy.quote_literal(feature.split(":", 1)[1])
+        return ("SELECT r.score AS x FROM flywheel.validation_results r"
+                " JOIN flywheel.validators v ON v.id = r.validator_id JOIN flywheel.traces t ON t.id = r.trace_id"
+                f" WHERE v.name = {name} AND r.score IS NOT NULL AND NOT t.shadow AND {_RANGE}"
+                f" ORDER BY random() LIMIT {SAMPLE}")
+    if feature == "embedding":
+        found = _embedding_table(plpy)
+        if found is None:
+            plpy.error("drift: no embeddings to compare (no flywheel table has a trace_id and a vector column)")
+        table, column = plpy.quote_ident(found[0]), plpy.quote_ident(found[1])
+        return (f"SELECT e.{column}::text AS x FROM flywheel.{table} e JOIN flywheel.traces t ON t.id = e.trace_id"
+                f" WHERE {_RANGE} AND NOT t.shadow AND e.{column} IS NOT NULL ORDER BY random() LIMIT {SAMPLE}")
+    plpy.error(f"drift: unknown feature {feature!r}; use one of {', '.join(sorted(_COLUMNS))}, "
+               "score:<validator> or embedding")
+    raise AssertionError
+
+
+def _fetch(plpy: Any, sql: str, period: str) -> list[Any]:
+    plan = plpy.prepare(sql, ["text"])
+    return [r["x"] for r in plpy.execute(plan, [period])]
+
+
+def projections(vectors: list[str], count: int = PROJECTIONS) -> np.ndarray:
+    """Each vector projected on `count` fixed unit directions (the same for every call)."""
+    matrix = np.array([json.loads(v) for v in vectors], dtype=float)
+    directions = np.random.default_rng(_SEED).normal(size=(matrix.shape[1], count))
+    directions /= np.linalg.norm(directions, axis=0)
+    return matrix @ directions
+
+
+def compare(name: str, reference: Any, current: Any) -> dict[str, Any]:
+    import metrics_stats
+
+    row: dict[str, Any] = {"feature": name, "reference_n": len(reference), "current_n": len(current),
+                           "ks_statistic": None, "p_value": None, "psi": None}
+    if len(reference) and len(current):
+        d, p = metrics_stats.ks_2samp(reference, current)
+        row.update(ks_statistic=d, p_value=p, psi=metrics_stats.psi(reference, current))
+    return row
+
+
+def drift(plpy: Any, feature: str, reference: str, current: str) -> list[dict[str, Any]]:
+    sql = _query(plpy, feature)
+    ref, cur = _fetch(plpy, sql, reference), _fetch(plpy, sql, current)
+    if feature != "embedding":
+        return [compare(feature, ref, cur)]
+    if not ref or not cur:
+        return [compare(f"embedding:{i}", [], []) for i in range(PROJECTIONS)]
+    ref_p, cur_p = projections(ref), projections(cur)
+    return [compare(f"embedding:{i}", ref_p[:, i], cur_p[:, i]) for i in range(PROJECTIONS)]
+$pysrc$),
+    ('metrics_experiments', $pysrc$"""flywheel.experiment_results(): each variant's metrics against the baseline variant, with a
+confidence interval and a p-value (two-proportion z-test for rates, Welch's t-test for means)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Per variant: counts for the rates, n/mean/sample variance for the means.
+_SUMMARY = """
+WITH e AS (SELECT * FROM flywheel.experiments WHERE name = $1),
+tr AS (
+    SELECT t.id, t.variant, t.latency_ms, t.cost_usd
+    FROM flywheel.traces t, e
+    WHERE t.variant IN (SELECT jsonb_object_keys(e.variants)) AND NOT t.shadow
+      AND (t.metadata->>'experiment' = e.name OR (t.metadata->>'experiment' IS NULL AND t.created_at >= e.started_at)))
+SELECT tr.variant,
+       count(*) AS traces,
+       count(v.trace_id) FILTER (WHERE v.verdicts > 0) AS judged,
+       count(v.trace_id) FILTER (WHERE v.verdicts > 0 AND NOT v.failed) AS passed,
+       (SELECT count(*) FROM flywheel.feedback f JOIN tr x ON x.id = f.trace_id
+        WHERE x.variant = tr.variant AND f.kind = 'thumbs') AS thumbs,
+       (SELECT count(*) FROM flywheel.feedback f JOIN tr x ON x.id = f.trace_id
+        WHERE x.variant = tr.variant AND f.kind = 'thumbs' AND f.value > 0) AS thumbs_up,
+       (SELECT count(*) FROM flywheel.feedback f JOIN tr x ON x.id = f.trace_id
+        WHERE x.variant = tr.variant AND f.kind = 'rating') AS ratings,
+       (SELECT avg(f.value) FROM flywheel.feedback f JOIN tr x ON x.id = f.trace_id
+        WHERE x.variant = tr.variant AND f.kind = 'rating') AS rating_mean,
+       (SELECT var_samp(f.value) FROM flywheel.feedback f JOIN tr x ON x.id = f.trace_id
+        WHERE x.variant = tr.variant AND f.kind = 'rating') AS rating_var,
+       count(tr.latency_ms) AS latency_n, avg(tr.latency_ms) AS latency_mean, var_samp(tr.latency_ms) AS latency_var,
+       count(tr.cost_usd) AS cost_n, avg(tr.cost_usd) AS cost_mean, var_samp(tr.cost_usd) AS cost_var
+FROM tr LEFT JOIN flywheel._trace_verdicts v ON v.trace_id = tr.id
+GROUP BY tr.variant
+"""
+
+_RATES = [("pass_rate", "passed", "judged"), ("positive_share", "thumbs_up", "thumbs")]
+_MEANS = [("mean_rating", "ratings", "rating_mean", "rating_var"),
+          ("latency_ms", "latency_n", "latency_mean", "latency_var"),
+          ("cost_usd", "cost_n", "cost_mean", "cost_var")]
+
+
+def results(plpy: Any, experiment: str, confidence: float = 0.95) -> list[dict[str, Any]]:
+    import metrics_stats
+
+    found = plpy.execute(plpy.prepare("SELECT variants, baseline FROM flywheel.experiments WHERE name = $1", ["text"]),
+                         [experiment])
+    if not found:
+        plpy.error(f"experiment_results: no experiment named {experiment!r}")
+    baseline = found[0]["baseline"]
+    rows = {r["variant"]: r for r in plpy.execute(plpy.prepare(_SUMMARY, ["text"]), [experiment])}
+    base = rows.get(baseline)
+    out: list[dict[str, Any]] = []
+    for variant in sorted(rows, key=lambda v: (v != baseline, v)):
+        r = rows[variant]
+        for metric, hits, total in _RATES:
+            n = int(r[total] or 0)
+            row = {"metric": metric, "variant": variant, "n": n, "value": (r[hits] / n) if n else None,
+                   "baseline": baseline, "test": "two-proportion z-test"}
+            if variant != baseline and base is not None:
+                row.update(metrics_stats.two_proportion_test(int(base[hits] or 0), int(base[total] or 0),
+                                                             int(r[hits] or 0), n, confidence))
+            out.append(row)
+        for metric, count, mean, var in _MEANS:
+            n = int(r[count] or 0)
+            row = {"metric": metric, "variant": variant, "n": n, "value": r[mean], "baseline": baseline,
+                   "test": "Welch's t-test"}
+            if variant != baseline and base is not None and r[mean] is not None and base[mean] is not None:
+                row.update(metrics_stats.welch_test(int(base[count]), float(base[mean]), float(base[var] or 0),
+                                                    n, float(r[mean]), float(r[var] or 0), confidence))
+            out.append(row)
+    for row in out:
+        for key in ("difference", "ci_low", "ci_high", "p_value"):
+            row[key] = None if row.get(key) is None else float(row[key])
+    return out
 $pysrc$),
     ('metrics_stats', $pysrc$"""Statistics for drift and experiments with numpy only (PL/Python has no scipy): the two-sample
 Kolmogorov-Smirnov test, the population stability index, the two-proportion z-test and
@@ -808,7 +981,7 @@ def welch_test(n_a: int, mean_a: float, var_a: float, n_b: int, mean_b: float, v
 $pysrc$)
 ON CONFLICT (name) DO UPDATE SET source = EXCLUDED.source
 WHERE flywheel._python_modules.source IS DISTINCT FROM EXCLUDED.source;
-DELETE FROM flywheel._python_modules WHERE name NOT IN ('environment', 'metrics_cron', 'metrics_stats');
+DELETE FROM flywheel._python_modules WHERE name NOT IN ('environment', 'metrics_cron', 'metrics_drift', 'metrics_experiments', 'metrics_stats');
 
 -- 010-traces.sql
 -- Traces, feedback and labels: partitions, the checks that need a lookup, row-level security.
@@ -932,10 +1105,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:adeec4f6b32f')
+_import = GD.get('dbflywheel:0.1.0:72a0fc8146bb')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:adeec4f6b32f']
+    _import = GD['dbflywheel:0.1.0:72a0fc8146bb']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -967,10 +1140,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:adeec4f6b32f')
+_import = GD.get('dbflywheel:0.1.0:72a0fc8146bb')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:adeec4f6b32f']
+    _import = GD['dbflywheel:0.1.0:72a0fc8146bb']
 return _import('metrics_cron').sql_previous_fire(plpy, schedule, at_epoch)
 $python$;
 
@@ -979,10 +1152,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:adeec4f6b32f')
+_import = GD.get('dbflywheel:0.1.0:72a0fc8146bb')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:adeec4f6b32f']
+    _import = GD['dbflywheel:0.1.0:72a0fc8146bb']
 return _import('metrics_cron').sql_period(plpy, schedule, at_epoch)
 $python$;
 
@@ -1700,6 +1873,455 @@ BEGIN
 END
 $$;
 
+-- 420-drift.sql
+-- Drift: a feature of the traces in one time range against another (KS and PSI), and the
+-- scheduled check that raises an alert when it crosses its threshold.
+
+-- Features: latency, output_length, input_length, tokens_in, tokens_out, cost,
+-- score:<validator>, embedding (one row per fixed projection). SECURITY DEFINER: it returns
+-- only statistics, so readers may call it without reading the traces.
+CREATE OR REPLACE FUNCTION flywheel.drift(feature text, reference tstzrange, current tstzrange)
+RETURNS TABLE (feature text, reference_n integer, current_n integer,
+               ks_statistic double precision, p_value double precision, psi double precision)
+LANGUAGE plpython3u STABLE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $python$
+_import = GD.get('dbflywheel:0.1.0:72a0fc8146bb')
+if _import is None:
+    plpy.execute("SELECT flywheel._python_boot()")
+    _import = GD['dbflywheel:0.1.0:72a0fc8146bb']
+return _import('metrics_drift').drift(plpy, feature, reference, current)
+$python$;
+
+-- Compares the last `window` with the `reference_window` before it for every feature with data
+-- (and every scored validator); raises a 'drift' alert (and NOTIFY) where PSI reaches
+-- psi_threshold, or the KS test is significant (p < p_threshold) with a distance of at least
+-- ks_threshold. Returns the alerts raised.
+CREATE OR REPLACE FUNCTION flywheel.check_drift(
+    "window" interval DEFAULT '1 day', reference_window interval DEFAULT '7 days',
+    psi_threshold double precision DEFAULT 0.25, p_threshold double precision DEFAULT 0.001,
+    ks_threshold double precision DEFAULT 0.1
+) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _now      timestamptz := now();
+    _current  tstzrange := tstzrange(_now - "window", _now);
+    _ref      tstzrange := tstzrange(_now - "window" - reference_window, _now - "window");
+    _features text[] := ARRAY['latency', 'output_length', 'tokens_out', 'cost'];
+    _feature  text;
+    _d        record;
+    _raised   integer := 0;
+BEGIN
+    _features := _features || ARRAY(
+        SELECT DISTINCT 'score:' || v.name FROM flywheel.validators v
+        WHERE EXISTS (SELECT 1 FROM flywheel.validation_results r
+                      WHERE r.validator_id = v.id AND r.score IS NOT NULL AND r.created_at >= lower(_ref)));
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+               JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+               WHERE c.relnamespace = 'flywheel'::regnamespace AND t.typname = 'vector'
+                 AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute x WHERE x.attrelid = c.oid AND x.attname = 'trace_id')) THEN
+        _features := _features || 'embedding';
+    END IF;
+    FOREACH _feature IN ARRAY _features LOOP
+        FOR _d IN SELECT * FROM flywheel.drift(_feature, _ref, _current) LOOP
+            CONTINUE WHEN _d.reference_n < 30 OR _d.current_n < 30;  -- too little to say anything
+            CONTINUE WHEN NOT (_d.psi >= psi_threshold OR (_d.p_value < p_threshold AND _d.ks_statistic >= ks_threshold));
+            PERFORM flywheel._raise_alert('drift', _d.feature,
+                format('%s drifted: PSI %s, KS %s (p = %s) over the last %s against the %s before',
+                       _d.feature, round(_d.psi::numeric, 3), round(_d.ks_statistic::numeric, 3),
+                       to_char(_d.p_value, '9.99EEEE'), "window", reference_window),
+                jsonb_build_object('psi', _d.psi, 'ks_statistic', _d.ks_statistic, 'p_value', _d.p_value,
+                                   'reference', _ref::text, 'current', _current::text,
+                                   'reference_n', _d.reference_n, 'current_n', _d.current_n));
+            _raised := _raised + 1;
+        END LOOP;
+    END LOOP;
+    RETURN _raised;
+END
+$$;
+
+SELECT flywheel._schedule('flywheel_check_drift', '7 * * * *', 'SELECT flywheel.check_drift()');
+SELECT flywheel._schedule('flywheel_check_satisfaction_trend', '13 6 * * *', 'SELECT flywheel.check_satisfaction_trend()');
+
+-- 430-experiments.sql
+-- Experiments: A/B tests with deterministic assignment, per-variant results with tests, and
+-- canaries that raise a variant's weight step by step while its pass rate holds.
+
+-- Weights normalized to sum 1; refuses anything that is not {"name": weight >= 0, ...}.
+CREATE OR REPLACE FUNCTION flywheel._normalize_variants(variants jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _total double precision;
+BEGIN
+    IF variants IS NULL OR jsonb_typeof(variants) <> 'object' OR variants = '{}' THEN
+        RAISE EXCEPTION 'variants must be an object of weights, such as {"A": 0.9, "B": 0.1}';
+    END IF;
+    IF EXISTS (SELECT 1 FROM jsonb_each(variants) v
+               WHERE jsonb_typeof(v.value) <> 'number' OR (v.value)::double precision < 0 OR btrim(v.key) = '') THEN
+        RAISE EXCEPTION 'variants: every weight must be a number >= 0 and every name non-empty, got %', variants;
+    END IF;
+    SELECT sum((v.value)::double precision) INTO _total FROM jsonb_each(variants) v;
+    IF _total <= 0 THEN
+        RAISE EXCEPTION 'variants: at least one weight must be above 0';
+    END IF;
+    RETURN (SELECT jsonb_object_agg(v.key, (v.value)::double precision / _total) FROM jsonb_each(variants) v);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION flywheel.create_experiment(name text, variants jsonb) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _variants jsonb := flywheel._normalize_variants(variants);
+BEGIN
+    IF EXISTS (SELECT 1 FROM flywheel.experiments e WHERE e.name = create_experiment.name) THEN
+        RAISE EXCEPTION 'create_experiment: experiment % already exists', name
+            USING HINT = 'stop it with flywheel.set_experiment_status(name, ''stopped'') and pick another name';
+    END IF;
+    INSERT INTO flywheel.experiments (name, variants, baseline)
+    VALUES (name, _variants,
+            (SELECT v.key FROM jsonb_each(_variants) v ORDER BY (v.value)::double precision DESC, v.key LIMIT 1));
+    RETURN _variants;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION flywheel.set_experiment_status(name text, status text) RETURNS void
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE flywheel.experiments e SET status = set_experiment_status.status, updated_at = now()
+    WHERE e.name = set_experiment_status.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'set_experiment_status: no experiment named %', name;
+    END IF;
+END
+$$;
+
+-- The variant of a unit (user, session...): a hash of (experiment, unit) placed on the variants'
+-- cumulative weights in name order. The same unit always gets the same variant while the
+-- weights stay; raising the last variant's weight only moves units into it. An experiment
+-- that is not running serves its baseline.
+CREATE OR REPLACE FUNCTION flywheel.assign_variant(experiment text, unit_id text) RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER  -- applications call it; they cannot read experiments
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _e       flywheel.experiments;
+    _u       double precision;
+    _variant text;
+BEGIN
+    SELECT * INTO _e FROM flywheel.experiments e WHERE e.name = experiment;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'assign_variant: no experiment named %', experiment;
+    END IF;
+    IF _e.status <> 'running' OR unit_id IS NULL THEN
+        RETURN _e.baseline;
+    END IF;
+    -- 63 bits of the hash as a number in [0, 1)
+    _u := (hashtextextended(experiment || E'\x1f' || unit_id, 0) & 9223372036854775807)::double precision
+          / 9223372036854775808.0;
+    SELECT c.key INTO _variant
+    FROM (SELECT v.key, sum((v.value)::double precision) OVER (ORDER BY v.key) AS upper
+          FROM jsonb_each(_e.variants) v) c
+    WHERE c.upper > _u ORDER BY c.upper LIMIT 1;
+    RETURN coalesce(_variant, (SELECT max(k) FROM jsonb_object_keys(_e.variants) k));  -- rounding at 1.0
+END
+$$;
+
+CREATE OR REPLACE FUNCTION flywheel.experiment_results(experiment text, confidence double precision DEFAULT 0.95)
+RETURNS TABLE (metric text, variant text, n bigint, value double precision, baseline text,
+               difference double precision, ci_low double precision, ci_high double precision,
+               p_value double precision, test text)
+LANGUAGE plpython3u STABLE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $python$
+_import = GD.get('dbflywheel:0.1.0:72a0fc8146bb')
+if _import is None:
+    plpy.execute("SELECT flywheel._python_boot()")
+    _import = GD['dbflywheel:0.1.0:72a0fc8146bb']
+return _import('metrics_experiments').results(plpy, experiment, confidence)
+$python$;
+
+-- Starts a canary: `variant` gets steps[1] of the traffic (the others share the rest in their
+-- proportions); flywheel.advance_canaries() moves it to the next step once it has min_traces
+-- judged traces in the current step, it has run for at least step_every, and its pass rate is
+-- no more than max_drop below the baseline's in the same step. Otherwise it is rolled back.
+CREATE OR REPLACE FUNCTION flywheel.start_canary(
+    experiment text, variant text,
+    steps double precision[] DEFAULT '{0.01,0.05,0.1,0.25,0.5,1.0}',
+    max_drop double precision DEFAULT 0.02, min_traces integer DEFAULT 200,
+    step_every interval DEFAULT '1 hour'
+) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _e flywheel.experiments;
+BEGIN
+    SELECT * INTO _e FROM flywheel.experiments e WHERE e.name = experiment FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'start_canary: no experiment named %', experiment;
+    ELSIF NOT _e.variants ? variant THEN
+        RAISE EXCEPTION 'start_canary: experiment % has no variant %', experiment, variant;
+    ELSIF variant = _e.baseline THEN
+        RAISE EXCEPTION 'start_canary: % is the baseline of %; the canary is the variant being introduced', variant, experiment;
+    ELSIF cardinality(steps) = 0 OR EXISTS (SELECT 1 FROM unnest(steps) s WHERE s <= 0 OR s > 1) THEN
+        RAISE EXCEPTION 'start_canary: steps must be weights in (0, 1], got %', steps;
+    END IF;
+    UPDATE flywheel.experiments e
+    SET canary = jsonb_build_object('variant', variant, 'steps', to_jsonb(steps), 'step', 1, 'max_drop', max_drop,
+                                    'min_traces', min_traces, 'step_every', step_every::text, 'step_started_at', now()),
+        variants = flywheel._variants_with_weight(_e.variants, variant, steps[1]),
+        status = 'running', updated_at = now()
+    WHERE e.name = experiment
+    RETURNING e.variants INTO _e.variants;
+    RETURN _e.variants;
+END
+$$;
+
+-- The variants with `variant` at `weight` and the others sharing 1 - weight in their proportions.
+CREATE OR REPLACE FUNCTION flywheel._variants_with_weight(variants jsonb, variant text, weight double precision)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    WITH others AS (SELECT v.key, (v.value)::double precision AS w FROM jsonb_each(variants) v WHERE v.key <> variant),
+    total AS (SELECT sum(w) AS s, count(*) AS n FROM others)
+    SELECT jsonb_build_object(variant, weight) || coalesce(
+        (SELECT jsonb_object_agg(o.key, CASE WHEN t.s > 0 THEN o.w / t.s ELSE 1.0 / t.n END * (1 - weight))
+         FROM others o, total t), '{}')
+$$;
+
+-- One step of every running canary (scheduled every 5 minutes). Returns what it did.
+CREATE OR REPLACE FUNCTION flywheel.advance_canaries()
+RETURNS TABLE (experiment text, action text, canary_pass_rate double precision, baseline_pass_rate double precision)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _e      flywheel.experiments;
+    _c      jsonb;
+    _step   integer;
+    _steps  double precision[];
+    _stats  record;
+BEGIN
+    FOR _e IN SELECT * FROM flywheel.experiments e WHERE e.status = 'running' AND e.canary IS NOT NULL FOR UPDATE LOOP
+        _c := _e.canary;
+        _step := (_c->>'step')::integer;
+        _steps := ARRAY(SELECT jsonb_array_elements_text(_c->'steps')::double precision);
+        SELECT count(*) FILTER (WHERE t.variant = _c->>'variant') AS canary_n,
+               avg((NOT v.failed)::integer) FILTER (WHERE t.variant = _c->>'variant')::double precision AS canary_rate,
+               count(*) FILTER (WHERE t.variant = _e.baseline) AS baseline_n,
+               avg((NOT v.failed)::integer) FILTER (WHERE t.variant = _e.baseline)::double precision AS baseline_rate
+        INTO _stats
+        FROM flywheel.traces t JOIN flywheel._trace_verdicts v ON v.trace_id = t.id AND v.verdicts > 0
+        WHERE t.created_at >= (_c->>'step_started_at')::timestamptz AND NOT t.shadow
+          AND t.variant IN (_c->>'variant', _e.baseline)
+          AND (t.metadata->>'experiment' = _e.name OR t.metadata->>'experiment' IS NULL);
+        experiment := _e.name;
+        canary_pass_rate := _stats.canary_rate;
+        baseline_pass_rate := _stats.baseline_rate;
+        IF _stats.canary_n > 0 AND _stats.baseline_n > 0
+           AND _stats.canary_rate < _stats.baseline_rate - (_c->>'max_drop')::double precision THEN
+            UPDATE flywheel.experiments e
+            SET variants = flywheel._variants_with_weight(e.variants, _c->>'variant', 0), status = 'rolled_back',
+                canary = _c || jsonb_build_object('rolled_back_at', now()), updated_at = now()
+            WHERE e.name = _e.name;
+            PERFORM flywheel._raise_alert('canary', _e.name,
+                format('canary %s of %s rolled back at step %s: pass rate %s against %s for %s',
+                       _c->>'variant', _e.name, _step, round(_stats.canary_rate::numeric, 3),
+                       round(_stats.baseline_rate::numeric, 3), _e.baseline),
+                jsonb_build_object('canary', _c, 'canary_n', _stats.canary_n, 'baseline_n', _stats.baseline_n));
+            action := 'rolled_back';
+        ELSIF _stats.canary_n < (_c->>'min_traces')::integer
+              OR now() - (_c->>'step_started_at')::timestamptz < (_c->>'step_every')::interval THEN
+            action := 'waiting';
+        ELSIF _step >= cardinality(_steps) THEN
+            UPDATE flywheel.experiments e SET status = 'completed', updated_at = now() WHERE e.name = _e.name;
+            action := 'completed';
+        ELSE
+            UPDATE flywheel.experiments e
+            SET variants = flywheel._variants_with_weight(e.variants, _c->>'variant', _steps[_step + 1]),
+                canary = _c || jsonb_build_object('step', _step + 1, 'step_started_at', now()), updated_at = now()
+            WHERE e.name = _e.name;
+            action := format('advanced to %s', _steps[_step + 1]);
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+SELECT flywheel._schedule('flywheel_advance_canaries', '*/5 * * * *', 'SELECT flywheel.advance_canaries()');
+
+-- 440-retention.sql
+-- Retention and privacy: old trace partitions are dropped, a user can be forgotten, and every
+-- deletion is recorded (counts, not data) in flywheel.deletion_audit.
+
+-- Every column that names a trace, in every flywheel table but traces itself: found through the
+-- catalog, so tables that other parts add later (embeddings, judge jobs, preferences, golden
+-- sets...) are covered without being listed here.
+CREATE OR REPLACE FUNCTION flywheel._trace_key_columns()
+RETURNS TABLE (table_name name, column_name name)
+LANGUAGE sql STABLE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    SELECT c.relname, a.attname
+    FROM pg_catalog.pg_class c
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+    WHERE c.relnamespace = 'flywheel'::regnamespace AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+      AND c.relname <> 'traces'
+      AND a.atttypid IN ('bigint'::regtype, 'integer'::regtype)
+      AND (a.attname IN ('trace_id', 'trace_a', 'trace_b') OR a.attname LIKE '%\_trace\_id')
+    ORDER BY 1, 2
+$$;
+
+-- Deletes the rows of every trace-keyed table that name a trace of `source` (a query returning
+-- trace ids), then reports the counts per table.column.
+CREATE OR REPLACE FUNCTION flywheel._delete_trace_dependents(source text) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _col    record;
+    _n      bigint;
+    _counts jsonb := '{}';
+BEGIN
+    FOR _col IN SELECT * FROM flywheel._trace_key_columns() LOOP
+        EXECUTE format('DELETE FROM flywheel.%I d WHERE d.%I IN (%s)', _col.table_name, _col.column_name, source);
+        GET DIAGNOSTICS _n = ROW_COUNT;
+        IF _n > 0 THEN
+            _counts := _counts || jsonb_build_object(_col.table_name || '.' || _col.column_name, _n);
+        END IF;
+    END LOOP;
+    RETURN _counts;
+END
+$$;
+
+-- {"a": 1} + {"a": 2, "b": 1} = {"a": 3, "b": 1}
+CREATE OR REPLACE FUNCTION flywheel._add_counts(a jsonb, b jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(jsonb_object_agg(k, v), '{}')
+    FROM (SELECT k, sum(v::bigint) AS v
+          FROM (SELECT * FROM jsonb_each_text(a) UNION ALL SELECT * FROM jsonb_each_text(b)) x(k, v) GROUP BY k) s
+$$;
+
+-- Deletes a user's traces and everything keyed by them (feedback, labels, results, judge jobs,
+-- embeddings, ...) and every row of a flywheel table whose user_id is theirs; records the
+-- deletion with a hash of the id. Materialized metrics hold only aggregates and drop the rows
+-- at their next refresh; the rollups are marked for it here.
+CREATE OR REPLACE FUNCTION flywheel.forget_user(user_id text) RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER  -- every table, whatever its row-level security
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _counts jsonb;
+    _tbl    record;
+    _n      bigint;
+    _source text := format('SELECT t.id FROM flywheel.traces t WHERE t.user_id = %L', user_id);
+BEGIN
+    IF user_id IS NULL OR user_id = '' THEN
+        RAISE EXCEPTION 'forget_user: user_id must be given';
+    END IF;
+    _counts := flywheel._delete_trace_dependents(_source);
+    -- Rows that carry the user's id themselves (feedback they gave on other traces, ...).
+    FOR _tbl IN
+        SELECT c.relname FROM pg_catalog.pg_class c
+        JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = 'user_id' AND NOT a.attisdropped
+        WHERE c.relnamespace = 'flywheel'::regnamespace AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+          AND c.relname <> 'traces' AND a.atttypid = 'text'::regtype
+        ORDER BY 1
+    LOOP
+        EXECUTE format('DELETE FROM flywheel.%I d WHERE d.user_id = $1', _tbl.relname) USING user_id;
+        GET DIAGNOSTICS _n = ROW_COUNT;
+        IF _n > 0 THEN
+            _counts := _counts || jsonb_build_object(_tbl.relname || '.user_id', _n);
+        END IF;
+    END LOOP;
+    DELETE FROM flywheel.traces t WHERE t.user_id = forget_user.user_id;
+    GET DIAGNOSTICS _n = ROW_COUNT;
+    _counts := _counts || jsonb_build_object('traces', _n);
+    INSERT INTO flywheel.deletion_audit (reason, subject_hash, counts)
+    VALUES ('forget_user', encode(sha256(convert_to(user_id, 'UTF8')), 'hex'), _counts);
+    RETURN _counts;
+END
+$$;
+
+-- Sets how long traces are kept (NULL: forever) and schedules the daily retention job.
+CREATE OR REPLACE FUNCTION flywheel.set_retention(keep interval) RETURNS void
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF keep IS NOT NULL AND keep < interval '1 day' THEN
+        RAISE EXCEPTION 'set_retention: keep at least a day of traces, not %', keep;
+    END IF;
+    UPDATE flywheel.retention SET keep = set_retention.keep, updated_at = now();
+END
+$$;
+
+-- Drops every trace partition that ends before now() - keep, and deletes older rows from the
+-- default partition, with everything keyed by those traces. Returns what it deleted.
+CREATE OR REPLACE FUNCTION flywheel.apply_retention() RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _keep    interval;
+    _cutoff  timestamptz;
+    _part    record;
+    _counts  jsonb := '{}';
+    _part_counts jsonb;
+    _dropped text[] := '{}';
+    _n       bigint;
+    _total   bigint := 0;
+BEGIN
+    SELECT r.keep INTO _keep FROM flywheel.retention r;
+    IF _keep IS NULL THEN
+        RETURN jsonb_build_object('retention', 'keep forever');
+    END IF;
+    _cutoff := now() - _keep;
+    -- Partitions wholly before the cutoff: their upper bound from the catalog (our monthly ones,
+    -- or pg_partman's).
+    FOR _part IN
+        SELECT c.relname,
+               (regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']+)''\)'))[1]::timestamptz AS upper_bound
+        FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+        WHERE i.inhparent = 'flywheel.traces'::regclass
+          AND pg_catalog.pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT'
+    LOOP
+        CONTINUE WHEN _part.upper_bound IS NULL OR _part.upper_bound > _cutoff;
+        _part_counts := flywheel._delete_trace_dependents(format('SELECT p.id FROM flywheel.%I p', _part.relname));
+        EXECUTE format('SELECT count(*) FROM flywheel.%I', _part.relname) INTO _n;
+        EXECUTE format('DROP TABLE flywheel.%I', _part.relname);
+        _total := _total + _n;
+        _dropped := _dropped || _part.relname::text;
+        _counts := flywheel._add_counts(_counts, _part_counts);
+    END LOOP;
+    _part_counts := flywheel._delete_trace_dependents(
+        format('SELECT p.id FROM flywheel._traces_default p WHERE p.created_at < %L', _cutoff));
+    _counts := flywheel._add_counts(_counts, _part_counts);
+    DELETE FROM flywheel._traces_default p WHERE p.created_at < _cutoff;
+    GET DIAGNOSTICS _n = ROW_COUNT;
+    _total := _total + _n;
+    _counts := _counts || jsonb_build_object('traces', _total, 'dropped_partitions', to_jsonb(_dropped));
+    -- (The delete triggers of results and feedback marked the rollup days to recompute.)
+    IF _total > 0 THEN
+        INSERT INTO flywheel.deletion_audit (reason, cutoff, counts) VALUES ('retention', _cutoff, _counts);
+    END IF;
+    RETURN _counts;
+END
+$$;
+
+SELECT flywheel._schedule('flywheel_retention', '17 3 * * *', 'SELECT flywheel.apply_retention()');
+
 -- 499-privileges-metrics.sql
 -- Privileges of the metrics, experiments and retention objects (sql/900-privileges.sql then
 -- re-grants the admin everything).
@@ -1717,6 +2339,10 @@ BEGIN
 END
 $grants$;
 GRANT SELECT ON flywheel.refresh_status, flywheel.refresh_log, flywheel.prompt_versions TO flywheel_reader;
+GRANT EXECUTE ON FUNCTION flywheel.drift(text, tstzrange, tstzrange),
+                          flywheel.experiment_results(text, double precision) TO flywheel_reader;
+-- Applications ask for their users' variants.
+GRANT EXECUTE ON FUNCTION flywheel.assign_variant(text, text) TO flywheel_app;
 
 -- 900-privileges.sql
 -- Privileges, in one place, applied after every object exists.
