@@ -33,7 +33,13 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM flywheel._cron_previous_fire(schedule);  -- refuses a schedule that is not valid
+    BEGIN
+        PERFORM flywheel._cron_previous_fire(schedule);
+    EXCEPTION WHEN OTHERS THEN
+        RAISE EXCEPTION '%', regexp_replace(SQLERRM, '^plpy\.Error: ', '')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'a pg_cron schedule: five fields (''*/5 * * * *''), @hourly/@daily/..., or ''30 seconds''';
+    END;
     INSERT INTO flywheel.schedules AS s (name, schedule, command) VALUES (job, schedule, command)
     ON CONFLICT (name) DO UPDATE SET schedule = EXCLUDED.schedule, command = EXCLUDED.command
     WHERE (s.schedule, s.command) IS DISTINCT FROM (EXCLUDED.schedule, EXCLUDED.command);
