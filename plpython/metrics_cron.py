@@ -63,7 +63,8 @@ def parse(schedule: str) -> tuple[int, list[set[int]], bool, bool]:
     text = _MACROS.get(schedule.strip().lower(), schedule)
     parts = text.split()
     if len(parts) != 5:
-        raise ScheduleError(f"{schedule!r} is not a cron schedule (five fields, a macro such as @hourly, or 'N seconds')")
+        raise ScheduleError(
+            f"{schedule!r} is not a cron schedule (five fields, a macro such as @hourly, or 'N seconds')")
     fields = [_field(p, lo, hi) for p, (lo, hi) in zip(parts, _RANGES, strict=True)]
     if 7 in fields[4]:
         fields[4] = (fields[4] - {7}) | {0}

@@ -22,7 +22,8 @@ _COLUMNS = {
     "tokens_out": "t.tokens_out::double precision",
     "cost": "t.cost_usd",
 }
-_RANGE = "t.created_at >= coalesce(lower($1::tstzrange), '-infinity') AND t.created_at < coalesce(upper($1::tstzrange), 'infinity')"
+_RANGE = ("t.created_at >= coalesce(lower($1::tstzrange), '-infinity')"
+          " AND t.created_at < coalesce(upper($1::tstzrange), 'infinity')")
 
 
 def _embedding_table(plpy: Any) -> tuple[str, str] | None:
@@ -39,13 +40,16 @@ def _embedding_table(plpy: Any) -> tuple[str, str] | None:
 
 
 def _query(plpy: Any, feature: str) -> str:
+    """The sampling query of a feature. Only fixed expressions and quoted names go into the text
+    (hence the noqa: S608); the time range is a parameter."""
     if feature in _COLUMNS:
         expr = _COLUMNS[feature]
-        return (f"SELECT {expr} AS x FROM flywheel.traces t WHERE {_RANGE} AND NOT t.shadow AND {expr} IS NOT NULL"
+        return (f"SELECT {expr} AS x FROM flywheel.traces t WHERE {_RANGE} AND NOT t.shadow"  # noqa: S608
+                f" AND {expr} IS NOT NULL"
                 f" ORDER BY random() LIMIT {SAMPLE}")
     if feature.startswith("score:"):
         name = plpy.quote_literal(feature.split(":", 1)[1])
-        return ("SELECT r.score AS x FROM flywheel.validation_results r"
+        return ("SELECT r.score AS x FROM flywheel.validation_results r"  # noqa: S608
                 " JOIN flywheel.validators v ON v.id = r.validator_id JOIN flywheel.traces t ON t.id = r.trace_id"
                 f" WHERE v.name = {name} AND r.score IS NOT NULL AND NOT t.shadow AND {_RANGE}"
                 f" ORDER BY random() LIMIT {SAMPLE}")
@@ -53,8 +57,10 @@ def _query(plpy: Any, feature: str) -> str:
         found = _embedding_table(plpy)
         if found is None:
             plpy.error("drift: no embeddings to compare (no flywheel table has a trace_id and a vector column)")
+            raise AssertionError  # plpy.error raised
         table, column = plpy.quote_ident(found[0]), plpy.quote_ident(found[1])
-        return (f"SELECT e.{column}::text AS x FROM flywheel.{table} e JOIN flywheel.traces t ON t.id = e.trace_id"
+        return (f"SELECT e.{column}::text AS x FROM flywheel.{table} e"  # noqa: S608
+                " JOIN flywheel.traces t ON t.id = e.trace_id"
                 f" WHERE {_RANGE} AND NOT t.shadow AND e.{column} IS NOT NULL ORDER BY random() LIMIT {SAMPLE}")
     plpy.error(f"drift: unknown feature {feature!r}; use one of {', '.join(sorted(_COLUMNS))}, "
                "score:<validator> or embedding")

@@ -26,7 +26,7 @@ def _pg_cron_runs_jobs(conn: psycopg.Connection) -> bool:
 
 def run_due(conn: psycopg.Connection, *, include_pg_cron_jobs: bool = False) -> list[Ran]:
     """Runs every due schedule once (CALL flywheel.refresh_due()) and says which ran."""
-    before = dict(conn.execute("SELECT name, last_run_at FROM flywheel.schedules").fetchall())
+    before: dict[str, object] = dict(conn.execute("SELECT name, last_run_at FROM flywheel.schedules").fetchall())
     conn.execute("CALL flywheel.refresh_due(%s)", (include_pg_cron_jobs,))
     after = conn.execute("SELECT name, last_run_at, last_error FROM flywheel.schedules ORDER BY name").fetchall()
     return [Ran(name, error) for name, last_run_at, error in after if last_run_at is not None

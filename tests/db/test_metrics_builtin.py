@@ -131,22 +131,23 @@ def test_shadow_traces_are_compared_with_live_ones_and_kept_out_of_metrics(db: p
 def test_drift_of_latency_scores_and_embeddings(db: psycopg.Connection, app_name: str) -> None:
     vid, vname = make_validator(db)
     db.execute(
-        "INSERT INTO flywheel.traces (app, created_at, latency_ms, output) SELECT %s, now() - interval '3 days',"
+        "INSERT INTO flywheel.traces (app, created_at, latency_ms, output) SELECT %s, '2030-01-01 12:00+00',"
         " 100 + (i %% 50), repeat('x', i %% 40) FROM generate_series(1, 400) i", (app_name,))
     db.execute(
-        "INSERT INTO flywheel.traces (app, created_at, latency_ms, output) SELECT %s, now() - interval '1 hour',"
+        "INSERT INTO flywheel.traces (app, created_at, latency_ms, output) SELECT %s, '2030-02-01 12:00+00',"
         " 140 + (i %% 50), repeat('x', i %% 40) FROM generate_series(1, 400) i", (app_name,))
     db.execute("INSERT INTO flywheel.validation_results (trace_id, validator_id, validator_version, status, score)"
-               " SELECT id, %s, 1, 'pass', CASE WHEN created_at < now() - interval '1 day' THEN 0.9 ELSE 0.5 END + (id %% 10) / 100.0"
+               " SELECT id, %s, 1, 'pass', CASE WHEN created_at < '2030-01-15' THEN 0.9 ELSE 0.5 END + (id %% 10) / 100.0"
                " FROM flywheel.traces WHERE app = %s", (vid, app_name))
-    ranges = "tstzrange(now() - interval '4 days', now() - interval '2 days'), tstzrange(now() - interval '2 hours', now())"
+    # far from every other test's traces: drift compares all the apps' traces
+    ranges = "'[2030-01-01, 2030-01-02)'::tstzrange, '[2030-02-01, 2030-02-02)'::tstzrange"
     latency = db.execute(f"SELECT * FROM flywheel.drift('latency', {ranges})").fetchone()
     assert latency is not None and latency[0] == "latency" and latency[1] >= 400 and latency[2] >= 400
     assert latency[3] > 0.5 and latency[4] < 1e-20 and latency[5] > 0.25
     score = db.execute(f"SELECT ks_statistic, p_value FROM flywheel.drift(%s, {ranges})", (f"score:{vname}",)).fetchone()
     assert score == (1.0, pytest.approx(0.0, abs=1e-100))
-    same = db.execute("SELECT ks_statistic, p_value, psi FROM flywheel.drift('output_length', tstzrange(now() - interval '4 days',"
-                      " now() - interval '2 days'), tstzrange(now() - interval '4 days', now() - interval '2 days'))").fetchone()
+    same = db.execute("SELECT ks_statistic, p_value, psi FROM flywheel.drift('output_length', '[2030-01-01, 2030-01-02)',"
+                      " '[2030-01-01, 2030-01-02)')").fetchone()
     assert same is not None and same[0] == 0 and same[1] == 1 and same[2] == pytest.approx(0, abs=1e-9)
     with pytest.raises(psycopg.errors.InternalError, match="unknown feature"):
         db.execute("SELECT * FROM flywheel.drift('colour', NULL, NULL)")
@@ -154,7 +155,7 @@ def test_drift_of_latency_scores_and_embeddings(db: psycopg.Connection, app_name
     table = f"t_emb_{uuid.uuid4().hex[:6]}"
     db.execute(f"CREATE TABLE flywheel.{table} (trace_id bigint, embedding vector(3))")
     try:
-        db.execute(f"INSERT INTO flywheel.{table} SELECT id, CASE WHEN created_at < now() - interval '1 day'"
+        db.execute(f"INSERT INTO flywheel.{table} SELECT id, CASE WHEN created_at < '2030-01-15'"
                    f" THEN '[1,0,0]' ELSE '[0,1,0]' END::vector FROM flywheel.traces WHERE app = %s", (app_name,))
         rows = db.execute(f"SELECT feature, ks_statistic FROM flywheel.drift('embedding', {ranges})").fetchall()
         assert [r[0] for r in rows] == [f"embedding:{i}" for i in range(4)]

@@ -465,7 +465,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:72a0fc8146bb'] = importlib.import_module
+GD['dbflywheel:0.1.0:0c0845bd4aaa'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -567,7 +567,8 @@ def parse(schedule: str) -> tuple[int, list[set[int]], bool, bool]:
     text = _MACROS.get(schedule.strip().lower(), schedule)
     parts = text.split()
     if len(parts) != 5:
-        raise ScheduleError(f"{schedule!r} is not a cron schedule (five fields, a macro such as @hourly, or 'N seconds')")
+        raise ScheduleError(
+            f"{schedule!r} is not a cron schedule (five fields, a macro such as @hourly, or 'N seconds')")
     fields = [_field(p, lo, hi) for p, (lo, hi) in zip(parts, _RANGES, strict=True)]
     if 7 in fields[4]:
         fields[4] = (fields[4] - {7}) | {0}
@@ -651,7 +652,8 @@ _COLUMNS = {
     "tokens_out": "t.tokens_out::double precision",
     "cost": "t.cost_usd",
 }
-_RANGE = "t.created_at >= coalesce(lower($1::tstzrange), '-infinity') AND t.created_at < coalesce(upper($1::tstzrange), 'infinity')"
+_RANGE = ("t.created_at >= coalesce(lower($1::tstzrange), '-infinity')"
+          " AND t.created_at < coalesce(upper($1::tstzrange), 'infinity')")
 
 
 def _embedding_table(plpy: Any) -> tuple[str, str] | None:
@@ -668,13 +670,16 @@ def _embedding_table(plpy: Any) -> tuple[str, str] | None:
 
 
 def _query(plpy: Any, feature: str) -> str:
+    """The sampling query of a feature. Only fixed expressions and quoted names go into the text
+    (hence the noqa: S608); the time range is a parameter."""
     if feature in _COLUMNS:
         expr = _COLUMNS[feature]
-        return (f"SELECT {expr} AS x FROM flywheel.traces t WHERE {_RANGE} AND NOT t.shadow AND {expr} IS NOT NULL"
+        return (f"SELECT {expr} AS x FROM flywheel.traces t WHERE {_RANGE} AND NOT t.shadow"  # noqa: S608
+                f" AND {expr} IS NOT NULL"
                 f" ORDER BY random() LIMIT {SAMPLE}")
     if feature.startswith("score:"):
         name = plpy.quote_literal(feature.split(":", 1)[1])
-        return ("SELECT r.score AS x FROM flywheel.validation_results r"
+        return ("SELECT r.score AS x FROM flywheel.validation_results r"  # noqa: S608
                 " JOIN flywheel.validators v ON v.id = r.validator_id JOIN flywheel.traces t ON t.id = r.trace_id"
                 f" WHERE v.name = {name} AND r.score IS NOT NULL AND NOT t.shadow AND {_RANGE}"
                 f" ORDER BY random() LIMIT {SAMPLE}")
@@ -682,8 +687,10 @@ def _query(plpy: Any, feature: str) -> str:
         found = _embedding_table(plpy)
         if found is None:
             plpy.error("drift: no embeddings to compare (no flywheel table has a trace_id and a vector column)")
+            raise AssertionError  # plpy.error raised
         table, column = plpy.quote_ident(found[0]), plpy.quote_ident(found[1])
-        return (f"SELECT e.{column}::text AS x FROM flywheel.{table} e JOIN flywheel.traces t ON t.id = e.trace_id"
+        return (f"SELECT e.{column}::text AS x FROM flywheel.{table} e"  # noqa: S608
+                " JOIN flywheel.traces t ON t.id = e.trace_id"
                 f" WHERE {_RANGE} AND NOT t.shadow AND e.{column} IS NOT NULL ORDER BY random() LIMIT {SAMPLE}")
     plpy.error(f"drift: unknown feature {feature!r}; use one of {', '.join(sorted(_COLUMNS))}, "
                "score:<validator> or embedding")
@@ -910,7 +917,9 @@ def _betacf(a: float, b: float, x: float) -> float:
     h = d
     for m in range(1, 1000):
         m2 = 2 * m
-        for num in (m * (b - m) * x / ((a + m2 - 1) * (a + m2)), -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1))):
+        even = m * (b - m) * x / ((a + m2 - 1) * (a + m2))
+        odd = -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1))
+        for num in (even, odd):
             d = 1.0 + num * d
             d = 1.0 / (d if abs(d) > tiny else tiny)
             c = 1.0 + num / c
@@ -1105,10 +1114,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:72a0fc8146bb')
+_import = GD.get('dbflywheel:0.1.0:0c0845bd4aaa')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:72a0fc8146bb']
+    _import = GD['dbflywheel:0.1.0:0c0845bd4aaa']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -1140,10 +1149,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:72a0fc8146bb')
+_import = GD.get('dbflywheel:0.1.0:0c0845bd4aaa')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:72a0fc8146bb']
+    _import = GD['dbflywheel:0.1.0:0c0845bd4aaa']
 return _import('metrics_cron').sql_previous_fire(plpy, schedule, at_epoch)
 $python$;
 
@@ -1152,10 +1161,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:72a0fc8146bb')
+_import = GD.get('dbflywheel:0.1.0:0c0845bd4aaa')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:72a0fc8146bb']
+    _import = GD['dbflywheel:0.1.0:0c0845bd4aaa']
 return _import('metrics_cron').sql_period(plpy, schedule, at_epoch)
 $python$;
 
@@ -1892,10 +1901,10 @@ RETURNS TABLE (feature text, reference_n integer, current_n integer,
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:72a0fc8146bb')
+_import = GD.get('dbflywheel:0.1.0:0c0845bd4aaa')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:72a0fc8146bb']
+    _import = GD['dbflywheel:0.1.0:0c0845bd4aaa']
 return _import('metrics_drift').drift(plpy, feature, reference, current)
 $python$;
 
@@ -2047,10 +2056,10 @@ RETURNS TABLE (metric text, variant text, n bigint, value double precision, base
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:72a0fc8146bb')
+_import = GD.get('dbflywheel:0.1.0:0c0845bd4aaa')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:72a0fc8146bb']
+    _import = GD['dbflywheel:0.1.0:0c0845bd4aaa']
 return _import('metrics_experiments').results(plpy, experiment, confidence)
 $python$;
 
