@@ -42,10 +42,14 @@ CREATE TABLE flywheel.schedules (
 );
 
 -- Days whose rollup rows must be recomputed; append-only so concurrent writers never wait on
--- each other: a refresh deletes (and so consumes) only the committed rows it sees.
+-- each other: a refresh deletes (and so consumes) only the committed rows it sees. Inserted
+-- results leave the ids of their traces (one row per statement, no lookup in the write
+-- path); the refresh turns them into days.
 CREATE TABLE flywheel._rollup_dirty_days (
-    metric text NOT NULL,
-    day    date NOT NULL
+    metric    text NOT NULL,
+    day       date,
+    trace_ids bigint[],
+    CONSTRAINT _rollup_dirty_days_day_or_traces CHECK (num_nonnulls(day, trace_ids) = 1)
 );
 CREATE INDEX _rollup_dirty_days_metric ON flywheel._rollup_dirty_days (metric);
 

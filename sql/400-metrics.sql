@@ -247,8 +247,13 @@ BEGIN
         RETURN;
     END IF;
     -- Consumes only committed marks: a writer still in flight leaves its mark for next time.
-    WITH consumed AS (DELETE FROM flywheel._rollup_dirty_days d WHERE d.metric = _m.name RETURNING d.day)
-    SELECT coalesce(array_agg(DISTINCT day ORDER BY day), '{}') INTO _days FROM consumed;
+    WITH consumed AS (DELETE FROM flywheel._rollup_dirty_days d WHERE d.metric = _m.name RETURNING d.day, d.trace_ids),
+    marked AS (
+        SELECT c.day FROM consumed c WHERE c.day IS NOT NULL
+        UNION
+        SELECT (t.created_at AT TIME ZONE 'UTC')::date FROM flywheel.traces t
+        WHERE t.id IN (SELECT unnest(c.trace_ids) FROM consumed c WHERE c.trace_ids IS NOT NULL))
+    SELECT coalesce(array_agg(DISTINCT day ORDER BY day), '{}') INTO _days FROM marked;
     days := cardinality(_days);
     IF days = 0 THEN
         RETURN;
@@ -381,7 +386,10 @@ LANGUAGE plpgsql SECURITY DEFINER  -- the writer (an app role) has no rights on 
 SET search_path TO pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+    IF TG_OP = 'INSERT' THEN  -- the hot path: no lookup, the refresh finds the days
+        INSERT INTO flywheel._rollup_dirty_days (metric, trace_ids)
+        SELECT 'pass_rate', array_agg(n.trace_id) FROM new_rows n HAVING count(*) > 0;
+    ELSIF TG_OP = 'UPDATE' THEN
         INSERT INTO flywheel._rollup_dirty_days (metric, day)
         SELECT DISTINCT 'pass_rate', (t.created_at AT TIME ZONE 'UTC')::date
         FROM (SELECT DISTINCT n.trace_id FROM new_rows n) n JOIN flywheel.traces t ON t.id = n.trace_id;

@@ -311,10 +311,14 @@ CREATE TABLE flywheel.schedules (
 );
 
 -- Days whose rollup rows must be recomputed; append-only so concurrent writers never wait on
--- each other: a refresh deletes (and so consumes) only the committed rows it sees.
+-- each other: a refresh deletes (and so consumes) only the committed rows it sees. Inserted
+-- results leave the ids of their traces (one row per statement, no lookup in the write
+-- path); the refresh turns them into days.
 CREATE TABLE flywheel._rollup_dirty_days (
-    metric text NOT NULL,
-    day    date NOT NULL
+    metric    text NOT NULL,
+    day       date,
+    trace_ids bigint[],
+    CONSTRAINT _rollup_dirty_days_day_or_traces CHECK (num_nonnulls(day, trace_ids) = 1)
 );
 CREATE INDEX _rollup_dirty_days_metric ON flywheel._rollup_dirty_days (metric);
 
@@ -360,8 +364,8 @@ CREATE TABLE flywheel.prompt_versions (
 ALTER TABLE flywheel.traces ADD COLUMN shadow boolean NOT NULL DEFAULT false;
 $migration_body$;
         INSERT INTO flywheel._migrations (name, checksum, version)
-        VALUES ('0400-metrics.sql', 'c530b84bdc7c8dea09a1a7cd6b1252d8ed8b3f9b70f45e8bb258783fb72a3d59', '0.1.0');
-    ELSIF _applied <> 'c530b84bdc7c8dea09a1a7cd6b1252d8ed8b3f9b70f45e8bb258783fb72a3d59' THEN
+        VALUES ('0400-metrics.sql', '093f2bb89a591327b6592c9fce8f378ecd65a0dc8c70720c3bfa3578d294deca', '0.1.0');
+    ELSIF _applied <> '093f2bb89a591327b6592c9fce8f378ecd65a0dc8c70720c3bfa3578d294deca' THEN
         RAISE EXCEPTION 'migration % was changed after it was applied', '0400-metrics.sql'
             USING HINT = 'an applied migration is never edited: restore migrations/'
                 || '0400-metrics.sql' || ' and put the change in a new numbered migration';
@@ -1401,8 +1405,13 @@ BEGIN
         RETURN;
     END IF;
     -- Consumes only committed marks: a writer still in flight leaves its mark for next time.
-    WITH consumed AS (DELETE FROM flywheel._rollup_dirty_days d WHERE d.metric = _m.name RETURNING d.day)
-    SELECT coalesce(array_agg(DISTINCT day ORDER BY day), '{}') INTO _days FROM consumed;
+    WITH consumed AS (DELETE FROM flywheel._rollup_dirty_days d WHERE d.metric = _m.name RETURNING d.day, d.trace_ids),
+    marked AS (
+        SELECT c.day FROM consumed c WHERE c.day IS NOT NULL
+        UNION
+        SELECT (t.created_at AT TIME ZONE 'UTC')::date FROM flywheel.traces t
+        WHERE t.id IN (SELECT unnest(c.trace_ids) FROM consumed c WHERE c.trace_ids IS NOT NULL))
+    SELECT coalesce(array_agg(DISTINCT day ORDER BY day), '{}') INTO _days FROM marked;
     days := cardinality(_days);
     IF days = 0 THEN
         RETURN;
@@ -1535,7 +1544,10 @@ LANGUAGE plpgsql SECURITY DEFINER  -- the writer (an app role) has no rights on 
 SET search_path TO pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+    IF TG_OP = 'INSERT' THEN  -- the hot path: no lookup, the refresh finds the days
+        INSERT INTO flywheel._rollup_dirty_days (metric, trace_ids)
+        SELECT 'pass_rate', array_agg(n.trace_id) FROM new_rows n HAVING count(*) > 0;
+    ELSIF TG_OP = 'UPDATE' THEN
         INSERT INTO flywheel._rollup_dirty_days (metric, day)
         SELECT DISTINCT 'pass_rate', (t.created_at AT TIME ZONE 'UTC')::date
         FROM (SELECT DISTINCT n.trace_id FROM new_rows n) n JOIN flywheel.traces t ON t.id = n.trace_id;
