@@ -251,8 +251,10 @@ BEGIN
     marked AS (
         SELECT c.day FROM consumed c WHERE c.day IS NOT NULL
         UNION
-        SELECT (t.created_at AT TIME ZONE 'UTC')::date FROM flywheel.traces t
-        WHERE t.id IN (SELECT unnest(c.trace_ids) FROM consumed c WHERE c.trace_ids IS NOT NULL))
+        -- one index probe per marked trace (OFFSET 0 keeps it a probe, not a scan of all traces)
+        SELECT (t.created_at AT TIME ZONE 'UTC')::date
+        FROM (SELECT DISTINCT unnest(c.trace_ids) AS id FROM consumed c WHERE c.trace_ids IS NOT NULL) m
+        CROSS JOIN LATERAL (SELECT t.created_at FROM flywheel.traces t WHERE t.id = m.id OFFSET 0) t)
     SELECT coalesce(array_agg(DISTINCT day ORDER BY day), '{}') INTO _days FROM marked;
     days := cardinality(_days);
     IF days = 0 THEN

@@ -18,3 +18,6 @@ GRANT EXECUTE ON FUNCTION flywheel.drift(text, tstzrange, tstzrange),
                           flywheel.experiment_results(text, double precision) TO flywheel_reader;
 -- Applications ask for their users' variants.
 GRANT EXECUTE ON FUNCTION flywheel.assign_variant(text, text) TO flywheel_app;
+-- Procedures are not in "ALL FUNCTIONS" (sql/900-privileges.sql): revoke and grant them here.
+REVOKE ALL ON PROCEDURE flywheel.refresh(text, boolean), flywheel.refresh_due(boolean) FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE flywheel.refresh(text, boolean), flywheel.refresh_due(boolean) TO flywheel_admin;

@@ -1409,8 +1409,10 @@ BEGIN
     marked AS (
         SELECT c.day FROM consumed c WHERE c.day IS NOT NULL
         UNION
-        SELECT (t.created_at AT TIME ZONE 'UTC')::date FROM flywheel.traces t
-        WHERE t.id IN (SELECT unnest(c.trace_ids) FROM consumed c WHERE c.trace_ids IS NOT NULL))
+        -- one index probe per marked trace (OFFSET 0 keeps it a probe, not a scan of all traces)
+        SELECT (t.created_at AT TIME ZONE 'UTC')::date
+        FROM (SELECT DISTINCT unnest(c.trace_ids) AS id FROM consumed c WHERE c.trace_ids IS NOT NULL) m
+        CROSS JOIN LATERAL (SELECT t.created_at FROM flywheel.traces t WHERE t.id = m.id OFFSET 0) t)
     SELECT coalesce(array_agg(DISTINCT day ORDER BY day), '{}') INTO _days FROM marked;
     days := cardinality(_days);
     IF days = 0 THEN
@@ -1617,10 +1619,15 @@ AS $$
 DECLARE
     _traces   text := '';  -- a range filter on t.created_at (partition pruning, the BRIN index)
     _feedback text := '';
+    -- Over all days a hash join of results and traces wins; over a few days, the days' traces
+    -- drive index probes into the results (OFFSET 0 keeps the planner from turning them into
+    -- a scan of every result).
+    _results  text := 'flywheel.validation_results r';
 BEGIN
     IF created_from IS NOT NULL THEN
         _traces := format(' AND t.created_at >= %L AND t.created_at < %L', created_from, created_to);
         _feedback := format(' AND f.created_at >= %L AND f.created_at < %L', created_from, created_to);
+        _results := 'LATERAL (SELECT * FROM flywheel.validation_results r0 WHERE r0.trace_id = t.id OFFSET 0) r';
     END IF;
     CASE metric
     WHEN 'pass_rate' THEN RETURN $q$
@@ -1632,9 +1639,9 @@ SELECT (t.created_at AT TIME ZONE 'UTC')::date AS day, t.app, v.name AS validato
        count(*) FILTER (WHERE r.status = 'error') AS errors,
        (count(*) FILTER (WHERE r.status = 'pass'))::double precision
            / nullif(count(*) FILTER (WHERE r.status IN ('pass', 'fail')), 0) AS pass_rate
-FROM flywheel.validation_results r
+FROM flywheel.traces t
+JOIN $q$ || _results || $q$ ON r.trace_id = t.id
 JOIN flywheel.validators v ON v.id = r.validator_id
-JOIN flywheel.traces t ON t.id = r.trace_id
 WHERE NOT t.shadow$q$ || _traces || $q$
 GROUP BY 1, 2, 3, 4, 5, 6$q$;
 
@@ -2370,6 +2377,9 @@ GRANT EXECUTE ON FUNCTION flywheel.drift(text, tstzrange, tstzrange),
                           flywheel.experiment_results(text, double precision) TO flywheel_reader;
 -- Applications ask for their users' variants.
 GRANT EXECUTE ON FUNCTION flywheel.assign_variant(text, text) TO flywheel_app;
+-- Procedures are not in "ALL FUNCTIONS" (sql/900-privileges.sql): revoke and grant them here.
+REVOKE ALL ON PROCEDURE flywheel.refresh(text, boolean), flywheel.refresh_due(boolean) FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE flywheel.refresh(text, boolean), flywheel.refresh_due(boolean) TO flywheel_admin;
 
 -- 900-privileges.sql
 -- Privileges, in one place, applied after every object exists.
