@@ -1264,6 +1264,9 @@ BEGIN
         RAISE EXCEPTION 'flywheel.% exists and is not a metric view', _rel;
     END IF;
 
+    IF _m.kind <> 'rollup' THEN
+        DELETE FROM flywheel._rollup_dirty_days d WHERE d.metric = _m.name;  -- nobody will read them
+    END IF;
     IF _m.kind = 'view' THEN
         EXECUTE format('CREATE VIEW flywheel.%I AS %s', _rel, _m.query);
         EXECUTE format('ALTER VIEW flywheel.%I OWNER TO flywheel_admin', _rel);
@@ -1546,7 +1549,11 @@ LANGUAGE plpgsql SECURITY DEFINER  -- the writer (an app role) has no rights on 
 SET search_path TO pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF TG_OP = 'INSERT' THEN  -- the hot path: no lookup, the refresh finds the days
+    -- Marks only matter while the metric is a rollup (switching back to one recomputes it all).
+    IF NOT EXISTS (SELECT 1 FROM flywheel.metrics m WHERE m.name = 'pass_rate' AND m.kind = 'rollup') THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'INSERT' THEN  -- the hot path: no lookup of traces, the refresh finds the days
         INSERT INTO flywheel._rollup_dirty_days (metric, trace_ids)
         SELECT 'pass_rate', array_agg(n.trace_id) FROM new_rows n HAVING count(*) > 0;
     ELSIF TG_OP = 'UPDATE' THEN
@@ -1568,6 +1575,9 @@ LANGUAGE plpgsql SECURITY DEFINER  -- the writer (an app role) has no rights on 
 SET search_path TO pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM flywheel.metrics m WHERE m.name = 'satisfaction' AND m.kind = 'rollup') THEN
+        RETURN NULL;
+    END IF;
     IF TG_OP IN ('INSERT', 'UPDATE') THEN
         INSERT INTO flywheel._rollup_dirty_days (metric, day)
         SELECT DISTINCT 'satisfaction', (n.created_at AT TIME ZONE 'UTC')::date FROM new_rows n
