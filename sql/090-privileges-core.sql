@@ -7,3 +7,5 @@ GRANT SELECT, INSERT ON flywheel.feedback TO flywheel_app;
 GRANT USAGE ON SEQUENCE flywheel.traces_id_seq, flywheel.feedback_id_seq TO flywheel_app;
 -- Column defaults and policies call these as the inserting role.
 GRANT EXECUTE ON FUNCTION flywheel._app_of(name), flywheel._apps_of(name) TO flywheel_app;
+-- Every PL/Python function loads the project's modules through this, as the calling role.
+GRANT EXECUTE ON FUNCTION flywheel._python_boot() TO flywheel_app, flywheel_reader;

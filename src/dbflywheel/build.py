@@ -126,7 +126,7 @@ def _boot_function(key: str) -> str:
     stored in flywheel._python_modules to `import` and puts flywheel.python_path on sys.path."""
     return f"""
 CREATE OR REPLACE FUNCTION flywheel._python_boot() RETURNS void
-LANGUAGE plpython3u
+LANGUAGE plpython3u SECURITY DEFINER  -- any role that may call a PL/Python function may load ours
 SET search_path TO pg_catalog, pg_temp
 AS $python$
 import importlib

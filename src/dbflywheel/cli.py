@@ -171,6 +171,39 @@ def python_env(dsn: str | None, home: Path | None) -> None:
 @main.command()
 @dsn_option
 @home_option
+@click.option("--loop", "keep_going", is_flag=True, help="Keep running the due schedules (where pg_cron is absent).")
+@click.option("--interval", type=float, default=30.0, show_default=True, help="Seconds between two passes of --loop.")
+@click.option("--metric", default=None, help="Refresh this one metric now instead of the due schedules.")
+@click.option("--full", is_flag=True, help="With --metric: recompute a rollup entirely, not only its changed days.")
+@click.option("--include-pg-cron-jobs", is_flag=True, help="Also run the schedules pg_cron runs.")
+@friendly
+def refresh(dsn: str | None, home: Path | None, keep_going: bool, interval: float, metric: str | None, full: bool,
+            include_pg_cron_jobs: bool) -> None:
+    """Refresh materialized metrics and run the checks whose schedules are due."""
+    from dbflywheel import refresh as refresher
+    from dbflywheel.install import connect
+
+    target = _resolve_dsn(dsn, home)
+    if metric is not None:
+        with connect(target, autocommit=True) as conn:
+            click.echo(refresher.refresh_metric(conn, metric, full=full))
+        return
+    if keep_going:
+        refresher.loop(target, interval=interval, echo=click.echo, include_pg_cron_jobs=include_pg_cron_jobs)
+        return
+    with connect(target, autocommit=True) as conn:
+        ran = refresher.run_due(conn, include_pg_cron_jobs=include_pg_cron_jobs)
+    for item in ran:
+        click.echo(f"ran {item.name}" + (f": FAILED: {item.error}" if item.error else ""))
+    if not ran:
+        click.echo("nothing was due")
+    if any(item.error for item in ran):
+        sys.exit(1)
+
+
+@main.command()
+@dsn_option
+@home_option
 @friendly
 def demo(dsn: str | None, home: Path | None) -> None:
     """Run the flywheel demo against the database."""

@@ -14,7 +14,7 @@ GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
 API_QUERY = """
 SELECT 'function ' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ') -> '
-       || pg_get_function_result(p.oid)
+       || coalesce(pg_get_function_result(p.oid), 'procedure')
        || CASE p.prosecdef WHEN true THEN ' [security definer]' ELSE '' END
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE n.nspname = 'flywheel' AND p.proname !~ '^_'

@@ -427,13 +427,179 @@ $migration_body$;
 END
 $migration$;
 
+-- migration 0400-metrics.sql
+DO $migration$
+DECLARE
+    _applied text;
+BEGIN
+    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name = '0400-metrics.sql';
+    IF _applied IS NULL THEN
+        EXECUTE $migration_body$-- Metrics: the registry, the refresh log, schedules, incremental daily rollups, prompt versions.
+
+-- One row per metric; flywheel.metric_<name> is a view, a materialized view, or (rollup) a
+-- view over a table whose changed days are recomputed incrementally.
+CREATE TABLE flywheel.metrics (
+    name       text PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9_]{0,48}$'),
+    query      text NOT NULL,
+    kind       text NOT NULL DEFAULT 'view' CHECK (kind IN ('view', 'materialized', 'rollup')),
+    schedule   text,
+    builtin    boolean NOT NULL DEFAULT false,
+    -- built-in metrics that can be kept incrementally: the table that holds their rows, whose
+    -- changed days flywheel._builtin_metric_sql(name, from, to) recomputes
+    rollup_table text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT metrics_rollup_has_a_function CHECK (kind <> 'rollup' OR rollup_table IS NOT NULL)
+);
+
+-- Every refresh, successful or not.
+CREATE TABLE flywheel.refresh_log (
+    id          bigserial PRIMARY KEY,
+    metric      text NOT NULL,
+    mode        text NOT NULL CHECK (mode IN ('full', 'concurrent', 'incremental')),
+    started_at  timestamptz NOT NULL,
+    finished_at timestamptz NOT NULL,
+    duration    interval GENERATED ALWAYS AS (finished_at - started_at) STORED,
+    rows        bigint,
+    days        integer,  -- incremental: how many days were recomputed
+    error       text
+);
+CREATE INDEX refresh_log_metric_started_at ON flywheel.refresh_log (metric, started_at DESC);
+
+-- Everything that runs on a schedule: metric refreshes and checks. pg_cron runs them where it
+-- is installed (a job of the same name); elsewhere `dbflywheel refresh --loop` does.
+CREATE TABLE flywheel.schedules (
+    name        text PRIMARY KEY,
+    schedule    text NOT NULL,
+    command     text NOT NULL,
+    last_run_at timestamptz,
+    last_error  text,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- Days whose rollup rows must be recomputed; append-only so concurrent writers never wait on
+-- each other: a refresh deletes (and so consumes) only the committed rows it sees. Inserted
+-- results leave the ids of their traces (one row per statement, no lookup in the write
+-- path); the refresh turns them into days.
+CREATE TABLE flywheel._rollup_dirty_days (
+    metric    text NOT NULL,
+    day       date,
+    trace_ids bigint[],
+    CONSTRAINT _rollup_dirty_days_day_or_traces CHECK (num_nonnulls(day, trace_ids) = 1)
+);
+CREATE INDEX _rollup_dirty_days_metric ON flywheel._rollup_dirty_days (metric);
+
+-- Rollup tables have exactly the columns of their metric's query.
+CREATE TABLE flywheel._rollup_pass_rate (
+    day               date NOT NULL,
+    app               text NOT NULL,
+    validator         text NOT NULL,
+    validator_version integer NOT NULL,
+    prompt_version    text,
+    model             text,
+    results           bigint NOT NULL,
+    passed            bigint NOT NULL,
+    failed            bigint NOT NULL,
+    errors            bigint NOT NULL,
+    pass_rate         double precision  -- passed / (passed + failed); errors are not verdicts
+);
+CREATE INDEX _rollup_pass_rate_day ON flywheel._rollup_pass_rate (day);
+
+CREATE TABLE flywheel._rollup_satisfaction (
+    day          date NOT NULL,
+    app          text NOT NULL,
+    thumbs         bigint NOT NULL,
+    thumbs_up      bigint NOT NULL,
+    positive_share double precision,
+    ratings        bigint NOT NULL,
+    mean_rating    double precision
+);
+CREATE INDEX _rollup_satisfaction_day ON flywheel._rollup_satisfaction (day);
+
+-- The prompt (model registry) history: what each prompt_version on traces was.
+CREATE TABLE flywheel.prompt_versions (
+    name       text NOT NULL,
+    version    text NOT NULL,
+    template   text,
+    notes      text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (name, version)
+);
+
+-- Shadow traces answer the same request as a live one (metadata->>'shadow_of' names it) and
+-- never reach the user: they are compared with the live traces and kept out of every metric.
+ALTER TABLE flywheel.traces ADD COLUMN shadow boolean NOT NULL DEFAULT false;
+$migration_body$;
+        INSERT INTO flywheel._migrations (name, checksum, version)
+        VALUES ('0400-metrics.sql', '093f2bb89a591327b6592c9fce8f378ecd65a0dc8c70720c3bfa3578d294deca', '0.1.0');
+    ELSIF _applied <> '093f2bb89a591327b6592c9fce8f378ecd65a0dc8c70720c3bfa3578d294deca' THEN
+        RAISE EXCEPTION 'migration % was changed after it was applied', '0400-metrics.sql'
+            USING HINT = 'an applied migration is never edited: restore migrations/'
+                || '0400-metrics.sql' || ' and put the change in a new numbered migration';
+    END IF;
+END
+$migration$;
+
+-- migration 0410-experiments-retention.sql
+DO $migration$
+DECLARE
+    _applied text;
+BEGIN
+    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name = '0410-experiments-retention.sql';
+    IF _applied IS NULL THEN
+        EXECUTE $migration_body$-- Experiments (A/B, canary), the retention setting and the audit of deletions.
+
+CREATE TABLE flywheel.experiments (
+    name       text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$'),
+    variants   jsonb NOT NULL,  -- {"A": 0.9, "B": 0.1}: weights that sum to 1
+    baseline   text NOT NULL,   -- the variant the others are compared with: the heaviest at creation
+    status     text NOT NULL DEFAULT 'running'
+               CHECK (status IN ('running', 'paused', 'stopped', 'rolled_back', 'completed')),
+    -- canary: {"variant": "B", "steps": [...], "step": 0, "max_drop": 0.02, "min_traces": 100,
+    --          "control": "A", "step_started_at": ...}
+    canary     jsonb,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT experiments_variants_is_an_object CHECK (jsonb_typeof(variants) = 'object')
+);
+
+-- How long traces (and everything keyed by them) are kept; NULL keeps them forever.
+CREATE TABLE flywheel.retention (
+    singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    keep       interval CHECK (keep > interval '0'),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO flywheel.retention (keep) VALUES (NULL);
+
+-- What was deleted, and why: counts per table, never the data. A forgotten user is kept only
+-- as a SHA-256 of the id, so a repeated request can be matched without keeping the id.
+CREATE TABLE flywheel.deletion_audit (
+    id           bigserial PRIMARY KEY,
+    reason       text NOT NULL CHECK (reason IN ('forget_user', 'retention')),
+    subject_hash text,
+    cutoff       timestamptz,
+    counts       jsonb NOT NULL,
+    requested_by name NOT NULL DEFAULT session_user,
+    created_at   timestamptz NOT NULL DEFAULT now()
+);
+$migration_body$;
+        INSERT INTO flywheel._migrations (name, checksum, version)
+        VALUES ('0410-experiments-retention.sql', '5f6df2d8c9f96a11ce7ef1f0de15860f40b858e504965d6b0deba89b7647c1c6', '0.1.0');
+    ELSIF _applied <> '5f6df2d8c9f96a11ce7ef1f0de15860f40b858e504965d6b0deba89b7647c1c6' THEN
+        RAISE EXCEPTION 'migration % was changed after it was applied', '0410-experiments-retention.sql'
+            USING HINT = 'an applied migration is never edited: restore migrations/'
+                || '0410-experiments-retention.sql' || ' and put the change in a new numbered migration';
+    END IF;
+END
+$migration$;
+
 CREATE OR REPLACE FUNCTION flywheel.version() RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path TO pg_catalog, pg_temp
 AS $$ SELECT '0.1.0' $$;
 
 CREATE OR REPLACE FUNCTION flywheel._python_boot() RETURNS void
-LANGUAGE plpython3u
+LANGUAGE plpython3u SECURITY DEFINER  -- any role that may call a PL/Python function may load ours
 SET search_path TO pg_catalog, pg_temp
 AS $python$
 import importlib
@@ -470,7 +636,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:65bc78b856f9'] = importlib.import_module
+GD['dbflywheel:0.1.0:a244daeab991'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -596,6 +762,492 @@ def rankings(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 
 def ranking(plpy: Any) -> list[dict[str, Any]]:
     return list(rankings(plpy.execute(PREFERENCES)))
+$pysrc$),
+    ('metrics_cron', $pysrc$"""pg_cron schedules read without pg_cron: when a schedule last fired, so that staleness and
+`dbflywheel refresh --loop` agree with what pg_cron would run.
+
+Accepts what pg_cron accepts: five fields (minute hour day-of-month month day-of-week with
+`*`, `a-b`, `*/n`, `a-b/n` and lists), the `@hourly`-style macros, and `N seconds`.
+Times are UTC, as pg_cron's default `cron.timezone` is GMT.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+_MACROS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+_RANGES = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)]
+_SECONDS = re.compile(r"^\s*([1-9]|[1-5][0-9])\s+seconds?\s*$", re.I)
+
+
+class ScheduleError(ValueError):
+    pass
+
+
+def _field(text: str, low: int, high: int) -> set[int]:
+    values: set[int] = set()
+    for part in text.split(","):
+        step = 1
+        if "/" in part:
+            part, step_text = part.split("/", 1)
+            if not step_text.isdigit() or int(step_text) == 0:
+                raise ScheduleError(f"bad step in {text!r}")
+            step = int(step_text)
+        if part == "*":
+            start, end = low, high
+        elif "-" in part:
+            a, b = part.split("-", 1)
+            if not (a.isdigit() and b.isdigit()):
+                raise ScheduleError(f"bad range in {text!r}")
+            start, end = int(a), int(b)
+        elif part.isdigit():
+            start = int(part)
+            end = high if step > 1 else start
+        else:
+            raise ScheduleError(f"bad field {text!r}")
+        if not (low <= start <= high and low <= end <= high and start <= end):
+            raise ScheduleError(f"{text!r} is outside {low}-{high}")
+        values.update(range(start, end + 1, step))
+    return values
+
+
+def parse(schedule: str) -> tuple[int, list[set[int]], bool, bool]:
+    """(seconds, fields, day-of-month restricted, day-of-week restricted); seconds > 0 for `N seconds`."""
+    if m := _SECONDS.match(schedule):
+        return int(m.group(1)), [], False, False
+    text = _MACROS.get(schedule.strip().lower(), schedule)
+    parts = text.split()
+    if len(parts) != 5:
+        raise ScheduleError(
+            f"{schedule!r} is not a cron schedule (five fields, a macro such as @hourly, or 'N seconds')")
+    fields = [_field(p, lo, hi) for p, (lo, hi) in zip(parts, _RANGES, strict=True)]
+    if 7 in fields[4]:
+        fields[4] = (fields[4] - {7}) | {0}
+    return 0, fields, parts[2] != "*", parts[4] != "*"
+
+
+def _day_matches(day: datetime, fields: list[set[int]], dom_set: bool, dow_set: bool) -> bool:
+    if day.month not in fields[3]:
+        return False
+    dom = day.day in fields[2]
+    dow = (day.isoweekday() % 7) in fields[4]
+    if dom_set and dow_set:  # cron: either restriction matches
+        return dom or dow
+    return dom and dow
+
+
+def previous_fire(schedule: str, at: datetime) -> datetime:
+    """The last time at or before `at` when the schedule fired."""
+    at = at.astimezone(UTC)
+    seconds, fields, dom_set, dow_set = parse(schedule)
+    if seconds:
+        epoch = int(at.timestamp())
+        return datetime.fromtimestamp(epoch - epoch % seconds, UTC)
+    minute = at.replace(second=0, microsecond=0)
+    day = minute.replace(hour=0, minute=0)
+    for _ in range(366 * 8 + 1):  # the sparsest schedule (29 February) fires within 8 years
+        if _day_matches(day, fields, dom_set, dow_set):
+            last = minute if day == minute.replace(hour=0, minute=0) else day.replace(hour=23, minute=59)
+            for hour in sorted((h for h in fields[1] if h <= last.hour), reverse=True):
+                limit = last.minute if hour == last.hour else 59
+                minutes = [m for m in fields[0] if m <= limit]
+                if minutes:
+                    return day.replace(hour=hour, minute=max(minutes))
+        day -= timedelta(days=1)
+    raise ScheduleError(f"{schedule!r} never fires")
+
+
+def period(schedule: str, at: datetime) -> timedelta:
+    """The time between the last two firings before `at`: how often the schedule runs."""
+    last = previous_fire(schedule, at)
+    return last - previous_fire(schedule, last - timedelta(seconds=1))
+
+
+def sql_previous_fire(plpy: Any, schedule: str, at_epoch: float) -> float:
+    """For SQL: times cross as epoch seconds, so no text format is parsed."""
+    try:
+        return previous_fire(schedule, datetime.fromtimestamp(at_epoch, UTC)).timestamp()
+    except ScheduleError as e:
+        plpy.error(f"invalid schedule: {e}")
+        raise
+
+
+def sql_period(plpy: Any, schedule: str, at_epoch: float) -> float:
+    try:
+        return period(schedule, datetime.fromtimestamp(at_epoch, UTC)).total_seconds()
+    except ScheduleError as e:
+        plpy.error(f"invalid schedule: {e}")
+        raise
+$pysrc$),
+    ('metrics_drift', $pysrc$"""flywheel.drift(): compares a feature of the traces between two time ranges with the two-sample
+KS test and the population stability index (plpython/metrics_stats.py)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+# KS is exact up to 10,000 values a sample, at O(n*m); a random sample of this size per range
+# keeps a check under a second while detecting shifts of a few percent.
+SAMPLE = 5000
+PROJECTIONS = 4  # embeddings are compared along this many fixed random directions
+_SEED = 20240611
+
+_COLUMNS = {
+    "latency": "t.latency_ms",
+    "output_length": "length(t.output)::double precision",
+    "input_length": "length(t.input)::double precision",
+    "tokens_in": "t.tokens_in::double precision",
+    "tokens_out": "t.tokens_out::double precision",
+    "cost": "t.cost_usd",
+}
+_RANGE = ("t.created_at >= coalesce(lower($1::tstzrange), '-infinity')"
+          " AND t.created_at < coalesce(upper($1::tstzrange), 'infinity')")
+
+
+def _embedding_table(plpy: Any) -> tuple[str, str] | None:
+    """A flywheel table with a trace_id and a vector column (the few-shot index keeps one)."""
+    rows = plpy.execute(
+        """SELECT c.relname, a.attname FROM pg_catalog.pg_class c
+           JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+           JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid AND ty.typname = 'vector'
+           WHERE c.relnamespace = 'flywheel'::regnamespace AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+             AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute t WHERE t.attrelid = c.oid AND t.attname = 'trace_id')
+           ORDER BY (a.attname LIKE '%input%') DESC, c.relname, a.attname LIMIT 1"""
+    )
+    return (rows[0]["relname"], rows[0]["attname"]) if rows else None
+
+
+def _query(plpy: Any, feature: str) -> str:
+    """The sampling query of a feature. Only fixed expressions and quoted names go into the text
+    (hence the noqa: S608); the time range is a parameter."""
+    if feature in _COLUMNS:
+        expr = _COLUMNS[feature]
+        return (f"SELECT {expr} AS x FROM flywheel.traces t WHERE {_RANGE} AND NOT t.shadow"  # noqa: S608
+                f" AND {expr} IS NOT NULL"
+                f" ORDER BY random() LIMIT {SAMPLE}")
+    if feature.startswith("score:"):
+        name = plpy.quote_literal(feature.split(":", 1)[1])
+        return ("SELECT r.score AS x FROM flywheel.validation_results r"  # noqa: S608
+                " JOIN flywheel.validators v ON v.id = r.validator_id JOIN flywheel.traces t ON t.id = r.trace_id"
+                f" WHERE v.name = {name} AND r.score IS NOT NULL AND NOT t.shadow AND {_RANGE}"
+                f" ORDER BY random() LIMIT {SAMPLE}")
+    if feature == "embedding":
+        found = _embedding_table(plpy)
+        if found is None:
+            plpy.error("drift: no embeddings to compare (no flywheel table has a trace_id and a vector column)")
+            raise AssertionError  # plpy.error raised
+        table, column = plpy.quote_ident(found[0]), plpy.quote_ident(found[1])
+        return (f"SELECT e.{column}::text AS x FROM flywheel.{table} e"  # noqa: S608
+                " JOIN flywheel.traces t ON t.id = e.trace_id"
+                f" WHERE {_RANGE} AND NOT t.shadow AND e.{column} IS NOT NULL ORDER BY random() LIMIT {SAMPLE}")
+    plpy.error(f"drift: unknown feature {feature!r}; use one of {', '.join(sorted(_COLUMNS))}, "
+               "score:<validator> or embedding")
+    raise AssertionError
+
+
+def _fetch(plpy: Any, sql: str, period: str) -> list[Any]:
+    plan = plpy.prepare(sql, ["text"])
+    return [r["x"] for r in plpy.execute(plan, [period])]
+
+
+def projections(vectors: list[str], count: int = PROJECTIONS) -> np.ndarray:
+    """Each vector projected on `count` fixed unit directions (the same for every call)."""
+    matrix = np.array([json.loads(v) for v in vectors], dtype=float)
+    directions = np.random.default_rng(_SEED).normal(size=(matrix.shape[1], count))
+    directions /= np.linalg.norm(directions, axis=0)
+    return matrix @ directions
+
+
+def compare(name: str, reference: Any, current: Any) -> dict[str, Any]:
+    import metrics_stats
+
+    row: dict[str, Any] = {"feature": name, "reference_n": len(reference), "current_n": len(current),
+                           "ks_statistic": None, "p_value": None, "psi": None}
+    if len(reference) and len(current):
+        d, p = metrics_stats.ks_2samp(reference, current)
+        row.update(ks_statistic=d, p_value=p, psi=metrics_stats.psi(reference, current))
+    return row
+
+
+def drift(plpy: Any, feature: str, reference: str, current: str) -> list[dict[str, Any]]:
+    sql = _query(plpy, feature)
+    ref, cur = _fetch(plpy, sql, reference), _fetch(plpy, sql, current)
+    if feature != "embedding":
+        return [compare(feature, ref, cur)]
+    if not ref or not cur:
+        return [compare(f"embedding:{i}", [], []) for i in range(PROJECTIONS)]
+    ref_p, cur_p = projections(ref), projections(cur)
+    return [compare(f"embedding:{i}", ref_p[:, i], cur_p[:, i]) for i in range(PROJECTIONS)]
+$pysrc$),
+    ('metrics_experiments', $pysrc$"""flywheel.experiment_results(): each variant's metrics against the baseline variant, with a
+confidence interval and a p-value (two-proportion z-test for rates, Welch's t-test for means)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Per variant: counts for the rates, n/mean/sample variance for the means.
+_SUMMARY = """
+WITH e AS (SELECT * FROM flywheel.experiments WHERE name = $1),
+tr AS (
+    SELECT t.id, t.variant, t.latency_ms, t.cost_usd
+    FROM flywheel.traces t, e
+    WHERE t.variant IN (SELECT jsonb_object_keys(e.variants)) AND NOT t.shadow
+      AND (t.metadata->>'experiment' = e.name OR (t.metadata->>'experiment' IS NULL AND t.created_at >= e.started_at)))
+SELECT tr.variant,
+       count(*) AS traces,
+       count(v.trace_id) FILTER (WHERE v.verdicts > 0) AS judged,
+       count(v.trace_id) FILTER (WHERE v.verdicts > 0 AND NOT v.failed) AS passed,
+       (SELECT count(*) FROM flywheel.feedback f JOIN tr x ON x.id = f.trace_id
+        WHERE x.variant = tr.variant AND f.kind = 'thumbs') AS thumbs,
+       (SELECT count(*) FROM flywheel.feedback f JOIN tr x ON x.id = f.trace_id
+        WHERE x.variant = tr.variant AND f.kind = 'thumbs' AND f.value > 0) AS thumbs_up,
+       (SELECT count(*) FROM flywheel.feedback f JOIN tr x ON x.id = f.trace_id
+        WHERE x.variant = tr.variant AND f.kind = 'rating') AS ratings,
+       (SELECT avg(f.value) FROM flywheel.feedback f JOIN tr x ON x.id = f.trace_id
+        WHERE x.variant = tr.variant AND f.kind = 'rating') AS rating_mean,
+       (SELECT var_samp(f.value) FROM flywheel.feedback f JOIN tr x ON x.id = f.trace_id
+        WHERE x.variant = tr.variant AND f.kind = 'rating') AS rating_var,
+       count(tr.latency_ms) AS latency_n, avg(tr.latency_ms) AS latency_mean, var_samp(tr.latency_ms) AS latency_var,
+       count(tr.cost_usd) AS cost_n, avg(tr.cost_usd) AS cost_mean, var_samp(tr.cost_usd) AS cost_var
+FROM tr LEFT JOIN flywheel._trace_verdicts v ON v.trace_id = tr.id
+GROUP BY tr.variant
+"""
+
+_RATES = [("pass_rate", "passed", "judged"), ("positive_share", "thumbs_up", "thumbs")]
+_MEANS = [("mean_rating", "ratings", "rating_mean", "rating_var"),
+          ("latency_ms", "latency_n", "latency_mean", "latency_var"),
+          ("cost_usd", "cost_n", "cost_mean", "cost_var")]
+
+
+def results(plpy: Any, experiment: str, confidence: float = 0.95) -> list[dict[str, Any]]:
+    import metrics_stats
+
+    found = plpy.execute(plpy.prepare("SELECT variants, baseline FROM flywheel.experiments WHERE name = $1", ["text"]),
+                         [experiment])
+    if not found:
+        plpy.error(f"experiment_results: no experiment named {experiment!r}")
+    baseline = found[0]["baseline"]
+    rows = {r["variant"]: r for r in plpy.execute(plpy.prepare(_SUMMARY, ["text"]), [experiment])}
+    base = rows.get(baseline)
+    out: list[dict[str, Any]] = []
+    for variant in sorted(rows, key=lambda v: (v != baseline, v)):
+        r = rows[variant]
+        for metric, hits, total in _RATES:
+            n = int(r[total] or 0)
+            row = {"metric": metric, "variant": variant, "n": n, "value": (r[hits] / n) if n else None,
+                   "baseline": baseline, "test": "two-proportion z-test"}
+            if variant != baseline and base is not None:
+                row.update(metrics_stats.two_proportion_test(int(base[hits] or 0), int(base[total] or 0),
+                                                             int(r[hits] or 0), n, confidence))
+            out.append(row)
+        for metric, count, mean, var in _MEANS:
+            n = int(r[count] or 0)
+            row = {"metric": metric, "variant": variant, "n": n, "value": r[mean], "baseline": baseline,
+                   "test": "Welch's t-test"}
+            if variant != baseline and base is not None and r[mean] is not None and base[mean] is not None:
+                row.update(metrics_stats.welch_test(int(base[count]), float(base[mean]), float(base[var] or 0),
+                                                    n, float(r[mean]), float(r[var] or 0), confidence))
+            out.append(row)
+    for row in out:
+        for key in ("difference", "ci_low", "ci_high", "p_value"):
+            row[key] = None if row.get(key) is None else float(row[key])
+    return out
+$pysrc$),
+    ('metrics_stats', $pysrc$"""Statistics for drift and experiments with numpy only (PL/Python has no scipy): the two-sample
+Kolmogorov-Smirnov test, the population stability index, the two-proportion z-test and
+Welch's t-test. tests/unit/test_metrics_stats.py checks them against scipy.stats.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+# scipy.stats.ks_2samp(method='auto') is exact while both samples have at most this many values.
+EXACT_KS_MAX_N = 10000
+
+
+def ks_statistic(a: Sequence[float], b: Sequence[float]) -> float:
+    """The largest distance between the two empirical CDFs (ties handled as scipy does)."""
+    x, y = np.sort(np.asarray(a, dtype=float)), np.sort(np.asarray(b, dtype=float))
+    both = np.concatenate([x, y])
+    cdf_x = np.searchsorted(x, both, side="right") / len(x)
+    cdf_y = np.searchsorted(y, both, side="right") / len(y)
+    return float(np.max(np.abs(cdf_x - cdf_y)))
+
+
+def _ks_exact_p(m: int, n: int, d: float) -> float:
+    """P(D >= d) under H0 by walking the lattice of paths from (0,0) to (m,n) one anti-diagonal at
+    a time; a cell holds the probability that a uniformly random path reaches it without having
+    left the band |i/m - j/n| < d. Integer arithmetic on the lcm grid keeps ties exact."""
+    g = math.gcd(m, n)
+    lcm = m // g * n
+    h = round(d * lcm)  # the statistic is a multiple of 1/lcm
+    if h == 0:
+        return 1.0
+    step_i, step_j = lcm // m, lcm // n
+    inside = np.array([1.0])  # diagonal k = 0: the cell (0, 0)
+    for k in range(1, m + n + 1):
+        lo, hi = max(0, k - n), min(k, m)  # i on this diagonal; j = k - i
+        i = np.arange(lo, hi + 1)
+        prev_lo = max(0, k - 1 - n)
+        cur = np.zeros(len(i))
+        # from (i-1, j): a step in the first sample, probability i/k of all paths through (i, j)
+        from_up = i - 1 - prev_lo
+        ok = (i >= 1) & (from_up >= 0) & (from_up < len(inside))
+        cur[ok] += inside[from_up[ok]] * (i[ok] / k)
+        from_left = i - prev_lo
+        ok = (from_left >= 0) & (from_left < len(inside)) & (k - i >= 1)
+        cur[ok] += inside[from_left[ok]] * ((k - i[ok]) / k)
+        cur[np.abs(i * step_i - (k - i) * step_j) >= h] = 0.0
+        inside = cur
+    return float(min(1.0, max(0.0, 1.0 - inside[-1])))
+
+
+def _kolmogorov_sf(x: float) -> float:
+    """P(K > x) for the limiting Kolmogorov distribution."""
+    if x < 0.2:
+        return 1.0
+    total = sum((-1) ** (k - 1) * math.exp(-2 * k * k * x * x) for k in range(1, 101))
+    return float(min(1.0, max(0.0, 2 * total)))
+
+
+def ks_2samp(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """Two-sided two-sample KS test: (statistic, p-value). Exact for samples of up to 10,000
+    values, as scipy's default; beyond, the Kolmogorov limit with Stephens' small-sample
+    correction (scipy uses the finite-n Kolmogorov distribution there; they agree to ~1e-3)."""
+    m, n = len(a), len(b)
+    if m == 0 or n == 0:
+        raise ValueError("ks_2samp needs two non-empty samples")
+    d = ks_statistic(a, b)
+    if max(m, n) <= EXACT_KS_MAX_N:
+        return d, _ks_exact_p(m, n, d)
+    en = m * n / (m + n)
+    return d, _kolmogorov_sf((math.sqrt(en) + 0.12 + 0.11 / math.sqrt(en)) * d)
+
+
+def psi(reference: Sequence[float], current: Sequence[float], bins: int = 10) -> float:
+    """Population stability index over the reference's quantile bins (0.1: watch, 0.25: drifted)."""
+    ref, cur = np.asarray(reference, dtype=float), np.asarray(current, dtype=float)
+    if len(ref) == 0 or len(cur) == 0:
+        raise ValueError("psi needs two non-empty samples")
+    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1))[1:-1])
+    ref_share = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=len(edges) + 1) / len(ref)
+    cur_share = np.bincount(np.searchsorted(edges, cur, side="right"), minlength=len(edges) + 1) / len(cur)
+    ref_share, cur_share = np.clip(ref_share, 1e-4, None), np.clip(cur_share, 1e-4, None)  # empty bins
+    return float(np.sum((cur_share - ref_share) * np.log(cur_share / ref_share)))
+
+
+def normal_sf(z: float) -> float:
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def normal_ppf(p: float) -> float:
+    """Inverse of the standard normal CDF, by bisection (enough for confidence intervals)."""
+    lo, hi = -40.0, 40.0
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if 1 - normal_sf(mid) < p:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the incomplete beta function (modified Lentz)."""
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 1000):
+        m2 = 2 * m
+        even = m * (b - m) * x / ((a + m2 - 1) * (a + m2))
+        odd = -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1))
+        for num in (even, odd):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return h
+
+
+def betainc(a: float, b: float, x: float) -> float:
+    """The regularized incomplete beta function I_x(a, b)."""
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1) / (a + b + 2):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1 - x) / b
+
+
+def t_sf(t: float, df: float) -> float:
+    """P(T > t) for Student's t with df degrees of freedom."""
+    tail = 0.5 * betainc(df / 2, 0.5, df / (df + t * t))
+    return tail if t >= 0 else 1 - tail
+
+
+def t_ppf(p: float, df: float) -> float:
+    lo, hi = -1e3, 1e3
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if 1 - t_sf(mid, df) < p:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def two_proportion_test(x_a: int, n_a: int, x_b: int, n_b: int, confidence: float = 0.95) -> dict[str, float | None]:
+    """B's rate minus A's: the difference, its (unpooled) Wald interval and the pooled z-test's p-value."""
+    if n_a == 0 or n_b == 0:
+        return {"difference": None, "ci_low": None, "ci_high": None, "p_value": None}
+    p_a, p_b = x_a / n_a, x_b / n_b
+    diff = p_b - p_a
+    pooled = (x_a + x_b) / (n_a + n_b)
+    se_pooled = math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))
+    p_value = 1.0 if se_pooled == 0 else 2 * normal_sf(abs(diff) / se_pooled)
+    se = math.sqrt(p_a * (1 - p_a) / n_a + p_b * (1 - p_b) / n_b)
+    z = normal_ppf(1 - (1 - confidence) / 2)
+    return {"difference": diff, "ci_low": diff - z * se, "ci_high": diff + z * se, "p_value": p_value}
+
+
+def welch_test(n_a: int, mean_a: float, var_a: float, n_b: int, mean_b: float, var_b: float,
+               confidence: float = 0.95) -> dict[str, float | None]:
+    """B's mean minus A's: Welch's t-test (unequal variances) with its interval; var is the sample variance."""
+    if n_a < 2 or n_b < 2:
+        return {"difference": None, "ci_low": None, "ci_high": None, "p_value": None}
+    diff = mean_b - mean_a
+    va, vb = var_a / n_a, var_b / n_b
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return {"difference": diff, "ci_low": diff, "ci_high": diff, "p_value": 1.0 if diff == 0 else 0.0}
+    df = (va + vb) ** 2 / (va * va / (n_a - 1) + vb * vb / (n_b - 1))
+    p_value = 2 * t_sf(abs(diff) / se, df)
+    t = t_ppf(1 - (1 - confidence) / 2, df)
+    return {"difference": diff, "ci_low": diff - t * se, "ci_high": diff + t * se, "p_value": min(1.0, p_value)}
 $pysrc$),
     ('validators_builtin', $pysrc$"""The built-in validator kinds: each checks its config once (at creation) and then judges traces.
 
@@ -1747,7 +2399,7 @@ class SqlCodegen:
 $pysrc$)
 ON CONFLICT (name) DO UPDATE SET source = EXCLUDED.source
 WHERE flywheel._python_modules.source IS DISTINCT FROM EXCLUDED.source;
-DELETE FROM flywheel._python_modules WHERE name NOT IN ('environment', 'judges_ranking', 'validators_builtin', 'validators_pii', 'validators_runtime', 'validators_sql_codegen');
+DELETE FROM flywheel._python_modules WHERE name NOT IN ('environment', 'judges_ranking', 'metrics_cron', 'metrics_drift', 'metrics_experiments', 'metrics_stats', 'validators_builtin', 'validators_pii', 'validators_runtime', 'validators_sql_codegen');
 
 -- 001-privileges-reset.sql
 -- Privileges, first step: take back what the application and reader roles hold, so that a
@@ -1879,10 +2531,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:65bc78b856f9')
+_import = GD.get('dbflywheel:0.1.0:a244daeab991')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:65bc78b856f9']
+    _import = GD['dbflywheel:0.1.0:a244daeab991']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -1914,6 +2566,8 @@ GRANT SELECT, INSERT ON flywheel.feedback TO flywheel_app;
 GRANT USAGE ON SEQUENCE flywheel.traces_id_seq, flywheel.feedback_id_seq TO flywheel_app;
 -- Column defaults and policies call these as the inserting role.
 GRANT EXECUTE ON FUNCTION flywheel._app_of(name), flywheel._apps_of(name) TO flywheel_app;
+-- Every PL/Python function loads the project's modules through this, as the calling role.
+GRANT EXECUTE ON FUNCTION flywheel._python_boot() TO flywheel_app, flywheel_reader;
 
 -- 100-validators.sql
 -- The validator registry: create (or version) a validator, enable or disable it.
@@ -1935,10 +2589,10 @@ CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config te
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:65bc78b856f9')
+_import = GD.get('dbflywheel:0.1.0:a244daeab991')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:65bc78b856f9']
+    _import = GD['dbflywheel:0.1.0:a244daeab991']
 return _import('validators_runtime').check_config(plpy, kind, config, applies_to)
 $python$;
 
@@ -2060,10 +2714,10 @@ CREATE OR REPLACE FUNCTION flywheel._evaluate(
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:65bc78b856f9')
+_import = GD.get('dbflywheel:0.1.0:a244daeab991')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:65bc78b856f9']
+    _import = GD['dbflywheel:0.1.0:a244daeab991']
 return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas)
 $python$;
 
@@ -2244,10 +2898,10 @@ CREATE OR REPLACE FUNCTION flywheel.redact_pii(input text) RETURNS text
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:65bc78b856f9')
+_import = GD.get('dbflywheel:0.1.0:a244daeab991')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:65bc78b856f9']
+    _import = GD['dbflywheel:0.1.0:a244daeab991']
 return _import('validators_pii').redact_pii(plpy, input)
 $python$;
 
@@ -2972,10 +3626,10 @@ LANGUAGE plpython3u STABLE
 SECURITY DEFINER  -- readers see the ranking (aggregates), not the traces behind it
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:65bc78b856f9')
+_import = GD.get('dbflywheel:0.1.0:a244daeab991')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:65bc78b856f9']
+    _import = GD['dbflywheel:0.1.0:a244daeab991']
 return _import('judges_ranking').ranking(plpy)
 $python$;
 
@@ -3003,6 +3657,1254 @@ GRANT SELECT ON flywheel.validator_alignment, flywheel.validator_alignment_weekl
 -- Functions the reader's views call (as the reader): aggregates only.
 GRANT EXECUTE ON FUNCTION flywheel._agreement(text[], text[]), flywheel._bradley_terry(),
     flywheel._judge_budget(bigint) TO flywheel_reader;
+
+-- 400-metrics.sql
+-- Metrics as views: create_metric, refresh, the refresh log and status, schedules (pg_cron or
+-- `dbflywheel refresh --loop`), and incremental daily rollups.
+
+-- When a pg_cron-style schedule last fired at or before `at` (PL/Python: plpython/metrics_cron.py).
+CREATE OR REPLACE FUNCTION flywheel._cron_previous_fire_epoch(schedule text, at_epoch double precision)
+RETURNS double precision
+LANGUAGE plpython3u IMMUTABLE STRICT
+SET search_path TO pg_catalog, pg_temp
+AS $python$
+_import = GD.get('dbflywheel:0.1.0:a244daeab991')
+if _import is None:
+    plpy.execute("SELECT flywheel._python_boot()")
+    _import = GD['dbflywheel:0.1.0:a244daeab991']
+return _import('metrics_cron').sql_previous_fire(plpy, schedule, at_epoch)
+$python$;
+
+CREATE OR REPLACE FUNCTION flywheel._cron_period_seconds(schedule text, at_epoch double precision)
+RETURNS double precision
+LANGUAGE plpython3u IMMUTABLE STRICT
+SET search_path TO pg_catalog, pg_temp
+AS $python$
+_import = GD.get('dbflywheel:0.1.0:a244daeab991')
+if _import is None:
+    plpy.execute("SELECT flywheel._python_boot()")
+    _import = GD['dbflywheel:0.1.0:a244daeab991']
+return _import('metrics_cron').sql_period(plpy, schedule, at_epoch)
+$python$;
+
+CREATE OR REPLACE FUNCTION flywheel._cron_previous_fire(schedule text, at timestamptz DEFAULT now())
+RETURNS timestamptz
+LANGUAGE sql STABLE STRICT
+SET search_path TO pg_catalog, pg_temp
+AS $$ SELECT to_timestamp(flywheel._cron_previous_fire_epoch(schedule, extract(epoch FROM at)::double precision)) $$;
+
+CREATE OR REPLACE FUNCTION flywheel._pg_cron_installed() RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path TO pg_catalog, pg_temp
+AS $$ SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') $$;
+
+-- Records a schedule and, where pg_cron is installed, upserts its job of the same name.
+-- SECURITY DEFINER so that admins need no rights on the cron schema; the command is built here
+-- from a metric name or a fixed system task, never taken from the caller.
+CREATE OR REPLACE FUNCTION flywheel._schedule(job text, schedule text, command text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+BEGIN
+    BEGIN
+        PERFORM flywheel._cron_previous_fire(schedule);
+    EXCEPTION WHEN OTHERS THEN
+        RAISE EXCEPTION '%', regexp_replace(SQLERRM, '^plpy\.Error: ', '')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'a pg_cron schedule: five fields (''*/5 * * * *''), @hourly/@daily/..., or ''30 seconds''';
+    END;
+    INSERT INTO flywheel.schedules AS s (name, schedule, command) VALUES (job, schedule, command)
+    ON CONFLICT (name) DO UPDATE SET schedule = EXCLUDED.schedule, command = EXCLUDED.command
+    WHERE (s.schedule, s.command) IS DISTINCT FROM (EXCLUDED.schedule, EXCLUDED.command);
+    IF flywheel._pg_cron_installed() THEN
+        EXECUTE 'SELECT cron.schedule($1, $2, $3)' USING job, schedule, command;  -- an upsert on the name
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION flywheel._unschedule(job text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _exists boolean;
+BEGIN
+    DELETE FROM flywheel.schedules WHERE name = job;
+    IF flywheel._pg_cron_installed() THEN
+        EXECUTE 'SELECT EXISTS (SELECT 1 FROM cron.job WHERE jobname = $1)' INTO _exists USING job;
+        IF _exists THEN
+            EXECUTE 'SELECT cron.unschedule($1)' USING job;
+        END IF;
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION flywheel._schedule_metric(metric text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _schedule text;
+BEGIN
+    SELECT m.schedule INTO _schedule FROM flywheel.metrics m WHERE m.name = metric;
+    IF _schedule IS NULL THEN
+        PERFORM flywheel._unschedule('flywheel_metric_' || metric);
+    ELSE
+        PERFORM flywheel._schedule('flywheel_metric_' || metric, _schedule,
+                                   format('CALL flywheel.refresh(%L)', metric));
+    END IF;
+END
+$$;
+
+-- (Re)creates flywheel.metric_<name> as its registry row says. Runs as the caller; the object
+-- ends up owned by flywheel_admin, so a metric's query reads with the admin group's rights.
+CREATE OR REPLACE FUNCTION flywheel._apply_metric(metric text) RETURNS void
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _m       flywheel.metrics;
+    _rel     text := 'metric_' || metric;
+    _kind    "char";
+    _columns text;
+BEGIN
+    SELECT * INTO STRICT _m FROM flywheel.metrics WHERE name = metric;
+    SELECT c.relkind INTO _kind FROM pg_catalog.pg_class c
+    WHERE c.relname = _rel AND c.relnamespace = 'flywheel'::regnamespace;
+    IF _kind = 'v' THEN
+        EXECUTE format('DROP VIEW flywheel.%I', _rel);
+    ELSIF _kind = 'm' THEN
+        EXECUTE format('DROP MATERIALIZED VIEW flywheel.%I', _rel);
+    ELSIF _kind IS NOT NULL THEN
+        RAISE EXCEPTION 'flywheel.% exists and is not a metric view', _rel;
+    END IF;
+
+    IF _m.kind <> 'rollup' THEN
+        DELETE FROM flywheel._rollup_dirty_days d WHERE d.metric = _m.name;  -- nobody will read them
+    END IF;
+    IF _m.kind = 'view' THEN
+        EXECUTE format('CREATE VIEW flywheel.%I AS %s', _rel, _m.query);
+        EXECUTE format('ALTER VIEW flywheel.%I OWNER TO flywheel_admin', _rel);
+    ELSIF _m.kind = 'rollup' THEN
+        EXECUTE format('CREATE VIEW flywheel.%I AS SELECT * FROM flywheel.%I', _rel, _m.rollup_table);
+        EXECUTE format('ALTER VIEW flywheel.%I OWNER TO flywheel_admin', _rel);
+    ELSE
+        -- WITH NO DATA, then the owner refreshes it: the query never runs with the caller's rights.
+        EXECUTE format('CREATE MATERIALIZED VIEW flywheel.%I AS %s WITH NO DATA', _rel, _m.query);
+        EXECUTE format('ALTER MATERIALIZED VIEW flywheel.%I OWNER TO flywheel_admin', _rel);
+        EXECUTE format('REFRESH MATERIALIZED VIEW flywheel.%I', _rel);
+        -- REFRESH ... CONCURRENTLY needs a unique index over plain columns: all the columns that
+        -- btree can index, NULLs equal (a metric row is identified by its whole content).
+        SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum) INTO _columns
+        FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = format('flywheel.%I', _rel)::regclass AND a.attnum > 0 AND NOT a.attisdropped
+          AND EXISTS (SELECT 1 FROM pg_catalog.pg_opclass o JOIN pg_catalog.pg_am am ON am.oid = o.opcmethod
+                      WHERE am.amname = 'btree' AND o.opcdefault
+                        AND o.opcintype IN (a.atttypid, (SELECT t.typbasetype FROM pg_catalog.pg_type t WHERE t.oid = a.atttypid)))
+          AND a.attnum <= 32;
+        BEGIN
+            EXECUTE format('CREATE UNIQUE INDEX %I ON flywheel.%I (%s) NULLS NOT DISTINCT',
+                           _rel || '_unique', _rel, _columns);
+        EXCEPTION WHEN unique_violation OR syntax_error OR feature_not_supported THEN
+            RAISE NOTICE 'metric %: its rows are not unique, so it is refreshed without CONCURRENTLY (readers wait)', metric;
+        END;
+    END IF;
+    EXECUTE format('GRANT SELECT ON flywheel.%I TO flywheel_reader', _rel);
+    PERFORM flywheel._schedule_metric(metric);
+    IF _m.kind = 'rollup' THEN
+        CALL flywheel.refresh(metric, true);
+    END IF;
+END
+$$;
+
+-- Makes flywheel.metric_<name> from a query: a view computed on read, or a materialized view
+-- (refreshed by CALL flywheel.refresh(name) and, with a schedule, by pg_cron or the refresh
+-- loop). Calling it again replaces the metric and keeps its name.
+CREATE OR REPLACE FUNCTION flywheel.create_metric(
+    name text, query text, materialized boolean DEFAULT false, schedule text DEFAULT NULL
+) RETURNS text
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _builtin boolean;
+BEGIN
+    IF name IS NULL OR name !~ '^[a-z][a-z0-9_]{0,48}$' THEN
+        RAISE EXCEPTION 'create_metric: % is not a metric name', coalesce(quote_literal(name), 'NULL')
+            USING HINT = 'lower-case letters, digits and _, starting with a letter, at most 49 characters';
+    END IF;
+    IF query IS NULL OR btrim(query) = '' THEN
+        RAISE EXCEPTION 'create_metric: the query is empty';
+    END IF;
+    SELECT m.builtin INTO _builtin FROM flywheel.metrics m WHERE m.name = create_metric.name;
+    IF _builtin THEN
+        RAISE EXCEPTION 'create_metric: % is a built-in metric', name
+            USING HINT = 'switch it with flywheel.set_metric_mode(name, mode, schedule)';
+    END IF;
+    INSERT INTO flywheel.metrics AS m (name, query, kind, schedule)
+    VALUES (create_metric.name, btrim(btrim(query), ';'),
+            CASE WHEN materialized THEN 'materialized' ELSE 'view' END, create_metric.schedule)
+    ON CONFLICT ON CONSTRAINT metrics_pkey DO UPDATE
+        SET query = EXCLUDED.query, kind = EXCLUDED.kind, schedule = EXCLUDED.schedule, updated_at = now();
+    PERFORM flywheel._apply_metric(name);
+    RETURN format('flywheel.%I', 'metric_' || name);
+END
+$$;
+
+-- Switches a metric between computed on read ('view'), 'materialized' and, where it has a
+-- rollup, 'rollup' (changed days recomputed incrementally), keeping its name.
+CREATE OR REPLACE FUNCTION flywheel.set_metric_mode(name text, mode text, schedule text DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _m flywheel.metrics;
+BEGIN
+    SELECT * INTO _m FROM flywheel.metrics m WHERE m.name = set_metric_mode.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'set_metric_mode: no metric named %', name
+            USING HINT = 'SELECT name, kind FROM flywheel.metrics lists them';
+    END IF;
+    IF mode NOT IN ('view', 'materialized', 'rollup') THEN
+        RAISE EXCEPTION 'set_metric_mode: mode must be view, materialized or rollup, not %', mode;
+    END IF;
+    IF mode = 'rollup' AND _m.rollup_table IS NULL THEN
+        RAISE EXCEPTION 'set_metric_mode: metric % has no incremental rollup', name
+            USING HINT = 'use materialized';
+    END IF;
+    UPDATE flywheel.metrics m SET kind = mode, schedule = set_metric_mode.schedule, updated_at = now()
+    WHERE m.name = set_metric_mode.name;
+    PERFORM flywheel._apply_metric(name);
+    RETURN format('flywheel.%I', 'metric_' || name);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION flywheel.drop_metric(name text) RETURNS void
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _m flywheel.metrics;
+BEGIN
+    SELECT * INTO _m FROM flywheel.metrics m WHERE m.name = drop_metric.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'drop_metric: no metric named %', name;
+    ELSIF _m.builtin THEN
+        RAISE EXCEPTION 'drop_metric: % is a built-in metric', name;
+    END IF;
+    EXECUTE format(CASE _m.kind WHEN 'materialized' THEN 'DROP MATERIALIZED VIEW flywheel.%I' ELSE 'DROP VIEW flywheel.%I' END,
+                   'metric_' || name);
+    DELETE FROM flywheel.metrics m WHERE m.name = drop_metric.name;
+    PERFORM flywheel._unschedule('flywheel_metric_' || name);
+END
+$$;
+
+-- Recomputes a rollup: the days marked dirty since the last refresh, or (full) everything.
+-- Returns (rows written, days recomputed).
+CREATE OR REPLACE FUNCTION flywheel._refresh_rollup(metric text, full_refresh boolean, OUT rows bigint, OUT days integer)
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _m     flywheel.metrics;
+    _days  date[];
+    _range record;
+    _n     bigint;
+BEGIN
+    SELECT * INTO STRICT _m FROM flywheel.metrics m WHERE m.name = metric;
+    rows := 0;
+    IF full_refresh THEN
+        DELETE FROM flywheel._rollup_dirty_days d WHERE d.metric = _m.name;
+        EXECUTE format('DELETE FROM flywheel.%I', _m.rollup_table);
+        EXECUTE format('INSERT INTO flywheel.%I %s', _m.rollup_table, flywheel._builtin_metric_sql(_m.name));
+        GET DIAGNOSTICS rows = ROW_COUNT;
+        EXECUTE format('SELECT count(DISTINCT day)::integer FROM flywheel.%I', _m.rollup_table) INTO days;
+        RETURN;
+    END IF;
+    -- Consumes only committed marks: a writer still in flight leaves its mark for next time.
+    WITH consumed AS (DELETE FROM flywheel._rollup_dirty_days d WHERE d.metric = _m.name RETURNING d.day, d.trace_ids),
+    marked AS (
+        SELECT c.day FROM consumed c WHERE c.day IS NOT NULL
+        UNION
+        -- one index probe per marked trace (OFFSET 0 keeps it a probe, not a scan of all traces)
+        SELECT (t.created_at AT TIME ZONE 'UTC')::date
+        FROM (SELECT DISTINCT unnest(c.trace_ids) AS id FROM consumed c WHERE c.trace_ids IS NOT NULL) m
+        CROSS JOIN LATERAL (SELECT t.created_at FROM flywheel.traces t WHERE t.id = m.id OFFSET 0) t)
+    SELECT coalesce(array_agg(DISTINCT day ORDER BY day), '{}') INTO _days FROM marked;
+    days := cardinality(_days);
+    IF days = 0 THEN
+        RETURN;
+    END IF;
+    EXECUTE format('DELETE FROM flywheel.%I WHERE day = ANY ($1)', _m.rollup_table) USING _days;
+    -- One scan per run of consecutive days (gaps and islands).
+    FOR _range IN
+        SELECT min(d) AS first_day, max(d) AS last_day
+        FROM (SELECT d, d - (row_number() OVER (ORDER BY d))::integer AS island FROM unnest(_days) AS d) x
+        GROUP BY island
+    LOOP
+        EXECUTE format('INSERT INTO flywheel.%I %s', _m.rollup_table, flywheel._builtin_metric_sql(_m.name,
+                       _range.first_day::timestamp AT TIME ZONE 'UTC', (_range.last_day + 1)::timestamp AT TIME ZONE 'UTC'));
+        GET DIAGNOSTICS _n = ROW_COUNT;
+        rows := rows + _n;
+    END LOOP;
+END
+$$;
+
+-- Refreshes one metric and logs it in flywheel.refresh_log; a failure is logged with its error
+-- and reported as a WARNING (not raised, which would roll the log row back with it).
+-- Materialized views with their unique index refresh CONCURRENTLY (readers never wait);
+-- rollups recompute only the changed days unless full_refresh => true.
+CREATE OR REPLACE PROCEDURE flywheel.refresh(name text, full_refresh boolean DEFAULT false)
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _m       flywheel.metrics;
+    _rel     text := 'metric_' || name;
+    _started timestamptz := clock_timestamp();
+    _mode    text;
+    _rows    bigint;
+    _days    integer;
+    _error   text;
+BEGIN
+    SELECT * INTO _m FROM flywheel.metrics m WHERE m.name = refresh.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'refresh: no metric named %', name USING HINT = 'SELECT name FROM flywheel.metrics lists them';
+    END IF;
+    IF _m.kind = 'view' THEN
+        RAISE NOTICE 'metric % is computed on read: nothing to refresh', name;
+        RETURN;
+    END IF;
+    BEGIN
+        IF _m.kind = 'rollup' THEN
+            _mode := CASE WHEN full_refresh THEN 'full' ELSE 'incremental' END;
+            SELECT r.rows, r.days INTO _rows, _days FROM flywheel._refresh_rollup(name, full_refresh) r;
+        ELSE
+            _mode := CASE WHEN NOT full_refresh AND EXISTS (
+                         SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
+                         WHERE c.oid = format('flywheel.%I', _rel)::regclass AND i.indisunique AND c.relispopulated)
+                     THEN 'concurrent' ELSE 'full' END;
+            EXECUTE format('REFRESH MATERIALIZED VIEW %s flywheel.%I',
+                           CASE _mode WHEN 'concurrent' THEN 'CONCURRENTLY' ELSE '' END, _rel);
+            EXECUTE format('SELECT count(*) FROM flywheel.%I', _rel) INTO _rows;
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        _error := SQLERRM;
+    END;
+    INSERT INTO flywheel.refresh_log (metric, mode, started_at, finished_at, rows, days, error)
+    VALUES (name, _mode, _started, clock_timestamp(), _rows, _days, _error);
+    IF _error IS NOT NULL THEN
+        RAISE WARNING 'refresh of metric % failed: %', name, _error;
+    END IF;
+END
+$$;
+
+-- Runs every schedule that is due (its last firing is after its last run) and that pg_cron
+-- does not run itself: the work of `dbflywheel refresh --loop` where pg_cron is absent.
+-- Each runs in its own subtransaction; a failure is recorded and the others still run.
+CREATE OR REPLACE PROCEDURE flywheel.refresh_due(include_pg_cron_jobs boolean DEFAULT false)
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _s       flywheel.schedules;
+    _cron    text[] := '{}';
+    _error   text;
+BEGIN
+    IF flywheel._pg_cron_installed() AND NOT include_pg_cron_jobs THEN
+        EXECUTE 'SELECT coalesce(array_agg(jobname), ''{}'') FROM cron.job WHERE active' INTO _cron;
+    END IF;
+    FOR _s IN SELECT * FROM flywheel.schedules s ORDER BY s.name LOOP
+        CONTINUE WHEN _s.name = ANY (_cron);
+        CONTINUE WHEN _s.last_run_at >= flywheel._cron_previous_fire(_s.schedule, now())
+                   OR (_s.last_run_at IS NULL AND _s.created_at >= flywheel._cron_previous_fire(_s.schedule, now())
+                       AND _s.name NOT LIKE 'flywheel\_metric\_%');
+        _error := NULL;
+        BEGIN
+            EXECUTE _s.command;
+        EXCEPTION WHEN OTHERS THEN
+            _error := SQLERRM;
+        END;
+        UPDATE flywheel.schedules s SET last_run_at = now(), last_error = _error WHERE s.name = _s.name;
+    END LOOP;
+END
+$$;
+
+-- Per metric: kind, schedule, the last refresh, how stale it is against its schedule, the last error.
+CREATE OR REPLACE VIEW flywheel.refresh_status AS
+SELECT m.name AS metric,
+       m.kind,
+       m.schedule,
+       CASE WHEN m.kind = 'view' THEN 'computed on read'
+            WHEN m.schedule IS NULL THEN 'manual'
+            WHEN flywheel._pg_cron_installed() THEN 'pg_cron'
+            ELSE 'dbflywheel refresh --loop' END AS scheduled_by,
+       last.started_at AS last_refresh_at,
+       last.duration AS last_duration,
+       last.rows AS last_rows,
+       ok.finished_at AS last_success_at,
+       CASE WHEN m.kind = 'view' OR m.schedule IS NULL THEN NULL
+            WHEN ok.started_at >= flywheel._cron_previous_fire(m.schedule, now()) THEN interval '0'
+            ELSE now() - greatest(flywheel._cron_previous_fire(m.schedule, now()), m.updated_at) END AS stale_by,
+       (m.kind <> 'view' AND m.schedule IS NOT NULL
+        AND coalesce(ok.started_at < flywheel._cron_previous_fire(m.schedule, now()), true)
+        AND m.updated_at < flywheel._cron_previous_fire(m.schedule, now())) AS is_stale,
+       CASE WHEN last.error IS NOT NULL THEN last.error END AS last_error,
+       (SELECT count(*) FROM flywheel._rollup_dirty_days d WHERE d.metric = m.name) AS pending_day_marks
+FROM flywheel.metrics m
+LEFT JOIN LATERAL (SELECT * FROM flywheel.refresh_log l WHERE l.metric = m.name ORDER BY l.started_at DESC LIMIT 1) last ON true
+LEFT JOIN LATERAL (SELECT * FROM flywheel.refresh_log l WHERE l.metric = m.name AND l.error IS NULL
+                   ORDER BY l.started_at DESC LIMIT 1) ok ON true;
+
+-- Dirty-day marks for the rollups, set-wise per statement (transition tables): validation
+-- results mark their traces' days, feedback its own days.
+CREATE OR REPLACE FUNCTION flywheel._mark_pass_rate_days() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER  -- the writer (an app role) has no rights on the marks
+SET search_path TO pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- Marks only matter while the metric is a rollup (switching back to one recomputes it all).
+    IF NOT EXISTS (SELECT 1 FROM flywheel.metrics m WHERE m.name = 'pass_rate' AND m.kind = 'rollup') THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'INSERT' THEN  -- the hot path: no lookup of traces, the refresh finds the days
+        INSERT INTO flywheel._rollup_dirty_days (metric, trace_ids)
+        SELECT 'pass_rate', array_agg(n.trace_id) FROM new_rows n HAVING count(*) > 0;
+    ELSIF TG_OP = 'UPDATE' THEN
+        INSERT INTO flywheel._rollup_dirty_days (metric, day)
+        SELECT DISTINCT 'pass_rate', (t.created_at AT TIME ZONE 'UTC')::date
+        FROM (SELECT DISTINCT n.trace_id FROM new_rows n) n JOIN flywheel.traces t ON t.id = n.trace_id;
+    END IF;
+    IF TG_OP IN ('DELETE', 'UPDATE') THEN
+        INSERT INTO flywheel._rollup_dirty_days (metric, day)
+        SELECT DISTINCT 'pass_rate', (t.created_at AT TIME ZONE 'UTC')::date
+        FROM (SELECT DISTINCT o.trace_id FROM old_rows o) o JOIN flywheel.traces t ON t.id = o.trace_id;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION flywheel._mark_satisfaction_days() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER  -- the writer (an app role) has no rights on the marks
+SET search_path TO pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM flywheel.metrics m WHERE m.name = 'satisfaction' AND m.kind = 'rollup') THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        INSERT INTO flywheel._rollup_dirty_days (metric, day)
+        SELECT DISTINCT 'satisfaction', (n.created_at AT TIME ZONE 'UTC')::date FROM new_rows n
+        WHERE n.kind IN ('thumbs', 'rating');
+    END IF;
+    IF TG_OP IN ('DELETE', 'UPDATE') THEN
+        INSERT INTO flywheel._rollup_dirty_days (metric, day)
+        SELECT DISTINCT 'satisfaction', (o.created_at AT TIME ZONE 'UTC')::date FROM old_rows o
+        WHERE o.kind IN ('thumbs', 'rating');
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER validation_results_mark_rollup_insert AFTER INSERT ON flywheel.validation_results
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days();
+CREATE OR REPLACE TRIGGER validation_results_mark_rollup_update AFTER UPDATE ON flywheel.validation_results
+    REFERENCING NEW TABLE AS new_rows OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days();
+CREATE OR REPLACE TRIGGER validation_results_mark_rollup_delete AFTER DELETE ON flywheel.validation_results
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days();
+CREATE OR REPLACE TRIGGER feedback_mark_rollup_insert AFTER INSERT ON flywheel.feedback
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_satisfaction_days();
+CREATE OR REPLACE TRIGGER feedback_mark_rollup_update AFTER UPDATE ON flywheel.feedback
+    REFERENCING NEW TABLE AS new_rows OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_satisfaction_days();
+CREATE OR REPLACE TRIGGER feedback_mark_rollup_delete AFTER DELETE ON flywheel.feedback
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_satisfaction_days();
+
+-- 410-metrics-builtin.sql
+-- The built-in metrics: their queries (one place), and their registration on every install.
+-- Shadow traces are kept out of every user-facing metric.
+
+-- Per trace: how its validators judged it (errors are not verdicts).
+CREATE OR REPLACE VIEW flywheel._trace_verdicts AS
+SELECT r.trace_id,
+       count(*) FILTER (WHERE r.status IN ('pass', 'fail')) AS verdicts,
+       bool_or(r.status = 'fail') AS failed,
+       avg(CASE r.status WHEN 'pass' THEN 1.0 WHEN 'fail' THEN 0.0 END)::double precision AS pass_share
+FROM flywheel.validation_results r
+GROUP BY r.trace_id;
+
+-- The SQL of a built-in metric; with created_from/created_to, only the rows of the days in
+-- [created_from, created_to), which is how rollups recompute the days that changed.
+CREATE OR REPLACE FUNCTION flywheel._builtin_metric_sql(
+    metric text, created_from timestamptz DEFAULT NULL, created_to timestamptz DEFAULT NULL
+) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _traces   text := '';  -- a range filter on t.created_at (partition pruning, the BRIN index)
+    _feedback text := '';
+    -- Over all days a hash join of results and traces wins; over a few days, the days' traces
+    -- drive index probes into the results (OFFSET 0 keeps the planner from turning them into
+    -- a scan of every result).
+    _results  text := 'flywheel.validation_results r';
+BEGIN
+    IF created_from IS NOT NULL THEN
+        _traces := format(' AND t.created_at >= %L AND t.created_at < %L', created_from, created_to);
+        _feedback := format(' AND f.created_at >= %L AND f.created_at < %L', created_from, created_to);
+        _results := 'LATERAL (SELECT * FROM flywheel.validation_results r0 WHERE r0.trace_id = t.id OFFSET 0) r';
+    END IF;
+    CASE metric
+    WHEN 'pass_rate' THEN RETURN $q$
+SELECT (t.created_at AT TIME ZONE 'UTC')::date AS day, t.app, v.name AS validator, r.validator_version,
+       t.prompt_version, t.model,
+       count(*) AS results,
+       count(*) FILTER (WHERE r.status = 'pass') AS passed,
+       count(*) FILTER (WHERE r.status = 'fail') AS failed,
+       count(*) FILTER (WHERE r.status = 'error') AS errors,
+       (count(*) FILTER (WHERE r.status = 'pass'))::double precision
+           / nullif(count(*) FILTER (WHERE r.status IN ('pass', 'fail')), 0) AS pass_rate
+FROM flywheel.traces t
+JOIN $q$ || _results || $q$ ON r.trace_id = t.id
+JOIN flywheel.validators v ON v.id = r.validator_id
+WHERE NOT t.shadow$q$ || _traces || $q$
+GROUP BY 1, 2, 3, 4, 5, 6$q$;
+
+    WHEN 'satisfaction' THEN RETURN $q$
+SELECT (f.created_at AT TIME ZONE 'UTC')::date AS day, f.app,
+       count(*) FILTER (WHERE f.kind = 'thumbs') AS thumbs,
+       count(*) FILTER (WHERE f.kind = 'thumbs' AND f.value > 0) AS thumbs_up,
+       (count(*) FILTER (WHERE f.kind = 'thumbs' AND f.value > 0))::double precision
+           / nullif(count(*) FILTER (WHERE f.kind = 'thumbs'), 0) AS positive_share,
+       count(*) FILTER (WHERE f.kind = 'rating') AS ratings,
+       avg(f.value) FILTER (WHERE f.kind = 'rating') AS mean_rating
+FROM flywheel.feedback f
+WHERE f.kind IN ('thumbs', 'rating')$q$ || _feedback || $q$
+GROUP BY 1, 2$q$;
+
+    WHEN 'satisfaction_trend' THEN RETURN $q$
+WITH daily AS (
+    SELECT (f.created_at AT TIME ZONE 'UTC')::date AS day, f.app,
+           count(*) FILTER (WHERE f.kind = 'thumbs') AS thumbs,
+           count(*) FILTER (WHERE f.kind = 'thumbs' AND f.value > 0) AS thumbs_up,
+           count(*) FILTER (WHERE f.kind = 'rating') AS ratings,
+           sum(f.value) FILTER (WHERE f.kind = 'rating') AS rating_sum
+    FROM flywheel.feedback f WHERE f.kind IN ('thumbs', 'rating') GROUP BY 1, 2)
+SELECT day, app,
+       thumbs_up::double precision / nullif(thumbs, 0) AS positive_share,
+       rating_sum / nullif(ratings, 0) AS mean_rating,
+       sum(thumbs_up) OVER w / nullif(sum(thumbs) OVER w, 0)::double precision AS positive_share_30d,
+       sum(rating_sum) OVER w / nullif(sum(ratings) OVER w, 0) AS mean_rating_30d,
+       regr_slope(thumbs_up::double precision / nullif(thumbs, 0), (day - date '2000-01-01')::double precision) OVER w
+           AS positive_share_slope_per_day,
+       regr_slope(rating_sum / nullif(ratings, 0), (day - date '2000-01-01')::double precision) OVER w
+           AS mean_rating_slope_per_day
+FROM daily
+WINDOW w AS (PARTITION BY app ORDER BY day RANGE BETWEEN '29 days' PRECEDING AND CURRENT ROW)$q$;
+
+    WHEN 'latency' THEN RETURN $q$
+SELECT (t.created_at AT TIME ZONE 'UTC')::date AS day, t.app, t.model, t.node,
+       count(*) AS traces,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY t.latency_ms) AS latency_p50_ms,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY t.latency_ms) AS latency_p95_ms,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY t.tokens_in) AS tokens_in_p50,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY t.tokens_in) AS tokens_in_p95,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY t.tokens_out) AS tokens_out_p50,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY t.tokens_out) AS tokens_out_p95,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY t.cost_usd) AS cost_usd_p50,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY t.cost_usd) AS cost_usd_p95,
+       sum(t.cost_usd) AS cost_usd_total
+FROM flywheel.traces t
+WHERE NOT t.shadow$q$ || _traces || $q$
+GROUP BY 1, 2, 3, 4$q$;
+
+    WHEN 'failure_modes' THEN RETURN $q$
+SELECT t.app, t.prompt_version, t.model,
+       count(DISTINCT r.trace_id) FILTER (WHERE r.status = 'fail') AS failed_traces,
+       count(*) FILTER (WHERE m.mode = 'out_of_scope') AS out_of_scope,
+       count(*) FILTER (WHERE m.mode = 'hallucination') AS hallucination,
+       count(*) FILTER (WHERE m.mode = 'refusal') AS refusal,
+       count(*) FILTER (WHERE m.mode = 'format_violation') AS format_violation,
+       count(*) FILTER (WHERE m.mode = 'other') AS other_failures,
+       count(*) FILTER (WHERE r.status = 'error') AS validator_errors
+FROM flywheel.validation_results r
+JOIN flywheel.validators v ON v.id = r.validator_id
+JOIN flywheel.traces t ON t.id = r.trace_id
+-- A failure's mode: its label, else the validator's name, normalized ("Out-of-scope" = out_of_scope).
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN r.status <> 'fail' THEN NULL
+                WHEN x ~ '(scope|off_topic)' THEN 'out_of_scope'
+                WHEN x ~ 'hallucinat' THEN 'hallucination'
+                WHEN x ~ 'refus' THEN 'refusal'
+                WHEN x ~ '(format|schema|json|syntax)' THEN 'format_violation'
+                ELSE 'other' END AS mode
+    FROM (SELECT regexp_replace(lower(coalesce(r.label, v.name)), '[^a-z]+', '_', 'g') AS x) l
+) m
+WHERE NOT t.shadow$q$ || _traces || $q$
+GROUP BY 1, 2, 3$q$;
+
+    WHEN 'classifier' THEN RETURN $q$
+WITH c AS (
+    SELECT t.app, t.node, t.prompt_version, t.model, btrim(t.output) AS predicted, btrim(t.expected) AS actual
+    FROM flywheel.traces t
+    WHERE t.node_type = 'classifier' AND t.output IS NOT NULL AND t.expected IS NOT NULL AND NOT t.shadow$q$ || _traces || $q$)
+SELECT c.app, c.node, c.prompt_version, c.model, x.label,
+       count(*) FILTER (WHERE x.predicted AND x.actual) AS true_positives,
+       count(*) FILTER (WHERE x.predicted AND NOT x.actual) AS false_positives,
+       count(*) FILTER (WHERE NOT x.predicted AND x.actual) AS false_negatives,
+       (count(*) FILTER (WHERE x.predicted AND x.actual))::double precision
+           / nullif(count(*) FILTER (WHERE x.predicted), 0) AS precision,
+       (count(*) FILTER (WHERE x.predicted AND x.actual))::double precision
+           / nullif(count(*) FILTER (WHERE x.actual), 0) AS recall,
+       2 * (count(*) FILTER (WHERE x.predicted AND x.actual))::double precision
+           / nullif(count(*) FILTER (WHERE x.predicted) + count(*) FILTER (WHERE x.actual), 0) AS f1
+FROM c
+-- each trace counts once for the label it predicted and, when wrong, once for the true label
+CROSS JOIN LATERAL (VALUES (c.predicted, true, c.predicted = c.actual), (c.actual, false, true)) AS x(label, predicted, actual)
+WHERE x.predicted OR c.predicted <> c.actual
+GROUP BY 1, 2, 3, 4, 5$q$;
+
+    WHEN 'pipeline_runs' THEN RETURN $q$
+SELECT t.run_id, min(t.app) AS app, count(*) AS steps,
+       count(*) FILTER (WHERE v.failed) AS failed_steps,
+       (array_agg(t.node ORDER BY t.created_at, t.id) FILTER (WHERE v.failed))[1] AS first_failed_node,
+       (array_agg(t.id ORDER BY t.created_at, t.id) FILTER (WHERE v.failed))[1] AS first_failed_trace_id,
+       min(t.created_at) AS started_at
+FROM flywheel.traces t
+LEFT JOIN flywheel._trace_verdicts v ON v.trace_id = t.id
+WHERE t.run_id IS NOT NULL AND NOT t.shadow$q$ || _traces || $q$
+GROUP BY t.run_id$q$;
+
+    WHEN 'error_propagation' THEN RETURN $q$
+WITH RECURSIVE steps AS (
+    SELECT t.id, t.parent_id, t.run_id, t.app, t.node, v.failed
+    FROM flywheel.traces t JOIN flywheel._trace_verdicts v ON v.trace_id = t.id
+    WHERE t.run_id IS NOT NULL AND v.verdicts > 0 AND NOT t.shadow$q$ || _traces || $q$),
+descent (ancestor, descendant) AS (
+    SELECT p.id, c.id FROM steps c JOIN steps p ON p.id = c.parent_id AND p.run_id = c.run_id
+    UNION
+    SELECT d.ancestor, c.id FROM descent d JOIN steps c ON c.parent_id = d.descendant)
+SELECT a.app, a.node,
+       count(DISTINCT a.id) FILTER (WHERE a.failed) AS times_failed,
+       count(DISTINCT a.id) FILTER (WHERE NOT a.failed) AS times_passed,
+       avg(s.failed::integer) FILTER (WHERE a.failed)::double precision AS descendant_failure_rate_when_failed,
+       avg(s.failed::integer) FILTER (WHERE NOT a.failed)::double precision AS descendant_failure_rate_when_passed
+FROM descent d
+JOIN steps a ON a.id = d.ancestor
+JOIN steps s ON s.id = d.descendant
+GROUP BY 1, 2$q$;
+
+    WHEN 'prompt_versions' THEN RETURN $q$
+WITH tr AS (
+    SELECT t.app, t.prompt_version, t.model, count(*) AS traces, min(t.created_at) AS first_seen, max(t.created_at) AS last_seen,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY t.latency_ms) AS latency_p50_ms,
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY t.latency_ms) AS latency_p95_ms,
+           avg(t.tokens_in + t.tokens_out)::double precision AS mean_tokens,
+           avg(t.cost_usd) AS mean_cost_usd, sum(t.cost_usd) AS cost_usd_total
+    FROM flywheel.traces t WHERE NOT t.shadow$q$ || _traces || $q$ GROUP BY 1, 2, 3),
+pr AS (
+    SELECT t.app, t.prompt_version, t.model,
+           (count(*) FILTER (WHERE r.status = 'pass'))::double precision
+               / nullif(count(*) FILTER (WHERE r.status IN ('pass', 'fail')), 0) AS pass_rate,
+           count(*) FILTER (WHERE r.status = 'error') AS validator_errors
+    FROM flywheel.validation_results r JOIN flywheel.traces t ON t.id = r.trace_id
+    WHERE NOT t.shadow$q$ || _traces || $q$ GROUP BY 1, 2, 3),
+sat AS (
+    SELECT t.app, t.prompt_version, t.model,
+           (count(*) FILTER (WHERE f.kind = 'thumbs' AND f.value > 0))::double precision
+               / nullif(count(*) FILTER (WHERE f.kind = 'thumbs'), 0) AS positive_share,
+           avg(f.value) FILTER (WHERE f.kind = 'rating') AS mean_rating
+    FROM flywheel.feedback f JOIN flywheel.traces t ON t.id = f.trace_id
+    WHERE f.kind IN ('thumbs', 'rating') AND NOT t.shadow$q$ || _traces || $q$ GROUP BY 1, 2, 3)
+SELECT tr.app, tr.prompt_version, pv.name AS prompt_name, pv.notes AS prompt_notes, pv.created_at AS prompt_registered_at,
+       tr.model, tr.traces, tr.first_seen, tr.last_seen, pr.pass_rate, pr.validator_errors,
+       sat.positive_share, sat.mean_rating, tr.latency_p50_ms, tr.latency_p95_ms, tr.mean_tokens,
+       tr.mean_cost_usd, tr.cost_usd_total
+FROM tr
+LEFT JOIN pr ON pr.app = tr.app AND pr.prompt_version IS NOT DISTINCT FROM tr.prompt_version AND pr.model IS NOT DISTINCT FROM tr.model
+LEFT JOIN sat ON sat.app = tr.app AND sat.prompt_version IS NOT DISTINCT FROM tr.prompt_version AND sat.model IS NOT DISTINCT FROM tr.model
+-- traces name a version as 'v1.1' or 'name@v1.1'
+LEFT JOIN LATERAL (
+    SELECT p.name, p.notes, p.created_at FROM flywheel.prompt_versions p
+    WHERE tr.prompt_version IN (p.version, p.name || '@' || p.version)
+    ORDER BY (tr.prompt_version = p.name || '@' || p.version) DESC, p.created_at DESC LIMIT 1
+) pv ON true$q$;
+
+    WHEN 'shadow_comparison' THEN RETURN $q$
+SELECT l.app, l.prompt_version AS live_prompt_version, l.model AS live_model,
+       s.prompt_version AS shadow_prompt_version, s.model AS shadow_model,
+       count(*) AS pairs,
+       avg((btrim(s.output) IS NOT DISTINCT FROM btrim(l.output))::integer)::double precision AS same_output_share,
+       avg(vl.pass_share) AS live_pass_rate,
+       avg(vs.pass_share) AS shadow_pass_rate,
+       avg(s.latency_ms - l.latency_ms) AS mean_latency_diff_ms,
+       avg(s.cost_usd - l.cost_usd) AS mean_cost_diff_usd
+FROM flywheel.traces s
+JOIN flywheel.traces l ON l.id = (CASE WHEN s.metadata->>'shadow_of' ~ '^[0-9]{1,18}$' THEN (s.metadata->>'shadow_of')::bigint END)
+LEFT JOIN flywheel._trace_verdicts vs ON vs.trace_id = s.id
+LEFT JOIN flywheel._trace_verdicts vl ON vl.trace_id = l.id
+WHERE s.shadow AND NOT l.shadow$q$ || replace(_traces, 't.', 's.') || $q$
+GROUP BY 1, 2, 3, 4, 5$q$;
+
+    ELSE
+        RAISE EXCEPTION 'no built-in metric named %', metric;
+    END CASE;
+END
+$$;
+
+-- Registers a built-in metric on install: new ones get their default mode; existing ones keep
+-- the mode and schedule the DBA chose and are rebuilt only when their query changed.
+CREATE OR REPLACE FUNCTION flywheel._register_builtin_metric(
+    metric text, default_kind text, default_schedule text, rollup_table text DEFAULT NULL
+) RETURNS void
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _query text := btrim(flywheel._builtin_metric_sql(metric), E' \n');
+    _old   flywheel.metrics;
+BEGIN
+    SELECT * INTO _old FROM flywheel.metrics m WHERE m.name = metric;
+    IF NOT FOUND THEN
+        INSERT INTO flywheel.metrics (name, query, kind, schedule, builtin, rollup_table)
+        VALUES (metric, _query, default_kind, default_schedule, true, _register_builtin_metric.rollup_table);
+    ELSIF _old.query IS DISTINCT FROM _query OR _old.rollup_table IS DISTINCT FROM _register_builtin_metric.rollup_table THEN
+        UPDATE flywheel.metrics m SET query = _query, builtin = true, rollup_table = _register_builtin_metric.rollup_table,
+                                      kind = CASE WHEN m.kind = 'rollup' AND _register_builtin_metric.rollup_table IS NULL
+                                                  THEN 'materialized' ELSE m.kind END,
+                                      updated_at = now()
+        WHERE m.name = metric;
+    ELSIF to_regclass(format('flywheel.%I', 'metric_' || metric)) IS NOT NULL THEN
+        RETURN;  -- unchanged
+    END IF;
+    PERFORM flywheel._apply_metric(metric);
+END
+$$;
+
+SELECT flywheel._register_builtin_metric('pass_rate', 'rollup', '*/5 * * * *', '_rollup_pass_rate');
+SELECT flywheel._register_builtin_metric('satisfaction', 'rollup', '*/15 * * * *', '_rollup_satisfaction');
+SELECT flywheel._register_builtin_metric('satisfaction_trend', 'view', NULL);
+SELECT flywheel._register_builtin_metric('latency', 'view', NULL);
+SELECT flywheel._register_builtin_metric('failure_modes', 'view', NULL);
+SELECT flywheel._register_builtin_metric('classifier', 'view', NULL);
+SELECT flywheel._register_builtin_metric('pipeline_runs', 'view', NULL);
+SELECT flywheel._register_builtin_metric('error_propagation', 'view', NULL);
+SELECT flywheel._register_builtin_metric('prompt_versions', 'view', NULL);
+SELECT flywheel._register_builtin_metric('shadow_comparison', 'view', NULL);
+
+-- Alerts when user satisfaction trends down: per app, the slope of the daily share of positive
+-- thumbs over the last 30 days, with at least min_days days of thumbs. Returns the alerts raised.
+CREATE OR REPLACE FUNCTION flywheel.check_satisfaction_trend(
+    slope_below double precision DEFAULT -0.005, min_days integer DEFAULT 7
+) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _row    record;
+    _raised integer := 0;
+BEGIN
+    FOR _row IN
+        WITH daily AS (
+            SELECT f.app, (f.created_at AT TIME ZONE 'UTC')::date AS day,
+                   avg((f.value > 0)::integer)::double precision AS positive_share
+            FROM flywheel.feedback f
+            WHERE f.kind = 'thumbs' AND f.created_at >= now() - interval '30 days'
+            GROUP BY 1, 2)
+        SELECT app, count(*) AS days, regr_slope(positive_share, (day - date '2000-01-01')::double precision) AS slope,
+               min(day) AS first_day, max(day) AS last_day
+        FROM daily GROUP BY app
+        HAVING count(*) >= min_days
+           AND regr_slope(positive_share, (day - date '2000-01-01')::double precision) < slope_below
+    LOOP
+        -- one open alert per app and day is enough
+        CONTINUE WHEN EXISTS (SELECT 1 FROM flywheel.alerts a
+                              WHERE a.kind = 'satisfaction_trend' AND a.subject = _row.app
+                                AND a.acknowledged_at IS NULL AND a.created_at > now() - interval '1 day');
+        PERFORM flywheel._raise_alert('satisfaction_trend', _row.app,
+            format('user satisfaction of %s is trending down: the share of positive thumbs changes by %s points a day over %s days',
+                   _row.app, round((_row.slope * 100)::numeric, 2), _row.days),
+            jsonb_build_object('slope_per_day', _row.slope, 'days', _row.days,
+                               'from', _row.first_day, 'to', _row.last_day, 'threshold', slope_below));
+        _raised := _raised + 1;
+    END LOOP;
+    RETURN _raised;
+END
+$$;
+
+-- 420-drift.sql
+-- Drift: a feature of the traces in one time range against another (KS and PSI), and the
+-- scheduled check that raises an alert when it crosses its threshold.
+
+-- Features: latency, output_length, input_length, tokens_in, tokens_out, cost,
+-- score:<validator>, embedding (one row per fixed projection). SECURITY DEFINER: it returns
+-- only statistics, so readers may call it without reading the traces.
+CREATE OR REPLACE FUNCTION flywheel.drift(feature text, reference tstzrange, current tstzrange)
+RETURNS TABLE (feature text, reference_n integer, current_n integer,
+               ks_statistic double precision, p_value double precision, psi double precision)
+LANGUAGE plpython3u STABLE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $python$
+_import = GD.get('dbflywheel:0.1.0:a244daeab991')
+if _import is None:
+    plpy.execute("SELECT flywheel._python_boot()")
+    _import = GD['dbflywheel:0.1.0:a244daeab991']
+return _import('metrics_drift').drift(plpy, feature, reference, current)
+$python$;
+
+-- Compares the last `window` with the `reference_window` before it for every feature with data
+-- (and every scored validator); raises a 'drift' alert (and NOTIFY) where PSI reaches
+-- psi_threshold, or the KS test is significant (p < p_threshold) with a distance of at least
+-- ks_threshold. Returns the alerts raised.
+CREATE OR REPLACE FUNCTION flywheel.check_drift(
+    "window" interval DEFAULT '1 day', reference_window interval DEFAULT '7 days',
+    psi_threshold double precision DEFAULT 0.25, p_threshold double precision DEFAULT 0.001,
+    ks_threshold double precision DEFAULT 0.1
+) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _now      timestamptz := now();
+    _current  tstzrange := tstzrange(_now - "window", _now);
+    _ref      tstzrange := tstzrange(_now - "window" - reference_window, _now - "window");
+    _features text[] := ARRAY['latency', 'output_length', 'tokens_out', 'cost'];
+    _feature  text;
+    _d        record;
+    _raised   integer := 0;
+BEGIN
+    _features := _features || ARRAY(
+        SELECT DISTINCT 'score:' || v.name FROM flywheel.validators v
+        WHERE EXISTS (SELECT 1 FROM flywheel.validation_results r
+                      WHERE r.validator_id = v.id AND r.score IS NOT NULL AND r.created_at >= lower(_ref)));
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+               JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+               WHERE c.relnamespace = 'flywheel'::regnamespace AND t.typname = 'vector'
+                 AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute x WHERE x.attrelid = c.oid AND x.attname = 'trace_id')) THEN
+        _features := _features || 'embedding';
+    END IF;
+    FOREACH _feature IN ARRAY _features LOOP
+        FOR _d IN SELECT * FROM flywheel.drift(_feature, _ref, _current) LOOP
+            CONTINUE WHEN _d.reference_n < 30 OR _d.current_n < 30;  -- too little to say anything
+            CONTINUE WHEN NOT (_d.psi >= psi_threshold OR (_d.p_value < p_threshold AND _d.ks_statistic >= ks_threshold));
+            PERFORM flywheel._raise_alert('drift', _d.feature,
+                format('%s drifted: PSI %s, KS %s (p = %s) over the last %s against the %s before',
+                       _d.feature, round(_d.psi::numeric, 3), round(_d.ks_statistic::numeric, 3),
+                       to_char(_d.p_value, '9.99EEEE'), "window", reference_window),
+                jsonb_build_object('psi', _d.psi, 'ks_statistic', _d.ks_statistic, 'p_value', _d.p_value,
+                                   'reference', _ref::text, 'current', _current::text,
+                                   'reference_n', _d.reference_n, 'current_n', _d.current_n));
+            _raised := _raised + 1;
+        END LOOP;
+    END LOOP;
+    RETURN _raised;
+END
+$$;
+
+SELECT flywheel._schedule('flywheel_check_drift', '7 * * * *', 'SELECT flywheel.check_drift()');
+SELECT flywheel._schedule('flywheel_check_satisfaction_trend', '13 6 * * *', 'SELECT flywheel.check_satisfaction_trend()');
+
+-- 430-experiments.sql
+-- Experiments: A/B tests with deterministic assignment, per-variant results with tests, and
+-- canaries that raise a variant's weight step by step while its pass rate holds.
+
+-- Weights normalized to sum 1; refuses anything that is not {"name": weight >= 0, ...}.
+CREATE OR REPLACE FUNCTION flywheel._normalize_variants(variants jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _total double precision;
+BEGIN
+    IF variants IS NULL OR jsonb_typeof(variants) <> 'object' OR variants = '{}' THEN
+        RAISE EXCEPTION 'variants must be an object of weights, such as {"A": 0.9, "B": 0.1}';
+    END IF;
+    IF EXISTS (SELECT 1 FROM jsonb_each(variants) v
+               WHERE jsonb_typeof(v.value) <> 'number' OR (v.value)::double precision < 0 OR btrim(v.key) = '') THEN
+        RAISE EXCEPTION 'variants: every weight must be a number >= 0 and every name non-empty, got %', variants;
+    END IF;
+    SELECT sum((v.value)::double precision) INTO _total FROM jsonb_each(variants) v;
+    IF _total <= 0 THEN
+        RAISE EXCEPTION 'variants: at least one weight must be above 0';
+    END IF;
+    RETURN (SELECT jsonb_object_agg(v.key, (v.value)::double precision / _total) FROM jsonb_each(variants) v);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION flywheel.create_experiment(name text, variants jsonb) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _variants jsonb := flywheel._normalize_variants(variants);
+BEGIN
+    IF EXISTS (SELECT 1 FROM flywheel.experiments e WHERE e.name = create_experiment.name) THEN
+        RAISE EXCEPTION 'create_experiment: experiment % already exists', name
+            USING HINT = 'stop it with flywheel.set_experiment_status(name, ''stopped'') and pick another name';
+    END IF;
+    INSERT INTO flywheel.experiments (name, variants, baseline)
+    VALUES (name, _variants,
+            (SELECT v.key FROM jsonb_each(_variants) v ORDER BY (v.value)::double precision DESC, v.key LIMIT 1));
+    RETURN _variants;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION flywheel.set_experiment_status(name text, status text) RETURNS void
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE flywheel.experiments e SET status = set_experiment_status.status, updated_at = now()
+    WHERE e.name = set_experiment_status.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'set_experiment_status: no experiment named %', name;
+    END IF;
+END
+$$;
+
+-- The variant of a unit (user, session...): a hash of (experiment, unit) placed on the variants'
+-- cumulative weights in name order. The same unit always gets the same variant while the
+-- weights stay; raising the last variant's weight only moves units into it. An experiment
+-- that is not running serves its baseline.
+CREATE OR REPLACE FUNCTION flywheel.assign_variant(experiment text, unit_id text) RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER  -- applications call it; they cannot read experiments
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _e       flywheel.experiments;
+    _u       double precision;
+    _variant text;
+BEGIN
+    SELECT * INTO _e FROM flywheel.experiments e WHERE e.name = experiment;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'assign_variant: no experiment named %', experiment;
+    END IF;
+    IF _e.status <> 'running' OR unit_id IS NULL THEN
+        RETURN _e.baseline;
+    END IF;
+    -- 63 bits of the hash as a number in [0, 1)
+    _u := (hashtextextended(experiment || E'\x1f' || unit_id, 0) & 9223372036854775807)::double precision
+          / 9223372036854775808.0;
+    SELECT c.key INTO _variant
+    FROM (SELECT v.key, sum((v.value)::double precision) OVER (ORDER BY v.key) AS upper
+          FROM jsonb_each(_e.variants) v) c
+    WHERE c.upper > _u ORDER BY c.upper LIMIT 1;
+    RETURN coalesce(_variant, (SELECT max(k) FROM jsonb_object_keys(_e.variants) k));  -- rounding at 1.0
+END
+$$;
+
+CREATE OR REPLACE FUNCTION flywheel.experiment_results(experiment text, confidence double precision DEFAULT 0.95)
+RETURNS TABLE (metric text, variant text, n bigint, value double precision, baseline text,
+               difference double precision, ci_low double precision, ci_high double precision,
+               p_value double precision, test text)
+LANGUAGE plpython3u STABLE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $python$
+_import = GD.get('dbflywheel:0.1.0:a244daeab991')
+if _import is None:
+    plpy.execute("SELECT flywheel._python_boot()")
+    _import = GD['dbflywheel:0.1.0:a244daeab991']
+return _import('metrics_experiments').results(plpy, experiment, confidence)
+$python$;
+
+-- Starts a canary: `variant` gets steps[1] of the traffic (the others share the rest in their
+-- proportions); flywheel.advance_canaries() moves it to the next step once it has min_traces
+-- judged traces in the current step, it has run for at least step_every, and its pass rate is
+-- no more than max_drop below the baseline's in the same step. Otherwise it is rolled back.
+CREATE OR REPLACE FUNCTION flywheel.start_canary(
+    experiment text, variant text,
+    steps double precision[] DEFAULT '{0.01,0.05,0.1,0.25,0.5,1.0}',
+    max_drop double precision DEFAULT 0.02, min_traces integer DEFAULT 200,
+    step_every interval DEFAULT '1 hour'
+) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _e flywheel.experiments;
+BEGIN
+    SELECT * INTO _e FROM flywheel.experiments e WHERE e.name = experiment FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'start_canary: no experiment named %', experiment;
+    ELSIF NOT _e.variants ? variant THEN
+        RAISE EXCEPTION 'start_canary: experiment % has no variant %', experiment, variant;
+    ELSIF variant = _e.baseline THEN
+        RAISE EXCEPTION 'start_canary: % is the baseline of %; the canary is the variant being introduced', variant, experiment;
+    ELSIF cardinality(steps) = 0 OR EXISTS (SELECT 1 FROM unnest(steps) s WHERE s <= 0 OR s > 1) THEN
+        RAISE EXCEPTION 'start_canary: steps must be weights in (0, 1], got %', steps;
+    END IF;
+    UPDATE flywheel.experiments e
+    SET canary = jsonb_build_object('variant', variant, 'steps', to_jsonb(steps), 'step', 1, 'max_drop', max_drop,
+                                    'min_traces', min_traces, 'step_every', step_every::text, 'step_started_at', now()),
+        variants = flywheel._variants_with_weight(_e.variants, variant, steps[1]),
+        status = 'running', updated_at = now()
+    WHERE e.name = experiment
+    RETURNING e.variants INTO _e.variants;
+    RETURN _e.variants;
+END
+$$;
+
+-- The variants with `variant` at `weight` and the others sharing 1 - weight in their proportions.
+CREATE OR REPLACE FUNCTION flywheel._variants_with_weight(variants jsonb, variant text, weight double precision)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    WITH others AS (SELECT v.key, (v.value)::double precision AS w FROM jsonb_each(variants) v WHERE v.key <> variant),
+    total AS (SELECT sum(w) AS s, count(*) AS n FROM others)
+    SELECT jsonb_build_object(variant, weight) || coalesce(
+        (SELECT jsonb_object_agg(o.key, CASE WHEN t.s > 0 THEN o.w / t.s ELSE 1.0 / t.n END * (1 - weight))
+         FROM others o, total t), '{}')
+$$;
+
+-- One step of every running canary (scheduled every 5 minutes). Returns what it did.
+CREATE OR REPLACE FUNCTION flywheel.advance_canaries()
+RETURNS TABLE (experiment text, action text, canary_pass_rate double precision, baseline_pass_rate double precision)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _e      flywheel.experiments;
+    _c      jsonb;
+    _step   integer;
+    _steps  double precision[];
+    _stats  record;
+BEGIN
+    FOR _e IN SELECT * FROM flywheel.experiments e WHERE e.status = 'running' AND e.canary IS NOT NULL FOR UPDATE LOOP
+        _c := _e.canary;
+        _step := (_c->>'step')::integer;
+        _steps := ARRAY(SELECT jsonb_array_elements_text(_c->'steps')::double precision);
+        SELECT count(*) FILTER (WHERE t.variant = _c->>'variant') AS canary_n,
+               avg((NOT v.failed)::integer) FILTER (WHERE t.variant = _c->>'variant')::double precision AS canary_rate,
+               count(*) FILTER (WHERE t.variant = _e.baseline) AS baseline_n,
+               avg((NOT v.failed)::integer) FILTER (WHERE t.variant = _e.baseline)::double precision AS baseline_rate
+        INTO _stats
+        FROM flywheel.traces t JOIN flywheel._trace_verdicts v ON v.trace_id = t.id AND v.verdicts > 0
+        WHERE t.created_at >= (_c->>'step_started_at')::timestamptz AND NOT t.shadow
+          AND t.variant IN (_c->>'variant', _e.baseline)
+          AND (t.metadata->>'experiment' = _e.name OR t.metadata->>'experiment' IS NULL);
+        experiment := _e.name;
+        canary_pass_rate := _stats.canary_rate;
+        baseline_pass_rate := _stats.baseline_rate;
+        IF _stats.canary_n > 0 AND _stats.baseline_n > 0
+           AND _stats.canary_rate < _stats.baseline_rate - (_c->>'max_drop')::double precision THEN
+            UPDATE flywheel.experiments e
+            SET variants = flywheel._variants_with_weight(e.variants, _c->>'variant', 0), status = 'rolled_back',
+                canary = _c || jsonb_build_object('rolled_back_at', now()), updated_at = now()
+            WHERE e.name = _e.name;
+            PERFORM flywheel._raise_alert('canary', _e.name,
+                format('canary %s of %s rolled back at step %s: pass rate %s against %s for %s',
+                       _c->>'variant', _e.name, _step, round(_stats.canary_rate::numeric, 3),
+                       round(_stats.baseline_rate::numeric, 3), _e.baseline),
+                jsonb_build_object('canary', _c, 'canary_n', _stats.canary_n, 'baseline_n', _stats.baseline_n));
+            action := 'rolled_back';
+        ELSIF _stats.canary_n < (_c->>'min_traces')::integer
+              OR now() - (_c->>'step_started_at')::timestamptz < (_c->>'step_every')::interval THEN
+            action := 'waiting';
+        ELSIF _step >= cardinality(_steps) THEN
+            UPDATE flywheel.experiments e SET status = 'completed', updated_at = now() WHERE e.name = _e.name;
+            action := 'completed';
+        ELSE
+            UPDATE flywheel.experiments e
+            SET variants = flywheel._variants_with_weight(e.variants, _c->>'variant', _steps[_step + 1]),
+                canary = _c || jsonb_build_object('step', _step + 1, 'step_started_at', now()), updated_at = now()
+            WHERE e.name = _e.name;
+            action := format('advanced to %s', _steps[_step + 1]);
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+SELECT flywheel._schedule('flywheel_advance_canaries', '*/5 * * * *', 'SELECT flywheel.advance_canaries()');
+
+-- 440-retention.sql
+-- Retention and privacy: old trace partitions are dropped, a user can be forgotten, and every
+-- deletion is recorded (counts, not data) in flywheel.deletion_audit.
+
+-- Every column that names a trace, in every flywheel table but traces itself: found through the
+-- catalog, so tables that other parts add later (embeddings, judge jobs, preferences, golden
+-- sets...) are covered without being listed here.
+CREATE OR REPLACE FUNCTION flywheel._trace_key_columns()
+RETURNS TABLE (table_name name, column_name name)
+LANGUAGE sql STABLE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    SELECT c.relname, a.attname
+    FROM pg_catalog.pg_class c
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+    WHERE c.relnamespace = 'flywheel'::regnamespace AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+      AND c.relname <> 'traces'
+      AND a.atttypid IN ('bigint'::regtype, 'integer'::regtype)
+      AND (a.attname IN ('trace_id', 'trace_a', 'trace_b') OR a.attname LIKE '%\_trace\_id')
+    ORDER BY 1, 2
+$$;
+
+-- Deletes the rows of every trace-keyed table that name a trace of `source` (a query returning
+-- trace ids), then reports the counts per table.column.
+CREATE OR REPLACE FUNCTION flywheel._delete_trace_dependents(source text) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _col    record;
+    _n      bigint;
+    _counts jsonb := '{}';
+BEGIN
+    FOR _col IN SELECT * FROM flywheel._trace_key_columns() LOOP
+        EXECUTE format('DELETE FROM flywheel.%I d WHERE d.%I IN (%s)', _col.table_name, _col.column_name, source);
+        GET DIAGNOSTICS _n = ROW_COUNT;
+        IF _n > 0 THEN
+            _counts := _counts || jsonb_build_object(_col.table_name || '.' || _col.column_name, _n);
+        END IF;
+    END LOOP;
+    RETURN _counts;
+END
+$$;
+
+-- {"a": 1} + {"a": 2, "b": 1} = {"a": 3, "b": 1}
+CREATE OR REPLACE FUNCTION flywheel._add_counts(a jsonb, b jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(jsonb_object_agg(k, v), '{}')
+    FROM (SELECT k, sum(v::bigint) AS v
+          FROM (SELECT * FROM jsonb_each_text(a) UNION ALL SELECT * FROM jsonb_each_text(b)) x(k, v) GROUP BY k) s
+$$;
+
+-- Deletes a user's traces and everything keyed by them (feedback, labels, results, judge jobs,
+-- embeddings, ...) and every row of a flywheel table whose user_id is theirs; records the
+-- deletion with a hash of the id. Materialized metrics hold only aggregates and drop the rows
+-- at their next refresh; the rollups are marked for it here.
+CREATE OR REPLACE FUNCTION flywheel.forget_user(user_id text) RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER  -- every table, whatever its row-level security
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _counts jsonb;
+    _tbl    record;
+    _n      bigint;
+    _source text := format('SELECT t.id FROM flywheel.traces t WHERE t.user_id = %L', user_id);
+BEGIN
+    IF user_id IS NULL OR user_id = '' THEN
+        RAISE EXCEPTION 'forget_user: user_id must be given';
+    END IF;
+    _counts := flywheel._delete_trace_dependents(_source);
+    -- Rows that carry the user's id themselves (feedback they gave on other traces, ...).
+    FOR _tbl IN
+        SELECT c.relname FROM pg_catalog.pg_class c
+        JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = 'user_id' AND NOT a.attisdropped
+        WHERE c.relnamespace = 'flywheel'::regnamespace AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+          AND c.relname <> 'traces' AND a.atttypid = 'text'::regtype
+        ORDER BY 1
+    LOOP
+        EXECUTE format('DELETE FROM flywheel.%I d WHERE d.user_id = $1', _tbl.relname) USING user_id;
+        GET DIAGNOSTICS _n = ROW_COUNT;
+        IF _n > 0 THEN
+            _counts := _counts || jsonb_build_object(_tbl.relname || '.user_id', _n);
+        END IF;
+    END LOOP;
+    DELETE FROM flywheel.traces t WHERE t.user_id = forget_user.user_id;
+    GET DIAGNOSTICS _n = ROW_COUNT;
+    _counts := _counts || jsonb_build_object('traces', _n);
+    INSERT INTO flywheel.deletion_audit (reason, subject_hash, counts)
+    VALUES ('forget_user', encode(sha256(convert_to(user_id, 'UTF8')), 'hex'), _counts);
+    RETURN _counts;
+END
+$$;
+
+-- Sets how long traces are kept (NULL: forever) and schedules the daily retention job.
+CREATE OR REPLACE FUNCTION flywheel.set_retention(keep interval) RETURNS void
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF keep IS NOT NULL AND keep < interval '1 day' THEN
+        RAISE EXCEPTION 'set_retention: keep at least a day of traces, not %', keep;
+    END IF;
+    UPDATE flywheel.retention SET keep = set_retention.keep, updated_at = now();
+END
+$$;
+
+-- Drops every trace partition that ends before now() - keep, and deletes older rows from the
+-- default partition, with everything keyed by those traces. Returns what it deleted.
+CREATE OR REPLACE FUNCTION flywheel.apply_retention() RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _keep    interval;
+    _cutoff  timestamptz;
+    _part    record;
+    _counts  jsonb := '{}';
+    _part_counts jsonb;
+    _dropped text[] := '{}';
+    _n       bigint;
+    _total   bigint := 0;
+BEGIN
+    SELECT r.keep INTO _keep FROM flywheel.retention r;
+    IF _keep IS NULL THEN
+        RETURN jsonb_build_object('retention', 'keep forever');
+    END IF;
+    _cutoff := now() - _keep;
+    -- Partitions wholly before the cutoff: their upper bound from the catalog (our monthly ones,
+    -- or pg_partman's).
+    FOR _part IN
+        SELECT c.relname,
+               (regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']+)''\)'))[1]::timestamptz AS upper_bound
+        FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+        WHERE i.inhparent = 'flywheel.traces'::regclass
+          AND pg_catalog.pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT'
+    LOOP
+        CONTINUE WHEN _part.upper_bound IS NULL OR _part.upper_bound > _cutoff;
+        _part_counts := flywheel._delete_trace_dependents(format('SELECT p.id FROM flywheel.%I p', _part.relname));
+        EXECUTE format('SELECT count(*) FROM flywheel.%I', _part.relname) INTO _n;
+        EXECUTE format('DROP TABLE flywheel.%I', _part.relname);
+        _total := _total + _n;
+        _dropped := _dropped || _part.relname::text;
+        _counts := flywheel._add_counts(_counts, _part_counts);
+    END LOOP;
+    _part_counts := flywheel._delete_trace_dependents(
+        format('SELECT p.id FROM flywheel._traces_default p WHERE p.created_at < %L', _cutoff));
+    _counts := flywheel._add_counts(_counts, _part_counts);
+    DELETE FROM flywheel._traces_default p WHERE p.created_at < _cutoff;
+    GET DIAGNOSTICS _n = ROW_COUNT;
+    _total := _total + _n;
+    _counts := _counts || jsonb_build_object('traces', _total, 'dropped_partitions', to_jsonb(_dropped));
+    -- (The delete triggers of results and feedback marked the rollup days to recompute.)
+    IF _total > 0 THEN
+        INSERT INTO flywheel.deletion_audit (reason, cutoff, counts) VALUES ('retention', _cutoff, _counts);
+    END IF;
+    RETURN _counts;
+END
+$$;
+
+SELECT flywheel._schedule('flywheel_retention', '17 3 * * *', 'SELECT flywheel.apply_retention()');
+
+-- 499-privileges-metrics.sql
+-- Privileges of the metrics, experiments and retention objects (sql/900-privileges.sql then
+-- re-grants the admin everything).
+-- Admins create metric views in the schema (create_metric runs with the caller's rights).
+GRANT CREATE ON SCHEMA flywheel TO flywheel_admin;
+-- Readers read the metric views and their freshness.
+DO $grants$
+DECLARE
+    _rel text;
+BEGIN
+    FOR _rel IN SELECT c.relname FROM pg_catalog.pg_class c
+                WHERE c.relnamespace = 'flywheel'::regnamespace AND c.relname LIKE 'metric\_%' AND c.relkind IN ('v', 'm') LOOP
+        EXECUTE format('GRANT SELECT ON flywheel.%I TO flywheel_reader', _rel);
+    END LOOP;
+END
+$grants$;
+GRANT SELECT ON flywheel.refresh_status, flywheel.refresh_log, flywheel.prompt_versions TO flywheel_reader;
+GRANT EXECUTE ON FUNCTION flywheel.drift(text, tstzrange, tstzrange),
+                          flywheel.experiment_results(text, double precision) TO flywheel_reader;
+-- Applications ask for their users' variants.
+GRANT EXECUTE ON FUNCTION flywheel.assign_variant(text, text) TO flywheel_app;
+-- Views run the functions they call with the reader's rights.
+GRANT EXECUTE ON FUNCTION flywheel._pg_cron_installed(), flywheel._cron_previous_fire(text, timestamptz),
+    flywheel._cron_previous_fire_epoch(text, double precision) TO flywheel_reader;
 
 -- 900-privileges.sql
 -- Privileges, last step, after every object exists: the admin may do everything, and
