@@ -45,8 +45,7 @@ def _csv(name: str) -> list[dict[str, str]]:
 def load(conn: psycopg.Connection, *, app: str = "llmfao", judge_prefix: str = "llmfao") -> LoadResult:
     """Loads the data set once per app, in one transaction; a second load of the same app is
     refused. The judges' verdicts are named <judge_prefix>_gpt4 and <judge_prefix>_gpt35."""
-    prompts = {p["id"]: p for p in _jsonl("prompts.jsonl")}
-    results = _jsonl("results.jsonl")
+    prompts, results = responses()
     with conn.transaction():
         if conn.execute("SELECT 1 FROM flywheel.traces WHERE app = %s LIMIT 1", (app,)).fetchone():
             raise FlywheelError(f"app {app!r} already has traces: llmfao is loaded (use --app to load it again)")
@@ -69,23 +68,43 @@ def load(conn: psycopg.Connection, *, app: str = "llmfao", judge_prefix: str = "
             (app, Jsonb(rows)),
         ).fetchall()
         trace_of = {(prompt, model): trace_id for trace_id, prompt, model in inserted}
-
-        def pair(row: dict[str, str]) -> tuple[int, int]:
-            prompt = int(row["prompt"])
-            return trace_of[(prompt, int(row["model_x"]))], trace_of[(prompt, int(row["model_y"]))]
-
-        with conn.cursor() as cur, cur.copy(
-            "COPY flywheel.preferences (trace_a, trace_b, winner, judged_by, validator, annotator) FROM STDIN"
-        ) as copy:
-            crowd = _csv("crowd-comparisons.csv")
-            for row in crowd:
-                copy.write_row((*pair(row), WINNER[row["winner"]], "human", None, f"crowd:{row['worker']}"))
-            judged: dict[str, int] = {}
-            for judge, name in JUDGE_FILES.items():
-                verdicts = _csv(name)
-                for row in verdicts:
-                    copy.write_row((*pair(row), WINNER[row["winner"]], "llm", f"{judge_prefix}_{judge}", None))
-                judged[f"{judge_prefix}_{judge}"] = len(verdicts)
+        crowd, judged = load_preferences(conn, trace_of, judge_prefix=judge_prefix)
     # Fresh statistics, so that the alignment and ranking views plan with the real row counts.
     conn.execute("ANALYZE flywheel.traces, flywheel.preferences")
-    return LoadResult(app, len(inserted), len(crowd), judged)
+    return LoadResult(app, len(inserted), crowd, judged)
+
+
+def load_preferences(
+    conn: psycopg.Connection, trace_of: dict[tuple[int, int], int], *, judge_prefix: str = "llmfao"
+) -> tuple[int, dict[str, int]]:
+    """Crowd votes as human preferences and the judges' verdicts as llm preferences, on traces
+    already loaded: trace_of maps (prompt id, model id) to a trace id. Returns the number of
+    human votes and of verdicts per judge."""
+
+    def pair(row: dict[str, str]) -> tuple[int, int]:
+        prompt = int(row["prompt"])
+        return trace_of[(prompt, int(row["model_x"]))], trace_of[(prompt, int(row["model_y"]))]
+
+    with conn.cursor() as cur, cur.copy(
+        "COPY flywheel.preferences (trace_a, trace_b, winner, judged_by, validator, annotator) FROM STDIN"
+    ) as copy:
+        crowd = crowd_votes()
+        for row in crowd:
+            copy.write_row((*pair(row), WINNER[row["winner"]], "human", None, f"crowd:{row['worker']}"))
+        judged: dict[str, int] = {}
+        for judge, name in JUDGE_FILES.items():
+            verdicts = _csv(name)
+            for row in verdicts:
+                copy.write_row((*pair(row), WINNER[row["winner"]], "llm", f"{judge_prefix}_{judge}", None))
+            judged[f"{judge_prefix}_{judge}"] = len(verdicts)
+    return len(crowd), judged
+
+
+def crowd_votes() -> list[dict[str, str]]:
+    """The crowd's pairwise votes: prompt, model_x, model_y, worker, winner (left|right|tie)."""
+    return _csv("crowd-comparisons.csv")
+
+
+def responses() -> tuple[dict[int, dict[str, object]], list[dict[str, object]]]:
+    """The prompts by id and the responses (prompt, model, result, duration, ...)."""
+    return {int(p["id"]): p for p in _jsonl("prompts.jsonl")}, _jsonl("results.jsonl")  # type: ignore[call-overload]
