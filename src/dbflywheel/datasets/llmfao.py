@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -33,7 +34,7 @@ class LoadResult:
                 f"judge verdicts: {judges}")
 
 
-def _jsonl(name: str) -> list[dict[str, object]]:
+def _jsonl(name: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (DATA / name).read_text().splitlines() if line.strip()]
 
 
@@ -105,6 +106,6 @@ def crowd_votes() -> list[dict[str, str]]:
     return _csv("crowd-comparisons.csv")
 
 
-def responses() -> tuple[dict[int, dict[str, object]], list[dict[str, object]]]:
+def responses() -> tuple[dict[int, dict[str, Any]], list[dict[str, Any]]]:
     """The prompts by id and the responses (prompt, model, result, duration, ...)."""
-    return {int(p["id"]): p for p in _jsonl("prompts.jsonl")}, _jsonl("results.jsonl")  # type: ignore[call-overload]
+    return {int(p["id"]): p for p in _jsonl("prompts.jsonl")}, _jsonl("results.jsonl")
