@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +37,14 @@ def friendly(fn: F) -> F:
         except KeyboardInterrupt:
             click.echo("dbflywheel: interrupted", err=True)
             sys.exit(130)
+        except click.ClickException:
+            raise
+        except Exception as e:  # a bug, not bad input: still one line, the traceback on request
+            if os.environ.get("DBFLYWHEEL_DEBUG"):
+                raise
+            click.echo(f"dbflywheel: unexpected error: {type(e).__name__}: {e} "
+                       "(rerun with DBFLYWHEEL_DEBUG=1 for the traceback)", err=True)
+            sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
 
@@ -48,7 +57,6 @@ def _cluster(home: Path | None) -> Any:
 
 def _resolve_dsn(dsn: str | None, home: Path | None) -> str:
     """--dsn, else $DBFLYWHEEL_DSN, else the embedded cluster's."""
-    import os
 
     return dsn or os.environ.get("DBFLYWHEEL_DSN") or _cluster(home).dsn()
 
