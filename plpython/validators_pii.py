@@ -7,6 +7,7 @@ the Luhn check and IBANs the mod-97 check, so order numbers and dates are not fl
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import re2
@@ -25,9 +26,10 @@ _PATTERNS = {
 }
 _COMPILED = {name: re2.compile(p) for name, p in _PATTERNS.items()}
 # Cheap pre-filter: most texts have no '@' and no run of digits long enough to be personal data.
-_DIGITS = re2.compile(r"\d[\d ().+-]{5,}\d")
-_DATE = re2.compile(r"^\d{4}[-./]\d{1,2}[-./]\d{1,2}$|^\d{1,2}[-./]\d{1,2}[-./]\d{4}$")
-_NOT_DIGITS = re2.compile(r"\D")
+# (Python's re where the pattern cannot backtrack badly: several times faster per call than re2's wrapper.)
+_DIGITS = re.compile(r"\d[\d ().+-]{5,}\d")
+_DATE = re.compile(r"^\d{4}[-./]\d{1,2}[-./]\d{1,2}$|^\d{1,2}[-./]\d{1,2}[-./]\d{4}$")
+_NOT_DIGITS = re.compile(r"\D")
 
 
 def luhn_ok(digits: str) -> bool:

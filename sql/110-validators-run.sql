@@ -2,14 +2,15 @@
 -- redact_pii() and the anomaly baselines.
 
 -- Evaluates validators over a batch given as column arrays (see plpython/validators_runtime.py);
--- it only reads, and returns the result rows and judge jobs for its caller to write.
+-- it only reads, and returns the result rows and judge jobs for its caller to write, as array
+-- literals (text) of the types given in the comments, which the caller casts.
 CREATE OR REPLACE FUNCTION flywheel._evaluate(
     purpose text, names text[], ids bigint[], apps text[], nodes text[], node_types text[], models text[],
     prompt_versions text[], inputs text[], outputs text[], expecteds text[], latencies double precision[],
     tokens_ins integer[], tokens_outs integer[], costs double precision[], metadatas text[],
-    OUT r_trace_ids bigint[], OUT r_validator_ids bigint[], OUT r_names text[], OUT r_versions integer[],
-    OUT r_statuses text[], OUT r_scores double precision[], OUT r_labels text[], OUT r_details jsonb[],
-    OUT j_trace_ids bigint[], OUT j_validator_ids bigint[], OUT j_versions integer[]
+    OUT r_trace_ids text, OUT r_validator_ids text, OUT r_names text, OUT r_versions text,   -- bigint[], bigint[], text[], integer[]
+    OUT r_statuses text, OUT r_scores text, OUT r_labels text, OUT r_details text,           -- text[], float8[], text[], jsonb[]
+    OUT j_trace_ids text, OUT j_validator_ids text, OUT j_versions text                      -- bigint[], bigint[], integer[]
 )
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
@@ -39,16 +40,17 @@ BEGIN
          LATERAL flywheel._evaluate('insert', NULL, a.ids, a.apps, a.nodes, a.node_types, a.models,
                                     a.prompt_versions, a.inputs, a.outputs, a.expecteds, a.latencies,
                                     a.tokens_ins, a.tokens_outs, a.costs, a.metadatas) e;
-    IF cardinality(b.r_trace_ids) > 0 THEN
+    IF b.r_trace_ids <> '{}' THEN
         INSERT INTO flywheel.validation_results
             (trace_id, validator_id, validator_version, status, score, label, details)
-        SELECT * FROM unnest(b.r_trace_ids, b.r_validator_ids, b.r_versions, b.r_statuses, b.r_scores,
-                             b.r_labels, b.r_details)
+        SELECT * FROM unnest(b.r_trace_ids::bigint[], b.r_validator_ids::bigint[], b.r_versions::integer[],
+                             b.r_statuses::text[], b.r_scores::float8[], b.r_labels::text[], b.r_details::jsonb[])
+        ORDER BY 1, 2  -- in key order, the unique index appends at its right edge instead of searching
         ON CONFLICT (trace_id, validator_id, validator_version) DO NOTHING;
     END IF;
-    IF cardinality(b.j_trace_ids) > 0 THEN
+    IF b.j_trace_ids <> '{}' THEN
         INSERT INTO flywheel.judge_jobs (trace_id, validator_id, validator_version)
-        SELECT * FROM unnest(b.j_trace_ids, b.j_validator_ids, b.j_versions)
+        SELECT * FROM unnest(b.j_trace_ids::bigint[], b.j_validator_ids::bigint[], b.j_versions::integer[])
         ON CONFLICT DO NOTHING;
         PERFORM pg_notify('flywheel_judge_jobs', '');
     END IF;
@@ -85,25 +87,26 @@ BEGIN
                                     a.node_types, a.models, a.prompt_versions, a.inputs, a.outputs,
                                     a.expecteds, a.latencies, a.tokens_ins, a.tokens_outs, a.costs,
                                     a.metadatas) e;
-    IF cardinality(b.r_trace_ids) > 0 THEN
+    IF b.r_trace_ids <> '{}' THEN
         INSERT INTO flywheel.validation_results AS r
             (trace_id, validator_id, validator_version, status, score, label, details)
-        SELECT * FROM unnest(b.r_trace_ids, b.r_validator_ids, b.r_versions, b.r_statuses, b.r_scores,
-                             b.r_labels, b.r_details)
+        SELECT * FROM unnest(b.r_trace_ids::bigint[], b.r_validator_ids::bigint[], b.r_versions::integer[],
+                             b.r_statuses::text[], b.r_scores::float8[], b.r_labels::text[], b.r_details::jsonb[])
         ON CONFLICT (trace_id, validator_id, validator_version) DO UPDATE
         SET status = EXCLUDED.status, score = EXCLUDED.score, label = EXCLUDED.label,
             details = EXCLUDED.details, created_at = now()
         WHERE r.judged_by = 'code';
     END IF;
-    IF cardinality(b.j_trace_ids) > 0 THEN
+    IF b.j_trace_ids <> '{}' THEN
         INSERT INTO flywheel.judge_jobs (trace_id, validator_id, validator_version)
-        SELECT * FROM unnest(b.j_trace_ids, b.j_validator_ids, b.j_versions)
+        SELECT * FROM unnest(b.j_trace_ids::bigint[], b.j_validator_ids::bigint[], b.j_versions::integer[])
         ON CONFLICT DO NOTHING;
         PERFORM pg_notify('flywheel_judge_jobs', '');
     END IF;
     RETURN QUERY
         SELECT u.trace_id, u.name, u.version, u.status, u.score, u.label, u.details
-        FROM unnest(b.r_trace_ids, b.r_names, b.r_versions, b.r_statuses, b.r_scores, b.r_labels, b.r_details)
+        FROM unnest(b.r_trace_ids::bigint[], b.r_names::text[], b.r_versions::integer[], b.r_statuses::text[],
+                    b.r_scores::float8[], b.r_labels::text[], b.r_details::jsonb[])
              AS u(trace_id, name, version, status, score, label, details)
         ORDER BY u.trace_id, u.name;
 END
@@ -173,7 +176,8 @@ BEGIN
                             ARRAY[NULL::integer], ARRAY[NULL::float8], ARRAY['{}'::text]) e;
     RETURN QUERY
         SELECT u.name, u.version, u.status, u.score, u.label, u.details
-        FROM unnest(b.r_names, b.r_versions, b.r_statuses, b.r_scores, b.r_labels, b.r_details)
+        FROM unnest(b.r_names::text[], b.r_versions::integer[], b.r_statuses::text[], b.r_scores::float8[],
+                    b.r_labels::text[], b.r_details::jsonb[])
              AS u(name, version, status, score, label, details)
         ORDER BY u.name;
 END

@@ -285,10 +285,17 @@ CREATE UNIQUE INDEX anomaly_baselines_key ON flywheel._anomaly_baselines (model,
 -- Every insert writes several result rows; a per-session cache of ids keeps concurrent
 -- inserters from queueing on the sequence.
 ALTER SEQUENCE flywheel.validation_results_id_seq CACHE 64;
+
+-- The foreign key from results to validators cost more than all the validators together on
+-- the insert path (a KEY SHARE row lock per result row, measured ~4x the INSERT of the results
+-- themselves): results are written only by the trigger and functions that take validator ids
+-- from the registry, and a deleted validator's results go with it (sql/100-validators.sql,
+-- trigger validators_delete_results).
+ALTER TABLE flywheel.validation_results DROP CONSTRAINT validation_results_validator_id_fkey;
 $migration_body$;
         INSERT INTO flywheel._migrations (name, checksum, version)
-        VALUES ('0100-validators.sql', '88cccf4ec44173e4e7a7a3bb1df10025be7d964911e8511c9951b7b6cab9441d', '0.1.0');
-    ELSIF _applied <> '88cccf4ec44173e4e7a7a3bb1df10025be7d964911e8511c9951b7b6cab9441d' THEN
+        VALUES ('0100-validators.sql', '983984beade55ee392a743a1a90488ebcdb2c3e0bafe3a771220de194b850965', '0.1.0');
+    ELSIF _applied <> '983984beade55ee392a743a1a90488ebcdb2c3e0bafe3a771220de194b850965' THEN
         RAISE EXCEPTION 'migration % was changed after it was applied', '0100-validators.sql'
             USING HINT = 'an applied migration is never edited: restore migrations/'
                 || '0100-validators.sql' || ' and put the change in a new numbered migration';
@@ -379,7 +386,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:46eeafb9f789'] = importlib.import_module
+GD['dbflywheel:0.1.0:6c8f55bb6cad'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -429,6 +436,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 import time
 from typing import Any, NamedTuple
@@ -448,6 +456,10 @@ class Result(NamedTuple):
 
 
 TEXT_FIELDS = ("input", "output", "expected")
+# The common verdicts, shared: nothing to say beyond them. A score of 0 means "none found"
+# for the detectors (pii, injection, refusal), whose score measures what they found.
+_PASS = Result("pass", 1.0, None, None)
+_CLEAN = Result("pass", 0.0, None, None)
 MAX_DETAIL_CHARS = 200
 
 
@@ -536,7 +548,7 @@ class Length:
                 return Result("fail", 0.0, "too_short", {**details, "reason": f"{n} {unit} < min_{unit} {lo}"})
             if hi is not None and n > hi:
                 return Result("fail", 0.0, "too_long", {**details, "reason": f"{n} {unit} > max_{unit} {hi}"})
-        return Result("pass", 1.0, None, details)
+        return _PASS
 
 
 class Regex:
@@ -559,7 +571,7 @@ class Regex:
                 return Result("pass", 1.0, None, details) if self.must_match else Result("fail", 0.0, self.label, details)
         if self.must_match:
             return Result("fail", 0.0, self.label, {"reason": "the pattern does not match"})
-        return Result("pass", 1.0, None, {})
+        return _PASS
 
 
 class Json:
@@ -601,7 +613,7 @@ class Json:
             if error is not None:
                 path = "/".join(str(p) for p in error.absolute_path)
                 return Result("fail", 0.0, "schema_mismatch", {"reason": _short(error.message), "path": path})
-        return Result("pass", 1.0, None, {})
+        return _PASS
 
 
 class Pii:
@@ -625,7 +637,7 @@ class Pii:
             if counts:
                 found[field] = counts
         if not found:
-            return Result("pass", 0.0, None, {})
+            return _CLEAN
         cats = sorted({c for counts in found.values() for c in counts})
         total = sum(n for counts in found.values() for n in counts.values())
         return Result("fail", float(total), cats[0], {"categories": cats, "fields": found})
@@ -649,8 +661,8 @@ INJECTION_SIGNALS = {
         r"unfiltered|jailbroken|evil|uncensored)\b|\broleplay as\b)",
         0.5,
     ),
-    "jailbreak_persona": (r"(\bDAN\b|(?i)\b(do anything now|developer mode|jailbreak|jailbroken|god mode)\b)", 0.6),
-    "chat_markup": (r"(<\|im_start\|>|<\|system\|>|\[/?INST\]|<<SYS>>|(?im)^\s*(system|assistant)\s*:)", 0.5),
+    "jailbreak_persona": (r"(\bDAN\b|(?i:\b(do anything now|developer mode|jailbreak|jailbroken|god mode)\b))", 0.6),
+    "chat_markup": (r"(<\|im_start\|>|<\|system\|>|\[/?INST\]|<<SYS>>|(?im:^[ \t]*(system|assistant)[ \t]*:))", 0.5),
     "no_restrictions": (
         r"(?i)\b(without|no|ignore (any|all|your)?)\s+(restrictions|filters|limitations|censorship|"
         r"safety (guidelines|rules))\b",
@@ -658,7 +670,10 @@ INJECTION_SIGNALS = {
     ),
     "encoded_payload": (r"[A-Za-z0-9+/]{200,}={0,2}", 0.2),
 }
+# re2 runs in linear time on untrusted text. One search for any signal at all keeps the common
+# case (no signal) to a single pass; the signals are told apart only when there is one.
 _INJECTION = {name: (re2.compile(p), w) for name, (p, w) in INJECTION_SIGNALS.items()}
+_ANY_INJECTION = re2.compile("|".join(f"(?:{p})" for p, _ in INJECTION_SIGNALS.values()))
 
 
 class Injection:
@@ -671,6 +686,8 @@ class Injection:
 
     def check(self, row: dict[str, Any]) -> Result:
         text = row.get(self.field) or ""
+        if _ANY_INJECTION.search(text) is None:
+            return _CLEAN
         signals = [name for name, (rx, _) in _INJECTION.items() if rx.search(text) is not None]
         keep = 1.0
         for name in signals:
@@ -697,6 +714,7 @@ REFUSAL_PATTERNS = {
     ),
 }
 _REFUSAL = {label: re2.compile(p) for label, p in REFUSAL_PATTERNS.items()}
+_ANY_REFUSAL = re2.compile("|".join(f"(?:{p})" for p in REFUSAL_PATTERNS.values()))
 
 
 class Refusal:
@@ -710,6 +728,8 @@ class Refusal:
         if not text:
             return Result("skipped", None, None, {"reason": f"no {self.field}"})
         head = text[:2000]  # a refusal says so up front; do not scan a megabyte for it
+        if _ANY_REFUSAL.search(head) is None:
+            return _CLEAN
         for label in self.labels:
             m = _REFUSAL[label].search(head)
             if m is not None:
@@ -719,11 +739,11 @@ class Refusal:
 
 # Scripts that identify a language (or a small family) on their own.
 _SCRIPTS = [
-    ("ru", r"[\x{0400}-\x{04FF}]"), ("el", r"[\x{0370}-\x{03FF}]"), ("he", r"[\x{0590}-\x{05FF}]"),
-    ("ar", r"[\x{0600}-\x{06FF}]"), ("hi", r"[\x{0900}-\x{097F}]"), ("th", r"[\x{0E00}-\x{0E7F}]"),
-    ("ko", r"[\x{AC00}-\x{D7AF}]"), ("ja", r"[\x{3040}-\x{30FF}]"), ("zh", r"[\x{4E00}-\x{9FFF}]"),
+    ("ru", "[\u0400-\u04FF]"), ("el", "[\u0370-\u03FF]"), ("he", "[\u0590-\u05FF]"),
+    ("ar", "[\u0600-\u06FF]"), ("hi", "[\u0900-\u097F]"), ("th", "[\u0E00-\u0E7F]"),
+    ("ko", "[\uAC00-\uD7AF]"), ("ja", "[\u3040-\u30FF]"), ("zh", "[\u4E00-\u9FFF]"),
 ]
-_SCRIPT_RX = [(lang, re2.compile(p)) for lang, p in _SCRIPTS]
+_SCRIPT_RX = [(lang, re.compile(p)) for lang, p in _SCRIPTS]
 # The most frequent function words of the Latin-script languages told apart here.
 _STOPWORDS = {
     "en": "the and is are of to in that it for you with on this what how was not be have",
@@ -735,7 +755,7 @@ _STOPWORDS = {
     "nl": "de het een en is van dat die niet ik je op te met voor zijn wat",
 }
 _STOP = {lang: set(words.split()) for lang, words in _STOPWORDS.items()}
-_WORD = re2.compile(r"[^\W\d_]+")
+_WORD = re.compile(r"[^\W\d_]+")
 LANGUAGES = sorted({lang for lang, _ in _SCRIPTS} | set(_STOP))
 
 
@@ -853,7 +873,7 @@ class Sql:
 
     def _refuse_volatile(self, plpy: Any) -> None:
         # A volatile function (pg_sleep, nextval, writes through a function) has no place in a check.
-        names = sorted({m.lower() for m in re2.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(", self.expression)})
+        names = sorted({m.lower() for m in re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(", self.expression)})
         if not names:
             return
         rows = plpy.execute(
@@ -1017,6 +1037,7 @@ the Luhn check and IBANs the mod-97 check, so order numbers and dates are not fl
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import re2
@@ -1035,9 +1056,10 @@ _PATTERNS = {
 }
 _COMPILED = {name: re2.compile(p) for name, p in _PATTERNS.items()}
 # Cheap pre-filter: most texts have no '@' and no run of digits long enough to be personal data.
-_DIGITS = re2.compile(r"\d[\d ().+-]{5,}\d")
-_DATE = re2.compile(r"^\d{4}[-./]\d{1,2}[-./]\d{1,2}$|^\d{1,2}[-./]\d{1,2}[-./]\d{4}$")
-_NOT_DIGITS = re2.compile(r"\D")
+# (Python's re where the pattern cannot backtrack badly: several times faster per call than re2's wrapper.)
+_DIGITS = re.compile(r"\d[\d ().+-]{5,}\d")
+_DATE = re.compile(r"^\d{4}[-./]\d{1,2}[-./]\d{1,2}$|^\d{1,2}[-./]\d{1,2}[-./]\d{4}$")
+_NOT_DIGITS = re.compile(r"\D")
 
 
 def luhn_ok(digits: str) -> bool:
@@ -1154,7 +1176,14 @@ from validators_builtin import (
     Sql,
     error_result,
 )
-from validators_sql_codegen import SqlCodegen
+
+
+def SqlCodegen(config: dict[str, Any], plpy: Any = None) -> Any:  # noqa: N802 (stands in for the class)
+    # sqlglot takes ~0.3 s to import: only sessions that check generated SQL pay for it.
+    from validators_sql_codegen import SqlCodegen as cls
+
+    return cls(config, plpy)
+
 
 SYNC_KINDS: dict[str, Any] = {
     "sql": Sql, "regex": Regex, "length": Length, "json": Json, "sql_codegen": SqlCodegen, "pii": Pii,
@@ -1232,7 +1261,7 @@ class Registry:
     """The validators table, parsed once per session and again only when a row changed (xmin)."""
 
     def __init__(self) -> None:
-        self.key: tuple[Any, ...] | None = None
+        self.key: str | None = None
         self.validators: list[Validator] = []
         self.plans: dict[str, Any] = {}
 
@@ -1243,8 +1272,9 @@ class Registry:
         return plan
 
     def load(self, plpy: Any) -> list[Validator]:
-        rows = plpy.execute(self._plan(plpy, "key", "SELECT id, xmin::text AS x FROM flywheel.validators ORDER BY id"))
-        key = tuple((r["id"], r["x"]) for r in rows)
+        # One short string that changes whenever any row does (xmin): cheap to fetch and compare.
+        key = plpy.execute(self._plan(
+            plpy, "key", "SELECT string_agg(id || ':' || xmin, ',' ORDER BY id) AS k FROM flywheel.validators"))[0]["k"]
         if key != self.key:
             full = plpy.execute(self._plan(
                 plpy, "all",
@@ -1276,6 +1306,26 @@ def _details_json(details: dict[str, Any] | None) -> str:
         return json.dumps(details, ensure_ascii=False, allow_nan=False, default=str)
     except ValueError:
         return json.dumps({"value": str(details)}, ensure_ascii=False)
+
+
+# The results go back to SQL as array literals (text), which array_in parses in C: PL/Python
+# would otherwise convert every element of every returned array through str() and the type's
+# input function, which cost more than running the validators.
+def _text_array(items: list[Any]) -> str:
+    return "{" + ",".join(
+        "NULL" if x is None else '"' + str(x).replace("\\", "\\\\").replace('"', '\\"') + '"' for x in items
+    ) + "}"
+
+
+def _number_array(items: list[Any]) -> str:
+    return "{" + ",".join("NULL" if x is None else repr(x) for x in items) + "}"
+
+
+_TEXT_COLUMNS = ("r_names", "r_statuses", "r_labels", "r_details")
+
+
+def _as_literals(out: dict[str, list[Any]]) -> dict[str, str]:
+    return {k: (_text_array(v) if k in _TEXT_COLUMNS else _number_array(v)) for k, v in out.items()}
 
 
 def run_validator(plpy: Any, v: Validator, rows: list[dict[str, Any]], source: str) -> list[Result]:
@@ -1327,7 +1377,7 @@ def _select(validators: list[Validator], purpose: str, names: list[str] | None) 
 def evaluate(plpy: Any, purpose: str, names: list[str] | None, ids: list[int | None] | None, apps: list[Any],
              nodes: list[Any], node_types: list[Any], models: list[Any], prompt_versions: list[Any],
              inputs: list[Any], outputs: list[Any], expecteds: list[Any], latencies: list[Any],
-             tokens_ins: list[Any], tokens_outs: list[Any], costs: list[Any], metadatas: list[Any]) -> dict[str, Any]:
+             tokens_ins: list[Any], tokens_outs: list[Any], costs: list[Any], metadatas: list[Any]) -> dict[str, str]:
     """purpose: 'insert' (the trigger: enabled validators, sampled, async ones enqueued), 'validate'
     (named or all enabled sync ones, every trace), 'revalidate' (one named validator, sampled) or
     'check_input' (the input guards, on a trace that is not stored)."""
@@ -1344,44 +1394,48 @@ def evaluate(plpy: Any, purpose: str, names: list[str] | None, ids: list[int | N
             for i in range(n)
         ]
         if not rows:
-            return out
+            return _as_literals(out)
         sampling = purpose in ("insert", "revalidate")
         source = "record" if purpose == "check_input" else "table"
         for v in _select(REGISTRY.load(plpy), purpose, names):
-            targets = [r for r in rows if v.applies(r) and (not sampling or sampled(r["id"], v.id, v.sample_rate))]
+            targets = rows if not v.applies_to else [r for r in rows if v.applies(r)]
+            if sampling and v.sample_rate < 1:
+                targets = [r for r in targets if sampled(r["id"], v.id, v.sample_rate)]
             if not targets:
                 continue
+            target_ids = [r["id"] for r in targets]
             if v.mode == "async":
                 if purpose in ("insert", "revalidate"):
-                    for r in targets:
-                        out["j_trace_ids"].append(r["id"])
-                        out["j_validator_ids"].append(v.id)
-                        out["j_versions"].append(v.version)
+                    out["j_trace_ids"] += target_ids
+                    out["j_validator_ids"] += [v.id] * len(targets)
+                    out["j_versions"] += [v.version] * len(targets)
                 continue
-            for r, res in zip(targets, run_validator(plpy, v, targets, source), strict=True):
-                out["r_trace_ids"].append(r["id"])
-                out["r_validator_ids"].append(v.id)
-                out["r_names"].append(v.name)
-                out["r_versions"].append(v.version)
-                out["r_statuses"].append(res.status)
-                out["r_scores"].append(_finite(res.score))
-                out["r_labels"].append(res.label)
-                out["r_details"].append(_details_json(res.details))
+            results = run_validator(plpy, v, targets, source)
+            if len(results) != len(targets):
+                raise RuntimeError(f"validator {v.name} returned {len(results)} results for {len(targets)} traces")
+            out["r_trace_ids"] += target_ids
+            out["r_validator_ids"] += [v.id] * len(targets)
+            out["r_names"] += [v.name] * len(targets)
+            out["r_versions"] += [v.version] * len(targets)
+            out["r_statuses"] += [res.status for res in results]
+            out["r_scores"] += [_finite(res.score) for res in results]
+            out["r_labels"] += [res.label for res in results]
+            out["r_details"] += [_details_json(res.details) for res in results]
     except Exception as e:
         if purpose != "insert":
             raise
         # A bug here must never cost the application its INSERT: say so in the server log.
         plpy.warning(f"dbflywheel: validators did not run on this INSERT: {type(e).__name__}: {e}")
-        return {k: [] for k in out}
-    return out
+        return _as_literals({k: [] for k in out})
+    return _as_literals(out)
 
 
-def check_config(plpy: Any, kind: str, config: str, applies_to: str) -> None:
-    """create_validator's check: raises (plpy.error) with a message that says what is wrong."""
+def check_config(plpy: Any, kind: str, config: str, applies_to: str) -> str | None:
+    """create_validator's check: None when the config works, else what is wrong with it."""
     try:
         parse_applies_to(json.loads(applies_to))
         if kind in ASYNC_KINDS:
-            return  # flywheel._check_llm_judge_config() checks a judge's config
+            return None  # flywheel._check_llm_judge_config() checks a judge's config
         cls = SYNC_KINDS.get(kind)
         if cls is None:
             raise ConfigError(f"unknown kind {kind!r}; known kinds: {', '.join(KINDS)}")
@@ -1393,7 +1447,8 @@ def check_config(plpy: Any, kind: str, config: str, applies_to: str) -> None:
         else:
             cls(parsed)
     except ConfigError as e:
-        plpy.error(f"create_validator: {e}")
+        return str(e)
+    return None
 $pysrc$),
     ('validators_sql_codegen', $pysrc$"""The `sql_codegen` validator: is a generated query valid SQL for the configured schema?
 
@@ -1690,10 +1745,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:46eeafb9f789')
+_import = GD.get('dbflywheel:0.1.0:6c8f55bb6cad')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:46eeafb9f789']
+    _import = GD['dbflywheel:0.1.0:6c8f55bb6cad']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -1730,15 +1785,16 @@ BEGIN
 END
 $$;
 
--- Checks a code validator's config (and applies_to) with the same code that runs it.
-CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config text, applies_to text) RETURNS void
+-- Checks a code validator's config (and applies_to) with the same code that runs it:
+-- NULL when it works, else what is wrong.
+CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config text, applies_to text) RETURNS text
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:46eeafb9f789')
+_import = GD.get('dbflywheel:0.1.0:6c8f55bb6cad')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:46eeafb9f789']
+    _import = GD['dbflywheel:0.1.0:6c8f55bb6cad']
 return _import('validators_runtime').check_config(plpy, kind, config, applies_to)
 $python$;
 
@@ -1762,6 +1818,7 @@ DECLARE
     _kinds   text[] := ARRAY['sql', 'regex', 'length', 'json', 'sql_codegen', 'pii', 'injection', 'refusal',
                              'language', 'classifier', 'anomaly', 'python', 'llm_judge', 'llm_pairwise'];
     _llm     boolean := create_validator.kind IN ('llm_judge', 'llm_pairwise');
+    _problem text;
     _v       flywheel.validators;
 BEGIN
     IF create_validator.name IS NULL OR create_validator.name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
@@ -1800,7 +1857,10 @@ BEGIN
     IF _llm THEN
         PERFORM flywheel._check_llm_judge_config(create_validator.kind, _config);
     END IF;
-    PERFORM flywheel._check_validator_config(create_validator.kind, _config::text, _applies::text);
+    _problem := flywheel._check_validator_config(create_validator.kind, _config::text, _applies::text);
+    IF _problem IS NOT NULL THEN
+        RAISE EXCEPTION 'create_validator: %', _problem USING ERRCODE = 'invalid_parameter_value';
+    END IF;
 
     PERFORM pg_advisory_xact_lock(hashtext('flywheel.create_validator'), hashtext(create_validator.name));
     SELECT * INTO _v FROM flywheel.validators v WHERE v.name = create_validator.name FOR UPDATE;
@@ -1843,27 +1903,43 @@ BEGIN
 END
 $$;
 
+-- What the foreign key's ON DELETE CASCADE did (see migrations/0100-validators.sql).
+CREATE OR REPLACE FUNCTION flywheel._delete_validator_results() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM flywheel.validation_results r USING old_validators o WHERE r.validator_id = o.id;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER validators_delete_results AFTER DELETE ON flywheel.validators
+    REFERENCING OLD TABLE AS old_validators
+    FOR EACH STATEMENT EXECUTE FUNCTION flywheel._delete_validator_results();
+
 -- 110-validators-run.sql
 -- Running validators: the insert trigger, validate_traces(), revalidate(), check_input(),
 -- redact_pii() and the anomaly baselines.
 
 -- Evaluates validators over a batch given as column arrays (see plpython/validators_runtime.py);
--- it only reads, and returns the result rows and judge jobs for its caller to write.
+-- it only reads, and returns the result rows and judge jobs for its caller to write, as array
+-- literals (text) of the types given in the comments, which the caller casts.
 CREATE OR REPLACE FUNCTION flywheel._evaluate(
     purpose text, names text[], ids bigint[], apps text[], nodes text[], node_types text[], models text[],
     prompt_versions text[], inputs text[], outputs text[], expecteds text[], latencies double precision[],
     tokens_ins integer[], tokens_outs integer[], costs double precision[], metadatas text[],
-    OUT r_trace_ids bigint[], OUT r_validator_ids bigint[], OUT r_names text[], OUT r_versions integer[],
-    OUT r_statuses text[], OUT r_scores double precision[], OUT r_labels text[], OUT r_details jsonb[],
-    OUT j_trace_ids bigint[], OUT j_validator_ids bigint[], OUT j_versions integer[]
+    OUT r_trace_ids text, OUT r_validator_ids text, OUT r_names text, OUT r_versions text,   -- bigint[], bigint[], text[], integer[]
+    OUT r_statuses text, OUT r_scores text, OUT r_labels text, OUT r_details text,           -- text[], float8[], text[], jsonb[]
+    OUT j_trace_ids text, OUT j_validator_ids text, OUT j_versions text                      -- bigint[], bigint[], integer[]
 )
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:46eeafb9f789')
+_import = GD.get('dbflywheel:0.1.0:6c8f55bb6cad')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:46eeafb9f789']
+    _import = GD['dbflywheel:0.1.0:6c8f55bb6cad']
 return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas)
 $python$;
 
@@ -1891,16 +1967,17 @@ BEGIN
          LATERAL flywheel._evaluate('insert', NULL, a.ids, a.apps, a.nodes, a.node_types, a.models,
                                     a.prompt_versions, a.inputs, a.outputs, a.expecteds, a.latencies,
                                     a.tokens_ins, a.tokens_outs, a.costs, a.metadatas) e;
-    IF cardinality(b.r_trace_ids) > 0 THEN
+    IF b.r_trace_ids <> '{}' THEN
         INSERT INTO flywheel.validation_results
             (trace_id, validator_id, validator_version, status, score, label, details)
-        SELECT * FROM unnest(b.r_trace_ids, b.r_validator_ids, b.r_versions, b.r_statuses, b.r_scores,
-                             b.r_labels, b.r_details)
+        SELECT * FROM unnest(b.r_trace_ids::bigint[], b.r_validator_ids::bigint[], b.r_versions::integer[],
+                             b.r_statuses::text[], b.r_scores::float8[], b.r_labels::text[], b.r_details::jsonb[])
+        ORDER BY 1, 2  -- in key order, the unique index appends at its right edge instead of searching
         ON CONFLICT (trace_id, validator_id, validator_version) DO NOTHING;
     END IF;
-    IF cardinality(b.j_trace_ids) > 0 THEN
+    IF b.j_trace_ids <> '{}' THEN
         INSERT INTO flywheel.judge_jobs (trace_id, validator_id, validator_version)
-        SELECT * FROM unnest(b.j_trace_ids, b.j_validator_ids, b.j_versions)
+        SELECT * FROM unnest(b.j_trace_ids::bigint[], b.j_validator_ids::bigint[], b.j_versions::integer[])
         ON CONFLICT DO NOTHING;
         PERFORM pg_notify('flywheel_judge_jobs', '');
     END IF;
@@ -1937,25 +2014,26 @@ BEGIN
                                     a.node_types, a.models, a.prompt_versions, a.inputs, a.outputs,
                                     a.expecteds, a.latencies, a.tokens_ins, a.tokens_outs, a.costs,
                                     a.metadatas) e;
-    IF cardinality(b.r_trace_ids) > 0 THEN
+    IF b.r_trace_ids <> '{}' THEN
         INSERT INTO flywheel.validation_results AS r
             (trace_id, validator_id, validator_version, status, score, label, details)
-        SELECT * FROM unnest(b.r_trace_ids, b.r_validator_ids, b.r_versions, b.r_statuses, b.r_scores,
-                             b.r_labels, b.r_details)
+        SELECT * FROM unnest(b.r_trace_ids::bigint[], b.r_validator_ids::bigint[], b.r_versions::integer[],
+                             b.r_statuses::text[], b.r_scores::float8[], b.r_labels::text[], b.r_details::jsonb[])
         ON CONFLICT (trace_id, validator_id, validator_version) DO UPDATE
         SET status = EXCLUDED.status, score = EXCLUDED.score, label = EXCLUDED.label,
             details = EXCLUDED.details, created_at = now()
         WHERE r.judged_by = 'code';
     END IF;
-    IF cardinality(b.j_trace_ids) > 0 THEN
+    IF b.j_trace_ids <> '{}' THEN
         INSERT INTO flywheel.judge_jobs (trace_id, validator_id, validator_version)
-        SELECT * FROM unnest(b.j_trace_ids, b.j_validator_ids, b.j_versions)
+        SELECT * FROM unnest(b.j_trace_ids::bigint[], b.j_validator_ids::bigint[], b.j_versions::integer[])
         ON CONFLICT DO NOTHING;
         PERFORM pg_notify('flywheel_judge_jobs', '');
     END IF;
     RETURN QUERY
         SELECT u.trace_id, u.name, u.version, u.status, u.score, u.label, u.details
-        FROM unnest(b.r_trace_ids, b.r_names, b.r_versions, b.r_statuses, b.r_scores, b.r_labels, b.r_details)
+        FROM unnest(b.r_trace_ids::bigint[], b.r_names::text[], b.r_versions::integer[], b.r_statuses::text[],
+                    b.r_scores::float8[], b.r_labels::text[], b.r_details::jsonb[])
              AS u(trace_id, name, version, status, score, label, details)
         ORDER BY u.trace_id, u.name;
 END
@@ -2025,7 +2103,8 @@ BEGIN
                             ARRAY[NULL::integer], ARRAY[NULL::float8], ARRAY['{}'::text]) e;
     RETURN QUERY
         SELECT u.name, u.version, u.status, u.score, u.label, u.details
-        FROM unnest(b.r_names, b.r_versions, b.r_statuses, b.r_scores, b.r_labels, b.r_details)
+        FROM unnest(b.r_names::text[], b.r_versions::integer[], b.r_statuses::text[], b.r_scores::float8[],
+                    b.r_labels::text[], b.r_details::jsonb[])
              AS u(name, version, status, score, label, details)
         ORDER BY u.name;
 END
@@ -2044,10 +2123,10 @@ CREATE OR REPLACE FUNCTION flywheel.redact_pii(input text) RETURNS text
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:46eeafb9f789')
+_import = GD.get('dbflywheel:0.1.0:6c8f55bb6cad')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:46eeafb9f789']
+    _import = GD['dbflywheel:0.1.0:6c8f55bb6cad']
 return _import('validators_pii').redact_pii(plpy, input)
 $python$;
 
