@@ -402,11 +402,12 @@ class Rollback(Exception):
 
 
 def _read_only_subtransaction(plpy: Any, fn: Any) -> Any:
-    """Run fn() in a subtransaction that is read-only and always rolled back; return its value."""
+    """Run fn() in a subtransaction that is always rolled back, and return its value. (The
+    callers in SQL make the whole evaluation read-only: a SET LOCAL here would not last, since
+    PostgreSQL restores the read-only flag when PL/Python's own subtransaction of each execute ends.)"""
     box: list[Any] = []
     try:
         with plpy.subtransaction():
-            plpy.execute("SET LOCAL transaction_read_only = on")
             box.append(fn())
             raise Rollback
     except Rollback:

@@ -28,7 +28,12 @@ AS $$
 DECLARE
     b record;
 BEGIN
-    SELECT e.* INTO b
+    -- A block of its own: validators run read-only, which PostgreSQL enforces (the flag is
+    -- restored when the block ends), and nothing they do can abort the application's INSERT.
+    -- The block writes nothing, so it takes no subtransaction id.
+    BEGIN
+        SET LOCAL transaction_read_only = on;
+        SELECT e.* INTO b
     FROM (SELECT array_agg(t.id) AS ids, array_agg(t.app) AS apps, array_agg(t.node) AS nodes,
                  array_agg(t.node_type) AS node_types, array_agg(t.model) AS models,
                  array_agg(t.prompt_version) AS prompt_versions, array_agg(t.input) AS inputs,
@@ -40,6 +45,10 @@ BEGIN
          LATERAL flywheel._evaluate('insert', NULL, a.ids, a.apps, a.nodes, a.node_types, a.models,
                                     a.prompt_versions, a.inputs, a.outputs, a.expecteds, a.latencies,
                                     a.tokens_ins, a.tokens_outs, a.costs, a.metadatas) e;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'dbflywheel: validators did not run on this INSERT: %', SQLERRM;
+        RETURN NULL;
+    END;
     IF b.r_trace_ids <> '{}' THEN
         INSERT INTO flywheel.validation_results
             (trace_id, validator_id, validator_version, status, score, label, details)
@@ -74,6 +83,8 @@ AS $$
 DECLARE
     b record;
 BEGIN
+    BEGIN  -- read-only, as in the trigger; the EXCEPTION clause makes it a block that restores the flag
+    SET LOCAL transaction_read_only = on;
     SELECT e.* INTO b
     FROM (SELECT array_agg(t.id) AS ids, array_agg(t.app) AS apps, array_agg(t.node) AS nodes,
                  array_agg(t.node_type) AS node_types, array_agg(t.model) AS models,
@@ -87,6 +98,9 @@ BEGIN
                                     a.node_types, a.models, a.prompt_versions, a.inputs, a.outputs,
                                     a.expecteds, a.latencies, a.tokens_ins, a.tokens_outs, a.costs,
                                     a.metadatas) e;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE;
+    END;
     IF b.r_trace_ids <> '{}' THEN
         INSERT INTO flywheel.validation_results AS r
             (trace_id, validator_id, validator_version, status, score, label, details)
@@ -169,11 +183,16 @@ AS $$
 DECLARE
     b record;
 BEGIN
-    SELECT e.* INTO b
-    FROM flywheel._evaluate('check_input', NULL, ARRAY[NULL::bigint], ARRAY[_check_input.app], ARRAY[NULL::text],
-                            ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[_check_input.input],
-                            ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[NULL::float8], ARRAY[NULL::integer],
-                            ARRAY[NULL::integer], ARRAY[NULL::float8], ARRAY['{}'::text]) e;
+    BEGIN  -- read-only, as in the trigger (the EXCEPTION clause makes a block that restores the flag)
+        SET LOCAL transaction_read_only = on;
+        SELECT e.* INTO b
+        FROM flywheel._evaluate('check_input', NULL, ARRAY[NULL::bigint], ARRAY[_check_input.app], ARRAY[NULL::text],
+                                ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[_check_input.input],
+                                ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[NULL::float8], ARRAY[NULL::integer],
+                                ARRAY[NULL::integer], ARRAY[NULL::float8], ARRAY['{}'::text]) e;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE;
+    END;
     RETURN QUERY
         SELECT u.name, u.version, u.status, u.score, u.label, u.details
         FROM unnest(b.r_names::text[], b.r_versions::integer[], b.r_statuses::text[], b.r_scores::float8[],

@@ -386,7 +386,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:6c8f55bb6cad'] = importlib.import_module
+GD['dbflywheel:0.1.0:0c3d83527fc6'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -827,11 +827,12 @@ class Rollback(Exception):
 
 
 def _read_only_subtransaction(plpy: Any, fn: Any) -> Any:
-    """Run fn() in a subtransaction that is read-only and always rolled back; return its value."""
+    """Run fn() in a subtransaction that is always rolled back, and return its value. (The
+    callers in SQL make the whole evaluation read-only: a SET LOCAL here would not last, since
+    PostgreSQL restores the read-only flag when PL/Python's own subtransaction of each execute ends.)"""
     box: list[Any] = []
     try:
         with plpy.subtransaction():
-            plpy.execute("SET LOCAL transaction_read_only = on")
             box.append(fn())
             raise Rollback
     except Rollback:
@@ -1049,8 +1050,11 @@ PLACEHOLDERS = {c: f"[{c.upper()}]" for c in CATEGORIES}
 _PATTERNS = {
     "email": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
     "iban": r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b",
-    "card": r"\b\d(?:[ -]?\d){12,18}\b",
-    "ssn": r"\b\d{3}-\d{2}-\d{4}\b",
+    # A run of digit groups; _cards() looks for a card number among its groups. Not \b: a number
+    # glued to a word ("com4111 1111...") is still a number.
+    "card": r"\d+(?:[ -]\d+)*",
+    # Not \b either; find() checks that no digit touches either end instead.
+    "ssn": r"\d{3}-\d{2}-\d{4}",
     "ip": r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b",
     "phone": r"(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,5}){1,4}\b",
 }
@@ -1060,6 +1064,32 @@ _COMPILED = {name: re2.compile(p) for name, p in _PATTERNS.items()}
 _DIGITS = re.compile(r"\d[\d ().+-]{5,}\d")
 _DATE = re.compile(r"^\d{4}[-./]\d{1,2}[-./]\d{1,2}$|^\d{1,2}[-./]\d{1,2}[-./]\d{4}$")
 _NOT_DIGITS = re.compile(r"\D")
+_DIGIT_BOUNDED = ("ssn",)
+_GROUP = re.compile(r"\d+")
+
+
+def _cards(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Card numbers among the digit groups of text[start:end]: consecutive groups (of 3 or more
+    digits) with 13 to 19 digits in all that pass the Luhn check, leftmost and longest first."""
+    groups = [(m.start(), m.end()) for m in _GROUP.finditer(text, start, end)]
+    found = []
+    i = 0
+    while i < len(groups):
+        hit, digits = None, ""
+        for j in range(i, len(groups)):  # at most 19 digits: a few groups, never the whole run
+            if groups[j][1] - groups[j][0] < 3:
+                break  # card numbers are written in groups of 3 or more digits
+            digits += text[groups[j][0] : groups[j][1]]
+            if len(digits) > 19:
+                break
+            if len(digits) >= 13 and luhn_ok(digits):
+                hit = j
+        if hit is None:
+            i += 1
+        else:
+            found.append((groups[i][0], groups[hit][1]))
+            i = hit + 1
+    return found
 
 
 def luhn_ok(digits: str) -> bool:
@@ -1082,9 +1112,6 @@ def iban_ok(candidate: str) -> bool:
 
 
 def _accept(category: str, text: str) -> bool:
-    if category == "card":
-        digits = _NOT_DIGITS.sub("", text)
-        return 13 <= len(digits) <= 19 and luhn_ok(digits)
     if category == "iban":
         return iban_ok(text)
     if category == "phone":
@@ -1108,8 +1135,15 @@ def find(text: str | None) -> list[tuple[int, int, str]]:
         if category == "email" and not has_at:
             continue
         for m in _COMPILED[category].finditer(text):
+            if category == "card":
+                for start, end in _cards(text, m.start(), m.end()):
+                    if not any(start < e and s < end for s, e, _ in taken):
+                        taken.append((start, end, "card"))
+                continue
             start, end = m.start(), m.end()
             if any(start < e and s < end for s, e, _ in taken):
+                continue
+            if category in _DIGIT_BOUNDED and (text[start - 1 : start].isdigit() or text[end : end + 1].isdigit()):
                 continue
             if _accept(category, m.group()):
                 taken.append((start, end, category))
@@ -1125,12 +1159,7 @@ def categories(text: str | None) -> dict[str, int]:
     return counts
 
 
-def redact(text: str | None) -> str | None:
-    if text is None:
-        return None
-    findings = find(text)
-    if not findings:
-        return text
+def _replace(text: str, findings: list[tuple[int, int, str]]) -> str:
     parts: list[str] = []
     last = 0
     for start, end, category in findings:
@@ -1139,6 +1168,19 @@ def redact(text: str | None) -> str | None:
         last = end
     parts.append(text[last:])
     return "".join(parts)
+
+
+def redact(text: str | None) -> str | None:
+    """Every finding replaced by its placeholder; again until nothing is found, because taking a
+    match out can join what was around it into a new one (digits either side of a phone number)."""
+    if text is None:
+        return None
+    for _ in range(5):
+        findings = find(text)
+        if not findings:
+            break
+        text = _replace(text, findings)
+    return text
 
 
 def redact_pii(plpy: Any, input: str | None) -> str | None:
@@ -1745,10 +1787,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:6c8f55bb6cad')
+_import = GD.get('dbflywheel:0.1.0:0c3d83527fc6')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:6c8f55bb6cad']
+    _import = GD['dbflywheel:0.1.0:0c3d83527fc6']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -1791,10 +1833,10 @@ CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config te
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:6c8f55bb6cad')
+_import = GD.get('dbflywheel:0.1.0:0c3d83527fc6')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:6c8f55bb6cad']
+    _import = GD['dbflywheel:0.1.0:0c3d83527fc6']
 return _import('validators_runtime').check_config(plpy, kind, config, applies_to)
 $python$;
 
@@ -1936,10 +1978,10 @@ CREATE OR REPLACE FUNCTION flywheel._evaluate(
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:6c8f55bb6cad')
+_import = GD.get('dbflywheel:0.1.0:0c3d83527fc6')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:6c8f55bb6cad']
+    _import = GD['dbflywheel:0.1.0:0c3d83527fc6']
 return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas)
 $python$;
 
@@ -1955,7 +1997,12 @@ AS $$
 DECLARE
     b record;
 BEGIN
-    SELECT e.* INTO b
+    -- A block of its own: validators run read-only, which PostgreSQL enforces (the flag is
+    -- restored when the block ends), and nothing they do can abort the application's INSERT.
+    -- The block writes nothing, so it takes no subtransaction id.
+    BEGIN
+        SET LOCAL transaction_read_only = on;
+        SELECT e.* INTO b
     FROM (SELECT array_agg(t.id) AS ids, array_agg(t.app) AS apps, array_agg(t.node) AS nodes,
                  array_agg(t.node_type) AS node_types, array_agg(t.model) AS models,
                  array_agg(t.prompt_version) AS prompt_versions, array_agg(t.input) AS inputs,
@@ -1967,6 +2014,10 @@ BEGIN
          LATERAL flywheel._evaluate('insert', NULL, a.ids, a.apps, a.nodes, a.node_types, a.models,
                                     a.prompt_versions, a.inputs, a.outputs, a.expecteds, a.latencies,
                                     a.tokens_ins, a.tokens_outs, a.costs, a.metadatas) e;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'dbflywheel: validators did not run on this INSERT: %', SQLERRM;
+        RETURN NULL;
+    END;
     IF b.r_trace_ids <> '{}' THEN
         INSERT INTO flywheel.validation_results
             (trace_id, validator_id, validator_version, status, score, label, details)
@@ -2001,6 +2052,8 @@ AS $$
 DECLARE
     b record;
 BEGIN
+    BEGIN  -- read-only, as in the trigger; the EXCEPTION clause makes it a block that restores the flag
+    SET LOCAL transaction_read_only = on;
     SELECT e.* INTO b
     FROM (SELECT array_agg(t.id) AS ids, array_agg(t.app) AS apps, array_agg(t.node) AS nodes,
                  array_agg(t.node_type) AS node_types, array_agg(t.model) AS models,
@@ -2014,6 +2067,9 @@ BEGIN
                                     a.node_types, a.models, a.prompt_versions, a.inputs, a.outputs,
                                     a.expecteds, a.latencies, a.tokens_ins, a.tokens_outs, a.costs,
                                     a.metadatas) e;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE;
+    END;
     IF b.r_trace_ids <> '{}' THEN
         INSERT INTO flywheel.validation_results AS r
             (trace_id, validator_id, validator_version, status, score, label, details)
@@ -2096,11 +2152,16 @@ AS $$
 DECLARE
     b record;
 BEGIN
-    SELECT e.* INTO b
-    FROM flywheel._evaluate('check_input', NULL, ARRAY[NULL::bigint], ARRAY[_check_input.app], ARRAY[NULL::text],
-                            ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[_check_input.input],
-                            ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[NULL::float8], ARRAY[NULL::integer],
-                            ARRAY[NULL::integer], ARRAY[NULL::float8], ARRAY['{}'::text]) e;
+    BEGIN  -- read-only, as in the trigger (the EXCEPTION clause makes a block that restores the flag)
+        SET LOCAL transaction_read_only = on;
+        SELECT e.* INTO b
+        FROM flywheel._evaluate('check_input', NULL, ARRAY[NULL::bigint], ARRAY[_check_input.app], ARRAY[NULL::text],
+                                ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[_check_input.input],
+                                ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[NULL::float8], ARRAY[NULL::integer],
+                                ARRAY[NULL::integer], ARRAY[NULL::float8], ARRAY['{}'::text]) e;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE;
+    END;
     RETURN QUERY
         SELECT u.name, u.version, u.status, u.score, u.label, u.details
         FROM unnest(b.r_names::text[], b.r_versions::integer[], b.r_statuses::text[], b.r_scores::float8[],
@@ -2123,10 +2184,10 @@ CREATE OR REPLACE FUNCTION flywheel.redact_pii(input text) RETURNS text
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:6c8f55bb6cad')
+_import = GD.get('dbflywheel:0.1.0:0c3d83527fc6')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:6c8f55bb6cad']
+    _import = GD['dbflywheel:0.1.0:0c3d83527fc6']
 return _import('validators_pii').redact_pii(plpy, input)
 $python$;
 
