@@ -25,7 +25,8 @@ TARGETS = {1: 0.70, 100: 0.50}
 _VALUES = """'bench', 'answer', CASE WHEN ({r}) % 4 = 0 THEN 'tool' ELSE 'writer' END,
  'Question ' || ({r}) || ': how do I reset my password for the billing portal'
    || CASE WHEN ({r}) % 20 = 0 THEN ' (I am jane.doe' || ({r}) || '@example.com)' ELSE '' END,
- CASE WHEN ({r}) % 4 = 0 THEN '{{"tool": "search", "arguments": {{"query": "reset password", "page": ' || ({r}) % 9 || '}}}}'
+ CASE WHEN ({r}) % 4 = 0
+      THEN '{{"tool": "search", "arguments": {{"query": "reset password", "page": ' || ({r}) % 9 || '}}}}'
       ELSE 'To reset your password, open the billing portal, choose Settings, then Security, and press '
         || '"Reset password". You will receive a link by e-mail that stays valid for 30 minutes. If it does '
         || 'not arrive, check the spam folder or ask your administrator to resend it. Ticket ' || ({r}) END,
@@ -35,10 +36,11 @@ _COLUMNS = "app, node, node_type, input, output, model, prompt_version, latency_
 
 def script(table: str, rows: int) -> str:
     if rows == 1:
-        return f"\\set r random(1, 1000000000)\nINSERT INTO {table} ({_COLUMNS}) VALUES ({_VALUES.format(r=':r')});\n"
+        # The benchmark's own constant SQL, not input.
+        return f"\\set r random(1, 1000000000)\nINSERT INTO {table} ({_COLUMNS}) VALUES ({_VALUES.format(r=':r')});\n"  # noqa: S608
     values = _VALUES.format(r=":r + g")
-    return (f"\\set r random(1, 1000000000)\n"
-            f"INSERT INTO {table} ({_COLUMNS}) SELECT {values} FROM generate_series(1, {rows}) g;\n")
+    insert = f"INSERT INTO {table} ({_COLUMNS}) SELECT {values} FROM generate_series(1, {rows}) g;\n"  # noqa: S608
+    return "\\set r random(1, 1000000000)\n" + insert
 
 
 def _setup(dsn: str) -> list[str]:
@@ -46,7 +48,7 @@ def _setup(dsn: str) -> list[str]:
         db.execute("DROP TABLE IF EXISTS public.bench_plain")
         db.execute("CREATE TABLE public.bench_plain (LIKE flywheel.traces INCLUDING DEFAULTS)")
         # A baseline for the anomaly validator, so that it scores rather than skips.
-        db.execute(f"INSERT INTO flywheel.traces ({_COLUMNS}) SELECT {_VALUES.format(r='g')}"
+        db.execute(f"INSERT INTO flywheel.traces ({_COLUMNS}) SELECT {_VALUES.format(r='g')}"  # noqa: S608
                    " FROM generate_series(1, 500) g")
         db.execute("SELECT flywheel.refresh_anomaly_baselines()")
         return [r[0] for r in db.execute(

@@ -18,7 +18,8 @@ from sqlglot import exp
 DATABASES = ("academic", "advising", "atis", "geography", "restaurants", "scholar", "yelp")
 _ROOT = files("dbflywheel") / "data" / "datasets" / "sql-eval"
 # Lines of a pg_dump that only make sense for the dump's own database.
-_SKIP = re.compile(r"^(SET |SELECT pg_catalog\.set_config|ALTER SCHEMA |REVOKE |GRANT |COMMENT ON SCHEMA |ALTER .* OWNER TO )")
+_SKIP = re.compile(
+    r"^(SET |SELECT pg_catalog\.set_config|ALTER SCHEMA |REVOKE |GRANT |COMMENT ON SCHEMA |ALTER .* OWNER TO )")
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,8 @@ def load_schema(conn: psycopg.Connection, db_name: str, schema: str | None = Non
             if data is None:
                 conn.execute(statement.encode())
                 continue
-            with conn.cursor().copy(statement.rstrip().rstrip(";").replace("FROM stdin", "FROM STDIN").encode()) as copy:
+            copy_sql = statement.rstrip().rstrip(";").replace("FROM stdin", "FROM STDIN")
+            with conn.cursor().copy(copy_sql.encode()) as copy:
                 for row in data:
                     copy.write(row + "\n")
     return schema
@@ -132,7 +134,8 @@ def broken_variants(query: str, tables: dict[str, Any]) -> dict[str, str]:
         next(iter(wrong_column.find_all(exp.Column))).set("this", exp.to_identifier("no_such_column"))
         variants["unknown_column"] = wrong_column.sql(dialect="postgres")
     variants["syntax_error"] = re.sub(r"(?i)\bFROM\b", "FROM FROM (", query, count=1)
-    variants["chained_delete"] = f"{query}; DELETE FROM {table}"
+    # Deliberately harmful SQL, as test data for the validator: it is checked, never run.
+    variants["chained_delete"] = f"{query}; DELETE FROM {table}"  # noqa: S608
     variants["chained_drop"] = f"{query}; DROP TABLE {table}"
-    variants["chained_update"] = f"{query}; UPDATE {table} SET {column} = NULL"
+    variants["chained_update"] = f"{query}; UPDATE {table} SET {column} = NULL"  # noqa: S608
     return variants
