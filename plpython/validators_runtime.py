@@ -251,30 +251,36 @@ def evaluate(plpy: Any, purpose: str, names: list[str] | None, ids: list[int | N
             return _as_literals(out)
         sampling = purpose in ("insert", "revalidate")
         source = "record" if purpose == "check_input" else "table"
+        # Results per batch row, so that they come out in (trace, validator) order.
+        per_row: list[list[tuple[Validator, Result]]] = [[] for _ in rows]
         for v in _select(REGISTRY.load(plpy), purpose, names):
-            targets = rows if not v.applies_to else [r for r in rows if v.applies(r)]
+            targets = range(n) if not v.applies_to else [i for i in range(n) if v.applies(rows[i])]
             if sampling and v.sample_rate < 1:
-                targets = [r for r in targets if sampled(r["id"], v.id, v.sample_rate)]
+                targets = [i for i in targets if sampled(rows[i]["id"], v.id, v.sample_rate)]
             if not targets:
                 continue
-            target_ids = [r["id"] for r in targets]
             if v.mode == "async":
                 if purpose in ("insert", "revalidate"):
-                    out["j_trace_ids"] += target_ids
+                    out["j_trace_ids"] += [rows[i]["id"] for i in targets]
                     out["j_validator_ids"] += [v.id] * len(targets)
                     out["j_versions"] += [v.version] * len(targets)
                 continue
-            results = run_validator(plpy, v, targets, source)
+            results = run_validator(plpy, v, [rows[i] for i in targets], source)
             if len(results) != len(targets):
                 raise RuntimeError(f"validator {v.name} returned {len(results)} results for {len(targets)} traces")
-            out["r_trace_ids"] += target_ids
-            out["r_validator_ids"] += [v.id] * len(targets)
-            out["r_names"] += [v.name] * len(targets)
-            out["r_versions"] += [v.version] * len(targets)
-            out["r_statuses"] += [res.status for res in results]
-            out["r_scores"] += [_finite(res.score) for res in results]
-            out["r_labels"] += [res.label for res in results]
-            out["r_details"] += [_details_json(res.details) for res in results]
+            for i, res in zip(targets, results, strict=True):
+                per_row[i].append((v, res))
+        for i, found in enumerate(per_row):
+            if not found:
+                continue
+            out["r_trace_ids"] += [rows[i]["id"]] * len(found)
+            out["r_validator_ids"] += [v.id for v, _ in found]
+            out["r_names"] += [v.name for v, _ in found]
+            out["r_versions"] += [v.version for v, _ in found]
+            out["r_statuses"] += [res.status for _, res in found]
+            out["r_scores"] += [_finite(res.score) for _, res in found]
+            out["r_labels"] += [res.label for _, res in found]
+            out["r_details"] += [_details_json(res.details) for _, res in found]
     except Exception as e:
         if purpose != "insert":
             raise

@@ -26,35 +26,36 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $$
 DECLARE
+    ids bigint[]; apps text[]; nodes text[]; node_types text[]; models text[]; prompt_versions text[];
+    inputs text[]; outputs text[]; expecteds text[]; latencies float8[]; tokens_ins integer[];
+    tokens_outs integer[]; costs float8[]; metadatas text[];
     b record;
 BEGIN
+    SELECT array_agg(t.id), array_agg(t.app), array_agg(t.node), array_agg(t.node_type), array_agg(t.model),
+           array_agg(t.prompt_version), array_agg(t.input), array_agg(t.output), array_agg(t.expected),
+           array_agg(t.latency_ms), array_agg(t.tokens_in), array_agg(t.tokens_out), array_agg(t.cost_usd),
+           array_agg(t.metadata::text)
+    INTO ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies,
+         tokens_ins, tokens_outs, costs, metadatas
+    FROM new_traces t;
     -- A block of its own: validators run read-only, which PostgreSQL enforces (the flag is
     -- restored when the block ends), and nothing they do can abort the application's INSERT.
     -- The block writes nothing, so it takes no subtransaction id.
     BEGIN
         SET LOCAL transaction_read_only = on;
-        SELECT e.* INTO b
-    FROM (SELECT array_agg(t.id) AS ids, array_agg(t.app) AS apps, array_agg(t.node) AS nodes,
-                 array_agg(t.node_type) AS node_types, array_agg(t.model) AS models,
-                 array_agg(t.prompt_version) AS prompt_versions, array_agg(t.input) AS inputs,
-                 array_agg(t.output) AS outputs, array_agg(t.expected) AS expecteds,
-                 array_agg(t.latency_ms) AS latencies, array_agg(t.tokens_in) AS tokens_ins,
-                 array_agg(t.tokens_out) AS tokens_outs, array_agg(t.cost_usd) AS costs,
-                 array_agg(t.metadata::text) AS metadatas
-          FROM new_traces t) a,
-         LATERAL flywheel._evaluate('insert', NULL, a.ids, a.apps, a.nodes, a.node_types, a.models,
-                                    a.prompt_versions, a.inputs, a.outputs, a.expecteds, a.latencies,
-                                    a.tokens_ins, a.tokens_outs, a.costs, a.metadatas) e;
+        b := flywheel._evaluate('insert', NULL, ids, apps, nodes, node_types, models, prompt_versions, inputs,
+                                outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas);
     EXCEPTION WHEN OTHERS THEN
         RAISE WARNING 'dbflywheel: validators did not run on this INSERT: %', SQLERRM;
         RETURN NULL;
     END;
     IF b.r_trace_ids <> '{}' THEN
+        -- _evaluate lists results in (trace, validator) order: the unique index then appends
+        -- at its right edge instead of searching.
         INSERT INTO flywheel.validation_results
             (trace_id, validator_id, validator_version, status, score, label, details)
         SELECT * FROM unnest(b.r_trace_ids::bigint[], b.r_validator_ids::bigint[], b.r_versions::integer[],
                              b.r_statuses::text[], b.r_scores::float8[], b.r_labels::text[], b.r_details::jsonb[])
-        ORDER BY 1, 2  -- in key order, the unique index appends at its right edge instead of searching
         ON CONFLICT (trace_id, validator_id, validator_version) DO NOTHING;
     END IF;
     IF b.j_trace_ids <> '{}' THEN

@@ -386,7 +386,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:10c6a3c095f0'] = importlib.import_module
+GD['dbflywheel:0.1.0:dba0f4c8914c'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -1443,30 +1443,36 @@ def evaluate(plpy: Any, purpose: str, names: list[str] | None, ids: list[int | N
             return _as_literals(out)
         sampling = purpose in ("insert", "revalidate")
         source = "record" if purpose == "check_input" else "table"
+        # Results per batch row, so that they come out in (trace, validator) order.
+        per_row: list[list[tuple[Validator, Result]]] = [[] for _ in rows]
         for v in _select(REGISTRY.load(plpy), purpose, names):
-            targets = rows if not v.applies_to else [r for r in rows if v.applies(r)]
+            targets = range(n) if not v.applies_to else [i for i in range(n) if v.applies(rows[i])]
             if sampling and v.sample_rate < 1:
-                targets = [r for r in targets if sampled(r["id"], v.id, v.sample_rate)]
+                targets = [i for i in targets if sampled(rows[i]["id"], v.id, v.sample_rate)]
             if not targets:
                 continue
-            target_ids = [r["id"] for r in targets]
             if v.mode == "async":
                 if purpose in ("insert", "revalidate"):
-                    out["j_trace_ids"] += target_ids
+                    out["j_trace_ids"] += [rows[i]["id"] for i in targets]
                     out["j_validator_ids"] += [v.id] * len(targets)
                     out["j_versions"] += [v.version] * len(targets)
                 continue
-            results = run_validator(plpy, v, targets, source)
+            results = run_validator(plpy, v, [rows[i] for i in targets], source)
             if len(results) != len(targets):
                 raise RuntimeError(f"validator {v.name} returned {len(results)} results for {len(targets)} traces")
-            out["r_trace_ids"] += target_ids
-            out["r_validator_ids"] += [v.id] * len(targets)
-            out["r_names"] += [v.name] * len(targets)
-            out["r_versions"] += [v.version] * len(targets)
-            out["r_statuses"] += [res.status for res in results]
-            out["r_scores"] += [_finite(res.score) for res in results]
-            out["r_labels"] += [res.label for res in results]
-            out["r_details"] += [_details_json(res.details) for res in results]
+            for i, res in zip(targets, results, strict=True):
+                per_row[i].append((v, res))
+        for i, found in enumerate(per_row):
+            if not found:
+                continue
+            out["r_trace_ids"] += [rows[i]["id"]] * len(found)
+            out["r_validator_ids"] += [v.id for v, _ in found]
+            out["r_names"] += [v.name for v, _ in found]
+            out["r_versions"] += [v.version for v, _ in found]
+            out["r_statuses"] += [res.status for _, res in found]
+            out["r_scores"] += [_finite(res.score) for _, res in found]
+            out["r_labels"] += [res.label for _, res in found]
+            out["r_details"] += [_details_json(res.details) for _, res in found]
     except Exception as e:
         if purpose != "insert":
             raise
@@ -1792,10 +1798,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:10c6a3c095f0')
+_import = GD.get('dbflywheel:0.1.0:dba0f4c8914c')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:10c6a3c095f0']
+    _import = GD['dbflywheel:0.1.0:dba0f4c8914c']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -1838,10 +1844,10 @@ CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config te
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:10c6a3c095f0')
+_import = GD.get('dbflywheel:0.1.0:dba0f4c8914c')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:10c6a3c095f0']
+    _import = GD['dbflywheel:0.1.0:dba0f4c8914c']
 return _import('validators_runtime').check_config(plpy, kind, config, applies_to)
 $python$;
 
@@ -1983,10 +1989,10 @@ CREATE OR REPLACE FUNCTION flywheel._evaluate(
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:10c6a3c095f0')
+_import = GD.get('dbflywheel:0.1.0:dba0f4c8914c')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:10c6a3c095f0']
+    _import = GD['dbflywheel:0.1.0:dba0f4c8914c']
 return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas)
 $python$;
 
@@ -2000,35 +2006,36 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $$
 DECLARE
+    ids bigint[]; apps text[]; nodes text[]; node_types text[]; models text[]; prompt_versions text[];
+    inputs text[]; outputs text[]; expecteds text[]; latencies float8[]; tokens_ins integer[];
+    tokens_outs integer[]; costs float8[]; metadatas text[];
     b record;
 BEGIN
+    SELECT array_agg(t.id), array_agg(t.app), array_agg(t.node), array_agg(t.node_type), array_agg(t.model),
+           array_agg(t.prompt_version), array_agg(t.input), array_agg(t.output), array_agg(t.expected),
+           array_agg(t.latency_ms), array_agg(t.tokens_in), array_agg(t.tokens_out), array_agg(t.cost_usd),
+           array_agg(t.metadata::text)
+    INTO ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies,
+         tokens_ins, tokens_outs, costs, metadatas
+    FROM new_traces t;
     -- A block of its own: validators run read-only, which PostgreSQL enforces (the flag is
     -- restored when the block ends), and nothing they do can abort the application's INSERT.
     -- The block writes nothing, so it takes no subtransaction id.
     BEGIN
         SET LOCAL transaction_read_only = on;
-        SELECT e.* INTO b
-    FROM (SELECT array_agg(t.id) AS ids, array_agg(t.app) AS apps, array_agg(t.node) AS nodes,
-                 array_agg(t.node_type) AS node_types, array_agg(t.model) AS models,
-                 array_agg(t.prompt_version) AS prompt_versions, array_agg(t.input) AS inputs,
-                 array_agg(t.output) AS outputs, array_agg(t.expected) AS expecteds,
-                 array_agg(t.latency_ms) AS latencies, array_agg(t.tokens_in) AS tokens_ins,
-                 array_agg(t.tokens_out) AS tokens_outs, array_agg(t.cost_usd) AS costs,
-                 array_agg(t.metadata::text) AS metadatas
-          FROM new_traces t) a,
-         LATERAL flywheel._evaluate('insert', NULL, a.ids, a.apps, a.nodes, a.node_types, a.models,
-                                    a.prompt_versions, a.inputs, a.outputs, a.expecteds, a.latencies,
-                                    a.tokens_ins, a.tokens_outs, a.costs, a.metadatas) e;
+        b := flywheel._evaluate('insert', NULL, ids, apps, nodes, node_types, models, prompt_versions, inputs,
+                                outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas);
     EXCEPTION WHEN OTHERS THEN
         RAISE WARNING 'dbflywheel: validators did not run on this INSERT: %', SQLERRM;
         RETURN NULL;
     END;
     IF b.r_trace_ids <> '{}' THEN
+        -- _evaluate lists results in (trace, validator) order: the unique index then appends
+        -- at its right edge instead of searching.
         INSERT INTO flywheel.validation_results
             (trace_id, validator_id, validator_version, status, score, label, details)
         SELECT * FROM unnest(b.r_trace_ids::bigint[], b.r_validator_ids::bigint[], b.r_versions::integer[],
                              b.r_statuses::text[], b.r_scores::float8[], b.r_labels::text[], b.r_details::jsonb[])
-        ORDER BY 1, 2  -- in key order, the unique index appends at its right edge instead of searching
         ON CONFLICT (trace_id, validator_id, validator_version) DO NOTHING;
     END IF;
     IF b.j_trace_ids <> '{}' THEN
@@ -2189,10 +2196,10 @@ CREATE OR REPLACE FUNCTION flywheel.redact_pii(input text) RETURNS text
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:10c6a3c095f0')
+_import = GD.get('dbflywheel:0.1.0:dba0f4c8914c')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:10c6a3c095f0']
+    _import = GD['dbflywheel:0.1.0:dba0f4c8914c']
 return _import('validators_pii').redact_pii(plpy, input)
 $python$;
 
