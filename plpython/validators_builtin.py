@@ -84,6 +84,17 @@ def compile_re2(pattern: Any, kind: str, case_insensitive: bool = False) -> Any:
         ) from None
 
 
+try:  # re2's C++ matcher without the wrapper's match objects: ~5x faster for a yes/no question
+    _UNANCHORED = re2._Anchor.UNANCHORED
+
+    def re2_found(regex: Any, text: str) -> bool:
+        encoded = text.encode()
+        return bool(regex._regexp.Match(_UNANCHORED, encoded, 0, len(encoded))[0][0] >= 0)
+except AttributeError:  # another google-re2 version: the public API
+    def re2_found(regex: Any, text: str) -> bool:
+        return regex.search(text) is not None
+
+
 def strip_code_fence(text: str) -> str:
     """LLMs wrap code in ```lang ... ```; the content is what counts."""
     stripped = text.strip()
@@ -140,7 +151,8 @@ class Regex:
     def check(self, row: dict[str, Any]) -> Result:
         fields = ("input", "output") if self.field == "any" else (self.field,)
         for field in fields:
-            m = self.regex.search(row.get(field) or "")
+            text = row.get(field) or ""
+            m = self.regex.search(text) if re2_found(self.regex, text) else None
             if m is not None:
                 details = {"field": field, "match": _short(m.group()), "at": m.start()}
                 if self.must_match:
@@ -263,7 +275,7 @@ class Injection:
 
     def check(self, row: dict[str, Any]) -> Result:
         text = row.get(self.field) or ""
-        if _ANY_INJECTION.search(text) is None:
+        if not re2_found(_ANY_INJECTION, text):
             return _CLEAN
         signals = [name for name, (rx, _) in _INJECTION.items() if rx.search(text) is not None]
         keep = 1.0
@@ -305,7 +317,7 @@ class Refusal:
         if not text:
             return Result("skipped", None, None, {"reason": f"no {self.field}"})
         head = text[:2000]  # a refusal says so up front; do not scan a megabyte for it
-        if _ANY_REFUSAL.search(head) is None:
+        if not re2_found(_ANY_REFUSAL, head):
             return _CLEAN
         for label in self.labels:
             m = _REFUSAL[label].search(head)

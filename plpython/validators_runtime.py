@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from typing import Any
 
 from validators_builtin import (
@@ -165,13 +166,27 @@ def _details_json(details: dict[str, Any] | None) -> str:
 # The results go back to SQL as array literals (text), which array_in parses in C: PL/Python
 # would otherwise convert every element of every returned array through str() and the type's
 # input function, which cost more than running the validators.
+_PLAIN = re.compile(r"[A-Za-z0-9_.:-]+")  # array elements that need no quotes
+
+
+def _element(x: Any) -> str:
+    if x is None:
+        return "NULL"
+    if x == "{}":
+        return '"{}"'
+    x = str(x)
+    if _PLAIN.fullmatch(x) and x.upper() != "NULL":
+        return x
+    return '"' + x.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _text_array(items: list[Any]) -> str:
-    return "{" + ",".join(
-        "NULL" if x is None else '"' + str(x).replace("\\", "\\\\").replace('"', '\\"') + '"' for x in items
-    ) + "}"
+    return "{" + ",".join(map(_element, items)) + "}"
 
 
 def _number_array(items: list[Any]) -> str:
+    if None not in items:
+        return "{" + ",".join(map(repr, items)) + "}"
     return "{" + ",".join("NULL" if x is None else repr(x) for x in items) + "}"
 
 
@@ -275,7 +290,8 @@ def evaluate(plpy: Any, purpose: str, names: list[str] | None, ids: list[int | N
                 continue
             out["r_trace_ids"] += [rows[i]["id"]] * len(found)
             out["r_validator_ids"] += [v.id for v, _ in found]
-            out["r_names"] += [v.name for v, _ in found]
+            if purpose != "insert":  # the trigger does not need the names
+                out["r_names"] += [v.name for v, _ in found]
             out["r_versions"] += [v.version for v, _ in found]
             out["r_statuses"] += [res.status for _, res in found]
             out["r_scores"] += [_finite(res.score) for _, res in found]

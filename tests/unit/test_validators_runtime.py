@@ -50,6 +50,7 @@ def test_results_come_back_as_array_literals_per_validator_and_trace() -> None:
 
 def test_text_literals_survive_quotes_backslashes_and_null() -> None:
     assert rt._text_array(['a"b', "c\\d", None]) == '{"a\\"b","c\\\\d",NULL}'
+    assert rt._text_array(["pass", "null", "two words", "{}", "", "a,b"]) == '{pass,"null","two words","{}","","a,b"}'
 
 
 def test_applies_to_and_disabled_validators() -> None:

@@ -386,7 +386,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:dba0f4c8914c'] = importlib.import_module
+GD['dbflywheel:0.1.0:2442a53aafe2'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -509,6 +509,17 @@ def compile_re2(pattern: Any, kind: str, case_insensitive: bool = False) -> Any:
         ) from None
 
 
+try:  # re2's C++ matcher without the wrapper's match objects: ~5x faster for a yes/no question
+    _UNANCHORED = re2._Anchor.UNANCHORED
+
+    def re2_found(regex: Any, text: str) -> bool:
+        encoded = text.encode()
+        return bool(regex._regexp.Match(_UNANCHORED, encoded, 0, len(encoded))[0][0] >= 0)
+except AttributeError:  # another google-re2 version: the public API
+    def re2_found(regex: Any, text: str) -> bool:
+        return regex.search(text) is not None
+
+
 def strip_code_fence(text: str) -> str:
     """LLMs wrap code in ```lang ... ```; the content is what counts."""
     stripped = text.strip()
@@ -565,7 +576,8 @@ class Regex:
     def check(self, row: dict[str, Any]) -> Result:
         fields = ("input", "output") if self.field == "any" else (self.field,)
         for field in fields:
-            m = self.regex.search(row.get(field) or "")
+            text = row.get(field) or ""
+            m = self.regex.search(text) if re2_found(self.regex, text) else None
             if m is not None:
                 details = {"field": field, "match": _short(m.group()), "at": m.start()}
                 if self.must_match:
@@ -688,7 +700,7 @@ class Injection:
 
     def check(self, row: dict[str, Any]) -> Result:
         text = row.get(self.field) or ""
-        if _ANY_INJECTION.search(text) is None:
+        if not re2_found(_ANY_INJECTION, text):
             return _CLEAN
         signals = [name for name, (rx, _) in _INJECTION.items() if rx.search(text) is not None]
         keep = 1.0
@@ -730,7 +742,7 @@ class Refusal:
         if not text:
             return Result("skipped", None, None, {"reason": f"no {self.field}"})
         head = text[:2000]  # a refusal says so up front; do not scan a megabyte for it
-        if _ANY_REFUSAL.search(head) is None:
+        if not re2_found(_ANY_REFUSAL, head):
             return _CLEAN
         for label in self.labels:
             m = _REFUSAL[label].search(head)
@@ -1204,6 +1216,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from typing import Any
 
 from validators_builtin import (
@@ -1357,13 +1370,27 @@ def _details_json(details: dict[str, Any] | None) -> str:
 # The results go back to SQL as array literals (text), which array_in parses in C: PL/Python
 # would otherwise convert every element of every returned array through str() and the type's
 # input function, which cost more than running the validators.
+_PLAIN = re.compile(r"[A-Za-z0-9_.:-]+")  # array elements that need no quotes
+
+
+def _element(x: Any) -> str:
+    if x is None:
+        return "NULL"
+    if x == "{}":
+        return '"{}"'
+    x = str(x)
+    if _PLAIN.fullmatch(x) and x.upper() != "NULL":
+        return x
+    return '"' + x.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _text_array(items: list[Any]) -> str:
-    return "{" + ",".join(
-        "NULL" if x is None else '"' + str(x).replace("\\", "\\\\").replace('"', '\\"') + '"' for x in items
-    ) + "}"
+    return "{" + ",".join(map(_element, items)) + "}"
 
 
 def _number_array(items: list[Any]) -> str:
+    if None not in items:
+        return "{" + ",".join(map(repr, items)) + "}"
     return "{" + ",".join("NULL" if x is None else repr(x) for x in items) + "}"
 
 
@@ -1467,7 +1494,8 @@ def evaluate(plpy: Any, purpose: str, names: list[str] | None, ids: list[int | N
                 continue
             out["r_trace_ids"] += [rows[i]["id"]] * len(found)
             out["r_validator_ids"] += [v.id for v, _ in found]
-            out["r_names"] += [v.name for v, _ in found]
+            if purpose != "insert":  # the trigger does not need the names
+                out["r_names"] += [v.name for v, _ in found]
             out["r_versions"] += [v.version for v, _ in found]
             out["r_statuses"] += [res.status for _, res in found]
             out["r_scores"] += [_finite(res.score) for _, res in found]
@@ -1798,10 +1826,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:dba0f4c8914c')
+_import = GD.get('dbflywheel:0.1.0:2442a53aafe2')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:dba0f4c8914c']
+    _import = GD['dbflywheel:0.1.0:2442a53aafe2']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -1844,10 +1872,10 @@ CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config te
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:dba0f4c8914c')
+_import = GD.get('dbflywheel:0.1.0:2442a53aafe2')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:dba0f4c8914c']
+    _import = GD['dbflywheel:0.1.0:2442a53aafe2']
 return _import('validators_runtime').check_config(plpy, kind, config, applies_to)
 $python$;
 
@@ -1989,10 +2017,10 @@ CREATE OR REPLACE FUNCTION flywheel._evaluate(
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:dba0f4c8914c')
+_import = GD.get('dbflywheel:0.1.0:2442a53aafe2')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:dba0f4c8914c']
+    _import = GD['dbflywheel:0.1.0:2442a53aafe2']
 return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas)
 $python$;
 
@@ -2196,10 +2224,10 @@ CREATE OR REPLACE FUNCTION flywheel.redact_pii(input text) RETURNS text
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:dba0f4c8914c')
+_import = GD.get('dbflywheel:0.1.0:2442a53aafe2')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:dba0f4c8914c']
+    _import = GD['dbflywheel:0.1.0:2442a53aafe2']
 return _import('validators_pii').redact_pii(plpy, input)
 $python$;
 
