@@ -154,9 +154,9 @@ def _finite(x: float | None) -> float | None:
     return x if x is None or math.isfinite(x) else None
 
 
-def _details_json(details: dict[str, Any] | None) -> str:
+def _details_json(details: dict[str, Any] | None) -> str | None:
     if not details:
-        return "{}"
+        return None  # SQL writes '{}': one constant instead of a jsonb parse per result
     try:
         return json.dumps(details, ensure_ascii=False, allow_nan=False, default=str)
     except ValueError:

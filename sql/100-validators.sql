@@ -67,6 +67,12 @@ BEGIN
         RAISE EXCEPTION 'create_validator: sample_rate must be between 0 and 1, not %',
             coalesce(create_validator.sample_rate::text, 'NULL');
     END IF;
+    -- Generated SQL and class labels only make sense on those nodes: the default filter says so.
+    IF jsonb_typeof(_applies) = 'object' AND NOT _applies ? 'node_type'
+       AND create_validator.kind IN ('sql_codegen', 'classifier') THEN
+        _applies := _applies || jsonb_build_object('node_type',
+            CASE create_validator.kind WHEN 'sql_codegen' THEN 'codegen' ELSE 'classifier' END);
+    END IF;
     IF jsonb_typeof(_config) <> 'object' THEN
         RAISE EXCEPTION 'create_validator: config must be a JSON object, not %', jsonb_typeof(_config);
     END IF;

@@ -54,8 +54,10 @@ BEGIN
         -- at its right edge instead of searching.
         INSERT INTO flywheel.validation_results
             (trace_id, validator_id, validator_version, status, score, label, details)
-        SELECT * FROM unnest(b.r_trace_ids::bigint[], b.r_validator_ids::bigint[], b.r_versions::integer[],
-                             b.r_statuses::text[], b.r_scores::float8[], b.r_labels::text[], b.r_details::jsonb[])
+        SELECT u.t, u.v, u.n, u.s, u.sc, u.l, coalesce(u.d, '{}')
+        FROM unnest(b.r_trace_ids::bigint[], b.r_validator_ids::bigint[], b.r_versions::integer[],
+                    b.r_statuses::text[], b.r_scores::float8[], b.r_labels::text[], b.r_details::jsonb[])
+             AS u(t, v, n, s, sc, l, d)
         ON CONFLICT (trace_id, validator_id, validator_version) DO NOTHING;
     END IF;
     IF b.j_trace_ids <> '{}' THEN
@@ -105,8 +107,10 @@ BEGIN
     IF b.r_trace_ids <> '{}' THEN
         INSERT INTO flywheel.validation_results AS r
             (trace_id, validator_id, validator_version, status, score, label, details)
-        SELECT * FROM unnest(b.r_trace_ids::bigint[], b.r_validator_ids::bigint[], b.r_versions::integer[],
-                             b.r_statuses::text[], b.r_scores::float8[], b.r_labels::text[], b.r_details::jsonb[])
+        SELECT u.t, u.v, u.n, u.s, u.sc, u.l, coalesce(u.d, '{}')
+        FROM unnest(b.r_trace_ids::bigint[], b.r_validator_ids::bigint[], b.r_versions::integer[],
+                    b.r_statuses::text[], b.r_scores::float8[], b.r_labels::text[], b.r_details::jsonb[])
+             AS u(t, v, n, s, sc, l, d)
         ON CONFLICT (trace_id, validator_id, validator_version) DO UPDATE
         SET status = EXCLUDED.status, score = EXCLUDED.score, label = EXCLUDED.label,
             details = EXCLUDED.details, created_at = now()
@@ -119,7 +123,7 @@ BEGIN
         PERFORM pg_notify('flywheel_judge_jobs', '');
     END IF;
     RETURN QUERY
-        SELECT u.trace_id, u.name, u.version, u.status, u.score, u.label, u.details
+        SELECT u.trace_id, u.name, u.version, u.status, u.score, u.label, coalesce(u.details, '{}')
         FROM unnest(b.r_trace_ids::bigint[], b.r_names::text[], b.r_versions::integer[], b.r_statuses::text[],
                     b.r_scores::float8[], b.r_labels::text[], b.r_details::jsonb[])
              AS u(trace_id, name, version, status, score, label, details)
@@ -195,7 +199,7 @@ BEGIN
         RAISE;
     END;
     RETURN QUERY
-        SELECT u.name, u.version, u.status, u.score, u.label, u.details
+        SELECT u.name, u.version, u.status, u.score, u.label, coalesce(u.details, '{}')
         FROM unnest(b.r_names::text[], b.r_versions::integer[], b.r_statuses::text[], b.r_scores::float8[],
                     b.r_labels::text[], b.r_details::jsonb[])
              AS u(name, version, status, score, label, details)

@@ -317,3 +317,16 @@ def test_a_transaction_of_many_inserts_takes_no_subtransaction_ids(db: psycopg.C
         probe = db.execute("SELECT backend_xid::text::bigint FROM pg_stat_activity WHERE pid = pg_backend_pid()").fetchone()[0]
         db.execute("ROLLBACK TO SAVEPOINT probe")
     assert probe == top
+
+
+def test_sql_codegen_and_classifier_default_to_their_node_type(db: psycopg.Connection) -> None:
+    try:
+        db.execute("SELECT flywheel.create_validator('t_labels', 'classifier', '{}')")
+        db.execute("SELECT flywheel.create_validator('t_sql', 'sql_codegen', '{\"schema\": \"flywheel\"}')")
+        rows = dict(db.execute("SELECT name, applies_to FROM flywheel.validators WHERE name IN ('t_labels', 't_sql')").fetchall())
+        assert rows == {"t_labels": {"node_type": "classifier"}, "t_sql": {"node_type": "codegen"}}
+        # The same call again changes nothing.
+        db.execute("SELECT flywheel.create_validator('t_labels', 'classifier', '{}')")
+        assert db.execute("SELECT version FROM flywheel.validators WHERE name = 't_labels'").fetchone() == (1,)
+    finally:
+        db.execute("DELETE FROM flywheel.validators WHERE name IN ('t_labels', 't_sql')")

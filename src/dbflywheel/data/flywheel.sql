@@ -386,7 +386,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:2442a53aafe2'] = importlib.import_module
+GD['dbflywheel:0.1.0:3d84637dd2a4'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -1358,9 +1358,9 @@ def _finite(x: float | None) -> float | None:
     return x if x is None or math.isfinite(x) else None
 
 
-def _details_json(details: dict[str, Any] | None) -> str:
+def _details_json(details: dict[str, Any] | None) -> str | None:
     if not details:
-        return "{}"
+        return None  # SQL writes '{}': one constant instead of a jsonb parse per result
     try:
         return json.dumps(details, ensure_ascii=False, allow_nan=False, default=str)
     except ValueError:
@@ -1826,10 +1826,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:2442a53aafe2')
+_import = GD.get('dbflywheel:0.1.0:3d84637dd2a4')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:2442a53aafe2']
+    _import = GD['dbflywheel:0.1.0:3d84637dd2a4']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -1872,10 +1872,10 @@ CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config te
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:2442a53aafe2')
+_import = GD.get('dbflywheel:0.1.0:3d84637dd2a4')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:2442a53aafe2']
+    _import = GD['dbflywheel:0.1.0:3d84637dd2a4']
 return _import('validators_runtime').check_config(plpy, kind, config, applies_to)
 $python$;
 
@@ -1926,6 +1926,12 @@ BEGIN
        OR create_validator.sample_rate < 0 OR create_validator.sample_rate > 1 THEN
         RAISE EXCEPTION 'create_validator: sample_rate must be between 0 and 1, not %',
             coalesce(create_validator.sample_rate::text, 'NULL');
+    END IF;
+    -- Generated SQL and class labels only make sense on those nodes: the default filter says so.
+    IF jsonb_typeof(_applies) = 'object' AND NOT _applies ? 'node_type'
+       AND create_validator.kind IN ('sql_codegen', 'classifier') THEN
+        _applies := _applies || jsonb_build_object('node_type',
+            CASE create_validator.kind WHEN 'sql_codegen' THEN 'codegen' ELSE 'classifier' END);
     END IF;
     IF jsonb_typeof(_config) <> 'object' THEN
         RAISE EXCEPTION 'create_validator: config must be a JSON object, not %', jsonb_typeof(_config);
@@ -2017,10 +2023,10 @@ CREATE OR REPLACE FUNCTION flywheel._evaluate(
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:2442a53aafe2')
+_import = GD.get('dbflywheel:0.1.0:3d84637dd2a4')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:2442a53aafe2']
+    _import = GD['dbflywheel:0.1.0:3d84637dd2a4']
 return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas)
 $python$;
 
@@ -2062,8 +2068,10 @@ BEGIN
         -- at its right edge instead of searching.
         INSERT INTO flywheel.validation_results
             (trace_id, validator_id, validator_version, status, score, label, details)
-        SELECT * FROM unnest(b.r_trace_ids::bigint[], b.r_validator_ids::bigint[], b.r_versions::integer[],
-                             b.r_statuses::text[], b.r_scores::float8[], b.r_labels::text[], b.r_details::jsonb[])
+        SELECT u.t, u.v, u.n, u.s, u.sc, u.l, coalesce(u.d, '{}')
+        FROM unnest(b.r_trace_ids::bigint[], b.r_validator_ids::bigint[], b.r_versions::integer[],
+                    b.r_statuses::text[], b.r_scores::float8[], b.r_labels::text[], b.r_details::jsonb[])
+             AS u(t, v, n, s, sc, l, d)
         ON CONFLICT (trace_id, validator_id, validator_version) DO NOTHING;
     END IF;
     IF b.j_trace_ids <> '{}' THEN
@@ -2113,8 +2121,10 @@ BEGIN
     IF b.r_trace_ids <> '{}' THEN
         INSERT INTO flywheel.validation_results AS r
             (trace_id, validator_id, validator_version, status, score, label, details)
-        SELECT * FROM unnest(b.r_trace_ids::bigint[], b.r_validator_ids::bigint[], b.r_versions::integer[],
-                             b.r_statuses::text[], b.r_scores::float8[], b.r_labels::text[], b.r_details::jsonb[])
+        SELECT u.t, u.v, u.n, u.s, u.sc, u.l, coalesce(u.d, '{}')
+        FROM unnest(b.r_trace_ids::bigint[], b.r_validator_ids::bigint[], b.r_versions::integer[],
+                    b.r_statuses::text[], b.r_scores::float8[], b.r_labels::text[], b.r_details::jsonb[])
+             AS u(t, v, n, s, sc, l, d)
         ON CONFLICT (trace_id, validator_id, validator_version) DO UPDATE
         SET status = EXCLUDED.status, score = EXCLUDED.score, label = EXCLUDED.label,
             details = EXCLUDED.details, created_at = now()
@@ -2127,7 +2137,7 @@ BEGIN
         PERFORM pg_notify('flywheel_judge_jobs', '');
     END IF;
     RETURN QUERY
-        SELECT u.trace_id, u.name, u.version, u.status, u.score, u.label, u.details
+        SELECT u.trace_id, u.name, u.version, u.status, u.score, u.label, coalesce(u.details, '{}')
         FROM unnest(b.r_trace_ids::bigint[], b.r_names::text[], b.r_versions::integer[], b.r_statuses::text[],
                     b.r_scores::float8[], b.r_labels::text[], b.r_details::jsonb[])
              AS u(trace_id, name, version, status, score, label, details)
@@ -2203,7 +2213,7 @@ BEGIN
         RAISE;
     END;
     RETURN QUERY
-        SELECT u.name, u.version, u.status, u.score, u.label, u.details
+        SELECT u.name, u.version, u.status, u.score, u.label, coalesce(u.details, '{}')
         FROM unnest(b.r_names::text[], b.r_versions::integer[], b.r_statuses::text[], b.r_scores::float8[],
                     b.r_labels::text[], b.r_details::jsonb[])
              AS u(name, version, status, score, label, details)
@@ -2224,10 +2234,10 @@ CREATE OR REPLACE FUNCTION flywheel.redact_pii(input text) RETURNS text
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:2442a53aafe2')
+_import = GD.get('dbflywheel:0.1.0:3d84637dd2a4')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:2442a53aafe2']
+    _import = GD['dbflywheel:0.1.0:3d84637dd2a4']
 return _import('validators_pii').redact_pii(plpy, input)
 $python$;
 
