@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 import time
 from typing import Any, NamedTuple
@@ -30,6 +31,10 @@ class Result(NamedTuple):
 
 
 TEXT_FIELDS = ("input", "output", "expected")
+# The common verdicts, shared: nothing to say beyond them. A score of 0 means "none found"
+# for the detectors (pii, injection, refusal), whose score measures what they found.
+_PASS = Result("pass", 1.0, None, None)
+_CLEAN = Result("pass", 0.0, None, None)
 MAX_DETAIL_CHARS = 200
 
 
@@ -79,6 +84,17 @@ def compile_re2(pattern: Any, kind: str, case_insensitive: bool = False) -> Any:
         ) from None
 
 
+try:  # re2's C++ matcher without the wrapper's match objects: ~5x faster for a yes/no question
+    _UNANCHORED = re2._Anchor.UNANCHORED
+
+    def re2_found(regex: Any, text: str) -> bool:
+        encoded = text.encode()
+        return bool(regex._regexp.Match(_UNANCHORED, encoded, 0, len(encoded))[0][0] >= 0)
+except AttributeError:  # another google-re2 version: the public API
+    def re2_found(regex: Any, text: str) -> bool:
+        return regex.search(text) is not None
+
+
 def strip_code_fence(text: str) -> str:
     """LLMs wrap code in ```lang ... ```; the content is what counts."""
     stripped = text.strip()
@@ -118,7 +134,7 @@ class Length:
                 return Result("fail", 0.0, "too_short", {**details, "reason": f"{n} {unit} < min_{unit} {lo}"})
             if hi is not None and n > hi:
                 return Result("fail", 0.0, "too_long", {**details, "reason": f"{n} {unit} > max_{unit} {hi}"})
-        return Result("pass", 1.0, None, details)
+        return _PASS
 
 
 class Regex:
@@ -135,13 +151,16 @@ class Regex:
     def check(self, row: dict[str, Any]) -> Result:
         fields = ("input", "output") if self.field == "any" else (self.field,)
         for field in fields:
-            m = self.regex.search(row.get(field) or "")
+            text = row.get(field) or ""
+            m = self.regex.search(text) if re2_found(self.regex, text) else None
             if m is not None:
                 details = {"field": field, "match": _short(m.group()), "at": m.start()}
-                return Result("pass", 1.0, None, details) if self.must_match else Result("fail", 0.0, self.label, details)
+                if self.must_match:
+                    return Result("pass", 1.0, None, details)
+                return Result("fail", 0.0, self.label, details)
         if self.must_match:
             return Result("fail", 0.0, self.label, {"reason": "the pattern does not match"})
-        return Result("pass", 1.0, None, {})
+        return _PASS
 
 
 class Json:
@@ -183,7 +202,7 @@ class Json:
             if error is not None:
                 path = "/".join(str(p) for p in error.absolute_path)
                 return Result("fail", 0.0, "schema_mismatch", {"reason": _short(error.message), "path": path})
-        return Result("pass", 1.0, None, {})
+        return _PASS
 
 
 class Pii:
@@ -207,7 +226,7 @@ class Pii:
             if counts:
                 found[field] = counts
         if not found:
-            return Result("pass", 0.0, None, {})
+            return _CLEAN
         cats = sorted({c for counts in found.values() for c in counts})
         total = sum(n for counts in found.values() for n in counts.values())
         return Result("fail", float(total), cats[0], {"categories": cats, "fields": found})
@@ -231,8 +250,8 @@ INJECTION_SIGNALS = {
         r"unfiltered|jailbroken|evil|uncensored)\b|\broleplay as\b)",
         0.5,
     ),
-    "jailbreak_persona": (r"(\bDAN\b|(?i)\b(do anything now|developer mode|jailbreak|jailbroken|god mode)\b)", 0.6),
-    "chat_markup": (r"(<\|im_start\|>|<\|system\|>|\[/?INST\]|<<SYS>>|(?im)^\s*(system|assistant)\s*:)", 0.5),
+    "jailbreak_persona": (r"(\bDAN\b|(?i:\b(do anything now|developer mode|jailbreak|jailbroken|god mode)\b))", 0.6),
+    "chat_markup": (r"(<\|im_start\|>|<\|system\|>|\[/?INST\]|<<SYS>>|(?im:^[ \t]*(system|assistant)[ \t]*:))", 0.5),
     "no_restrictions": (
         r"(?i)\b(without|no|ignore (any|all|your)?)\s+(restrictions|filters|limitations|censorship|"
         r"safety (guidelines|rules))\b",
@@ -240,7 +259,10 @@ INJECTION_SIGNALS = {
     ),
     "encoded_payload": (r"[A-Za-z0-9+/]{200,}={0,2}", 0.2),
 }
+# re2 runs in linear time on untrusted text. One search for any signal at all keeps the common
+# case (no signal) to a single pass; the signals are told apart only when there is one.
 _INJECTION = {name: (re2.compile(p), w) for name, (p, w) in INJECTION_SIGNALS.items()}
+_ANY_INJECTION = re2.compile("|".join(f"(?:{p})" for p, _ in INJECTION_SIGNALS.values()))
 
 
 class Injection:
@@ -253,6 +275,8 @@ class Injection:
 
     def check(self, row: dict[str, Any]) -> Result:
         text = row.get(self.field) or ""
+        if not re2_found(_ANY_INJECTION, text):
+            return _CLEAN
         signals = [name for name, (rx, _) in _INJECTION.items() if rx.search(text) is not None]
         keep = 1.0
         for name in signals:
@@ -279,6 +303,7 @@ REFUSAL_PATTERNS = {
     ),
 }
 _REFUSAL = {label: re2.compile(p) for label, p in REFUSAL_PATTERNS.items()}
+_ANY_REFUSAL = re2.compile("|".join(f"(?:{p})" for p in REFUSAL_PATTERNS.values()))
 
 
 class Refusal:
@@ -292,6 +317,8 @@ class Refusal:
         if not text:
             return Result("skipped", None, None, {"reason": f"no {self.field}"})
         head = text[:2000]  # a refusal says so up front; do not scan a megabyte for it
+        if not re2_found(_ANY_REFUSAL, head):
+            return _CLEAN
         for label in self.labels:
             m = _REFUSAL[label].search(head)
             if m is not None:
@@ -301,11 +328,11 @@ class Refusal:
 
 # Scripts that identify a language (or a small family) on their own.
 _SCRIPTS = [
-    ("ru", r"[\x{0400}-\x{04FF}]"), ("el", r"[\x{0370}-\x{03FF}]"), ("he", r"[\x{0590}-\x{05FF}]"),
-    ("ar", r"[\x{0600}-\x{06FF}]"), ("hi", r"[\x{0900}-\x{097F}]"), ("th", r"[\x{0E00}-\x{0E7F}]"),
-    ("ko", r"[\x{AC00}-\x{D7AF}]"), ("ja", r"[\x{3040}-\x{30FF}]"), ("zh", r"[\x{4E00}-\x{9FFF}]"),
+    ("ru", "[\u0400-\u04FF]"), ("el", "[\u0370-\u03FF]"), ("he", "[\u0590-\u05FF]"),
+    ("ar", "[\u0600-\u06FF]"), ("hi", "[\u0900-\u097F]"), ("th", "[\u0E00-\u0E7F]"),
+    ("ko", "[\uAC00-\uD7AF]"), ("ja", "[\u3040-\u30FF]"), ("zh", "[\u4E00-\u9FFF]"),
 ]
-_SCRIPT_RX = [(lang, re2.compile(p)) for lang, p in _SCRIPTS]
+_SCRIPT_RX = [(lang, re.compile(p)) for lang, p in _SCRIPTS]
 # The most frequent function words of the Latin-script languages told apart here.
 _STOPWORDS = {
     "en": "the and is are of to in that it for you with on this what how was not be have",
@@ -317,7 +344,7 @@ _STOPWORDS = {
     "nl": "de het een en is van dat die niet ik je op te met voor zijn wat",
 }
 _STOP = {lang: set(words.split()) for lang, words in _STOPWORDS.items()}
-_WORD = re2.compile(r"[^\W\d_]+")
+_WORD = re.compile(r"[^\W\d_]+")
 LANGUAGES = sorted({lang for lang, _ in _SCRIPTS} | set(_STOP))
 
 
@@ -389,11 +416,12 @@ class Rollback(Exception):
 
 
 def _read_only_subtransaction(plpy: Any, fn: Any) -> Any:
-    """Run fn() in a subtransaction that is read-only and always rolled back; return its value."""
+    """Run fn() in a subtransaction that is always rolled back, and return its value. (The
+    callers in SQL make the whole evaluation read-only: a SET LOCAL here would not last, since
+    PostgreSQL restores the read-only flag when PL/Python's own subtransaction of each execute ends.)"""
     box: list[Any] = []
     try:
         with plpy.subtransaction():
-            plpy.execute("SET LOCAL transaction_read_only = on")
             box.append(fn())
             raise Rollback
     except Rollback:
@@ -417,11 +445,12 @@ class Sql:
     def _plan(self, plpy: Any, source: str) -> Any:
         plan = self.plans.get(source)
         if plan is None:
+            # The expression is the admin's SQL, like a view's; prepare() below refuses a second statement.
             if source == "table":
-                query = f"SELECT t.id, ({self.expression})::boolean AS ok FROM flywheel.traces t WHERE t.id = ANY($1)"
+                query = f"SELECT t.id, ({self.expression})::boolean AS ok FROM flywheel.traces t WHERE t.id = ANY($1)"  # noqa: S608
                 types = ["bigint[]"]
             else:  # a trace that is not stored (check_input): one row built from JSON
-                query = (f"SELECT t.id, ({self.expression})::boolean AS ok"
+                query = (f"SELECT t.id, ({self.expression})::boolean AS ok"  # noqa: S608
                          " FROM jsonb_populate_record(NULL::flywheel.traces, $1) t")
                 types = ["jsonb"]
             try:
@@ -435,7 +464,7 @@ class Sql:
 
     def _refuse_volatile(self, plpy: Any) -> None:
         # A volatile function (pg_sleep, nextval, writes through a function) has no place in a check.
-        names = sorted({m.lower() for m in re2.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(", self.expression)})
+        names = sorted({m.lower() for m in re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(", self.expression)})
         if not names:
             return
         rows = plpy.execute(
@@ -452,6 +481,7 @@ class Sql:
 
     def check_batch(self, plpy: Any, rows: list[dict[str, Any]], source: str) -> list[Result]:
         plan = self._plan(plpy, source)
+        args: list[Any]
         if source == "table":
             args = [[r["id"] for r in rows]]
         else:

@@ -12,8 +12,9 @@ BEGIN
 END
 $$;
 
--- Checks a code validator's config (and applies_to) with the same code that runs it.
-CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config text, applies_to text) RETURNS void
+-- Checks a code validator's config (and applies_to) with the same code that runs it:
+-- NULL when it works, else what is wrong.
+CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config text, applies_to text) RETURNS text
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$ # plpython: validators_runtime.check_config $python$;
@@ -38,6 +39,7 @@ DECLARE
     _kinds   text[] := ARRAY['sql', 'regex', 'length', 'json', 'sql_codegen', 'pii', 'injection', 'refusal',
                              'language', 'classifier', 'anomaly', 'python', 'llm_judge', 'llm_pairwise'];
     _llm     boolean := create_validator.kind IN ('llm_judge', 'llm_pairwise');
+    _problem text;
     _v       flywheel.validators;
 BEGIN
     IF create_validator.name IS NULL OR create_validator.name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
@@ -65,6 +67,12 @@ BEGIN
         RAISE EXCEPTION 'create_validator: sample_rate must be between 0 and 1, not %',
             coalesce(create_validator.sample_rate::text, 'NULL');
     END IF;
+    -- Generated SQL and class labels only make sense on those nodes: the default filter says so.
+    IF jsonb_typeof(_applies) = 'object' AND NOT _applies ? 'node_type'
+       AND create_validator.kind IN ('sql_codegen', 'classifier') THEN
+        _applies := _applies || jsonb_build_object('node_type',
+            CASE create_validator.kind WHEN 'sql_codegen' THEN 'codegen' ELSE 'classifier' END);
+    END IF;
     IF jsonb_typeof(_config) <> 'object' THEN
         RAISE EXCEPTION 'create_validator: config must be a JSON object, not %', jsonb_typeof(_config);
     END IF;
@@ -76,7 +84,10 @@ BEGIN
     IF _llm THEN
         PERFORM flywheel._check_llm_judge_config(create_validator.kind, _config);
     END IF;
-    PERFORM flywheel._check_validator_config(create_validator.kind, _config::text, _applies::text);
+    _problem := flywheel._check_validator_config(create_validator.kind, _config::text, _applies::text);
+    IF _problem IS NOT NULL THEN
+        RAISE EXCEPTION 'create_validator: %', _problem USING ERRCODE = 'invalid_parameter_value';
+    END IF;
 
     PERFORM pg_advisory_xact_lock(hashtext('flywheel.create_validator'), hashtext(create_validator.name));
     SELECT * INTO _v FROM flywheel.validators v WHERE v.name = create_validator.name FOR UPDATE;
@@ -118,3 +129,18 @@ BEGIN
     END IF;
 END
 $$;
+
+-- What the foreign key's ON DELETE CASCADE did (see migrations/0100-validators.sql).
+CREATE OR REPLACE FUNCTION flywheel._delete_validator_results() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM flywheel.validation_results r USING old_validators o WHERE r.validator_id = o.id;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER validators_delete_results AFTER DELETE ON flywheel.validators
+    REFERENCING OLD TABLE AS old_validators
+    FOR EACH STATEMENT EXECUTE FUNCTION flywheel._delete_validator_results();

@@ -2,14 +2,15 @@
 -- redact_pii() and the anomaly baselines.
 
 -- Evaluates validators over a batch given as column arrays (see plpython/validators_runtime.py);
--- it only reads, and returns the result rows and judge jobs for its caller to write.
+-- it only reads, and returns the result rows and judge jobs for its caller to write, as array
+-- literals (text) of the types given in the comments, which the caller casts.
 CREATE OR REPLACE FUNCTION flywheel._evaluate(
     purpose text, names text[], ids bigint[], apps text[], nodes text[], node_types text[], models text[],
     prompt_versions text[], inputs text[], outputs text[], expecteds text[], latencies double precision[],
     tokens_ins integer[], tokens_outs integer[], costs double precision[], metadatas text[],
-    OUT r_trace_ids bigint[], OUT r_validator_ids bigint[], OUT r_names text[], OUT r_versions integer[],
-    OUT r_statuses text[], OUT r_scores double precision[], OUT r_labels text[], OUT r_details jsonb[],
-    OUT j_trace_ids bigint[], OUT j_validator_ids bigint[], OUT j_versions integer[]
+    OUT r_trace_ids text, OUT r_validator_ids text, OUT r_names text, OUT r_versions text,   -- bigint[], bigint[], text[], integer[]
+    OUT r_statuses text, OUT r_scores text, OUT r_labels text, OUT r_details text,           -- text[], float8[], text[], jsonb[]
+    OUT j_trace_ids text, OUT j_validator_ids text, OUT j_versions text                      -- bigint[], bigint[], integer[]
 )
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
@@ -25,30 +26,43 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $$
 DECLARE
+    ids bigint[]; apps text[]; nodes text[]; node_types text[]; models text[]; prompt_versions text[];
+    inputs text[]; outputs text[]; expecteds text[]; latencies float8[]; tokens_ins integer[];
+    tokens_outs integer[]; costs float8[]; metadatas text[];
     b record;
 BEGIN
-    SELECT e.* INTO b
-    FROM (SELECT array_agg(t.id) AS ids, array_agg(t.app) AS apps, array_agg(t.node) AS nodes,
-                 array_agg(t.node_type) AS node_types, array_agg(t.model) AS models,
-                 array_agg(t.prompt_version) AS prompt_versions, array_agg(t.input) AS inputs,
-                 array_agg(t.output) AS outputs, array_agg(t.expected) AS expecteds,
-                 array_agg(t.latency_ms) AS latencies, array_agg(t.tokens_in) AS tokens_ins,
-                 array_agg(t.tokens_out) AS tokens_outs, array_agg(t.cost_usd) AS costs,
-                 array_agg(t.metadata::text) AS metadatas
-          FROM new_traces t) a,
-         LATERAL flywheel._evaluate('insert', NULL, a.ids, a.apps, a.nodes, a.node_types, a.models,
-                                    a.prompt_versions, a.inputs, a.outputs, a.expecteds, a.latencies,
-                                    a.tokens_ins, a.tokens_outs, a.costs, a.metadatas) e;
-    IF cardinality(b.r_trace_ids) > 0 THEN
+    SELECT array_agg(t.id), array_agg(t.app), array_agg(t.node), array_agg(t.node_type), array_agg(t.model),
+           array_agg(t.prompt_version), array_agg(t.input), array_agg(t.output), array_agg(t.expected),
+           array_agg(t.latency_ms), array_agg(t.tokens_in), array_agg(t.tokens_out), array_agg(t.cost_usd),
+           array_agg(t.metadata::text)
+    INTO ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies,
+         tokens_ins, tokens_outs, costs, metadatas
+    FROM new_traces t;
+    -- A block of its own: validators run read-only, which PostgreSQL enforces (the flag is
+    -- restored when the block ends), and nothing they do can abort the application's INSERT.
+    -- The block writes nothing, so it takes no subtransaction id.
+    BEGIN
+        SET LOCAL transaction_read_only = on;
+        b := flywheel._evaluate('insert', NULL, ids, apps, nodes, node_types, models, prompt_versions, inputs,
+                                outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas);
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'dbflywheel: validators did not run on this INSERT: %', SQLERRM;
+        RETURN NULL;
+    END;
+    IF b.r_trace_ids <> '{}' THEN
+        -- _evaluate lists results in (trace, validator) order: the unique index then appends
+        -- at its right edge instead of searching.
         INSERT INTO flywheel.validation_results
             (trace_id, validator_id, validator_version, status, score, label, details)
-        SELECT * FROM unnest(b.r_trace_ids, b.r_validator_ids, b.r_versions, b.r_statuses, b.r_scores,
-                             b.r_labels, b.r_details)
+        SELECT u.t, u.v, u.n, u.s, u.sc, u.l, coalesce(u.d, '{}')
+        FROM unnest(b.r_trace_ids::bigint[], b.r_validator_ids::bigint[], b.r_versions::integer[],
+                    b.r_statuses::text[], b.r_scores::float8[], b.r_labels::text[], b.r_details::jsonb[])
+             AS u(t, v, n, s, sc, l, d)
         ON CONFLICT (trace_id, validator_id, validator_version) DO NOTHING;
     END IF;
-    IF cardinality(b.j_trace_ids) > 0 THEN
+    IF b.j_trace_ids <> '{}' THEN
         INSERT INTO flywheel.judge_jobs (trace_id, validator_id, validator_version)
-        SELECT * FROM unnest(b.j_trace_ids, b.j_validator_ids, b.j_versions)
+        SELECT * FROM unnest(b.j_trace_ids::bigint[], b.j_validator_ids::bigint[], b.j_versions::integer[])
         ON CONFLICT DO NOTHING;
         PERFORM pg_notify('flywheel_judge_jobs', '');
     END IF;
@@ -72,6 +86,8 @@ AS $$
 DECLARE
     b record;
 BEGIN
+    BEGIN  -- read-only, as in the trigger; the EXCEPTION clause makes it a block that restores the flag
+    SET LOCAL transaction_read_only = on;
     SELECT e.* INTO b
     FROM (SELECT array_agg(t.id) AS ids, array_agg(t.app) AS apps, array_agg(t.node) AS nodes,
                  array_agg(t.node_type) AS node_types, array_agg(t.model) AS models,
@@ -85,25 +101,31 @@ BEGIN
                                     a.node_types, a.models, a.prompt_versions, a.inputs, a.outputs,
                                     a.expecteds, a.latencies, a.tokens_ins, a.tokens_outs, a.costs,
                                     a.metadatas) e;
-    IF cardinality(b.r_trace_ids) > 0 THEN
+    EXCEPTION WHEN OTHERS THEN
+        RAISE;
+    END;
+    IF b.r_trace_ids <> '{}' THEN
         INSERT INTO flywheel.validation_results AS r
             (trace_id, validator_id, validator_version, status, score, label, details)
-        SELECT * FROM unnest(b.r_trace_ids, b.r_validator_ids, b.r_versions, b.r_statuses, b.r_scores,
-                             b.r_labels, b.r_details)
+        SELECT u.t, u.v, u.n, u.s, u.sc, u.l, coalesce(u.d, '{}')
+        FROM unnest(b.r_trace_ids::bigint[], b.r_validator_ids::bigint[], b.r_versions::integer[],
+                    b.r_statuses::text[], b.r_scores::float8[], b.r_labels::text[], b.r_details::jsonb[])
+             AS u(t, v, n, s, sc, l, d)
         ON CONFLICT (trace_id, validator_id, validator_version) DO UPDATE
         SET status = EXCLUDED.status, score = EXCLUDED.score, label = EXCLUDED.label,
             details = EXCLUDED.details, created_at = now()
         WHERE r.judged_by = 'code';
     END IF;
-    IF cardinality(b.j_trace_ids) > 0 THEN
+    IF b.j_trace_ids <> '{}' THEN
         INSERT INTO flywheel.judge_jobs (trace_id, validator_id, validator_version)
-        SELECT * FROM unnest(b.j_trace_ids, b.j_validator_ids, b.j_versions)
+        SELECT * FROM unnest(b.j_trace_ids::bigint[], b.j_validator_ids::bigint[], b.j_versions::integer[])
         ON CONFLICT DO NOTHING;
         PERFORM pg_notify('flywheel_judge_jobs', '');
     END IF;
     RETURN QUERY
-        SELECT u.trace_id, u.name, u.version, u.status, u.score, u.label, u.details
-        FROM unnest(b.r_trace_ids, b.r_names, b.r_versions, b.r_statuses, b.r_scores, b.r_labels, b.r_details)
+        SELECT u.trace_id, u.name, u.version, u.status, u.score, u.label, coalesce(u.details, '{}')
+        FROM unnest(b.r_trace_ids::bigint[], b.r_names::text[], b.r_versions::integer[], b.r_statuses::text[],
+                    b.r_scores::float8[], b.r_labels::text[], b.r_details::jsonb[])
              AS u(trace_id, name, version, status, score, label, details)
         ORDER BY u.trace_id, u.name;
 END
@@ -166,14 +188,20 @@ AS $$
 DECLARE
     b record;
 BEGIN
-    SELECT e.* INTO b
-    FROM flywheel._evaluate('check_input', NULL, ARRAY[NULL::bigint], ARRAY[_check_input.app], ARRAY[NULL::text],
-                            ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[_check_input.input],
-                            ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[NULL::float8], ARRAY[NULL::integer],
-                            ARRAY[NULL::integer], ARRAY[NULL::float8], ARRAY['{}'::text]) e;
+    BEGIN  -- read-only, as in the trigger (the EXCEPTION clause makes a block that restores the flag)
+        SET LOCAL transaction_read_only = on;
+        SELECT e.* INTO b
+        FROM flywheel._evaluate('check_input', NULL, ARRAY[NULL::bigint], ARRAY[_check_input.app], ARRAY[NULL::text],
+                                ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[_check_input.input],
+                                ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[NULL::float8], ARRAY[NULL::integer],
+                                ARRAY[NULL::integer], ARRAY[NULL::float8], ARRAY['{}'::text]) e;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE;
+    END;
     RETURN QUERY
-        SELECT u.name, u.version, u.status, u.score, u.label, u.details
-        FROM unnest(b.r_names, b.r_versions, b.r_statuses, b.r_scores, b.r_labels, b.r_details)
+        SELECT u.name, u.version, u.status, u.score, u.label, coalesce(u.details, '{}')
+        FROM unnest(b.r_names::text[], b.r_versions::integer[], b.r_statuses::text[], b.r_scores::float8[],
+                    b.r_labels::text[], b.r_details::jsonb[])
              AS u(name, version, status, score, label, details)
         ORDER BY u.name;
 END

@@ -285,10 +285,17 @@ CREATE UNIQUE INDEX anomaly_baselines_key ON flywheel._anomaly_baselines (model,
 -- Every insert writes several result rows; a per-session cache of ids keeps concurrent
 -- inserters from queueing on the sequence.
 ALTER SEQUENCE flywheel.validation_results_id_seq CACHE 64;
+
+-- The foreign key from results to validators cost more than all the validators together on
+-- the insert path (a KEY SHARE row lock per result row, measured ~4x the INSERT of the results
+-- themselves): results are written only by the trigger and functions that take validator ids
+-- from the registry, and a deleted validator's results go with it (sql/100-validators.sql,
+-- trigger validators_delete_results).
+ALTER TABLE flywheel.validation_results DROP CONSTRAINT validation_results_validator_id_fkey;
 $migration_body$;
         INSERT INTO flywheel._migrations (name, checksum, version)
-        VALUES ('0100-validators.sql', '88cccf4ec44173e4e7a7a3bb1df10025be7d964911e8511c9951b7b6cab9441d', '0.1.0');
-    ELSIF _applied <> '88cccf4ec44173e4e7a7a3bb1df10025be7d964911e8511c9951b7b6cab9441d' THEN
+        VALUES ('0100-validators.sql', '983984beade55ee392a743a1a90488ebcdb2c3e0bafe3a771220de194b850965', '0.1.0');
+    ELSIF _applied <> '983984beade55ee392a743a1a90488ebcdb2c3e0bafe3a771220de194b850965' THEN
         RAISE EXCEPTION 'migration % was changed after it was applied', '0100-validators.sql'
             USING HINT = 'an applied migration is never edited: restore migrations/'
                 || '0100-validators.sql' || ' and put the change in a new numbered migration';
@@ -636,7 +643,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:a244daeab991'] = importlib.import_module
+GD['dbflywheel:0.1.0:e778c747a351'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -1262,6 +1269,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 import time
 from typing import Any, NamedTuple
@@ -1281,6 +1289,10 @@ class Result(NamedTuple):
 
 
 TEXT_FIELDS = ("input", "output", "expected")
+# The common verdicts, shared: nothing to say beyond them. A score of 0 means "none found"
+# for the detectors (pii, injection, refusal), whose score measures what they found.
+_PASS = Result("pass", 1.0, None, None)
+_CLEAN = Result("pass", 0.0, None, None)
 MAX_DETAIL_CHARS = 200
 
 
@@ -1330,6 +1342,17 @@ def compile_re2(pattern: Any, kind: str, case_insensitive: bool = False) -> Any:
         ) from None
 
 
+try:  # re2's C++ matcher without the wrapper's match objects: ~5x faster for a yes/no question
+    _UNANCHORED = re2._Anchor.UNANCHORED
+
+    def re2_found(regex: Any, text: str) -> bool:
+        encoded = text.encode()
+        return bool(regex._regexp.Match(_UNANCHORED, encoded, 0, len(encoded))[0][0] >= 0)
+except AttributeError:  # another google-re2 version: the public API
+    def re2_found(regex: Any, text: str) -> bool:
+        return regex.search(text) is not None
+
+
 def strip_code_fence(text: str) -> str:
     """LLMs wrap code in ```lang ... ```; the content is what counts."""
     stripped = text.strip()
@@ -1369,7 +1392,7 @@ class Length:
                 return Result("fail", 0.0, "too_short", {**details, "reason": f"{n} {unit} < min_{unit} {lo}"})
             if hi is not None and n > hi:
                 return Result("fail", 0.0, "too_long", {**details, "reason": f"{n} {unit} > max_{unit} {hi}"})
-        return Result("pass", 1.0, None, details)
+        return _PASS
 
 
 class Regex:
@@ -1386,13 +1409,16 @@ class Regex:
     def check(self, row: dict[str, Any]) -> Result:
         fields = ("input", "output") if self.field == "any" else (self.field,)
         for field in fields:
-            m = self.regex.search(row.get(field) or "")
+            text = row.get(field) or ""
+            m = self.regex.search(text) if re2_found(self.regex, text) else None
             if m is not None:
                 details = {"field": field, "match": _short(m.group()), "at": m.start()}
-                return Result("pass", 1.0, None, details) if self.must_match else Result("fail", 0.0, self.label, details)
+                if self.must_match:
+                    return Result("pass", 1.0, None, details)
+                return Result("fail", 0.0, self.label, details)
         if self.must_match:
             return Result("fail", 0.0, self.label, {"reason": "the pattern does not match"})
-        return Result("pass", 1.0, None, {})
+        return _PASS
 
 
 class Json:
@@ -1434,7 +1460,7 @@ class Json:
             if error is not None:
                 path = "/".join(str(p) for p in error.absolute_path)
                 return Result("fail", 0.0, "schema_mismatch", {"reason": _short(error.message), "path": path})
-        return Result("pass", 1.0, None, {})
+        return _PASS
 
 
 class Pii:
@@ -1458,7 +1484,7 @@ class Pii:
             if counts:
                 found[field] = counts
         if not found:
-            return Result("pass", 0.0, None, {})
+            return _CLEAN
         cats = sorted({c for counts in found.values() for c in counts})
         total = sum(n for counts in found.values() for n in counts.values())
         return Result("fail", float(total), cats[0], {"categories": cats, "fields": found})
@@ -1482,8 +1508,8 @@ INJECTION_SIGNALS = {
         r"unfiltered|jailbroken|evil|uncensored)\b|\broleplay as\b)",
         0.5,
     ),
-    "jailbreak_persona": (r"(\bDAN\b|(?i)\b(do anything now|developer mode|jailbreak|jailbroken|god mode)\b)", 0.6),
-    "chat_markup": (r"(<\|im_start\|>|<\|system\|>|\[/?INST\]|<<SYS>>|(?im)^\s*(system|assistant)\s*:)", 0.5),
+    "jailbreak_persona": (r"(\bDAN\b|(?i:\b(do anything now|developer mode|jailbreak|jailbroken|god mode)\b))", 0.6),
+    "chat_markup": (r"(<\|im_start\|>|<\|system\|>|\[/?INST\]|<<SYS>>|(?im:^[ \t]*(system|assistant)[ \t]*:))", 0.5),
     "no_restrictions": (
         r"(?i)\b(without|no|ignore (any|all|your)?)\s+(restrictions|filters|limitations|censorship|"
         r"safety (guidelines|rules))\b",
@@ -1491,7 +1517,10 @@ INJECTION_SIGNALS = {
     ),
     "encoded_payload": (r"[A-Za-z0-9+/]{200,}={0,2}", 0.2),
 }
+# re2 runs in linear time on untrusted text. One search for any signal at all keeps the common
+# case (no signal) to a single pass; the signals are told apart only when there is one.
 _INJECTION = {name: (re2.compile(p), w) for name, (p, w) in INJECTION_SIGNALS.items()}
+_ANY_INJECTION = re2.compile("|".join(f"(?:{p})" for p, _ in INJECTION_SIGNALS.values()))
 
 
 class Injection:
@@ -1504,6 +1533,8 @@ class Injection:
 
     def check(self, row: dict[str, Any]) -> Result:
         text = row.get(self.field) or ""
+        if not re2_found(_ANY_INJECTION, text):
+            return _CLEAN
         signals = [name for name, (rx, _) in _INJECTION.items() if rx.search(text) is not None]
         keep = 1.0
         for name in signals:
@@ -1530,6 +1561,7 @@ REFUSAL_PATTERNS = {
     ),
 }
 _REFUSAL = {label: re2.compile(p) for label, p in REFUSAL_PATTERNS.items()}
+_ANY_REFUSAL = re2.compile("|".join(f"(?:{p})" for p in REFUSAL_PATTERNS.values()))
 
 
 class Refusal:
@@ -1543,6 +1575,8 @@ class Refusal:
         if not text:
             return Result("skipped", None, None, {"reason": f"no {self.field}"})
         head = text[:2000]  # a refusal says so up front; do not scan a megabyte for it
+        if not re2_found(_ANY_REFUSAL, head):
+            return _CLEAN
         for label in self.labels:
             m = _REFUSAL[label].search(head)
             if m is not None:
@@ -1552,11 +1586,11 @@ class Refusal:
 
 # Scripts that identify a language (or a small family) on their own.
 _SCRIPTS = [
-    ("ru", r"[\x{0400}-\x{04FF}]"), ("el", r"[\x{0370}-\x{03FF}]"), ("he", r"[\x{0590}-\x{05FF}]"),
-    ("ar", r"[\x{0600}-\x{06FF}]"), ("hi", r"[\x{0900}-\x{097F}]"), ("th", r"[\x{0E00}-\x{0E7F}]"),
-    ("ko", r"[\x{AC00}-\x{D7AF}]"), ("ja", r"[\x{3040}-\x{30FF}]"), ("zh", r"[\x{4E00}-\x{9FFF}]"),
+    ("ru", "[\u0400-\u04FF]"), ("el", "[\u0370-\u03FF]"), ("he", "[\u0590-\u05FF]"),
+    ("ar", "[\u0600-\u06FF]"), ("hi", "[\u0900-\u097F]"), ("th", "[\u0E00-\u0E7F]"),
+    ("ko", "[\uAC00-\uD7AF]"), ("ja", "[\u3040-\u30FF]"), ("zh", "[\u4E00-\u9FFF]"),
 ]
-_SCRIPT_RX = [(lang, re2.compile(p)) for lang, p in _SCRIPTS]
+_SCRIPT_RX = [(lang, re.compile(p)) for lang, p in _SCRIPTS]
 # The most frequent function words of the Latin-script languages told apart here.
 _STOPWORDS = {
     "en": "the and is are of to in that it for you with on this what how was not be have",
@@ -1568,7 +1602,7 @@ _STOPWORDS = {
     "nl": "de het een en is van dat die niet ik je op te met voor zijn wat",
 }
 _STOP = {lang: set(words.split()) for lang, words in _STOPWORDS.items()}
-_WORD = re2.compile(r"[^\W\d_]+")
+_WORD = re.compile(r"[^\W\d_]+")
 LANGUAGES = sorted({lang for lang, _ in _SCRIPTS} | set(_STOP))
 
 
@@ -1640,11 +1674,12 @@ class Rollback(Exception):
 
 
 def _read_only_subtransaction(plpy: Any, fn: Any) -> Any:
-    """Run fn() in a subtransaction that is read-only and always rolled back; return its value."""
+    """Run fn() in a subtransaction that is always rolled back, and return its value. (The
+    callers in SQL make the whole evaluation read-only: a SET LOCAL here would not last, since
+    PostgreSQL restores the read-only flag when PL/Python's own subtransaction of each execute ends.)"""
     box: list[Any] = []
     try:
         with plpy.subtransaction():
-            plpy.execute("SET LOCAL transaction_read_only = on")
             box.append(fn())
             raise Rollback
     except Rollback:
@@ -1668,11 +1703,12 @@ class Sql:
     def _plan(self, plpy: Any, source: str) -> Any:
         plan = self.plans.get(source)
         if plan is None:
+            # The expression is the admin's SQL, like a view's; prepare() below refuses a second statement.
             if source == "table":
-                query = f"SELECT t.id, ({self.expression})::boolean AS ok FROM flywheel.traces t WHERE t.id = ANY($1)"
+                query = f"SELECT t.id, ({self.expression})::boolean AS ok FROM flywheel.traces t WHERE t.id = ANY($1)"  # noqa: S608
                 types = ["bigint[]"]
             else:  # a trace that is not stored (check_input): one row built from JSON
-                query = (f"SELECT t.id, ({self.expression})::boolean AS ok"
+                query = (f"SELECT t.id, ({self.expression})::boolean AS ok"  # noqa: S608
                          " FROM jsonb_populate_record(NULL::flywheel.traces, $1) t")
                 types = ["jsonb"]
             try:
@@ -1686,7 +1722,7 @@ class Sql:
 
     def _refuse_volatile(self, plpy: Any) -> None:
         # A volatile function (pg_sleep, nextval, writes through a function) has no place in a check.
-        names = sorted({m.lower() for m in re2.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(", self.expression)})
+        names = sorted({m.lower() for m in re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(", self.expression)})
         if not names:
             return
         rows = plpy.execute(
@@ -1703,6 +1739,7 @@ class Sql:
 
     def check_batch(self, plpy: Any, rows: list[dict[str, Any]], source: str) -> list[Result]:
         plan = self._plan(plpy, source)
+        args: list[Any]
         if source == "table":
             args = [[r["id"] for r in rows]]
         else:
@@ -1850,6 +1887,7 @@ the Luhn check and IBANs the mod-97 check, so order numbers and dates are not fl
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import re2
@@ -1861,16 +1899,46 @@ PLACEHOLDERS = {c: f"[{c.upper()}]" for c in CATEGORIES}
 _PATTERNS = {
     "email": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
     "iban": r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b",
-    "card": r"\b\d(?:[ -]?\d){12,18}\b",
-    "ssn": r"\b\d{3}-\d{2}-\d{4}\b",
+    # A run of digit groups; _cards() looks for a card number among its groups. Not \b: a number
+    # glued to a word ("com4111 1111...") is still a number.
+    "card": r"\d+(?:[ -]\d+)*",
+    # Not \b either; find() checks that no digit touches either end instead.
+    "ssn": r"\d{3}-\d{2}-\d{4}",
     "ip": r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b",
     "phone": r"(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,5}){1,4}\b",
 }
 _COMPILED = {name: re2.compile(p) for name, p in _PATTERNS.items()}
 # Cheap pre-filter: most texts have no '@' and no run of digits long enough to be personal data.
-_DIGITS = re2.compile(r"\d[\d ().+-]{5,}\d")
-_DATE = re2.compile(r"^\d{4}[-./]\d{1,2}[-./]\d{1,2}$|^\d{1,2}[-./]\d{1,2}[-./]\d{4}$")
-_NOT_DIGITS = re2.compile(r"\D")
+# (Python's re where the pattern cannot backtrack badly: several times faster per call than re2's wrapper.)
+_DIGITS = re.compile(r"\d[\d ().+-]{5,}\d")
+_DATE = re.compile(r"^\d{4}[-./]\d{1,2}[-./]\d{1,2}$|^\d{1,2}[-./]\d{1,2}[-./]\d{4}$")
+_NOT_DIGITS = re.compile(r"\D")
+_DIGIT_BOUNDED = ("ssn",)
+_GROUP = re.compile(r"\d+")
+
+
+def _cards(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Card numbers among the digit groups of text[start:end]: consecutive groups (of 3 or more
+    digits) with 13 to 19 digits in all that pass the Luhn check, leftmost and longest first."""
+    groups = [(m.start(), m.end()) for m in _GROUP.finditer(text, start, end)]
+    found = []
+    i = 0
+    while i < len(groups):
+        hit, digits = None, ""
+        for j in range(i, len(groups)):  # at most 19 digits: a few groups, never the whole run
+            if groups[j][1] - groups[j][0] < 3:
+                break  # card numbers are written in groups of 3 or more digits
+            digits += text[groups[j][0] : groups[j][1]]
+            if len(digits) > 19:
+                break
+            if len(digits) >= 13 and luhn_ok(digits):
+                hit = j
+        if hit is None:
+            i += 1
+        else:
+            found.append((groups[i][0], groups[hit][1]))
+            i = hit + 1
+    return found
 
 
 def luhn_ok(digits: str) -> bool:
@@ -1893,9 +1961,6 @@ def iban_ok(candidate: str) -> bool:
 
 
 def _accept(category: str, text: str) -> bool:
-    if category == "card":
-        digits = _NOT_DIGITS.sub("", text)
-        return 13 <= len(digits) <= 19 and luhn_ok(digits)
     if category == "iban":
         return iban_ok(text)
     if category == "phone":
@@ -1919,8 +1984,15 @@ def find(text: str | None) -> list[tuple[int, int, str]]:
         if category == "email" and not has_at:
             continue
         for m in _COMPILED[category].finditer(text):
+            if category == "card":
+                for start, end in _cards(text, m.start(), m.end()):
+                    if not any(start < e and s < end for s, e, _ in taken):
+                        taken.append((start, end, "card"))
+                continue
             start, end = m.start(), m.end()
             if any(start < e and s < end for s, e, _ in taken):
+                continue
+            if category in _DIGIT_BOUNDED and (text[start - 1 : start].isdigit() or text[end : end + 1].isdigit()):
                 continue
             if _accept(category, m.group()):
                 taken.append((start, end, category))
@@ -1936,12 +2008,7 @@ def categories(text: str | None) -> dict[str, int]:
     return counts
 
 
-def redact(text: str | None) -> str | None:
-    if text is None:
-        return None
-    findings = find(text)
-    if not findings:
-        return text
+def _replace(text: str, findings: list[tuple[int, int, str]]) -> str:
     parts: list[str] = []
     last = 0
     for start, end, category in findings:
@@ -1950,6 +2017,19 @@ def redact(text: str | None) -> str | None:
         last = end
     parts.append(text[last:])
     return "".join(parts)
+
+
+def redact(text: str | None) -> str | None:
+    """Every finding replaced by its placeholder; again until nothing is found, because taking a
+    match out can join what was around it into a new one (digits either side of a phone number)."""
+    if text is None:
+        return None
+    for _ in range(5):
+        findings = find(text)
+        if not findings:
+            break
+        text = _replace(text, findings)
+    return text
 
 
 def redact_pii(plpy: Any, input: str | None) -> str | None:
@@ -1969,6 +2049,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from typing import Any
 
 from validators_builtin import (
@@ -1987,7 +2068,14 @@ from validators_builtin import (
     Sql,
     error_result,
 )
-from validators_sql_codegen import SqlCodegen
+
+
+def SqlCodegen(config: dict[str, Any], plpy: Any = None) -> Any:  # noqa: N802 (stands in for the class)
+    # sqlglot takes ~0.3 s to import: only sessions that check generated SQL pay for it.
+    from validators_sql_codegen import SqlCodegen as cls
+
+    return cls(config, plpy)
+
 
 SYNC_KINDS: dict[str, Any] = {
     "sql": Sql, "regex": Regex, "length": Length, "json": Json, "sql_codegen": SqlCodegen, "pii": Pii,
@@ -2065,7 +2153,7 @@ class Registry:
     """The validators table, parsed once per session and again only when a row changed (xmin)."""
 
     def __init__(self) -> None:
-        self.key: tuple[Any, ...] | None = None
+        self.key: str | None = None
         self.validators: list[Validator] = []
         self.plans: dict[str, Any] = {}
 
@@ -2076,8 +2164,9 @@ class Registry:
         return plan
 
     def load(self, plpy: Any) -> list[Validator]:
-        rows = plpy.execute(self._plan(plpy, "key", "SELECT id, xmin::text AS x FROM flywheel.validators ORDER BY id"))
-        key = tuple((r["id"], r["x"]) for r in rows)
+        # One short string that changes whenever any row does (xmin): cheap to fetch and compare.
+        key = plpy.execute(self._plan(
+            plpy, "key", "SELECT string_agg(id || ':' || xmin, ',' ORDER BY id) AS k FROM flywheel.validators"))[0]["k"]
         if key != self.key:
             full = plpy.execute(self._plan(
                 plpy, "all",
@@ -2102,13 +2191,47 @@ def _finite(x: float | None) -> float | None:
     return x if x is None or math.isfinite(x) else None
 
 
-def _details_json(details: dict[str, Any] | None) -> str:
+def _details_json(details: dict[str, Any] | None) -> str | None:
     if not details:
-        return "{}"
+        return None  # SQL writes '{}': one constant instead of a jsonb parse per result
     try:
         return json.dumps(details, ensure_ascii=False, allow_nan=False, default=str)
     except ValueError:
         return json.dumps({"value": str(details)}, ensure_ascii=False)
+
+
+# The results go back to SQL as array literals (text), which array_in parses in C: PL/Python
+# would otherwise convert every element of every returned array through str() and the type's
+# input function, which cost more than running the validators.
+_PLAIN = re.compile(r"[A-Za-z0-9_.:-]+")  # array elements that need no quotes
+
+
+def _element(x: Any) -> str:
+    if x is None:
+        return "NULL"
+    if x == "{}":
+        return '"{}"'
+    x = str(x)
+    if _PLAIN.fullmatch(x) and x.upper() != "NULL":
+        return x
+    return '"' + x.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _text_array(items: list[Any]) -> str:
+    return "{" + ",".join(map(_element, items)) + "}"
+
+
+def _number_array(items: list[Any]) -> str:
+    if None not in items:
+        return "{" + ",".join(map(repr, items)) + "}"
+    return "{" + ",".join("NULL" if x is None else repr(x) for x in items) + "}"
+
+
+_TEXT_COLUMNS = ("r_names", "r_statuses", "r_labels", "r_details")
+
+
+def _as_literals(out: dict[str, list[Any]]) -> dict[str, str]:
+    return {k: (_text_array(v) if k in _TEXT_COLUMNS else _number_array(v)) for k, v in out.items()}
 
 
 def run_validator(plpy: Any, v: Validator, rows: list[dict[str, Any]], source: str) -> list[Result]:
@@ -2160,7 +2283,7 @@ def _select(validators: list[Validator], purpose: str, names: list[str] | None) 
 def evaluate(plpy: Any, purpose: str, names: list[str] | None, ids: list[int | None] | None, apps: list[Any],
              nodes: list[Any], node_types: list[Any], models: list[Any], prompt_versions: list[Any],
              inputs: list[Any], outputs: list[Any], expecteds: list[Any], latencies: list[Any],
-             tokens_ins: list[Any], tokens_outs: list[Any], costs: list[Any], metadatas: list[Any]) -> dict[str, Any]:
+             tokens_ins: list[Any], tokens_outs: list[Any], costs: list[Any], metadatas: list[Any]) -> dict[str, str]:
     """purpose: 'insert' (the trigger: enabled validators, sampled, async ones enqueued), 'validate'
     (named or all enabled sync ones, every trace), 'revalidate' (one named validator, sampled) or
     'check_input' (the input guards, on a trace that is not stored)."""
@@ -2177,44 +2300,55 @@ def evaluate(plpy: Any, purpose: str, names: list[str] | None, ids: list[int | N
             for i in range(n)
         ]
         if not rows:
-            return out
+            return _as_literals(out)
         sampling = purpose in ("insert", "revalidate")
         source = "record" if purpose == "check_input" else "table"
+        # Results per batch row, so that they come out in (trace, validator) order.
+        per_row: list[list[tuple[Validator, Result]]] = [[] for _ in rows]
         for v in _select(REGISTRY.load(plpy), purpose, names):
-            targets = [r for r in rows if v.applies(r) and (not sampling or sampled(r["id"], v.id, v.sample_rate))]
+            targets = range(n) if not v.applies_to else [i for i in range(n) if v.applies(rows[i])]
+            if sampling and v.sample_rate < 1:
+                targets = [i for i in targets if sampled(rows[i]["id"], v.id, v.sample_rate)]
             if not targets:
                 continue
             if v.mode == "async":
                 if purpose in ("insert", "revalidate"):
-                    for r in targets:
-                        out["j_trace_ids"].append(r["id"])
-                        out["j_validator_ids"].append(v.id)
-                        out["j_versions"].append(v.version)
+                    out["j_trace_ids"] += [rows[i]["id"] for i in targets]
+                    out["j_validator_ids"] += [v.id] * len(targets)
+                    out["j_versions"] += [v.version] * len(targets)
                 continue
-            for r, res in zip(targets, run_validator(plpy, v, targets, source), strict=True):
-                out["r_trace_ids"].append(r["id"])
-                out["r_validator_ids"].append(v.id)
-                out["r_names"].append(v.name)
-                out["r_versions"].append(v.version)
-                out["r_statuses"].append(res.status)
-                out["r_scores"].append(_finite(res.score))
-                out["r_labels"].append(res.label)
-                out["r_details"].append(_details_json(res.details))
+            results = run_validator(plpy, v, [rows[i] for i in targets], source)
+            if len(results) != len(targets):
+                raise RuntimeError(f"validator {v.name} returned {len(results)} results for {len(targets)} traces")
+            for i, res in zip(targets, results, strict=True):
+                per_row[i].append((v, res))
+        for i, found in enumerate(per_row):
+            if not found:
+                continue
+            out["r_trace_ids"] += [rows[i]["id"]] * len(found)
+            out["r_validator_ids"] += [v.id for v, _ in found]
+            if purpose != "insert":  # the trigger does not need the names
+                out["r_names"] += [v.name for v, _ in found]
+            out["r_versions"] += [v.version for v, _ in found]
+            out["r_statuses"] += [res.status for _, res in found]
+            out["r_scores"] += [_finite(res.score) for _, res in found]
+            out["r_labels"] += [res.label for _, res in found]
+            out["r_details"] += [_details_json(res.details) for _, res in found]
     except Exception as e:
         if purpose != "insert":
             raise
         # A bug here must never cost the application its INSERT: say so in the server log.
         plpy.warning(f"dbflywheel: validators did not run on this INSERT: {type(e).__name__}: {e}")
-        return {k: [] for k in out}
-    return out
+        return _as_literals({k: [] for k in out})
+    return _as_literals(out)
 
 
-def check_config(plpy: Any, kind: str, config: str, applies_to: str) -> None:
-    """create_validator's check: raises (plpy.error) with a message that says what is wrong."""
+def check_config(plpy: Any, kind: str, config: str, applies_to: str) -> str | None:
+    """create_validator's check: None when the config works, else what is wrong with it."""
     try:
         parse_applies_to(json.loads(applies_to))
         if kind in ASYNC_KINDS:
-            return  # flywheel._check_llm_judge_config() checks a judge's config
+            return None  # flywheel._check_llm_judge_config() checks a judge's config
         cls = SYNC_KINDS.get(kind)
         if cls is None:
             raise ConfigError(f"unknown kind {kind!r}; known kinds: {', '.join(KINDS)}")
@@ -2226,7 +2360,8 @@ def check_config(plpy: Any, kind: str, config: str, applies_to: str) -> None:
         else:
             cls(parsed)
     except ConfigError as e:
-        plpy.error(f"create_validator: {e}")
+        return str(e)
+    return None
 $pysrc$),
     ('validators_sql_codegen', $pysrc$"""The `sql_codegen` validator: is a generated query valid SQL for the configured schema?
 
@@ -2256,7 +2391,7 @@ from validators_builtin import (
     strip_code_fence,
 )
 
-STATEMENT_TYPES: dict[str, tuple[type[exp.Expression], ...]] = {
+STATEMENT_TYPES: dict[str, tuple[type[Any], ...]] = {
     "select": (exp.Query,),
     "insert": (exp.Insert,),
     "update": (exp.Update,),
@@ -2271,7 +2406,7 @@ _SQLSTATE_LABELS = {"42601": "syntax_error", "42P01": "unknown_table", "42703": 
 CATALOG_SECONDS = 10.0
 
 
-def _kind_of(stmt: exp.Expression) -> str:
+def _kind_of(stmt: Any) -> str:
     for name, classes in STATEMENT_TYPES.items():
         if isinstance(stmt, classes):
             return name
@@ -2353,10 +2488,11 @@ class SqlCodegen:
             return self._plan(plpy, sql)
         return Result("pass", 1.0, None, {"statements": kinds})
 
-    def _check_statement(self, stmt: exp.Expression) -> Result | None:
+    def _check_statement(self, stmt: Any) -> Result | None:
         if isinstance(stmt, exp.Query):
             if any(True for _ in stmt.find_all(*_WRITES)):
-                return Result("fail", 0.0, "statement_not_allowed", {"reason": "a data-modifying statement inside the query"})
+                return Result("fail", 0.0, "statement_not_allowed",
+                              {"reason": "a data-modifying statement inside the query"})
             if stmt.find(exp.Into) is not None or stmt.find(exp.Lock) is not None:
                 return Result("fail", 0.0, "statement_not_allowed", {"reason": "SELECT INTO or FOR UPDATE/SHARE"})
         ctes = {c.alias_or_name.lower() for c in stmt.find_all(exp.CTE)}
@@ -2531,10 +2667,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:a244daeab991')
+_import = GD.get('dbflywheel:0.1.0:e778c747a351')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:a244daeab991']
+    _import = GD['dbflywheel:0.1.0:e778c747a351']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -2584,15 +2720,16 @@ BEGIN
 END
 $$;
 
--- Checks a code validator's config (and applies_to) with the same code that runs it.
-CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config text, applies_to text) RETURNS void
+-- Checks a code validator's config (and applies_to) with the same code that runs it:
+-- NULL when it works, else what is wrong.
+CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config text, applies_to text) RETURNS text
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:a244daeab991')
+_import = GD.get('dbflywheel:0.1.0:e778c747a351')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:a244daeab991']
+    _import = GD['dbflywheel:0.1.0:e778c747a351']
 return _import('validators_runtime').check_config(plpy, kind, config, applies_to)
 $python$;
 
@@ -2616,6 +2753,7 @@ DECLARE
     _kinds   text[] := ARRAY['sql', 'regex', 'length', 'json', 'sql_codegen', 'pii', 'injection', 'refusal',
                              'language', 'classifier', 'anomaly', 'python', 'llm_judge', 'llm_pairwise'];
     _llm     boolean := create_validator.kind IN ('llm_judge', 'llm_pairwise');
+    _problem text;
     _v       flywheel.validators;
 BEGIN
     IF create_validator.name IS NULL OR create_validator.name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
@@ -2643,6 +2781,12 @@ BEGIN
         RAISE EXCEPTION 'create_validator: sample_rate must be between 0 and 1, not %',
             coalesce(create_validator.sample_rate::text, 'NULL');
     END IF;
+    -- Generated SQL and class labels only make sense on those nodes: the default filter says so.
+    IF jsonb_typeof(_applies) = 'object' AND NOT _applies ? 'node_type'
+       AND create_validator.kind IN ('sql_codegen', 'classifier') THEN
+        _applies := _applies || jsonb_build_object('node_type',
+            CASE create_validator.kind WHEN 'sql_codegen' THEN 'codegen' ELSE 'classifier' END);
+    END IF;
     IF jsonb_typeof(_config) <> 'object' THEN
         RAISE EXCEPTION 'create_validator: config must be a JSON object, not %', jsonb_typeof(_config);
     END IF;
@@ -2654,7 +2798,10 @@ BEGIN
     IF _llm THEN
         PERFORM flywheel._check_llm_judge_config(create_validator.kind, _config);
     END IF;
-    PERFORM flywheel._check_validator_config(create_validator.kind, _config::text, _applies::text);
+    _problem := flywheel._check_validator_config(create_validator.kind, _config::text, _applies::text);
+    IF _problem IS NOT NULL THEN
+        RAISE EXCEPTION 'create_validator: %', _problem USING ERRCODE = 'invalid_parameter_value';
+    END IF;
 
     PERFORM pg_advisory_xact_lock(hashtext('flywheel.create_validator'), hashtext(create_validator.name));
     SELECT * INTO _v FROM flywheel.validators v WHERE v.name = create_validator.name FOR UPDATE;
@@ -2697,27 +2844,43 @@ BEGIN
 END
 $$;
 
+-- What the foreign key's ON DELETE CASCADE did (see migrations/0100-validators.sql).
+CREATE OR REPLACE FUNCTION flywheel._delete_validator_results() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM flywheel.validation_results r USING old_validators o WHERE r.validator_id = o.id;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER validators_delete_results AFTER DELETE ON flywheel.validators
+    REFERENCING OLD TABLE AS old_validators
+    FOR EACH STATEMENT EXECUTE FUNCTION flywheel._delete_validator_results();
+
 -- 110-validators-run.sql
 -- Running validators: the insert trigger, validate_traces(), revalidate(), check_input(),
 -- redact_pii() and the anomaly baselines.
 
 -- Evaluates validators over a batch given as column arrays (see plpython/validators_runtime.py);
--- it only reads, and returns the result rows and judge jobs for its caller to write.
+-- it only reads, and returns the result rows and judge jobs for its caller to write, as array
+-- literals (text) of the types given in the comments, which the caller casts.
 CREATE OR REPLACE FUNCTION flywheel._evaluate(
     purpose text, names text[], ids bigint[], apps text[], nodes text[], node_types text[], models text[],
     prompt_versions text[], inputs text[], outputs text[], expecteds text[], latencies double precision[],
     tokens_ins integer[], tokens_outs integer[], costs double precision[], metadatas text[],
-    OUT r_trace_ids bigint[], OUT r_validator_ids bigint[], OUT r_names text[], OUT r_versions integer[],
-    OUT r_statuses text[], OUT r_scores double precision[], OUT r_labels text[], OUT r_details jsonb[],
-    OUT j_trace_ids bigint[], OUT j_validator_ids bigint[], OUT j_versions integer[]
+    OUT r_trace_ids text, OUT r_validator_ids text, OUT r_names text, OUT r_versions text,   -- bigint[], bigint[], text[], integer[]
+    OUT r_statuses text, OUT r_scores text, OUT r_labels text, OUT r_details text,           -- text[], float8[], text[], jsonb[]
+    OUT j_trace_ids text, OUT j_validator_ids text, OUT j_versions text                      -- bigint[], bigint[], integer[]
 )
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:a244daeab991')
+_import = GD.get('dbflywheel:0.1.0:e778c747a351')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:a244daeab991']
+    _import = GD['dbflywheel:0.1.0:e778c747a351']
 return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas)
 $python$;
 
@@ -2731,30 +2894,43 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $$
 DECLARE
+    ids bigint[]; apps text[]; nodes text[]; node_types text[]; models text[]; prompt_versions text[];
+    inputs text[]; outputs text[]; expecteds text[]; latencies float8[]; tokens_ins integer[];
+    tokens_outs integer[]; costs float8[]; metadatas text[];
     b record;
 BEGIN
-    SELECT e.* INTO b
-    FROM (SELECT array_agg(t.id) AS ids, array_agg(t.app) AS apps, array_agg(t.node) AS nodes,
-                 array_agg(t.node_type) AS node_types, array_agg(t.model) AS models,
-                 array_agg(t.prompt_version) AS prompt_versions, array_agg(t.input) AS inputs,
-                 array_agg(t.output) AS outputs, array_agg(t.expected) AS expecteds,
-                 array_agg(t.latency_ms) AS latencies, array_agg(t.tokens_in) AS tokens_ins,
-                 array_agg(t.tokens_out) AS tokens_outs, array_agg(t.cost_usd) AS costs,
-                 array_agg(t.metadata::text) AS metadatas
-          FROM new_traces t) a,
-         LATERAL flywheel._evaluate('insert', NULL, a.ids, a.apps, a.nodes, a.node_types, a.models,
-                                    a.prompt_versions, a.inputs, a.outputs, a.expecteds, a.latencies,
-                                    a.tokens_ins, a.tokens_outs, a.costs, a.metadatas) e;
-    IF cardinality(b.r_trace_ids) > 0 THEN
+    SELECT array_agg(t.id), array_agg(t.app), array_agg(t.node), array_agg(t.node_type), array_agg(t.model),
+           array_agg(t.prompt_version), array_agg(t.input), array_agg(t.output), array_agg(t.expected),
+           array_agg(t.latency_ms), array_agg(t.tokens_in), array_agg(t.tokens_out), array_agg(t.cost_usd),
+           array_agg(t.metadata::text)
+    INTO ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies,
+         tokens_ins, tokens_outs, costs, metadatas
+    FROM new_traces t;
+    -- A block of its own: validators run read-only, which PostgreSQL enforces (the flag is
+    -- restored when the block ends), and nothing they do can abort the application's INSERT.
+    -- The block writes nothing, so it takes no subtransaction id.
+    BEGIN
+        SET LOCAL transaction_read_only = on;
+        b := flywheel._evaluate('insert', NULL, ids, apps, nodes, node_types, models, prompt_versions, inputs,
+                                outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas);
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'dbflywheel: validators did not run on this INSERT: %', SQLERRM;
+        RETURN NULL;
+    END;
+    IF b.r_trace_ids <> '{}' THEN
+        -- _evaluate lists results in (trace, validator) order: the unique index then appends
+        -- at its right edge instead of searching.
         INSERT INTO flywheel.validation_results
             (trace_id, validator_id, validator_version, status, score, label, details)
-        SELECT * FROM unnest(b.r_trace_ids, b.r_validator_ids, b.r_versions, b.r_statuses, b.r_scores,
-                             b.r_labels, b.r_details)
+        SELECT u.t, u.v, u.n, u.s, u.sc, u.l, coalesce(u.d, '{}')
+        FROM unnest(b.r_trace_ids::bigint[], b.r_validator_ids::bigint[], b.r_versions::integer[],
+                    b.r_statuses::text[], b.r_scores::float8[], b.r_labels::text[], b.r_details::jsonb[])
+             AS u(t, v, n, s, sc, l, d)
         ON CONFLICT (trace_id, validator_id, validator_version) DO NOTHING;
     END IF;
-    IF cardinality(b.j_trace_ids) > 0 THEN
+    IF b.j_trace_ids <> '{}' THEN
         INSERT INTO flywheel.judge_jobs (trace_id, validator_id, validator_version)
-        SELECT * FROM unnest(b.j_trace_ids, b.j_validator_ids, b.j_versions)
+        SELECT * FROM unnest(b.j_trace_ids::bigint[], b.j_validator_ids::bigint[], b.j_versions::integer[])
         ON CONFLICT DO NOTHING;
         PERFORM pg_notify('flywheel_judge_jobs', '');
     END IF;
@@ -2778,6 +2954,8 @@ AS $$
 DECLARE
     b record;
 BEGIN
+    BEGIN  -- read-only, as in the trigger; the EXCEPTION clause makes it a block that restores the flag
+    SET LOCAL transaction_read_only = on;
     SELECT e.* INTO b
     FROM (SELECT array_agg(t.id) AS ids, array_agg(t.app) AS apps, array_agg(t.node) AS nodes,
                  array_agg(t.node_type) AS node_types, array_agg(t.model) AS models,
@@ -2791,25 +2969,31 @@ BEGIN
                                     a.node_types, a.models, a.prompt_versions, a.inputs, a.outputs,
                                     a.expecteds, a.latencies, a.tokens_ins, a.tokens_outs, a.costs,
                                     a.metadatas) e;
-    IF cardinality(b.r_trace_ids) > 0 THEN
+    EXCEPTION WHEN OTHERS THEN
+        RAISE;
+    END;
+    IF b.r_trace_ids <> '{}' THEN
         INSERT INTO flywheel.validation_results AS r
             (trace_id, validator_id, validator_version, status, score, label, details)
-        SELECT * FROM unnest(b.r_trace_ids, b.r_validator_ids, b.r_versions, b.r_statuses, b.r_scores,
-                             b.r_labels, b.r_details)
+        SELECT u.t, u.v, u.n, u.s, u.sc, u.l, coalesce(u.d, '{}')
+        FROM unnest(b.r_trace_ids::bigint[], b.r_validator_ids::bigint[], b.r_versions::integer[],
+                    b.r_statuses::text[], b.r_scores::float8[], b.r_labels::text[], b.r_details::jsonb[])
+             AS u(t, v, n, s, sc, l, d)
         ON CONFLICT (trace_id, validator_id, validator_version) DO UPDATE
         SET status = EXCLUDED.status, score = EXCLUDED.score, label = EXCLUDED.label,
             details = EXCLUDED.details, created_at = now()
         WHERE r.judged_by = 'code';
     END IF;
-    IF cardinality(b.j_trace_ids) > 0 THEN
+    IF b.j_trace_ids <> '{}' THEN
         INSERT INTO flywheel.judge_jobs (trace_id, validator_id, validator_version)
-        SELECT * FROM unnest(b.j_trace_ids, b.j_validator_ids, b.j_versions)
+        SELECT * FROM unnest(b.j_trace_ids::bigint[], b.j_validator_ids::bigint[], b.j_versions::integer[])
         ON CONFLICT DO NOTHING;
         PERFORM pg_notify('flywheel_judge_jobs', '');
     END IF;
     RETURN QUERY
-        SELECT u.trace_id, u.name, u.version, u.status, u.score, u.label, u.details
-        FROM unnest(b.r_trace_ids, b.r_names, b.r_versions, b.r_statuses, b.r_scores, b.r_labels, b.r_details)
+        SELECT u.trace_id, u.name, u.version, u.status, u.score, u.label, coalesce(u.details, '{}')
+        FROM unnest(b.r_trace_ids::bigint[], b.r_names::text[], b.r_versions::integer[], b.r_statuses::text[],
+                    b.r_scores::float8[], b.r_labels::text[], b.r_details::jsonb[])
              AS u(trace_id, name, version, status, score, label, details)
         ORDER BY u.trace_id, u.name;
 END
@@ -2872,14 +3056,20 @@ AS $$
 DECLARE
     b record;
 BEGIN
-    SELECT e.* INTO b
-    FROM flywheel._evaluate('check_input', NULL, ARRAY[NULL::bigint], ARRAY[_check_input.app], ARRAY[NULL::text],
-                            ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[_check_input.input],
-                            ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[NULL::float8], ARRAY[NULL::integer],
-                            ARRAY[NULL::integer], ARRAY[NULL::float8], ARRAY['{}'::text]) e;
+    BEGIN  -- read-only, as in the trigger (the EXCEPTION clause makes a block that restores the flag)
+        SET LOCAL transaction_read_only = on;
+        SELECT e.* INTO b
+        FROM flywheel._evaluate('check_input', NULL, ARRAY[NULL::bigint], ARRAY[_check_input.app], ARRAY[NULL::text],
+                                ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[_check_input.input],
+                                ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[NULL::float8], ARRAY[NULL::integer],
+                                ARRAY[NULL::integer], ARRAY[NULL::float8], ARRAY['{}'::text]) e;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE;
+    END;
     RETURN QUERY
-        SELECT u.name, u.version, u.status, u.score, u.label, u.details
-        FROM unnest(b.r_names, b.r_versions, b.r_statuses, b.r_scores, b.r_labels, b.r_details)
+        SELECT u.name, u.version, u.status, u.score, u.label, coalesce(u.details, '{}')
+        FROM unnest(b.r_names::text[], b.r_versions::integer[], b.r_statuses::text[], b.r_scores::float8[],
+                    b.r_labels::text[], b.r_details::jsonb[])
              AS u(name, version, status, score, label, details)
         ORDER BY u.name;
 END
@@ -2898,10 +3088,10 @@ CREATE OR REPLACE FUNCTION flywheel.redact_pii(input text) RETURNS text
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:a244daeab991')
+_import = GD.get('dbflywheel:0.1.0:e778c747a351')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:a244daeab991']
+    _import = GD['dbflywheel:0.1.0:e778c747a351']
 return _import('validators_pii').redact_pii(plpy, input)
 $python$;
 
@@ -3626,10 +3816,10 @@ LANGUAGE plpython3u STABLE
 SECURITY DEFINER  -- readers see the ranking (aggregates), not the traces behind it
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:a244daeab991')
+_import = GD.get('dbflywheel:0.1.0:e778c747a351')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:a244daeab991']
+    _import = GD['dbflywheel:0.1.0:e778c747a351']
 return _import('judges_ranking').ranking(plpy)
 $python$;
 
@@ -3668,10 +3858,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:a244daeab991')
+_import = GD.get('dbflywheel:0.1.0:e778c747a351')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:a244daeab991']
+    _import = GD['dbflywheel:0.1.0:e778c747a351']
 return _import('metrics_cron').sql_previous_fire(plpy, schedule, at_epoch)
 $python$;
 
@@ -3680,10 +3870,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:a244daeab991')
+_import = GD.get('dbflywheel:0.1.0:e778c747a351')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:a244daeab991']
+    _import = GD['dbflywheel:0.1.0:e778c747a351']
 return _import('metrics_cron').sql_period(plpy, schedule, at_epoch)
 $python$;
 
@@ -4445,10 +4635,10 @@ RETURNS TABLE (feature text, reference_n integer, current_n integer,
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:a244daeab991')
+_import = GD.get('dbflywheel:0.1.0:e778c747a351')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:a244daeab991']
+    _import = GD['dbflywheel:0.1.0:e778c747a351']
 return _import('metrics_drift').drift(plpy, feature, reference, current)
 $python$;
 
@@ -4600,10 +4790,10 @@ RETURNS TABLE (metric text, variant text, n bigint, value double precision, base
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:a244daeab991')
+_import = GD.get('dbflywheel:0.1.0:e778c747a351')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:a244daeab991']
+    _import = GD['dbflywheel:0.1.0:e778c747a351']
 return _import('metrics_experiments').results(plpy, experiment, confidence)
 $python$;
 

@@ -1,1 +1,1 @@
-"""Loaders of the real data sets shipped in dbflywheel/data/datasets."""
+"""Loaders of the real public data sets shipped in dbflywheel/data/datasets (see ATTRIBUTION.md there)."""
