@@ -129,11 +129,11 @@ def _create_validators(conn: psycopg.Connection) -> None:
         )
 
 
-def _stream(conn: psycopg.Connection, traces: list[Trace], progress: Progress) -> dict[int, int]:
+def _stream(conn: psycopg.Connection, traces: list[Trace], progress: Progress) -> dict[tuple[int, int], int]:
     """INSERT the traces in time order, BATCH rows per statement, as an application would.
-    Returns trace id by position."""
+    Returns the ids of llmfao answers by (prompt id, model id)."""
     task = progress.add_task("traces arrive (validators run on insert)", total=len(traces))
-    ids: dict[int, int] = {}
+    ids: dict[tuple[int, int], int] = {}
     for start in range(0, len(traces), BATCH):
         chunk = traces[start:start + BATCH]
         rows = conn.execute(
@@ -141,27 +141,25 @@ def _stream(conn: psycopg.Connection, traces: list[Trace], progress: Progress) -
                                             prompt_version, latency_ms, metadata)
                SELECT r.created_at, r.app, r.node, r.node_type, %s, r.input, r.output, r.model,
                       r.prompt_version, r.latency_ms, r.metadata
-               FROM jsonb_to_recordset(%s) WITH ORDINALITY AS r(created_at timestamptz, app text, node text,
-                    node_type text, input text, output text, model text, prompt_version text,
-                    latency_ms double precision, metadata jsonb, n bigint)
-               ORDER BY n
-               RETURNING id""",
+               FROM jsonb_to_recordset(%s) AS r(created_at timestamptz, app text, node text, node_type text,
+                    input text, output text, model text, prompt_version text, latency_ms double precision,
+                    metadata jsonb)
+               RETURNING id, (metadata ->> 'prompt_id')::int, (metadata ->> 'model_id')::int""",
             (DEMO_USER, Jsonb([{**t.__dict__, "created_at": t.created_at.isoformat()} for t in chunk])),
         ).fetchall()
         conn.commit()
-        for offset, (trace_id,) in enumerate(rows):
-            ids[start + offset] = trace_id
+        ids.update({(prompt, model): trace_id for trace_id, prompt, model in rows if prompt is not None})
         progress.advance(task, len(chunk))
     return ids
 
 
-def _crowd_feedback(conn: psycopg.Connection, answers: list[Trace], ids: dict[int, int],
+def _crowd_feedback(conn: psycopg.Connection, answers: list[Trace], ids: dict[tuple[int, int], int],
                     progress: Progress) -> tuple[int, dict[int, tuple[int, int]]]:
     """Each crowd vote becomes a thumbs up for the answer it preferred and a thumbs down for the
     other (a tie says neither), an hour after the later answer arrived. Returns the feedback
     count and, per trace, (wins, losses)."""
-    trace_of = {(t.metadata["prompt_id"], t.metadata["model_id"]): (ids[i], t.created_at)
-                for i, t in enumerate(answers)}
+    trace_of = {key: (ids[key], t.created_at)
+                for t in answers if (key := (t.metadata["prompt_id"], t.metadata["model_id"]))}
     record: dict[int, list[int]] = defaultdict(lambda: [0, 0])
     rows = []
     for vote in llmfao.crowd_votes():
@@ -186,11 +184,11 @@ def _crowd_feedback(conn: psycopg.Connection, answers: list[Trace], ids: dict[in
     return len(rows), {k: (w, lo) for k, (w, lo) in record.items()}
 
 
-def _label_campaign(conn: psycopg.Connection, answers: list[Trace], ids: dict[int, int],
+def _label_campaign(conn: psycopg.Connection, ids: dict[tuple[int, int], int],
                     record: dict[int, tuple[int, int]], rng: random.Random) -> int:
     """People label a quarter of the answers for the judge's criterion: the crowd's verdict
     (more wins than losses passes). Labelled traces become few-shot examples."""
-    voted = [ids[i] for i in range(len(answers)) if sum(record.get(ids[i], (0, 0))) > 0]
+    voted = sorted(tid for tid in ids.values() if sum(record.get(tid, (0, 0))) > 0)
     chosen = rng.sample(voted, int(len(voted) * LABELLED_SHARE))
     rows = [(tid, JUDGE, "pass" if record[tid][0] >= record[tid][1] else "fail") for tid in chosen]
     with conn.cursor() as cur:
@@ -299,10 +297,9 @@ def run_demo(dsn: str, *, report_dir: Path = Path("report"), seed: int = 7, cons
             _stream(conn, queries, progress)
             summary.traces = len(answers) + len(queries)
             summary.feedback, record = _crowd_feedback(conn, answers, ids, progress)
-            trace_of = {(t.metadata["prompt_id"], t.metadata["model_id"]): ids[i] for i, t in enumerate(answers)}
-            llmfao.load_preferences(conn, trace_of, judge_prefix=JUDGE_PREFIX)
+            llmfao.load_preferences(conn, ids, judge_prefix=JUDGE_PREFIX)
             conn.commit()
-            summary.labels = _label_campaign(conn, answers, ids, record, rng)
+            summary.labels = _label_campaign(conn, ids, record, rng)
             task = progress.add_task("the worker drains the judge queue", total=None)
             summary.judged = _drain_judges(dsn)
             progress.update(task, total=summary.judged, completed=summary.judged)
