@@ -175,7 +175,10 @@ BEGIN
             SELECT array_agg(s.id ORDER BY s.id), array_agg(s.app ORDER BY s.id), array_agg(s.input ORDER BY s.id), max(s.id)
             INTO _ids, _apps, _inputs, _last
             FROM (SELECT t.id, t.app, t.input FROM flywheel.traces t
-                  WHERE t.id > _embedder.backfill_after_id ORDER BY t.id LIMIT batch) s;
+                  WHERE t.id > _embedder.backfill_after_id
+                    AND NOT EXISTS (SELECT 1 FROM flywheel.embeddings e
+                                    WHERE e.trace_id = t.id AND e.embedder = _embedder.name)
+                  ORDER BY t.id LIMIT batch) s;
             IF _last IS NOT NULL THEN
                 _done := _done + flywheel._embed_traces(_embedder.name, _ids, _apps, _inputs);
                 UPDATE flywheel.embedders e SET backfill_after_id = _last WHERE e.name = _embedder.name;
@@ -205,6 +208,8 @@ BEGIN
     END IF;
     UPDATE flywheel.embedders e SET state = 'retired' WHERE e.state = 'active';
     UPDATE flywheel.embedders e SET state = 'active', activated_at = now() WHERE e.name = _new.name;
+    -- Every example again, now from the new embedder's vectors; the old rows go.
+    PERFORM flywheel._sync_examples(ARRAY(SELECT DISTINCT x.trace_id FROM flywheel.examples x));
     DELETE FROM flywheel.examples x WHERE x.embedder <> _new.name;
     RETURN _new.name;
 END

@@ -190,8 +190,9 @@ DECLARE
     _apps text[] := flywheel._visible_apps(caller);  -- NULL: every app
     _pool integer := greatest(4 * _few_shot.k, 40);
     _exact boolean := false;
-    -- below this many matching examples an exact scan is exact, and faster than HNSW
-    _exact_below constant integer := 5000;
+    -- Below this many matching examples an exact scan is exact, and faster than HNSW (whose
+    -- filtered scans come back short when the filter is selective); a setting, for tests.
+    _exact_below constant integer := coalesce(nullif(current_setting('flywheel.few_shot_exact_below', true), '')::integer, 5000);
 BEGIN
     IF _few_shot.k IS NULL OR _few_shot.k < 1 OR _few_shot.k > 1000 THEN
         RAISE EXCEPTION 'few_shot: k must be between 1 and 1000, not %', _few_shot.k;
@@ -240,7 +241,7 @@ $$;
 
 -- A query text as a vector of the active embedder; an error when that embedder does not run here.
 CREATE OR REPLACE FUNCTION flywheel._embed_query(query text) RETURNS vector
-LANGUAGE plpgsql STABLE
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $$
 DECLARE
@@ -321,7 +322,7 @@ DECLARE
     _apps text[] := flywheel._visible_apps(caller);
     _vector vector;
 BEGIN
-    IF threshold IS NULL OR threshold < 0.9 OR threshold > 1 THEN
+    IF threshold IS NULL OR threshold < 0.9::real OR threshold > 1 THEN
         RAISE EXCEPTION 'cache_lookup: threshold must be between 0.9 and 1, not %', threshold
             USING HINT = 'a loose threshold answers a different question with a stored answer';
     END IF;

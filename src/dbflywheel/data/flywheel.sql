@@ -928,7 +928,10 @@ BEGIN
             SELECT array_agg(s.id ORDER BY s.id), array_agg(s.app ORDER BY s.id), array_agg(s.input ORDER BY s.id), max(s.id)
             INTO _ids, _apps, _inputs, _last
             FROM (SELECT t.id, t.app, t.input FROM flywheel.traces t
-                  WHERE t.id > _embedder.backfill_after_id ORDER BY t.id LIMIT batch) s;
+                  WHERE t.id > _embedder.backfill_after_id
+                    AND NOT EXISTS (SELECT 1 FROM flywheel.embeddings e
+                                    WHERE e.trace_id = t.id AND e.embedder = _embedder.name)
+                  ORDER BY t.id LIMIT batch) s;
             IF _last IS NOT NULL THEN
                 _done := _done + flywheel._embed_traces(_embedder.name, _ids, _apps, _inputs);
                 UPDATE flywheel.embedders e SET backfill_after_id = _last WHERE e.name = _embedder.name;
@@ -958,6 +961,8 @@ BEGIN
     END IF;
     UPDATE flywheel.embedders e SET state = 'retired' WHERE e.state = 'active';
     UPDATE flywheel.embedders e SET state = 'active', activated_at = now() WHERE e.name = _new.name;
+    -- Every example again, now from the new embedder's vectors; the old rows go.
+    PERFORM flywheel._sync_examples(ARRAY(SELECT DISTINCT x.trace_id FROM flywheel.examples x));
     DELETE FROM flywheel.examples x WHERE x.embedder <> _new.name;
     RETURN _new.name;
 END
@@ -1168,8 +1173,9 @@ DECLARE
     _apps text[] := flywheel._visible_apps(caller);  -- NULL: every app
     _pool integer := greatest(4 * _few_shot.k, 40);
     _exact boolean := false;
-    -- below this many matching examples an exact scan is exact, and faster than HNSW
-    _exact_below constant integer := 5000;
+    -- Below this many matching examples an exact scan is exact, and faster than HNSW (whose
+    -- filtered scans come back short when the filter is selective); a setting, for tests.
+    _exact_below constant integer := coalesce(nullif(current_setting('flywheel.few_shot_exact_below', true), '')::integer, 5000);
 BEGIN
     IF _few_shot.k IS NULL OR _few_shot.k < 1 OR _few_shot.k > 1000 THEN
         RAISE EXCEPTION 'few_shot: k must be between 1 and 1000, not %', _few_shot.k;
@@ -1218,7 +1224,7 @@ $$;
 
 -- A query text as a vector of the active embedder; an error when that embedder does not run here.
 CREATE OR REPLACE FUNCTION flywheel._embed_query(query text) RETURNS vector
-LANGUAGE plpgsql STABLE
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $$
 DECLARE
@@ -1299,7 +1305,7 @@ DECLARE
     _apps text[] := flywheel._visible_apps(caller);
     _vector vector;
 BEGIN
-    IF threshold IS NULL OR threshold < 0.9 OR threshold > 1 THEN
+    IF threshold IS NULL OR threshold < 0.9::real OR threshold > 1 THEN
         RAISE EXCEPTION 'cache_lookup: threshold must be between 0.9 and 1, not %', threshold
             USING HINT = 'a loose threshold answers a different question with a stored answer';
     END IF;

@@ -1,0 +1,79 @@
+"""The built-in embedder: deterministic, normalised, meaningful, and the same code in the package."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from plpy_stub import StubPlpy
+
+import fewshot_embedder as fe
+from dbflywheel import embeddings
+
+
+def cos(a: list[float] | None, b: list[float] | None) -> float:
+    assert a is not None and b is not None
+    return float(np.dot(a, b))
+
+
+def test_vectors_are_384_dims_unit_length_and_deterministic() -> None:
+    texts = ["How do I reset my password?", "What is the capital of France?"]
+    first, second = fe.embed_batch(texts), fe.embed_batch(texts)
+    assert first == second
+    for v in first:
+        assert v is not None and len(v) == fe.DIMS == 384
+        assert abs(np.linalg.norm(v) - 1) < 1e-5
+
+
+def test_a_batch_embeds_each_text_as_it_would_alone() -> None:
+    texts = ["alpha beta", None, "gamma delta epsilon", "", "alpha beta"]
+    batch = fe.embed_batch(texts)
+    for text, vector in zip(texts, batch, strict=True):
+        assert vector == fe.embed_batch([text])[0]
+    assert batch[1] is None and batch[3] is None
+    assert batch[0] == batch[4]
+
+
+def test_paraphrases_are_closer_than_unrelated_questions() -> None:
+    q, para, other = fe.embed_batch(
+        ["How do I reset my password?", "how can I reset the password of my account", "Which river flows through Paris?"]
+    )
+    assert cos(q, para) > 0.4
+    assert cos(q, para) > cos(q, other) + 0.25
+
+
+def test_case_and_whitespace_do_not_matter() -> None:
+    a, b = fe.embed_batch(["Reset  my PASSWORD", "reset my password"])
+    assert cos(a, b) > 0.9999
+    assert fe.input_key("Reset  my PASSWORD\n") == fe.input_key("reset my password")
+    assert fe.input_key("reset my password") != fe.input_key("reset my passwords")
+    assert fe.input_key(None) is None
+
+
+def test_empty_and_blank_texts_have_no_embedding() -> None:
+    assert fe.embed_batch([None, "", "   \n\t"]) == [None, None, None]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(max_size=300)), max_size=8))
+def test_any_text_gives_a_unit_vector_or_none(texts: list[str | None]) -> None:
+    for text, vector in zip(texts, fe.embed_batch(texts), strict=True):
+        assert (vector is None) == (text is None or not fe.normalize(text))
+        if vector is not None:
+            assert len(vector) == 384 and abs(np.linalg.norm(vector) - 1) < 1e-4
+
+
+def test_embed_rows_reports_failures_instead_of_raising() -> None:
+    plpy = StubPlpy()
+    ok = fe.embed_rows(plpy, fe.NAME, ["hello world", None])
+    assert [r[0] for r in ok] == [1, 2] and ok[0][1] is not None and ok[0][3] is None and ok[1][1] is None
+    bad = fe.embed_rows(plpy, "some-other-model", ["hello", "world"])
+    assert [r[3] for r in bad] == [bad[0][3]] * 2 and "some-other-model" in bad[0][3]
+    assert all(r[1] is None for r in bad)
+
+
+def test_the_package_embeds_with_the_shipped_module_identically() -> None:
+    texts = ["Which authors wrote about machine learning?", "SELECT count(*) FROM flights", None]
+    assert embeddings.embed(texts) == fe.embed_batch(texts)
+    assert embeddings.builtin().NAME == fe.NAME
+    assert embeddings.builtin().__file__ == "plpython/fewshot_embedder.py"
