@@ -6,12 +6,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 
+import fewshot_embedder as fe
 import numpy as np
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
-
-import fewshot_embedder as fe
 
 QUESTIONS = [
     "How do I reset my password?",

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import fewshot_embedder as fe
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from plpy_stub import StubPlpy
 
-import fewshot_embedder as fe
 from dbflywheel import embeddings
 
 
