@@ -43,18 +43,16 @@ def _mix(np: Any, h: Any) -> Any:
     return h ^ (h >> np.uint64(33))
 
 
-def _scatter(np: Any, owners: Any, hashes: Any, n_texts: int) -> Any:
-    """Sum +1/-1 into bucket hash % DIMS (sign from the top bit) of each owner's row."""
-    if len(hashes) == 0:
-        return np.zeros((n_texts, DIMS))
+def _scatter(np: Any, owners: Any, hashes: Any, n_texts: int, offset: int) -> Any:
+    """+1/-1 per feature into column offset + hash % DIMS (sign from the top bit) of its
+    owner's row, as flat (index, weight) pairs for one bincount over everything."""
     mixed = _mix(np, hashes)
-    buckets = (mixed % np.uint64(DIMS)).astype(np.int64)
-    signs = np.where((mixed >> np.uint64(63)) == np.uint64(1), -1.0, 1.0)
-    flat = np.bincount(owners * DIMS + buckets, weights=signs, minlength=n_texts * DIMS)
-    return flat.reshape(n_texts, DIMS)
+    buckets = (mixed % np.uint64(DIMS)).astype(np.int64) + offset
+    signs = 1.0 - 2.0 * (mixed >> np.uint64(63)).astype(np.float64)
+    return owners * (2 * DIMS) + buckets, signs
 
 
-def _char_features(np: Any, texts: list[str]) -> Any:
+def _char_features(np: Any, texts: list[str]) -> tuple[Any, Any]:
     """Byte n-grams of every text at once: one rolling hash over the concatenation, keeping
     only the n-grams that do not cross from one text into the next."""
     encoded = [(" " + t + " ").encode() for t in texts]
@@ -74,12 +72,10 @@ def _char_features(np: Any, texts: list[str]) -> Any:
         inside = np.arange(count, dtype=np.int64) + n <= ends[owners]
         owners_parts.append(owners[inside])
         hash_parts.append(h[inside])
-    if not hash_parts:
-        return np.zeros((len(texts), DIMS))
-    return _scatter(np, np.concatenate(owners_parts), np.concatenate(hash_parts), len(texts))
+    return _scatter(np, np.concatenate(owners_parts), np.concatenate(hash_parts), len(texts), 0)
 
 
-def _word_features(np: Any, texts: list[str]) -> Any:
+def _word_features(np: Any, texts: list[str]) -> tuple[Any, Any]:
     """Words and word bigrams (crc32, then mixed with a seed that keeps the two kinds apart)."""
     owners: list[int] = []
     hashes: list[int] = []
@@ -88,7 +84,7 @@ def _word_features(np: Any, texts: list[str]) -> Any:
         owners.extend([i] * (2 * len(words) - (1 if words else 0)))
         hashes.extend(words)
         hashes.extend((a << 32 | b) ^ 0x5BD1E995 for a, b in zip(words, words[1:], strict=False))
-    return _scatter(np, np.array(owners, dtype=np.int64), np.array(hashes, dtype=np.uint64), len(texts))
+    return _scatter(np, np.array(owners, dtype=np.int64), np.array(hashes, dtype=np.uint64), len(texts), DIMS)
 
 
 def _unit_rows(np: Any, m: Any) -> Any:
@@ -96,38 +92,70 @@ def _unit_rows(np: Any, m: Any) -> Any:
     return np.divide(m, norms, out=np.zeros_like(m), where=norms > 0)
 
 
+def _matrix(np: Any, texts: list[str | None]) -> tuple[list[int], Any]:
+    """The indexes of the texts with something to embed, and their unit vectors (float32 rows)."""
+    present = [i for i, t in enumerate(texts) if t is not None and normalize(t)]
+    if not present:
+        return present, np.zeros((0, DIMS), dtype=np.float32)
+    norm = [normalize(texts[i]) for i in present]  # type: ignore[arg-type]
+    (ci, cw), (wi, ww) = _char_features(np, norm), _word_features(np, norm)
+    counts = np.bincount(np.concatenate([ci, wi]), weights=np.concatenate([cw, ww]),
+                         minlength=len(norm) * 2 * DIMS).reshape(len(norm), 2, DIMS)
+    # sqrt dampens repeated n-grams; chars and words are normalised apart, so that the many
+    # character n-grams do not drown the words, then added.
+    damped = np.copysign(np.sqrt(np.abs(counts)), counts)
+    norms = np.linalg.norm(damped, axis=2, keepdims=True)
+    vectors = np.divide(damped, norms, out=np.zeros_like(damped), where=norms > 0).sum(axis=1)
+    return present, _unit_rows(np, vectors).astype(np.float32)
+
+
 def embed_batch(texts: list[str | None]) -> list[list[float] | None]:
     """One 384-float unit vector per text; None for a NULL or empty text (nothing to embed)."""
     import numpy as np
 
-    present = [i for i, t in enumerate(texts) if t is not None and normalize(t)]
+    present, vectors = _matrix(np, texts)
     result: list[list[float] | None] = [None] * len(texts)
-    if not present:
-        return result
-    norm = [normalize(texts[i]) for i in present]  # type: ignore[arg-type]
-    # sqrt dampens repeated n-grams; each kind is normalised so words are not drowned by chars.
-    chars = _char_features(np, norm)
-    words = _word_features(np, norm)
-    damp = np.sign(chars) * np.sqrt(np.abs(chars)), np.sign(words) * np.sqrt(np.abs(words))
-    vectors = _unit_rows(np, _unit_rows(np, damp[0]) + _unit_rows(np, damp[1])).astype(np.float32)
     for row, i in enumerate(present):
-        if np.any(vectors[row]):
-            result[i] = vectors[row].tolist()
+        result[i] = vectors[row].tolist()
     return result
 
 
+def vector_literals(np: Any, vectors: Any) -> list[str]:
+    """pgvector text literals of unit-vector rows, written by numpy ('[+0.0123457,-0.0000001,...]'):
+    PL/Python converts a list of floats to real[] one string per element, far slower."""
+    n = len(vectors)
+    if n == 0:
+        return []
+    scaled = np.rint(np.abs(vectors.astype(np.float64)) * 1e7).astype(np.int64)  # |v| <= 1: d.ddddddd
+    cells = np.empty((n, DIMS, 11), dtype=np.uint8)
+    cells[..., 0] = np.where(vectors < 0, ord("-"), ord("+"))
+    cells[..., 2] = ord(".")
+    cells[..., 10] = ord(",")
+    for position in (9, 8, 7, 6, 5, 4, 3, 1):
+        cells[..., position] = scaled % 10 + ord("0")
+        scaled //= 10
+    rows = cells.reshape(n, DIMS * 11)
+    rows[:, -1] = ord("]")
+    return ["[" + r.tobytes().decode("ascii") for r in rows]
+
+
 def embed_rows(plpy: Any, embedder: str, texts: list[str | None]) -> Any:
-    """PL/Python: (ordinality, embedding, input_key, error) for every text of one statement.
+    """PL/Python: (ordinality, embedding literal, input_key, error) for every text of one statement.
     Never raises: a failure comes back as the error of every row, for the backlog."""
     try:
+        import numpy as np
+
         if embedder != NAME:
             raise LookupError(f"the database runs only the built-in embedder {NAME}, not {embedder!r}")
-        vectors = embed_batch(texts)
+        present, vectors = _matrix(np, texts)
+        literals: list[str | None] = [None] * len(texts)
+        for i, literal in zip(present, vector_literals(np, vectors), strict=True):
+            literals[i] = literal
         keys = [input_key(t) for t in texts]
     except Exception as e:  # the insert path must never fail because of the embedder
         message = f"{type(e).__name__}: {e}"
         return [(i + 1, None, None, message) for i in range(len(texts))]
-    return [(i + 1, v, keys[i], None) for i, v in enumerate(vectors)]
+    return [(i + 1, literals[i], keys[i], None) for i in range(len(texts))]
 
 
 def normalize_key(plpy: Any, text: str | None) -> str | None:

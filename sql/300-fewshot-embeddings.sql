@@ -10,7 +10,7 @@ FROM pg_extension e WHERE e.extname = 'vector';
 -- Pure computation; SECURITY DEFINER only so that roles without access to the module table
 -- (the application) can load the PL/Python module.
 CREATE OR REPLACE FUNCTION flywheel._embed_texts(embedder text, texts text[])
-RETURNS TABLE (ordinality integer, embedding real[], input_key uuid, error text)
+RETURNS TABLE (ordinality integer, embedding text, input_key uuid, error text)
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$ # plpython: fewshot_embedder.embed_rows $python$;

@@ -190,6 +190,7 @@ DECLARE
     _apps text[] := flywheel._visible_apps(caller);  -- NULL: every app
     _pool integer := greatest(4 * _few_shot.k, 40);
     _exact boolean := false;
+    _where text := 'x.embedder = $1';
     -- Below this many matching examples an exact scan is exact, and faster than HNSW (whose
     -- filtered scans come back short when the filter is selective); a setting, for tests.
     _exact_below constant integer := coalesce(nullif(current_setting('flywheel.few_shot_exact_below', true), '')::integer, 5000);
@@ -203,39 +204,30 @@ BEGIN
     IF query_embedding IS NULL THEN
         RETURN;
     END IF;
-    IF _few_shot.app IS NOT NULL OR _few_shot.validator IS NOT NULL OR _apps IS NOT NULL THEN
-        SELECT count(*) < _exact_below INTO _exact FROM (
-            SELECT 1 FROM flywheel.examples x
-            WHERE x.embedder = _embedder
-              AND (_few_shot.app IS NULL OR x.app = _few_shot.app) AND (_apps IS NULL OR x.app = ANY (_apps))
-              AND (_few_shot.validator IS NULL OR x.labels ? _few_shot.validator)
-            LIMIT _exact_below) s;
+    -- Only the filters given, so that every call gets a plan for exactly its filters.
+    IF _few_shot.app IS NOT NULL THEN
+        _where := _where || ' AND x.app = $2';
     END IF;
-    IF _exact THEN
-        RETURN QUERY
-        SELECT c.trace_id, c.input, c.output, coalesce(c.labels ->> _few_shot.validator, c.label), 1 - c.distance,
-               flywheel._example_score(1 - c.distance, c.labelled_at, c.corrected, c.disagreement, _few_shot.half_life)
-        FROM (SELECT x.*, x.embedding <=> query_embedding AS distance
-              FROM flywheel.examples x
-              WHERE x.embedder = _embedder
-                AND (_few_shot.app IS NULL OR x.app = _few_shot.app) AND (_apps IS NULL OR x.app = ANY (_apps))
-                AND (_few_shot.validator IS NULL OR x.labels ? _few_shot.validator)
-              ORDER BY (x.embedding <=> query_embedding) + 0  -- "+ 0": an expression no index can serve
-              LIMIT _pool) c
-        ORDER BY 6 DESC, 1 LIMIT _few_shot.k;
-    ELSE
-        RETURN QUERY
-        SELECT c.trace_id, c.input, c.output, coalesce(c.labels ->> _few_shot.validator, c.label), 1 - c.distance,
-               flywheel._example_score(1 - c.distance, c.labelled_at, c.corrected, c.disagreement, _few_shot.half_life)
-        FROM (SELECT x.*, x.embedding <=> query_embedding AS distance
-              FROM flywheel.examples x
-              WHERE x.embedder = _embedder
-                AND (_few_shot.app IS NULL OR x.app = _few_shot.app) AND (_apps IS NULL OR x.app = ANY (_apps))
-                AND (_few_shot.validator IS NULL OR x.labels ? _few_shot.validator)
-              ORDER BY x.embedding <=> query_embedding
-              LIMIT _pool) c
-        ORDER BY 6 DESC, 1 LIMIT _few_shot.k;
+    IF _apps IS NOT NULL THEN
+        _where := _where || ' AND x.app = ANY ($3)';
     END IF;
+    IF _few_shot.validator IS NOT NULL THEN
+        _where := _where || ' AND x.labels ? $4';
+    END IF;
+    IF _where <> 'x.embedder = $1' THEN
+        EXECUTE 'SELECT count(*) < $6 FROM (SELECT 1 FROM flywheel.examples x WHERE ' || _where || ' LIMIT $6) s'
+            INTO _exact USING _embedder, _few_shot.app, _apps, _few_shot.validator, query_embedding, _exact_below;
+    END IF;
+    RETURN QUERY EXECUTE
+        'SELECT c.trace_id, c.input, c.output, coalesce(c.labels ->> $4, c.label), 1 - c.distance,'
+        '       flywheel._example_score(1 - c.distance, c.labelled_at, c.corrected, c.disagreement, $9)'
+        ' FROM (SELECT x.trace_id, x.input, x.output, x.labels, x.label, x.labelled_at, x.corrected, x.disagreement,'
+        '             x.embedding <=> $5 AS distance FROM flywheel.examples x WHERE ' || _where
+        || CASE WHEN _exact THEN ' ORDER BY (x.embedding <=> $5) + 0'  -- "+ 0": no index can serve it
+                ELSE ' ORDER BY x.embedding <=> $5' END
+        || ' LIMIT $7) c ORDER BY 6 DESC, 1 LIMIT $8'
+        USING _embedder, _few_shot.app, _apps, _few_shot.validator, query_embedding, _exact_below, _pool,
+              _few_shot.k, _few_shot.half_life;
 END
 $$;
 

@@ -13,10 +13,3 @@ GRANT EXECUTE ON FUNCTION
     flywheel.record_feedback(uuid, text, double precision, text, text, text, text),
     flywheel.record_feedback(text, text, double precision, text, text, text, text)
 TO flywheel_app;
--- What runs as the application's role inside those (and inside its INSERTs' triggers).
-GRANT EXECUTE ON FUNCTION
-    flywheel._active_embedder(),
-    flywheel._embed_texts(text, text[]),
-    flywheel._examples_follow(),
-    flywheel._embed_new_traces()
-TO flywheel_app;

@@ -414,7 +414,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:b88b1c72f499'] = importlib.import_module
+GD['dbflywheel:0.1.0:96b47e2751e3'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -496,18 +496,16 @@ def _mix(np: Any, h: Any) -> Any:
     return h ^ (h >> np.uint64(33))
 
 
-def _scatter(np: Any, owners: Any, hashes: Any, n_texts: int) -> Any:
-    """Sum +1/-1 into bucket hash % DIMS (sign from the top bit) of each owner's row."""
-    if len(hashes) == 0:
-        return np.zeros((n_texts, DIMS))
+def _scatter(np: Any, owners: Any, hashes: Any, n_texts: int, offset: int) -> Any:
+    """+1/-1 per feature into column offset + hash % DIMS (sign from the top bit) of its
+    owner's row, as flat (index, weight) pairs for one bincount over everything."""
     mixed = _mix(np, hashes)
-    buckets = (mixed % np.uint64(DIMS)).astype(np.int64)
-    signs = np.where((mixed >> np.uint64(63)) == np.uint64(1), -1.0, 1.0)
-    flat = np.bincount(owners * DIMS + buckets, weights=signs, minlength=n_texts * DIMS)
-    return flat.reshape(n_texts, DIMS)
+    buckets = (mixed % np.uint64(DIMS)).astype(np.int64) + offset
+    signs = 1.0 - 2.0 * (mixed >> np.uint64(63)).astype(np.float64)
+    return owners * (2 * DIMS) + buckets, signs
 
 
-def _char_features(np: Any, texts: list[str]) -> Any:
+def _char_features(np: Any, texts: list[str]) -> tuple[Any, Any]:
     """Byte n-grams of every text at once: one rolling hash over the concatenation, keeping
     only the n-grams that do not cross from one text into the next."""
     encoded = [(" " + t + " ").encode() for t in texts]
@@ -527,12 +525,10 @@ def _char_features(np: Any, texts: list[str]) -> Any:
         inside = np.arange(count, dtype=np.int64) + n <= ends[owners]
         owners_parts.append(owners[inside])
         hash_parts.append(h[inside])
-    if not hash_parts:
-        return np.zeros((len(texts), DIMS))
-    return _scatter(np, np.concatenate(owners_parts), np.concatenate(hash_parts), len(texts))
+    return _scatter(np, np.concatenate(owners_parts), np.concatenate(hash_parts), len(texts), 0)
 
 
-def _word_features(np: Any, texts: list[str]) -> Any:
+def _word_features(np: Any, texts: list[str]) -> tuple[Any, Any]:
     """Words and word bigrams (crc32, then mixed with a seed that keeps the two kinds apart)."""
     owners: list[int] = []
     hashes: list[int] = []
@@ -541,7 +537,7 @@ def _word_features(np: Any, texts: list[str]) -> Any:
         owners.extend([i] * (2 * len(words) - (1 if words else 0)))
         hashes.extend(words)
         hashes.extend((a << 32 | b) ^ 0x5BD1E995 for a, b in zip(words, words[1:], strict=False))
-    return _scatter(np, np.array(owners, dtype=np.int64), np.array(hashes, dtype=np.uint64), len(texts))
+    return _scatter(np, np.array(owners, dtype=np.int64), np.array(hashes, dtype=np.uint64), len(texts), DIMS)
 
 
 def _unit_rows(np: Any, m: Any) -> Any:
@@ -549,38 +545,70 @@ def _unit_rows(np: Any, m: Any) -> Any:
     return np.divide(m, norms, out=np.zeros_like(m), where=norms > 0)
 
 
+def _matrix(np: Any, texts: list[str | None]) -> tuple[list[int], Any]:
+    """The indexes of the texts with something to embed, and their unit vectors (float32 rows)."""
+    present = [i for i, t in enumerate(texts) if t is not None and normalize(t)]
+    if not present:
+        return present, np.zeros((0, DIMS), dtype=np.float32)
+    norm = [normalize(texts[i]) for i in present]  # type: ignore[arg-type]
+    (ci, cw), (wi, ww) = _char_features(np, norm), _word_features(np, norm)
+    counts = np.bincount(np.concatenate([ci, wi]), weights=np.concatenate([cw, ww]),
+                         minlength=len(norm) * 2 * DIMS).reshape(len(norm), 2, DIMS)
+    # sqrt dampens repeated n-grams; chars and words are normalised apart, so that the many
+    # character n-grams do not drown the words, then added.
+    damped = np.copysign(np.sqrt(np.abs(counts)), counts)
+    norms = np.linalg.norm(damped, axis=2, keepdims=True)
+    vectors = np.divide(damped, norms, out=np.zeros_like(damped), where=norms > 0).sum(axis=1)
+    return present, _unit_rows(np, vectors).astype(np.float32)
+
+
 def embed_batch(texts: list[str | None]) -> list[list[float] | None]:
     """One 384-float unit vector per text; None for a NULL or empty text (nothing to embed)."""
     import numpy as np
 
-    present = [i for i, t in enumerate(texts) if t is not None and normalize(t)]
+    present, vectors = _matrix(np, texts)
     result: list[list[float] | None] = [None] * len(texts)
-    if not present:
-        return result
-    norm = [normalize(texts[i]) for i in present]  # type: ignore[arg-type]
-    # sqrt dampens repeated n-grams; each kind is normalised so words are not drowned by chars.
-    chars = _char_features(np, norm)
-    words = _word_features(np, norm)
-    damp = np.sign(chars) * np.sqrt(np.abs(chars)), np.sign(words) * np.sqrt(np.abs(words))
-    vectors = _unit_rows(np, _unit_rows(np, damp[0]) + _unit_rows(np, damp[1])).astype(np.float32)
     for row, i in enumerate(present):
-        if np.any(vectors[row]):
-            result[i] = vectors[row].tolist()
+        result[i] = vectors[row].tolist()
     return result
 
 
+def vector_literals(np: Any, vectors: Any) -> list[str]:
+    """pgvector text literals of unit-vector rows, written by numpy ('[+0.0123457,-0.0000001,...]'):
+    PL/Python converts a list of floats to real[] one string per element, far slower."""
+    n = len(vectors)
+    if n == 0:
+        return []
+    scaled = np.rint(np.abs(vectors.astype(np.float64)) * 1e7).astype(np.int64)  # |v| <= 1: d.ddddddd
+    cells = np.empty((n, DIMS, 11), dtype=np.uint8)
+    cells[..., 0] = np.where(vectors < 0, ord("-"), ord("+"))
+    cells[..., 2] = ord(".")
+    cells[..., 10] = ord(",")
+    for position in (9, 8, 7, 6, 5, 4, 3, 1):
+        cells[..., position] = scaled % 10 + ord("0")
+        scaled //= 10
+    rows = cells.reshape(n, DIMS * 11)
+    rows[:, -1] = ord("]")
+    return ["[" + r.tobytes().decode("ascii") for r in rows]
+
+
 def embed_rows(plpy: Any, embedder: str, texts: list[str | None]) -> Any:
-    """PL/Python: (ordinality, embedding, input_key, error) for every text of one statement.
+    """PL/Python: (ordinality, embedding literal, input_key, error) for every text of one statement.
     Never raises: a failure comes back as the error of every row, for the backlog."""
     try:
+        import numpy as np
+
         if embedder != NAME:
             raise LookupError(f"the database runs only the built-in embedder {NAME}, not {embedder!r}")
-        vectors = embed_batch(texts)
+        present, vectors = _matrix(np, texts)
+        literals: list[str | None] = [None] * len(texts)
+        for i, literal in zip(present, vector_literals(np, vectors), strict=True):
+            literals[i] = literal
         keys = [input_key(t) for t in texts]
     except Exception as e:  # the insert path must never fail because of the embedder
         message = f"{type(e).__name__}: {e}"
         return [(i + 1, None, None, message) for i in range(len(texts))]
-    return [(i + 1, v, keys[i], None) for i, v in enumerate(vectors)]
+    return [(i + 1, literals[i], keys[i], None) for i in range(len(texts))]
 
 
 def normalize_key(plpy: Any, text: str | None) -> str | None:
@@ -713,10 +741,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b88b1c72f499')
+_import = GD.get('dbflywheel:0.1.0:96b47e2751e3')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b88b1c72f499']
+    _import = GD['dbflywheel:0.1.0:96b47e2751e3']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -751,14 +779,14 @@ FROM pg_extension e WHERE e.extname = 'vector';
 -- Pure computation; SECURITY DEFINER only so that roles without access to the module table
 -- (the application) can load the PL/Python module.
 CREATE OR REPLACE FUNCTION flywheel._embed_texts(embedder text, texts text[])
-RETURNS TABLE (ordinality integer, embedding real[], input_key uuid, error text)
+RETURNS TABLE (ordinality integer, embedding text, input_key uuid, error text)
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b88b1c72f499')
+_import = GD.get('dbflywheel:0.1.0:96b47e2751e3')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b88b1c72f499']
+    _import = GD['dbflywheel:0.1.0:96b47e2751e3']
 return _import('fewshot_embedder').embed_rows(plpy, embedder, texts)
 $python$;
 
@@ -767,10 +795,10 @@ CREATE OR REPLACE FUNCTION flywheel._input_key(text text) RETURNS uuid
 LANGUAGE plpython3u IMMUTABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b88b1c72f499')
+_import = GD.get('dbflywheel:0.1.0:96b47e2751e3')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b88b1c72f499']
+    _import = GD['dbflywheel:0.1.0:96b47e2751e3']
 return _import('fewshot_embedder').normalize_key(plpy, text)
 $python$;
 
@@ -1173,6 +1201,7 @@ DECLARE
     _apps text[] := flywheel._visible_apps(caller);  -- NULL: every app
     _pool integer := greatest(4 * _few_shot.k, 40);
     _exact boolean := false;
+    _where text := 'x.embedder = $1';
     -- Below this many matching examples an exact scan is exact, and faster than HNSW (whose
     -- filtered scans come back short when the filter is selective); a setting, for tests.
     _exact_below constant integer := coalesce(nullif(current_setting('flywheel.few_shot_exact_below', true), '')::integer, 5000);
@@ -1186,39 +1215,30 @@ BEGIN
     IF query_embedding IS NULL THEN
         RETURN;
     END IF;
-    IF _few_shot.app IS NOT NULL OR _few_shot.validator IS NOT NULL OR _apps IS NOT NULL THEN
-        SELECT count(*) < _exact_below INTO _exact FROM (
-            SELECT 1 FROM flywheel.examples x
-            WHERE x.embedder = _embedder
-              AND (_few_shot.app IS NULL OR x.app = _few_shot.app) AND (_apps IS NULL OR x.app = ANY (_apps))
-              AND (_few_shot.validator IS NULL OR x.labels ? _few_shot.validator)
-            LIMIT _exact_below) s;
+    -- Only the filters given, so that every call gets a plan for exactly its filters.
+    IF _few_shot.app IS NOT NULL THEN
+        _where := _where || ' AND x.app = $2';
     END IF;
-    IF _exact THEN
-        RETURN QUERY
-        SELECT c.trace_id, c.input, c.output, coalesce(c.labels ->> _few_shot.validator, c.label), 1 - c.distance,
-               flywheel._example_score(1 - c.distance, c.labelled_at, c.corrected, c.disagreement, _few_shot.half_life)
-        FROM (SELECT x.*, x.embedding <=> query_embedding AS distance
-              FROM flywheel.examples x
-              WHERE x.embedder = _embedder
-                AND (_few_shot.app IS NULL OR x.app = _few_shot.app) AND (_apps IS NULL OR x.app = ANY (_apps))
-                AND (_few_shot.validator IS NULL OR x.labels ? _few_shot.validator)
-              ORDER BY (x.embedding <=> query_embedding) + 0  -- "+ 0": an expression no index can serve
-              LIMIT _pool) c
-        ORDER BY 6 DESC, 1 LIMIT _few_shot.k;
-    ELSE
-        RETURN QUERY
-        SELECT c.trace_id, c.input, c.output, coalesce(c.labels ->> _few_shot.validator, c.label), 1 - c.distance,
-               flywheel._example_score(1 - c.distance, c.labelled_at, c.corrected, c.disagreement, _few_shot.half_life)
-        FROM (SELECT x.*, x.embedding <=> query_embedding AS distance
-              FROM flywheel.examples x
-              WHERE x.embedder = _embedder
-                AND (_few_shot.app IS NULL OR x.app = _few_shot.app) AND (_apps IS NULL OR x.app = ANY (_apps))
-                AND (_few_shot.validator IS NULL OR x.labels ? _few_shot.validator)
-              ORDER BY x.embedding <=> query_embedding
-              LIMIT _pool) c
-        ORDER BY 6 DESC, 1 LIMIT _few_shot.k;
+    IF _apps IS NOT NULL THEN
+        _where := _where || ' AND x.app = ANY ($3)';
     END IF;
+    IF _few_shot.validator IS NOT NULL THEN
+        _where := _where || ' AND x.labels ? $4';
+    END IF;
+    IF _where <> 'x.embedder = $1' THEN
+        EXECUTE 'SELECT count(*) < $6 FROM (SELECT 1 FROM flywheel.examples x WHERE ' || _where || ' LIMIT $6) s'
+            INTO _exact USING _embedder, _few_shot.app, _apps, _few_shot.validator, query_embedding, _exact_below;
+    END IF;
+    RETURN QUERY EXECUTE
+        'SELECT c.trace_id, c.input, c.output, coalesce(c.labels ->> $4, c.label), 1 - c.distance,'
+        '       flywheel._example_score(1 - c.distance, c.labelled_at, c.corrected, c.disagreement, $9)'
+        ' FROM (SELECT x.trace_id, x.input, x.output, x.labels, x.label, x.labelled_at, x.corrected, x.disagreement,'
+        '             x.embedding <=> $5 AS distance FROM flywheel.examples x WHERE ' || _where
+        || CASE WHEN _exact THEN ' ORDER BY (x.embedding <=> $5) + 0'  -- "+ 0": no index can serve it
+                ELSE ' ORDER BY x.embedding <=> $5' END
+        || ' LIMIT $7) c ORDER BY 6 DESC, 1 LIMIT $8'
+        USING _embedder, _few_shot.app, _apps, _few_shot.validator, query_embedding, _exact_below, _pool,
+              _few_shot.k, _few_shot.half_life;
 END
 $$;
 
@@ -1702,13 +1722,6 @@ GRANT EXECUTE ON FUNCTION
     flywheel.record_feedback(bigint, text, double precision, text, text, text, text),
     flywheel.record_feedback(uuid, text, double precision, text, text, text, text),
     flywheel.record_feedback(text, text, double precision, text, text, text, text)
-TO flywheel_app;
--- What runs as the application's role inside those (and inside its INSERTs' triggers).
-GRANT EXECUTE ON FUNCTION
-    flywheel._active_embedder(),
-    flywheel._embed_texts(text, text[]),
-    flywheel._examples_follow(),
-    flywheel._embed_new_traces()
 TO flywheel_app;
 
 -- 900-privileges.sql
