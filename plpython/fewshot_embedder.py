@@ -28,10 +28,7 @@ def normalize(text: str) -> str:
 
 def input_key(text: str | None) -> str | None:
     """md5 of the normalised text, as a uuid literal: the exact-match key of the cache."""
-    if text is None:
-        return None
-    digest = hashlib.md5(normalize(text).encode(), usedforsecurity=False).hexdigest()
-    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:]}"
+    return None if text is None else _key_of_normalized(normalize(text))
 
 
 def _mix(np: Any, h: Any) -> Any:
@@ -92,12 +89,14 @@ def _unit_rows(np: Any, m: Any) -> Any:
     return np.divide(m, norms, out=np.zeros_like(m), where=norms > 0)
 
 
-def _matrix(np: Any, texts: list[str | None]) -> tuple[list[int], Any]:
-    """The indexes of the texts with something to embed, and their unit vectors (float32 rows)."""
-    present = [i for i, t in enumerate(texts) if t is not None and normalize(t)]
+def _matrix(np: Any, texts: list[str | None]) -> tuple[list[int], list[str], Any]:
+    """The indexes of the texts with something to embed, their normalised forms, and their unit
+    vectors (float32 rows)."""
+    norm_all = [normalize(t) if t is not None else "" for t in texts]
+    present = [i for i, t in enumerate(norm_all) if t]
+    norm = [norm_all[i] for i in present]
     if not present:
-        return present, np.zeros((0, DIMS), dtype=np.float32)
-    norm = [normalize(texts[i]) for i in present]  # type: ignore[arg-type]
+        return present, norm, np.zeros((0, DIMS), dtype=np.float32)
     (ci, cw), (wi, ww) = _char_features(np, norm), _word_features(np, norm)
     counts = np.bincount(np.concatenate([ci, wi]), weights=np.concatenate([cw, ww]),
                          minlength=len(norm) * 2 * DIMS).reshape(len(norm), 2, DIMS)
@@ -106,14 +105,14 @@ def _matrix(np: Any, texts: list[str | None]) -> tuple[list[int], Any]:
     damped = np.copysign(np.sqrt(np.abs(counts)), counts)
     norms = np.linalg.norm(damped, axis=2, keepdims=True)
     vectors = np.divide(damped, norms, out=np.zeros_like(damped), where=norms > 0).sum(axis=1)
-    return present, _unit_rows(np, vectors).astype(np.float32)
+    return present, norm, _unit_rows(np, vectors).astype(np.float32)
 
 
 def embed_batch(texts: list[str | None]) -> list[list[float] | None]:
     """One 384-float unit vector per text; None for a NULL or empty text (nothing to embed)."""
     import numpy as np
 
-    present, vectors = _matrix(np, texts)
+    present, _, vectors = _matrix(np, texts)
     result: list[list[float] | None] = [None] * len(texts)
     for row, i in enumerate(present):
         result[i] = vectors[row].tolist()
@@ -139,23 +138,29 @@ def vector_literals(np: Any, vectors: Any) -> list[str]:
     return ["[" + r.tobytes().decode("ascii") for r in rows]
 
 
-def embed_rows(plpy: Any, embedder: str, texts: list[str | None]) -> Any:
-    """PL/Python: (ordinality, embedding literal, input_key, error) for every text of one statement.
-    Never raises: a failure comes back as the error of every row, for the backlog."""
-    try:
-        import numpy as np
+def _key_of_normalized(norm: str) -> str:
+    digest = hashlib.md5(norm.encode(), usedforsecurity=False).hexdigest()
+    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:]}"
 
-        if embedder != NAME:
-            raise LookupError(f"the database runs only the built-in embedder {NAME}, not {embedder!r}")
-        present, vectors = _matrix(np, texts)
-        literals: list[str | None] = [None] * len(texts)
-        for i, literal in zip(present, vector_literals(np, vectors), strict=True):
-            literals[i] = literal
-        keys = [input_key(t) for t in texts]
-    except Exception as e:  # the insert path must never fail because of the embedder
-        message = f"{type(e).__name__}: {e}"
-        return [(i + 1, None, None, message) for i in range(len(texts))]
-    return [(i + 1, literals[i], keys[i], None) for i in range(len(texts))]
+
+def literals_and_keys(embedder: str, texts: list[str | None]) -> tuple[list[int], list[str], list[str]]:
+    """For the texts with something to embed: their indexes, pgvector literals and input keys."""
+    import numpy as np
+
+    if embedder != NAME:
+        raise LookupError(f"the database runs only the built-in embedder {NAME}, not {embedder!r}")
+    present, norm, vectors = _matrix(np, texts)
+    return present, vector_literals(np, vectors), [_key_of_normalized(n) for n in norm]
+
+
+def embed_rows(plpy: Any, embedder: str, texts: list[str | None]) -> Any:
+    """PL/Python: (ordinality, embedding literal, input_key, error) for every text with something
+    to embed. Never raises: a failure comes back as the error of every row."""
+    try:
+        present, literals, keys = literals_and_keys(embedder, texts)
+    except Exception as e:
+        return [(i + 1, None, None, f"{type(e).__name__}: {e}") for i in range(len(texts))]
+    return [(i + 1, literal, key, None) for i, literal, key in zip(present, literals, keys, strict=True)]
 
 
 def normalize_key(plpy: Any, text: str | None) -> str | None:

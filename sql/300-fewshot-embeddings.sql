@@ -26,80 +26,22 @@ LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $$ SELECT e.name FROM flywheel.embedders e WHERE e.state = 'active' $$;
 
--- Embeds traces with one in-database embedder and stores the vectors; a failure of the
--- embedder lands in the backlog with its message. Returns how many were stored.
+-- Embeds traces with the built-in embedder and stores the vectors (plpython/fewshot_store.py);
+-- a failure lands in the backlog with its message, never raised. Returns how many were stored.
 CREATE OR REPLACE FUNCTION flywheel._embed_traces(embedder text, trace_ids bigint[], apps text[], inputs text[])
 RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER
+LANGUAGE plpython3u SECURITY DEFINER
 SET search_path FROM CURRENT
-AS $$
-DECLARE
-    _stored integer;
-BEGIN
-    WITH computed AS MATERIALIZED (
-        SELECT r.ordinality, r.embedding, r.input_key, r.error
-        FROM flywheel._embed_texts(_embed_traces.embedder, inputs) r
-    ), stored AS (
-        INSERT INTO flywheel.embeddings AS e (trace_id, embedder, app, embedding, input_key)
-        SELECT trace_ids[c.ordinality], _embed_traces.embedder, apps[c.ordinality], c.embedding::vector, c.input_key
-        FROM computed c WHERE c.embedding IS NOT NULL
-        ON CONFLICT ON CONSTRAINT embeddings_pkey DO UPDATE
-            SET embedding = EXCLUDED.embedding, input_key = EXCLUDED.input_key, created_at = now()
-        RETURNING 1
-    ), failed AS (
-        INSERT INTO flywheel.embedding_backlog AS b (trace_id, embedder, reason, last_error)
-        SELECT trace_ids[c.ordinality], _embed_traces.embedder, 'failed', c.error
-        FROM computed c WHERE c.error IS NOT NULL
-        ON CONFLICT ON CONSTRAINT embedding_backlog_pkey DO UPDATE
-            SET attempts = b.attempts + 1, last_error = EXCLUDED.last_error
-    )
-    SELECT count(*) INTO _stored FROM stored;
-    RETURN _stored;
-END
-$$;
+AS $python$ # plpython: fewshot_store.embed_traces $python$;
 
--- AFTER INSERT, once per statement: embeds the inputs of all new traces with one call per
--- embedder in use. Whatever goes wrong is recorded in the backlog, never raised into the
+-- AFTER INSERT, once per statement: one PL/Python call embeds the inputs of all new traces
+-- (transition table new_traces) with every in-database embedder in use, and queues them for
+-- worker embedders. Whatever goes wrong is recorded in the backlog, never raised into the
 -- application's INSERT.
 CREATE OR REPLACE FUNCTION flywheel._embed_new_traces() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path TO pg_catalog, pg_temp
-AS $$
-DECLARE
-    _embedder record;
-    _ids bigint[];
-    _apps text[];
-    _inputs text[];
-BEGIN
-    FOR _embedder IN SELECT e.name, e.runs_in FROM flywheel.embedders e
-                     WHERE e.state IN ('active', 'building') AND e.runs_in <> 'application' LOOP
-        IF _embedder.runs_in = 'worker' THEN
-            INSERT INTO flywheel.embedding_backlog (trace_id, embedder, reason)
-            SELECT n.id, _embedder.name, 'worker' FROM new_traces n WHERE n.input IS NOT NULL
-            ON CONFLICT DO NOTHING;
-            CONTINUE;
-        END IF;
-        IF _ids IS NULL THEN
-            SELECT array_agg(n.id), array_agg(n.app), array_agg(n.input)
-            INTO _ids, _apps, _inputs
-            FROM new_traces n WHERE n.input IS NOT NULL;
-            EXIT WHEN _ids IS NULL;
-        END IF;
-        BEGIN
-            PERFORM flywheel._embed_traces(_embedder.name, _ids, _apps, _inputs);
-        EXCEPTION WHEN OTHERS THEN
-            BEGIN
-                INSERT INTO flywheel.embedding_backlog AS b (trace_id, embedder, reason, last_error)
-                SELECT i, _embedder.name, 'failed', SQLERRM FROM unnest(_ids) i
-                ON CONFLICT (trace_id, embedder) DO UPDATE SET last_error = EXCLUDED.last_error;
-            EXCEPTION WHEN OTHERS THEN
-                RAISE WARNING 'dbflywheel: could not embed or record % new trace(s): %', cardinality(_ids), SQLERRM;
-            END;
-        END;
-    END LOOP;
-    RETURN NULL;
-END
-$$;
+LANGUAGE plpython3u SECURITY DEFINER
+SET search_path FROM CURRENT
+AS $python$ # plpython: fewshot_store.embed_new_traces $python$;
 
 CREATE OR REPLACE TRIGGER traces_embed AFTER INSERT ON flywheel.traces
     REFERENCING NEW TABLE AS new_traces

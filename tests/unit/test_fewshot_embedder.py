@@ -65,11 +65,36 @@ def test_any_text_gives_a_unit_vector_or_none(texts: list[str | None]) -> None:
 
 def test_embed_rows_reports_failures_instead_of_raising() -> None:
     plpy = StubPlpy()
-    ok = fe.embed_rows(plpy, fe.NAME, ["hello world", None])
-    assert [r[0] for r in ok] == [1, 2] and ok[0][1] is not None and ok[0][3] is None and ok[1][1] is None
+    ok = fe.embed_rows(plpy, fe.NAME, ["hello world", None, "bye"])
+    assert [r[0] for r in ok] == [1, 3] and all(r[3] is None for r in ok)
+    literal = np.array([float(x) for x in ok[0][1].strip("[]").split(",")])
+    assert np.allclose(literal, fe.embed_batch(["hello world"])[0], atol=1e-7)
+    assert ok[0][2] == fe.input_key("hello world")
     bad = fe.embed_rows(plpy, "some-other-model", ["hello", "world"])
     assert [r[3] for r in bad] == [bad[0][3]] * 2 and "some-other-model" in bad[0][3]
     assert all(r[1] is None for r in bad)
+
+
+def test_vector_literals_are_exact_to_seven_decimals() -> None:
+    vectors = np.array([[1.0, -1.0, 0.0, 0.12345678, -0.00000004] + [0.0] * 379], dtype=np.float32)
+    (literal,) = fe.vector_literals(np, vectors)
+    assert literal.startswith("[+1.0000000,-1.0000000,+0.0000000,+0.1234568,-0.0000000,")
+    assert literal.endswith("]") and literal.count(",") == 383
+
+
+def test_the_store_records_a_failure_instead_of_raising() -> None:
+    import fewshot_store
+
+    plpy = StubPlpy()
+    fewshot_store._plans.clear()
+    assert fewshot_store.embed_traces(plpy, "unknown-model", [7, 8], ["a", "a"], ["x", "y"]) == 0
+    failed = [q for q in plpy.queries if "embedding_backlog" in q[0]]
+    assert failed and failed[0][1][0] == [7, 8] and "LookupError" in failed[0][1][2]
+    plpy = StubPlpy()
+    fewshot_store._plans.clear()
+    assert fewshot_store.embed_traces(plpy, fe.NAME, [7, 8], ["a", "a"], ["x", None]) == 1
+    stored = [q for q in plpy.queries if "flywheel.embeddings" in q[0]]
+    assert stored[0][1][0] == [7] and stored[0][1][3][0].startswith("[")
 
 
 def test_the_package_embeds_with_the_shipped_module_identically() -> None:

@@ -158,7 +158,8 @@ def run(ctx: Context) -> str:
         build = _load(conn, n)
         load = time.perf_counter() - started
         conn.autocommit = True
-        counts: dict[str, int] = dict(conn.execute("SELECT app, count(*) FROM flywheel.examples GROUP BY app").fetchall())
+        rows = conn.execute("SELECT app, count(*) FROM flywheel.examples GROUP BY app").fetchall()
+        counts: dict[str, int] = dict(rows)
         queries = _texts(100 if ctx.quick else 300, seed=7)
         for q in queries[:20]:  # warm the caches and the PL/Python module
             conn.execute("SELECT count(*) FROM flywheel.few_shot(%s, 10)", (q,))

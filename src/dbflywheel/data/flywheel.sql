@@ -414,7 +414,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:96b47e2751e3'] = importlib.import_module
+GD['dbflywheel:0.1.0:03b08d0570f2'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -481,10 +481,7 @@ def normalize(text: str) -> str:
 
 def input_key(text: str | None) -> str | None:
     """md5 of the normalised text, as a uuid literal: the exact-match key of the cache."""
-    if text is None:
-        return None
-    digest = hashlib.md5(normalize(text).encode(), usedforsecurity=False).hexdigest()
-    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:]}"
+    return None if text is None else _key_of_normalized(normalize(text))
 
 
 def _mix(np: Any, h: Any) -> Any:
@@ -545,12 +542,14 @@ def _unit_rows(np: Any, m: Any) -> Any:
     return np.divide(m, norms, out=np.zeros_like(m), where=norms > 0)
 
 
-def _matrix(np: Any, texts: list[str | None]) -> tuple[list[int], Any]:
-    """The indexes of the texts with something to embed, and their unit vectors (float32 rows)."""
-    present = [i for i, t in enumerate(texts) if t is not None and normalize(t)]
+def _matrix(np: Any, texts: list[str | None]) -> tuple[list[int], list[str], Any]:
+    """The indexes of the texts with something to embed, their normalised forms, and their unit
+    vectors (float32 rows)."""
+    norm_all = [normalize(t) if t is not None else "" for t in texts]
+    present = [i for i, t in enumerate(norm_all) if t]
+    norm = [norm_all[i] for i in present]
     if not present:
-        return present, np.zeros((0, DIMS), dtype=np.float32)
-    norm = [normalize(texts[i]) for i in present]  # type: ignore[arg-type]
+        return present, norm, np.zeros((0, DIMS), dtype=np.float32)
     (ci, cw), (wi, ww) = _char_features(np, norm), _word_features(np, norm)
     counts = np.bincount(np.concatenate([ci, wi]), weights=np.concatenate([cw, ww]),
                          minlength=len(norm) * 2 * DIMS).reshape(len(norm), 2, DIMS)
@@ -559,14 +558,14 @@ def _matrix(np: Any, texts: list[str | None]) -> tuple[list[int], Any]:
     damped = np.copysign(np.sqrt(np.abs(counts)), counts)
     norms = np.linalg.norm(damped, axis=2, keepdims=True)
     vectors = np.divide(damped, norms, out=np.zeros_like(damped), where=norms > 0).sum(axis=1)
-    return present, _unit_rows(np, vectors).astype(np.float32)
+    return present, norm, _unit_rows(np, vectors).astype(np.float32)
 
 
 def embed_batch(texts: list[str | None]) -> list[list[float] | None]:
     """One 384-float unit vector per text; None for a NULL or empty text (nothing to embed)."""
     import numpy as np
 
-    present, vectors = _matrix(np, texts)
+    present, _, vectors = _matrix(np, texts)
     result: list[list[float] | None] = [None] * len(texts)
     for row, i in enumerate(present):
         result[i] = vectors[row].tolist()
@@ -592,32 +591,124 @@ def vector_literals(np: Any, vectors: Any) -> list[str]:
     return ["[" + r.tobytes().decode("ascii") for r in rows]
 
 
-def embed_rows(plpy: Any, embedder: str, texts: list[str | None]) -> Any:
-    """PL/Python: (ordinality, embedding literal, input_key, error) for every text of one statement.
-    Never raises: a failure comes back as the error of every row, for the backlog."""
-    try:
-        import numpy as np
+def _key_of_normalized(norm: str) -> str:
+    digest = hashlib.md5(norm.encode(), usedforsecurity=False).hexdigest()
+    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:]}"
 
-        if embedder != NAME:
-            raise LookupError(f"the database runs only the built-in embedder {NAME}, not {embedder!r}")
-        present, vectors = _matrix(np, texts)
-        literals: list[str | None] = [None] * len(texts)
-        for i, literal in zip(present, vector_literals(np, vectors), strict=True):
-            literals[i] = literal
-        keys = [input_key(t) for t in texts]
-    except Exception as e:  # the insert path must never fail because of the embedder
-        message = f"{type(e).__name__}: {e}"
-        return [(i + 1, None, None, message) for i in range(len(texts))]
-    return [(i + 1, literals[i], keys[i], None) for i in range(len(texts))]
+
+def literals_and_keys(embedder: str, texts: list[str | None]) -> tuple[list[int], list[str], list[str]]:
+    """For the texts with something to embed: their indexes, pgvector literals and input keys."""
+    import numpy as np
+
+    if embedder != NAME:
+        raise LookupError(f"the database runs only the built-in embedder {NAME}, not {embedder!r}")
+    present, norm, vectors = _matrix(np, texts)
+    return present, vector_literals(np, vectors), [_key_of_normalized(n) for n in norm]
+
+
+def embed_rows(plpy: Any, embedder: str, texts: list[str | None]) -> Any:
+    """PL/Python: (ordinality, embedding literal, input_key, error) for every text with something
+    to embed. Never raises: a failure comes back as the error of every row."""
+    try:
+        present, literals, keys = literals_and_keys(embedder, texts)
+    except Exception as e:
+        return [(i + 1, None, None, f"{type(e).__name__}: {e}") for i in range(len(texts))]
+    return [(i + 1, literal, key, None) for i, literal, key in zip(present, literals, keys, strict=True)]
 
 
 def normalize_key(plpy: Any, text: str | None) -> str | None:
     """PL/Python: the cache key of one query."""
     return input_key(text)
+$pysrc$),
+    ('fewshot_store', $pysrc$"""Stores embeddings from inside the database: the statement-level trigger on flywheel.traces
+and the background re-embed both come here, one call per statement or batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_plans: dict[str, Any] = {}  # prepared once per session
+
+
+def _plan(plpy: Any, name: str, query: str, types: list[str]) -> Any:
+    if name not in _plans:
+        _plans[name] = plpy.prepare(query, types)
+    return _plans[name]
+
+
+def _record_failure(plpy: Any, embedder: str, trace_ids: list[int], error: str) -> None:
+    plan = _plan(plpy, "failed", """
+        INSERT INTO flywheel.embedding_backlog AS b (trace_id, embedder, reason, last_error)
+        SELECT i, $2, 'failed', $3 FROM unnest($1::bigint[]) i
+        ON CONFLICT ON CONSTRAINT embedding_backlog_pkey
+        DO UPDATE SET attempts = b.attempts + 1, last_error = EXCLUDED.last_error""", ["bigint[]", "text", "text"])
+    plan_args = [trace_ids, embedder, error[:2000]]
+    plpy.execute(plan, plan_args)
+
+
+def embed_traces(plpy: Any, embedder: str, trace_ids: list[int], apps: list[str], inputs: list[str | None]) -> int:
+    """Embeds with the built-in embedder and stores the vectors, in a subtransaction; whatever
+    fails (the embedder, or storing) is recorded in the backlog. Returns how many were stored."""
+    from fewshot_embedder import literals_and_keys
+
+    if not trace_ids:
+        return 0
+    try:
+        present, literals, keys = literals_and_keys(embedder, inputs)
+        if not present:
+            return 0
+        store = _plan(plpy, "store", """
+            INSERT INTO flywheel.embeddings AS e (trace_id, embedder, app, embedding, input_key)
+            SELECT t, $2, a, v::vector, k
+            FROM unnest($1::bigint[], $3::text[], $4::text[], $5::uuid[]) AS u(t, a, v, k)
+            ON CONFLICT ON CONSTRAINT embeddings_pkey
+            DO UPDATE SET embedding = EXCLUDED.embedding, input_key = EXCLUDED.input_key, created_at = now()""",
+            ["bigint[]", "text", "text[]", "text[]", "uuid[]"])
+        with plpy.subtransaction():
+            plpy.execute(store, [[trace_ids[i] for i in present], embedder, [apps[i] for i in present], literals, keys])
+        return len(present)
+    except Exception as e:  # never into the application's INSERT: the backlog retries it
+        try:
+            with plpy.subtransaction():
+                _record_failure(plpy, embedder, list(trace_ids), f"{type(e).__name__}: {e}")
+        except Exception as again:
+            plpy.warning(f"dbflywheel: could not embed or record {len(trace_ids)} trace(s): {again}")
+        return 0
+
+
+def embed_new_traces(plpy: Any, TD: Any) -> None:  # noqa: N803 - PL/Python's name for the trigger data
+    """AFTER INSERT ... FOR EACH STATEMENT on flywheel.traces (transition table new_traces)."""
+    try:
+        embedders = plpy.execute(_plan(plpy, "embedders", """
+            SELECT name, runs_in FROM flywheel.embedders
+            WHERE state IN ('active', 'building') AND runs_in <> 'application'""", []))
+        if not embedders:
+            return None
+        batch = plpy.execute(
+            "SELECT array_agg(id) AS ids, array_agg(app) AS apps, array_agg(input) AS inputs"
+            " FROM new_traces WHERE input IS NOT NULL")[0]
+    except Exception as e:
+        plpy.warning(f"dbflywheel: could not read the new traces to embed: {e}")
+        return None
+    if batch["ids"] is None:
+        return None
+    for embedder in embedders:
+        if embedder["runs_in"] == "database":
+            embed_traces(plpy, embedder["name"], batch["ids"], batch["apps"], batch["inputs"])
+            continue
+        try:
+            with plpy.subtransaction():
+                plpy.execute(_plan(plpy, "worker", """
+                    INSERT INTO flywheel.embedding_backlog (trace_id, embedder, reason)
+                    SELECT i, $2, 'worker' FROM unnest($1::bigint[]) i ON CONFLICT DO NOTHING""",
+                    ["bigint[]", "text"]), [batch["ids"], embedder["name"]])
+        except Exception as e:
+            plpy.warning(f"dbflywheel: could not queue {len(batch['ids'])} trace(s) for {embedder['name']}: {e}")
+    return None
 $pysrc$)
 ON CONFLICT (name) DO UPDATE SET source = EXCLUDED.source
 WHERE flywheel._python_modules.source IS DISTINCT FROM EXCLUDED.source;
-DELETE FROM flywheel._python_modules WHERE name NOT IN ('environment', 'fewshot_embedder');
+DELETE FROM flywheel._python_modules WHERE name NOT IN ('environment', 'fewshot_embedder', 'fewshot_store');
 
 -- 010-traces.sql
 -- Traces, feedback and labels: partitions, the checks that need a lookup, row-level security.
@@ -741,10 +832,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:96b47e2751e3')
+_import = GD.get('dbflywheel:0.1.0:03b08d0570f2')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:96b47e2751e3']
+    _import = GD['dbflywheel:0.1.0:03b08d0570f2']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -783,10 +874,10 @@ RETURNS TABLE (ordinality integer, embedding text, input_key uuid, error text)
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:96b47e2751e3')
+_import = GD.get('dbflywheel:0.1.0:03b08d0570f2')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:96b47e2751e3']
+    _import = GD['dbflywheel:0.1.0:03b08d0570f2']
 return _import('fewshot_embedder').embed_rows(plpy, embedder, texts)
 $python$;
 
@@ -795,10 +886,10 @@ CREATE OR REPLACE FUNCTION flywheel._input_key(text text) RETURNS uuid
 LANGUAGE plpython3u IMMUTABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:96b47e2751e3')
+_import = GD.get('dbflywheel:0.1.0:03b08d0570f2')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:96b47e2751e3']
+    _import = GD['dbflywheel:0.1.0:03b08d0570f2']
 return _import('fewshot_embedder').normalize_key(plpy, text)
 $python$;
 
@@ -807,80 +898,34 @@ LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $$ SELECT e.name FROM flywheel.embedders e WHERE e.state = 'active' $$;
 
--- Embeds traces with one in-database embedder and stores the vectors; a failure of the
--- embedder lands in the backlog with its message. Returns how many were stored.
+-- Embeds traces with the built-in embedder and stores the vectors (plpython/fewshot_store.py);
+-- a failure lands in the backlog with its message, never raised. Returns how many were stored.
 CREATE OR REPLACE FUNCTION flywheel._embed_traces(embedder text, trace_ids bigint[], apps text[], inputs text[])
 RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER
+LANGUAGE plpython3u SECURITY DEFINER
 SET search_path FROM CURRENT
-AS $$
-DECLARE
-    _stored integer;
-BEGIN
-    WITH computed AS MATERIALIZED (
-        SELECT r.ordinality, r.embedding, r.input_key, r.error
-        FROM flywheel._embed_texts(_embed_traces.embedder, inputs) r
-    ), stored AS (
-        INSERT INTO flywheel.embeddings AS e (trace_id, embedder, app, embedding, input_key)
-        SELECT trace_ids[c.ordinality], _embed_traces.embedder, apps[c.ordinality], c.embedding::vector, c.input_key
-        FROM computed c WHERE c.embedding IS NOT NULL
-        ON CONFLICT ON CONSTRAINT embeddings_pkey DO UPDATE
-            SET embedding = EXCLUDED.embedding, input_key = EXCLUDED.input_key, created_at = now()
-        RETURNING 1
-    ), failed AS (
-        INSERT INTO flywheel.embedding_backlog AS b (trace_id, embedder, reason, last_error)
-        SELECT trace_ids[c.ordinality], _embed_traces.embedder, 'failed', c.error
-        FROM computed c WHERE c.error IS NOT NULL
-        ON CONFLICT ON CONSTRAINT embedding_backlog_pkey DO UPDATE
-            SET attempts = b.attempts + 1, last_error = EXCLUDED.last_error
-    )
-    SELECT count(*) INTO _stored FROM stored;
-    RETURN _stored;
-END
-$$;
+AS $python$
+_import = GD.get('dbflywheel:0.1.0:03b08d0570f2')
+if _import is None:
+    plpy.execute("SELECT flywheel._python_boot()")
+    _import = GD['dbflywheel:0.1.0:03b08d0570f2']
+return _import('fewshot_store').embed_traces(plpy, embedder, trace_ids, apps, inputs)
+$python$;
 
--- AFTER INSERT, once per statement: embeds the inputs of all new traces with one call per
--- embedder in use. Whatever goes wrong is recorded in the backlog, never raised into the
+-- AFTER INSERT, once per statement: one PL/Python call embeds the inputs of all new traces
+-- (transition table new_traces) with every in-database embedder in use, and queues them for
+-- worker embedders. Whatever goes wrong is recorded in the backlog, never raised into the
 -- application's INSERT.
 CREATE OR REPLACE FUNCTION flywheel._embed_new_traces() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path TO pg_catalog, pg_temp
-AS $$
-DECLARE
-    _embedder record;
-    _ids bigint[];
-    _apps text[];
-    _inputs text[];
-BEGIN
-    FOR _embedder IN SELECT e.name, e.runs_in FROM flywheel.embedders e
-                     WHERE e.state IN ('active', 'building') AND e.runs_in <> 'application' LOOP
-        IF _embedder.runs_in = 'worker' THEN
-            INSERT INTO flywheel.embedding_backlog (trace_id, embedder, reason)
-            SELECT n.id, _embedder.name, 'worker' FROM new_traces n WHERE n.input IS NOT NULL
-            ON CONFLICT DO NOTHING;
-            CONTINUE;
-        END IF;
-        IF _ids IS NULL THEN
-            SELECT array_agg(n.id), array_agg(n.app), array_agg(n.input)
-            INTO _ids, _apps, _inputs
-            FROM new_traces n WHERE n.input IS NOT NULL;
-            EXIT WHEN _ids IS NULL;
-        END IF;
-        BEGIN
-            PERFORM flywheel._embed_traces(_embedder.name, _ids, _apps, _inputs);
-        EXCEPTION WHEN OTHERS THEN
-            BEGIN
-                INSERT INTO flywheel.embedding_backlog AS b (trace_id, embedder, reason, last_error)
-                SELECT i, _embedder.name, 'failed', SQLERRM FROM unnest(_ids) i
-                ON CONFLICT (trace_id, embedder) DO UPDATE SET last_error = EXCLUDED.last_error;
-            EXCEPTION WHEN OTHERS THEN
-                RAISE WARNING 'dbflywheel: could not embed or record % new trace(s): %', cardinality(_ids), SQLERRM;
-            END;
-        END;
-    END LOOP;
-    RETURN NULL;
-END
-$$;
+LANGUAGE plpython3u SECURITY DEFINER
+SET search_path FROM CURRENT
+AS $python$
+_import = GD.get('dbflywheel:0.1.0:03b08d0570f2')
+if _import is None:
+    plpy.execute("SELECT flywheel._python_boot()")
+    _import = GD['dbflywheel:0.1.0:03b08d0570f2']
+return _import('fewshot_store').embed_new_traces(plpy, TD)
+$python$;
 
 CREATE OR REPLACE TRIGGER traces_embed AFTER INSERT ON flywheel.traces
     REFERENCING NEW TABLE AS new_traces
