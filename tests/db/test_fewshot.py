@@ -175,7 +175,7 @@ def crowd(dsn: str) -> Iterator[dict[str, object]]:
 
 def exact_top(db: psycopg.Connection, query: str, k: int, app: str | None) -> list[int]:
     return [r[0] for r in db.execute(
-        "SELECT trace_id FROM flywheel.examples WHERE embedder = flywheel._active_embedder()"
+        "SELECT trace_id FROM flywheel.examples WHERE embedder = (SELECT flywheel._active_embedder())"
         " AND (%s::text IS NULL OR app = %s) ORDER BY (embedding <=> flywheel._embed_query(%s)) + 0 LIMIT %s",
         (app, app, query, k)).fetchall()]
 

@@ -1508,6 +1508,10 @@ $$;
 -- What people should label next: the annotation queue, stratified review samples, and the
 -- traces where a human and a validator disagreed.
 
+-- pgvector's operators (novelty below) resolve through its schema, wherever it was installed.
+SELECT set_config('search_path', 'pg_catalog, pg_temp, ' || e.extnamespace::regnamespace::text, true)
+FROM pg_extension e WHERE e.extname = 'vector';
+
 -- Traces with a human verdict for validator V and a result of the same validator (by name)
 -- whose pass/fail status differs.
 CREATE OR REPLACE VIEW flywheel.disagreements AS
@@ -1535,7 +1539,16 @@ $$;
 --   0.20 recency: halves every 7 days.
 -- The pool is the 1000 newest unlabelled traces plus up to 1000 bad ones of the last 30 days,
 -- so reading the view costs the same on a table of any size.
-CREATE OR REPLACE VIEW flywheel.annotation_queue AS
+-- (The view's body: a function, so that JIT stays off; the planner's estimate of the per-trace
+-- probes is far above jit_above_cost, and compiling costs more than the whole query.)
+CREATE OR REPLACE FUNCTION flywheel._annotation_queue()
+RETURNS TABLE (trace_id bigint, app text, created_at timestamptz, model text, prompt_version text, input text,
+               output text, priority double precision, uncertainty double precision, novelty double precision,
+               badness double precision, recency double precision, reasons text[])
+LANGUAGE sql STABLE
+SET search_path FROM CURRENT
+SET jit TO off
+AS $$
 WITH agreement AS (
     SELECT r.validator_id, avg((r.status = l.verdict)::integer) AS rate
     FROM flywheel.labels l
@@ -1558,7 +1571,7 @@ WITH agreement AS (
     ORDER BY t.id DESC LIMIT 1000
 ), pool AS (
     SELECT id FROM newest UNION SELECT id FROM bad
-), signals AS (
+), signals AS MATERIALIZED (  -- computed once per trace, not once per use below
     SELECT t.id AS trace_id, t.app, t.created_at, t.model, t.prompt_version, t.input, t.output,
            coalesce((SELECT max(greatest(
                         CASE WHEN r.score BETWEEN 0 AND 1 THEN 1 - abs(2 * r.score - 1) ELSE 0 END,
@@ -1566,18 +1579,18 @@ WITH agreement AS (
                         1 - coalesce(a.rate, 1)))
                      FROM flywheel.validation_results r LEFT JOIN agreement a ON a.validator_id = r.validator_id
                      WHERE r.trace_id = t.id), 0) AS uncertainty,
-           coalesce((SELECT greatest(0, least(1, x.embedding <=> e.embedding))
-                     FROM flywheel.embeddings e
-                     JOIN flywheel.examples x ON x.embedder = e.embedder
-                     WHERE e.trace_id = t.id AND e.embedder = flywheel._active_embedder()
-                     ORDER BY x.embedding <=> e.embedding LIMIT 1),
-                    CASE WHEN EXISTS (SELECT 1 FROM flywheel.examples) THEN 0.5 ELSE 1 END) AS novelty,
+           -- e.embedding is an outer reference here, so the nearest example is one HNSW probe
+           CASE WHEN e.embedding IS NULL THEN 0.5
+                ELSE coalesce((SELECT greatest(0, least(1, x.embedding <=> e.embedding))
+                               FROM flywheel.examples x WHERE x.embedder = e.embedder
+                               ORDER BY x.embedding <=> e.embedding LIMIT 1), 1) END AS novelty,
            0.5 * EXISTS (SELECT 1 FROM flywheel.validation_results r WHERE r.trace_id = t.id AND r.status = 'fail')::integer
          + 0.5 * EXISTS (SELECT 1 FROM flywheel.feedback f WHERE f.trace_id = t.id
                          AND (f.kind IN ('correction', 'requery') OR (f.kind = 'thumbs' AND f.value < 0)
                               OR (f.kind = 'rating' AND f.value <= 2)))::integer AS badness,
            power(0.5, greatest(extract(epoch FROM now() - t.created_at), 0) / (7 * 86400)) AS recency
     FROM pool JOIN flywheel.traces t ON t.id = pool.id
+    LEFT JOIN flywheel.embeddings e ON e.trace_id = t.id AND e.embedder = flywheel._active_embedder()
 )
 SELECT s.trace_id, s.app, s.created_at, s.model, s.prompt_version, s.input, s.output,
        round((0.30 * s.uncertainty + 0.25 * s.novelty + 0.25 * s.badness + 0.20 * s.recency)::numeric, 4)
@@ -1590,7 +1603,11 @@ SELECT s.trace_id, s.app, s.created_at, s.model, s.prompt_version, s.input, s.ou
            CASE WHEN s.badness > 0 THEN 'bad' END,
            CASE WHEN s.recency >= 0.5 THEN 'recent' END], NULL) AS reasons
 FROM signals s
-ORDER BY priority DESC, s.trace_id DESC;
+ORDER BY priority DESC, s.trace_id DESC
+$$;
+
+CREATE OR REPLACE VIEW flywheel.annotation_queue AS
+SELECT * FROM flywheel._annotation_queue();
 
 -- A stratified sample for the periodic human review of one validator: traces it judged in the
 -- last 30 days and nobody has labelled for it yet, spread over every (model, prompt version,
@@ -1635,6 +1652,8 @@ BEGIN
     LIMIT n;
 END
 $$;
+
+RESET search_path;
 
 -- 340-fewshot-golden.sql
 -- Golden sets: named, versioned sets of traces with expected verdicts or outputs, grown from
