@@ -60,7 +60,9 @@ CREATE TABLE flywheel.examples (
     labelled_at   timestamptz NOT NULL,  -- when it last became more useful: label, correction, golden
     PRIMARY KEY (trace_id, embedder)
 );
-CREATE INDEX examples_embedding ON flywheel.examples USING hnsw (embedding vector_cosine_ops);
+-- ef_construction 128 (default 64): recall@10 0.97 -> 0.98 at 100,000 hashed n-gram vectors (BENCHMARKS.md).
+CREATE INDEX examples_embedding ON flywheel.examples USING hnsw (embedding vector_cosine_ops)
+    WITH (m = 16, ef_construction = 128);
 CREATE INDEX examples_embedder_app ON flywheel.examples (embedder, app);
 CREATE INDEX examples_labels ON flywheel.examples USING gin (labels);
 

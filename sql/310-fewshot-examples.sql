@@ -191,9 +191,7 @@ DECLARE
     _pool integer := greatest(4 * _few_shot.k, 40);
     _exact boolean := false;
     _where text := 'x.embedder = $1';
-    -- Below this many matching examples an exact scan is exact, and faster than HNSW (whose
-    -- filtered scans come back short when the filter is selective); a setting, for tests.
-    _exact_below constant integer := coalesce(nullif(current_setting('flywheel.few_shot_exact_below', true), '')::integer, 5000);
+    _exact_below integer := nullif(current_setting('flywheel.few_shot_exact_below', true), '')::integer;
 BEGIN
     IF _few_shot.k IS NULL OR _few_shot.k < 1 OR _few_shot.k > 1000 THEN
         RAISE EXCEPTION 'few_shot: k must be between 1 and 1000, not %', _few_shot.k;
@@ -215,6 +213,14 @@ BEGIN
         _where := _where || ' AND x.labels ? $4';
     END IF;
     IF _where <> 'x.embedder = $1' THEN
+        -- A filter matching n of N examples: an exact scan reads n rows, a filtered HNSW scan
+        -- about pool * N / n before it has the pool; they cost the same at n = sqrt(pool * N).
+        -- Below that, scan exactly (HNSW would also come back short); above, iterate HNSW.
+        -- (flywheel.few_shot_exact_below overrides it, for tests.)
+        IF _exact_below IS NULL THEN
+            SELECT greatest(1000, ceil(sqrt(_pool * greatest(c.reltuples, 0))))::integer INTO _exact_below
+            FROM pg_class c WHERE c.oid = 'flywheel.examples'::regclass;
+        END IF;
         EXECUTE 'SELECT count(*) < $6 FROM (SELECT 1 FROM flywheel.examples x WHERE ' || _where || ' LIMIT $6) s'
             INTO _exact USING _embedder, _few_shot.app, _apps, _few_shot.validator, query_embedding, _exact_below;
     END IF;
