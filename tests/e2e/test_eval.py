@@ -110,3 +110,27 @@ def test_embed_command_fills_in_failed_embeddings(db: psycopg.Connection, dsn: s
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("embedded ") and int(out.stdout.split()[1]) >= 1
     assert db.execute("SELECT count(*) FROM flywheel.embeddings WHERE trace_id = %s", (trace_id,)).fetchone() == (1,)
+
+
+def test_eval_runs_the_real_validators(db: psycopg.Connection, dsn: str, app_name: str) -> None:
+    """With the validators work installed: a length validator over a golden set, for real."""
+    if not has_validate_traces(db) or not db.execute(
+        "SELECT to_regproc('flywheel.create_validator') IS NOT NULL").fetchone()[0]:  # type: ignore[index]
+        pytest.skip("flywheel.validate_traces / create_validator are not installed here")
+    validator = f"ev_{uuid.uuid4().hex[:8]}"
+    db.execute("SELECT flywheel.create_validator(%s, 'length', '{\"max_chars\": 5}', applies_to => %s)",
+               (validator, psycopg.types.json.Jsonb({"app": app_name})))
+    outputs = ["ok"] * 9 + ["far too long an answer"]
+    ids = [r[0] for r in db.execute(
+        "INSERT INTO flywheel.traces (app, input, output) SELECT %s, 'q', o FROM unnest(%s::text[]) o RETURNING id",
+        (app_name, outputs)).fetchall()]
+    name = f"release-{uuid.uuid4().hex[:8]}"
+    for trace_id in ids:
+        db.execute("SELECT flywheel.promote_to_golden(%s, %s, %s)",
+                   (trace_id, name, psycopg.types.json.Jsonb({validator: "pass"})))
+    ok = run("eval", "--dsn", dsn, "--golden", name, "--min-pass-rate", "0.85")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    row = next(line for line in ok.stdout.splitlines() if line.startswith(validator))
+    assert row.split()[:3] == [validator, "10", "9"]
+    strict = run("eval", "--dsn", dsn, "--golden", name, "--min-pass-rate", "0.95")
+    assert strict.returncode == 1 and f"failing traces: {ids[-1]}" in strict.stdout

@@ -1284,7 +1284,10 @@ BEGIN
     END IF;
     RETURN QUERY EXECUTE
         'SELECT c.trace_id, c.input, c.output, coalesce(c.labels ->> $4, c.label), 1 - c.distance,'
-        '       flywheel._example_score(1 - c.distance, c.labelled_at, c.corrected, c.disagreement, $9)'
+        -- the score (flywheel._example_score, written out: a function call per row costs more)
+        '       (1 - c.distance) * (0.5 + 0.5 * power(0.5, greatest(extract(epoch FROM now() - c.labelled_at), 0)'
+        '                                                / extract(epoch FROM $9::interval)))'
+        '       * (1 + 0.2 * c.corrected::integer + 0.2 * c.disagreement::integer)'
         ' FROM (SELECT x.trace_id, x.input, x.output, x.labels, x.label, x.labelled_at, x.corrected, x.disagreement,'
         '             x.embedding <=> $5 AS distance FROM flywheel.examples x WHERE ' || _where
         || CASE WHEN _exact THEN ' ORDER BY (x.embedding <=> $5) + 0'  -- "+ 0": no index can serve it
