@@ -212,5 +212,45 @@ def embed(dsn: str | None, home: Path | None, batch: int, until_done: bool) -> N
                + (f"; {result.activated} is now the active embedder" if result.activated else ""))
 
 
+# --- validators (issue 3) ---
+@main.command("validators")
+@dsn_option
+@home_option
+@friendly
+def validators_cmd(dsn: str | None, home: Path | None) -> None:
+    """List the validators: kind, mode, current version, and their verdicts of the last day."""
+    from dbflywheel.validators import list_validators
+
+    header = ["name", "kind", "mode", "version", "enabled", "sample", "results_1d", "failed", "errors"]
+    rows = [[v["name"], v["kind"], v["mode"], str(v["version"]), "yes" if v["enabled"] else "no",
+             f"{v['sample_rate']:g}", str(v["results"]), str(v["failed"]), str(v["errors"])]
+            for v in list_validators(_resolve_dsn(dsn, home))]
+    if not sys.stdout.isatty():  # for scripts: tab-separated, never truncated
+        click.echo("\n".join("\t".join(r) for r in [header, *rows]))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*header)
+    for r in rows:
+        table.add_row(*r)
+    Console().print(table)
+
+
+@main.command("revalidate")
+@click.argument("name")
+@click.option("--since", type=click.DateTime(), default=None, help="Only traces created at or after this time.")
+@dsn_option
+@home_option
+@friendly
+def revalidate_cmd(name: str, since: Any, dsn: str | None, home: Path | None) -> None:
+    """Run the current version of validator NAME over past traces (after its criterion changed)."""
+    from dbflywheel.validators import revalidate
+
+    seen = revalidate(_resolve_dsn(dsn, home), name, since, lambda line: click.echo(line, err=True))
+    click.echo(f"revalidated {name} over {seen} trace(s)")
+# --- end validators ---
+
+
 if __name__ == "__main__":
     main()

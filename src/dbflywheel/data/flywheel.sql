@@ -260,6 +260,89 @@ $migration_body$;
 END
 $migration$;
 
+-- migration 0100-validators.sql
+DO $migration$
+DECLARE
+    _applied text;
+BEGIN
+    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name = '0100-validators.sql';
+    IF _applied IS NULL THEN
+        EXECUTE $migration_body$-- What the validators need beyond the registry tables of 0001.
+
+-- The recent norm of latency, cost and tokens per (model, node) on a log scale, for the
+-- `anomaly` validator; flywheel.refresh_anomaly_baselines() recomputes it off the insert path.
+CREATE TABLE flywheel._anomaly_baselines (
+    model        text,
+    node         text,
+    metric       text NOT NULL,
+    n            integer NOT NULL,
+    median_log   double precision NOT NULL,
+    mad_log      double precision NOT NULL,
+    refreshed_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX anomaly_baselines_key ON flywheel._anomaly_baselines (model, node, metric) NULLS NOT DISTINCT;
+
+-- Every insert writes several result rows; a per-session cache of ids keeps concurrent
+-- inserters from queueing on the sequence.
+ALTER SEQUENCE flywheel.validation_results_id_seq CACHE 64;
+
+-- The foreign key from results to validators cost more than all the validators together on
+-- the insert path (a KEY SHARE row lock per result row, measured ~4x the INSERT of the results
+-- themselves): results are written only by the trigger and functions that take validator ids
+-- from the registry, and a deleted validator's results go with it (sql/100-validators.sql,
+-- trigger validators_delete_results).
+ALTER TABLE flywheel.validation_results DROP CONSTRAINT validation_results_validator_id_fkey;
+$migration_body$;
+        INSERT INTO flywheel._migrations (name, checksum, version)
+        VALUES ('0100-validators.sql', '983984beade55ee392a743a1a90488ebcdb2c3e0bafe3a771220de194b850965', '0.1.0');
+    ELSIF _applied <> '983984beade55ee392a743a1a90488ebcdb2c3e0bafe3a771220de194b850965' THEN
+        RAISE EXCEPTION 'migration % was changed after it was applied', '0100-validators.sql'
+            USING HINT = 'an applied migration is never edited: restore migrations/'
+                || '0100-validators.sql' || ' and put the change in a new numbered migration';
+    END IF;
+END
+$migration$;
+
+-- migration 0101-default-validators.sql
+DO $migration$
+DECLARE
+    _applied text;
+BEGIN
+    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name = '0101-default-validators.sql';
+    IF _applied IS NULL THEN
+        EXECUTE $migration_body$-- The default validators of a fresh install: sync checks that make sense for any trace.
+-- An admin disables any of them with flywheel.set_validator_enabled(name, false); a later
+-- install never re-enables or re-creates them (this runs once).
+WITH defaults (name, kind, config, applies_to) AS (VALUES
+    ('length', 'length', '{"min_chars": 1, "max_chars": 20000}'::jsonb, '{}'::jsonb),
+    ('stock_phrases', 'regex',
+     '{"pattern": "\\b(as an ai language model|as a large language model|i hope this helps|delve|delving|tapestry|it''s important to note that)\\b", "case_insensitive": true, "field": "output", "label": "stock_phrase"}',
+     '{}'),
+    ('pii', 'pii', '{"fields": ["input", "output"]}', '{}'),
+    ('injection', 'injection', '{"threshold": 0.5}', '{}'),
+    ('refusal', 'refusal', '{}', '{}'),
+    ('anomaly', 'anomaly', '{"metrics": ["latency_ms", "cost_usd", "tokens_out"], "threshold": 4, "min_samples": 30}', '{}'),
+    ('json_output', 'json', '{}', '{"node_type": "tool"}'),
+    ('classifier_label', 'classifier', '{}', '{"node_type": "classifier"}')
+), made AS (
+    INSERT INTO flywheel.validators (name, kind, config, applies_to)
+    SELECT name, kind, config, applies_to FROM defaults
+    ON CONFLICT (name) DO NOTHING
+    RETURNING id, version, kind, config, mode, applies_to, sample_rate
+)
+INSERT INTO flywheel.validator_versions (validator_id, version, kind, config, mode, applies_to, sample_rate)
+SELECT id, version, kind, config, mode, applies_to, sample_rate FROM made;
+$migration_body$;
+        INSERT INTO flywheel._migrations (name, checksum, version)
+        VALUES ('0101-default-validators.sql', '0f7ed7a27e4b04abd50f523b658e005527c116cc47db1ccdbdaa0b50ae68aecf', '0.1.0');
+    ELSIF _applied <> '0f7ed7a27e4b04abd50f523b658e005527c116cc47db1ccdbdaa0b50ae68aecf' THEN
+        RAISE EXCEPTION 'migration % was changed after it was applied', '0101-default-validators.sql'
+            USING HINT = 'an applied migration is never edited: restore migrations/'
+                || '0101-default-validators.sql' || ' and put the change in a new numbered migration';
+    END IF;
+END
+$migration$;
+
 -- migration 0300-fewshot-index.sql
 DO $migration$
 DECLARE
@@ -416,7 +499,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:03b08d0570f2'] = importlib.import_module
+GD['dbflywheel:0.1.0:4c490500312a'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -707,10 +790,1287 @@ def embed_new_traces(plpy: Any, TD: Any) -> None:  # noqa: N803 - PL/Python's na
         except Exception as e:
             plpy.warning(f"dbflywheel: could not queue {len(batch['ids'])} trace(s) for {embedder['name']}: {e}")
     return None
+$pysrc$),
+    ('validators_builtin', $pysrc$"""The built-in validator kinds: each checks its config once (at creation) and then judges traces.
+
+A kind is a class built from its config (raising ConfigError with a message that says what is
+wrong) whose `check(row)` returns a Result. Kinds that need the database (sql, anomaly, python,
+sql_codegen) instead implement `check_batch(plpy, rows, source)`, called once per statement.
+Rows are dicts with the trace's columns. Nothing here raises into the caller on bad trace data:
+the runner turns an exception into an `error` result.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+import time
+from typing import Any, NamedTuple
+
+import re2
+
+
+class ConfigError(ValueError):
+    """A validator config that cannot work; the message is shown to whoever created it."""
+
+
+class Result(NamedTuple):
+    status: str  # pass | fail | error | skipped
+    score: float | None = None
+    label: str | None = None
+    details: dict[str, Any] | None = None
+
+
+TEXT_FIELDS = ("input", "output", "expected")
+# The common verdicts, shared: nothing to say beyond them. A score of 0 means "none found"
+# for the detectors (pii, injection, refusal), whose score measures what they found.
+_PASS = Result("pass", 1.0, None, None)
+_CLEAN = Result("pass", 0.0, None, None)
+MAX_DETAIL_CHARS = 200
+
+
+def _short(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _known_keys(config: dict[str, Any], allowed: set[str], kind: str) -> None:
+    # Every kind also accepts the runner's own keys.
+    unknown = set(config) - allowed - {"input_guard", "description", "time_limit_ms"}
+    if unknown:
+        raise ConfigError(f"{kind}: unknown config key(s) {sorted(unknown)}; known: {sorted(allowed)}")
+
+
+def _field(config: dict[str, Any], kind: str, default: str, allowed: tuple[str, ...] = TEXT_FIELDS) -> str:
+    field = config.get("field", default)
+    if field not in allowed:
+        raise ConfigError(f"{kind}: field must be one of {list(allowed)}, not {field!r}")
+    return str(field)
+
+
+def _count(config: dict[str, Any], key: str, kind: str) -> int | None:
+    value = config.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{kind}: {key} must be a non-negative integer, not {value!r}")
+    return value
+
+
+def _number(config: dict[str, Any], key: str, kind: str, default: float) -> float:
+    value = config.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"{kind}: {key} must be a number, not {value!r}")
+    return float(value)
+
+
+def compile_re2(pattern: Any, kind: str, case_insensitive: bool = False) -> Any:
+    if not isinstance(pattern, str) or not pattern:
+        raise ConfigError(f"{kind}: pattern must be a non-empty string")
+    try:
+        return re2.compile(("(?i)" if case_insensitive else "") + pattern)
+    except Exception as e:  # re2 reports bytes; decode for a readable message
+        msg = e.args[0].decode() if e.args and isinstance(e.args[0], bytes) else str(e)
+        raise ConfigError(
+            f"{kind}: bad regular expression {pattern!r}: {msg} (patterns are RE2: no backreferences or lookaround)"
+        ) from None
+
+
+try:  # re2's C++ matcher without the wrapper's match objects: ~5x faster for a yes/no question
+    _UNANCHORED = re2._Anchor.UNANCHORED
+
+    def re2_found(regex: Any, text: str) -> bool:
+        encoded = text.encode()
+        return bool(regex._regexp.Match(_UNANCHORED, encoded, 0, len(encoded))[0][0] >= 0)
+except AttributeError:  # another google-re2 version: the public API
+    def re2_found(regex: Any, text: str) -> bool:
+        return regex.search(text) is not None
+
+
+def strip_code_fence(text: str) -> str:
+    """LLMs wrap code in ```lang ... ```; the content is what counts."""
+    stripped = text.strip()
+    if stripped.startswith("```"):
+        first_newline = stripped.find("\n")
+        body = stripped[first_newline + 1 :] if first_newline >= 0 else ""
+        end = body.rfind("```")
+        return body[:end] if end >= 0 else body
+    return text
+
+
+class Length:
+    def __init__(self, config: dict[str, Any]) -> None:
+        _known_keys(config, {"min_chars", "max_chars", "min_words", "max_words", "field"}, "length")
+        self.field = _field(config, "length", "output")
+        self.bounds = {k: _count(config, k, "length") for k in ("min_chars", "max_chars", "min_words", "max_words")}
+        if all(v is None for v in self.bounds.values()):
+            raise ConfigError("length: give at least one of min_chars, max_chars, min_words, max_words")
+        for unit in ("chars", "words"):
+            lo, hi = self.bounds[f"min_{unit}"], self.bounds[f"max_{unit}"]
+            if lo is not None and hi is not None and lo > hi:
+                raise ConfigError(f"length: min_{unit} ({lo}) is greater than max_{unit} ({hi})")
+        self.count_words = self.bounds["min_words"] is not None or self.bounds["max_words"] is not None
+
+    def check(self, row: dict[str, Any]) -> Result:
+        text = row.get(self.field)
+        if text is None:
+            return Result("fail", 0.0, "missing", {"reason": f"no {self.field}"})
+        chars = len(text)
+        details: dict[str, Any] = {"chars": chars}
+        measured = {"chars": chars}
+        if self.count_words:
+            measured["words"] = details["words"] = len(text.split())
+        for unit, n in measured.items():
+            lo, hi = self.bounds[f"min_{unit}"], self.bounds[f"max_{unit}"]
+            if lo is not None and n < lo:
+                return Result("fail", 0.0, "too_short", {**details, "reason": f"{n} {unit} < min_{unit} {lo}"})
+            if hi is not None and n > hi:
+                return Result("fail", 0.0, "too_long", {**details, "reason": f"{n} {unit} > max_{unit} {hi}"})
+        return _PASS
+
+
+class Regex:
+    def __init__(self, config: dict[str, Any]) -> None:
+        _known_keys(config, {"pattern", "field", "must_match", "case_insensitive", "label"}, "regex")
+        self.field = _field(config, "regex", "output", (*TEXT_FIELDS, "any"))
+        for key in ("must_match", "case_insensitive"):
+            if not isinstance(config.get(key, False), bool):
+                raise ConfigError(f"regex: {key} must be true or false")
+        self.must_match = bool(config.get("must_match", False))
+        self.regex = compile_re2(config.get("pattern"), "regex", bool(config.get("case_insensitive", False)))
+        self.label = str(config.get("label", "matched" if not self.must_match else "no_match"))
+
+    def check(self, row: dict[str, Any]) -> Result:
+        fields = ("input", "output") if self.field == "any" else (self.field,)
+        for field in fields:
+            text = row.get(field) or ""
+            m = self.regex.search(text) if re2_found(self.regex, text) else None
+            if m is not None:
+                details = {"field": field, "match": _short(m.group()), "at": m.start()}
+                if self.must_match:
+                    return Result("pass", 1.0, None, details)
+                return Result("fail", 0.0, self.label, details)
+        if self.must_match:
+            return Result("fail", 0.0, self.label, {"reason": "the pattern does not match"})
+        return _PASS
+
+
+class Json:
+    def __init__(self, config: dict[str, Any]) -> None:
+        _known_keys(config, {"schema", "field", "strip_code_fence"}, "json")
+        self.field = _field(config, "json", "output")
+        self.strip = bool(config.get("strip_code_fence", True))
+        self.validator = None
+        if "schema" in config:
+            import jsonschema  # imported only when a schema is used: it is slow to import
+
+            schema = config["schema"]
+            if not isinstance(schema, dict | bool):
+                raise ConfigError("json: schema must be a JSON Schema object")
+            cls = jsonschema.validators.validator_for(schema)
+            try:
+                cls.check_schema(schema)
+            except jsonschema.SchemaError as e:
+                raise ConfigError(f"json: the schema is not a valid JSON Schema: {e.message}") from None
+            self.validator = cls(schema)
+
+    def check(self, row: dict[str, Any]) -> Result:
+        text = row.get(self.field)
+        if text is None or not text.strip():
+            return Result("fail", 0.0, "missing", {"reason": f"no {self.field}"})
+        if self.strip:
+            text = strip_code_fence(text)
+        try:
+            value = json.loads(text)
+        except RecursionError:
+            return Result("fail", 0.0, "too_deep", {"reason": "JSON nested too deeply to parse"})
+        except ValueError as e:
+            return Result("fail", 0.0, "invalid_json", {"reason": _short(str(e))})
+        if self.validator is not None:
+            try:
+                error = next(iter(self.validator.iter_errors(value)), None)
+            except RecursionError:
+                return Result("fail", 0.0, "too_deep", {"reason": "JSON nested too deeply to validate"})
+            if error is not None:
+                path = "/".join(str(p) for p in error.absolute_path)
+                return Result("fail", 0.0, "schema_mismatch", {"reason": _short(error.message), "path": path})
+        return _PASS
+
+
+class Pii:
+    def __init__(self, config: dict[str, Any]) -> None:
+        import validators_pii
+
+        self.pii = validators_pii
+        _known_keys(config, {"fields", "categories"}, "pii")
+        fields = config.get("fields", ["input", "output"])
+        if not isinstance(fields, list) or not fields or not set(fields) <= set(TEXT_FIELDS):
+            raise ConfigError(f"pii: fields must be a non-empty list of {list(TEXT_FIELDS)}")
+        cats = config.get("categories", list(validators_pii.CATEGORIES))
+        if not isinstance(cats, list) or not cats or not set(cats) <= set(validators_pii.CATEGORIES):
+            raise ConfigError(f"pii: categories must be a non-empty list of {list(validators_pii.CATEGORIES)}")
+        self.fields, self.categories = fields, set(cats)
+
+    def check(self, row: dict[str, Any]) -> Result:
+        found: dict[str, dict[str, int]] = {}
+        for field in self.fields:
+            counts = {c: n for c, n in self.pii.categories(row.get(field)).items() if c in self.categories}
+            if counts:
+                found[field] = counts
+        if not found:
+            return _CLEAN
+        cats = sorted({c for counts in found.values() for c in counts})
+        total = sum(n for counts in found.values() for n in counts.values())
+        return Result("fail", float(total), cats[0], {"categories": cats, "fields": found})
+
+
+# Signals of prompt injection and jailbreaks, with a weight each; the score combines them
+# as independent evidence: 1 - prod(1 - w).
+INJECTION_SIGNALS = {
+    "ignore_instructions": (
+        r"(?i)\b(ignore|disregard|forget|override|bypass)\b[^.\n]{0,40}\b(instructions?|prompts?|rules|"
+        r"directions|guidelines|guardrails|context)\b",
+        0.8,
+    ),
+    "reveal_prompt": (
+        r"(?i)\b(reveal|show|print|repeat|output|leak|tell me|what is|what are)\b[^.\n]{0,30}\b(system|hidden|"
+        r"initial|original|secret)\s+(prompt|instructions|message)",
+        0.6,
+    ),
+    "role_override": (
+        r"(?i)(\byou are now\b|\bfrom now on,? you\b|\bpretend (to be|you are)\b|\bact as (an? )?(unrestricted|"
+        r"unfiltered|jailbroken|evil|uncensored)\b|\broleplay as\b)",
+        0.5,
+    ),
+    "jailbreak_persona": (r"(\bDAN\b|(?i:\b(do anything now|developer mode|jailbreak|jailbroken|god mode)\b))", 0.6),
+    "chat_markup": (r"(<\|im_start\|>|<\|system\|>|\[/?INST\]|<<SYS>>|(?im:^[ \t]*(system|assistant)[ \t]*:))", 0.5),
+    "no_restrictions": (
+        r"(?i)\b(without|no|ignore (any|all|your)?)\s+(restrictions|filters|limitations|censorship|"
+        r"safety (guidelines|rules))\b",
+        0.4,
+    ),
+    "encoded_payload": (r"[A-Za-z0-9+/]{200,}={0,2}", 0.2),
+}
+# re2 runs in linear time on untrusted text. One search for any signal at all keeps the common
+# case (no signal) to a single pass; the signals are told apart only when there is one.
+_INJECTION = {name: (re2.compile(p), w) for name, (p, w) in INJECTION_SIGNALS.items()}
+_ANY_INJECTION = re2.compile("|".join(f"(?:{p})" for p, _ in INJECTION_SIGNALS.values()))
+
+
+class Injection:
+    def __init__(self, config: dict[str, Any]) -> None:
+        _known_keys(config, {"threshold", "field"}, "injection")
+        self.field = _field(config, "injection", "input")
+        self.threshold = _number(config, "threshold", "injection", 0.5)
+        if not 0 < self.threshold <= 1:
+            raise ConfigError("injection: threshold must be in (0, 1]")
+
+    def check(self, row: dict[str, Any]) -> Result:
+        text = row.get(self.field) or ""
+        if not re2_found(_ANY_INJECTION, text):
+            return _CLEAN
+        signals = [name for name, (rx, _) in _INJECTION.items() if rx.search(text) is not None]
+        keep = 1.0
+        for name in signals:
+            keep *= 1 - _INJECTION[name][1]
+        score = round(1 - keep, 4)
+        details = {"signals": signals} if signals else {}
+        if score >= self.threshold:
+            return Result("fail", score, "injection", details)
+        return Result("pass", score, None, details)
+
+
+REFUSAL_PATTERNS = {
+    "refusal": (
+        r"(?i)(\bI('m| am)( really| very)? sorry,? but I (can't|cannot|won't|am unable|'m unable|am not able)\b|"
+        r"\bI (can't|cannot|won't|will not) (help|assist|comply|provide|do that|fulfill)\b|"
+        r"\bI('m| am) (unable|not able) to (help|assist|comply|provide)\b|"
+        r"\bas an AI( language model)?,? I (can't|cannot|don't|do not)\b|"
+        r"\b(this|that) (request )?(goes against|violates) (my|the) (guidelines|policies|policy)\b)"
+    ),
+    "dont_know": (
+        r"(?i)(\bI (don't|do not) know\b|\bI('m| am) not sure\b|\bI (don't|do not) have (enough )?(information|"
+        r"access|data)\b|\bI (couldn't|could not|can't|cannot) find (any )?(information|anything)\b|"
+        r"\bno information (is )?available\b)"
+    ),
+}
+_REFUSAL = {label: re2.compile(p) for label, p in REFUSAL_PATTERNS.items()}
+_ANY_REFUSAL = re2.compile("|".join(f"(?:{p})" for p in REFUSAL_PATTERNS.values()))
+
+
+class Refusal:
+    def __init__(self, config: dict[str, Any]) -> None:
+        _known_keys(config, {"field", "count_dont_know"}, "refusal")
+        self.field = _field(config, "refusal", "output")
+        self.labels = ["refusal"] + (["dont_know"] if config.get("count_dont_know", True) else [])
+
+    def check(self, row: dict[str, Any]) -> Result:
+        text = row.get(self.field)
+        if not text:
+            return Result("skipped", None, None, {"reason": f"no {self.field}"})
+        head = text[:2000]  # a refusal says so up front; do not scan a megabyte for it
+        if not re2_found(_ANY_REFUSAL, head):
+            return _CLEAN
+        for label in self.labels:
+            m = _REFUSAL[label].search(head)
+            if m is not None:
+                return Result("fail", 1.0, label, {"match": _short(m.group())})
+        return Result("pass", 0.0, None, {})
+
+
+# Scripts that identify a language (or a small family) on their own.
+_SCRIPTS = [
+    ("ru", "[\u0400-\u04FF]"), ("el", "[\u0370-\u03FF]"), ("he", "[\u0590-\u05FF]"),
+    ("ar", "[\u0600-\u06FF]"), ("hi", "[\u0900-\u097F]"), ("th", "[\u0E00-\u0E7F]"),
+    ("ko", "[\uAC00-\uD7AF]"), ("ja", "[\u3040-\u30FF]"), ("zh", "[\u4E00-\u9FFF]"),
+]
+_SCRIPT_RX = [(lang, re.compile(p)) for lang, p in _SCRIPTS]
+# The most frequent function words of the Latin-script languages told apart here.
+_STOPWORDS = {
+    "en": "the and is are of to in that it for you with on this what how was not be have",
+    "de": "der die das und ist nicht ich sie es zu mit den ein eine auf für von wie was",
+    "fr": "le la les et est des une un que qui pas pour dans sur vous ce il je du",
+    "es": "el la los las y es de que en un una por para con no se como qué su",
+    "it": "il lo la gli le e è di che un una per non con sono come del della",
+    "pt": "o a os as e é de que em um uma para com não se do da como você",
+    "nl": "de het een en is van dat die niet ik je op te met voor zijn wat",
+}
+_STOP = {lang: set(words.split()) for lang, words in _STOPWORDS.items()}
+_WORD = re.compile(r"[^\W\d_]+")
+LANGUAGES = sorted({lang for lang, _ in _SCRIPTS} | set(_STOP))
+
+
+def detect_language(text: str) -> str | None:
+    sample = text[:2000]
+    for lang, rx in _SCRIPT_RX:
+        if len(rx.findall(sample)) >= 3:
+            return lang
+    words = [w.lower() for w in _WORD.findall(sample)]
+    if len(words) < 3:
+        return None
+    hits = {lang: sum(1 for w in words if w in stop) for lang, stop in _STOP.items()}
+    best = max(hits, key=lambda k: hits[k])
+    return best if hits[best] >= 2 else None
+
+
+class Language:
+    def __init__(self, config: dict[str, Any]) -> None:
+        _known_keys(config, {"allowed", "field", "min_chars"}, "language")
+        allowed = config.get("allowed")
+        if not isinstance(allowed, list) or not allowed or not all(isinstance(a, str) for a in allowed):
+            raise ConfigError(f"language: allowed must be a non-empty list of language codes, e.g. {LANGUAGES}")
+        unknown = set(allowed) - set(LANGUAGES)
+        if unknown:
+            raise ConfigError(f"language: unknown language code(s) {sorted(unknown)}; known: {LANGUAGES}")
+        self.allowed = set(allowed)
+        self.field = _field(config, "language", "input")
+        self.min_chars = _count(config, "min_chars", "language") or 20
+
+    def check(self, row: dict[str, Any]) -> Result:
+        text = row.get(self.field) or ""
+        if len(text.strip()) < self.min_chars:
+            return Result("skipped", None, None, {"reason": f"{self.field} shorter than {self.min_chars} characters"})
+        lang = detect_language(text)
+        if lang is None:
+            return Result("skipped", None, None, {"reason": "language not recognised"})
+        return Result("pass" if lang in self.allowed else "fail", None, lang, {"language": lang})
+
+
+class Classifier:
+    def __init__(self, config: dict[str, Any]) -> None:
+        _known_keys(config, {"labels", "case_sensitive"}, "classifier")
+        labels = config.get("labels")
+        if labels is not None and (not isinstance(labels, list) or not all(isinstance(x, str) for x in labels)):
+            raise ConfigError("classifier: labels must be a list of strings")
+        self.case_sensitive = bool(config.get("case_sensitive", False))
+        self.labels = None if labels is None else {self._norm(x) for x in labels}
+
+    def _norm(self, text: str) -> str:
+        text = text.strip().strip(".").strip()
+        return text if self.case_sensitive else text.casefold()
+
+    def check(self, row: dict[str, Any]) -> Result:
+        output = row.get("output")
+        if output is None:
+            return Result("fail", 0.0, "missing", {"reason": "no output"})
+        got = self._norm(output)
+        if self.labels is not None and got not in self.labels:
+            return Result("fail", 0.0, "unknown_label", {"reason": f"{_short(got, 60)!r} is not one of the labels"})
+        expected = row.get("expected")
+        if expected is None:
+            return Result("skipped", None, got, {"reason": "no expected label"})
+        ok = got == self._norm(expected)
+        return Result("pass" if ok else "fail", 1.0 if ok else 0.0, got, {"expected": _short(self._norm(expected), 60)})
+
+
+class Rollback(Exception):
+    """Raised to leave a subtransaction that must never keep what it did."""
+
+
+def _read_only_subtransaction(plpy: Any, fn: Any) -> Any:
+    """Run fn() in a subtransaction that is always rolled back, and return its value. (The
+    callers in SQL make the whole evaluation read-only: a SET LOCAL here would not last, since
+    PostgreSQL restores the read-only flag when PL/Python's own subtransaction of each execute ends.)"""
+    box: list[Any] = []
+    try:
+        with plpy.subtransaction():
+            box.append(fn())
+            raise Rollback
+    except Rollback:
+        pass
+    return box[0]
+
+
+class Sql:
+    """A boolean SQL expression over the trace row, run set-wise on the batch."""
+
+    def __init__(self, config: dict[str, Any], plpy: Any = None) -> None:
+        _known_keys(config, {"expression"}, "sql")
+        expr = config.get("expression")
+        if not isinstance(expr, str) or not expr.strip():
+            raise ConfigError('sql: config needs {"expression": "<boolean SQL over the trace row>"}')
+        self.expression = expr
+        self.plans: dict[str, Any] = {}
+        if plpy is not None:
+            self._plan(plpy, "table")
+
+    def _plan(self, plpy: Any, source: str) -> Any:
+        plan = self.plans.get(source)
+        if plan is None:
+            # The expression is the admin's SQL, like a view's; prepare() below refuses a second statement.
+            if source == "table":
+                query = f"SELECT t.id, ({self.expression})::boolean AS ok FROM flywheel.traces t WHERE t.id = ANY($1)"  # noqa: S608
+                types = ["bigint[]"]
+            else:  # a trace that is not stored (check_input): one row built from JSON
+                query = (f"SELECT t.id, ({self.expression})::boolean AS ok"  # noqa: S608
+                         " FROM jsonb_populate_record(NULL::flywheel.traces, $1) t")
+                types = ["jsonb"]
+            try:
+                # prepare() refuses several statements, so the expression cannot smuggle one in.
+                plan = plpy.prepare(query, types)
+            except plpy.SPIError as e:
+                raise ConfigError(f"sql: the expression does not compile against a trace row: {e}") from None
+            self._refuse_volatile(plpy)
+            self.plans[source] = plan
+        return plan
+
+    def _refuse_volatile(self, plpy: Any) -> None:
+        # A volatile function (pg_sleep, nextval, writes through a function) has no place in a check.
+        names = sorted({m.lower() for m in re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(", self.expression)})
+        if not names:
+            return
+        rows = plpy.execute(
+            plpy.prepare(
+                "SELECT DISTINCT proname FROM pg_proc WHERE proname = ANY($1) AND provolatile = 'v'"
+                " AND pronamespace IN ('pg_catalog'::regnamespace, 'flywheel'::regnamespace)",
+                ["name[]"],
+            ),
+            [names],
+        )
+        if rows:
+            raise ConfigError(f"sql: the expression calls volatile function(s) {[r['proname'] for r in rows]}; "
+                              "a check must only read the trace")
+
+    def check_batch(self, plpy: Any, rows: list[dict[str, Any]], source: str) -> list[Result]:
+        plan = self._plan(plpy, source)
+        args: list[Any]
+        if source == "table":
+            args = [[r["id"] for r in rows]]
+        else:
+            args = [json.dumps({k: v for k, v in rows[0].items() if k != "metadata"})]
+        found = _read_only_subtransaction(plpy, lambda: {r["id"]: r["ok"] for r in plpy.execute(plan, args)})
+        out = []
+        for r in rows:
+            ok = found.get(r["id"], None)
+            if ok is None:
+                out.append(Result("skipped", None, None, {"reason": "the expression is NULL for this trace"}))
+            else:
+                out.append(Result("pass" if ok else "fail", 1.0 if ok else 0.0, None, {}))
+        return out
+
+
+class Anomaly:
+    """Latency, cost or tokens far from the recent norm of the same model and node: a robust
+    z-score on the log scale against flywheel._anomaly_baselines (median and MAD per metric),
+    which flywheel.refresh_anomaly_baselines() recomputes off the insert path."""
+
+    METRICS = ("latency_ms", "cost_usd", "tokens_in", "tokens_out")
+    CACHE_SECONDS = 60.0
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        _known_keys(config, {"metrics", "threshold", "min_samples"}, "anomaly")
+        metrics = config.get("metrics", ["latency_ms", "cost_usd", "tokens_out"])
+        if not isinstance(metrics, list) or not metrics or not set(metrics) <= set(self.METRICS):
+            raise ConfigError(f"anomaly: metrics must be a non-empty list of {list(self.METRICS)}")
+        self.metrics = metrics
+        self.threshold = _number(config, "threshold", "anomaly", 4.0)
+        self.min_samples = _count(config, "min_samples", "anomaly") or 30
+        if self.threshold <= 0:
+            raise ConfigError("anomaly: threshold must be positive")
+        self.baselines: dict[tuple[Any, Any, str], tuple[int, float, float]] = {}
+        self.loaded_at = -math.inf
+
+    def _load(self, plpy: Any) -> None:
+        now = time.monotonic()
+        if now - self.loaded_at < self.CACHE_SECONDS:
+            return
+        rows = plpy.execute("SELECT model, node, metric, n, median_log, mad_log FROM flywheel._anomaly_baselines")
+        self.baselines = {(r["model"], r["node"], r["metric"]): (r["n"], r["median_log"], r["mad_log"]) for r in rows}
+        self.loaded_at = now
+
+    def check_batch(self, plpy: Any, rows: list[dict[str, Any]], source: str) -> list[Result]:
+        self._load(plpy)
+        return [self.check(r) for r in rows]
+
+    def check(self, row: dict[str, Any]) -> Result:
+        worst: tuple[float, str] | None = None
+        measured: dict[str, float] = {}
+        for metric in self.metrics:
+            value = row.get(metric)
+            base = self.baselines.get((row.get("model"), row.get("node"), metric))
+            if value is None or base is None or base[0] < self.min_samples:
+                continue
+            spread = max(1.4826 * base[2], 0.05)  # a floor, so a constant history does not flag noise
+            z = abs(math.log1p(max(float(value), 0.0)) - base[1]) / spread
+            measured[metric] = round(z, 2)
+            if worst is None or z > worst[0]:
+                worst = (z, metric)
+        if worst is None:
+            return Result("skipped", None, None, {"reason": "no baseline yet for this model and node"})
+        if worst[0] > self.threshold:
+            return Result("fail", round(worst[0], 2), worst[1], {"z": measured})
+        return Result("pass", round(worst[0], 2), None, {"z": measured})
+
+
+class Python:
+    """An admin's PL/Python body: `trace` is a dict of the row; return True/False, a score, a dict
+    (status, score, label, details) or None (skipped). Runs read-only with a time limit."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        _known_keys(config, {"body", "threshold"}, "python")
+        body = config.get("body")
+        if not isinstance(body, str) or not body.strip():
+            raise ConfigError('python: config needs {"body": "<python code that returns a verdict>"}')
+        self.threshold = _number(config, "threshold", "python", 0.5)
+        self.time_limit = _number(config, "time_limit_ms", "python", 1000.0) / 1000
+        source = "def _validate(trace, plpy):\n" + "\n".join("    " + line for line in body.splitlines())
+        try:
+            code = compile(source, "<python validator>", "exec")
+        except SyntaxError as e:
+            raise ConfigError(f"python: the body does not compile: {e.msg} (line {e.lineno})") from None
+        namespace: dict[str, Any] = {}
+        exec(code, namespace)  # noqa: S102 (an admin's validator body, checked at creation)
+        self.fn = namespace["_validate"]
+
+    def check_batch(self, plpy: Any, rows: list[dict[str, Any]], source: str) -> list[Result]:
+        out = []
+        for row in rows:
+            try:
+                out.append(_read_only_subtransaction(plpy, lambda row=row: self._verdict(self._run(row, plpy))))
+            except Exception as e:
+                out.append(error_result(e))
+        return out
+
+    def _run(self, row: dict[str, Any], plpy: Any) -> Any:
+        deadline = time.monotonic() + self.time_limit
+        limit_ms = int(self.time_limit * 1000)
+
+        def tracer(frame: Any, event: str, arg: Any) -> Any:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the validator ran longer than its time limit of {limit_ms} ms")
+            return tracer
+
+        previous = sys.gettrace()
+        sys.settrace(tracer)
+        try:
+            return self.fn(dict(row), plpy)
+        finally:
+            sys.settrace(previous)
+
+    def _verdict(self, value: Any) -> Result:
+        if value is None:
+            return Result("skipped", None, None, {"reason": "the validator returned None"})
+        if isinstance(value, bool):
+            return Result("pass" if value else "fail", 1.0 if value else 0.0, None, {})
+        if isinstance(value, int | float):
+            return Result("pass" if value >= self.threshold else "fail", float(value), None, {})
+        if isinstance(value, dict):
+            status = value.get("status")
+            score = value.get("score")
+            if status is None and score is not None:
+                status = "pass" if float(score) >= self.threshold else "fail"
+            if status not in ("pass", "fail", "skipped"):
+                raise ValueError(f"the validator returned status {status!r}; expected pass, fail or skipped")
+            details = value.get("details") or {}
+            label = value.get("label")
+            return Result(status, None if score is None else float(score), None if label is None else str(label),
+                          details if isinstance(details, dict) else {"value": details})
+        raise ValueError(f"the validator returned a {type(value).__name__}; expected bool, number, dict or None")
+
+
+def error_result(e: BaseException) -> Result:
+    message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return Result("error", None, type(e).__name__, {"error": _short(message, 500)})
+$pysrc$),
+    ('validators_pii', $pysrc$"""Finds personal data (e-mail, phone, payment card, IBAN, SSN, IP address) in text, and redacts it.
+
+One detector serves the `pii` validator and flywheel.redact_pii(): what the validator flags is
+exactly what redaction removes. Candidates come from linear-time re2 patterns; cards must pass
+the Luhn check and IBANs the mod-97 check, so order numbers and dates are not flagged.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import re2
+
+# In priority order: where two candidates overlap, the earlier category wins.
+CATEGORIES = ("email", "iban", "card", "ssn", "ip", "phone")
+PLACEHOLDERS = {c: f"[{c.upper()}]" for c in CATEGORIES}
+
+_PATTERNS = {
+    "email": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
+    "iban": r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b",
+    # A run of digit groups; _cards() looks for a card number among its groups. Not \b: a number
+    # glued to a word ("com4111 1111...") is still a number.
+    "card": r"\d+(?:[ -]\d+)*",
+    # Not \b either; find() checks that no digit touches either end instead.
+    "ssn": r"\d{3}-\d{2}-\d{4}",
+    "ip": r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b",
+    "phone": r"(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,5}){1,4}\b",
+}
+_COMPILED = {name: re2.compile(p) for name, p in _PATTERNS.items()}
+# Cheap pre-filter: most texts have no '@' and no run of digits long enough to be personal data.
+# (Python's re where the pattern cannot backtrack badly: several times faster per call than re2's wrapper.)
+_DIGITS = re.compile(r"\d[\d ().+-]{5,}\d")
+_DATE = re.compile(r"^\d{4}[-./]\d{1,2}[-./]\d{1,2}$|^\d{1,2}[-./]\d{1,2}[-./]\d{4}$")
+_NOT_DIGITS = re.compile(r"\D")
+_DIGIT_BOUNDED = ("ssn",)
+_GROUP = re.compile(r"\d+")
+
+
+def _cards(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Card numbers among the digit groups of text[start:end]: consecutive groups (of 3 or more
+    digits) with 13 to 19 digits in all that pass the Luhn check, leftmost and longest first."""
+    groups = [(m.start(), m.end()) for m in _GROUP.finditer(text, start, end)]
+    found = []
+    i = 0
+    while i < len(groups):
+        hit, digits = None, ""
+        for j in range(i, len(groups)):  # at most 19 digits: a few groups, never the whole run
+            if groups[j][1] - groups[j][0] < 3:
+                break  # card numbers are written in groups of 3 or more digits
+            digits += text[groups[j][0] : groups[j][1]]
+            if len(digits) > 19:
+                break
+            if len(digits) >= 13 and luhn_ok(digits):
+                hit = j
+        if hit is None:
+            i += 1
+        else:
+            found.append((groups[i][0], groups[hit][1]))
+            i = hit + 1
+    return found
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2 == 1:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def iban_ok(candidate: str) -> bool:
+    s = candidate.replace(" ", "")
+    if not 15 <= len(s) <= 34:
+        return False
+    rearranged = s[4:] + s[:4]
+    number = "".join(str(int(ch, 36)) for ch in rearranged)
+    return int(number) % 97 == 1
+
+
+def _accept(category: str, text: str) -> bool:
+    if category == "iban":
+        return iban_ok(text)
+    if category == "phone":
+        digits = _NOT_DIGITS.sub("", text)
+        if not 7 <= len(digits) <= 15 or _DATE.search(text.strip()):
+            return False
+        # A bare run of digits is an id, not a phone number: ask for a +, parentheses or separators.
+        return text.startswith("+") or "(" in text or sum(text.count(c) for c in " .-") >= 2
+    return True
+
+
+def find(text: str | None) -> list[tuple[int, int, str]]:
+    """(start, end, category) of every finding, non-overlapping, in text order."""
+    if not text:
+        return []
+    has_at = "@" in text
+    if not has_at and _DIGITS.search(text) is None:
+        return []
+    taken: list[tuple[int, int, str]] = []
+    for category in CATEGORIES:
+        if category == "email" and not has_at:
+            continue
+        for m in _COMPILED[category].finditer(text):
+            if category == "card":
+                for start, end in _cards(text, m.start(), m.end()):
+                    if not any(start < e and s < end for s, e, _ in taken):
+                        taken.append((start, end, "card"))
+                continue
+            start, end = m.start(), m.end()
+            if any(start < e and s < end for s, e, _ in taken):
+                continue
+            if category in _DIGIT_BOUNDED and (text[start - 1 : start].isdigit() or text[end : end + 1].isdigit()):
+                continue
+            if _accept(category, m.group()):
+                taken.append((start, end, category))
+    taken.sort()
+    return taken
+
+
+def categories(text: str | None) -> dict[str, int]:
+    """How many findings of each category (never the values)."""
+    counts: dict[str, int] = {}
+    for _, _, category in find(text):
+        counts[category] = counts.get(category, 0) + 1
+    return counts
+
+
+def _replace(text: str, findings: list[tuple[int, int, str]]) -> str:
+    parts: list[str] = []
+    last = 0
+    for start, end, category in findings:
+        parts.append(text[last:start])
+        parts.append(PLACEHOLDERS[category])
+        last = end
+    parts.append(text[last:])
+    return "".join(parts)
+
+
+def redact(text: str | None) -> str | None:
+    """Every finding replaced by its placeholder; again until nothing is found, because taking a
+    match out can join what was around it into a new one (digits either side of a phone number)."""
+    if text is None:
+        return None
+    for _ in range(5):
+        findings = find(text)
+        if not findings:
+            break
+        text = _replace(text, findings)
+    return text
+
+
+def redact_pii(plpy: Any, input: str | None) -> str | None:
+    return redact(input)
+$pysrc$),
+    ('validators_runtime', $pysrc$"""Runs the registry's validators over a batch of traces, once per statement.
+
+The insert trigger, validate_traces(), revalidate() and check_input() all come here with the
+batch as column arrays, and get back result rows and judge jobs as arrays, which SQL writes in
+one INSERT each. Nothing here writes: a validator runs set-wise over the batch (read-only,
+in a subtransaction where it touches the database) and, only if that raises, again one row at
+a time, so a broken validator yields `error` results and never an error in the INSERT.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from typing import Any
+
+from validators_builtin import (
+    Anomaly,
+    Classifier,
+    ConfigError,
+    Injection,
+    Json,
+    Language,
+    Length,
+    Pii,
+    Python,
+    Refusal,
+    Regex,
+    Result,
+    Sql,
+    error_result,
+)
+
+
+def SqlCodegen(config: dict[str, Any], plpy: Any = None) -> Any:  # noqa: N802 (stands in for the class)
+    # sqlglot takes ~0.3 s to import: only sessions that check generated SQL pay for it.
+    from validators_sql_codegen import SqlCodegen as cls
+
+    return cls(config, plpy)
+
+
+SYNC_KINDS: dict[str, Any] = {
+    "sql": Sql, "regex": Regex, "length": Length, "json": Json, "sql_codegen": SqlCodegen, "pii": Pii,
+    "injection": Injection, "refusal": Refusal, "language": Language, "classifier": Classifier,
+    "anomaly": Anomaly, "python": Python,
+}
+ASYNC_KINDS = ("llm_judge", "llm_pairwise")
+KINDS = (*SYNC_KINDS, *ASYNC_KINDS)
+# Kinds whose constructor checks the config against the database (compiles, looks up the schema).
+_CHECKED_IN_DATABASE = {"sql", "sql_codegen"}
+INPUT_GUARD_KINDS = ("pii", "injection", "language")
+APPLIES_TO_KEYS = ("app", "node", "node_type", "model", "prompt_version")
+
+
+def parse_applies_to(value: Any) -> dict[str, frozenset[str]]:
+    if not isinstance(value, dict):
+        raise ConfigError('applies_to must be a JSON object such as {"node_type": "codegen", "app": ["a", "b"]}')
+    unknown = set(value) - set(APPLIES_TO_KEYS)
+    if unknown:
+        raise ConfigError(f"applies_to: unknown key(s) {sorted(unknown)}; known: {list(APPLIES_TO_KEYS)}")
+    out = {}
+    for key, allowed in value.items():
+        items = [allowed] if isinstance(allowed, str) else allowed
+        if not isinstance(items, list) or not items or not all(isinstance(i, str) for i in items):
+            raise ConfigError(f"applies_to: {key} must be a string or a non-empty list of strings")
+        out[key] = frozenset(items)
+    return out
+
+
+def sampled(trace_id: int | None, validator_id: int, rate: float) -> bool:
+    """Deterministic per (trace, validator): a rerun samples the same traces."""
+    if rate >= 1:
+        return True
+    if rate <= 0 or trace_id is None:
+        return rate > 0
+    digest = hashlib.blake2b(f"{trace_id}:{validator_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 < rate
+
+
+class Validator:
+    __slots__ = ("id", "name", "version", "kind", "mode", "config", "applies_to", "sample_rate", "enabled", "_impl")
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        self.id, self.name, self.version = row["id"], row["name"], row["version"]
+        self.kind, self.mode, self.enabled = row["kind"], row["mode"], row["enabled"]
+        self.config = json.loads(row["config"])
+        self.sample_rate = float(row["sample_rate"])
+        try:
+            self.applies_to: dict[str, frozenset[str]] | None = parse_applies_to(json.loads(row["applies_to"]))
+        except ConfigError:
+            self.applies_to = None  # reported as an error result when it runs
+        self._impl: Any = None
+
+    @property
+    def input_guard(self) -> bool:
+        return self.kind in INPUT_GUARD_KINDS or self.config.get("input_guard") is True
+
+    def applies(self, row: dict[str, Any]) -> bool:
+        if self.applies_to is None:
+            return True
+        return all(row.get(key) in allowed for key, allowed in self.applies_to.items())
+
+    def impl(self) -> Any:
+        if self._impl is None:
+            if self.applies_to is None:
+                raise ConfigError("applies_to is not valid; recreate the validator")
+            cls = SYNC_KINDS.get(self.kind)
+            if cls is None:
+                raise ConfigError(f"kind {self.kind!r} does not run in the database")
+            self._impl = cls(self.config)
+        return self._impl
+
+
+class Registry:
+    """The validators table, parsed once per session and again only when a row changed (xmin)."""
+
+    def __init__(self) -> None:
+        self.key: str | None = None
+        self.validators: list[Validator] = []
+        self.plans: dict[str, Any] = {}
+
+    def _plan(self, plpy: Any, name: str, query: str) -> Any:
+        plan = self.plans.get(name)
+        if plan is None:
+            plan = self.plans[name] = plpy.prepare(query)
+        return plan
+
+    def load(self, plpy: Any) -> list[Validator]:
+        # One short string that changes whenever any row does (xmin): cheap to fetch and compare.
+        key = plpy.execute(self._plan(
+            plpy, "key", "SELECT string_agg(id || ':' || xmin, ',' ORDER BY id) AS k FROM flywheel.validators"))[0]["k"]
+        if key != self.key:
+            full = plpy.execute(self._plan(
+                plpy, "all",
+                "SELECT id, name, version, kind, config::text AS config, mode, applies_to::text AS applies_to,"
+                " sample_rate, enabled FROM flywheel.validators ORDER BY id"))
+            old = {(v.id, v.version): v for v in self.validators}
+            fresh = []
+            for r in full:
+                v = Validator(r)
+                same = old.get((v.id, v.version))
+                if same is not None and same.config == v.config:
+                    v._impl = same._impl  # keep compiled patterns, prepared plans and caches
+                fresh.append(v)
+            self.validators, self.key = fresh, key
+        return self.validators
+
+
+REGISTRY = Registry()
+
+
+def _finite(x: float | None) -> float | None:
+    return x if x is None or math.isfinite(x) else None
+
+
+def _details_json(details: dict[str, Any] | None) -> str:
+    if not details:
+        return "{}"
+    try:
+        return json.dumps(details, ensure_ascii=False, allow_nan=False, default=str)
+    except ValueError:
+        return json.dumps({"value": str(details)}, ensure_ascii=False)
+
+
+# The results go back to SQL as array literals (text), which array_in parses in C: PL/Python
+# would otherwise convert every element of every returned array through str() and the type's
+# input function, which cost more than running the validators.
+_PLAIN = re.compile(r"[A-Za-z0-9_.:-]+")  # array elements that need no quotes
+
+
+def _element(x: Any) -> str:
+    if x is None:
+        return "NULL"
+    if x == "{}":
+        return '"{}"'
+    x = str(x)
+    if _PLAIN.fullmatch(x) and x.upper() != "NULL":
+        return x
+    return '"' + x.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _text_array(items: list[Any]) -> str:
+    return "{" + ",".join(map(_element, items)) + "}"
+
+
+def _number_array(items: list[Any]) -> str:
+    if None not in items:
+        return "{" + ",".join(map(repr, items)) + "}"
+    return "{" + ",".join("NULL" if x is None else repr(x) for x in items) + "}"
+
+
+_TEXT_COLUMNS = ("r_names", "r_statuses", "r_labels", "r_details")
+
+
+def _as_literals(out: dict[str, list[Any]]) -> dict[str, str]:
+    return {k: (_text_array(v) if k in _TEXT_COLUMNS else _number_array(v)) for k, v in out.items()}
+
+
+def run_validator(plpy: Any, v: Validator, rows: list[dict[str, Any]], source: str) -> list[Result]:
+    """Set-wise first; only when that raises, one row at a time, each isolated."""
+    try:
+        impl = v.impl()
+    except Exception as e:
+        return [error_result(e)] * len(rows)
+    if not hasattr(impl, "check_batch"):
+        out = []
+        for row in rows:  # pure Python: an exception cannot leave the transaction broken
+            try:
+                out.append(impl.check(row))
+            except Exception as e:
+                out.append(error_result(e))
+        return out
+    try:
+        return list(impl.check_batch(plpy, rows, source))
+    except Exception:
+        out = []
+        for row in rows:
+            try:
+                out.extend(impl.check_batch(plpy, [row], source))
+            except Exception as e:
+                out.append(error_result(e))
+        return out
+
+
+def _select(validators: list[Validator], purpose: str, names: list[str] | None) -> list[Validator]:
+    if names is None:
+        if purpose == "check_input":
+            return [v for v in validators if v.enabled and v.mode == "sync" and v.input_guard]
+        if purpose == "insert":
+            return [v for v in validators if v.enabled]
+        return [v for v in validators if v.enabled and v.mode == "sync"]
+    by_name = {v.name: v for v in validators}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise ValueError(f"no validator named {', '.join(missing)}")
+    chosen = [by_name[n] for n in dict.fromkeys(names)]
+    if purpose == "validate":
+        not_sync = [v.name for v in chosen if v.mode != "sync"]
+        if not_sync:
+            raise ValueError(f"{', '.join(not_sync)} run(s) asynchronously (LLM judge): the judge queue runs them, "
+                             "not validate_traces")
+    return chosen
+
+
+def evaluate(plpy: Any, purpose: str, names: list[str] | None, ids: list[int | None] | None, apps: list[Any],
+             nodes: list[Any], node_types: list[Any], models: list[Any], prompt_versions: list[Any],
+             inputs: list[Any], outputs: list[Any], expecteds: list[Any], latencies: list[Any],
+             tokens_ins: list[Any], tokens_outs: list[Any], costs: list[Any], metadatas: list[Any]) -> dict[str, str]:
+    """purpose: 'insert' (the trigger: enabled validators, sampled, async ones enqueued), 'validate'
+    (named or all enabled sync ones, every trace), 'revalidate' (one named validator, sampled) or
+    'check_input' (the input guards, on a trace that is not stored)."""
+    out: dict[str, list[Any]] = {k: [] for k in ("r_trace_ids", "r_validator_ids", "r_names", "r_versions",
+                                                 "r_statuses", "r_scores", "r_labels", "r_details",
+                                                 "j_trace_ids", "j_validator_ids", "j_versions")}
+    try:
+        n = len(ids or [])
+        rows = [
+            {"id": ids[i], "app": apps[i], "node": nodes[i], "node_type": node_types[i], "model": models[i],  # type: ignore[index]
+             "prompt_version": prompt_versions[i], "input": inputs[i], "output": outputs[i],
+             "expected": expecteds[i], "latency_ms": latencies[i], "tokens_in": tokens_ins[i],
+             "tokens_out": tokens_outs[i], "cost_usd": costs[i], "metadata": metadatas[i]}
+            for i in range(n)
+        ]
+        if not rows:
+            return _as_literals(out)
+        sampling = purpose in ("insert", "revalidate")
+        source = "record" if purpose == "check_input" else "table"
+        # Results per batch row, so that they come out in (trace, validator) order.
+        per_row: list[list[tuple[Validator, Result]]] = [[] for _ in rows]
+        for v in _select(REGISTRY.load(plpy), purpose, names):
+            targets = range(n) if not v.applies_to else [i for i in range(n) if v.applies(rows[i])]
+            if sampling and v.sample_rate < 1:
+                targets = [i for i in targets if sampled(rows[i]["id"], v.id, v.sample_rate)]
+            if not targets:
+                continue
+            if v.mode == "async":
+                if purpose in ("insert", "revalidate"):
+                    out["j_trace_ids"] += [rows[i]["id"] for i in targets]
+                    out["j_validator_ids"] += [v.id] * len(targets)
+                    out["j_versions"] += [v.version] * len(targets)
+                continue
+            results = run_validator(plpy, v, [rows[i] for i in targets], source)
+            if len(results) != len(targets):
+                raise RuntimeError(f"validator {v.name} returned {len(results)} results for {len(targets)} traces")
+            for i, res in zip(targets, results, strict=True):
+                per_row[i].append((v, res))
+        for i, found in enumerate(per_row):
+            if not found:
+                continue
+            out["r_trace_ids"] += [rows[i]["id"]] * len(found)
+            out["r_validator_ids"] += [v.id for v, _ in found]
+            if purpose != "insert":  # the trigger does not need the names
+                out["r_names"] += [v.name for v, _ in found]
+            out["r_versions"] += [v.version for v, _ in found]
+            out["r_statuses"] += [res.status for _, res in found]
+            out["r_scores"] += [_finite(res.score) for _, res in found]
+            out["r_labels"] += [res.label for _, res in found]
+            out["r_details"] += [_details_json(res.details) for _, res in found]
+    except Exception as e:
+        if purpose != "insert":
+            raise
+        # A bug here must never cost the application its INSERT: say so in the server log.
+        plpy.warning(f"dbflywheel: validators did not run on this INSERT: {type(e).__name__}: {e}")
+        return _as_literals({k: [] for k in out})
+    return _as_literals(out)
+
+
+def check_config(plpy: Any, kind: str, config: str, applies_to: str) -> str | None:
+    """create_validator's check: None when the config works, else what is wrong with it."""
+    try:
+        parse_applies_to(json.loads(applies_to))
+        if kind in ASYNC_KINDS:
+            return None  # flywheel._check_llm_judge_config() checks a judge's config
+        cls = SYNC_KINDS.get(kind)
+        if cls is None:
+            raise ConfigError(f"unknown kind {kind!r}; known kinds: {', '.join(KINDS)}")
+        parsed = json.loads(config)
+        if not isinstance(parsed, dict):
+            raise ConfigError("config must be a JSON object")
+        if kind in _CHECKED_IN_DATABASE:
+            cls(parsed, plpy)
+        else:
+            cls(parsed)
+    except ConfigError as e:
+        return str(e)
+    return None
+$pysrc$),
+    ('validators_sql_codegen', $pysrc$"""The `sql_codegen` validator: is a generated query valid SQL for the configured schema?
+
+Checks, in order: it parses (sqlglot, postgres dialect); only allowed statement types appear
+(SELECT by default; a `;`-chained write, DDL, a data-modifying CTE, SELECT INTO or FOR UPDATE
+fail); every table and column it names exists in the schema (from the catalog); optionally it
+plans: EXPLAIN (never ANALYZE) in a read-only subtransaction that is always rolled back. The
+query is never executed, so checking never writes anything.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import OptimizeError, ParseError, TokenError
+from sqlglot.optimizer.qualify import qualify
+from validators_builtin import (
+    ConfigError,
+    Result,
+    _known_keys,
+    _read_only_subtransaction,
+    _short,
+    error_result,
+    strip_code_fence,
+)
+
+STATEMENT_TYPES: dict[str, tuple[type[Any], ...]] = {
+    "select": (exp.Query,),
+    "insert": (exp.Insert,),
+    "update": (exp.Update,),
+    "delete": (exp.Delete,),
+    "merge": (exp.Merge,),
+}
+_WRITES = (exp.Insert, exp.Update, exp.Delete, exp.Merge)
+# What PostgreSQL says when EXPLAIN refuses the query, as a label.
+_SQLSTATE_LABELS = {"42601": "syntax_error", "42P01": "unknown_table", "42703": "unknown_column",
+                    "42883": "unknown_function", "42804": "type_mismatch", "42803": "grouping_error",
+                    "42702": "ambiguous_column"}
+CATALOG_SECONDS = 10.0
+
+
+def _kind_of(stmt: Any) -> str:
+    for name, classes in STATEMENT_TYPES.items():
+        if isinstance(stmt, classes):
+            return name
+    return type(stmt).__name__.lower()
+
+
+class SqlCodegen:
+    def __init__(self, config: dict[str, Any], plpy: Any = None) -> None:
+        _known_keys(config, {"schema", "allowed_statements", "explain", "max_statements", "lock_timeout_ms"},
+                    "sql_codegen")
+        schema = config.get("schema")
+        if not isinstance(schema, str) or not schema:
+            raise ConfigError('sql_codegen: config needs {"schema": "<the schema whose tables the SQL may use>"}')
+        allowed = config.get("allowed_statements", ["select"])
+        if not isinstance(allowed, list) or not allowed or not set(allowed) <= set(STATEMENT_TYPES):
+            raise ConfigError(f"sql_codegen: allowed_statements must be a non-empty list of {list(STATEMENT_TYPES)}")
+        max_statements = config.get("max_statements", 1)
+        if isinstance(max_statements, bool) or not isinstance(max_statements, int) or max_statements < 1:
+            raise ConfigError("sql_codegen: max_statements must be a positive integer")
+        self.schema, self.allowed, self.max_statements = schema, set(allowed), max_statements
+        self.explain = bool(config.get("explain", True))
+        self.lock_timeout_ms = int(config.get("lock_timeout_ms", 200))
+        self.catalog: dict[str, dict[str, str]] = {}
+        self.loaded_at = -1e18
+        self.explain_plan: Any = None
+        if plpy is not None:
+            self._load_catalog(plpy, force=True)
+            if not self.catalog:
+                raise ConfigError(f"sql_codegen: schema {schema!r} does not exist or has no tables")
+
+    def _load_catalog(self, plpy: Any, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.loaded_at < CATALOG_SECONDS:
+            return
+        rows = plpy.execute(
+            plpy.prepare(
+                "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) AS type"
+                " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+                " JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
+                " WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')",
+                ["name"],
+            ),
+            [self.schema],
+        )
+        catalog: dict[str, dict[str, str]] = {}
+        for r in rows:
+            catalog.setdefault(r["relname"], {})[r["attname"]] = r["type"]
+        self.catalog, self.loaded_at = catalog, now
+
+    def check_batch(self, plpy: Any, rows: list[dict[str, Any]], source: str) -> list[Result]:
+        self._load_catalog(plpy)
+        out = []
+        for row in rows:
+            try:
+                out.append(self.check_sql(plpy, row.get("output")))
+            except Exception as e:
+                out.append(error_result(e))
+        return out
+
+    def check_sql(self, plpy: Any, text: str | None) -> Result:
+        if text is None or not text.strip():
+            return Result("fail", 0.0, "missing", {"reason": "no SQL in the output"})
+        sql = strip_code_fence(text).strip().rstrip(";").strip()
+        try:
+            statements = [s for s in sqlglot.parse(sql, read="postgres") if s is not None]
+        except (ParseError, TokenError) as e:
+            return Result("fail", 0.0, "syntax_error", {"reason": _short(str(e).splitlines()[0])})
+        if not statements:
+            return Result("fail", 0.0, "missing", {"reason": "no SQL statement"})
+        kinds = [_kind_of(s) for s in statements]
+        if len(statements) > self.max_statements or any(k not in self.allowed for k in kinds):
+            return Result("fail", 0.0, "statement_not_allowed",
+                          {"statements": kinds, "allowed": sorted(self.allowed), "max_statements": self.max_statements})
+        for stmt in statements:
+            verdict = self._check_statement(stmt)
+            if verdict is not None:
+                return verdict
+        if self.explain:
+            return self._plan(plpy, sql)
+        return Result("pass", 1.0, None, {"statements": kinds})
+
+    def _check_statement(self, stmt: Any) -> Result | None:
+        if isinstance(stmt, exp.Query):
+            if any(True for _ in stmt.find_all(*_WRITES)):
+                return Result("fail", 0.0, "statement_not_allowed",
+                              {"reason": "a data-modifying statement inside the query"})
+            if stmt.find(exp.Into) is not None or stmt.find(exp.Lock) is not None:
+                return Result("fail", 0.0, "statement_not_allowed", {"reason": "SELECT INTO or FOR UPDATE/SHARE"})
+        ctes = {c.alias_or_name.lower() for c in stmt.find_all(exp.CTE)}
+        for table in stmt.find_all(exp.Table):
+            if not isinstance(table.this, exp.Identifier):
+                continue  # a table function such as generate_series(...)
+            name = table.name if table.this.quoted else table.name.lower()
+            schema = table.db
+            if schema and schema != self.schema:
+                return Result("fail", 0.0, "unknown_table", {"reason": f"schema {schema!r} is not {self.schema!r}"})
+            if not schema and name in ctes:
+                continue
+            if name not in self.catalog:
+                return Result("fail", 0.0, "unknown_table", {"reason": f"table {name!r} does not exist"})
+        try:
+            qualify(stmt.copy(), schema={self.schema: self.catalog}, db=self.schema, dialect="postgres",
+                    validate_qualify_columns=True, identify=False)
+        except OptimizeError as e:
+            message = str(e)
+            if "could not be resolved" in message or "Unknown column" in message or "Unknown table" in message:
+                return Result("fail", 0.0, "unknown_column", {"reason": _short(message.splitlines()[0])})
+            # Anything else is sqlglot not following a valid construct: PostgreSQL has the last word.
+        return None
+
+    def _plan(self, plpy: Any, sql: str) -> Result:
+        def explain() -> None:
+            plpy.execute(f"SET LOCAL lock_timeout = {self.lock_timeout_ms}")
+            plpy.execute(f"SET LOCAL search_path = pg_catalog, {plpy.quote_ident(self.schema)}")
+            # prepare() takes exactly one statement, whatever sqlglot thought of the text.
+            plpy.execute(plpy.prepare("EXPLAIN (COSTS OFF) " + sql))
+
+        try:
+            _read_only_subtransaction(plpy, explain)
+        except plpy.SPIError as e:
+            state = getattr(e, "sqlstate", None) or ""
+            label = _SQLSTATE_LABELS.get(state, "does_not_plan")
+            return Result("fail", 0.0, label, {"reason": _short(str(e).splitlines()[0] if str(e) else label),
+                                               "sqlstate": state})
+        return Result("pass", 1.0, None, {"planned": True})
 $pysrc$)
 ON CONFLICT (name) DO UPDATE SET source = EXCLUDED.source
 WHERE flywheel._python_modules.source IS DISTINCT FROM EXCLUDED.source;
-DELETE FROM flywheel._python_modules WHERE name NOT IN ('environment', 'fewshot_embedder', 'fewshot_store');
+DELETE FROM flywheel._python_modules WHERE name NOT IN ('environment', 'fewshot_embedder', 'fewshot_store', 'validators_builtin', 'validators_pii', 'validators_runtime', 'validators_sql_codegen');
 
 -- 010-traces.sql
 -- Traces, feedback and labels: partitions, the checks that need a lookup, row-level security.
@@ -834,10 +2194,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:03b08d0570f2')
+_import = GD.get('dbflywheel:0.1.0:4c490500312a')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:03b08d0570f2']
+    _import = GD['dbflywheel:0.1.0:4c490500312a']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -859,6 +2219,436 @@ BEGIN
 END
 $$;
 
+-- 100-validators.sql
+-- The validator registry: create (or version) a validator, enable or disable it.
+
+-- The judges branch replaces this with a real check of the judge's config (a later file).
+CREATE OR REPLACE FUNCTION flywheel._check_llm_judge_config(kind text, config jsonb) RETURNS void
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF config IS NULL OR jsonb_typeof(config) <> 'object' THEN
+        RAISE EXCEPTION 'create_validator: the config of a % validator must be a JSON object', kind;
+    END IF;
+END
+$$;
+
+-- Checks a code validator's config (and applies_to) with the same code that runs it:
+-- NULL when it works, else what is wrong.
+CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config text, applies_to text) RETURNS text
+LANGUAGE plpython3u
+SET search_path TO pg_catalog, pg_temp
+AS $python$
+_import = GD.get('dbflywheel:0.1.0:4c490500312a')
+if _import is None:
+    plpy.execute("SELECT flywheel._python_boot()")
+    _import = GD['dbflywheel:0.1.0:4c490500312a']
+return _import('validators_runtime').check_config(plpy, kind, config, applies_to)
+$python$;
+
+-- Creates a validator, or a new version of it when anything but its name changed; the same
+-- definition again changes nothing. Returns the validator's id.
+CREATE OR REPLACE FUNCTION flywheel.create_validator(
+    name        text,
+    kind        text,
+    config      jsonb DEFAULT '{}',
+    mode        text DEFAULT 'sync',
+    applies_to  jsonb DEFAULT '{}',
+    sample_rate real DEFAULT 1.0
+) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    _config  jsonb := coalesce(create_validator.config, '{}');
+    _applies jsonb := coalesce(create_validator.applies_to, '{}');
+    _kinds   text[] := ARRAY['sql', 'regex', 'length', 'json', 'sql_codegen', 'pii', 'injection', 'refusal',
+                             'language', 'classifier', 'anomaly', 'python', 'llm_judge', 'llm_pairwise'];
+    _llm     boolean := create_validator.kind IN ('llm_judge', 'llm_pairwise');
+    _problem text;
+    _v       flywheel.validators;
+BEGIN
+    IF create_validator.name IS NULL OR create_validator.name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+        RAISE EXCEPTION 'create_validator: name % is not valid', coalesce(quote_literal(create_validator.name), 'NULL')
+            USING HINT = 'a name is 1 to 63 characters: a lower-case letter, then lower-case letters, digits or _';
+    END IF;
+    IF create_validator.kind IS NULL OR NOT create_validator.kind = ANY (_kinds) THEN
+        RAISE EXCEPTION 'create_validator: unknown kind %; known kinds: %',
+            coalesce(quote_literal(create_validator.kind), 'NULL'), array_to_string(_kinds, ', ');
+    END IF;
+    IF create_validator.mode IS NULL OR create_validator.mode NOT IN ('sync', 'async') THEN
+        RAISE EXCEPTION 'create_validator: mode must be ''sync'' or ''async'', not %',
+            coalesce(quote_literal(create_validator.mode), 'NULL');
+    END IF;
+    IF _llm AND create_validator.mode = 'sync' THEN
+        RAISE EXCEPTION 'create_validator: a % validator calls an LLM, which never happens inside the INSERT',
+            create_validator.kind USING HINT = 'use mode => ''async'': the trigger queues a judge job and workers run it';
+    END IF;
+    IF NOT _llm AND create_validator.mode = 'async' THEN
+        RAISE EXCEPTION 'create_validator: mode ''async'' is for llm_judge and llm_pairwise validators; a % validator runs in the insert trigger',
+            create_validator.kind USING HINT = 'use mode => ''sync''';
+    END IF;
+    IF create_validator.sample_rate IS NULL OR create_validator.sample_rate = 'NaN'
+       OR create_validator.sample_rate < 0 OR create_validator.sample_rate > 1 THEN
+        RAISE EXCEPTION 'create_validator: sample_rate must be between 0 and 1, not %',
+            coalesce(create_validator.sample_rate::text, 'NULL');
+    END IF;
+    IF jsonb_typeof(_config) <> 'object' THEN
+        RAISE EXCEPTION 'create_validator: config must be a JSON object, not %', jsonb_typeof(_config);
+    END IF;
+    IF create_validator.kind = 'python'
+       AND NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+        RAISE EXCEPTION 'create_validator: a python validator runs arbitrary code as the database owner: only a superuser may create one'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF _llm THEN
+        PERFORM flywheel._check_llm_judge_config(create_validator.kind, _config);
+    END IF;
+    _problem := flywheel._check_validator_config(create_validator.kind, _config::text, _applies::text);
+    IF _problem IS NOT NULL THEN
+        RAISE EXCEPTION 'create_validator: %', _problem USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    PERFORM pg_advisory_xact_lock(hashtext('flywheel.create_validator'), hashtext(create_validator.name));
+    SELECT * INTO _v FROM flywheel.validators v WHERE v.name = create_validator.name FOR UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO flywheel.validators AS v (name, kind, config, mode, applies_to, sample_rate)
+        VALUES (create_validator.name, create_validator.kind, _config, create_validator.mode, _applies,
+                create_validator.sample_rate)
+        RETURNING * INTO _v;
+    ELSIF (_v.kind, _v.config, _v.mode, _v.applies_to, _v.sample_rate)
+          IS NOT DISTINCT FROM (create_validator.kind, _config, create_validator.mode, _applies, create_validator.sample_rate) THEN
+        RETURN _v.id;  -- the same definition: nothing changes, no new version
+    ELSE
+        UPDATE flywheel.validators v
+        SET version = v.version + 1, kind = create_validator.kind, config = _config, mode = create_validator.mode,
+            applies_to = _applies, sample_rate = create_validator.sample_rate, updated_at = now()
+        WHERE v.id = _v.id
+        RETURNING * INTO _v;
+    END IF;
+    INSERT INTO flywheel.validator_versions (validator_id, version, kind, config, mode, applies_to, sample_rate)
+    VALUES (_v.id, _v.version, _v.kind, _v.config, _v.mode, _v.applies_to, _v.sample_rate);
+    RETURN _v.id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION flywheel.set_validator_enabled(name text, enabled boolean) RETURNS void
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    IF set_validator_enabled.enabled IS NULL THEN
+        RAISE EXCEPTION 'set_validator_enabled: enabled must be true or false';
+    END IF;
+    UPDATE flywheel.validators v SET enabled = set_validator_enabled.enabled, updated_at = now()
+    WHERE v.name = set_validator_enabled.name AND v.enabled IS DISTINCT FROM set_validator_enabled.enabled;
+    IF NOT FOUND AND NOT EXISTS (SELECT 1 FROM flywheel.validators v WHERE v.name = set_validator_enabled.name) THEN
+        RAISE EXCEPTION 'set_validator_enabled: no validator named %', coalesce(quote_literal(set_validator_enabled.name), 'NULL')
+            USING HINT = 'SELECT name FROM flywheel.validators lists them';
+    END IF;
+END
+$$;
+
+-- What the foreign key's ON DELETE CASCADE did (see migrations/0100-validators.sql).
+CREATE OR REPLACE FUNCTION flywheel._delete_validator_results() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM flywheel.validation_results r USING old_validators o WHERE r.validator_id = o.id;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER validators_delete_results AFTER DELETE ON flywheel.validators
+    REFERENCING OLD TABLE AS old_validators
+    FOR EACH STATEMENT EXECUTE FUNCTION flywheel._delete_validator_results();
+
+-- 110-validators-run.sql
+-- Running validators: the insert trigger, validate_traces(), revalidate(), check_input(),
+-- redact_pii() and the anomaly baselines.
+
+-- Evaluates validators over a batch given as column arrays (see plpython/validators_runtime.py);
+-- it only reads, and returns the result rows and judge jobs for its caller to write, as array
+-- literals (text) of the types given in the comments, which the caller casts.
+CREATE OR REPLACE FUNCTION flywheel._evaluate(
+    purpose text, names text[], ids bigint[], apps text[], nodes text[], node_types text[], models text[],
+    prompt_versions text[], inputs text[], outputs text[], expecteds text[], latencies double precision[],
+    tokens_ins integer[], tokens_outs integer[], costs double precision[], metadatas text[],
+    OUT r_trace_ids text, OUT r_validator_ids text, OUT r_names text, OUT r_versions text,   -- bigint[], bigint[], text[], integer[]
+    OUT r_statuses text, OUT r_scores text, OUT r_labels text, OUT r_details text,           -- text[], float8[], text[], jsonb[]
+    OUT j_trace_ids text, OUT j_validator_ids text, OUT j_versions text                      -- bigint[], bigint[], integer[]
+)
+LANGUAGE plpython3u
+SET search_path TO pg_catalog, pg_temp
+AS $python$
+_import = GD.get('dbflywheel:0.1.0:4c490500312a')
+if _import is None:
+    plpy.execute("SELECT flywheel._python_boot()")
+    _import = GD['dbflywheel:0.1.0:4c490500312a']
+return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas)
+$python$;
+
+-- The statement-level trigger: one call into PL/Python per INSERT statement with the whole
+-- batch, then one INSERT of all results and one of all judge jobs. Neither INSERT runs in a
+-- subtransaction, so an application's transaction gains no subtransaction ids however many
+-- traces it inserts (see DESIGN.md on the 64-subtransaction cliff). SECURITY DEFINER: the
+-- application role may not write results or jobs itself.
+CREATE OR REPLACE FUNCTION flywheel._validate_inserted_traces() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    ids bigint[]; apps text[]; nodes text[]; node_types text[]; models text[]; prompt_versions text[];
+    inputs text[]; outputs text[]; expecteds text[]; latencies float8[]; tokens_ins integer[];
+    tokens_outs integer[]; costs float8[]; metadatas text[];
+    b record;
+BEGIN
+    SELECT array_agg(t.id), array_agg(t.app), array_agg(t.node), array_agg(t.node_type), array_agg(t.model),
+           array_agg(t.prompt_version), array_agg(t.input), array_agg(t.output), array_agg(t.expected),
+           array_agg(t.latency_ms), array_agg(t.tokens_in), array_agg(t.tokens_out), array_agg(t.cost_usd),
+           array_agg(t.metadata::text)
+    INTO ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies,
+         tokens_ins, tokens_outs, costs, metadatas
+    FROM new_traces t;
+    -- A block of its own: validators run read-only, which PostgreSQL enforces (the flag is
+    -- restored when the block ends), and nothing they do can abort the application's INSERT.
+    -- The block writes nothing, so it takes no subtransaction id.
+    BEGIN
+        SET LOCAL transaction_read_only = on;
+        b := flywheel._evaluate('insert', NULL, ids, apps, nodes, node_types, models, prompt_versions, inputs,
+                                outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas);
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'dbflywheel: validators did not run on this INSERT: %', SQLERRM;
+        RETURN NULL;
+    END;
+    IF b.r_trace_ids <> '{}' THEN
+        -- _evaluate lists results in (trace, validator) order: the unique index then appends
+        -- at its right edge instead of searching.
+        INSERT INTO flywheel.validation_results
+            (trace_id, validator_id, validator_version, status, score, label, details)
+        SELECT * FROM unnest(b.r_trace_ids::bigint[], b.r_validator_ids::bigint[], b.r_versions::integer[],
+                             b.r_statuses::text[], b.r_scores::float8[], b.r_labels::text[], b.r_details::jsonb[])
+        ON CONFLICT (trace_id, validator_id, validator_version) DO NOTHING;
+    END IF;
+    IF b.j_trace_ids <> '{}' THEN
+        INSERT INTO flywheel.judge_jobs (trace_id, validator_id, validator_version)
+        SELECT * FROM unnest(b.j_trace_ids::bigint[], b.j_validator_ids::bigint[], b.j_versions::integer[])
+        ON CONFLICT DO NOTHING;
+        PERFORM pg_notify('flywheel_judge_jobs', '');
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER validate_inserted_traces AFTER INSERT ON flywheel.traces
+    REFERENCING NEW TABLE AS new_traces
+    FOR EACH STATEMENT EXECUTE FUNCTION flywheel._validate_inserted_traces();
+
+-- Runs validators over stored traces now, upserts their results (and, for revalidate, queues
+-- judge jobs), and returns the results. purpose: 'validate' or 'revalidate'.
+CREATE OR REPLACE FUNCTION flywheel._validate(trace_ids bigint[], validators text[], purpose text)
+RETURNS TABLE (trace_id bigint, validator text, validator_version integer, status text,
+               score double precision, label text, details jsonb)
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    b record;
+BEGIN
+    BEGIN  -- read-only, as in the trigger; the EXCEPTION clause makes it a block that restores the flag
+    SET LOCAL transaction_read_only = on;
+    SELECT e.* INTO b
+    FROM (SELECT array_agg(t.id) AS ids, array_agg(t.app) AS apps, array_agg(t.node) AS nodes,
+                 array_agg(t.node_type) AS node_types, array_agg(t.model) AS models,
+                 array_agg(t.prompt_version) AS prompt_versions, array_agg(t.input) AS inputs,
+                 array_agg(t.output) AS outputs, array_agg(t.expected) AS expecteds,
+                 array_agg(t.latency_ms) AS latencies, array_agg(t.tokens_in) AS tokens_ins,
+                 array_agg(t.tokens_out) AS tokens_outs, array_agg(t.cost_usd) AS costs,
+                 array_agg(t.metadata::text) AS metadatas
+          FROM flywheel.traces t WHERE t.id = ANY (_validate.trace_ids)) a,
+         LATERAL flywheel._evaluate(_validate.purpose, _validate.validators, a.ids, a.apps, a.nodes,
+                                    a.node_types, a.models, a.prompt_versions, a.inputs, a.outputs,
+                                    a.expecteds, a.latencies, a.tokens_ins, a.tokens_outs, a.costs,
+                                    a.metadatas) e;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE;
+    END;
+    IF b.r_trace_ids <> '{}' THEN
+        INSERT INTO flywheel.validation_results AS r
+            (trace_id, validator_id, validator_version, status, score, label, details)
+        SELECT * FROM unnest(b.r_trace_ids::bigint[], b.r_validator_ids::bigint[], b.r_versions::integer[],
+                             b.r_statuses::text[], b.r_scores::float8[], b.r_labels::text[], b.r_details::jsonb[])
+        ON CONFLICT (trace_id, validator_id, validator_version) DO UPDATE
+        SET status = EXCLUDED.status, score = EXCLUDED.score, label = EXCLUDED.label,
+            details = EXCLUDED.details, created_at = now()
+        WHERE r.judged_by = 'code';
+    END IF;
+    IF b.j_trace_ids <> '{}' THEN
+        INSERT INTO flywheel.judge_jobs (trace_id, validator_id, validator_version)
+        SELECT * FROM unnest(b.j_trace_ids::bigint[], b.j_validator_ids::bigint[], b.j_versions::integer[])
+        ON CONFLICT DO NOTHING;
+        PERFORM pg_notify('flywheel_judge_jobs', '');
+    END IF;
+    RETURN QUERY
+        SELECT u.trace_id, u.name, u.version, u.status, u.score, u.label, u.details
+        FROM unnest(b.r_trace_ids::bigint[], b.r_names::text[], b.r_versions::integer[], b.r_statuses::text[],
+                    b.r_scores::float8[], b.r_labels::text[], b.r_details::jsonb[])
+             AS u(trace_id, name, version, status, score, label, details)
+        ORDER BY u.trace_id, u.name;
+END
+$$;
+
+-- The current version of the named sync validators (all enabled ones when NULL) over these
+-- traces, now, whatever their sample rate; results are upserted and returned. The golden-set
+-- CI gate and revalidate() use it.
+CREATE OR REPLACE FUNCTION flywheel.validate_traces(trace_ids bigint[], validators text[] DEFAULT NULL)
+RETURNS TABLE (trace_id bigint, validator text, validator_version integer, status text,
+               score double precision, label text, details jsonb)
+LANGUAGE sql
+SET search_path TO pg_catalog, pg_temp
+AS $$ SELECT * FROM flywheel._validate(trace_ids, validators, 'validate') $$;
+
+-- Runs the current version of one validator over past traces (all, or those created since),
+-- in batches of 1000 with a NOTICE after each; a sync validator's results are upserted, an
+-- async one's judge jobs are queued. Sampling applies as on insert. Returns the traces seen.
+CREATE OR REPLACE FUNCTION flywheel.revalidate(name text, since timestamptz DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    _ids     bigint[];
+    _last    bigint := -9223372036854775808;
+    _seen    bigint := 0;
+    _results bigint;
+    _total   bigint := 0;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM flywheel.validators v WHERE v.name = revalidate.name) THEN
+        RAISE EXCEPTION 'revalidate: no validator named %', coalesce(quote_literal(revalidate.name), 'NULL');
+    END IF;
+    LOOP
+        SELECT array_agg(s.id ORDER BY s.id) INTO _ids
+        FROM (SELECT t.id FROM flywheel.traces t
+              WHERE t.id > _last AND (revalidate.since IS NULL OR t.created_at >= revalidate.since)
+              ORDER BY t.id LIMIT 1000) s;
+        EXIT WHEN _ids IS NULL;
+        _last := _ids[cardinality(_ids)];
+        SELECT count(*) INTO _results FROM flywheel._validate(_ids, ARRAY[revalidate.name], 'revalidate');
+        _seen := _seen + cardinality(_ids);
+        _total := _total + _results;
+        RAISE NOTICE 'revalidate %: % traces seen, % results written (up to trace id %)',
+            revalidate.name, _seen, _total, _last;
+    END LOOP;
+    RETURN _seen;
+END
+$$;
+
+-- The input guards (pii, injection, language and validators whose config says
+-- "input_guard": true) on text that is not a trace yet: an application asks before it calls
+-- its LLM. Nothing is stored.
+CREATE OR REPLACE FUNCTION flywheel._check_input(input text, app text)
+RETURNS TABLE (validator text, validator_version integer, status text, score double precision,
+               label text, details jsonb)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    b record;
+BEGIN
+    BEGIN  -- read-only, as in the trigger (the EXCEPTION clause makes a block that restores the flag)
+        SET LOCAL transaction_read_only = on;
+        SELECT e.* INTO b
+        FROM flywheel._evaluate('check_input', NULL, ARRAY[NULL::bigint], ARRAY[_check_input.app], ARRAY[NULL::text],
+                                ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[_check_input.input],
+                                ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[NULL::float8], ARRAY[NULL::integer],
+                                ARRAY[NULL::integer], ARRAY[NULL::float8], ARRAY['{}'::text]) e;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE;
+    END;
+    RETURN QUERY
+        SELECT u.name, u.version, u.status, u.score, u.label, u.details
+        FROM unnest(b.r_names::text[], b.r_versions::integer[], b.r_statuses::text[], b.r_scores::float8[],
+                    b.r_labels::text[], b.r_details::jsonb[])
+             AS u(name, version, status, score, label, details)
+        ORDER BY u.name;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION flywheel.check_input(input text, app text DEFAULT NULL)
+RETURNS TABLE (validator text, validator_version integer, status text, score double precision,
+               label text, details jsonb)
+LANGUAGE sql
+SET search_path TO pg_catalog, pg_temp
+AS $$ SELECT * FROM flywheel._check_input(input, coalesce(app, flywheel._app_of(current_user))) $$;
+
+-- The text with every finding of the pii validator replaced by its category: [EMAIL], [PHONE],
+-- [CARD], [IBAN], [SSN], [IP]. Judge workers call it before any text leaves the database.
+CREATE OR REPLACE FUNCTION flywheel.redact_pii(input text) RETURNS text
+LANGUAGE plpython3u IMMUTABLE STRICT
+SET search_path TO pg_catalog, pg_temp
+AS $python$
+_import = GD.get('dbflywheel:0.1.0:4c490500312a')
+if _import is None:
+    plpy.execute("SELECT flywheel._python_boot()")
+    _import = GD['dbflywheel:0.1.0:4c490500312a']
+return _import('validators_pii').redact_pii(plpy, input)
+$python$;
+
+-- Recomputes the anomaly validator's norms from the traces of the last `lookback`:
+-- median and median absolute deviation of log(1 + value) per model, node and metric.
+CREATE OR REPLACE FUNCTION flywheel.refresh_anomaly_baselines(lookback interval DEFAULT '7 days') RETURNS integer
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _rows integer;
+BEGIN
+    DELETE FROM flywheel._anomaly_baselines;
+    WITH src AS (
+        SELECT t.model, t.node, m.metric, ln(1 + greatest(m.value, 0)) AS v
+        FROM flywheel.traces t
+        CROSS JOIN LATERAL (VALUES ('latency_ms', t.latency_ms), ('cost_usd', t.cost_usd),
+                                   ('tokens_in', t.tokens_in::float8), ('tokens_out', t.tokens_out::float8))
+            AS m(metric, value)
+        WHERE t.created_at >= now() - lookback AND m.value IS NOT NULL
+    ), med AS (
+        SELECT model, node, metric, count(*) AS n, percentile_cont(0.5) WITHIN GROUP (ORDER BY v) AS median_log
+        FROM src GROUP BY model, node, metric
+    )
+    INSERT INTO flywheel._anomaly_baselines (model, node, metric, n, median_log, mad_log)
+    SELECT med.model, med.node, med.metric, med.n, med.median_log,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY abs(src.v - med.median_log))
+    FROM med JOIN src ON src.model IS NOT DISTINCT FROM med.model AND src.node IS NOT DISTINCT FROM med.node
+                     AND src.metric = med.metric
+    GROUP BY med.model, med.node, med.metric, med.n, med.median_log;
+    GET DIAGNOSTICS _rows = ROW_COUNT;
+    RETURN _rows;
+END
+$$;
+
+-- Where pg_cron runs in this database, keep the baselines fresh (an upsert by job name).
+DO $cron$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
+        PERFORM cron.schedule('flywheel-anomaly-baselines', '*/10 * * * *',
+                              'SELECT flywheel.refresh_anomaly_baselines()');
+    END IF;
+END
+$cron$;
+
+-- 199-privileges-validators.sql
+-- Privileges of the validators' objects (sql/900-privileges.sql then grants the admin everything).
+-- An application may ask for a verdict on its input before calling its LLM.
+GRANT EXECUTE ON FUNCTION flywheel.check_input(text, text), flywheel._check_input(text, text) TO flywheel_app;
+-- Redaction runs in the judge workers, under the admin role only.
+REVOKE ALL ON FUNCTION flywheel.redact_pii(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION flywheel.redact_pii(text) TO flywheel_admin;
+
 -- 300-fewshot-embeddings.sql
 -- Embeddings: the built-in embedder in the insert path (one PL/Python call per statement),
 
@@ -876,10 +2666,10 @@ RETURNS TABLE (ordinality integer, embedding text, input_key uuid, error text)
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:03b08d0570f2')
+_import = GD.get('dbflywheel:0.1.0:4c490500312a')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:03b08d0570f2']
+    _import = GD['dbflywheel:0.1.0:4c490500312a']
 return _import('fewshot_embedder').embed_rows(plpy, embedder, texts)
 $python$;
 
@@ -888,10 +2678,10 @@ CREATE OR REPLACE FUNCTION flywheel._input_key(text text) RETURNS uuid
 LANGUAGE plpython3u IMMUTABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:03b08d0570f2')
+_import = GD.get('dbflywheel:0.1.0:4c490500312a')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:03b08d0570f2']
+    _import = GD['dbflywheel:0.1.0:4c490500312a']
 return _import('fewshot_embedder').normalize_key(plpy, text)
 $python$;
 
@@ -907,10 +2697,10 @@ RETURNS integer
 LANGUAGE plpython3u SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:03b08d0570f2')
+_import = GD.get('dbflywheel:0.1.0:4c490500312a')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:03b08d0570f2']
+    _import = GD['dbflywheel:0.1.0:4c490500312a']
 return _import('fewshot_store').embed_traces(plpy, embedder, trace_ids, apps, inputs)
 $python$;
 
@@ -922,10 +2712,10 @@ CREATE OR REPLACE FUNCTION flywheel._embed_new_traces() RETURNS trigger
 LANGUAGE plpython3u SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:03b08d0570f2')
+_import = GD.get('dbflywheel:0.1.0:4c490500312a')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:03b08d0570f2']
+    _import = GD['dbflywheel:0.1.0:4c490500312a']
 return _import('fewshot_store').embed_new_traces(plpy, TD)
 $python$;
 

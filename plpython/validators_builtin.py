@@ -1,0 +1,621 @@
+"""The built-in validator kinds: each checks its config once (at creation) and then judges traces.
+
+A kind is a class built from its config (raising ConfigError with a message that says what is
+wrong) whose `check(row)` returns a Result. Kinds that need the database (sql, anomaly, python,
+sql_codegen) instead implement `check_batch(plpy, rows, source)`, called once per statement.
+Rows are dicts with the trace's columns. Nothing here raises into the caller on bad trace data:
+the runner turns an exception into an `error` result.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+import time
+from typing import Any, NamedTuple
+
+import re2
+
+
+class ConfigError(ValueError):
+    """A validator config that cannot work; the message is shown to whoever created it."""
+
+
+class Result(NamedTuple):
+    status: str  # pass | fail | error | skipped
+    score: float | None = None
+    label: str | None = None
+    details: dict[str, Any] | None = None
+
+
+TEXT_FIELDS = ("input", "output", "expected")
+# The common verdicts, shared: nothing to say beyond them. A score of 0 means "none found"
+# for the detectors (pii, injection, refusal), whose score measures what they found.
+_PASS = Result("pass", 1.0, None, None)
+_CLEAN = Result("pass", 0.0, None, None)
+MAX_DETAIL_CHARS = 200
+
+
+def _short(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _known_keys(config: dict[str, Any], allowed: set[str], kind: str) -> None:
+    # Every kind also accepts the runner's own keys.
+    unknown = set(config) - allowed - {"input_guard", "description", "time_limit_ms"}
+    if unknown:
+        raise ConfigError(f"{kind}: unknown config key(s) {sorted(unknown)}; known: {sorted(allowed)}")
+
+
+def _field(config: dict[str, Any], kind: str, default: str, allowed: tuple[str, ...] = TEXT_FIELDS) -> str:
+    field = config.get("field", default)
+    if field not in allowed:
+        raise ConfigError(f"{kind}: field must be one of {list(allowed)}, not {field!r}")
+    return str(field)
+
+
+def _count(config: dict[str, Any], key: str, kind: str) -> int | None:
+    value = config.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{kind}: {key} must be a non-negative integer, not {value!r}")
+    return value
+
+
+def _number(config: dict[str, Any], key: str, kind: str, default: float) -> float:
+    value = config.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"{kind}: {key} must be a number, not {value!r}")
+    return float(value)
+
+
+def compile_re2(pattern: Any, kind: str, case_insensitive: bool = False) -> Any:
+    if not isinstance(pattern, str) or not pattern:
+        raise ConfigError(f"{kind}: pattern must be a non-empty string")
+    try:
+        return re2.compile(("(?i)" if case_insensitive else "") + pattern)
+    except Exception as e:  # re2 reports bytes; decode for a readable message
+        msg = e.args[0].decode() if e.args and isinstance(e.args[0], bytes) else str(e)
+        raise ConfigError(
+            f"{kind}: bad regular expression {pattern!r}: {msg} (patterns are RE2: no backreferences or lookaround)"
+        ) from None
+
+
+try:  # re2's C++ matcher without the wrapper's match objects: ~5x faster for a yes/no question
+    _UNANCHORED = re2._Anchor.UNANCHORED
+
+    def re2_found(regex: Any, text: str) -> bool:
+        encoded = text.encode()
+        return bool(regex._regexp.Match(_UNANCHORED, encoded, 0, len(encoded))[0][0] >= 0)
+except AttributeError:  # another google-re2 version: the public API
+    def re2_found(regex: Any, text: str) -> bool:
+        return regex.search(text) is not None
+
+
+def strip_code_fence(text: str) -> str:
+    """LLMs wrap code in ```lang ... ```; the content is what counts."""
+    stripped = text.strip()
+    if stripped.startswith("```"):
+        first_newline = stripped.find("\n")
+        body = stripped[first_newline + 1 :] if first_newline >= 0 else ""
+        end = body.rfind("```")
+        return body[:end] if end >= 0 else body
+    return text
+
+
+class Length:
+    def __init__(self, config: dict[str, Any]) -> None:
+        _known_keys(config, {"min_chars", "max_chars", "min_words", "max_words", "field"}, "length")
+        self.field = _field(config, "length", "output")
+        self.bounds = {k: _count(config, k, "length") for k in ("min_chars", "max_chars", "min_words", "max_words")}
+        if all(v is None for v in self.bounds.values()):
+            raise ConfigError("length: give at least one of min_chars, max_chars, min_words, max_words")
+        for unit in ("chars", "words"):
+            lo, hi = self.bounds[f"min_{unit}"], self.bounds[f"max_{unit}"]
+            if lo is not None and hi is not None and lo > hi:
+                raise ConfigError(f"length: min_{unit} ({lo}) is greater than max_{unit} ({hi})")
+        self.count_words = self.bounds["min_words"] is not None or self.bounds["max_words"] is not None
+
+    def check(self, row: dict[str, Any]) -> Result:
+        text = row.get(self.field)
+        if text is None:
+            return Result("fail", 0.0, "missing", {"reason": f"no {self.field}"})
+        chars = len(text)
+        details: dict[str, Any] = {"chars": chars}
+        measured = {"chars": chars}
+        if self.count_words:
+            measured["words"] = details["words"] = len(text.split())
+        for unit, n in measured.items():
+            lo, hi = self.bounds[f"min_{unit}"], self.bounds[f"max_{unit}"]
+            if lo is not None and n < lo:
+                return Result("fail", 0.0, "too_short", {**details, "reason": f"{n} {unit} < min_{unit} {lo}"})
+            if hi is not None and n > hi:
+                return Result("fail", 0.0, "too_long", {**details, "reason": f"{n} {unit} > max_{unit} {hi}"})
+        return _PASS
+
+
+class Regex:
+    def __init__(self, config: dict[str, Any]) -> None:
+        _known_keys(config, {"pattern", "field", "must_match", "case_insensitive", "label"}, "regex")
+        self.field = _field(config, "regex", "output", (*TEXT_FIELDS, "any"))
+        for key in ("must_match", "case_insensitive"):
+            if not isinstance(config.get(key, False), bool):
+                raise ConfigError(f"regex: {key} must be true or false")
+        self.must_match = bool(config.get("must_match", False))
+        self.regex = compile_re2(config.get("pattern"), "regex", bool(config.get("case_insensitive", False)))
+        self.label = str(config.get("label", "matched" if not self.must_match else "no_match"))
+
+    def check(self, row: dict[str, Any]) -> Result:
+        fields = ("input", "output") if self.field == "any" else (self.field,)
+        for field in fields:
+            text = row.get(field) or ""
+            m = self.regex.search(text) if re2_found(self.regex, text) else None
+            if m is not None:
+                details = {"field": field, "match": _short(m.group()), "at": m.start()}
+                if self.must_match:
+                    return Result("pass", 1.0, None, details)
+                return Result("fail", 0.0, self.label, details)
+        if self.must_match:
+            return Result("fail", 0.0, self.label, {"reason": "the pattern does not match"})
+        return _PASS
+
+
+class Json:
+    def __init__(self, config: dict[str, Any]) -> None:
+        _known_keys(config, {"schema", "field", "strip_code_fence"}, "json")
+        self.field = _field(config, "json", "output")
+        self.strip = bool(config.get("strip_code_fence", True))
+        self.validator = None
+        if "schema" in config:
+            import jsonschema  # imported only when a schema is used: it is slow to import
+
+            schema = config["schema"]
+            if not isinstance(schema, dict | bool):
+                raise ConfigError("json: schema must be a JSON Schema object")
+            cls = jsonschema.validators.validator_for(schema)
+            try:
+                cls.check_schema(schema)
+            except jsonschema.SchemaError as e:
+                raise ConfigError(f"json: the schema is not a valid JSON Schema: {e.message}") from None
+            self.validator = cls(schema)
+
+    def check(self, row: dict[str, Any]) -> Result:
+        text = row.get(self.field)
+        if text is None or not text.strip():
+            return Result("fail", 0.0, "missing", {"reason": f"no {self.field}"})
+        if self.strip:
+            text = strip_code_fence(text)
+        try:
+            value = json.loads(text)
+        except RecursionError:
+            return Result("fail", 0.0, "too_deep", {"reason": "JSON nested too deeply to parse"})
+        except ValueError as e:
+            return Result("fail", 0.0, "invalid_json", {"reason": _short(str(e))})
+        if self.validator is not None:
+            try:
+                error = next(iter(self.validator.iter_errors(value)), None)
+            except RecursionError:
+                return Result("fail", 0.0, "too_deep", {"reason": "JSON nested too deeply to validate"})
+            if error is not None:
+                path = "/".join(str(p) for p in error.absolute_path)
+                return Result("fail", 0.0, "schema_mismatch", {"reason": _short(error.message), "path": path})
+        return _PASS
+
+
+class Pii:
+    def __init__(self, config: dict[str, Any]) -> None:
+        import validators_pii
+
+        self.pii = validators_pii
+        _known_keys(config, {"fields", "categories"}, "pii")
+        fields = config.get("fields", ["input", "output"])
+        if not isinstance(fields, list) or not fields or not set(fields) <= set(TEXT_FIELDS):
+            raise ConfigError(f"pii: fields must be a non-empty list of {list(TEXT_FIELDS)}")
+        cats = config.get("categories", list(validators_pii.CATEGORIES))
+        if not isinstance(cats, list) or not cats or not set(cats) <= set(validators_pii.CATEGORIES):
+            raise ConfigError(f"pii: categories must be a non-empty list of {list(validators_pii.CATEGORIES)}")
+        self.fields, self.categories = fields, set(cats)
+
+    def check(self, row: dict[str, Any]) -> Result:
+        found: dict[str, dict[str, int]] = {}
+        for field in self.fields:
+            counts = {c: n for c, n in self.pii.categories(row.get(field)).items() if c in self.categories}
+            if counts:
+                found[field] = counts
+        if not found:
+            return _CLEAN
+        cats = sorted({c for counts in found.values() for c in counts})
+        total = sum(n for counts in found.values() for n in counts.values())
+        return Result("fail", float(total), cats[0], {"categories": cats, "fields": found})
+
+
+# Signals of prompt injection and jailbreaks, with a weight each; the score combines them
+# as independent evidence: 1 - prod(1 - w).
+INJECTION_SIGNALS = {
+    "ignore_instructions": (
+        r"(?i)\b(ignore|disregard|forget|override|bypass)\b[^.\n]{0,40}\b(instructions?|prompts?|rules|"
+        r"directions|guidelines|guardrails|context)\b",
+        0.8,
+    ),
+    "reveal_prompt": (
+        r"(?i)\b(reveal|show|print|repeat|output|leak|tell me|what is|what are)\b[^.\n]{0,30}\b(system|hidden|"
+        r"initial|original|secret)\s+(prompt|instructions|message)",
+        0.6,
+    ),
+    "role_override": (
+        r"(?i)(\byou are now\b|\bfrom now on,? you\b|\bpretend (to be|you are)\b|\bact as (an? )?(unrestricted|"
+        r"unfiltered|jailbroken|evil|uncensored)\b|\broleplay as\b)",
+        0.5,
+    ),
+    "jailbreak_persona": (r"(\bDAN\b|(?i:\b(do anything now|developer mode|jailbreak|jailbroken|god mode)\b))", 0.6),
+    "chat_markup": (r"(<\|im_start\|>|<\|system\|>|\[/?INST\]|<<SYS>>|(?im:^[ \t]*(system|assistant)[ \t]*:))", 0.5),
+    "no_restrictions": (
+        r"(?i)\b(without|no|ignore (any|all|your)?)\s+(restrictions|filters|limitations|censorship|"
+        r"safety (guidelines|rules))\b",
+        0.4,
+    ),
+    "encoded_payload": (r"[A-Za-z0-9+/]{200,}={0,2}", 0.2),
+}
+# re2 runs in linear time on untrusted text. One search for any signal at all keeps the common
+# case (no signal) to a single pass; the signals are told apart only when there is one.
+_INJECTION = {name: (re2.compile(p), w) for name, (p, w) in INJECTION_SIGNALS.items()}
+_ANY_INJECTION = re2.compile("|".join(f"(?:{p})" for p, _ in INJECTION_SIGNALS.values()))
+
+
+class Injection:
+    def __init__(self, config: dict[str, Any]) -> None:
+        _known_keys(config, {"threshold", "field"}, "injection")
+        self.field = _field(config, "injection", "input")
+        self.threshold = _number(config, "threshold", "injection", 0.5)
+        if not 0 < self.threshold <= 1:
+            raise ConfigError("injection: threshold must be in (0, 1]")
+
+    def check(self, row: dict[str, Any]) -> Result:
+        text = row.get(self.field) or ""
+        if not re2_found(_ANY_INJECTION, text):
+            return _CLEAN
+        signals = [name for name, (rx, _) in _INJECTION.items() if rx.search(text) is not None]
+        keep = 1.0
+        for name in signals:
+            keep *= 1 - _INJECTION[name][1]
+        score = round(1 - keep, 4)
+        details = {"signals": signals} if signals else {}
+        if score >= self.threshold:
+            return Result("fail", score, "injection", details)
+        return Result("pass", score, None, details)
+
+
+REFUSAL_PATTERNS = {
+    "refusal": (
+        r"(?i)(\bI('m| am)( really| very)? sorry,? but I (can't|cannot|won't|am unable|'m unable|am not able)\b|"
+        r"\bI (can't|cannot|won't|will not) (help|assist|comply|provide|do that|fulfill)\b|"
+        r"\bI('m| am) (unable|not able) to (help|assist|comply|provide)\b|"
+        r"\bas an AI( language model)?,? I (can't|cannot|don't|do not)\b|"
+        r"\b(this|that) (request )?(goes against|violates) (my|the) (guidelines|policies|policy)\b)"
+    ),
+    "dont_know": (
+        r"(?i)(\bI (don't|do not) know\b|\bI('m| am) not sure\b|\bI (don't|do not) have (enough )?(information|"
+        r"access|data)\b|\bI (couldn't|could not|can't|cannot) find (any )?(information|anything)\b|"
+        r"\bno information (is )?available\b)"
+    ),
+}
+_REFUSAL = {label: re2.compile(p) for label, p in REFUSAL_PATTERNS.items()}
+_ANY_REFUSAL = re2.compile("|".join(f"(?:{p})" for p in REFUSAL_PATTERNS.values()))
+
+
+class Refusal:
+    def __init__(self, config: dict[str, Any]) -> None:
+        _known_keys(config, {"field", "count_dont_know"}, "refusal")
+        self.field = _field(config, "refusal", "output")
+        self.labels = ["refusal"] + (["dont_know"] if config.get("count_dont_know", True) else [])
+
+    def check(self, row: dict[str, Any]) -> Result:
+        text = row.get(self.field)
+        if not text:
+            return Result("skipped", None, None, {"reason": f"no {self.field}"})
+        head = text[:2000]  # a refusal says so up front; do not scan a megabyte for it
+        if not re2_found(_ANY_REFUSAL, head):
+            return _CLEAN
+        for label in self.labels:
+            m = _REFUSAL[label].search(head)
+            if m is not None:
+                return Result("fail", 1.0, label, {"match": _short(m.group())})
+        return Result("pass", 0.0, None, {})
+
+
+# Scripts that identify a language (or a small family) on their own.
+_SCRIPTS = [
+    ("ru", "[\u0400-\u04FF]"), ("el", "[\u0370-\u03FF]"), ("he", "[\u0590-\u05FF]"),
+    ("ar", "[\u0600-\u06FF]"), ("hi", "[\u0900-\u097F]"), ("th", "[\u0E00-\u0E7F]"),
+    ("ko", "[\uAC00-\uD7AF]"), ("ja", "[\u3040-\u30FF]"), ("zh", "[\u4E00-\u9FFF]"),
+]
+_SCRIPT_RX = [(lang, re.compile(p)) for lang, p in _SCRIPTS]
+# The most frequent function words of the Latin-script languages told apart here.
+_STOPWORDS = {
+    "en": "the and is are of to in that it for you with on this what how was not be have",
+    "de": "der die das und ist nicht ich sie es zu mit den ein eine auf für von wie was",
+    "fr": "le la les et est des une un que qui pas pour dans sur vous ce il je du",
+    "es": "el la los las y es de que en un una por para con no se como qué su",
+    "it": "il lo la gli le e è di che un una per non con sono come del della",
+    "pt": "o a os as e é de que em um uma para com não se do da como você",
+    "nl": "de het een en is van dat die niet ik je op te met voor zijn wat",
+}
+_STOP = {lang: set(words.split()) for lang, words in _STOPWORDS.items()}
+_WORD = re.compile(r"[^\W\d_]+")
+LANGUAGES = sorted({lang for lang, _ in _SCRIPTS} | set(_STOP))
+
+
+def detect_language(text: str) -> str | None:
+    sample = text[:2000]
+    for lang, rx in _SCRIPT_RX:
+        if len(rx.findall(sample)) >= 3:
+            return lang
+    words = [w.lower() for w in _WORD.findall(sample)]
+    if len(words) < 3:
+        return None
+    hits = {lang: sum(1 for w in words if w in stop) for lang, stop in _STOP.items()}
+    best = max(hits, key=lambda k: hits[k])
+    return best if hits[best] >= 2 else None
+
+
+class Language:
+    def __init__(self, config: dict[str, Any]) -> None:
+        _known_keys(config, {"allowed", "field", "min_chars"}, "language")
+        allowed = config.get("allowed")
+        if not isinstance(allowed, list) or not allowed or not all(isinstance(a, str) for a in allowed):
+            raise ConfigError(f"language: allowed must be a non-empty list of language codes, e.g. {LANGUAGES}")
+        unknown = set(allowed) - set(LANGUAGES)
+        if unknown:
+            raise ConfigError(f"language: unknown language code(s) {sorted(unknown)}; known: {LANGUAGES}")
+        self.allowed = set(allowed)
+        self.field = _field(config, "language", "input")
+        self.min_chars = _count(config, "min_chars", "language") or 20
+
+    def check(self, row: dict[str, Any]) -> Result:
+        text = row.get(self.field) or ""
+        if len(text.strip()) < self.min_chars:
+            return Result("skipped", None, None, {"reason": f"{self.field} shorter than {self.min_chars} characters"})
+        lang = detect_language(text)
+        if lang is None:
+            return Result("skipped", None, None, {"reason": "language not recognised"})
+        return Result("pass" if lang in self.allowed else "fail", None, lang, {"language": lang})
+
+
+class Classifier:
+    def __init__(self, config: dict[str, Any]) -> None:
+        _known_keys(config, {"labels", "case_sensitive"}, "classifier")
+        labels = config.get("labels")
+        if labels is not None and (not isinstance(labels, list) or not all(isinstance(x, str) for x in labels)):
+            raise ConfigError("classifier: labels must be a list of strings")
+        self.case_sensitive = bool(config.get("case_sensitive", False))
+        self.labels = None if labels is None else {self._norm(x) for x in labels}
+
+    def _norm(self, text: str) -> str:
+        text = text.strip().strip(".").strip()
+        return text if self.case_sensitive else text.casefold()
+
+    def check(self, row: dict[str, Any]) -> Result:
+        output = row.get("output")
+        if output is None:
+            return Result("fail", 0.0, "missing", {"reason": "no output"})
+        got = self._norm(output)
+        if self.labels is not None and got not in self.labels:
+            return Result("fail", 0.0, "unknown_label", {"reason": f"{_short(got, 60)!r} is not one of the labels"})
+        expected = row.get("expected")
+        if expected is None:
+            return Result("skipped", None, got, {"reason": "no expected label"})
+        ok = got == self._norm(expected)
+        return Result("pass" if ok else "fail", 1.0 if ok else 0.0, got, {"expected": _short(self._norm(expected), 60)})
+
+
+class Rollback(Exception):
+    """Raised to leave a subtransaction that must never keep what it did."""
+
+
+def _read_only_subtransaction(plpy: Any, fn: Any) -> Any:
+    """Run fn() in a subtransaction that is always rolled back, and return its value. (The
+    callers in SQL make the whole evaluation read-only: a SET LOCAL here would not last, since
+    PostgreSQL restores the read-only flag when PL/Python's own subtransaction of each execute ends.)"""
+    box: list[Any] = []
+    try:
+        with plpy.subtransaction():
+            box.append(fn())
+            raise Rollback
+    except Rollback:
+        pass
+    return box[0]
+
+
+class Sql:
+    """A boolean SQL expression over the trace row, run set-wise on the batch."""
+
+    def __init__(self, config: dict[str, Any], plpy: Any = None) -> None:
+        _known_keys(config, {"expression"}, "sql")
+        expr = config.get("expression")
+        if not isinstance(expr, str) or not expr.strip():
+            raise ConfigError('sql: config needs {"expression": "<boolean SQL over the trace row>"}')
+        self.expression = expr
+        self.plans: dict[str, Any] = {}
+        if plpy is not None:
+            self._plan(plpy, "table")
+
+    def _plan(self, plpy: Any, source: str) -> Any:
+        plan = self.plans.get(source)
+        if plan is None:
+            # The expression is the admin's SQL, like a view's; prepare() below refuses a second statement.
+            if source == "table":
+                query = f"SELECT t.id, ({self.expression})::boolean AS ok FROM flywheel.traces t WHERE t.id = ANY($1)"  # noqa: S608
+                types = ["bigint[]"]
+            else:  # a trace that is not stored (check_input): one row built from JSON
+                query = (f"SELECT t.id, ({self.expression})::boolean AS ok"  # noqa: S608
+                         " FROM jsonb_populate_record(NULL::flywheel.traces, $1) t")
+                types = ["jsonb"]
+            try:
+                # prepare() refuses several statements, so the expression cannot smuggle one in.
+                plan = plpy.prepare(query, types)
+            except plpy.SPIError as e:
+                raise ConfigError(f"sql: the expression does not compile against a trace row: {e}") from None
+            self._refuse_volatile(plpy)
+            self.plans[source] = plan
+        return plan
+
+    def _refuse_volatile(self, plpy: Any) -> None:
+        # A volatile function (pg_sleep, nextval, writes through a function) has no place in a check.
+        names = sorted({m.lower() for m in re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(", self.expression)})
+        if not names:
+            return
+        rows = plpy.execute(
+            plpy.prepare(
+                "SELECT DISTINCT proname FROM pg_proc WHERE proname = ANY($1) AND provolatile = 'v'"
+                " AND pronamespace IN ('pg_catalog'::regnamespace, 'flywheel'::regnamespace)",
+                ["name[]"],
+            ),
+            [names],
+        )
+        if rows:
+            raise ConfigError(f"sql: the expression calls volatile function(s) {[r['proname'] for r in rows]}; "
+                              "a check must only read the trace")
+
+    def check_batch(self, plpy: Any, rows: list[dict[str, Any]], source: str) -> list[Result]:
+        plan = self._plan(plpy, source)
+        args: list[Any]
+        if source == "table":
+            args = [[r["id"] for r in rows]]
+        else:
+            args = [json.dumps({k: v for k, v in rows[0].items() if k != "metadata"})]
+        found = _read_only_subtransaction(plpy, lambda: {r["id"]: r["ok"] for r in plpy.execute(plan, args)})
+        out = []
+        for r in rows:
+            ok = found.get(r["id"], None)
+            if ok is None:
+                out.append(Result("skipped", None, None, {"reason": "the expression is NULL for this trace"}))
+            else:
+                out.append(Result("pass" if ok else "fail", 1.0 if ok else 0.0, None, {}))
+        return out
+
+
+class Anomaly:
+    """Latency, cost or tokens far from the recent norm of the same model and node: a robust
+    z-score on the log scale against flywheel._anomaly_baselines (median and MAD per metric),
+    which flywheel.refresh_anomaly_baselines() recomputes off the insert path."""
+
+    METRICS = ("latency_ms", "cost_usd", "tokens_in", "tokens_out")
+    CACHE_SECONDS = 60.0
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        _known_keys(config, {"metrics", "threshold", "min_samples"}, "anomaly")
+        metrics = config.get("metrics", ["latency_ms", "cost_usd", "tokens_out"])
+        if not isinstance(metrics, list) or not metrics or not set(metrics) <= set(self.METRICS):
+            raise ConfigError(f"anomaly: metrics must be a non-empty list of {list(self.METRICS)}")
+        self.metrics = metrics
+        self.threshold = _number(config, "threshold", "anomaly", 4.0)
+        self.min_samples = _count(config, "min_samples", "anomaly") or 30
+        if self.threshold <= 0:
+            raise ConfigError("anomaly: threshold must be positive")
+        self.baselines: dict[tuple[Any, Any, str], tuple[int, float, float]] = {}
+        self.loaded_at = -math.inf
+
+    def _load(self, plpy: Any) -> None:
+        now = time.monotonic()
+        if now - self.loaded_at < self.CACHE_SECONDS:
+            return
+        rows = plpy.execute("SELECT model, node, metric, n, median_log, mad_log FROM flywheel._anomaly_baselines")
+        self.baselines = {(r["model"], r["node"], r["metric"]): (r["n"], r["median_log"], r["mad_log"]) for r in rows}
+        self.loaded_at = now
+
+    def check_batch(self, plpy: Any, rows: list[dict[str, Any]], source: str) -> list[Result]:
+        self._load(plpy)
+        return [self.check(r) for r in rows]
+
+    def check(self, row: dict[str, Any]) -> Result:
+        worst: tuple[float, str] | None = None
+        measured: dict[str, float] = {}
+        for metric in self.metrics:
+            value = row.get(metric)
+            base = self.baselines.get((row.get("model"), row.get("node"), metric))
+            if value is None or base is None or base[0] < self.min_samples:
+                continue
+            spread = max(1.4826 * base[2], 0.05)  # a floor, so a constant history does not flag noise
+            z = abs(math.log1p(max(float(value), 0.0)) - base[1]) / spread
+            measured[metric] = round(z, 2)
+            if worst is None or z > worst[0]:
+                worst = (z, metric)
+        if worst is None:
+            return Result("skipped", None, None, {"reason": "no baseline yet for this model and node"})
+        if worst[0] > self.threshold:
+            return Result("fail", round(worst[0], 2), worst[1], {"z": measured})
+        return Result("pass", round(worst[0], 2), None, {"z": measured})
+
+
+class Python:
+    """An admin's PL/Python body: `trace` is a dict of the row; return True/False, a score, a dict
+    (status, score, label, details) or None (skipped). Runs read-only with a time limit."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        _known_keys(config, {"body", "threshold"}, "python")
+        body = config.get("body")
+        if not isinstance(body, str) or not body.strip():
+            raise ConfigError('python: config needs {"body": "<python code that returns a verdict>"}')
+        self.threshold = _number(config, "threshold", "python", 0.5)
+        self.time_limit = _number(config, "time_limit_ms", "python", 1000.0) / 1000
+        source = "def _validate(trace, plpy):\n" + "\n".join("    " + line for line in body.splitlines())
+        try:
+            code = compile(source, "<python validator>", "exec")
+        except SyntaxError as e:
+            raise ConfigError(f"python: the body does not compile: {e.msg} (line {e.lineno})") from None
+        namespace: dict[str, Any] = {}
+        exec(code, namespace)  # noqa: S102 (an admin's validator body, checked at creation)
+        self.fn = namespace["_validate"]
+
+    def check_batch(self, plpy: Any, rows: list[dict[str, Any]], source: str) -> list[Result]:
+        out = []
+        for row in rows:
+            try:
+                out.append(_read_only_subtransaction(plpy, lambda row=row: self._verdict(self._run(row, plpy))))
+            except Exception as e:
+                out.append(error_result(e))
+        return out
+
+    def _run(self, row: dict[str, Any], plpy: Any) -> Any:
+        deadline = time.monotonic() + self.time_limit
+        limit_ms = int(self.time_limit * 1000)
+
+        def tracer(frame: Any, event: str, arg: Any) -> Any:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the validator ran longer than its time limit of {limit_ms} ms")
+            return tracer
+
+        previous = sys.gettrace()
+        sys.settrace(tracer)
+        try:
+            return self.fn(dict(row), plpy)
+        finally:
+            sys.settrace(previous)
+
+    def _verdict(self, value: Any) -> Result:
+        if value is None:
+            return Result("skipped", None, None, {"reason": "the validator returned None"})
+        if isinstance(value, bool):
+            return Result("pass" if value else "fail", 1.0 if value else 0.0, None, {})
+        if isinstance(value, int | float):
+            return Result("pass" if value >= self.threshold else "fail", float(value), None, {})
+        if isinstance(value, dict):
+            status = value.get("status")
+            score = value.get("score")
+            if status is None and score is not None:
+                status = "pass" if float(score) >= self.threshold else "fail"
+            if status not in ("pass", "fail", "skipped"):
+                raise ValueError(f"the validator returned status {status!r}; expected pass, fail or skipped")
+            details = value.get("details") or {}
+            label = value.get("label")
+            return Result(status, None if score is None else float(score), None if label is None else str(label),
+                          details if isinstance(details, dict) else {"value": details})
+        raise ValueError(f"the validator returned a {type(value).__name__}; expected bool, number, dict or None")
+
+
+def error_result(e: BaseException) -> Result:
+    message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return Result("error", None, type(e).__name__, {"error": _short(message, 500)})
