@@ -114,13 +114,18 @@ def _search(conn: psycopg.Connection, queries: list[str], app: str | None) -> di
             "recall": statistics.mean(recall)}
 
 
-def _insert_throughput(ctx: Context, seconds: int) -> dict[str, float]:
+def _insert_throughput(ctx: Context, seconds: int) -> dict[str, Any]:
     single = ("INSERT INTO flywheel.traces (app, input, output) VALUES ('ingest', 'How many flights leave Boston on '"
               " || (random() * 1000)::int || ' with a layover?', 'x');\n")
     batch = ("INSERT INTO flywheel.traces (app, input, output) SELECT 'ingest', 'How many flights leave Boston on '"
              " || g || ' with a layover in ' || (random() * 1000)::int || '?', 'x' FROM generate_series(1, 100) g;\n")
     out: dict[str, float] = {}
     with psycopg.connect(ctx.dsn, autocommit=True) as conn:
+        others = conn.execute(
+            "SELECT string_agg(tgname, ', ' ORDER BY tgname) FROM pg_trigger"
+            " WHERE tgrelid = 'flywheel.traces'::regclass AND NOT tgisinternal AND tgname <> 'traces_embed'"
+            " AND tgenabled <> 'D'").fetchone()
+        out["others"] = others[0] if others and others[0] else "none"  # type: ignore[assignment]
         for state in ("off", "on"):
             toggle = "DISABLE" if state == "off" else "ENABLE"
             conn.execute(f"ALTER TABLE flywheel.traces {toggle} TRIGGER traces_embed")
@@ -202,7 +207,8 @@ def run(ctx: Context) -> str:
     lines += [
         "",
         "Insert throughput (pgbench, 4 clients), built-in embedder on (statement-level trigger, one PL/Python "
-        "call per statement) against off (trigger disabled):",
+        f"call per statement) against off (trigger disabled); the other triggers on traces stay as installed "
+        f"({ingest['others']}):",
         "",
         "| insert | embedder off | embedder on | on / off |",
         "|---|---|---|---|",
