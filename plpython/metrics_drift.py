@@ -26,19 +26,6 @@ _RANGE = ("t.created_at >= coalesce(lower($1::tstzrange), '-infinity')"
           " AND t.created_at < coalesce(upper($1::tstzrange), 'infinity')")
 
 
-def _embedding_table(plpy: Any) -> tuple[str, str] | None:
-    """A flywheel table with a trace_id and a vector column (the few-shot index keeps one)."""
-    rows = plpy.execute(
-        """SELECT c.relname, a.attname FROM pg_catalog.pg_class c
-           JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-           JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid AND ty.typname = 'vector'
-           WHERE c.relnamespace = 'flywheel'::regnamespace AND c.relkind IN ('r', 'p') AND NOT c.relispartition
-             AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute t WHERE t.attrelid = c.oid AND t.attname = 'trace_id')
-           ORDER BY (a.attname LIKE '%input%') DESC, c.relname, a.attname LIMIT 1"""
-    )
-    return (rows[0]["relname"], rows[0]["attname"]) if rows else None
-
-
 def _query(plpy: Any, feature: str) -> str:
     """The sampling query of a feature. Only fixed expressions and quoted names go into the text
     (hence the noqa: S608); the time range is a parameter."""
@@ -54,14 +41,11 @@ def _query(plpy: Any, feature: str) -> str:
                 f" WHERE v.name = {name} AND r.score IS NOT NULL AND NOT t.shadow AND {_RANGE}"
                 f" ORDER BY random() LIMIT {SAMPLE}")
     if feature == "embedding":
-        found = _embedding_table(plpy)
-        if found is None:
-            plpy.error("drift: no embeddings to compare (no flywheel table has a trace_id and a vector column)")
-            raise AssertionError  # plpy.error raised
-        table, column = plpy.quote_ident(found[0]), plpy.quote_ident(found[1])
-        return (f"SELECT e.{column}::text AS x FROM flywheel.{table} e"  # noqa: S608
+        # The input embeddings of the active embedder (flywheel.embeddings, the semantic index).
+        return ("SELECT e.embedding::text AS x FROM flywheel.embeddings e"  # noqa: S608
+                " JOIN flywheel.embedders m ON m.name = e.embedder AND m.state = 'active'"
                 " JOIN flywheel.traces t ON t.id = e.trace_id"
-                f" WHERE {_RANGE} AND NOT t.shadow AND e.{column} IS NOT NULL ORDER BY random() LIMIT {SAMPLE}")
+                f" WHERE {_RANGE} AND NOT t.shadow ORDER BY random() LIMIT {SAMPLE}")
     plpy.error(f"drift: unknown feature {feature!r}; use one of {', '.join(sorted(_COLUMNS))}, "
                "score:<validator> or embedding")
     raise AssertionError

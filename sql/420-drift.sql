@@ -40,7 +40,7 @@ BEGIN
                JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
                WHERE c.relnamespace = 'flywheel'::regnamespace AND t.typname = 'vector'
                  AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute x WHERE x.attrelid = c.oid AND x.attname = 'trace_id')) THEN
-        _features := _features || 'embedding';
+        _features := array_append(_features, 'embedding');
     END IF;
     FOREACH _feature IN ARRAY _features LOOP
         FOR _d IN SELECT * FROM flywheel.drift(_feature, _ref, _current) LOOP

@@ -254,6 +254,39 @@ def load_llmfao(dsn: str | None, home: Path | None, app: str) -> None:
     with connect(_resolve_dsn(dsn, home)) as conn:
         click.echo(load(conn, app=app).describe())
 
+@main.command("eval")
+@dsn_option
+@home_option
+@click.option("--golden", "golden_set", required=True, help="Name of the golden set to run.")
+@click.option("--min-pass-rate", type=float, default=0.85, show_default=True,
+              help="Every validator (and the whole set) must pass at least this fraction.")
+@click.option("--version", "set_version", type=int, default=None, help="An older version of the set.")
+@friendly
+def eval_(dsn: str | None, home: Path | None, golden_set: str, min_pass_rate: float, set_version: int | None) -> None:
+    """Run the validators over a golden set: exit 1 below the pass rate (the release gate)."""
+    from dbflywheel.golden import run_eval
+
+    report = run_eval(_resolve_dsn(dsn, home), golden_set, min_pass_rate, set_version)
+    click.echo(report.table())
+    if not report.passed:
+        sys.exit(1)
+
+
+@main.command()
+@dsn_option
+@home_option
+@click.option("--batch", type=int, default=1000, show_default=True, help="Traces per transaction.")
+@click.option("--until-done", is_flag=True, help="Repeat until the backlog and back-fills are empty.")
+@friendly
+def embed(dsn: str | None, home: Path | None, batch: int, until_done: bool) -> None:
+    """Embed what is waiting: failed insert-time embeddings, worker embedders, back-fills."""
+    from dbflywheel.embeddings import run
+
+    result = run(_resolve_dsn(dsn, home), batch=batch, until_done=until_done)
+    click.echo(f"embedded {result.embedded} trace(s)"
+               + (f"; {result.activated} is now the active embedder" if result.activated else ""))
+
+
 # --- validators (issue 3) ---
 @main.command("validators")
 @dsn_option

@@ -154,16 +154,19 @@ def test_drift_of_latency_scores_and_embeddings(db: psycopg.Connection, app_name
     with pytest.raises(psycopg.errors.InternalError, match="unknown feature"):
         db.execute("SELECT * FROM flywheel.drift('colour', NULL, NULL)")
 
-    table = f"t_emb_{uuid.uuid4().hex[:6]}"
-    db.execute(f"CREATE TABLE flywheel.{table} (trace_id bigint, embedding vector(3))")
-    try:
-        db.execute(f"INSERT INTO flywheel.{table} SELECT id, CASE WHEN created_at < '2030-01-15'"
-                   f" THEN '[1,0,0]' ELSE '[0,1,0]' END::vector FROM flywheel.traces WHERE app = %s", (app_name,))
-        rows = db.execute(f"SELECT feature, ks_statistic FROM flywheel.drift('embedding', {ranges})").fetchall()
-        assert [r[0] for r in rows] == [f"embedding:{i}" for i in range(4)]
-        assert all(r[1] == 1.0 for r in rows)
-    finally:
-        db.execute(f"DROP TABLE flywheel.{table}")
+    # The traces' input embeddings, set by hand: one direction before the 15th, another after.
+    db.execute(
+        """INSERT INTO flywheel.embeddings (trace_id, embedder, app, embedding)
+           SELECT t.id, m.name, t.app, CASE WHEN t.created_at < '2030-01-15'
+               THEN array_fill(0, ARRAY[383]) || ARRAY[1] ELSE ARRAY[1] || array_fill(0, ARRAY[383]) END
+               ::real[]::vector
+           FROM flywheel.traces t, flywheel.embedders m WHERE t.app = %s AND m.state = 'active'
+           ON CONFLICT (trace_id, embedder) DO UPDATE SET embedding = EXCLUDED.embedding""",
+        (app_name,),
+    )
+    rows = db.execute(f"SELECT feature, ks_statistic FROM flywheel.drift('embedding', {ranges})").fetchall()
+    assert [r[0] for r in rows] == [f"embedding:{i}" for i in range(4)]
+    assert all(r[1] == 1.0 for r in rows)
 
 
 def test_the_drift_check_raises_an_alert_and_notifies(db: psycopg.Connection, dsn: str, app_name: str) -> None:

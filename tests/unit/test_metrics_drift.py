@@ -37,6 +37,7 @@ def test_unknown_feature_is_refused_with_the_list() -> None:
         md.drift(StubPlpy(), "colour", "[,)", "[,)")
 
 
-def test_embedding_without_an_embedding_table_says_so() -> None:
-    with pytest.raises(StubPlpy.SPIError, match="no embeddings"):
-        md.drift(StubPlpy(), "embedding", "[,)", "[,)")
+def test_embedding_without_vectors_in_range_compares_nothing() -> None:
+    rows = md.drift(StubPlpy(), "embedding", "[,)", "[,)")
+    assert [r["feature"] for r in rows] == [f"embedding:{i}" for i in range(md.PROJECTIONS)]
+    assert all(r["reference_n"] == r["current_n"] == 0 and r["ks_statistic"] is None for r in rows)

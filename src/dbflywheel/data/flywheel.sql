@@ -434,6 +434,119 @@ $migration_body$;
 END
 $migration$;
 
+-- migration 0300-fewshot-index.sql
+DO $migration$
+DECLARE
+    _applied text;
+BEGIN
+    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name = '0300-fewshot-index.sql';
+    IF _applied IS NULL THEN
+        EXECUTE $migration_body$-- The semantic index: embedders, embeddings of every trace, the few-shot examples (the only
+-- rows under HNSW), the re-embed backlog, and golden sets.
+
+-- Who makes embeddings. Exactly one is 'active' (few_shot uses it); one may be 'building'
+-- (being back-filled; the active one stays in use until it is complete).
+CREATE TABLE flywheel.embedders (
+    name         text PRIMARY KEY CHECK (name ~ '^[a-z0-9][a-z0-9_.-]{0,62}$'),
+    dims         integer NOT NULL DEFAULT 384 CHECK (dims = 384),
+    runs_in      text NOT NULL DEFAULT 'database' CHECK (runs_in IN ('database', 'worker', 'application')),
+    state        text NOT NULL DEFAULT 'building' CHECK (state IN ('active', 'building', 'retired')),
+    backfill_after_id bigint NOT NULL DEFAULT 0,  -- the back-fill has embedded every trace up to this id
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    activated_at timestamptz
+);
+CREATE UNIQUE INDEX embedders_one_active ON flywheel.embedders ((true)) WHERE state = 'active';
+CREATE UNIQUE INDEX embedders_one_building ON flywheel.embedders ((true)) WHERE state = 'building';
+INSERT INTO flywheel.embedders (name, runs_in, state, activated_at)
+VALUES ('fewshot-hash-384-v1', 'database', 'active', now());
+
+-- One embedding of a trace's input per embedder. No vector index here: ordinary traces are
+-- never searched by similarity, so inserts pay only for this heap row and its primary key.
+CREATE TABLE flywheel.embeddings (
+    trace_id   bigint NOT NULL,
+    embedder   text NOT NULL REFERENCES flywheel.embedders (name) ON DELETE CASCADE,
+    app        text NOT NULL,
+    embedding  vector(384) NOT NULL,
+    input_key  uuid,  -- md5 of the normalised input: the exact-match key of cache_lookup
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (trace_id, embedder)
+);
+CREATE INDEX embeddings_input_key ON flywheel.embeddings (input_key) WHERE input_key IS NOT NULL;
+
+-- Traces still to embed: a failed insert-time embedding, or an embedder that runs in a worker.
+-- flywheel.embed_backlog() (pg_cron or `dbflywheel embed`) drains it.
+CREATE TABLE flywheel.embedding_backlog (
+    trace_id   bigint NOT NULL,
+    embedder   text NOT NULL REFERENCES flywheel.embedders (name) ON DELETE CASCADE,
+    reason     text NOT NULL CHECK (reason IN ('failed', 'worker')),
+    attempts   integer NOT NULL DEFAULT 0,
+    last_error text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (trace_id, embedder)
+);
+
+-- The few-shot examples: traces with a human label, a correction or a golden-set place, one
+-- row per embedder, with what few_shot returns copied in (so the application role needs no
+-- access to labels). Only these rows are in the HNSW index.
+CREATE TABLE flywheel.examples (
+    trace_id      bigint NOT NULL,
+    embedder      text NOT NULL REFERENCES flywheel.embedders (name) ON DELETE CASCADE,
+    app           text NOT NULL,
+    embedding     vector(384) NOT NULL,
+    input         text,
+    output        text,              -- the corrected output where there is one
+    labels        jsonb NOT NULL DEFAULT '{}',  -- validator -> the latest human label or verdict
+    label         text,              -- the latest human label of any validator
+    corrected     boolean NOT NULL DEFAULT false,
+    disagreement  boolean NOT NULL DEFAULT false,  -- a human and a validator disagreed
+    golden        boolean NOT NULL DEFAULT false,
+    labelled_at   timestamptz NOT NULL,  -- when it last became more useful: label, correction, golden
+    PRIMARY KEY (trace_id, embedder)
+);
+-- ef_construction 128 (default 64): recall@10 0.97 -> 0.98 at 100,000 hashed n-gram vectors (BENCHMARKS.md).
+CREATE INDEX examples_embedding ON flywheel.examples USING hnsw (embedding vector_cosine_ops)
+    WITH (m = 16, ef_construction = 128);
+CREATE INDEX examples_embedder_app ON flywheel.examples (embedder, app);
+CREATE INDEX examples_labels ON flywheel.examples USING gin (labels);
+
+-- Golden sets: named sets of traces with expected verdicts or outputs. Every change bumps the
+-- set's version; items keep the version they were added (and removed) in, so an old version
+-- can be re-run.
+CREATE TABLE flywheel.golden_sets (
+    name        text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$'),
+    version     integer NOT NULL DEFAULT 1,
+    description text,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE flywheel.golden_set_items (
+    set_name          text NOT NULL REFERENCES flywheel.golden_sets (name) ON DELETE CASCADE,
+    trace_id          bigint NOT NULL,
+    expected_verdicts jsonb NOT NULL DEFAULT '{}',  -- validator -> 'pass' | 'fail'
+    expected_output   text,
+    added_in_version  integer NOT NULL,
+    removed_in_version integer,
+    added_by          text NOT NULL DEFAULT current_user,
+    added_at          timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT golden_set_items_expect_something
+        CHECK (expected_verdicts <> '{}' OR expected_output IS NOT NULL),
+    CONSTRAINT golden_set_items_verdicts_are_an_object CHECK (jsonb_typeof(expected_verdicts) = 'object')
+);
+CREATE UNIQUE INDEX golden_set_items_current ON flywheel.golden_set_items (set_name, trace_id)
+    WHERE removed_in_version IS NULL;
+CREATE INDEX golden_set_items_trace_id ON flywheel.golden_set_items (trace_id);
+$migration_body$;
+        INSERT INTO flywheel._migrations (name, checksum, version)
+        VALUES ('0300-fewshot-index.sql', 'd4a42b04516baefac8fdaa19a54d8a4d446b02306d6bd4455a680929c813ff4f', '0.1.0');
+    ELSIF _applied <> 'd4a42b04516baefac8fdaa19a54d8a4d446b02306d6bd4455a680929c813ff4f' THEN
+        RAISE EXCEPTION 'migration % was changed after it was applied', '0300-fewshot-index.sql'
+            USING HINT = 'an applied migration is never edited: restore migrations/'
+                || '0300-fewshot-index.sql' || ' and put the change in a new numbered migration';
+    END IF;
+END
+$migration$;
+
 -- migration 0400-metrics.sql
 DO $migration$
 DECLARE
@@ -643,7 +756,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:e778c747a351'] = importlib.import_module
+GD['dbflywheel:0.1.0:144c08352adf'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -679,6 +792,261 @@ def describe(plpy: Any) -> str:
             "missing": sorted(n for n, v in packages.items() if v is None),
         }
     )
+$pysrc$),
+    ('fewshot_embedder', $pysrc$"""The built-in embedder: hashed word and character n-grams, signed, L2-normalised, numpy only.
+
+Deterministic (no per-process hash seed, no network, no model), fast enough for the insert
+path, and importable both by PL/Python and by the Python package (dbflywheel.embeddings loads
+this very file), so the database, the worker and the CLI embed identically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+import zlib
+from typing import Any
+
+NAME = "fewshot-hash-384-v1"
+DIMS = 384
+CHAR_NGRAMS = (3, 4)
+_WORD = re.compile(r"\w+")
+_SPACE = re.compile(r"\s+")
+_MASK = (1 << 64) - 1
+
+
+def normalize(text: str) -> str:
+    """The form two inputs must share to count as the same question (also the cache key)."""
+    return _SPACE.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
+
+def input_key(text: str | None) -> str | None:
+    """md5 of the normalised text, as a uuid literal: the exact-match key of the cache."""
+    return None if text is None else _key_of_normalized(normalize(text))
+
+
+def _mix(np: Any, h: Any) -> Any:
+    """murmur3's 64-bit finaliser: spreads every input bit over the bucket and sign bits."""
+    h = h ^ (h >> np.uint64(33))
+    h = h * np.uint64(0xFF51AFD7ED558CCD)
+    h = h ^ (h >> np.uint64(33))
+    h = h * np.uint64(0xC4CEB9FE1A85EC53)
+    return h ^ (h >> np.uint64(33))
+
+
+def _scatter(np: Any, owners: Any, hashes: Any, n_texts: int, offset: int) -> Any:
+    """+1/-1 per feature into column offset + hash % DIMS (sign from the top bit) of its
+    owner's row, as flat (index, weight) pairs for one bincount over everything."""
+    mixed = _mix(np, hashes)
+    buckets = (mixed % np.uint64(DIMS)).astype(np.int64) + offset
+    signs = 1.0 - 2.0 * (mixed >> np.uint64(63)).astype(np.float64)
+    return owners * (2 * DIMS) + buckets, signs
+
+
+def _char_features(np: Any, texts: list[str]) -> tuple[Any, Any]:
+    """Byte n-grams of every text at once: one rolling hash over the concatenation, keeping
+    only the n-grams that do not cross from one text into the next."""
+    encoded = [(" " + t + " ").encode() for t in texts]
+    lengths = np.array([len(b) for b in encoded], dtype=np.int64)
+    data = np.frombuffer(b"".join(encoded), dtype=np.uint8).astype(np.uint64)
+    ends = np.cumsum(lengths)
+    owner_of_byte = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)
+    owners_parts, hash_parts = [], []
+    for n in CHAR_NGRAMS:
+        count = len(data) - n + 1
+        if count <= 0:
+            continue
+        h = np.full(count, np.uint64(n * 0x9E3779B97F4A7C15 & _MASK))
+        for j in range(n):
+            h = h * np.uint64(0x100000001B3) + data[j:j + count]
+        owners = owner_of_byte[:count]
+        inside = np.arange(count, dtype=np.int64) + n <= ends[owners]
+        owners_parts.append(owners[inside])
+        hash_parts.append(h[inside])
+    return _scatter(np, np.concatenate(owners_parts), np.concatenate(hash_parts), len(texts), 0)
+
+
+def _word_features(np: Any, texts: list[str]) -> tuple[Any, Any]:
+    """Words and word bigrams (crc32, then mixed with a seed that keeps the two kinds apart)."""
+    owners: list[int] = []
+    hashes: list[int] = []
+    for i, text in enumerate(texts):
+        words = [zlib.crc32(w.encode()) for w in _WORD.findall(text)]
+        owners.extend([i] * (2 * len(words) - (1 if words else 0)))
+        hashes.extend(words)
+        hashes.extend((a << 32 | b) ^ 0x5BD1E995 for a, b in zip(words, words[1:], strict=False))
+    return _scatter(np, np.array(owners, dtype=np.int64), np.array(hashes, dtype=np.uint64), len(texts), DIMS)
+
+
+def _unit_rows(np: Any, m: Any) -> Any:
+    norms = np.linalg.norm(m, axis=1, keepdims=True)
+    return np.divide(m, norms, out=np.zeros_like(m), where=norms > 0)
+
+
+def _matrix(np: Any, texts: list[str | None]) -> tuple[list[int], list[str], Any]:
+    """The indexes of the texts with something to embed, their normalised forms, and their unit
+    vectors (float32 rows)."""
+    norm_all = [normalize(t) if t is not None else "" for t in texts]
+    present = [i for i, t in enumerate(norm_all) if t]
+    norm = [norm_all[i] for i in present]
+    if not present:
+        return present, norm, np.zeros((0, DIMS), dtype=np.float32)
+    (ci, cw), (wi, ww) = _char_features(np, norm), _word_features(np, norm)
+    counts = np.bincount(np.concatenate([ci, wi]), weights=np.concatenate([cw, ww]),
+                         minlength=len(norm) * 2 * DIMS).reshape(len(norm), 2, DIMS)
+    # sqrt dampens repeated n-grams; chars and words are normalised apart, so that the many
+    # character n-grams do not drown the words, then added.
+    damped = np.copysign(np.sqrt(np.abs(counts)), counts)
+    norms = np.linalg.norm(damped, axis=2, keepdims=True)
+    vectors = np.divide(damped, norms, out=np.zeros_like(damped), where=norms > 0).sum(axis=1)
+    return present, norm, _unit_rows(np, vectors).astype(np.float32)
+
+
+def embed_batch(texts: list[str | None]) -> list[list[float] | None]:
+    """One 384-float unit vector per text; None for a NULL or empty text (nothing to embed)."""
+    import numpy as np
+
+    present, _, vectors = _matrix(np, texts)
+    result: list[list[float] | None] = [None] * len(texts)
+    for row, i in enumerate(present):
+        result[i] = vectors[row].tolist()
+    return result
+
+
+def vector_literals(np: Any, vectors: Any) -> list[str]:
+    """pgvector text literals of unit-vector rows, written by numpy ('[+0.0123457,-0.0000001,...]'):
+    PL/Python converts a list of floats to real[] one string per element, far slower."""
+    n = len(vectors)
+    if n == 0:
+        return []
+    scaled = np.rint(np.abs(vectors.astype(np.float64)) * 1e7).astype(np.int64)  # |v| <= 1: d.ddddddd
+    cells = np.empty((n, DIMS, 11), dtype=np.uint8)
+    cells[..., 0] = np.where(vectors < 0, ord("-"), ord("+"))
+    cells[..., 2] = ord(".")
+    cells[..., 10] = ord(",")
+    for position in (9, 8, 7, 6, 5, 4, 3, 1):
+        cells[..., position] = scaled % 10 + ord("0")
+        scaled //= 10
+    rows = cells.reshape(n, DIMS * 11)
+    rows[:, -1] = ord("]")
+    return ["[" + r.tobytes().decode("ascii") for r in rows]
+
+
+def _key_of_normalized(norm: str) -> str:
+    digest = hashlib.md5(norm.encode(), usedforsecurity=False).hexdigest()
+    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:]}"
+
+
+def literals_and_keys(embedder: str, texts: list[str | None]) -> tuple[list[int], list[str], list[str]]:
+    """For the texts with something to embed: their indexes, pgvector literals and input keys."""
+    import numpy as np
+
+    if embedder != NAME:
+        raise LookupError(f"the database runs only the built-in embedder {NAME}, not {embedder!r}")
+    present, norm, vectors = _matrix(np, texts)
+    return present, vector_literals(np, vectors), [_key_of_normalized(n) for n in norm]
+
+
+def embed_rows(plpy: Any, embedder: str, texts: list[str | None]) -> Any:
+    """PL/Python: (ordinality, embedding literal, input_key, error) for every text with something
+    to embed. Never raises: a failure comes back as the error of every row."""
+    try:
+        present, literals, keys = literals_and_keys(embedder, texts)
+    except Exception as e:
+        return [(i + 1, None, None, f"{type(e).__name__}: {e}") for i in range(len(texts))]
+    return [(i + 1, literal, key, None) for i, literal, key in zip(present, literals, keys, strict=True)]
+
+
+def normalize_key(plpy: Any, text: str | None) -> str | None:
+    """PL/Python: the cache key of one query."""
+    return input_key(text)
+$pysrc$),
+    ('fewshot_store', $pysrc$"""Stores embeddings from inside the database: the statement-level trigger on flywheel.traces
+and the background re-embed both come here, one call per statement or batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_plans: dict[str, Any] = {}  # prepared once per session
+
+
+def _plan(plpy: Any, name: str, query: str, types: list[str]) -> Any:
+    if name not in _plans:
+        _plans[name] = plpy.prepare(query, types)
+    return _plans[name]
+
+
+def _record_failure(plpy: Any, embedder: str, trace_ids: list[int], error: str) -> None:
+    plan = _plan(plpy, "failed", """
+        INSERT INTO flywheel.embedding_backlog AS b (trace_id, embedder, reason, last_error)
+        SELECT i, $2, 'failed', $3 FROM unnest($1::bigint[]) i
+        ON CONFLICT ON CONSTRAINT embedding_backlog_pkey
+        DO UPDATE SET attempts = b.attempts + 1, last_error = EXCLUDED.last_error""", ["bigint[]", "text", "text"])
+    plan_args = [trace_ids, embedder, error[:2000]]
+    plpy.execute(plan, plan_args)
+
+
+def embed_traces(plpy: Any, embedder: str, trace_ids: list[int], apps: list[str], inputs: list[str | None]) -> int:
+    """Embeds with the built-in embedder and stores the vectors, in a subtransaction; whatever
+    fails (the embedder, or storing) is recorded in the backlog. Returns how many were stored."""
+    from fewshot_embedder import literals_and_keys
+
+    if not trace_ids:
+        return 0
+    try:
+        present, literals, keys = literals_and_keys(embedder, inputs)
+        if not present:
+            return 0
+        store = _plan(plpy, "store", """
+            INSERT INTO flywheel.embeddings AS e (trace_id, embedder, app, embedding, input_key)
+            SELECT t, $2, a, v::vector, k
+            FROM unnest($1::bigint[], $3::text[], $4::text[], $5::uuid[]) AS u(t, a, v, k)
+            ON CONFLICT ON CONSTRAINT embeddings_pkey
+            DO UPDATE SET embedding = EXCLUDED.embedding, input_key = EXCLUDED.input_key, created_at = now()""",
+            ["bigint[]", "text", "text[]", "text[]", "uuid[]"])
+        with plpy.subtransaction():
+            plpy.execute(store, [[trace_ids[i] for i in present], embedder, [apps[i] for i in present], literals, keys])
+        return len(present)
+    except Exception as e:  # never into the application's INSERT: the backlog retries it
+        try:
+            with plpy.subtransaction():
+                _record_failure(plpy, embedder, list(trace_ids), f"{type(e).__name__}: {e}")
+        except Exception as again:
+            plpy.warning(f"dbflywheel: could not embed or record {len(trace_ids)} trace(s): {again}")
+        return 0
+
+
+def embed_new_traces(plpy: Any, TD: Any) -> None:  # noqa: N803 - PL/Python's name for the trigger data
+    """AFTER INSERT ... FOR EACH STATEMENT on flywheel.traces (transition table new_traces)."""
+    try:
+        embedders = plpy.execute(_plan(plpy, "embedders", """
+            SELECT name, runs_in FROM flywheel.embedders
+            WHERE state IN ('active', 'building') AND runs_in <> 'application'""", []))
+        if not embedders:
+            return None
+        batch = plpy.execute(
+            "SELECT array_agg(id) AS ids, array_agg(app) AS apps, array_agg(input) AS inputs"
+            " FROM new_traces WHERE input IS NOT NULL")[0]
+    except Exception as e:
+        plpy.warning(f"dbflywheel: could not read the new traces to embed: {e}")
+        return None
+    if batch["ids"] is None:
+        return None
+    for embedder in embedders:
+        if embedder["runs_in"] == "database":
+            embed_traces(plpy, embedder["name"], batch["ids"], batch["apps"], batch["inputs"])
+            continue
+        try:
+            with plpy.subtransaction():
+                plpy.execute(_plan(plpy, "worker", """
+                    INSERT INTO flywheel.embedding_backlog (trace_id, embedder, reason)
+                    SELECT i, $2, 'worker' FROM unnest($1::bigint[]) i ON CONFLICT DO NOTHING""",
+                    ["bigint[]", "text"]), [batch["ids"], embedder["name"]])
+        except Exception as e:
+            plpy.warning(f"dbflywheel: could not queue {len(batch['ids'])} trace(s) for {embedder['name']}: {e}")
+    return None
 $pysrc$),
     ('judges_ranking', $pysrc$"""Bradley-Terry scores of models, prompt versions and variants from pairwise verdicts."""
 
@@ -924,19 +1292,6 @@ _RANGE = ("t.created_at >= coalesce(lower($1::tstzrange), '-infinity')"
           " AND t.created_at < coalesce(upper($1::tstzrange), 'infinity')")
 
 
-def _embedding_table(plpy: Any) -> tuple[str, str] | None:
-    """A flywheel table with a trace_id and a vector column (the few-shot index keeps one)."""
-    rows = plpy.execute(
-        """SELECT c.relname, a.attname FROM pg_catalog.pg_class c
-           JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-           JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid AND ty.typname = 'vector'
-           WHERE c.relnamespace = 'flywheel'::regnamespace AND c.relkind IN ('r', 'p') AND NOT c.relispartition
-             AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute t WHERE t.attrelid = c.oid AND t.attname = 'trace_id')
-           ORDER BY (a.attname LIKE '%input%') DESC, c.relname, a.attname LIMIT 1"""
-    )
-    return (rows[0]["relname"], rows[0]["attname"]) if rows else None
-
-
 def _query(plpy: Any, feature: str) -> str:
     """The sampling query of a feature. Only fixed expressions and quoted names go into the text
     (hence the noqa: S608); the time range is a parameter."""
@@ -952,14 +1307,11 @@ def _query(plpy: Any, feature: str) -> str:
                 f" WHERE v.name = {name} AND r.score IS NOT NULL AND NOT t.shadow AND {_RANGE}"
                 f" ORDER BY random() LIMIT {SAMPLE}")
     if feature == "embedding":
-        found = _embedding_table(plpy)
-        if found is None:
-            plpy.error("drift: no embeddings to compare (no flywheel table has a trace_id and a vector column)")
-            raise AssertionError  # plpy.error raised
-        table, column = plpy.quote_ident(found[0]), plpy.quote_ident(found[1])
-        return (f"SELECT e.{column}::text AS x FROM flywheel.{table} e"  # noqa: S608
+        # The input embeddings of the active embedder (flywheel.embeddings, the semantic index).
+        return ("SELECT e.embedding::text AS x FROM flywheel.embeddings e"  # noqa: S608
+                " JOIN flywheel.embedders m ON m.name = e.embedder AND m.state = 'active'"
                 " JOIN flywheel.traces t ON t.id = e.trace_id"
-                f" WHERE {_RANGE} AND NOT t.shadow AND e.{column} IS NOT NULL ORDER BY random() LIMIT {SAMPLE}")
+                f" WHERE {_RANGE} AND NOT t.shadow ORDER BY random() LIMIT {SAMPLE}")
     plpy.error(f"drift: unknown feature {feature!r}; use one of {', '.join(sorted(_COLUMNS))}, "
                "score:<validator> or embedding")
     raise AssertionError
@@ -2535,7 +2887,7 @@ class SqlCodegen:
 $pysrc$)
 ON CONFLICT (name) DO UPDATE SET source = EXCLUDED.source
 WHERE flywheel._python_modules.source IS DISTINCT FROM EXCLUDED.source;
-DELETE FROM flywheel._python_modules WHERE name NOT IN ('environment', 'judges_ranking', 'metrics_cron', 'metrics_drift', 'metrics_experiments', 'metrics_stats', 'validators_builtin', 'validators_pii', 'validators_runtime', 'validators_sql_codegen');
+DELETE FROM flywheel._python_modules WHERE name NOT IN ('environment', 'fewshot_embedder', 'fewshot_store', 'judges_ranking', 'metrics_cron', 'metrics_drift', 'metrics_experiments', 'metrics_stats', 'validators_builtin', 'validators_pii', 'validators_runtime', 'validators_sql_codegen');
 
 -- 001-privileges-reset.sql
 -- Privileges, first step: take back what the application and reader roles hold, so that a
@@ -2667,10 +3019,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:e778c747a351')
+_import = GD.get('dbflywheel:0.1.0:144c08352adf')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:e778c747a351']
+    _import = GD['dbflywheel:0.1.0:144c08352adf']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -2726,10 +3078,10 @@ CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config te
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:e778c747a351')
+_import = GD.get('dbflywheel:0.1.0:144c08352adf')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:e778c747a351']
+    _import = GD['dbflywheel:0.1.0:144c08352adf']
 return _import('validators_runtime').check_config(plpy, kind, config, applies_to)
 $python$;
 
@@ -2877,10 +3229,10 @@ CREATE OR REPLACE FUNCTION flywheel._evaluate(
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:e778c747a351')
+_import = GD.get('dbflywheel:0.1.0:144c08352adf')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:e778c747a351']
+    _import = GD['dbflywheel:0.1.0:144c08352adf']
 return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas)
 $python$;
 
@@ -3088,10 +3440,10 @@ CREATE OR REPLACE FUNCTION flywheel.redact_pii(input text) RETURNS text
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:e778c747a351')
+_import = GD.get('dbflywheel:0.1.0:144c08352adf')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:e778c747a351']
+    _import = GD['dbflywheel:0.1.0:144c08352adf']
 return _import('validators_pii').redact_pii(plpy, input)
 $python$;
 
@@ -3816,10 +4168,10 @@ LANGUAGE plpython3u STABLE
 SECURITY DEFINER  -- readers see the ranking (aggregates), not the traces behind it
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:e778c747a351')
+_import = GD.get('dbflywheel:0.1.0:144c08352adf')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:e778c747a351']
+    _import = GD['dbflywheel:0.1.0:144c08352adf']
 return _import('judges_ranking').ranking(plpy)
 $python$;
 
@@ -3848,6 +4200,946 @@ GRANT SELECT ON flywheel.validator_alignment, flywheel.validator_alignment_weekl
 GRANT EXECUTE ON FUNCTION flywheel._agreement(text[], text[]), flywheel._bradley_terry(),
     flywheel._judge_budget(bigint) TO flywheel_reader;
 
+-- 300-fewshot-embeddings.sql
+-- Embeddings: the built-in embedder in the insert path (one PL/Python call per statement),
+
+-- pgvector lives wherever it was installed: put its schema last on the search path of the
+-- functions below that use its type and operators (SET search_path FROM CURRENT); RESET at the end.
+SELECT set_config('search_path', 'pg_catalog, pg_temp, ' || e.extnamespace::regnamespace::text, true)
+FROM pg_extension e WHERE e.extname = 'vector';
+-- the backlog that catches failures and worker embedders, and switching embedders.
+
+-- The built-in embedder over a batch: (ordinality, embedding, input_key, error) per text.
+-- Pure computation; SECURITY DEFINER only so that roles without access to the module table
+-- (the application) can load the PL/Python module.
+CREATE OR REPLACE FUNCTION flywheel._embed_texts(embedder text, texts text[])
+RETURNS TABLE (ordinality integer, embedding text, input_key uuid, error text)
+LANGUAGE plpython3u STABLE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $python$
+_import = GD.get('dbflywheel:0.1.0:144c08352adf')
+if _import is None:
+    plpy.execute("SELECT flywheel._python_boot()")
+    _import = GD['dbflywheel:0.1.0:144c08352adf']
+return _import('fewshot_embedder').embed_rows(plpy, embedder, texts)
+$python$;
+
+-- The exact-match key of a text (md5 of its normalised form), as cache_lookup compares it.
+CREATE OR REPLACE FUNCTION flywheel._input_key(text text) RETURNS uuid
+LANGUAGE plpython3u IMMUTABLE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $python$
+_import = GD.get('dbflywheel:0.1.0:144c08352adf')
+if _import is None:
+    plpy.execute("SELECT flywheel._python_boot()")
+    _import = GD['dbflywheel:0.1.0:144c08352adf']
+return _import('fewshot_embedder').normalize_key(plpy, text)
+$python$;
+
+CREATE OR REPLACE FUNCTION flywheel._active_embedder() RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$ SELECT e.name FROM flywheel.embedders e WHERE e.state = 'active' $$;
+
+-- Embeds traces with the built-in embedder and stores the vectors (plpython/fewshot_store.py);
+-- a failure lands in the backlog with its message, never raised. Returns how many were stored.
+CREATE OR REPLACE FUNCTION flywheel._embed_traces(embedder text, trace_ids bigint[], apps text[], inputs text[])
+RETURNS integer
+LANGUAGE plpython3u SECURITY DEFINER
+SET search_path FROM CURRENT
+AS $python$
+_import = GD.get('dbflywheel:0.1.0:144c08352adf')
+if _import is None:
+    plpy.execute("SELECT flywheel._python_boot()")
+    _import = GD['dbflywheel:0.1.0:144c08352adf']
+return _import('fewshot_store').embed_traces(plpy, embedder, trace_ids, apps, inputs)
+$python$;
+
+-- AFTER INSERT, once per statement: one PL/Python call embeds the inputs of all new traces
+-- (transition table new_traces) with every in-database embedder in use, and queues them for
+-- worker embedders. Whatever goes wrong is recorded in the backlog, never raised into the
+-- application's INSERT.
+CREATE OR REPLACE FUNCTION flywheel._embed_new_traces() RETURNS trigger
+LANGUAGE plpython3u SECURITY DEFINER
+SET search_path FROM CURRENT
+AS $python$
+_import = GD.get('dbflywheel:0.1.0:144c08352adf')
+if _import is None:
+    plpy.execute("SELECT flywheel._python_boot()")
+    _import = GD['dbflywheel:0.1.0:144c08352adf']
+return _import('fewshot_store').embed_new_traces(plpy, TD)
+$python$;
+
+CREATE OR REPLACE TRIGGER traces_embed AFTER INSERT ON flywheel.traces
+    REFERENCING NEW TABLE AS new_traces
+    FOR EACH STATEMENT EXECUTE FUNCTION flywheel._embed_new_traces();
+
+-- Registers an embedder and starts its back-fill (state 'building'). The active embedder stays
+-- in use until every trace has the new one's vector; then embed_backlog() switches over.
+-- runs_in: 'database' (the built-in, by name), 'worker' (`dbflywheel embed` computes it) or
+-- 'application' (the application inserts into flywheel.embeddings itself).
+CREATE OR REPLACE FUNCTION flywheel.set_embedder(name text, runs_in text DEFAULT 'database')
+RETURNS text
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    _state text;
+BEGIN
+    SELECT e.state INTO _state FROM flywheel.embedders e WHERE e.name = set_embedder.name;
+    IF _state = 'active' THEN
+        RETURN format('%s is already the active embedder', name);
+    END IF;
+    IF EXISTS (SELECT 1 FROM flywheel.embedders e WHERE e.state = 'building' AND e.name <> set_embedder.name) THEN
+        RAISE EXCEPTION 'set_embedder: another embedder is still being back-filled'
+            USING HINT = 'run flywheel.embed_backlog() until it finishes, or delete that embedder';
+    END IF;
+    INSERT INTO flywheel.embedders AS e (name, runs_in, state)
+    VALUES (name, runs_in, 'building')
+    ON CONFLICT ON CONSTRAINT embedders_pkey DO UPDATE
+        SET state = 'building', runs_in = EXCLUDED.runs_in, backfill_after_id = 0;
+    RETURN format('%s is building: run flywheel.embed_backlog() (or `dbflywheel embed`) until it is active', name);
+END
+$$;
+
+-- Back-ground embedding work, in batches: retries the failed embeddings of in-database
+-- embedders, back-fills a 'building' embedder that runs here, and switches to it when it
+-- covers every trace. Returns how many traces it embedded. Run it from pg_cron or
+-- `dbflywheel embed`.
+CREATE OR REPLACE FUNCTION flywheel.embed_backlog(batch integer DEFAULT 1000) RETURNS integer
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _embedder record;
+    _ids bigint[];
+    _apps text[];
+    _inputs text[];
+    _done integer := 0;
+    _last bigint;
+BEGIN
+    FOR _embedder IN SELECT e.name, e.state, e.backfill_after_id FROM flywheel.embedders e
+                     WHERE e.state IN ('active', 'building') AND e.runs_in = 'database'
+                     ORDER BY e.state LOOP
+        -- 1. retries (each failure counts an attempt; after 5 a trace stays here with its error)
+        WITH claimed AS (
+            SELECT b.trace_id FROM flywheel.embedding_backlog b
+            WHERE b.embedder = _embedder.name AND b.attempts < 5
+            ORDER BY b.trace_id LIMIT batch FOR UPDATE SKIP LOCKED)
+        SELECT array_agg(t.id), array_agg(t.app), array_agg(t.input) INTO _ids, _apps, _inputs
+        FROM flywheel.traces t JOIN claimed c ON c.trace_id = t.id;
+        IF _ids IS NOT NULL THEN
+            _done := _done + flywheel._embed_traces(_embedder.name, _ids, _apps, _inputs);
+            DELETE FROM flywheel.embedding_backlog b
+            WHERE b.embedder = _embedder.name AND b.trace_id = ANY (_ids)
+              AND EXISTS (SELECT 1 FROM flywheel.embeddings e WHERE e.trace_id = b.trace_id AND e.embedder = b.embedder);
+        END IF;
+        -- backlog rows of traces that no longer exist (retention) are dropped
+        DELETE FROM flywheel.embedding_backlog b
+        WHERE b.embedder = _embedder.name AND NOT EXISTS (SELECT 1 FROM flywheel.traces t WHERE t.id = b.trace_id);
+        -- 2. back-fill of a building embedder, by ascending trace id
+        IF _embedder.state = 'building' THEN
+            PERFORM 1 FROM flywheel.embedders e WHERE e.name = _embedder.name FOR UPDATE;
+            SELECT array_agg(s.id ORDER BY s.id), array_agg(s.app ORDER BY s.id), array_agg(s.input ORDER BY s.id), max(s.id)
+            INTO _ids, _apps, _inputs, _last
+            FROM (SELECT t.id, t.app, t.input FROM flywheel.traces t
+                  WHERE t.id > _embedder.backfill_after_id
+                    AND NOT EXISTS (SELECT 1 FROM flywheel.embeddings e
+                                    WHERE e.trace_id = t.id AND e.embedder = _embedder.name)
+                  ORDER BY t.id LIMIT batch) s;
+            IF _last IS NOT NULL THEN
+                _done := _done + flywheel._embed_traces(_embedder.name, _ids, _apps, _inputs);
+                UPDATE flywheel.embedders e SET backfill_after_id = _last WHERE e.name = _embedder.name;
+            END IF;
+        END IF;
+    END LOOP;
+    PERFORM flywheel._activate_built_embedder();
+    RETURN _done;
+END
+$$;
+
+-- Switches to the building embedder once it has a vector for every trace (and nothing in its
+-- backlog): its examples replace the old ones in one transaction, so few_shot never sees a gap.
+CREATE OR REPLACE FUNCTION flywheel._activate_built_embedder() RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _new flywheel.embedders;
+BEGIN
+    SELECT * INTO _new FROM flywheel.embedders e WHERE e.state = 'building' FOR UPDATE;
+    IF NOT FOUND
+       OR EXISTS (SELECT 1 FROM flywheel.traces t WHERE t.id > _new.backfill_after_id AND t.input IS NOT NULL
+                  AND NOT EXISTS (SELECT 1 FROM flywheel.embeddings e WHERE e.trace_id = t.id AND e.embedder = _new.name))
+       OR EXISTS (SELECT 1 FROM flywheel.embedding_backlog b WHERE b.embedder = _new.name AND b.attempts < 5) THEN
+        RETURN NULL;
+    END IF;
+    UPDATE flywheel.embedders e SET state = 'retired' WHERE e.state = 'active';
+    UPDATE flywheel.embedders e SET state = 'active', activated_at = now() WHERE e.name = _new.name;
+    -- Every example again, now from the new embedder's vectors; the old rows go.
+    PERFORM flywheel._sync_examples(ARRAY(SELECT DISTINCT x.trace_id FROM flywheel.examples x));
+    DELETE FROM flywheel.examples x WHERE x.embedder <> _new.name;
+    RETURN _new.name;
+END
+$$;
+
+-- Per embedder: how many traces it has embedded, what is waiting, and the back-fill position.
+CREATE OR REPLACE VIEW flywheel.embedding_status AS
+SELECT e.name AS embedder, e.state, e.runs_in, e.dims,
+       (SELECT count(*) FROM flywheel.embeddings x WHERE x.embedder = e.name) AS embedded,
+       (SELECT count(*) FROM flywheel.embedding_backlog b WHERE b.embedder = e.name) AS backlog,
+       (SELECT count(*) FROM flywheel.embedding_backlog b WHERE b.embedder = e.name AND b.attempts >= 5) AS given_up,
+       (SELECT count(*) FROM flywheel.examples x WHERE x.embedder = e.name) AS examples,
+       e.backfill_after_id, e.activated_at
+FROM flywheel.embedders e;
+
+RESET search_path;
+
+-- 310-fewshot-examples.sql
+-- Few-shot examples: kept in step with labels, corrections, golden sets and judge results by
+
+-- pgvector lives wherever it was installed: put its schema last on the search path of the
+-- functions below that use its type and operators (SET search_path FROM CURRENT); RESET at the end.
+SELECT set_config('search_path', 'pg_catalog, pg_temp, ' || e.extnamespace::regnamespace::text, true)
+FROM pg_extension e WHERE e.extname = 'vector';
+-- statement-level triggers; served by few_shot() and, with care, by cache_lookup().
+
+-- Recomputes the example rows of these traces from their sources: a trace is an example while
+-- it has a human label, a correction or a place in a golden set, and an embedding of an
+-- embedder in use. Upserts what should be there, deletes what should not.
+CREATE OR REPLACE FUNCTION flywheel._sync_examples(trace_ids bigint[]) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path FROM CURRENT
+AS $$
+BEGIN
+    IF trace_ids IS NULL OR cardinality(trace_ids) = 0 THEN
+        RETURN;
+    END IF;
+    WITH ids AS (SELECT DISTINCT i AS id FROM unnest(trace_ids) i),
+    latest_label AS (
+        SELECT DISTINCT ON (l.trace_id, l.validator)
+               l.trace_id, l.validator, l.verdict, l.created_at,
+               coalesce(l.label, l.verdict, l.score::text) AS said
+        FROM flywheel.labels l JOIN ids ON ids.id = l.trace_id
+        ORDER BY l.trace_id, l.validator, l.created_at DESC, l.id DESC
+    ), labelled AS (
+        SELECT ll.trace_id,
+               jsonb_object_agg(ll.validator, ll.said) AS labels,
+               (array_agg(ll.said ORDER BY ll.created_at DESC))[1] AS label,
+               max(ll.created_at) AS labelled_at,
+               -- a human and a validator (same name) disagreed: the most informative examples
+               bool_or(EXISTS (
+                   SELECT 1 FROM flywheel.validation_results r
+                   JOIN flywheel.validators v ON v.id = r.validator_id
+                   WHERE r.trace_id = ll.trace_id AND v.name = ll.validator
+                     AND r.status IN ('pass', 'fail') AND r.status <> ll.verdict)) AS disagreement
+        FROM latest_label ll GROUP BY ll.trace_id
+    ), corrected AS (
+        SELECT DISTINCT ON (f.trace_id) f.trace_id, f.corrected_output, f.created_at
+        FROM flywheel.feedback f JOIN ids ON ids.id = f.trace_id
+        WHERE f.kind = 'correction'
+        ORDER BY f.trace_id, f.created_at DESC, f.id DESC
+    ), golden AS (
+        SELECT g.trace_id, max(g.added_at) AS added_at,
+               (array_agg(g.expected_output ORDER BY g.added_at DESC)
+                    FILTER (WHERE g.expected_output IS NOT NULL))[1] AS expected_output
+        FROM flywheel.golden_set_items g JOIN ids ON ids.id = g.trace_id
+        WHERE g.removed_in_version IS NULL
+        GROUP BY g.trace_id
+    ), wanted AS (
+        SELECT ids.id AS trace_id, e.embedder, e.app, e.embedding, t.input,
+               coalesce(c.corrected_output, g.expected_output, t.output) AS output,
+               coalesce(lb.labels, '{}') AS labels, lb.label,
+               c.trace_id IS NOT NULL AS corrected,
+               coalesce(lb.disagreement, false) AS disagreement,
+               g.trace_id IS NOT NULL AS golden,
+               greatest(lb.labelled_at, c.created_at, g.added_at) AS labelled_at
+        FROM ids
+        JOIN flywheel.traces t ON t.id = ids.id
+        JOIN flywheel.embeddings e ON e.trace_id = ids.id
+        JOIN flywheel.embedders em ON em.name = e.embedder AND em.state IN ('active', 'building')
+        LEFT JOIN labelled lb ON lb.trace_id = ids.id
+        LEFT JOIN corrected c ON c.trace_id = ids.id
+        LEFT JOIN golden g ON g.trace_id = ids.id
+        WHERE lb.trace_id IS NOT NULL OR c.trace_id IS NOT NULL OR g.trace_id IS NOT NULL
+    ), upserted AS (
+        INSERT INTO flywheel.examples AS x (trace_id, embedder, app, embedding, input, output, labels, label,
+                                            corrected, disagreement, golden, labelled_at)
+        SELECT w.trace_id, w.embedder, w.app, w.embedding, w.input, w.output, w.labels, w.label,
+               w.corrected, w.disagreement, w.golden, w.labelled_at
+        FROM wanted w
+        ON CONFLICT (trace_id, embedder) DO UPDATE
+            SET app = EXCLUDED.app, embedding = EXCLUDED.embedding, input = EXCLUDED.input,
+                output = EXCLUDED.output, labels = EXCLUDED.labels, label = EXCLUDED.label,
+                corrected = EXCLUDED.corrected, disagreement = EXCLUDED.disagreement,
+                golden = EXCLUDED.golden, labelled_at = EXCLUDED.labelled_at
+            -- an unchanged example is not rewritten (and not re-inserted into the HNSW graph)
+            WHERE (x.app, x.embedding, x.input, x.output, x.labels, x.label, x.corrected, x.disagreement, x.golden,
+                   x.labelled_at)
+                  IS DISTINCT FROM (EXCLUDED.app, EXCLUDED.embedding, EXCLUDED.input, EXCLUDED.output,
+                   EXCLUDED.labels, EXCLUDED.label, EXCLUDED.corrected, EXCLUDED.disagreement, EXCLUDED.golden,
+                   EXCLUDED.labelled_at)
+    )
+    DELETE FROM flywheel.examples x
+    USING ids
+    WHERE x.trace_id = ids.id
+      AND NOT EXISTS (SELECT 1 FROM wanted w WHERE w.trace_id = x.trace_id AND w.embedder = x.embedder);
+END
+$$;
+
+-- One trigger function for every source of examples, run once per statement over its
+-- transition table (changed_rows).
+CREATE OR REPLACE FUNCTION flywheel._examples_follow() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _ids bigint[];
+BEGIN
+    IF TG_TABLE_NAME = 'feedback' THEN
+        SELECT array_agg(DISTINCT c.trace_id) INTO _ids FROM changed_rows c WHERE c.kind = 'correction';
+    ELSIF TG_TABLE_NAME = 'validation_results' THEN
+        -- Results written while traces are inserted concern new traces, never examples yet.
+        IF pg_trigger_depth() > 1 THEN
+            RETURN NULL;
+        END IF;
+        SELECT array_agg(DISTINCT c.trace_id) INTO _ids FROM changed_rows c
+        WHERE EXISTS (SELECT 1 FROM flywheel.labels l WHERE l.trace_id = c.trace_id);
+    ELSIF TG_TABLE_NAME = 'embeddings' THEN
+        -- Embeddings made in the trace insert trigger are of new traces: nothing to do.
+        IF pg_trigger_depth() > 1 THEN
+            RETURN NULL;
+        END IF;
+        SELECT array_agg(DISTINCT c.trace_id) INTO _ids FROM changed_rows c
+        WHERE EXISTS (SELECT 1 FROM flywheel.labels l WHERE l.trace_id = c.trace_id)
+           OR EXISTS (SELECT 1 FROM flywheel.feedback f WHERE f.trace_id = c.trace_id AND f.kind = 'correction')
+           OR EXISTS (SELECT 1 FROM flywheel.golden_set_items g WHERE g.trace_id = c.trace_id);
+    ELSE
+        SELECT array_agg(DISTINCT c.trace_id) INTO _ids FROM changed_rows c;
+    END IF;
+    PERFORM flywheel._sync_examples(_ids);
+    RETURN NULL;
+END
+$$;
+
+DO $triggers$
+DECLARE
+    _table text;
+    _event text;
+BEGIN
+    FOREACH _table IN ARRAY ARRAY['labels', 'feedback', 'golden_set_items', 'validation_results', 'embeddings'] LOOP
+        FOREACH _event IN ARRAY ARRAY['insert', 'update', 'delete'] LOOP
+            EXECUTE format(
+                'CREATE OR REPLACE TRIGGER %I AFTER %s ON flywheel.%I REFERENCING %s TABLE AS changed_rows'
+                ' FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow()',
+                _table || '_examples_' || _event, _event, _table,
+                CASE _event WHEN 'delete' THEN 'OLD' ELSE 'NEW' END);
+        END LOOP;
+    END LOOP;
+END
+$triggers$;
+
+-- The apps whose examples a role may see, NULL for all (admins). A SECURITY DEFINER function
+-- cannot see its caller, so the public wrappers pass current_user; a role the session could
+-- not SET ROLE to sees nothing, so passing another name gains nothing.
+CREATE OR REPLACE FUNCTION flywheel._visible_apps(caller name) RETURNS text[]
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN caller IS NULL OR NOT pg_has_role(session_user, caller, 'MEMBER') THEN ARRAY[]::text[]
+        WHEN (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = caller)
+             OR pg_has_role(caller, 'flywheel_admin', 'MEMBER') THEN NULL
+        ELSE flywheel._apps_of(caller)
+    END
+$$;
+
+-- How useful an example is: its similarity, weighed by the recency of its label (half of the
+-- weight decays with the half-life, so an old but very similar example still counts), and
+-- raised for corrected traces and for traces where a human and a validator disagreed.
+CREATE OR REPLACE FUNCTION flywheel._example_score(
+    similarity double precision, labelled_at timestamptz, corrected boolean, disagreement boolean, half_life interval
+) RETURNS double precision
+LANGUAGE sql STABLE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    SELECT similarity
+         * (0.5 + 0.5 * power(0.5, greatest(extract(epoch FROM now() - labelled_at), 0)
+                                   / extract(epoch FROM half_life)))
+         * (1 + 0.2 * corrected::integer + 0.2 * disagreement::integer)
+$$;
+
+-- The k most useful examples for a query vector of the active embedder. Candidates are the
+-- nearest examples (an HNSW scan with pgvector's iterative scan, so that filters still yield k
+-- rows; an exact scan when the filter leaves few rows, where HNSW would return too few), then
+-- re-ranked by flywheel._example_score.
+-- (The search itself; callers go through few_shot, which passes who is asking.)
+CREATE OR REPLACE FUNCTION flywheel._few_shot(
+    query_embedding vector, k integer, validator text, app text, half_life interval, caller name
+) RETURNS TABLE (trace_id bigint, input text, output text, label text, similarity double precision, score double precision)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path FROM CURRENT
+SET hnsw.iterative_scan TO 'relaxed_order'
+SET hnsw.ef_search TO 100
+AS $$
+#variable_conflict use_column
+DECLARE
+    _embedder text := flywheel._active_embedder();
+    _apps text[] := flywheel._visible_apps(caller);  -- NULL: every app
+    _pool integer := greatest(4 * _few_shot.k, 40);
+    _exact boolean := false;
+    _where text := 'x.embedder = $1';
+    _exact_below integer := nullif(current_setting('flywheel.few_shot_exact_below', true), '')::integer;
+BEGIN
+    IF _few_shot.k IS NULL OR _few_shot.k < 1 OR _few_shot.k > 1000 THEN
+        RAISE EXCEPTION 'few_shot: k must be between 1 and 1000, not %', _few_shot.k;
+    END IF;
+    IF _few_shot.half_life IS NULL OR _few_shot.half_life <= interval '0' THEN
+        RAISE EXCEPTION 'few_shot: half_life must be a positive interval, not %', _few_shot.half_life;
+    END IF;
+    IF query_embedding IS NULL THEN
+        RETURN;
+    END IF;
+    -- Only the filters given, so that every call gets a plan for exactly its filters.
+    IF _few_shot.app IS NOT NULL THEN
+        _where := _where || ' AND x.app = $2';
+    END IF;
+    IF _apps IS NOT NULL THEN
+        _where := _where || ' AND x.app = ANY ($3)';
+    END IF;
+    IF _few_shot.validator IS NOT NULL THEN
+        _where := _where || ' AND x.labels ? $4';
+    END IF;
+    IF _where <> 'x.embedder = $1' THEN
+        -- A filter matching n of N examples: an exact scan reads n rows, a filtered HNSW scan
+        -- about pool * N / n before it has the pool; they cost the same at n = sqrt(pool * N).
+        -- Below that, scan exactly (HNSW would also come back short); above, iterate HNSW.
+        -- (flywheel.few_shot_exact_below overrides it, for tests.)
+        IF _exact_below IS NULL THEN
+            SELECT greatest(1000, ceil(sqrt(_pool * greatest(c.reltuples, 0))))::integer INTO _exact_below
+            FROM pg_class c WHERE c.oid = 'flywheel.examples'::regclass;
+        END IF;
+        EXECUTE 'SELECT count(*) < $6 FROM (SELECT 1 FROM flywheel.examples x WHERE ' || _where || ' LIMIT $6) s'
+            INTO _exact USING _embedder, _few_shot.app, _apps, _few_shot.validator, query_embedding, _exact_below;
+    END IF;
+    RETURN QUERY EXECUTE
+        'SELECT c.trace_id, c.input, c.output, coalesce(c.labels ->> $4, c.label), 1 - c.distance,'
+        -- the score (flywheel._example_score, written out: a function call per row costs more)
+        '       (1 - c.distance) * (0.5 + 0.5 * power(0.5, greatest(extract(epoch FROM now() - c.labelled_at), 0)'
+        '                                                / extract(epoch FROM $9::interval)))'
+        '       * (1 + 0.2 * c.corrected::integer + 0.2 * c.disagreement::integer)'
+        ' FROM (SELECT x.trace_id, x.input, x.output, x.labels, x.label, x.labelled_at, x.corrected, x.disagreement,'
+        '             x.embedding <=> $5 AS distance FROM flywheel.examples x WHERE ' || _where
+        || CASE WHEN _exact THEN ' ORDER BY (x.embedding <=> $5) + 0'  -- "+ 0": no index can serve it
+                ELSE ' ORDER BY x.embedding <=> $5' END
+        || ' LIMIT $7) c ORDER BY 6 DESC, 1 LIMIT $8'
+        USING _embedder, _few_shot.app, _apps, _few_shot.validator, query_embedding, _exact_below, _pool,
+              _few_shot.k, _few_shot.half_life;
+END
+$$;
+
+-- A query text as a vector of the active embedder; an error when that embedder does not run here.
+CREATE OR REPLACE FUNCTION flywheel._embed_query(query text) RETURNS vector
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+    _embedder flywheel.embedders;
+    _result record;
+BEGIN
+    SELECT * INTO _embedder FROM flywheel.embedders e WHERE e.state = 'active';
+    IF _embedder.runs_in <> 'database' THEN
+        RAISE EXCEPTION 'the active embedder % runs in the %, not in the database', _embedder.name, _embedder.runs_in
+            USING HINT = 'embed the query with the same model and call few_shot(query_embedding vector, ...)';
+    END IF;
+    SELECT r.embedding, r.error INTO _result FROM flywheel._embed_texts(_embedder.name, ARRAY[query]) r;
+    IF _result.error IS NOT NULL THEN
+        RAISE EXCEPTION 'could not embed the query: %', _result.error;
+    END IF;
+    RETURN _result.embedding::vector;
+END
+$$;
+
+-- The k most useful examples for a query vector of the active embedder, among the apps the
+-- caller may see.
+CREATE OR REPLACE FUNCTION flywheel.few_shot(
+    query_embedding vector,
+    k integer DEFAULT 5,
+    validator text DEFAULT NULL,
+    app text DEFAULT NULL,
+    half_life interval DEFAULT '30 days'
+) RETURNS TABLE (trace_id bigint, input text, output text, label text, similarity double precision, score double precision)
+LANGUAGE sql STABLE
+SET search_path FROM CURRENT
+AS $$ SELECT * FROM flywheel._few_shot(query_embedding, k, validator, app, half_life, current_user) $$;
+
+-- The same for a text, embedded by the active embedder (when it runs in the database).
+CREATE OR REPLACE FUNCTION flywheel.few_shot(
+    query text,
+    k integer DEFAULT 5,
+    validator text DEFAULT NULL,
+    app text DEFAULT NULL,
+    half_life interval DEFAULT '30 days'
+) RETURNS TABLE (trace_id bigint, input text, output text, label text, similarity double precision, score double precision)
+LANGUAGE sql STABLE
+SET search_path FROM CURRENT
+AS $$ SELECT * FROM flywheel._few_shot(flywheel._embed_query(query), k, validator, app, half_life, current_user) $$;
+
+-- Whether an earlier trace's output may be served again: it has an output, passed every
+-- validator it was checked by (the latest version of each; at least one), and has no negative
+-- feedback and no failing human label.
+CREATE OR REPLACE FUNCTION flywheel._cache_safe(trace_id bigint) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT 1 FROM flywheel.validation_results r WHERE r.trace_id = _cache_safe.trace_id)
+       AND NOT EXISTS (
+           SELECT 1 FROM (SELECT DISTINCT ON (r.validator_id) r.status FROM flywheel.validation_results r
+                          WHERE r.trace_id = _cache_safe.trace_id
+                          ORDER BY r.validator_id, r.validator_version DESC, r.id DESC) latest
+           WHERE latest.status <> 'pass')
+       AND NOT EXISTS (
+           SELECT 1 FROM flywheel.feedback f WHERE f.trace_id = _cache_safe.trace_id
+             AND (f.kind IN ('correction', 'requery') OR (f.kind = 'thumbs' AND f.value < 0)
+                  OR (f.kind = 'rating' AND f.value <= 2)))
+       AND NOT EXISTS (SELECT 1 FROM flywheel.labels l WHERE l.trace_id = _cache_safe.trace_id AND l.verdict = 'fail')
+$$;
+
+-- An earlier output for this query, only when it is safe to reuse (flywheel._cache_safe) and
+-- the earlier input is the same after normalisation, or more similar than a strict threshold
+-- (searched among the examples, the only vectors under an index). Otherwise no row.
+CREATE OR REPLACE FUNCTION flywheel._cache_lookup(query text, threshold real, caller name)
+RETURNS TABLE (trace_id bigint, output text, similarity double precision, matched text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path FROM CURRENT
+SET hnsw.ef_search TO 100
+AS $$
+#variable_conflict use_column
+DECLARE
+    _embedder text := flywheel._active_embedder();
+    _key uuid := flywheel._input_key(query);
+    _apps text[] := flywheel._visible_apps(caller);
+    _vector vector;
+BEGIN
+    IF threshold IS NULL OR threshold < 0.9::real OR threshold > 1 THEN
+        RAISE EXCEPTION 'cache_lookup: threshold must be between 0.9 and 1, not %', threshold
+            USING HINT = 'a loose threshold answers a different question with a stored answer';
+    END IF;
+    IF query IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT t.id, t.output, 1.0::double precision, 'exact'::text
+    FROM flywheel.embeddings e JOIN flywheel.traces t ON t.id = e.trace_id
+    WHERE e.input_key = _key AND e.embedder = _embedder AND (_apps IS NULL OR e.app = ANY (_apps)) AND t.output IS NOT NULL AND flywheel._cache_safe(t.id)
+    ORDER BY t.created_at DESC LIMIT 1;
+    IF FOUND THEN
+        RETURN;
+    END IF;
+    _vector := flywheel._embed_query(query);
+    RETURN QUERY
+    SELECT t.id, t.output, n.similarity, 'similar'::text
+    FROM (SELECT x.trace_id, 1 - (x.embedding <=> _vector) AS similarity
+          FROM flywheel.examples x WHERE x.embedder = _embedder AND (_apps IS NULL OR x.app = ANY (_apps))
+          ORDER BY x.embedding <=> _vector LIMIT 10) n
+    JOIN flywheel.traces t ON t.id = n.trace_id
+    WHERE n.similarity >= threshold AND t.output IS NOT NULL AND flywheel._cache_safe(t.id)
+    ORDER BY n.similarity DESC, t.created_at DESC LIMIT 1;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION flywheel.cache_lookup(query text, threshold real DEFAULT 0.97)
+RETURNS TABLE (trace_id bigint, output text, similarity double precision, matched text)
+LANGUAGE sql STABLE
+SET search_path FROM CURRENT
+AS $$ SELECT * FROM flywheel._cache_lookup(query, threshold, current_user) $$;
+
+RESET search_path;
+
+-- 320-fewshot-feedback.sql
+-- flywheel.record_feedback: one call for every kind of feedback, by trace id or external uid,
+-- with a clear message for each mistake, and one INSERT (so nothing is ever half-written).
+
+CREATE OR REPLACE FUNCTION flywheel.record_feedback(
+    trace_id bigint,
+    kind text,
+    value double precision DEFAULT NULL,
+    corrected_output text DEFAULT NULL,
+    comment text DEFAULT NULL,
+    source text DEFAULT 'user',
+    user_id text DEFAULT NULL
+) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    _kinds constant text[] := ARRAY['thumbs', 'rating', 'correction', 'click', 'dwell', 'requery', 'continuation', 'comment'];
+    _id bigint;
+BEGIN
+    IF kind IS NULL OR NOT kind = ANY (_kinds) THEN
+        RAISE EXCEPTION 'record_feedback: unknown kind %; use one of %', coalesce(quote_literal(kind), 'NULL'),
+            array_to_string(_kinds, ', ') USING ERRCODE = 'check_violation';
+    ELSIF kind = 'thumbs' AND (value IS NULL OR value NOT IN (1, -1)) THEN
+        RAISE EXCEPTION 'record_feedback: thumbs takes value 1 (up) or -1 (down), not %', coalesce(value::text, 'NULL')
+            USING ERRCODE = 'check_violation';
+    ELSIF kind = 'rating' AND (value IS NULL OR value < 1 OR value > 5) THEN
+        RAISE EXCEPTION 'record_feedback: a rating is between 1 and 5, not %', coalesce(value::text, 'NULL')
+            USING ERRCODE = 'check_violation';
+    ELSIF kind = 'dwell' AND (value IS NULL OR value < 0) THEN
+        RAISE EXCEPTION 'record_feedback: dwell takes the seconds spent (0 or more), not %', coalesce(value::text, 'NULL')
+            USING ERRCODE = 'check_violation';
+    ELSIF kind = 'correction' AND corrected_output IS NULL THEN
+        RAISE EXCEPTION 'record_feedback: a correction needs corrected_output' USING ERRCODE = 'check_violation';
+    ELSIF kind = 'comment' AND comment IS NULL THEN
+        RAISE EXCEPTION 'record_feedback: a comment needs comment text' USING ERRCODE = 'check_violation';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM flywheel.traces t WHERE t.id = record_feedback.trace_id) THEN
+        RAISE EXCEPTION 'record_feedback: trace % does not exist', coalesce(trace_id::text, 'NULL')
+            USING ERRCODE = 'foreign_key_violation',
+                  HINT = 'give the id (or uid) of a trace that was inserted and is visible to you';
+    END IF;
+    INSERT INTO flywheel.feedback AS f (trace_id, app, kind, value, corrected_output, comment, source, user_id)
+    VALUES (trace_id, '', kind, value, corrected_output, comment, coalesce(source, 'user'), user_id)
+    RETURNING f.id INTO _id;
+    RETURN _id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION flywheel.record_feedback(
+    trace_uid uuid,
+    kind text,
+    value double precision DEFAULT NULL,
+    corrected_output text DEFAULT NULL,
+    comment text DEFAULT NULL,
+    source text DEFAULT 'user',
+    user_id text DEFAULT NULL
+) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _trace_id bigint;
+BEGIN
+    SELECT t.id INTO _trace_id FROM flywheel.traces t WHERE t.uid = trace_uid;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'record_feedback: no trace has uid %', coalesce(trace_uid::text, 'NULL')
+            USING ERRCODE = 'foreign_key_violation',
+                  HINT = 'give the id (or uid) of a trace that was inserted and is visible to you';
+    END IF;
+    RETURN flywheel.record_feedback(_trace_id, kind, value, corrected_output, comment, source, user_id);
+END
+$$;
+
+-- A quoted literal ('42' or 'a0ee...') is text: read it as an id when it is all digits, else as a uid.
+CREATE OR REPLACE FUNCTION flywheel.record_feedback(
+    trace text,
+    kind text,
+    value double precision DEFAULT NULL,
+    corrected_output text DEFAULT NULL,
+    comment text DEFAULT NULL,
+    source text DEFAULT 'user',
+    user_id text DEFAULT NULL
+) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF trace ~ '^\s*[0-9]{1,18}\s*$' THEN
+        RETURN flywheel.record_feedback(trace::bigint, kind, value, corrected_output, comment, source, user_id);
+    ELSIF trace ~* '^\s*\{?[0-9a-f]{8}-?([0-9a-f]{4}-?){3}[0-9a-f]{12}\}?\s*$' THEN
+        RETURN flywheel.record_feedback(trace::uuid, kind, value, corrected_output, comment, source, user_id);
+    END IF;
+    RAISE EXCEPTION 'record_feedback: % is neither a trace id nor a trace uid', coalesce(quote_literal(trace), 'NULL')
+        USING ERRCODE = 'invalid_text_representation';
+END
+$$;
+
+-- 330-fewshot-labelling.sql
+-- What people should label next: the annotation queue, stratified review samples, and the
+-- traces where a human and a validator disagreed.
+
+-- pgvector's operators (novelty below) resolve through its schema, wherever it was installed.
+SELECT set_config('search_path', 'pg_catalog, pg_temp, ' || e.extnamespace::regnamespace::text, true)
+FROM pg_extension e WHERE e.extname = 'vector';
+
+-- Traces with a human verdict for validator V and a result of the same validator (by name)
+-- whose pass/fail status differs.
+CREATE OR REPLACE VIEW flywheel.disagreements AS
+SELECT l.trace_id, l.app, l.validator, l.verdict AS human_verdict, r.status AS validator_status,
+       r.validator_version, r.judged_by, r.score, l.annotator, l.created_at AS labelled_at
+FROM flywheel.labels l
+JOIN flywheel.validators v ON v.name = l.validator
+JOIN flywheel.validation_results r ON r.trace_id = l.trace_id AND r.validator_id = v.id
+WHERE l.verdict IS NOT NULL AND r.status IN ('pass', 'fail') AND r.status <> l.verdict;
+
+-- A person already said what is right for this trace: a label or a correction.
+CREATE OR REPLACE FUNCTION flywheel._is_labelled(trace_id bigint) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT 1 FROM flywheel.labels l WHERE l.trace_id = _is_labelled.trace_id)
+        OR EXISTS (SELECT 1 FROM flywheel.feedback f WHERE f.trace_id = _is_labelled.trace_id AND f.kind = 'correction')
+$$;
+
+-- Unlabelled (and uncorrected) traces, most useful to label first. The priority (0..1) adds up:
+--   0.30 uncertainty: a judge score near the middle, an error, or a validator that often
+--        disagrees with people (1 - its agreement rate on labelled traces);
+--   0.25 novelty: far from every existing example (1 - similarity to the nearest);
+--   0.25 badness: a failing result (half) and negative feedback (half);
+--   0.20 recency: halves every 7 days.
+-- The pool is the 1000 newest unlabelled traces plus up to 1000 bad ones of the last 30 days,
+-- so reading the view costs the same on a table of any size.
+-- (The view's body: a function, so that JIT stays off; the planner's estimate of the per-trace
+-- probes is far above jit_above_cost, and compiling costs more than the whole query.)
+CREATE OR REPLACE FUNCTION flywheel._annotation_queue()
+RETURNS TABLE (trace_id bigint, app text, created_at timestamptz, model text, prompt_version text, input text,
+               output text, priority double precision, uncertainty double precision, novelty double precision,
+               badness double precision, recency double precision, reasons text[])
+LANGUAGE sql STABLE
+SET search_path FROM CURRENT
+SET jit TO off
+AS $$
+WITH agreement AS (
+    SELECT r.validator_id, avg((r.status = l.verdict)::integer) AS rate
+    FROM flywheel.labels l
+    JOIN flywheel.validators v ON v.name = l.validator
+    JOIN flywheel.validation_results r ON r.trace_id = l.trace_id AND r.validator_id = v.id
+    WHERE l.verdict IS NOT NULL AND r.status IN ('pass', 'fail')
+    GROUP BY r.validator_id
+), newest AS (
+    SELECT t.id FROM flywheel.traces t
+    WHERE NOT flywheel._is_labelled(t.id)
+    ORDER BY t.id DESC LIMIT 1000
+), bad AS (
+    SELECT t.id FROM flywheel.traces t
+    WHERE t.created_at > now() - interval '30 days'
+      AND NOT flywheel._is_labelled(t.id)
+      AND (EXISTS (SELECT 1 FROM flywheel.validation_results r WHERE r.trace_id = t.id AND r.status = 'fail')
+           OR EXISTS (SELECT 1 FROM flywheel.feedback f WHERE f.trace_id = t.id
+                      AND (f.kind IN ('correction', 'requery') OR (f.kind = 'thumbs' AND f.value < 0)
+                           OR (f.kind = 'rating' AND f.value <= 2))))
+    ORDER BY t.id DESC LIMIT 1000
+), pool AS (
+    SELECT id FROM newest UNION SELECT id FROM bad
+), signals AS MATERIALIZED (  -- computed once per trace, not once per use below
+    SELECT t.id AS trace_id, t.app, t.created_at, t.model, t.prompt_version, t.input, t.output,
+           coalesce((SELECT max(greatest(
+                        CASE WHEN r.score BETWEEN 0 AND 1 THEN 1 - abs(2 * r.score - 1) ELSE 0 END,
+                        CASE WHEN r.status = 'error' THEN 0.5 ELSE 0 END,
+                        1 - coalesce(a.rate, 1)))
+                     FROM flywheel.validation_results r LEFT JOIN agreement a ON a.validator_id = r.validator_id
+                     WHERE r.trace_id = t.id), 0) AS uncertainty,
+           -- e.embedding is an outer reference here, so the nearest example is one HNSW probe
+           CASE WHEN e.embedding IS NULL THEN 0.5
+                ELSE coalesce((SELECT greatest(0, least(1, x.embedding <=> e.embedding))
+                               FROM flywheel.examples x WHERE x.embedder = e.embedder
+                               ORDER BY x.embedding <=> e.embedding LIMIT 1), 1) END AS novelty,
+           0.5 * EXISTS (SELECT 1 FROM flywheel.validation_results r WHERE r.trace_id = t.id AND r.status = 'fail')::integer
+         + 0.5 * EXISTS (SELECT 1 FROM flywheel.feedback f WHERE f.trace_id = t.id
+                         AND (f.kind IN ('correction', 'requery') OR (f.kind = 'thumbs' AND f.value < 0)
+                              OR (f.kind = 'rating' AND f.value <= 2)))::integer AS badness,
+           power(0.5, greatest(extract(epoch FROM now() - t.created_at), 0) / (7 * 86400)) AS recency
+    FROM pool JOIN flywheel.traces t ON t.id = pool.id
+    LEFT JOIN flywheel.embeddings e ON e.trace_id = t.id AND e.embedder = flywheel._active_embedder()
+)
+SELECT s.trace_id, s.app, s.created_at, s.model, s.prompt_version, s.input, s.output,
+       round((0.30 * s.uncertainty + 0.25 * s.novelty + 0.25 * s.badness + 0.20 * s.recency)::numeric, 4)
+           ::double precision AS priority,
+       s.uncertainty::double precision, s.novelty::double precision, s.badness::double precision,
+       s.recency::double precision,
+       array_remove(ARRAY[
+           CASE WHEN s.uncertainty >= 0.5 THEN 'uncertain' END,
+           CASE WHEN s.novelty >= 0.5 THEN 'novel' END,
+           CASE WHEN s.badness > 0 THEN 'bad' END,
+           CASE WHEN s.recency >= 0.5 THEN 'recent' END], NULL) AS reasons
+FROM signals s
+ORDER BY priority DESC, s.trace_id DESC
+$$;
+
+CREATE OR REPLACE VIEW flywheel.annotation_queue AS
+SELECT * FROM flywheel._annotation_queue();
+
+-- A stratified sample for the periodic human review of one validator: traces it judged in the
+-- last 30 days and nobody has labelled for it yet, spread over every (model, prompt version,
+-- verdict) stratum: one from each first, then in proportion to the strata's sizes.
+CREATE OR REPLACE FUNCTION flywheel.sample_for_labeling(validator text, n integer)
+RETURNS TABLE (trace_id bigint, model text, prompt_version text, verdict text, stratum_size bigint,
+               input text, output text, created_at timestamptz)
+LANGUAGE plpgsql VOLATILE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    _validator_id bigint;
+BEGIN
+    SELECT v.id INTO _validator_id FROM flywheel.validators v WHERE v.name = sample_for_labeling.validator;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'sample_for_labeling: no validator named %', coalesce(quote_literal(validator), 'NULL');
+    END IF;
+    IF n IS NULL OR n < 1 THEN
+        RAISE EXCEPTION 'sample_for_labeling: n must be at least 1, not %', n;
+    END IF;
+    RETURN QUERY
+    WITH latest AS (
+        SELECT DISTINCT ON (r.trace_id) r.trace_id, r.status
+        FROM flywheel.validation_results r
+        WHERE r.validator_id = _validator_id AND r.created_at > now() - interval '30 days'
+        ORDER BY r.trace_id, r.validator_version DESC, r.id DESC
+    ), candidates AS (
+        SELECT t.id, t.model, t.prompt_version, l.status, t.input, t.output, t.created_at
+        FROM latest l JOIN flywheel.traces t ON t.id = l.trace_id
+        WHERE NOT EXISTS (SELECT 1 FROM flywheel.labels h
+                          WHERE h.trace_id = t.id AND h.validator = sample_for_labeling.validator)
+    ), ranked AS (
+        SELECT c.*,
+               row_number() OVER (PARTITION BY c.model, c.prompt_version, c.status ORDER BY random()) AS pick,
+               count(*) OVER (PARTITION BY c.model, c.prompt_version, c.status) AS size
+        FROM candidates c
+    )
+    SELECT r.id, r.model, r.prompt_version, r.status, r.size, r.input, r.output, r.created_at
+    FROM ranked r
+    ORDER BY r.pick > 1, (r.pick - 0.5) / r.size, random()
+    LIMIT n;
+END
+$$;
+
+RESET search_path;
+
+-- 340-fewshot-golden.sql
+-- Golden sets: named, versioned sets of traces with expected verdicts or outputs, grown from
+-- bad production cases; `dbflywheel eval` runs the validators over one (the release gate).
+
+-- Adds a trace to a golden set (creating the set), or replaces its expectation there, and
+-- returns the set's new version. Expected verdicts default to the trace's latest human verdict
+-- per validator; the expected output to its latest correction, else its expected column.
+CREATE OR REPLACE FUNCTION flywheel.promote_to_golden(
+    trace_id bigint,
+    set_name text,
+    expected_verdicts jsonb DEFAULT NULL,
+    expected_output text DEFAULT NULL
+) RETURNS integer
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    _verdicts jsonb := expected_verdicts;
+    _output text := expected_output;
+    _version integer;
+    _bad text;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM flywheel.traces t WHERE t.id = promote_to_golden.trace_id) THEN
+        RAISE EXCEPTION 'promote_to_golden: trace % does not exist', coalesce(trace_id::text, 'NULL')
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    IF _verdicts IS NULL THEN
+        SELECT coalesce(jsonb_object_agg(s.validator, s.verdict), '{}') INTO _verdicts
+        FROM (SELECT DISTINCT ON (l.validator) l.validator, l.verdict FROM flywheel.labels l
+              WHERE l.trace_id = promote_to_golden.trace_id AND l.verdict IS NOT NULL
+              ORDER BY l.validator, l.created_at DESC, l.id DESC) s;
+    ELSIF jsonb_typeof(_verdicts) <> 'object' THEN
+        RAISE EXCEPTION 'promote_to_golden: expected_verdicts is an object {"validator": "pass" | "fail"}, not %', _verdicts;
+    END IF;
+    SELECT key INTO _bad FROM jsonb_each(_verdicts) WHERE value NOT IN ('"pass"', '"fail"') LIMIT 1;
+    IF _bad IS NOT NULL THEN
+        RAISE EXCEPTION 'promote_to_golden: the expected verdict of % must be "pass" or "fail", not %', _bad, _verdicts -> _bad;
+    END IF;
+    IF _output IS NULL THEN
+        SELECT coalesce(
+            (SELECT f.corrected_output FROM flywheel.feedback f
+             WHERE f.trace_id = promote_to_golden.trace_id AND f.kind = 'correction'
+             ORDER BY f.created_at DESC, f.id DESC LIMIT 1),
+            (SELECT t.expected FROM flywheel.traces t WHERE t.id = promote_to_golden.trace_id))
+        INTO _output;
+    END IF;
+    IF _verdicts = '{}' AND _output IS NULL THEN
+        RAISE EXCEPTION 'promote_to_golden: trace % has nothing to expect', trace_id
+            USING HINT = 'label it (flywheel.labels), correct it (record_feedback ... ''correction''), '
+                         'or pass expected_verdicts / expected_output';
+    END IF;
+    INSERT INTO flywheel.golden_sets AS g (name) VALUES (set_name)
+    ON CONFLICT ON CONSTRAINT golden_sets_pkey DO UPDATE SET version = g.version + 1, updated_at = now()
+    RETURNING g.version INTO _version;
+    UPDATE flywheel.golden_set_items i SET removed_in_version = _version
+    WHERE i.set_name = promote_to_golden.set_name AND i.trace_id = promote_to_golden.trace_id
+      AND i.removed_in_version IS NULL;
+    INSERT INTO flywheel.golden_set_items (set_name, trace_id, expected_verdicts, expected_output, added_in_version)
+    VALUES (set_name, trace_id, _verdicts, _output, _version);
+    RETURN _version;
+END
+$$;
+
+-- Takes a trace out of a golden set (it stays in the older versions); returns the new version.
+CREATE OR REPLACE FUNCTION flywheel.remove_from_golden(trace_id bigint, set_name text) RETURNS integer
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    _version integer;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM flywheel.golden_set_items i
+                   WHERE i.set_name = remove_from_golden.set_name AND i.trace_id = remove_from_golden.trace_id
+                     AND i.removed_in_version IS NULL) THEN
+        RAISE EXCEPTION 'remove_from_golden: trace % is not in golden set %', trace_id, quote_literal(set_name);
+    END IF;
+    UPDATE flywheel.golden_sets g SET version = g.version + 1, updated_at = now()
+    WHERE g.name = set_name RETURNING g.version INTO _version;
+    UPDATE flywheel.golden_set_items i SET removed_in_version = _version
+    WHERE i.set_name = remove_from_golden.set_name AND i.trace_id = remove_from_golden.trace_id
+      AND i.removed_in_version IS NULL;
+    RETURN _version;
+END
+$$;
+
+-- The traces of a golden set as it was at a version (default: the current one).
+CREATE OR REPLACE FUNCTION flywheel.golden_set_traces(set_name text, version integer DEFAULT NULL)
+RETURNS TABLE (trace_id bigint, expected_verdicts jsonb, expected_output text, set_version integer)
+LANGUAGE plpgsql STABLE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    _current integer;
+    _version integer;
+BEGIN
+    SELECT g.version INTO _current FROM flywheel.golden_sets g WHERE g.name = golden_set_traces.set_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no golden set named %', coalesce(quote_literal(golden_set_traces.set_name), 'NULL')
+            USING HINT = 'grow one with flywheel.promote_to_golden(trace_id, set_name)';
+    END IF;
+    _version := coalesce(golden_set_traces.version, _current);
+    IF _version < 1 OR _version > _current THEN
+        RAISE EXCEPTION 'golden set % has versions 1 to %, not %', golden_set_traces.set_name, _current, _version;
+    END IF;
+    RETURN QUERY
+    SELECT i.trace_id, i.expected_verdicts, i.expected_output, _version
+    FROM flywheel.golden_set_items i
+    WHERE i.set_name = golden_set_traces.set_name AND i.added_in_version <= _version
+      AND (i.removed_in_version IS NULL OR i.removed_in_version > _version)
+    ORDER BY i.trace_id;
+END
+$$;
+
+-- 399-privileges-fewshot.sql
+-- Privileges of the semantic index (sql/900-privileges.sql then re-grants admin everything).
+-- Applications read examples only through few_shot and cache_lookup, which run as their owner
+-- and show the caller's own apps; they record feedback with record_feedback (as themselves,
+-- under row-level security). Labelling, golden sets and embedders are the admin's.
+GRANT EXECUTE ON FUNCTION
+    flywheel.few_shot(vector, integer, text, text, interval),
+    flywheel.few_shot(text, integer, text, text, interval),
+    flywheel._few_shot(vector, integer, text, text, interval, name),
+    flywheel._embed_query(text),
+    flywheel.cache_lookup(text, real),
+    flywheel._cache_lookup(text, real, name),
+    flywheel.record_feedback(bigint, text, double precision, text, text, text, text),
+    flywheel.record_feedback(uuid, text, double precision, text, text, text, text),
+    flywheel.record_feedback(text, text, double precision, text, text, text, text)
+TO flywheel_app;
+
 -- 400-metrics.sql
 -- Metrics as views: create_metric, refresh, the refresh log and status, schedules (pg_cron or
 -- `dbflywheel refresh --loop`), and incremental daily rollups.
@@ -3858,10 +5150,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:e778c747a351')
+_import = GD.get('dbflywheel:0.1.0:144c08352adf')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:e778c747a351']
+    _import = GD['dbflywheel:0.1.0:144c08352adf']
 return _import('metrics_cron').sql_previous_fire(plpy, schedule, at_epoch)
 $python$;
 
@@ -3870,10 +5162,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:e778c747a351')
+_import = GD.get('dbflywheel:0.1.0:144c08352adf')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:e778c747a351']
+    _import = GD['dbflywheel:0.1.0:144c08352adf']
 return _import('metrics_cron').sql_period(plpy, schedule, at_epoch)
 $python$;
 
@@ -4635,10 +5927,10 @@ RETURNS TABLE (feature text, reference_n integer, current_n integer,
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:e778c747a351')
+_import = GD.get('dbflywheel:0.1.0:144c08352adf')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:e778c747a351']
+    _import = GD['dbflywheel:0.1.0:144c08352adf']
 return _import('metrics_drift').drift(plpy, feature, reference, current)
 $python$;
 
@@ -4671,7 +5963,7 @@ BEGIN
                JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
                WHERE c.relnamespace = 'flywheel'::regnamespace AND t.typname = 'vector'
                  AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute x WHERE x.attrelid = c.oid AND x.attname = 'trace_id')) THEN
-        _features := _features || 'embedding';
+        _features := array_append(_features, 'embedding');
     END IF;
     FOREACH _feature IN ARRAY _features LOOP
         FOR _d IN SELECT * FROM flywheel.drift(_feature, _ref, _current) LOOP
@@ -4790,10 +6082,10 @@ RETURNS TABLE (metric text, variant text, n bigint, value double precision, base
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:e778c747a351')
+_import = GD.get('dbflywheel:0.1.0:144c08352adf')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:e778c747a351']
+    _import = GD['dbflywheel:0.1.0:144c08352adf']
 return _import('metrics_experiments').results(plpy, experiment, confidence)
 $python$;
 
