@@ -242,7 +242,8 @@ def _summarise(conn: psycopg.Connection, summary: Summary) -> None:
         (APP_ANSWERS, APP_SQL),
     ).fetchall()
     summary.few_shot = conn.execute(
-        """SELECT trace_id, label, round(similarity::numeric, 3), round(score::numeric, 3), left(output, 60)
+        """SELECT trace_id, label, round(similarity::numeric, 3), round(score::numeric, 3),
+                  left(btrim(regexp_replace(output, '\\s+', ' ', 'g')), 60)
            FROM flywheel.few_shot(%s, k => 3, validator => %s, app => %s)""",
         (SAMPLE_QUERY, JUDGE, APP_ANSWERS),
     ).fetchall()
