@@ -48,7 +48,7 @@ def pass_rate_over_time(conn: psycopg.Connection, apps: tuple[str, ...]) -> str:
     for week, version, rate in rows:
         series.setdefault(version or "none", [None] * len(weeks))[weeks.index(week)] = rate
     return charts.line_chart("Pass rate per week and prompt version (all validators)", weeks, series,
-                             y_min=0.0, y_max=1.0)
+                             y_min=0.5, y_max=1.0)
 
 
 def judge_agreement(conn: psycopg.Connection, judges: tuple[str, ...]) -> tuple[str, str]:
@@ -72,7 +72,7 @@ def model_ranking(conn: psycopg.Connection, app: str, judge: str, top: int = 15)
         (app, judge, top),
     ).fetchall()
     return charts.paired_bar_chart(
-        f"Model ranking (Bradley-Terry): the crowd against {judge}, top {top} by the crowd",
+        f"Model ranking (Bradley-Terry), top {top} by the crowd",
         [(r[0], r[1] or 0.0, r[2] or 0.0) for r in rows], ("crowd", judge), y_format="{:.3f}")
 
 
