@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 FLYWHEEL := $(BIN)/dbflywheel
 
-.PHONY: setup build check-build demo test test-fast lint bench soak up down clean
+.PHONY: setup build check-build demo screenshot test lint bench soak up down clean
 
 setup:
 	@bash scripts/setup.sh
@@ -18,6 +18,9 @@ check-build: setup
 demo: setup
 	@$(FLYWHEEL) up >/dev/null
 	@$(FLYWHEEL) demo
+
+screenshot:
+	@bash scripts/screenshot.sh
 
 test: setup
 	@$(BIN)/pytest -q tests

@@ -10,7 +10,6 @@ import fewshot_embedder as fe
 import numpy as np
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
 QUESTIONS = [
     "How do I reset my password?",
@@ -255,27 +254,9 @@ def test_bad_feedback_is_a_clear_error_and_writes_nothing(
 
 # --- roles -----------------------------------------------------------------------------------
 
-@pytest.fixture
-def app_login(db: psycopg.Connection, dsn: str) -> Iterator[callable]:  # type: ignore[valid-type]
-    made: list[str] = []
-
-    def make(app: str) -> psycopg.Connection:
-        name, password = f"r_{uuid.uuid4().hex[:12]}", uuid.uuid4().hex
-        db.execute(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'")
-        db.execute("SELECT flywheel.grant_app(%s, %s)", (name, app))
-        made.append(name)
-        return psycopg.connect(make_conninfo(dsn, user=name, password=password), autocommit=True)
-
-    yield make
-    for name in made:
-        db.execute("DELETE FROM flywheel.app_roles WHERE role_name = %s", (name,))
-        db.execute(f"DROP OWNED BY {name}")
-        db.execute(f"DROP ROLE {name}")
-
-
-def test_an_application_sees_only_its_own_examples(db: psycopg.Connection, app_login, app_name: str) -> None:  # type: ignore[no-untyped-def]
+def test_an_application_sees_only_its_own_examples(db: psycopg.Connection, login_role, app_name: str) -> None:  # type: ignore[no-untyped-def]
     mine, theirs = app_name + "-a", app_name + "-b"
-    alpha = app_login(mine)
+    alpha = login_role("flywheel_app", mine)
     (own,) = traces(alpha, mine, ["How do I reset my password?"])
     (other,) = traces(db, theirs, ["How do I reset my password?"])
     alpha.execute("SELECT flywheel.record_feedback(%s, 'correction', corrected_output => 'mine')", (own,))
