@@ -200,11 +200,19 @@ def _label_campaign(conn: psycopg.Connection, ids: dict[tuple[int, int], int],
     return len(rows)
 
 
-def _drain_judges(dsn: str) -> int:
+def _drain_judges(conn: psycopg.Connection, dsn: str) -> int:
+    """Runs a worker until the queue is empty; returns the judge's verdicts on the demo's traces."""
     from dbflywheel.worker import Worker
 
-    stats = asyncio.run(Worker(dsn, once=True, concurrency=16).run())
-    return int(stats.done)
+    asyncio.run(Worker(dsn, once=True, concurrency=16).run())
+    row = conn.execute(
+        """SELECT count(*) FROM flywheel.validation_results r
+           JOIN flywheel.validators v ON v.id = r.validator_id AND v.name = %s
+           JOIN flywheel.traces t ON t.id = r.trace_id AND t.user_id = %s""",
+        (JUDGE, DEMO_USER),
+    ).fetchone()
+    conn.commit()
+    return int(row[0]) if row else 0
 
 
 def _refresh_metrics(conn: psycopg.Connection) -> None:
@@ -302,7 +310,7 @@ def run_demo(dsn: str, *, report_dir: Path = Path("report"), seed: int = 7, cons
             conn.commit()
             summary.labels = _label_campaign(conn, ids, record, rng)
             task = progress.add_task("the worker drains the judge queue", total=None)
-            summary.judged = _drain_judges(dsn)
+            summary.judged = _drain_judges(conn, dsn)
             progress.update(task, total=summary.judged, completed=summary.judged)
             task = progress.add_task("metrics refresh", total=1)
             _refresh_metrics(conn)
