@@ -756,7 +756,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:144c08352adf'] = importlib.import_module
+GD['dbflywheel:0.1.0:17e56f1292a3'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -2267,6 +2267,29 @@ _DATE = re.compile(r"^\d{4}[-./]\d{1,2}[-./]\d{1,2}$|^\d{1,2}[-./]\d{1,2}[-./]\d
 _NOT_DIGITS = re.compile(r"\D")
 _DIGIT_BOUNDED = ("ssn",)
 _GROUP = re.compile(r"\d+")
+# What each category's pattern cannot match without (a necessary condition, so skipping a
+# category whose check fails changes nothing): ids, ticket and order numbers, times and prices
+# then skip the re2 scans they would otherwise each pay for.
+_MAYBE_PATTERNS = {
+    "iban": r"[A-Z]{2}\d{2}",
+    "card": r"\d(?:[ -]?\d){12}",
+    "ssn": r"\d{3}-\d{2}-\d{4}",
+    "ip": r"\d\.\d{1,3}\.\d{1,3}\.\d",
+    "phone": r"\d\d[ .-]\d\d",
+}
+_MAYBE = {name: re.compile(p) for name, p in _MAYBE_PATTERNS.items()}
+# All of them in one linear re2 pass, called without the wrapper's match objects (the common
+# text, with no personal data, stops here).
+_ANY_DIGITS = re2.compile(_DIGITS.pattern)
+_ANY_MAYBE = re2.compile("|".join(f"(?:{p})" for p in _MAYBE_PATTERNS.values()))
+
+
+def _found(regex: Any, text: str) -> bool:
+    try:
+        encoded = text.encode()
+        return bool(regex._regexp.Match(re2._Anchor.UNANCHORED, encoded, 0, len(encoded))[0][0] >= 0)
+    except AttributeError:  # another google-re2 version: the public API
+        return regex.search(text) is not None
 
 
 def _cards(text: str, start: int, end: int) -> list[tuple[int, int]]:
@@ -2329,11 +2352,14 @@ def find(text: str | None) -> list[tuple[int, int, str]]:
     if not text:
         return []
     has_at = "@" in text
-    if not has_at and _DIGITS.search(text) is None:
+    if not has_at and not (_found(_ANY_DIGITS, text) and _found(_ANY_MAYBE, text)):
         return []
     taken: list[tuple[int, int, str]] = []
     for category in CATEGORIES:
         if category == "email" and not has_at:
+            continue
+        maybe = _MAYBE.get(category)
+        if maybe is not None and maybe.search(text) is None:
             continue
         for m in _COMPILED[category].finditer(text):
             if category == "card":
@@ -3019,10 +3045,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:144c08352adf')
+_import = GD.get('dbflywheel:0.1.0:17e56f1292a3')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:144c08352adf']
+    _import = GD['dbflywheel:0.1.0:17e56f1292a3']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -3078,10 +3104,10 @@ CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config te
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:144c08352adf')
+_import = GD.get('dbflywheel:0.1.0:17e56f1292a3')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:144c08352adf']
+    _import = GD['dbflywheel:0.1.0:17e56f1292a3']
 return _import('validators_runtime').check_config(plpy, kind, config, applies_to)
 $python$;
 
@@ -3229,10 +3255,10 @@ CREATE OR REPLACE FUNCTION flywheel._evaluate(
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:144c08352adf')
+_import = GD.get('dbflywheel:0.1.0:17e56f1292a3')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:144c08352adf']
+    _import = GD['dbflywheel:0.1.0:17e56f1292a3']
 return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas)
 $python$;
 
@@ -3440,10 +3466,10 @@ CREATE OR REPLACE FUNCTION flywheel.redact_pii(input text) RETURNS text
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:144c08352adf')
+_import = GD.get('dbflywheel:0.1.0:17e56f1292a3')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:144c08352adf']
+    _import = GD['dbflywheel:0.1.0:17e56f1292a3']
 return _import('validators_pii').redact_pii(plpy, input)
 $python$;
 
@@ -4168,10 +4194,10 @@ LANGUAGE plpython3u STABLE
 SECURITY DEFINER  -- readers see the ranking (aggregates), not the traces behind it
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:144c08352adf')
+_import = GD.get('dbflywheel:0.1.0:17e56f1292a3')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:144c08352adf']
+    _import = GD['dbflywheel:0.1.0:17e56f1292a3']
 return _import('judges_ranking').ranking(plpy)
 $python$;
 
@@ -4217,10 +4243,10 @@ RETURNS TABLE (ordinality integer, embedding text, input_key uuid, error text)
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:144c08352adf')
+_import = GD.get('dbflywheel:0.1.0:17e56f1292a3')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:144c08352adf']
+    _import = GD['dbflywheel:0.1.0:17e56f1292a3']
 return _import('fewshot_embedder').embed_rows(plpy, embedder, texts)
 $python$;
 
@@ -4229,10 +4255,10 @@ CREATE OR REPLACE FUNCTION flywheel._input_key(text text) RETURNS uuid
 LANGUAGE plpython3u IMMUTABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:144c08352adf')
+_import = GD.get('dbflywheel:0.1.0:17e56f1292a3')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:144c08352adf']
+    _import = GD['dbflywheel:0.1.0:17e56f1292a3']
 return _import('fewshot_embedder').normalize_key(plpy, text)
 $python$;
 
@@ -4248,10 +4274,10 @@ RETURNS integer
 LANGUAGE plpython3u SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:144c08352adf')
+_import = GD.get('dbflywheel:0.1.0:17e56f1292a3')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:144c08352adf']
+    _import = GD['dbflywheel:0.1.0:17e56f1292a3']
 return _import('fewshot_store').embed_traces(plpy, embedder, trace_ids, apps, inputs)
 $python$;
 
@@ -4263,10 +4289,10 @@ CREATE OR REPLACE FUNCTION flywheel._embed_new_traces() RETURNS trigger
 LANGUAGE plpython3u SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:144c08352adf')
+_import = GD.get('dbflywheel:0.1.0:17e56f1292a3')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:144c08352adf']
+    _import = GD['dbflywheel:0.1.0:17e56f1292a3']
 return _import('fewshot_store').embed_new_traces(plpy, TD)
 $python$;
 
@@ -5150,10 +5176,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:144c08352adf')
+_import = GD.get('dbflywheel:0.1.0:17e56f1292a3')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:144c08352adf']
+    _import = GD['dbflywheel:0.1.0:17e56f1292a3']
 return _import('metrics_cron').sql_previous_fire(plpy, schedule, at_epoch)
 $python$;
 
@@ -5162,10 +5188,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:144c08352adf')
+_import = GD.get('dbflywheel:0.1.0:17e56f1292a3')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:144c08352adf']
+    _import = GD['dbflywheel:0.1.0:17e56f1292a3']
 return _import('metrics_cron').sql_period(plpy, schedule, at_epoch)
 $python$;
 
@@ -5927,10 +5953,10 @@ RETURNS TABLE (feature text, reference_n integer, current_n integer,
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:144c08352adf')
+_import = GD.get('dbflywheel:0.1.0:17e56f1292a3')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:144c08352adf']
+    _import = GD['dbflywheel:0.1.0:17e56f1292a3']
 return _import('metrics_drift').drift(plpy, feature, reference, current)
 $python$;
 
@@ -6082,10 +6108,10 @@ RETURNS TABLE (metric text, variant text, n bigint, value double precision, base
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:144c08352adf')
+_import = GD.get('dbflywheel:0.1.0:17e56f1292a3')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:144c08352adf']
+    _import = GD['dbflywheel:0.1.0:17e56f1292a3']
 return _import('metrics_experiments').results(plpy, experiment, confidence)
 $python$;
 
