@@ -713,6 +713,38 @@ $migration_body$;
 END
 $migration$;
 
+-- migration 0500-insert-path.sql
+DO $migration$
+DECLARE
+    _applied text;
+BEGIN
+    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name = '0500-insert-path.sql';
+    IF _applied IS NULL THEN
+        EXECUTE $migration_body$-- A cheaper insert path (issue 3's performance targets): every trace writes about six
+-- validation_results rows, so each index on that table is paid six times per trace.
+
+-- Nothing looks a result up by its surrogate id (readers go by trace, or by validator and
+-- time); the column stays, filled from its sequence, as a stable tie-breaker, but its unique
+-- index is no longer maintained on every insert (~0.7 ms of CPU per 100 traces).
+ALTER TABLE flywheel.validation_results DROP CONSTRAINT validation_results_pkey;
+
+-- Every trace's embedding named its embedder through a foreign key: a KEY SHARE lock on the
+-- one active embedders row per embedding, so concurrent inserting transactions shared that
+-- row through a MultiXact and embed_backlog()'s FOR UPDATE of it stalled every insert. The
+-- embedder comes from the registry the trigger has just read; deleting an embedder deletes its
+-- embeddings as before (sql/500-insert-path.sql, trigger embedders_delete_embeddings).
+ALTER TABLE flywheel.embeddings DROP CONSTRAINT embeddings_embedder_fkey;
+$migration_body$;
+        INSERT INTO flywheel._migrations (name, checksum, version)
+        VALUES ('0500-insert-path.sql', '322e9da9a278d5263f71e8bc41935984e2b1e3cdee57dc4c9a6f5e1371556c53', '0.1.0');
+    ELSIF _applied <> '322e9da9a278d5263f71e8bc41935984e2b1e3cdee57dc4c9a6f5e1371556c53' THEN
+        RAISE EXCEPTION 'migration % was changed after it was applied', '0500-insert-path.sql'
+            USING HINT = 'an applied migration is never edited: restore migrations/'
+                || '0500-insert-path.sql' || ' and put the change in a new numbered migration';
+    END IF;
+END
+$migration$;
+
 CREATE OR REPLACE FUNCTION flywheel.version() RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path TO pg_catalog, pg_temp
@@ -756,7 +788,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:17e56f1292a3'] = importlib.import_module
+GD['dbflywheel:0.1.0:5c01ca92e0f5'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -963,7 +995,8 @@ def normalize_key(plpy: Any, text: str | None) -> str | None:
     return input_key(text)
 $pysrc$),
     ('fewshot_store', $pysrc$"""Stores embeddings from inside the database: the statement-level trigger on flywheel.traces
-and the background re-embed both come here, one call per statement or batch."""
+(flywheel._embed_new_traces) and the background re-embed both come here, one call per statement
+or batch."""
 
 from __future__ import annotations
 
@@ -1016,37 +1049,6 @@ def embed_traces(plpy: Any, embedder: str, trace_ids: list[int], apps: list[str]
         except Exception as again:
             plpy.warning(f"dbflywheel: could not embed or record {len(trace_ids)} trace(s): {again}")
         return 0
-
-
-def embed_new_traces(plpy: Any, TD: Any) -> None:  # noqa: N803 - PL/Python's name for the trigger data
-    """AFTER INSERT ... FOR EACH STATEMENT on flywheel.traces (transition table new_traces)."""
-    try:
-        embedders = plpy.execute(_plan(plpy, "embedders", """
-            SELECT name, runs_in FROM flywheel.embedders
-            WHERE state IN ('active', 'building') AND runs_in <> 'application'""", []))
-        if not embedders:
-            return None
-        batch = plpy.execute(
-            "SELECT array_agg(id) AS ids, array_agg(app) AS apps, array_agg(input) AS inputs"
-            " FROM new_traces WHERE input IS NOT NULL")[0]
-    except Exception as e:
-        plpy.warning(f"dbflywheel: could not read the new traces to embed: {e}")
-        return None
-    if batch["ids"] is None:
-        return None
-    for embedder in embedders:
-        if embedder["runs_in"] == "database":
-            embed_traces(plpy, embedder["name"], batch["ids"], batch["apps"], batch["inputs"])
-            continue
-        try:
-            with plpy.subtransaction():
-                plpy.execute(_plan(plpy, "worker", """
-                    INSERT INTO flywheel.embedding_backlog (trace_id, embedder, reason)
-                    SELECT i, $2, 'worker' FROM unnest($1::bigint[]) i ON CONFLICT DO NOTHING""",
-                    ["bigint[]", "text"]), [batch["ids"], embedder["name"]])
-        except Exception as e:
-            plpy.warning(f"dbflywheel: could not queue {len(batch['ids'])} trace(s) for {embedder['name']}: {e}")
-    return None
 $pysrc$),
     ('judges_ranking', $pysrc$"""Bradley-Terry scores of models, prompt versions and variants from pairwise verdicts."""
 
@@ -3045,10 +3047,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:17e56f1292a3')
+_import = GD.get('dbflywheel:0.1.0:5c01ca92e0f5')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:17e56f1292a3']
+    _import = GD['dbflywheel:0.1.0:5c01ca92e0f5']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -3104,10 +3106,10 @@ CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config te
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:17e56f1292a3')
+_import = GD.get('dbflywheel:0.1.0:5c01ca92e0f5')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:17e56f1292a3']
+    _import = GD['dbflywheel:0.1.0:5c01ca92e0f5']
 return _import('validators_runtime').check_config(plpy, kind, config, applies_to)
 $python$;
 
@@ -3255,10 +3257,10 @@ CREATE OR REPLACE FUNCTION flywheel._evaluate(
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:17e56f1292a3')
+_import = GD.get('dbflywheel:0.1.0:5c01ca92e0f5')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:17e56f1292a3']
+    _import = GD['dbflywheel:0.1.0:5c01ca92e0f5']
 return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas)
 $python$;
 
@@ -3466,10 +3468,10 @@ CREATE OR REPLACE FUNCTION flywheel.redact_pii(input text) RETURNS text
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:17e56f1292a3')
+_import = GD.get('dbflywheel:0.1.0:5c01ca92e0f5')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:17e56f1292a3']
+    _import = GD['dbflywheel:0.1.0:5c01ca92e0f5']
 return _import('validators_pii').redact_pii(plpy, input)
 $python$;
 
@@ -4194,10 +4196,10 @@ LANGUAGE plpython3u STABLE
 SECURITY DEFINER  -- readers see the ranking (aggregates), not the traces behind it
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:17e56f1292a3')
+_import = GD.get('dbflywheel:0.1.0:5c01ca92e0f5')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:17e56f1292a3']
+    _import = GD['dbflywheel:0.1.0:5c01ca92e0f5']
 return _import('judges_ranking').ranking(plpy)
 $python$;
 
@@ -4243,10 +4245,10 @@ RETURNS TABLE (ordinality integer, embedding text, input_key uuid, error text)
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:17e56f1292a3')
+_import = GD.get('dbflywheel:0.1.0:5c01ca92e0f5')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:17e56f1292a3']
+    _import = GD['dbflywheel:0.1.0:5c01ca92e0f5']
 return _import('fewshot_embedder').embed_rows(plpy, embedder, texts)
 $python$;
 
@@ -4255,10 +4257,10 @@ CREATE OR REPLACE FUNCTION flywheel._input_key(text text) RETURNS uuid
 LANGUAGE plpython3u IMMUTABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:17e56f1292a3')
+_import = GD.get('dbflywheel:0.1.0:5c01ca92e0f5')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:17e56f1292a3']
+    _import = GD['dbflywheel:0.1.0:5c01ca92e0f5']
 return _import('fewshot_embedder').normalize_key(plpy, text)
 $python$;
 
@@ -4274,27 +4276,49 @@ RETURNS integer
 LANGUAGE plpython3u SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:17e56f1292a3')
+_import = GD.get('dbflywheel:0.1.0:5c01ca92e0f5')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:17e56f1292a3']
+    _import = GD['dbflywheel:0.1.0:5c01ca92e0f5']
 return _import('fewshot_store').embed_traces(plpy, embedder, trace_ids, apps, inputs)
 $python$;
 
 -- AFTER INSERT, once per statement: one PL/Python call embeds the inputs of all new traces
 -- (transition table new_traces) with every in-database embedder in use, and queues them for
 -- worker embedders. Whatever goes wrong is recorded in the backlog, never raised into the
--- application's INSERT.
+-- application's INSERT. PL/pgSQL, so that its two reads are planned once per session (a
+-- PL/Python trigger parsed and planned its read of new_traces on every INSERT).
 CREATE OR REPLACE FUNCTION flywheel._embed_new_traces() RETURNS trigger
-LANGUAGE plpython3u SECURITY DEFINER
-SET search_path FROM CURRENT
-AS $python$
-_import = GD.get('dbflywheel:0.1.0:17e56f1292a3')
-if _import is None:
-    plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:17e56f1292a3']
-return _import('fewshot_store').embed_new_traces(plpy, TD)
-$python$;
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _embedder record;
+    _ids bigint[];
+    _apps text[];
+    _inputs text[];
+BEGIN
+    FOR _embedder IN SELECT e.name, e.runs_in FROM flywheel.embedders e
+                     WHERE e.state IN ('active', 'building') AND e.runs_in <> 'application' ORDER BY e.name LOOP
+        IF _ids IS NULL THEN
+            SELECT array_agg(t.id), array_agg(t.app), array_agg(t.input) INTO _ids, _apps, _inputs
+            FROM new_traces t WHERE t.input IS NOT NULL;
+            EXIT WHEN _ids IS NULL;
+        END IF;
+        IF _embedder.runs_in = 'database' THEN
+            PERFORM flywheel._embed_traces(_embedder.name, _ids, _apps, _inputs);  -- records its own failures
+        ELSE
+            BEGIN
+                INSERT INTO flywheel.embedding_backlog (trace_id, embedder, reason)
+                SELECT i, _embedder.name, 'worker' FROM unnest(_ids) i ON CONFLICT DO NOTHING;
+            EXCEPTION WHEN OTHERS THEN
+                RAISE WARNING 'dbflywheel: could not queue % trace(s) for %: %', cardinality(_ids), _embedder.name, SQLERRM;
+            END;
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
 
 CREATE OR REPLACE TRIGGER traces_embed AFTER INSERT ON flywheel.traces
     REFERENCING NEW TABLE AS new_traces
@@ -5176,10 +5200,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:17e56f1292a3')
+_import = GD.get('dbflywheel:0.1.0:5c01ca92e0f5')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:17e56f1292a3']
+    _import = GD['dbflywheel:0.1.0:5c01ca92e0f5']
 return _import('metrics_cron').sql_previous_fire(plpy, schedule, at_epoch)
 $python$;
 
@@ -5188,10 +5212,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:17e56f1292a3')
+_import = GD.get('dbflywheel:0.1.0:5c01ca92e0f5')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:17e56f1292a3']
+    _import = GD['dbflywheel:0.1.0:5c01ca92e0f5']
 return _import('metrics_cron').sql_period(plpy, schedule, at_epoch)
 $python$;
 
@@ -5953,10 +5977,10 @@ RETURNS TABLE (feature text, reference_n integer, current_n integer,
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:17e56f1292a3')
+_import = GD.get('dbflywheel:0.1.0:5c01ca92e0f5')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:17e56f1292a3']
+    _import = GD['dbflywheel:0.1.0:5c01ca92e0f5']
 return _import('metrics_drift').drift(plpy, feature, reference, current)
 $python$;
 
@@ -6108,10 +6132,10 @@ RETURNS TABLE (metric text, variant text, n bigint, value double precision, base
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:17e56f1292a3')
+_import = GD.get('dbflywheel:0.1.0:5c01ca92e0f5')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:17e56f1292a3']
+    _import = GD['dbflywheel:0.1.0:5c01ca92e0f5']
 return _import('metrics_experiments').results(plpy, experiment, confidence)
 $python$;
 
@@ -6413,6 +6437,24 @@ GRANT EXECUTE ON FUNCTION flywheel.assign_variant(text, text) TO flywheel_app;
 -- Views run the functions they call with the reader's rights.
 GRANT EXECUTE ON FUNCTION flywheel._pg_cron_installed(), flywheel._cron_previous_fire(text, timestamptz),
     flywheel._cron_previous_fire_epoch(text, double precision) TO flywheel_reader;
+
+-- 500-insert-path.sql
+-- The insert path's bookkeeping that replaced foreign keys (migrations/0500-insert-path.sql).
+
+-- What the foreign key's ON DELETE CASCADE from embeddings to embedders did.
+CREATE OR REPLACE FUNCTION flywheel._delete_embedder_embeddings() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM flywheel.embeddings e USING old_embedders o WHERE e.embedder = o.name;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER embedders_delete_embeddings AFTER DELETE ON flywheel.embedders
+    REFERENCING OLD TABLE AS old_embedders
+    FOR EACH STATEMENT EXECUTE FUNCTION flywheel._delete_embedder_embeddings();
 
 -- 900-privileges.sql
 -- Privileges, last step, after every object exists: the admin may do everything, and
