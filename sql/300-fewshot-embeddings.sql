@@ -87,10 +87,21 @@ AS $$
 #variable_conflict use_variable
 DECLARE
     _state text;
+    _runs_in text;
 BEGIN
-    SELECT e.state INTO _state FROM flywheel.embedders e WHERE e.name = set_embedder.name;
-    IF _state = 'active' THEN
+    SELECT e.state, e.runs_in INTO _state, _runs_in FROM flywheel.embedders e WHERE e.name = set_embedder.name;
+    IF _state = 'active' AND _runs_in = runs_in THEN
         RETURN format('%s is already the active embedder', name);
+    END IF;
+    -- The active embedder moved (same vectors, nothing to back-fill): 'worker' takes it out of
+    -- the insert path (each INSERT then queues its traces in the backlog, and `dbflywheel embed`
+    -- or, back in the database, embed_backlog() fills their vectors in), 'database' brings it back.
+    IF _state = 'active' THEN
+        IF runs_in NOT IN ('database', 'worker') THEN
+            RAISE EXCEPTION 'set_embedder: the active embedder runs in the database or a worker, not %', runs_in;
+        END IF;
+        UPDATE flywheel.embedders e SET runs_in = set_embedder.runs_in WHERE e.name = set_embedder.name;
+        RETURN format('%s (active) now runs in the %s', name, runs_in);
     END IF;
     IF EXISTS (SELECT 1 FROM flywheel.embedders e WHERE e.state = 'building' AND e.name <> set_embedder.name) THEN
         RAISE EXCEPTION 'set_embedder: another embedder is still being back-filled'

@@ -58,18 +58,24 @@ def _setup(dsn: str) -> list[str]:
 
 
 TRIGGERS = {"validators": "validate_inserted_traces", "embedder": "traces_embed"}
+WORKER = "traces, validators + embedder in a worker (set_embedder(name, 'worker'))"
 CONFIGS = (  # label, table, the triggers on (None: a plain table)
     ("plain table", "public.bench_plain", None),
     ("traces, no triggers", "flywheel.traces", ()),
     ("traces, validators only", "flywheel.traces", ("validators",)),
     ("traces, embedder only", "flywheel.traces", ("embedder",)),
     ("traces, validators + embedder (as installed)", "flywheel.traces", ("validators", "embedder")),
+    # The setting that takes the embedder out of the insert path: each INSERT only queues its
+    # traces in the backlog for `dbflywheel embed` (not running here: the insert path alone).
+    (WORKER, "flywheel.traces", ("validators", "embedder")),
 )
 
 
-def _triggers(db: psycopg.Connection, on: tuple[str, ...]) -> None:
+def _triggers(db: psycopg.Connection, on: tuple[str, ...], label: str = "") -> None:
     for key, name in TRIGGERS.items():
         db.execute(f"ALTER TABLE flywheel.traces {'ENABLE' if key in on else 'DISABLE'} TRIGGER {name}")
+    db.execute("SELECT flywheel.set_embedder(flywheel._active_embedder(), %s)",
+               ("worker" if label == WORKER else "database",))
 
 
 def _statement(table: str, rows: int) -> str:
@@ -116,7 +122,7 @@ def _cpu_breakdown(ctx: Context) -> dict[tuple[int, str], float] | None:
             for rows, calls in ((1, 40 if ctx.quick else 300), (100, 5 if ctx.quick else 40)):
                 for label, table, on in CONFIGS:
                     if on is not None:
-                        _triggers(db, on)
+                        _triggers(db, on, label)
                     out[(rows, label)] = _cpu_per_call(db, pid, _statement(table, rows), calls)
                 # The two computations alone, over the last traces the benchmark inserted.
                 db.execute("DROP TABLE IF EXISTS pg_temp.bench_batch")
@@ -139,7 +145,7 @@ def run(ctx: Context) -> str:
                 for _ in range(rounds):
                     for label, table, on in CONFIGS:
                         if on is not None:
-                            _triggers(db, on)
+                            _triggers(db, on, label)
                         tps = ctx.pgbench(script(table, rows), clients=CLIENTS, seconds=seconds)
                         rates.setdefault((rows, label), []).append(tps * rows)
         finally:
@@ -162,7 +168,7 @@ def run(ctx: Context) -> str:
                       f"{ratio:.2f}x"]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     for rows in (1, 100):
-        ratio = median[(rows, CONFIGS[-1][0])] / median[(rows, "plain table")]
+        ratio = median[(rows, CONFIGS[4][0])] / median[(rows, "plain table")]
         verdict = "met" if ratio >= TARGETS[rows] else "missed"
         lines.append("")
         lines.append(f"Target for {rows} row(s) per INSERT (issue 3, default validators; here with the embedder too): "

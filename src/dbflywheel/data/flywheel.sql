@@ -734,10 +734,24 @@ ALTER TABLE flywheel.validation_results DROP CONSTRAINT validation_results_pkey;
 -- embedder comes from the registry the trigger has just read; deleting an embedder deletes its
 -- embeddings as before (sql/500-insert-path.sql, trigger embedders_delete_embeddings).
 ALTER TABLE flywheel.embeddings DROP CONSTRAINT embeddings_embedder_fkey;
+
+-- The btree on (validator_id, created_at) cost ~1.4 ms per 100 traces (six entries each, eight
+-- insertion points). What it served: a validator's results over a time window (drift,
+-- sample_for_labeling) and an LLM judge's results (judges' progress). Results arrive in
+-- created_at order, so a BRIN index finds a window for next to nothing on insert (reading every
+-- validator's rows in it, about eight times the rows of one); the judges' rows, written off the
+-- insert path, keep a btree of their own.
+DROP INDEX flywheel.validation_results_validator_created_at;
+CREATE INDEX validation_results_created_at ON flywheel.validation_results USING brin (created_at);
+CREATE INDEX validation_results_judged_validator_created_at
+    ON flywheel.validation_results (validator_id, created_at) WHERE judged_by <> 'code';
+
+-- The same for the backlog, which an embedder that runs in a worker fills on every insert.
+ALTER TABLE flywheel.embedding_backlog DROP CONSTRAINT embedding_backlog_embedder_fkey;
 $migration_body$;
         INSERT INTO flywheel._migrations (name, checksum, version)
-        VALUES ('0500-insert-path.sql', '322e9da9a278d5263f71e8bc41935984e2b1e3cdee57dc4c9a6f5e1371556c53', '0.1.0');
-    ELSIF _applied <> '322e9da9a278d5263f71e8bc41935984e2b1e3cdee57dc4c9a6f5e1371556c53' THEN
+        VALUES ('0500-insert-path.sql', '3e3280504fb2cc0ebd5ba53d1186f22a65a4023445e7cf3faddc0859475f134b', '0.1.0');
+    ELSIF _applied <> '3e3280504fb2cc0ebd5ba53d1186f22a65a4023445e7cf3faddc0859475f134b' THEN
         RAISE EXCEPTION 'migration % was changed after it was applied', '0500-insert-path.sql'
             USING HINT = 'an applied migration is never edited: restore migrations/'
                 || '0500-insert-path.sql' || ' and put the change in a new numbered migration';
@@ -4336,10 +4350,21 @@ AS $$
 #variable_conflict use_variable
 DECLARE
     _state text;
+    _runs_in text;
 BEGIN
-    SELECT e.state INTO _state FROM flywheel.embedders e WHERE e.name = set_embedder.name;
-    IF _state = 'active' THEN
+    SELECT e.state, e.runs_in INTO _state, _runs_in FROM flywheel.embedders e WHERE e.name = set_embedder.name;
+    IF _state = 'active' AND _runs_in = runs_in THEN
         RETURN format('%s is already the active embedder', name);
+    END IF;
+    -- The active embedder moved (same vectors, nothing to back-fill): 'worker' takes it out of
+    -- the insert path (each INSERT then queues its traces in the backlog, and `dbflywheel embed`
+    -- or, back in the database, embed_backlog() fills their vectors in), 'database' brings it back.
+    IF _state = 'active' THEN
+        IF runs_in NOT IN ('database', 'worker') THEN
+            RAISE EXCEPTION 'set_embedder: the active embedder runs in the database or a worker, not %', runs_in;
+        END IF;
+        UPDATE flywheel.embedders e SET runs_in = set_embedder.runs_in WHERE e.name = set_embedder.name;
+        RETURN format('%s (active) now runs in the %s', name, runs_in);
     END IF;
     IF EXISTS (SELECT 1 FROM flywheel.embedders e WHERE e.state = 'building' AND e.name <> set_embedder.name) THEN
         RAISE EXCEPTION 'set_embedder: another embedder is still being back-filled'
@@ -6441,13 +6466,14 @@ GRANT EXECUTE ON FUNCTION flywheel._pg_cron_installed(), flywheel._cron_previous
 -- 500-insert-path.sql
 -- The insert path's bookkeeping that replaced foreign keys (migrations/0500-insert-path.sql).
 
--- What the foreign key's ON DELETE CASCADE from embeddings to embedders did.
+-- What the foreign keys' ON DELETE CASCADE from embeddings and the backlog to embedders did.
 CREATE OR REPLACE FUNCTION flywheel._delete_embedder_embeddings() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path TO pg_catalog, pg_temp
 AS $$
 BEGIN
     DELETE FROM flywheel.embeddings e USING old_embedders o WHERE e.embedder = o.name;
+    DELETE FROM flywheel.embedding_backlog b USING old_embedders o WHERE b.embedder = o.name;
     RETURN NULL;
 END
 $$;
