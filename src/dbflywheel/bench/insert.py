@@ -185,15 +185,16 @@ def run(ctx: Context) -> str:
         for label, _, _ in CONFIGS:
             lines.append(f"| {label} | {cpu[(1, label)]:.3f} | {cpu[(100, label)]:.2f} |")
         none, val, emb = CONFIGS[1][0], CONFIGS[2][0], CONFIGS[3][0]
-        for rows_label, key in (("the table itself (no triggers - plain)", None),):
-            lines.append(f"| = {rows_label} | {cpu[(1, none)] - cpu[(1, 'plain table')]:.3f} "
-                         f"| {cpu[(100, none)] - cpu[(100, 'plain table')]:.2f} |")
-        for name, label, comp in (("validators'", val, "evaluate"), ("embedder's", emb, "embed")):
+        lines.append(f"| = the table itself (no triggers - plain) | {cpu[(1, none)] - cpu[(1, 'plain table')]:.3f} "
+                     f"| {cpu[(100, none)] - cpu[(100, 'plain table')]:.2f} |")
+        parts = (("validators'", val, "evaluate", "flywheel._evaluate", "results"),
+                 ("embedder's", emb, "embed", "flywheel._embed_texts", "vectors"))
+        for name, label, comp, function, written in parts:
             lines.append(f"| = the {name} trigger (only - none) | {cpu[(1, label)] - cpu[(1, none)]:.3f} "
                          f"| {cpu[(100, label)] - cpu[(100, none)]:.2f} |")
-            lines.append(f"| .. of which computing ({'flywheel._evaluate' if comp == 'evaluate' else 'flywheel._embed_texts'}"
-                         f" alone) | {cpu[(1, comp)]:.3f} | {cpu[(100, comp)]:.2f} |")
-            lines.append(f"| .. of which the rest (reading the batch, writing {'results' if comp == 'evaluate' else 'vectors'}) "
+            lines.append(f"| .. of which computing ({function} alone) "
+                         f"| {cpu[(1, comp)]:.3f} | {cpu[(100, comp)]:.2f} |")
+            lines.append(f"| .. of which the rest (reading the batch, writing {written}) "
                          f"| {cpu[(1, label)] - cpu[(1, none)] - cpu[(1, comp)]:.3f} "
                          f"| {cpu[(100, label)] - cpu[(100, none)] - cpu[(100, comp)]:.2f} |")
     return "\n".join(lines)

@@ -802,7 +802,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:5c01ca92e0f5'] = importlib.import_module
+GD['dbflywheel:0.1.0:03decd22b86b'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -2612,7 +2612,18 @@ def _element(x: Any) -> str:
 
 
 def _text_array(items: list[Any]) -> str:
-    return "{" + ",".join(map(_element, items)) + "}"
+    # Statuses, names and labels repeat across a batch: quote each distinct value once.
+    quoted: dict[Any, str] = {}
+    out = []
+    for x in items:
+        if x is not None and type(x) is not str:  # 1 == 1.0 == True: only strings share a quoting
+            out.append(_element(x))
+            continue
+        q = quoted.get(x)
+        if q is None:
+            q = quoted[x] = _element(x)
+        out.append(q)
+    return "{" + ",".join(out) + "}"
 
 
 def _number_array(items: list[Any]) -> str:
@@ -2621,6 +2632,8 @@ def _number_array(items: list[Any]) -> str:
     return "{" + ",".join("NULL" if x is None else repr(x) for x in items) + "}"
 
 
+_ROW_KEYS = ("id", "app", "node", "node_type", "model", "prompt_version", "input", "output", "expected", "latency_ms",
+             "tokens_in", "tokens_out", "cost_usd", "metadata")
 _TEXT_COLUMNS = ("r_names", "r_statuses", "r_labels", "r_details")
 
 
@@ -2687,12 +2700,10 @@ def evaluate(plpy: Any, purpose: str, names: list[str] | None, ids: list[int | N
     try:
         n = len(ids or [])
         rows = [
-            {"id": ids[i], "app": apps[i], "node": nodes[i], "node_type": node_types[i], "model": models[i],  # type: ignore[index]
-             "prompt_version": prompt_versions[i], "input": inputs[i], "output": outputs[i],
-             "expected": expecteds[i], "latency_ms": latencies[i], "tokens_in": tokens_ins[i],
-             "tokens_out": tokens_outs[i], "cost_usd": costs[i], "metadata": metadatas[i]}
-            for i in range(n)
-        ]
+            dict(zip(_ROW_KEYS, values, strict=True))
+            for values in zip(ids or [], apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds,
+                              latencies, tokens_ins, tokens_outs, costs, metadatas, strict=True)
+        ] if n else []
         if not rows:
             return _as_literals(out)
         sampling = purpose in ("insert", "revalidate")
@@ -3061,10 +3072,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:5c01ca92e0f5')
+_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:5c01ca92e0f5']
+    _import = GD['dbflywheel:0.1.0:03decd22b86b']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -3120,10 +3131,10 @@ CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config te
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:5c01ca92e0f5')
+_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:5c01ca92e0f5']
+    _import = GD['dbflywheel:0.1.0:03decd22b86b']
 return _import('validators_runtime').check_config(plpy, kind, config, applies_to)
 $python$;
 
@@ -3271,10 +3282,10 @@ CREATE OR REPLACE FUNCTION flywheel._evaluate(
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:5c01ca92e0f5')
+_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:5c01ca92e0f5']
+    _import = GD['dbflywheel:0.1.0:03decd22b86b']
 return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas)
 $python$;
 
@@ -3482,10 +3493,10 @@ CREATE OR REPLACE FUNCTION flywheel.redact_pii(input text) RETURNS text
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:5c01ca92e0f5')
+_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:5c01ca92e0f5']
+    _import = GD['dbflywheel:0.1.0:03decd22b86b']
 return _import('validators_pii').redact_pii(plpy, input)
 $python$;
 
@@ -4210,10 +4221,10 @@ LANGUAGE plpython3u STABLE
 SECURITY DEFINER  -- readers see the ranking (aggregates), not the traces behind it
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:5c01ca92e0f5')
+_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:5c01ca92e0f5']
+    _import = GD['dbflywheel:0.1.0:03decd22b86b']
 return _import('judges_ranking').ranking(plpy)
 $python$;
 
@@ -4259,10 +4270,10 @@ RETURNS TABLE (ordinality integer, embedding text, input_key uuid, error text)
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:5c01ca92e0f5')
+_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:5c01ca92e0f5']
+    _import = GD['dbflywheel:0.1.0:03decd22b86b']
 return _import('fewshot_embedder').embed_rows(plpy, embedder, texts)
 $python$;
 
@@ -4271,10 +4282,10 @@ CREATE OR REPLACE FUNCTION flywheel._input_key(text text) RETURNS uuid
 LANGUAGE plpython3u IMMUTABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:5c01ca92e0f5')
+_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:5c01ca92e0f5']
+    _import = GD['dbflywheel:0.1.0:03decd22b86b']
 return _import('fewshot_embedder').normalize_key(plpy, text)
 $python$;
 
@@ -4290,10 +4301,10 @@ RETURNS integer
 LANGUAGE plpython3u SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:5c01ca92e0f5')
+_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:5c01ca92e0f5']
+    _import = GD['dbflywheel:0.1.0:03decd22b86b']
 return _import('fewshot_store').embed_traces(plpy, embedder, trace_ids, apps, inputs)
 $python$;
 
@@ -5225,10 +5236,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:5c01ca92e0f5')
+_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:5c01ca92e0f5']
+    _import = GD['dbflywheel:0.1.0:03decd22b86b']
 return _import('metrics_cron').sql_previous_fire(plpy, schedule, at_epoch)
 $python$;
 
@@ -5237,10 +5248,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:5c01ca92e0f5')
+_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:5c01ca92e0f5']
+    _import = GD['dbflywheel:0.1.0:03decd22b86b']
 return _import('metrics_cron').sql_period(plpy, schedule, at_epoch)
 $python$;
 
@@ -6002,10 +6013,10 @@ RETURNS TABLE (feature text, reference_n integer, current_n integer,
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:5c01ca92e0f5')
+_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:5c01ca92e0f5']
+    _import = GD['dbflywheel:0.1.0:03decd22b86b']
 return _import('metrics_drift').drift(plpy, feature, reference, current)
 $python$;
 
@@ -6157,10 +6168,10 @@ RETURNS TABLE (metric text, variant text, n bigint, value double precision, base
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:5c01ca92e0f5')
+_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:5c01ca92e0f5']
+    _import = GD['dbflywheel:0.1.0:03decd22b86b']
 return _import('metrics_experiments').results(plpy, experiment, confidence)
 $python$;
 
