@@ -11,6 +11,7 @@ computation inside the two triggers on their own (validators' evaluation, embedd
 
 from __future__ import annotations
 
+import os
 import statistics
 
 import psycopg
@@ -18,7 +19,7 @@ import psycopg
 from dbflywheel.bench import Context
 
 NAME = "insert"
-TITLE = "Trace INSERT throughput with the default validators"
+TITLE = "Trace INSERT throughput: the validators and the embedder in the insert path"
 CLIENTS = 4
 TARGETS = {1: 0.70, 100: 0.50}
 
@@ -137,6 +138,7 @@ def _cpu_breakdown(ctx: Context) -> dict[tuple[int, str], float] | None:
 
 def run(ctx: Context) -> str:
     validators = _setup(ctx.dsn)
+    load = os.getloadavg()[0]  # the machine is shared: say how busy it was
     seconds, rounds = (2, 1) if ctx.quick else (6, 3)
     rates: dict[tuple[int, str], list[float]] = {}
     with psycopg.connect(ctx.dsn, autocommit=True) as db:
@@ -155,6 +157,8 @@ def run(ctx: Context) -> str:
         f"pgbench, {CLIENTS} clients, {seconds} s per measurement, {rounds} round(s) in turns, median rows/s; "
         "each ratio is to the plain table of the same run.",
         f"Default validators enabled: {', '.join(validators)}. Embedder: the built-in one, in the insert path.",
+        f"Load average of the machine when the run started: {load:.1f} on {os.cpu_count()} cores (pgbench, the server "
+        "and whatever else runs here share them; the CPU table below is the steadier measure).",
         "",
         "| target | 1 row per INSERT | vs plain | 100 rows per INSERT | vs plain |",
         "|---|---|---|---|---|",
