@@ -1,5 +1,6 @@
 """Stores embeddings from inside the database: the statement-level trigger on flywheel.traces
-and the background re-embed both come here, one call per statement or batch."""
+(flywheel._embed_new_traces) and the background re-embed both come here, one call per statement
+or batch."""
 
 from __future__ import annotations
 
@@ -52,34 +53,3 @@ def embed_traces(plpy: Any, embedder: str, trace_ids: list[int], apps: list[str]
         except Exception as again:
             plpy.warning(f"dbflywheel: could not embed or record {len(trace_ids)} trace(s): {again}")
         return 0
-
-
-def embed_new_traces(plpy: Any, TD: Any) -> None:  # noqa: N803 - PL/Python's name for the trigger data
-    """AFTER INSERT ... FOR EACH STATEMENT on flywheel.traces (transition table new_traces)."""
-    try:
-        embedders = plpy.execute(_plan(plpy, "embedders", """
-            SELECT name, runs_in FROM flywheel.embedders
-            WHERE state IN ('active', 'building') AND runs_in <> 'application'""", []))
-        if not embedders:
-            return None
-        batch = plpy.execute(
-            "SELECT array_agg(id) AS ids, array_agg(app) AS apps, array_agg(input) AS inputs"
-            " FROM new_traces WHERE input IS NOT NULL")[0]
-    except Exception as e:
-        plpy.warning(f"dbflywheel: could not read the new traces to embed: {e}")
-        return None
-    if batch["ids"] is None:
-        return None
-    for embedder in embedders:
-        if embedder["runs_in"] == "database":
-            embed_traces(plpy, embedder["name"], batch["ids"], batch["apps"], batch["inputs"])
-            continue
-        try:
-            with plpy.subtransaction():
-                plpy.execute(_plan(plpy, "worker", """
-                    INSERT INTO flywheel.embedding_backlog (trace_id, embedder, reason)
-                    SELECT i, $2, 'worker' FROM unnest($1::bigint[]) i ON CONFLICT DO NOTHING""",
-                    ["bigint[]", "text"]), [batch["ids"], embedder["name"]])
-        except Exception as e:
-            plpy.warning(f"dbflywheel: could not queue {len(batch['ids'])} trace(s) for {embedder['name']}: {e}")
-    return None

@@ -181,7 +181,18 @@ def _element(x: Any) -> str:
 
 
 def _text_array(items: list[Any]) -> str:
-    return "{" + ",".join(map(_element, items)) + "}"
+    # Statuses, names and labels repeat across a batch: quote each distinct value once.
+    quoted: dict[Any, str] = {}
+    out = []
+    for x in items:
+        if x is not None and type(x) is not str:  # 1 == 1.0 == True: only strings share a quoting
+            out.append(_element(x))
+            continue
+        q = quoted.get(x)
+        if q is None:
+            q = quoted[x] = _element(x)
+        out.append(q)
+    return "{" + ",".join(out) + "}"
 
 
 def _number_array(items: list[Any]) -> str:
@@ -190,6 +201,8 @@ def _number_array(items: list[Any]) -> str:
     return "{" + ",".join("NULL" if x is None else repr(x) for x in items) + "}"
 
 
+_ROW_KEYS = ("id", "app", "node", "node_type", "model", "prompt_version", "input", "output", "expected", "latency_ms",
+             "tokens_in", "tokens_out", "cost_usd", "metadata")
 _TEXT_COLUMNS = ("r_names", "r_statuses", "r_labels", "r_details")
 
 
@@ -256,12 +269,10 @@ def evaluate(plpy: Any, purpose: str, names: list[str] | None, ids: list[int | N
     try:
         n = len(ids or [])
         rows = [
-            {"id": ids[i], "app": apps[i], "node": nodes[i], "node_type": node_types[i], "model": models[i],  # type: ignore[index]
-             "prompt_version": prompt_versions[i], "input": inputs[i], "output": outputs[i],
-             "expected": expecteds[i], "latency_ms": latencies[i], "tokens_in": tokens_ins[i],
-             "tokens_out": tokens_outs[i], "cost_usd": costs[i], "metadata": metadatas[i]}
-            for i in range(n)
-        ]
+            dict(zip(_ROW_KEYS, values, strict=True))
+            for values in zip(ids or [], apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds,
+                              latencies, tokens_ins, tokens_outs, costs, metadatas, strict=True)
+        ] if n else []
         if not rows:
             return _as_literals(out)
         sampling = purpose in ("insert", "revalidate")

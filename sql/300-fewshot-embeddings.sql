@@ -37,11 +37,39 @@ AS $python$ # plpython: fewshot_store.embed_traces $python$;
 -- AFTER INSERT, once per statement: one PL/Python call embeds the inputs of all new traces
 -- (transition table new_traces) with every in-database embedder in use, and queues them for
 -- worker embedders. Whatever goes wrong is recorded in the backlog, never raised into the
--- application's INSERT.
+-- application's INSERT. PL/pgSQL, so that its two reads are planned once per session (a
+-- PL/Python trigger parsed and planned its read of new_traces on every INSERT).
 CREATE OR REPLACE FUNCTION flywheel._embed_new_traces() RETURNS trigger
-LANGUAGE plpython3u SECURITY DEFINER
-SET search_path FROM CURRENT
-AS $python$ # plpython: fewshot_store.embed_new_traces $python$;
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _embedder record;
+    _ids bigint[];
+    _apps text[];
+    _inputs text[];
+BEGIN
+    FOR _embedder IN SELECT e.name, e.runs_in FROM flywheel.embedders e
+                     WHERE e.state IN ('active', 'building') AND e.runs_in <> 'application' ORDER BY e.name LOOP
+        IF _ids IS NULL THEN
+            SELECT array_agg(t.id), array_agg(t.app), array_agg(t.input) INTO _ids, _apps, _inputs
+            FROM new_traces t WHERE t.input IS NOT NULL;
+            EXIT WHEN _ids IS NULL;
+        END IF;
+        IF _embedder.runs_in = 'database' THEN
+            PERFORM flywheel._embed_traces(_embedder.name, _ids, _apps, _inputs);  -- records its own failures
+        ELSE
+            BEGIN
+                INSERT INTO flywheel.embedding_backlog (trace_id, embedder, reason)
+                SELECT i, _embedder.name, 'worker' FROM unnest(_ids) i ON CONFLICT DO NOTHING;
+            EXCEPTION WHEN OTHERS THEN
+                RAISE WARNING 'dbflywheel: could not queue % trace(s) for %: %', cardinality(_ids), _embedder.name, SQLERRM;
+            END;
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
 
 CREATE OR REPLACE TRIGGER traces_embed AFTER INSERT ON flywheel.traces
     REFERENCING NEW TABLE AS new_traces
@@ -59,10 +87,21 @@ AS $$
 #variable_conflict use_variable
 DECLARE
     _state text;
+    _runs_in text;
 BEGIN
-    SELECT e.state INTO _state FROM flywheel.embedders e WHERE e.name = set_embedder.name;
-    IF _state = 'active' THEN
+    SELECT e.state, e.runs_in INTO _state, _runs_in FROM flywheel.embedders e WHERE e.name = set_embedder.name;
+    IF _state = 'active' AND _runs_in = runs_in THEN
         RETURN format('%s is already the active embedder', name);
+    END IF;
+    -- The active embedder moved (same vectors, nothing to back-fill): 'worker' takes it out of
+    -- the insert path (each INSERT then queues its traces in the backlog, and `dbflywheel embed`
+    -- or, back in the database, embed_backlog() fills their vectors in), 'database' brings it back.
+    IF _state = 'active' THEN
+        IF runs_in NOT IN ('database', 'worker') THEN
+            RAISE EXCEPTION 'set_embedder: the active embedder runs in the database or a worker, not %', runs_in;
+        END IF;
+        UPDATE flywheel.embedders e SET runs_in = set_embedder.runs_in WHERE e.name = set_embedder.name;
+        RETURN format('%s (active) now runs in the %s', name, runs_in);
     END IF;
     IF EXISTS (SELECT 1 FROM flywheel.embedders e WHERE e.state = 'building' AND e.name <> set_embedder.name) THEN
         RAISE EXCEPTION 'set_embedder: another embedder is still being back-filled'

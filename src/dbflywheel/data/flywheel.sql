@@ -713,6 +713,52 @@ $migration_body$;
 END
 $migration$;
 
+-- migration 0500-insert-path.sql
+DO $migration$
+DECLARE
+    _applied text;
+BEGIN
+    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name = '0500-insert-path.sql';
+    IF _applied IS NULL THEN
+        EXECUTE $migration_body$-- A cheaper insert path (issue 3's performance targets): every trace writes about six
+-- validation_results rows, so each index on that table is paid six times per trace.
+
+-- Nothing looks a result up by its surrogate id (readers go by trace, or by validator and
+-- time); the column stays, filled from its sequence, as a stable tie-breaker, but its unique
+-- index is no longer maintained on every insert (~0.7 ms of CPU per 100 traces).
+ALTER TABLE flywheel.validation_results DROP CONSTRAINT validation_results_pkey;
+
+-- Every trace's embedding named its embedder through a foreign key: a KEY SHARE lock on the
+-- one active embedders row per embedding, so concurrent inserting transactions shared that
+-- row through a MultiXact and embed_backlog()'s FOR UPDATE of it stalled every insert. The
+-- embedder comes from the registry the trigger has just read; deleting an embedder deletes its
+-- embeddings as before (sql/500-insert-path.sql, trigger embedders_delete_embeddings).
+ALTER TABLE flywheel.embeddings DROP CONSTRAINT embeddings_embedder_fkey;
+
+-- The btree on (validator_id, created_at) cost ~1.4 ms per 100 traces (six entries each, eight
+-- insertion points). What it served: a validator's results over a time window (drift,
+-- sample_for_labeling) and an LLM judge's results (judges' progress). Results arrive in
+-- created_at order, so a BRIN index finds a window for next to nothing on insert (reading every
+-- validator's rows in it, about eight times the rows of one); the judges' rows, written off the
+-- insert path, keep a btree of their own.
+DROP INDEX flywheel.validation_results_validator_created_at;
+CREATE INDEX validation_results_created_at ON flywheel.validation_results USING brin (created_at);
+CREATE INDEX validation_results_judged_validator_created_at
+    ON flywheel.validation_results (validator_id, created_at) WHERE judged_by <> 'code';
+
+-- The same for the backlog, which an embedder that runs in a worker fills on every insert.
+ALTER TABLE flywheel.embedding_backlog DROP CONSTRAINT embedding_backlog_embedder_fkey;
+$migration_body$;
+        INSERT INTO flywheel._migrations (name, checksum, version)
+        VALUES ('0500-insert-path.sql', '3e3280504fb2cc0ebd5ba53d1186f22a65a4023445e7cf3faddc0859475f134b', '0.1.0');
+    ELSIF _applied <> '3e3280504fb2cc0ebd5ba53d1186f22a65a4023445e7cf3faddc0859475f134b' THEN
+        RAISE EXCEPTION 'migration % was changed after it was applied', '0500-insert-path.sql'
+            USING HINT = 'an applied migration is never edited: restore migrations/'
+                || '0500-insert-path.sql' || ' and put the change in a new numbered migration';
+    END IF;
+END
+$migration$;
+
 CREATE OR REPLACE FUNCTION flywheel.version() RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path TO pg_catalog, pg_temp
@@ -756,7 +802,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:144c08352adf'] = importlib.import_module
+GD['dbflywheel:0.1.0:03decd22b86b'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -963,7 +1009,8 @@ def normalize_key(plpy: Any, text: str | None) -> str | None:
     return input_key(text)
 $pysrc$),
     ('fewshot_store', $pysrc$"""Stores embeddings from inside the database: the statement-level trigger on flywheel.traces
-and the background re-embed both come here, one call per statement or batch."""
+(flywheel._embed_new_traces) and the background re-embed both come here, one call per statement
+or batch."""
 
 from __future__ import annotations
 
@@ -1016,37 +1063,6 @@ def embed_traces(plpy: Any, embedder: str, trace_ids: list[int], apps: list[str]
         except Exception as again:
             plpy.warning(f"dbflywheel: could not embed or record {len(trace_ids)} trace(s): {again}")
         return 0
-
-
-def embed_new_traces(plpy: Any, TD: Any) -> None:  # noqa: N803 - PL/Python's name for the trigger data
-    """AFTER INSERT ... FOR EACH STATEMENT on flywheel.traces (transition table new_traces)."""
-    try:
-        embedders = plpy.execute(_plan(plpy, "embedders", """
-            SELECT name, runs_in FROM flywheel.embedders
-            WHERE state IN ('active', 'building') AND runs_in <> 'application'""", []))
-        if not embedders:
-            return None
-        batch = plpy.execute(
-            "SELECT array_agg(id) AS ids, array_agg(app) AS apps, array_agg(input) AS inputs"
-            " FROM new_traces WHERE input IS NOT NULL")[0]
-    except Exception as e:
-        plpy.warning(f"dbflywheel: could not read the new traces to embed: {e}")
-        return None
-    if batch["ids"] is None:
-        return None
-    for embedder in embedders:
-        if embedder["runs_in"] == "database":
-            embed_traces(plpy, embedder["name"], batch["ids"], batch["apps"], batch["inputs"])
-            continue
-        try:
-            with plpy.subtransaction():
-                plpy.execute(_plan(plpy, "worker", """
-                    INSERT INTO flywheel.embedding_backlog (trace_id, embedder, reason)
-                    SELECT i, $2, 'worker' FROM unnest($1::bigint[]) i ON CONFLICT DO NOTHING""",
-                    ["bigint[]", "text"]), [batch["ids"], embedder["name"]])
-        except Exception as e:
-            plpy.warning(f"dbflywheel: could not queue {len(batch['ids'])} trace(s) for {embedder['name']}: {e}")
-    return None
 $pysrc$),
     ('judges_ranking', $pysrc$"""Bradley-Terry scores of models, prompt versions and variants from pairwise verdicts."""
 
@@ -2267,6 +2283,29 @@ _DATE = re.compile(r"^\d{4}[-./]\d{1,2}[-./]\d{1,2}$|^\d{1,2}[-./]\d{1,2}[-./]\d
 _NOT_DIGITS = re.compile(r"\D")
 _DIGIT_BOUNDED = ("ssn",)
 _GROUP = re.compile(r"\d+")
+# What each category's pattern cannot match without (a necessary condition, so skipping a
+# category whose check fails changes nothing): ids, ticket and order numbers, times and prices
+# then skip the re2 scans they would otherwise each pay for.
+_MAYBE_PATTERNS = {
+    "iban": r"[A-Z]{2}\d{2}",
+    "card": r"\d(?:[ -]?\d){12}",
+    "ssn": r"\d{3}-\d{2}-\d{4}",
+    "ip": r"\d\.\d{1,3}\.\d{1,3}\.\d",
+    "phone": r"\d\d[ .-]\d\d",
+}
+_MAYBE = {name: re.compile(p) for name, p in _MAYBE_PATTERNS.items()}
+# All of them in one linear re2 pass, called without the wrapper's match objects (the common
+# text, with no personal data, stops here).
+_ANY_DIGITS = re2.compile(_DIGITS.pattern)
+_ANY_MAYBE = re2.compile("|".join(f"(?:{p})" for p in _MAYBE_PATTERNS.values()))
+
+
+def _found(regex: Any, text: str) -> bool:
+    try:
+        encoded = text.encode()
+        return bool(regex._regexp.Match(re2._Anchor.UNANCHORED, encoded, 0, len(encoded))[0][0] >= 0)
+    except AttributeError:  # another google-re2 version: the public API
+        return regex.search(text) is not None
 
 
 def _cards(text: str, start: int, end: int) -> list[tuple[int, int]]:
@@ -2329,11 +2368,14 @@ def find(text: str | None) -> list[tuple[int, int, str]]:
     if not text:
         return []
     has_at = "@" in text
-    if not has_at and _DIGITS.search(text) is None:
+    if not has_at and not (_found(_ANY_DIGITS, text) and _found(_ANY_MAYBE, text)):
         return []
     taken: list[tuple[int, int, str]] = []
     for category in CATEGORIES:
         if category == "email" and not has_at:
+            continue
+        maybe = _MAYBE.get(category)
+        if maybe is not None and maybe.search(text) is None:
             continue
         for m in _COMPILED[category].finditer(text):
             if category == "card":
@@ -2570,7 +2612,18 @@ def _element(x: Any) -> str:
 
 
 def _text_array(items: list[Any]) -> str:
-    return "{" + ",".join(map(_element, items)) + "}"
+    # Statuses, names and labels repeat across a batch: quote each distinct value once.
+    quoted: dict[Any, str] = {}
+    out = []
+    for x in items:
+        if x is not None and type(x) is not str:  # 1 == 1.0 == True: only strings share a quoting
+            out.append(_element(x))
+            continue
+        q = quoted.get(x)
+        if q is None:
+            q = quoted[x] = _element(x)
+        out.append(q)
+    return "{" + ",".join(out) + "}"
 
 
 def _number_array(items: list[Any]) -> str:
@@ -2579,6 +2632,8 @@ def _number_array(items: list[Any]) -> str:
     return "{" + ",".join("NULL" if x is None else repr(x) for x in items) + "}"
 
 
+_ROW_KEYS = ("id", "app", "node", "node_type", "model", "prompt_version", "input", "output", "expected", "latency_ms",
+             "tokens_in", "tokens_out", "cost_usd", "metadata")
 _TEXT_COLUMNS = ("r_names", "r_statuses", "r_labels", "r_details")
 
 
@@ -2645,12 +2700,10 @@ def evaluate(plpy: Any, purpose: str, names: list[str] | None, ids: list[int | N
     try:
         n = len(ids or [])
         rows = [
-            {"id": ids[i], "app": apps[i], "node": nodes[i], "node_type": node_types[i], "model": models[i],  # type: ignore[index]
-             "prompt_version": prompt_versions[i], "input": inputs[i], "output": outputs[i],
-             "expected": expecteds[i], "latency_ms": latencies[i], "tokens_in": tokens_ins[i],
-             "tokens_out": tokens_outs[i], "cost_usd": costs[i], "metadata": metadatas[i]}
-            for i in range(n)
-        ]
+            dict(zip(_ROW_KEYS, values, strict=True))
+            for values in zip(ids or [], apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds,
+                              latencies, tokens_ins, tokens_outs, costs, metadatas, strict=True)
+        ] if n else []
         if not rows:
             return _as_literals(out)
         sampling = purpose in ("insert", "revalidate")
@@ -3019,10 +3072,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:144c08352adf')
+_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:144c08352adf']
+    _import = GD['dbflywheel:0.1.0:03decd22b86b']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -3078,10 +3131,10 @@ CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config te
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:144c08352adf')
+_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:144c08352adf']
+    _import = GD['dbflywheel:0.1.0:03decd22b86b']
 return _import('validators_runtime').check_config(plpy, kind, config, applies_to)
 $python$;
 
@@ -3229,10 +3282,10 @@ CREATE OR REPLACE FUNCTION flywheel._evaluate(
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:144c08352adf')
+_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:144c08352adf']
+    _import = GD['dbflywheel:0.1.0:03decd22b86b']
 return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas)
 $python$;
 
@@ -3440,10 +3493,10 @@ CREATE OR REPLACE FUNCTION flywheel.redact_pii(input text) RETURNS text
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:144c08352adf')
+_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:144c08352adf']
+    _import = GD['dbflywheel:0.1.0:03decd22b86b']
 return _import('validators_pii').redact_pii(plpy, input)
 $python$;
 
@@ -4168,10 +4221,10 @@ LANGUAGE plpython3u STABLE
 SECURITY DEFINER  -- readers see the ranking (aggregates), not the traces behind it
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:144c08352adf')
+_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:144c08352adf']
+    _import = GD['dbflywheel:0.1.0:03decd22b86b']
 return _import('judges_ranking').ranking(plpy)
 $python$;
 
@@ -4217,10 +4270,10 @@ RETURNS TABLE (ordinality integer, embedding text, input_key uuid, error text)
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:144c08352adf')
+_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:144c08352adf']
+    _import = GD['dbflywheel:0.1.0:03decd22b86b']
 return _import('fewshot_embedder').embed_rows(plpy, embedder, texts)
 $python$;
 
@@ -4229,10 +4282,10 @@ CREATE OR REPLACE FUNCTION flywheel._input_key(text text) RETURNS uuid
 LANGUAGE plpython3u IMMUTABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:144c08352adf')
+_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:144c08352adf']
+    _import = GD['dbflywheel:0.1.0:03decd22b86b']
 return _import('fewshot_embedder').normalize_key(plpy, text)
 $python$;
 
@@ -4248,27 +4301,49 @@ RETURNS integer
 LANGUAGE plpython3u SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:144c08352adf')
+_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:144c08352adf']
+    _import = GD['dbflywheel:0.1.0:03decd22b86b']
 return _import('fewshot_store').embed_traces(plpy, embedder, trace_ids, apps, inputs)
 $python$;
 
 -- AFTER INSERT, once per statement: one PL/Python call embeds the inputs of all new traces
 -- (transition table new_traces) with every in-database embedder in use, and queues them for
 -- worker embedders. Whatever goes wrong is recorded in the backlog, never raised into the
--- application's INSERT.
+-- application's INSERT. PL/pgSQL, so that its two reads are planned once per session (a
+-- PL/Python trigger parsed and planned its read of new_traces on every INSERT).
 CREATE OR REPLACE FUNCTION flywheel._embed_new_traces() RETURNS trigger
-LANGUAGE plpython3u SECURITY DEFINER
-SET search_path FROM CURRENT
-AS $python$
-_import = GD.get('dbflywheel:0.1.0:144c08352adf')
-if _import is None:
-    plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:144c08352adf']
-return _import('fewshot_store').embed_new_traces(plpy, TD)
-$python$;
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _embedder record;
+    _ids bigint[];
+    _apps text[];
+    _inputs text[];
+BEGIN
+    FOR _embedder IN SELECT e.name, e.runs_in FROM flywheel.embedders e
+                     WHERE e.state IN ('active', 'building') AND e.runs_in <> 'application' ORDER BY e.name LOOP
+        IF _ids IS NULL THEN
+            SELECT array_agg(t.id), array_agg(t.app), array_agg(t.input) INTO _ids, _apps, _inputs
+            FROM new_traces t WHERE t.input IS NOT NULL;
+            EXIT WHEN _ids IS NULL;
+        END IF;
+        IF _embedder.runs_in = 'database' THEN
+            PERFORM flywheel._embed_traces(_embedder.name, _ids, _apps, _inputs);  -- records its own failures
+        ELSE
+            BEGIN
+                INSERT INTO flywheel.embedding_backlog (trace_id, embedder, reason)
+                SELECT i, _embedder.name, 'worker' FROM unnest(_ids) i ON CONFLICT DO NOTHING;
+            EXCEPTION WHEN OTHERS THEN
+                RAISE WARNING 'dbflywheel: could not queue % trace(s) for %: %', cardinality(_ids), _embedder.name, SQLERRM;
+            END;
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
 
 CREATE OR REPLACE TRIGGER traces_embed AFTER INSERT ON flywheel.traces
     REFERENCING NEW TABLE AS new_traces
@@ -4286,10 +4361,21 @@ AS $$
 #variable_conflict use_variable
 DECLARE
     _state text;
+    _runs_in text;
 BEGIN
-    SELECT e.state INTO _state FROM flywheel.embedders e WHERE e.name = set_embedder.name;
-    IF _state = 'active' THEN
+    SELECT e.state, e.runs_in INTO _state, _runs_in FROM flywheel.embedders e WHERE e.name = set_embedder.name;
+    IF _state = 'active' AND _runs_in = runs_in THEN
         RETURN format('%s is already the active embedder', name);
+    END IF;
+    -- The active embedder moved (same vectors, nothing to back-fill): 'worker' takes it out of
+    -- the insert path (each INSERT then queues its traces in the backlog, and `dbflywheel embed`
+    -- or, back in the database, embed_backlog() fills their vectors in), 'database' brings it back.
+    IF _state = 'active' THEN
+        IF runs_in NOT IN ('database', 'worker') THEN
+            RAISE EXCEPTION 'set_embedder: the active embedder runs in the database or a worker, not %', runs_in;
+        END IF;
+        UPDATE flywheel.embedders e SET runs_in = set_embedder.runs_in WHERE e.name = set_embedder.name;
+        RETURN format('%s (active) now runs in the %s', name, runs_in);
     END IF;
     IF EXISTS (SELECT 1 FROM flywheel.embedders e WHERE e.state = 'building' AND e.name <> set_embedder.name) THEN
         RAISE EXCEPTION 'set_embedder: another embedder is still being back-filled'
@@ -5150,10 +5236,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:144c08352adf')
+_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:144c08352adf']
+    _import = GD['dbflywheel:0.1.0:03decd22b86b']
 return _import('metrics_cron').sql_previous_fire(plpy, schedule, at_epoch)
 $python$;
 
@@ -5162,10 +5248,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:144c08352adf')
+_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:144c08352adf']
+    _import = GD['dbflywheel:0.1.0:03decd22b86b']
 return _import('metrics_cron').sql_period(plpy, schedule, at_epoch)
 $python$;
 
@@ -5927,10 +6013,10 @@ RETURNS TABLE (feature text, reference_n integer, current_n integer,
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:144c08352adf')
+_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:144c08352adf']
+    _import = GD['dbflywheel:0.1.0:03decd22b86b']
 return _import('metrics_drift').drift(plpy, feature, reference, current)
 $python$;
 
@@ -6082,10 +6168,10 @@ RETURNS TABLE (metric text, variant text, n bigint, value double precision, base
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:144c08352adf')
+_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:144c08352adf']
+    _import = GD['dbflywheel:0.1.0:03decd22b86b']
 return _import('metrics_experiments').results(plpy, experiment, confidence)
 $python$;
 
@@ -6387,6 +6473,25 @@ GRANT EXECUTE ON FUNCTION flywheel.assign_variant(text, text) TO flywheel_app;
 -- Views run the functions they call with the reader's rights.
 GRANT EXECUTE ON FUNCTION flywheel._pg_cron_installed(), flywheel._cron_previous_fire(text, timestamptz),
     flywheel._cron_previous_fire_epoch(text, double precision) TO flywheel_reader;
+
+-- 500-insert-path.sql
+-- The insert path's bookkeeping that replaced foreign keys (migrations/0500-insert-path.sql).
+
+-- What the foreign keys' ON DELETE CASCADE from embeddings and the backlog to embedders did.
+CREATE OR REPLACE FUNCTION flywheel._delete_embedder_embeddings() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM flywheel.embeddings e USING old_embedders o WHERE e.embedder = o.name;
+    DELETE FROM flywheel.embedding_backlog b USING old_embedders o WHERE b.embedder = o.name;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER embedders_delete_embeddings AFTER DELETE ON flywheel.embedders
+    REFERENCING OLD TABLE AS old_embedders
+    FOR EACH STATEMENT EXECUTE FUNCTION flywheel._delete_embedder_embeddings();
 
 -- 900-privileges.sql
 -- Privileges, last step, after every object exists: the admin may do everything, and
