@@ -14,9 +14,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from fake_openai import FakeOpenAI
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
-from fake_openai import FakeOpenAI
+from psycopg.types.json import Jsonb
 from reliability_load import check_load, record, run_load
 
 OPENAI_JUDGE = {"provider": "openai", "model": "fake-judge", "max_attempts": 3, "retry_base_seconds": 0.05,
@@ -218,3 +221,159 @@ def test_every_security_definer_function_pins_its_search_path(db: psycopg.Connec
     # pg_cron's own functions (schema cron) are the extension's business, not ours.
     assert [r for r in loose if not r[0].startswith("cron.")] == []
     record("security definer", {"security_definer_functions": len(rows)})
+
+
+# --- generated bad input: validator configs and generated SQL (hypothesis) --------------------
+
+KINDS = ["sql", "regex", "length", "json", "sql_codegen", "pii", "injection", "refusal", "language", "classifier",
+         "anomaly", "python", "llm_judge", "llm_pairwise"]
+CONFIG_KEYS = ["expression", "pattern", "field", "must_match", "case_insensitive", "label", "min_chars", "max_chars",
+               "min_words", "max_words", "schema", "strip_code_fence", "fields", "categories", "threshold", "allowed",
+               "labels", "case_sensitive", "metrics", "min_samples", "body", "time_limit_ms", "criterion", "provider",
+               "model", "base_url", "api_key_env", "scale", "pass_threshold", "redact_pii", "input_guard",
+               "allowed_statements", "explain", "max_statements", "description", "unknown_key"]
+_texts = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40)
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
+                     st.floats(allow_nan=False, allow_infinity=False, width=32), _texts,
+                     st.sampled_from(["output", "input", "^[a-z]+$", "(a+)+$", "[", "length(output) > 2", "1/0 = 1",
+                                      "pg_sleep(5) IS NULL", "offline", "openai", "public", "flywheel", "return True",
+                                      "while True: pass", "en", "email", "def"]))
+_json = st.recursive(_scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                       st.dictionaries(_texts, inner, max_size=3)), max_leaves=6)
+_configs = st.one_of(st.dictionaries(st.sampled_from(CONFIG_KEYS), _json, max_size=4), _json)
+_applies = st.one_of(st.just({}), st.dictionaries(
+    st.sampled_from(["app", "node_type", "model", "prompt_version", "node", "variant", "nonsense"]),
+    st.one_of(_scalars, st.lists(_texts, max_size=2)), max_size=3), _json)
+_names = st.one_of(st.from_regex(r"\Agen_[a-z0-9_]{1,20}\Z"), _texts)
+_rates = st.one_of(st.floats(0, 1, width=32), st.floats(width=32), st.none())
+HYPOTHESIS = settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+def _validator_rows(db: psycopg.Connection, name: str) -> tuple[int, int]:
+    return db.execute(  # type: ignore[return-value]
+        "SELECT (SELECT count(*) FROM flywheel.validators WHERE name = %s),"
+        " (SELECT count(*) FROM flywheel.validator_versions vv JOIN flywheel.validators v ON v.id = vv.validator_id"
+        "  WHERE v.name = %s)", (name, name)).fetchone()
+
+
+# Valid starting points, which the plausible half of the examples perturbs by one generated key.
+VALID_CONFIGS: dict[str, dict[str, Any]] = {
+    "sql": {"expression": "length(output) > 0"}, "regex": {"pattern": "^[A-Z]"}, "length": {"max_chars": 100},
+    "json": {}, "pii": {}, "injection": {}, "refusal": {}, "language": {"allowed": ["en"]},
+    "classifier": {"labels": ["a", "b"]}, "python": {"body": "return True"},
+    "llm_judge": {"criterion": "Correct.", "redact_pii": False}, "sql_codegen": {"schema": "flywheel"},
+}
+
+
+@HYPOTHESIS
+@given(name=_names, kind=st.one_of(st.sampled_from(KINDS), _texts), config=_configs,
+       mode=st.sampled_from(["sync", "async", "", "SYNC"]), applies_to=_applies, rate=_rates,
+       plausible=st.booleans(), tweak=st.dictionaries(st.sampled_from(CONFIG_KEYS), _json, max_size=1))
+def test_a_generated_validator_is_refused_clearly_or_created_whole(
+        db: psycopg.Connection, app_name: str, name: str, kind: str, config: Any, mode: str, applies_to: Any,
+        rate: float | None, plausible: bool, tweak: dict[str, Any]) -> None:
+    if plausible:
+        kind = kind if kind in VALID_CONFIGS else "length"
+        name, mode = f"gen_{kind}", "async" if kind == "llm_judge" else "sync"
+        config = {**VALID_CONFIGS[kind], **tweak}
+        rate = rate if rate is not None and 0 <= rate <= 1 else 0.5
+        if not isinstance(applies_to, dict) or not set(applies_to) <= {"app", "node", "node_type", "model"}:
+            applies_to = {"app": app_name}
+    if name.startswith("gen_"):
+        name = f"{name[:40]}_{uuid.uuid4().hex[:8]}"  # fresh each time: a refusal must leave nothing
+    before = _validator_rows(db, name)
+    try:
+        vid = db.execute("SELECT flywheel.create_validator(%s, %s, %s, %s, %s, %s::real)",
+                         (name, kind, Jsonb(config), mode, Jsonb(applies_to), rate)).fetchone()[0]  # type: ignore[index]
+    except psycopg.Error as e:
+        _GENERATED["refused"] += 1
+        message = str(e).splitlines()[0]
+        assert not isinstance(e, psycopg.errors.InternalError_ | psycopg.OperationalError
+                              | psycopg.errors.UndefinedFunction), message
+        assert e.sqlstate and not e.sqlstate.startswith("XX"), message  # an internal error is a crash
+        assert "Traceback" not in message and len(message) < 600, message
+        assert any(w in message for w in ("create_validator", "config", kind, "applies_to")), message
+        assert _validator_rows(db, name) == before, "a refused validator left rows behind"
+        return
+    _GENERATED["created"] += 1
+    try:
+        assert name.startswith("gen_"), f"created a validator named {name!r}"
+        row = db.execute("SELECT kind, mode, sample_rate, enabled, version FROM flywheel.validators WHERE id = %s",
+                         (vid,)).fetchone()
+        assert row is not None and row[:2] == (kind, mode) and row[3] and row[4] == 1
+        assert rate is not None and 0 <= rate <= 1 and abs(row[2] - rate) < 1e-6
+        assert _validator_rows(db, name) == (1, 1)
+        # It is usable: an INSERT with it enabled succeeds, whatever it makes of the row.
+        db.execute("INSERT INTO flywheel.traces (app, input, output) VALUES (%s, 'q', 'a')", (app_name,))
+    finally:
+        db.execute("DELETE FROM flywheel.validators WHERE id = %s", (vid,))
+
+
+_GENERATED: dict[str, int] = {"refused": 0, "created": 0, "sql": 0}
+
+SQL_WORDS = ["SELECT", "INSERT INTO", "UPDATE", "DELETE FROM", "DROP TABLE", "TRUNCATE", "CREATE TABLE", "ALTER TABLE",
+             "COPY", "SET", "BEGIN;", "COMMIT;", "ROLLBACK;", "FROM", "WHERE", "JOIN", "ON", "GROUP BY", "ORDER BY",
+             "LIMIT", "UNION", "WITH", "AS", "VALUES", "RETURNING", "*", ",", "(", ")", ";", "=", "'", '"', "--", "/*",
+             "*/", "$$", "1", "0", "NULL", "pg_sleep(5)", "pg_terminate_backend(1)", "lo_import('/etc/passwd')",
+             "dblink", "generate_series(1, 1e9)", "rel_gen.orders", "orders", "customers", "id", "total",
+             "customer_id", "name", "public.flywheel_canary", "flywheel.traces", "pg_catalog.pg_authid"]
+_sql = st.one_of(st.lists(st.sampled_from(SQL_WORDS), min_size=1, max_size=15).map(" ".join), _texts,
+                 st.sampled_from(["SELECT id, total FROM orders WHERE total > 10",
+                                  "SELECT c.name, sum(o.total) FROM customers c JOIN orders o ON o.customer_id = c.id"
+                                  " GROUP BY c.name", "DELETE FROM orders", "DROP TABLE customers",
+                                  "SELECT 1; DROP TABLE orders", "UPDATE orders SET total = 0 RETURNING *"]))
+
+
+@pytest.fixture(scope="module")
+def codegen(dsn: str) -> Iterator[dict[str, str]]:
+    """A small schema and a sql_codegen validator over it, for one app."""
+    app = f"rel-sqlgen-{uuid.uuid4().hex[:6]}"
+    name = f"rel_codegen_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn, autocommit=True) as db:
+        db.execute("DROP SCHEMA IF EXISTS rel_gen CASCADE")
+        db.execute("CREATE SCHEMA rel_gen")
+        db.execute("CREATE TABLE rel_gen.customers (id int PRIMARY KEY, name text)")
+        db.execute("CREATE TABLE rel_gen.orders (id int PRIMARY KEY, customer_id int REFERENCES rel_gen.customers,"
+                   " total numeric)")
+        db.execute("INSERT INTO rel_gen.customers SELECT g, 'c' || g FROM generate_series(1, 5) g")
+        db.execute("INSERT INTO rel_gen.orders SELECT g, 1 + g % 5, g * 2.5 FROM generate_series(1, 20) g")
+        db.execute("SELECT flywheel.create_validator(%s, 'sql_codegen', %s, applies_to => %s)",
+                   (name, Jsonb({"schema": "rel_gen"}), Jsonb({"app": app})))
+        yield {"app": app, "validator": name}
+        db.execute("DELETE FROM flywheel.validators WHERE name = %s", (name,))
+        db.execute("DROP SCHEMA rel_gen CASCADE")
+
+
+def _fingerprint(db: psycopg.Connection) -> tuple[Any, ...]:
+    return db.execute(
+        "SELECT (SELECT md5(string_agg(c::text, '|' ORDER BY id)) FROM rel_gen.customers c),"
+        " (SELECT md5(string_agg(o::text, '|' ORDER BY id)) FROM rel_gen.orders o),"
+        " (SELECT array_agg(relname::text ORDER BY relname) FROM pg_class WHERE relnamespace = 'rel_gen'::regnamespace)"
+    ).fetchone()  # type: ignore[return-value]
+
+
+@HYPOTHESIS
+@given(text=_sql)
+def test_generated_sql_gets_one_verdict_and_changes_nothing(db: psycopg.Connection, codegen: dict[str, str],
+                                                            text: str) -> None:
+    before = _fingerprint(db)
+    trace = db.execute("INSERT INTO flywheel.traces (app, node_type, input, output) VALUES (%s, 'codegen', 'q', %s)"
+                       " RETURNING id", (codegen["app"], text)).fetchone()[0]  # type: ignore[index]
+    verdicts = db.execute(
+        "SELECT r.status FROM flywheel.validation_results r JOIN flywheel.validators v ON v.id = r.validator_id"
+        " WHERE r.trace_id = %s AND v.name = %s", (trace, codegen["validator"])).fetchall()
+    assert len(verdicts) == 1 and verdicts[0][0] in ("pass", "fail", "error"), (text, verdicts)
+    assert _fingerprint(db) == before, f"generated SQL changed the checked schema: {text!r}"
+    _GENERATED["sql"] += 1
+    _GENERATED[f"sql_{verdicts[0][0]}"] = _GENERATED.get(f"sql_{verdicts[0][0]}", 0) + 1
+
+
+def test_the_generated_inputs_were_tried() -> None:
+    """Runs after the two hypothesis tests above: both outcomes happened, and records the counts."""
+    if not _GENERATED["sql"]:
+        pytest.skip("the hypothesis tests did not run in this session")
+    assert _GENERATED["refused"] > 0 and _GENERATED["created"] > 0, _GENERATED
+    record("generated input", {"validator_configs_refused": _GENERATED["refused"],
+                               "validator_configs_created": _GENERATED["created"],
+                               "generated_sql": _GENERATED["sql"],
+                               **{k: v for k, v in _GENERATED.items() if k.startswith("sql_")}})
