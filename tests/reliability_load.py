@@ -239,7 +239,7 @@ def run_load(dsn: str, app: str, *, seconds: float, writers: int = 4, workers: i
     out["load_seconds"] = round(time.monotonic() - began, 1)
     # Drain: the workers carry on until the queue is empty (dead letters count as done).
     drained = _wait(lambda: _pending(dsn, made["judge"]) == 0, 180)
-    out["drain_seconds"] = round(time.monotonic() - began - out["load_seconds"], 1)
+    out["drain_seconds"] = round(max(0.0, time.monotonic() - began - out["load_seconds"]), 1)
     for p in procs:
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
