@@ -47,7 +47,7 @@ SYNC_VALIDATORS = [
     ("python", {"body": PYTHON_BODY, "time_limit_ms": 100}),
 ]
 PAUSE = 0.02
-WORKER_ARGS = ["--poll-seconds", "0.1", "--concurrency", "4", "--lease-seconds", "3"]
+WORKER_ARGS = ["--poll-seconds", "0.1", "--concurrency", "8", "--lease-seconds", "3"]
 
 
 @dataclass
@@ -238,7 +238,7 @@ def run_load(dsn: str, app: str, *, seconds: float, writers: int = 4, workers: i
         stop.set()
     out["load_seconds"] = round(time.monotonic() - began, 1)
     # Drain: the workers carry on until the queue is empty (dead letters count as done).
-    drained = _wait(lambda: _pending(dsn, made["judge"]) == 0, 180)
+    drained = _wait(lambda: _pending(dsn, made["judge"]) == 0, max(180, 2 * seconds))
     out["drain_seconds"] = round(max(0.0, time.monotonic() - began - out["load_seconds"]), 1)
     for p in procs:
         if p.poll() is None:
