@@ -320,7 +320,19 @@ SQL_WORDS = ["SELECT", "INSERT INTO", "UPDATE", "DELETE FROM", "DROP TABLE", "TR
              "*/", "$$", "1", "0", "NULL", "pg_sleep(5)", "pg_terminate_backend(1)", "lo_import('/etc/passwd')",
              "dblink", "generate_series(1, 1e9)", "rel_gen.orders", "orders", "customers", "id", "total",
              "customer_id", "name", "public.flywheel_canary", "flywheel.traces", "pg_catalog.pg_authid"]
-_sql = st.one_of(st.lists(st.sampled_from(SQL_WORDS), min_size=1, max_size=15).map(" ".join), _texts,
+# Queries shaped like what a model writes: mostly well-formed, with names that may not exist.
+_columns = st.sampled_from(["id", "name", "total", "customer_id", "missing_col", "*", "count(*)", "sum(total)",
+                            "pg_sleep(1)", "1/0"])
+_grammar = st.builds(
+    lambda cols, table, where, tail: f"SELECT {', '.join(cols)} FROM {table}{where}{tail}",
+    st.lists(_columns, min_size=1, max_size=3),
+    st.sampled_from(["orders", "customers", "rel_gen.orders", "orders o JOIN customers c ON c.id = o.customer_id",
+                     "missing_table", "flywheel.traces", "(SELECT * FROM orders) s"]),
+    st.sampled_from(["", " WHERE total > 10", " WHERE name = 'x''; DROP TABLE orders; --'", " WHERE id IN (1, 2)",
+                     " WHERE"]),
+    st.sampled_from(["", " ORDER BY 1", " LIMIT 5", " GROUP BY 1", "; DELETE FROM orders", " FOR UPDATE", ";"]),
+)
+_sql = st.one_of(_grammar, st.lists(st.sampled_from(SQL_WORDS), min_size=1, max_size=15).map(" ".join), _texts,
                  st.sampled_from(["SELECT id, total FROM orders WHERE total > 10",
                                   "SELECT c.name, sum(o.total) FROM customers c JOIN orders o ON o.customer_id = c.id"
                                   " GROUP BY c.name", "DELETE FROM orders", "DROP TABLE customers",
