@@ -34,6 +34,7 @@ bench: setup
 
 soak: setup
 	@$(BIN)/pytest -q -m slow tests --run-slow
+	@$(PY) scripts/reliability_report.py
 
 up: setup
 	@$(FLYWHEEL) up

@@ -65,12 +65,14 @@ CREATE OR REPLACE TRIGGER feedback_trace_must_exist BEFORE INSERT OR UPDATE OF t
 CREATE OR REPLACE TRIGGER labels_trace_must_exist BEFORE INSERT OR UPDATE OF trace_id
     ON flywheel.labels FOR EACH ROW EXECUTE FUNCTION flywheel._fill_trace_app();
 
--- The apps whose rows a role may see (those of every app role it is a member of).
+-- The apps whose rows a role may see (those of every app role it is a member of). A group role
+-- is no app: every app login may SET ROLE flywheel_app, which must not open the 'default' app.
 CREATE OR REPLACE FUNCTION flywheel._apps_of(member name) RETURNS text[]
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(array_agg(a.app), ARRAY['default'])
+    SELECT CASE WHEN member IN ('flywheel_app', 'flywheel_reader') THEN ARRAY[]::text[]
+                ELSE coalesce(array_agg(a.app), ARRAY['default']) END
     FROM flywheel.app_roles a WHERE pg_has_role(member, a.role_name, 'MEMBER')
 $$;
 

@@ -3018,12 +3018,14 @@ CREATE OR REPLACE TRIGGER feedback_trace_must_exist BEFORE INSERT OR UPDATE OF t
 CREATE OR REPLACE TRIGGER labels_trace_must_exist BEFORE INSERT OR UPDATE OF trace_id
     ON flywheel.labels FOR EACH ROW EXECUTE FUNCTION flywheel._fill_trace_app();
 
--- The apps whose rows a role may see (those of every app role it is a member of).
+-- The apps whose rows a role may see (those of every app role it is a member of). A group role
+-- is no app: every app login may SET ROLE flywheel_app, which must not open the 'default' app.
 CREATE OR REPLACE FUNCTION flywheel._apps_of(member name) RETURNS text[]
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(array_agg(a.app), ARRAY['default'])
+    SELECT CASE WHEN member IN ('flywheel_app', 'flywheel_reader') THEN ARRAY[]::text[]
+                ELSE coalesce(array_agg(a.app), ARRAY['default']) END
     FROM flywheel.app_roles a WHERE pg_has_role(member, a.role_name, 'MEMBER')
 $$;
 
@@ -3483,9 +3485,22 @@ $$;
 CREATE OR REPLACE FUNCTION flywheel.check_input(input text, app text DEFAULT NULL)
 RETURNS TABLE (validator text, validator_version integer, status text, score double precision,
                label text, details jsonb)
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path TO pg_catalog, pg_temp
-AS $$ SELECT * FROM flywheel._check_input(input, coalesce(app, flywheel._app_of(current_user))) $$;
+AS $$
+DECLARE
+    _app text := coalesce(check_input.app, flywheel._app_of(current_user));
+BEGIN
+    -- An application asks with its own app's guards; naming another app would show that app's
+    -- validators and verdicts. Admins may name any app.
+    IF NOT pg_has_role(current_user, 'flywheel_admin', 'MEMBER')
+       AND NOT (ARRAY[_app] <@ flywheel._apps_of(current_user)) THEN
+        RAISE EXCEPTION 'check_input: app % is not one of yours', quote_literal(_app)
+            USING ERRCODE = 'insufficient_privilege', HINT = 'omit app to use your own';
+    END IF;
+    RETURN QUERY SELECT * FROM flywheel._check_input(check_input.input, _app);
+END
+$$;
 
 -- The text with every finding of the pii validator replaced by its category: [EMAIL], [PHONE],
 -- [CARD], [IBAN], [SSN], [IP]. Judge workers call it before any text leaves the database.
