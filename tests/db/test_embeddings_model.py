@@ -119,12 +119,21 @@ def test_backfill_switches_to_the_model_and_few_shot_finds_the_right_example(own
         expected = embeddings.embed_minilm([RIGHT])[0]
         assert np.allclose([float(x) for x in stored[0].strip("[]").split(",")], expected, atol=1e-6)  # type: ignore[arg-type]
 
-        # few_shot with the query embedded by the same model: the right example comes first.
-        query = embeddings.query_vector(db, QUERY)
-        found = db.execute("SELECT trace_id, similarity FROM flywheel.few_shot(%s::vector, 5)", (query,)).fetchall()
-        assert found[0][0] == right and found[0][1] > 0.6 > found[1][1], found
-        with pytest.raises(psycopg.errors.RaiseException, match="runs in the worker"):
-            db.execute("SELECT * FROM flywheel.few_shot(%s)", (QUERY,))
+        # The application embeds its query with the same model: the right example comes first.
+        role, password = f"r_{uuid.uuid4().hex[:12]}", uuid.uuid4().hex
+        db.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+        try:
+            db.execute("SELECT flywheel.grant_app(%s, 'support')", (role,))
+            with psycopg.connect(make_conninfo(own_db, user=role, password=password), autocommit=True) as app:
+                query = embeddings.query_vector(app, QUERY)
+                found = app.execute("SELECT trace_id, similarity FROM flywheel.few_shot(%s::vector, 5)",
+                                    (query,)).fetchall()
+                assert found[0][0] == right and found[0][1] > 0.6 > found[1][1], found
+                with pytest.raises(psycopg.errors.RaiseException, match="runs in the worker"):
+                    app.execute("SELECT * FROM flywheel.few_shot(%s)", (QUERY,))
+        finally:
+            db.execute("DELETE FROM flywheel.app_roles WHERE role_name = %s", (role,))
+            db.execute(sql.SQL("DROP OWNED BY {}; DROP ROLE {}").format(sql.Identifier(role), sql.Identifier(role)))
 
         # New traces now wait for the worker; the next run embeds them.
         (newer,) = db.execute("INSERT INTO flywheel.traces (app, input) VALUES ('support', 'locked out of my profile')"
@@ -147,3 +156,23 @@ def test_registering_the_model_without_the_extra_is_one_clear_line(own_db: str) 
         f"dbflywheel: embedder {MODEL} runs in a worker, but this Python cannot run it: {embeddings.MODEL_INSTALL_HINT}"]
     with psycopg.connect(own_db) as db:  # nothing changed: the hashed embedder still serves
         assert db.execute("SELECT flywheel._active_embedder()").fetchone() == (HASHED,)
+
+
+@needs_model
+def test_the_model_loads_and_embeds_with_no_network_at_all() -> None:
+    # A new network namespace has no interface up: any attempt to reach a hub fails at once.
+    code = ("import socket\n"
+            "try:\n    socket.create_connection(('192.0.2.1', 443), timeout=1); raise SystemExit('network reachable')\n"
+            "except OSError: pass\n"
+            "from dbflywheel.embeddings import embed_minilm\n"
+            "print(len(embed_minilm(['How do I reset my password?'])[0]))\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    try:
+        proc = subprocess.run(["unshare", "--net", sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=120, env=env)
+    except FileNotFoundError:
+        pytest.skip("no unshare on this machine")
+    if "unshare failed" in proc.stderr or "Operation not permitted" in proc.stderr:
+        pytest.skip(f"cannot make a network namespace here: {proc.stderr.strip()}")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "384"
