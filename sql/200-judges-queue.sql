@@ -65,23 +65,48 @@ AS $$
     LIMIT 1
 $$;
 
--- The few-shot examples of a judge prompt. THE place where the semantic few-shot index
--- (flywheel.few_shot) will be swapped in; for now the k most recent human-labelled traces
--- of the same validator, the trace itself excluded.
+-- The few-shot examples of a judge prompt: the k labelled examples of the validator that the
+-- semantic index (flywheel._few_shot) finds most useful for this trace, the trace excluded.
 CREATE OR REPLACE FUNCTION flywheel._judge_examples(validator text, trace_id bigint, k integer)
 RETURNS TABLE (input text, output text, verdict text, score double precision, comment text)
-LANGUAGE sql STABLE ROWS 5
+LANGUAGE plpgsql STABLE
 SET search_path TO pg_catalog, pg_temp
 AS $$
+BEGIN
+    IF coalesce(_judge_examples.k, 0) <= 0 THEN
+        RETURN;
+    END IF;
+    -- The semantic index: the examples of this validator most useful for this trace's input
+    -- (similar, recently labelled, corrected or where people and the judge disagreed), same app.
+    RETURN QUERY
+    SELECT f.input, f.output, l.verdict, l.score, l.comment
+    FROM flywheel.traces t
+    JOIN flywheel.embeddings e ON e.trace_id = t.id AND e.embedder = flywheel._active_embedder()
+    CROSS JOIN LATERAL flywheel._few_shot(e.embedding, _judge_examples.k + 1, _judge_examples.validator, t.app,
+                                          '30 days', current_user) f
+    LEFT JOIN LATERAL (
+        SELECT lb.verdict, lb.score, lb.comment FROM flywheel.labels lb
+        WHERE lb.trace_id = f.trace_id AND lb.validator = _judge_examples.validator
+        ORDER BY lb.created_at DESC, lb.id DESC LIMIT 1) l ON true
+    WHERE t.id = _judge_examples.trace_id AND f.trace_id <> _judge_examples.trace_id
+    ORDER BY f.score DESC
+    LIMIT _judge_examples.k;
+    IF FOUND THEN
+        RETURN;
+    END IF;
+    -- No embedding yet (a worker embedder still filling in) or nothing similar: the most
+    -- recent labelled examples of the validator.
+    RETURN QUERY
     SELECT t.input, t.output, l.verdict, l.score, l.comment
-    FROM (SELECT DISTINCT ON (l.trace_id) l.*
-          FROM flywheel.labels l
-          WHERE l.validator = _judge_examples.validator AND l.trace_id <> _judge_examples.trace_id
-            AND (l.verdict IS NOT NULL OR l.score IS NOT NULL)
-          ORDER BY l.trace_id, l.created_at DESC, l.id DESC) l
+    FROM (SELECT DISTINCT ON (lb.trace_id) lb.*
+          FROM flywheel.labels lb
+          WHERE lb.validator = _judge_examples.validator AND lb.trace_id <> _judge_examples.trace_id
+            AND (lb.verdict IS NOT NULL OR lb.score IS NOT NULL)
+          ORDER BY lb.trace_id, lb.created_at DESC, lb.id DESC) l
     JOIN flywheel.traces t ON t.id = l.trace_id
     ORDER BY l.created_at DESC, l.id DESC
-    LIMIT greatest(k, 0)
+    LIMIT _judge_examples.k;
+END
 $$;
 
 -- Text leaving the database for a provider: PII redacted unless the validator says otherwise.

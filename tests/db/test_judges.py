@@ -3,6 +3,8 @@ backoff and dead letters, budgets, pairing, few-shot examples, alignment and its
 
 from __future__ import annotations
 
+import uuid
+
 import psycopg
 import pytest
 from judges_support import add_traces, enqueue, make_judge, only_these_validators
@@ -197,7 +199,7 @@ def test_a_pairwise_job_compares_with_the_latest_earlier_trace_of_another_model(
     assert prefs == [(second, same_model, "a", "llm", name, 1)]
 
 
-def test_the_prompt_gets_the_most_recent_labelled_examples_of_the_validator(db: psycopg.Connection, app_name: str) -> None:
+def test_the_prompt_gets_k_labelled_examples_of_the_validator_never_the_trace_itself(db: psycopg.Connection, app_name: str) -> None:
     vid, name = make_judge(db, app=app_name, few_shot=2)
     old, mid, new, target = add_traces(db, app_name, [{"input": f"q{i}", "output": f"a{i}"} for i in range(4)])
     for trace, verdict in ((old, "pass"), (mid, "fail"), (new, "pass")):
@@ -207,7 +209,8 @@ def test_the_prompt_gets_the_most_recent_labelled_examples_of_the_validator(db: 
     enqueue(db, vid, [target])
     only_these_validators(db, [vid])
     examples = [j for j in claim(db) if j["trace_id"] == target][0]["examples"]
-    assert [(e["input"], e["verdict"]) for e in examples] == [("q2", "pass"), ("q1", "fail")]  # newest first, not itself
+    labelled = {"q0": "pass", "q1": "fail", "q2": "pass"}  # which two: the semantic index decides (see below)
+    assert len(examples) == 2 and all(labelled[e["input"]] == e["verdict"] and e["comment"] == "why" for e in examples)
     db.execute("DELETE FROM flywheel.judge_jobs WHERE validator_id = %s", (vid,))
 
 
@@ -332,3 +335,18 @@ def test_an_app_records_human_preferences_only_and_a_reader_sees_alignment(db: p
         db.execute("DELETE FROM flywheel.app_roles WHERE role_name = %s", (role,))
         db.execute(f"DROP OWNED BY {role}")
         db.execute(f"DROP ROLE {role}")
+
+
+def test_judge_examples_come_from_the_semantic_index_not_recency(db: psycopg.Connection, app_name: str) -> None:
+    validator = f"judge_{uuid.uuid4().hex[:8]}"
+    texts = ["How do I reset my password?", "My password reset link has expired", "What is the capital of France?"]
+    ids = [db.execute("INSERT INTO flywheel.traces (app, input, output) VALUES (%s, %s, 'an answer') RETURNING id",
+                      (app_name, text)).fetchone()[0] for text in texts]  # type: ignore[index]
+    for trace_id, verdict in zip(ids, ["fail", "pass", "pass"], strict=True):  # France is labelled last
+        db.execute("INSERT INTO flywheel.labels (trace_id, app, validator, verdict) VALUES (%s, '', %s, %s)",
+                   (trace_id, validator, verdict))
+    (new,) = db.execute("INSERT INTO flywheel.traces (app, input, output) VALUES (%s, 'I need to reset my password',"
+                        " 'x') RETURNING id", (app_name,)).fetchone()  # type: ignore[misc]
+    examples = db.execute("SELECT input, verdict FROM flywheel._judge_examples(%s, %s, 2)", (validator, new)).fetchall()
+    assert {e[0] for e in examples} == set(texts[:2])  # the password ones, not the most recent label
+    assert dict(examples)["How do I reset my password?"] == "fail"
