@@ -7,11 +7,12 @@ import os
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "plpython"))  # PL/Python modules run under the stub plpy too
@@ -69,3 +70,28 @@ def db(dsn: str) -> Iterator[psycopg.Connection]:
 def app_name() -> str:
     """A fresh app name, so that a test sees only the traces it inserted."""
     return f"test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def login_role(db: psycopg.Connection, dsn: str) -> Iterator[Callable[..., psycopg.Connection]]:
+    """Makes login roles in a group (or mapped to an app with grant_app); drops them afterwards."""
+    made: list[tuple[str, psycopg.Connection]] = []
+
+    def make(group: str, app: str | None = None) -> psycopg.Connection:
+        name = f"r_{uuid.uuid4().hex[:12]}"
+        password = uuid.uuid4().hex
+        db.execute(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'")
+        if app is not None:
+            db.execute("SELECT flywheel.grant_app(%s, %s)", (name, app))
+        else:
+            db.execute(f"GRANT {group} TO {name}")
+        conn = psycopg.connect(make_conninfo(dsn, user=name, password=password), autocommit=True)
+        made.append((name, conn))
+        return conn
+
+    yield make
+    for name, conn in made:
+        conn.close()
+        db.execute("DELETE FROM flywheel.app_roles WHERE role_name = %s", (name,))
+        db.execute(f"DROP OWNED BY {name}")
+        db.execute(f"DROP ROLE {name}")

@@ -9,7 +9,7 @@ scripts/reliability_report.py renders into BENCHMARKS.md.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -18,7 +18,6 @@ from fake_openai import FakeOpenAI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 from reliability_load import check_load, record, run_load
 
@@ -72,31 +71,11 @@ def test_soak_load_through_faults(dsn: str, app_name: str, cluster: Any) -> None
 # --- security: what an application role can reach -------------------------------------------
 
 @pytest.fixture
-def app_login(db: psycopg.Connection, dsn: str) -> Iterator[Callable[[str], tuple[str, psycopg.Connection]]]:
-    made: list[tuple[str, psycopg.Connection]] = []
-
-    def make(app: str) -> tuple[str, psycopg.Connection]:
-        name, password = f"r_{uuid.uuid4().hex[:12]}", uuid.uuid4().hex
-        db.execute(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'")
-        db.execute("SELECT flywheel.grant_app(%s, %s)", (name, app))
-        conn = psycopg.connect(make_conninfo(dsn, user=name, password=password), autocommit=True)
-        made.append((name, conn))
-        return name, conn
-
-    yield make
-    for name, conn in made:
-        conn.close()
-        db.execute("DELETE FROM flywheel.app_roles WHERE role_name = %s", (name,))
-        db.execute(f"DROP OWNED BY {name}")
-        db.execute(f"DROP ROLE {name}")
-
-
-@pytest.fixture
-def two_apps(db: psycopg.Connection, app_login: Any, app_name: str) -> dict[str, Any]:
+def two_apps(db: psycopg.Connection, login_role: Any, app_name: str) -> dict[str, Any]:
     """alpha (a login of app A, the one probing) and everything app B and the 'default' app
     have: traces, feedback, a correction and a label (so examples), a cache-safe answer."""
-    alpha_role, alpha = app_login(app_name + "-a")
-    beta_role, beta = app_login(app_name + "-b")
+    alpha, beta = login_role("flywheel_app", app_name + "-a"), login_role("flywheel_app", app_name + "-b")
+    alpha_role, beta_role = alpha.info.user, beta.info.user
     secret = f"secret question {uuid.uuid4().hex[:6]}: how do I reset my password?"
     others = {}
     for app in (app_name + "-b", "default"):
@@ -176,8 +155,8 @@ def test_no_public_function_returns_another_apps_rows(db: psycopg.Connection, tw
     record("security probes", {"cross_app_probes": probes})
 
 
-def test_the_app_role_cannot_reach_plpython(db: psycopg.Connection, app_login: Any, app_name: str) -> None:
-    _, alpha = app_login(app_name)
+def test_the_app_role_cannot_reach_plpython(db: psycopg.Connection, login_role: Any, app_name: str) -> None:
+    alpha = login_role("flywheel_app", app_name)
     # The only PL/Python functions an application may execute are these (they run as their owner).
     reachable = {r[0] for r in db.execute(
         """SELECT p.proname FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
