@@ -265,7 +265,8 @@ def evaluate(plpy: Any, purpose: str, names: list[str] | None, ids: list[int | N
     'check_input' (the input guards, on a trace that is not stored)."""
     out: dict[str, list[Any]] = {k: [] for k in ("r_trace_ids", "r_validator_ids", "r_names", "r_versions",
                                                  "r_statuses", "r_scores", "r_labels", "r_details",
-                                                 "j_trace_ids", "j_validator_ids", "j_versions")}
+                                                 "j_trace_ids", "j_validator_ids", "j_versions",
+                                                 "p_trace_ids", "p_firsts", "p_lasts")}
     try:
         n = len(ids or [])
         rows = [
@@ -299,6 +300,11 @@ def evaluate(plpy: Any, purpose: str, names: list[str] | None, ids: list[int | N
         for i, found in enumerate(per_row):
             if not found:
                 continue
+            # Where this trace's results sit in the r_ arrays (1-based, inclusive): the trigger
+            # slices them into one packed row per trace.
+            out["p_trace_ids"].append(rows[i]["id"])
+            out["p_firsts"].append(len(out["r_trace_ids"]) + 1)
+            out["p_lasts"].append(len(out["r_trace_ids"]) + len(found))
             out["r_trace_ids"] += [rows[i]["id"]] * len(found)
             out["r_validator_ids"] += [v.id for v, _ in found]
             if purpose != "insert":  # the trigger does not need the names

@@ -10,7 +10,8 @@ CREATE OR REPLACE FUNCTION flywheel._evaluate(
     tokens_ins integer[], tokens_outs integer[], costs double precision[], metadatas text[],
     OUT r_trace_ids text, OUT r_validator_ids text, OUT r_names text, OUT r_versions text,   -- bigint[], bigint[], text[], integer[]
     OUT r_statuses text, OUT r_scores text, OUT r_labels text, OUT r_details text,           -- text[], float8[], text[], jsonb[]
-    OUT j_trace_ids text, OUT j_validator_ids text, OUT j_versions text                      -- bigint[], bigint[], integer[]
+    OUT j_trace_ids text, OUT j_validator_ids text, OUT j_versions text,                     -- bigint[], bigint[], integer[]
+    OUT p_trace_ids text, OUT p_firsts text, OUT p_lasts text          -- bigint[], integer[], integer[]: each trace's r_ slice
 )
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp

@@ -759,6 +759,27 @@ $migration_body$;
 END
 $migration$;
 
+-- migration 0501-packed-results.sql
+DO $migration$
+DECLARE
+    _applied text;
+BEGIN
+    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name = '0501-packed-results.sql';
+    IF _applied IS NULL THEN
+        EXECUTE $migration_body$-- _evaluate returns where each trace's results sit, for the packed insert-path results.
+DROP FUNCTION IF EXISTS flywheel._evaluate(text, text[], bigint[], text[], text[], text[], text[], text[], text[],
+    text[], text[], double precision[], integer[], integer[], double precision[], text[]);
+$migration_body$;
+        INSERT INTO flywheel._migrations (name, checksum, version)
+        VALUES ('0501-packed-results.sql', 'bd1cd9d12f8076e39e207a766b09c9c52c3d87dfadc61c1218ee7c2cd2573e94', '0.1.0');
+    ELSIF _applied <> 'bd1cd9d12f8076e39e207a766b09c9c52c3d87dfadc61c1218ee7c2cd2573e94' THEN
+        RAISE EXCEPTION 'migration % was changed after it was applied', '0501-packed-results.sql'
+            USING HINT = 'an applied migration is never edited: restore migrations/'
+                || '0501-packed-results.sql' || ' and put the change in a new numbered migration';
+    END IF;
+END
+$migration$;
+
 CREATE OR REPLACE FUNCTION flywheel.version() RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path TO pg_catalog, pg_temp
@@ -802,7 +823,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:03decd22b86b'] = importlib.import_module
+GD['dbflywheel:0.1.0:28762c259df1'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -2696,7 +2717,8 @@ def evaluate(plpy: Any, purpose: str, names: list[str] | None, ids: list[int | N
     'check_input' (the input guards, on a trace that is not stored)."""
     out: dict[str, list[Any]] = {k: [] for k in ("r_trace_ids", "r_validator_ids", "r_names", "r_versions",
                                                  "r_statuses", "r_scores", "r_labels", "r_details",
-                                                 "j_trace_ids", "j_validator_ids", "j_versions")}
+                                                 "j_trace_ids", "j_validator_ids", "j_versions",
+                                                 "p_trace_ids", "p_firsts", "p_lasts")}
     try:
         n = len(ids or [])
         rows = [
@@ -2730,6 +2752,11 @@ def evaluate(plpy: Any, purpose: str, names: list[str] | None, ids: list[int | N
         for i, found in enumerate(per_row):
             if not found:
                 continue
+            # Where this trace's results sit in the r_ arrays (1-based, inclusive): the trigger
+            # slices them into one packed row per trace.
+            out["p_trace_ids"].append(rows[i]["id"])
+            out["p_firsts"].append(len(out["r_trace_ids"]) + 1)
+            out["p_lasts"].append(len(out["r_trace_ids"]) + len(found))
             out["r_trace_ids"] += [rows[i]["id"]] * len(found)
             out["r_validator_ids"] += [v.id for v, _ in found]
             if purpose != "insert":  # the trigger does not need the names
@@ -3074,10 +3101,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
+_import = GD.get('dbflywheel:0.1.0:28762c259df1')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:03decd22b86b']
+    _import = GD['dbflywheel:0.1.0:28762c259df1']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -3133,10 +3160,10 @@ CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config te
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
+_import = GD.get('dbflywheel:0.1.0:28762c259df1')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:03decd22b86b']
+    _import = GD['dbflywheel:0.1.0:28762c259df1']
 return _import('validators_runtime').check_config(plpy, kind, config, applies_to)
 $python$;
 
@@ -3279,15 +3306,16 @@ CREATE OR REPLACE FUNCTION flywheel._evaluate(
     tokens_ins integer[], tokens_outs integer[], costs double precision[], metadatas text[],
     OUT r_trace_ids text, OUT r_validator_ids text, OUT r_names text, OUT r_versions text,   -- bigint[], bigint[], text[], integer[]
     OUT r_statuses text, OUT r_scores text, OUT r_labels text, OUT r_details text,           -- text[], float8[], text[], jsonb[]
-    OUT j_trace_ids text, OUT j_validator_ids text, OUT j_versions text                      -- bigint[], bigint[], integer[]
+    OUT j_trace_ids text, OUT j_validator_ids text, OUT j_versions text,                     -- bigint[], bigint[], integer[]
+    OUT p_trace_ids text, OUT p_firsts text, OUT p_lasts text          -- bigint[], integer[], integer[]: each trace's r_ slice
 )
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
+_import = GD.get('dbflywheel:0.1.0:28762c259df1')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:03decd22b86b']
+    _import = GD['dbflywheel:0.1.0:28762c259df1']
 return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas)
 $python$;
 
@@ -3508,10 +3536,10 @@ CREATE OR REPLACE FUNCTION flywheel.redact_pii(input text) RETURNS text
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
+_import = GD.get('dbflywheel:0.1.0:28762c259df1')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:03decd22b86b']
+    _import = GD['dbflywheel:0.1.0:28762c259df1']
 return _import('validators_pii').redact_pii(plpy, input)
 $python$;
 
@@ -4261,10 +4289,10 @@ LANGUAGE plpython3u STABLE
 SECURITY DEFINER  -- readers see the ranking (aggregates), not the traces behind it
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
+_import = GD.get('dbflywheel:0.1.0:28762c259df1')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:03decd22b86b']
+    _import = GD['dbflywheel:0.1.0:28762c259df1']
 return _import('judges_ranking').ranking(plpy)
 $python$;
 
@@ -4310,10 +4338,10 @@ RETURNS TABLE (ordinality integer, embedding text, input_key uuid, error text)
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
+_import = GD.get('dbflywheel:0.1.0:28762c259df1')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:03decd22b86b']
+    _import = GD['dbflywheel:0.1.0:28762c259df1']
 return _import('fewshot_embedder').embed_rows(plpy, embedder, texts)
 $python$;
 
@@ -4322,10 +4350,10 @@ CREATE OR REPLACE FUNCTION flywheel._input_key(text text) RETURNS uuid
 LANGUAGE plpython3u IMMUTABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
+_import = GD.get('dbflywheel:0.1.0:28762c259df1')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:03decd22b86b']
+    _import = GD['dbflywheel:0.1.0:28762c259df1']
 return _import('fewshot_embedder').normalize_key(plpy, text)
 $python$;
 
@@ -4341,10 +4369,10 @@ RETURNS integer
 LANGUAGE plpython3u SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
+_import = GD.get('dbflywheel:0.1.0:28762c259df1')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:03decd22b86b']
+    _import = GD['dbflywheel:0.1.0:28762c259df1']
 return _import('fewshot_store').embed_traces(plpy, embedder, trace_ids, apps, inputs)
 $python$;
 
@@ -5277,10 +5305,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
+_import = GD.get('dbflywheel:0.1.0:28762c259df1')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:03decd22b86b']
+    _import = GD['dbflywheel:0.1.0:28762c259df1']
 return _import('metrics_cron').sql_previous_fire(plpy, schedule, at_epoch)
 $python$;
 
@@ -5289,10 +5317,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
+_import = GD.get('dbflywheel:0.1.0:28762c259df1')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:03decd22b86b']
+    _import = GD['dbflywheel:0.1.0:28762c259df1']
 return _import('metrics_cron').sql_period(plpy, schedule, at_epoch)
 $python$;
 
@@ -6054,10 +6082,10 @@ RETURNS TABLE (feature text, reference_n integer, current_n integer,
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
+_import = GD.get('dbflywheel:0.1.0:28762c259df1')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:03decd22b86b']
+    _import = GD['dbflywheel:0.1.0:28762c259df1']
 return _import('metrics_drift').drift(plpy, feature, reference, current)
 $python$;
 
@@ -6209,10 +6237,10 @@ RETURNS TABLE (metric text, variant text, n bigint, value double precision, base
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:03decd22b86b')
+_import = GD.get('dbflywheel:0.1.0:28762c259df1')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:03decd22b86b']
+    _import = GD['dbflywheel:0.1.0:28762c259df1']
 return _import('metrics_experiments').results(plpy, experiment, confidence)
 $python$;
 
