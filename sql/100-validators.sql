@@ -136,7 +136,23 @@ LANGUAGE plpgsql
 SET search_path TO pg_catalog, pg_temp
 AS $$
 BEGIN
-    DELETE FROM flywheel.validation_results r USING old_validators o WHERE r.validator_id = o.id;
+    DELETE FROM flywheel._results r USING old_validators o WHERE r.validator_id = o.id;
+    -- Packed rows keep their other validators' results.
+    DELETE FROM flywheel._insert_results p
+    WHERE p.validator_ids <@ (SELECT array_agg(o.id) FROM old_validators o);
+    UPDATE flywheel._insert_results p
+    SET validator_ids = k.validator_ids, validator_versions = k.validator_versions, statuses = k.statuses,
+        scores = k.scores, labels = k.labels, details = k.details
+    FROM (SELECT p2.trace_id, array_agg(e.v ORDER BY e.i) AS validator_ids, array_agg(e.n ORDER BY e.i) AS validator_versions,
+                 array_agg(e.s ORDER BY e.i) AS statuses, array_agg(e.sc ORDER BY e.i) AS scores,
+                 array_agg(e.l ORDER BY e.i) AS labels, array_agg(e.d ORDER BY e.i) AS details
+          FROM flywheel._insert_results p2
+          CROSS JOIN LATERAL unnest(p2.validator_ids, p2.validator_versions, p2.statuses, p2.scores, p2.labels,
+                                    p2.details) WITH ORDINALITY AS e(v, n, s, sc, l, d, i)
+          WHERE p2.validator_ids && (SELECT array_agg(o.id) FROM old_validators o)
+            AND e.v NOT IN (SELECT o.id FROM old_validators o)
+          GROUP BY p2.trace_id) k
+    WHERE p.trace_id = k.trace_id;
     RETURN NULL;
 END
 $$;

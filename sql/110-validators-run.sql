@@ -18,7 +18,8 @@ SET search_path TO pg_catalog, pg_temp
 AS $python$ # plpython: validators_runtime.evaluate $python$;
 
 -- The statement-level trigger: one call into PL/Python per INSERT statement with the whole
--- batch, then one INSERT of all results and one of all judge jobs. Neither INSERT runs in a
+-- batch, then one INSERT of all results (one packed row per trace, see sql/105) and one of all
+-- judge jobs. Neither INSERT runs in a
 -- subtransaction, so an application's transaction gains no subtransaction ids however many
 -- traces it inserts (see DESIGN.md on the 64-subtransaction cliff). SECURITY DEFINER: the
 -- application role may not write results or jobs itself.
@@ -50,16 +51,15 @@ BEGIN
         RAISE WARNING 'dbflywheel: validators did not run on this INSERT: %', SQLERRM;
         RETURN NULL;
     END;
-    IF b.r_trace_ids <> '{}' THEN
-        -- _evaluate lists results in (trace, validator) order: the unique index then appends
-        -- at its right edge instead of searching.
-        INSERT INTO flywheel.validation_results
-            (trace_id, validator_id, validator_version, status, score, label, details)
-        SELECT u.t, u.v, u.n, u.s, u.sc, u.l, coalesce(u.d, '{}')
-        FROM unnest(b.r_trace_ids::bigint[], b.r_validator_ids::bigint[], b.r_versions::integer[],
-                    b.r_statuses::text[], b.r_scores::float8[], b.r_labels::text[], b.r_details::jsonb[])
-             AS u(t, v, n, s, sc, l, d)
-        ON CONFLICT (trace_id, validator_id, validator_version) DO NOTHING;
+    IF b.p_trace_ids <> '{}' THEN
+        -- One packed row per trace: its slice of each result array.
+        INSERT INTO flywheel._insert_results
+            (trace_id, validator_ids, validator_versions, statuses, scores, labels, details)
+        SELECT p.t, r.v[p.f:p.l], r.n[p.f:p.l], r.s[p.f:p.l], r.sc[p.f:p.l], r.lb[p.f:p.l], r.d[p.f:p.l]
+        FROM (SELECT b.r_validator_ids::bigint[] AS v, b.r_versions::integer[] AS n, b.r_statuses::text[] AS s,
+                     b.r_scores::float8[] AS sc, b.r_labels::text[] AS lb, b.r_details::jsonb[] AS d) r,
+             unnest(b.p_trace_ids::bigint[], b.p_firsts::integer[], b.p_lasts::integer[]) AS p(t, f, l);
+        PERFORM flywheel._mark_pass_rate_traces(b.p_trace_ids::bigint[]);
     END IF;
     IF b.j_trace_ids <> '{}' THEN
         INSERT INTO flywheel.judge_jobs (trace_id, validator_id, validator_version)
@@ -106,16 +106,9 @@ BEGIN
         RAISE;
     END;
     IF b.r_trace_ids <> '{}' THEN
-        INSERT INTO flywheel.validation_results AS r
-            (trace_id, validator_id, validator_version, status, score, label, details)
-        SELECT u.t, u.v, u.n, u.s, u.sc, u.l, coalesce(u.d, '{}')
-        FROM unnest(b.r_trace_ids::bigint[], b.r_validator_ids::bigint[], b.r_versions::integer[],
-                    b.r_statuses::text[], b.r_scores::float8[], b.r_labels::text[], b.r_details::jsonb[])
-             AS u(t, v, n, s, sc, l, d)
-        ON CONFLICT (trace_id, validator_id, validator_version) DO UPDATE
-        SET status = EXCLUDED.status, score = EXCLUDED.score, label = EXCLUDED.label,
-            details = EXCLUDED.details, created_at = now()
-        WHERE r.judged_by = 'code';
+        PERFORM flywheel._upsert_code_results(b.r_trace_ids::bigint[], b.r_validator_ids::bigint[],
+                                              b.r_versions::integer[], b.r_statuses::text[], b.r_scores::float8[],
+                                              b.r_labels::text[], b.r_details::jsonb[]);
     END IF;
     IF b.j_trace_ids <> '{}' THEN
         INSERT INTO flywheel.judge_jobs (trace_id, validator_id, validator_version)

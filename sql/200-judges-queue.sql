@@ -195,7 +195,7 @@ BEGIN
 END
 $$;
 
--- Writes a verdict once (the unique key of validation_results makes a second writer a no-op),
+-- Writes a verdict once (the unique key of _results makes a second writer a no-op),
 -- records the provider call, and removes the job, whoever holds its lease now.
 -- Returns true when this call wrote the result.
 CREATE OR REPLACE FUNCTION flywheel._complete_judge_job(
@@ -224,11 +224,11 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;  -- another worker finished it after this one's lease expired
     END IF;
-    INSERT INTO flywheel.validation_results AS r
+    INSERT INTO flywheel._results AS r
         (trace_id, validator_id, validator_version, status, score, label, details, judged_by)
     VALUES (_job.trace_id, _job.validator_id, _job.validator_version, _complete_judge_job.status,
             _complete_judge_job.score, _complete_judge_job.label, coalesce(_complete_judge_job.details, '{}'), 'llm')
-    ON CONFLICT ON CONSTRAINT validation_results_trace_id_validator_id_validator_version_key DO NOTHING;
+    ON CONFLICT ON CONSTRAINT _results_key DO NOTHING;
     GET DIAGNOSTICS _written = ROW_COUNT;
 
     _pair := coalesce(_job.pair_trace_id, (_complete_judge_job.details ->> 'pair_trace_id')::bigint);
@@ -383,7 +383,7 @@ LEFT JOIN LATERAL (
            min(j.created_at) FILTER (WHERE j.status = 'pending') AS oldest_pending
     FROM flywheel.judge_jobs j WHERE j.validator_id = v.id) q ON true
 LEFT JOIN LATERAL (
-    SELECT count(*) AS done FROM flywheel.validation_results r WHERE r.validator_id = v.id AND r.judged_by = 'llm') r ON true
+    SELECT count(*) AS done FROM flywheel._results r WHERE r.validator_id = v.id AND r.judged_by = 'llm') r ON true
 LEFT JOIN LATERAL (
     SELECT count(*) AS dead FROM flywheel.judge_dead_letters d WHERE d.validator_id = v.id) d ON true
 LEFT JOIN LATERAL flywheel._judge_budget(v.id) b ON true

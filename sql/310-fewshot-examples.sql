@@ -100,11 +100,8 @@ DECLARE
 BEGIN
     IF TG_TABLE_NAME = 'feedback' THEN
         SELECT array_agg(DISTINCT c.trace_id) INTO _ids FROM changed_rows c WHERE c.kind = 'correction';
-    ELSIF TG_TABLE_NAME = 'validation_results' THEN
-        -- Results written while traces are inserted concern new traces, never examples yet.
-        IF pg_trigger_depth() > 1 THEN
-            RETURN NULL;
-        END IF;
+    ELSIF TG_TABLE_NAME IN ('_results', '_insert_results') THEN
+        -- (The insert path's packed rows fire no insert trigger: new traces are no examples yet.)
         SELECT array_agg(DISTINCT c.trace_id) INTO _ids FROM changed_rows c
         WHERE EXISTS (SELECT 1 FROM flywheel.labels l WHERE l.trace_id = c.trace_id);
     ELSIF TG_TABLE_NAME = 'embeddings' THEN
@@ -129,8 +126,10 @@ DECLARE
     _table text;
     _event text;
 BEGIN
-    FOREACH _table IN ARRAY ARRAY['labels', 'feedback', 'golden_set_items', 'validation_results', 'embeddings'] LOOP
+    FOREACH _table IN ARRAY ARRAY['labels', 'feedback', 'golden_set_items', '_results', '_insert_results', 'embeddings'] LOOP
         FOREACH _event IN ARRAY ARRAY['insert', 'update', 'delete'] LOOP
+            -- Packed results are inserted only with their (new) traces, never examples yet.
+            CONTINUE WHEN _table = '_insert_results' AND _event = 'insert';
             EXECUTE format(
                 'CREATE OR REPLACE TRIGGER %I AFTER %s ON flywheel.%I REFERENCING %s TABLE AS changed_rows'
                 ' FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow()',
@@ -298,7 +297,7 @@ AS $$
        AND NOT EXISTS (
            SELECT 1 FROM (SELECT DISTINCT ON (r.validator_id) r.status FROM flywheel.validation_results r
                           WHERE r.trace_id = _cache_safe.trace_id
-                          ORDER BY r.validator_id, r.validator_version DESC, r.id DESC) latest
+                          ORDER BY r.validator_id, r.validator_version DESC) latest
            WHERE latest.status <> 'pass')
        AND NOT EXISTS (
            SELECT 1 FROM flywheel.feedback f WHERE f.trace_id = _cache_safe.trace_id

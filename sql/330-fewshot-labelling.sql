@@ -127,7 +127,7 @@ BEGIN
         SELECT DISTINCT ON (r.trace_id) r.trace_id, r.status
         FROM flywheel.validation_results r
         WHERE r.validator_id = _validator_id AND r.created_at > now() - interval '30 days'
-        ORDER BY r.trace_id, r.validator_version DESC, r.id DESC
+        ORDER BY r.trace_id, r.validator_version DESC
     ), candidates AS (
         SELECT t.id, t.model, t.prompt_version, l.status, t.input, t.output, t.created_at
         FROM latest l JOIN flywheel.traces t ON t.id = l.trace_id

@@ -386,6 +386,18 @@ LEFT JOIN LATERAL (SELECT * FROM flywheel.refresh_log l WHERE l.metric = m.name 
 
 -- Dirty-day marks for the rollups, set-wise per statement (transition tables): validation
 -- results mark their traces' days, feedback its own days.
+-- The insert path's mark: the traces whose results were just written (no lookup of traces,
+-- the refresh finds their days).
+CREATE OR REPLACE FUNCTION flywheel._mark_pass_rate_traces(trace_ids bigint[]) RETURNS void
+LANGUAGE sql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    INSERT INTO flywheel._rollup_dirty_days (metric, trace_ids)
+    SELECT 'pass_rate', _mark_pass_rate_traces.trace_ids
+    WHERE cardinality(_mark_pass_rate_traces.trace_ids) > 0
+      AND EXISTS (SELECT 1 FROM flywheel.metrics m WHERE m.name = 'pass_rate' AND m.kind = 'rollup')
+$$;
+
 CREATE OR REPLACE FUNCTION flywheel._mark_pass_rate_days() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER  -- the writer (an app role) has no rights on the marks
 SET search_path TO pg_catalog, pg_temp
@@ -395,9 +407,8 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM flywheel.metrics m WHERE m.name = 'pass_rate' AND m.kind = 'rollup') THEN
         RETURN NULL;
     END IF;
-    IF TG_OP = 'INSERT' THEN  -- the hot path: no lookup of traces, the refresh finds the days
-        INSERT INTO flywheel._rollup_dirty_days (metric, trace_ids)
-        SELECT 'pass_rate', array_agg(n.trace_id) FROM new_rows n HAVING count(*) > 0;
+    IF TG_OP = 'INSERT' THEN
+        PERFORM flywheel._mark_pass_rate_traces((SELECT array_agg(n.trace_id) FROM new_rows n));
     ELSIF TG_OP = 'UPDATE' THEN
         INSERT INTO flywheel._rollup_dirty_days (metric, day)
         SELECT DISTINCT 'pass_rate', (t.created_at AT TIME ZONE 'UTC')::date
@@ -434,12 +445,24 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE TRIGGER validation_results_mark_rollup_insert AFTER INSERT ON flywheel.validation_results
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days();
-CREATE OR REPLACE TRIGGER validation_results_mark_rollup_update AFTER UPDATE ON flywheel.validation_results
-    REFERENCING NEW TABLE AS new_rows OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days();
-CREATE OR REPLACE TRIGGER validation_results_mark_rollup_delete AFTER DELETE ON flywheel.validation_results
-    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days();
+DO $triggers$
+DECLARE
+    _table text;
+BEGIN
+    -- Results written one by one mark on insert; the insert path's packed rows mark in its
+    -- trigger (_mark_pass_rate_traces), and both mark on update and delete.
+    CREATE OR REPLACE TRIGGER _results_mark_rollup_insert AFTER INSERT ON flywheel._results
+        REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days();
+    FOREACH _table IN ARRAY ARRAY['_results', '_insert_results'] LOOP
+        EXECUTE format('CREATE OR REPLACE TRIGGER %I AFTER UPDATE ON flywheel.%I REFERENCING NEW TABLE AS new_rows'
+                       ' OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days()',
+                       _table || '_mark_rollup_update', _table);
+        EXECUTE format('CREATE OR REPLACE TRIGGER %I AFTER DELETE ON flywheel.%I REFERENCING OLD TABLE AS old_rows'
+                       ' FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days()',
+                       _table || '_mark_rollup_delete', _table);
+    END LOOP;
+END
+$triggers$;
 CREATE OR REPLACE TRIGGER feedback_mark_rollup_insert AFTER INSERT ON flywheel.feedback
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_satisfaction_days();
 CREATE OR REPLACE TRIGGER feedback_mark_rollup_update AFTER UPDATE ON flywheel.feedback

@@ -31,10 +31,19 @@ DECLARE
     _counts jsonb := '{}';
 BEGIN
     FOR _col IN SELECT * FROM flywheel._trace_key_columns() LOOP
-        EXECUTE format('DELETE FROM flywheel.%I d WHERE d.%I IN (%s)', _col.table_name, _col.column_name, source);
-        GET DIAGNOSTICS _n = ROW_COUNT;
+        IF _col.table_name = '_insert_results' THEN  -- a packed row holds several results
+            EXECUTE format('WITH d AS (DELETE FROM flywheel._insert_results d WHERE d.trace_id IN (%s)'
+                           ' RETURNING cardinality(d.validator_ids) AS n) SELECT coalesce(sum(n), 0) FROM d', source)
+            INTO _n;
+        ELSE
+            EXECUTE format('DELETE FROM flywheel.%I d WHERE d.%I IN (%s)', _col.table_name, _col.column_name, source);
+            GET DIAGNOSTICS _n = ROW_COUNT;
+        END IF;
         IF _n > 0 THEN
-            _counts := _counts || jsonb_build_object(_col.table_name || '.' || _col.column_name, _n);
+            -- Results are counted under the name users know, wherever they were stored.
+            _counts := flywheel._add_counts(_counts, jsonb_build_object(
+                CASE WHEN _col.table_name IN ('_results', '_insert_results') THEN 'validation_results'
+                     ELSE _col.table_name END || '.' || _col.column_name, _n));
         END IF;
     END LOOP;
     RETURN _counts;

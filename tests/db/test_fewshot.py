@@ -220,7 +220,9 @@ def test_few_shot_rejects_nonsense(db: psycopg.Connection) -> None:
 
 def test_record_feedback_by_id_uid_or_text(db: psycopg.Connection, app_name: str) -> None:
     (trace_id,) = traces(db, app_name, ["q"])
-    uid = db.execute("SELECT uid FROM flywheel.traces WHERE id = %s", (trace_id,)).fetchone()[0]  # type: ignore[index]
+    # The application's own id for the trace, given at insert (here: set afterwards).
+    uid = db.execute("UPDATE flywheel.traces SET uid = gen_random_uuid() WHERE id = %s RETURNING uid",
+                     (trace_id,)).fetchone()[0]  # type: ignore[index]
     db.execute("SELECT flywheel.record_feedback(%s, 'thumbs', 1)", (trace_id,))
     db.execute("SELECT flywheel.record_feedback(%s::uuid, 'rating', 4)", (uid,))
     db.execute(f"SELECT flywheel.record_feedback('{uid}', 'dwell', 12.5)")

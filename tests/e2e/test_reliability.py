@@ -94,7 +94,7 @@ def two_apps(db: psycopg.Connection, login_role: Any, app_name: str) -> dict[str
     return {"alpha": alpha, "alpha_role": alpha_role, "beta": beta, "beta_role": beta_role, "secret": secret,
             "beta_app": app_name + "-b",
             "others": other_ids, "own": own, "uids": [str(r[0]) for r in db.execute(
-                "SELECT uid FROM flywheel.traces WHERE id = ANY(%s)", (other_ids,))]}
+                "UPDATE flywheel.traces SET uid = gen_random_uuid() WHERE id = ANY(%s) RETURNING uid", (other_ids,))]}
 
 
 def _as_roles(alpha: psycopg.Connection, roles: list[str]) -> Iterator[str]:

@@ -766,16 +766,125 @@ DECLARE
 BEGIN
     SELECT checksum INTO _applied FROM flywheel._migrations WHERE name = '0501-packed-results.sql';
     IF _applied IS NULL THEN
-        EXECUTE $migration_body$-- _evaluate returns where each trace's results sit, for the packed insert-path results.
+        EXECUTE $migration_body$-- Packed insert-path results (issue 3's performance targets): the insert trigger wrote about
+-- six validation_results rows per trace (one per validator), and a row with its index entry
+-- costs as much as the trace's own insert. It now writes one row per trace, with the trace's
+-- results as parallel arrays, into _insert_results; results written off the insert path
+-- (LLM judges, humans, validate_traces, revalidate) stay one row each in _results. The public
+-- flywheel.validation_results becomes a view over both (sql/105-validation-results.sql).
+
+-- _evaluate returns where each trace's results sit (p_ columns): a new signature.
 DROP FUNCTION IF EXISTS flywheel._evaluate(text, text[], bigint[], text[], text[], text[], text[], text[], text[],
     text[], text[], double precision[], integer[], integer[], double precision[], text[]);
+
+ALTER TABLE flywheel.validation_results RENAME TO _results;
+ALTER TABLE flywheel._results
+    RENAME CONSTRAINT validation_results_trace_id_validator_id_validator_version_key TO _results_key;
+ALTER TABLE flywheel._results RENAME CONSTRAINT validation_results_status_check TO _results_status_check;
+ALTER TABLE flywheel._results RENAME CONSTRAINT validation_results_judged_by_check TO _results_judged_by_check;
+ALTER INDEX flywheel.validation_results_created_at RENAME TO _results_created_at;
+ALTER INDEX flywheel.validation_results_judged_validator_created_at RENAME TO _results_judged_validator_created_at;
+ALTER SEQUENCE flywheel.validation_results_id_seq RENAME TO _results_id_seq;
+-- sql/ re-creates these under the table's new name.
+DROP TRIGGER IF EXISTS validation_results_examples_insert ON flywheel._results;
+DROP TRIGGER IF EXISTS validation_results_examples_update ON flywheel._results;
+DROP TRIGGER IF EXISTS validation_results_examples_delete ON flywheel._results;
+DROP TRIGGER IF EXISTS validation_results_mark_rollup_insert ON flywheel._results;
+DROP TRIGGER IF EXISTS validation_results_mark_rollup_update ON flywheel._results;
+DROP TRIGGER IF EXISTS validation_results_mark_rollup_delete ON flywheel._results;
+
+-- One row per validated trace: element i of each array is one result (validator_ids[i] at
+-- validator_versions[i]); judged_by is 'code'. A trace is inserted once, so it has one row;
+-- nothing needs a unique index to say so.
+CREATE TABLE flywheel._insert_results (
+    trace_id           bigint NOT NULL,
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    validator_ids      bigint[] NOT NULL,
+    validator_versions integer[] NOT NULL,
+    statuses           text[] NOT NULL,
+    scores             double precision[] NOT NULL,
+    labels             text[] NOT NULL,
+    details            jsonb[] NOT NULL,  -- NULL elements: no details ('{}' in the view)
+    CONSTRAINT _insert_results_arrays_align CHECK (
+        cardinality(validator_versions) = cardinality(validator_ids) AND cardinality(statuses) = cardinality(validator_ids)
+        AND cardinality(scores) = cardinality(validator_ids) AND cardinality(labels) = cardinality(validator_ids)
+        AND cardinality(details) = cardinality(validator_ids))
+);
+CREATE INDEX _insert_results_trace_id ON flywheel._insert_results (trace_id);
+CREATE INDEX _insert_results_created_at ON flywheel._insert_results USING brin (created_at);
+
+-- The view, here too, so that views of the table's old name can be pointed at it below.
+CREATE VIEW flywheel.validation_results AS
+SELECT r.trace_id, r.validator_id, r.validator_version, r.status, r.score, r.label, r.details, r.judged_by, r.created_at
+FROM flywheel._results r
+UNION ALL
+SELECT p.trace_id, u.validator_id, u.validator_version, u.status, u.score, u.label, coalesce(u.details, '{}'),
+       'code', p.created_at
+FROM flywheel._insert_results p
+CROSS JOIN LATERAL unnest(p.validator_ids, p.validator_versions, p.statuses, p.scores, p.labels, p.details)
+    AS u(validator_id, validator_version, status, score, label, details);
+
+-- Views that read the table (metric views made by create_metric, say) followed the rename;
+-- point them at the view, which holds every result. sql/ re-creates the project's own views.
+DO $rebind$
+DECLARE
+    _v record;
+BEGIN
+    SET LOCAL search_path TO pg_catalog;  -- view definitions come back schema-qualified
+    FOR _v IN
+        SELECT DISTINCT c.oid::regclass AS name, c.relkind
+        FROM pg_depend d JOIN pg_rewrite w ON w.oid = d.objid JOIN pg_class c ON c.oid = w.ev_class
+        WHERE d.refobjid = 'flywheel._results'::regclass AND c.oid <> 'flywheel._results'::regclass
+          AND c.oid <> 'flywheel.validation_results'::regclass
+    LOOP
+        BEGIN
+            IF _v.relkind <> 'v' THEN
+                RAISE EXCEPTION 'a materialized view cannot be redefined in place';
+            END IF;
+            EXECUTE format('CREATE OR REPLACE VIEW %s AS %s', _v.name,
+                           replace(pg_get_viewdef(_v.name), 'flywheel._results', 'flywheel.validation_results'));
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'dbflywheel: % still reads only the results written off the insert path (%); re-create it '
+                          'over flywheel.validation_results', _v.name, SQLERRM;
+        END;
+    END LOOP;
+END
+$rebind$;
 $migration_body$;
         INSERT INTO flywheel._migrations (name, checksum, version)
-        VALUES ('0501-packed-results.sql', 'bd1cd9d12f8076e39e207a766b09c9c52c3d87dfadc61c1218ee7c2cd2573e94', '0.1.0');
-    ELSIF _applied <> 'bd1cd9d12f8076e39e207a766b09c9c52c3d87dfadc61c1218ee7c2cd2573e94' THEN
+        VALUES ('0501-packed-results.sql', '398e95d5316e0d87fe120dfc1545890778dc61aad3d6731a13dc2736f6e62c9b', '0.1.0');
+    ELSIF _applied <> '398e95d5316e0d87fe120dfc1545890778dc61aad3d6731a13dc2736f6e62c9b' THEN
         RAISE EXCEPTION 'migration % was changed after it was applied', '0501-packed-results.sql'
             USING HINT = 'an applied migration is never edited: restore migrations/'
                 || '0501-packed-results.sql' || ' and put the change in a new numbered migration';
+    END IF;
+END
+$migration$;
+
+-- migration 0502-lighter-traces.sql
+DO $migration$
+DECLARE
+    _applied text;
+BEGIN
+    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name = '0502-lighter-traces.sql';
+    IF _applied IS NULL THEN
+        EXECUTE $migration_body$-- A lighter traces table (issue 3's performance targets). Every index is paid on every
+-- INSERT; with 4 clients a random uuid default and its btree cost more than the validators.
+-- uid is now the application's own id for a trace (for idempotent retries and feedback by an
+-- id it already knows): NULL unless given, and indexed only where given.
+ALTER TABLE flywheel.traces ALTER COLUMN uid DROP DEFAULT, ALTER COLUMN uid DROP NOT NULL;
+DROP INDEX flywheel.traces_uid;
+CREATE INDEX traces_uid ON flywheel.traces (uid) WHERE uid IS NOT NULL;
+-- Prompt versions are compared through the metrics (rollups per day and prompt version), and
+-- a raw query over a time window finds its rows through the BRIN index on created_at.
+DROP INDEX flywheel.traces_prompt_version_created_at;
+$migration_body$;
+        INSERT INTO flywheel._migrations (name, checksum, version)
+        VALUES ('0502-lighter-traces.sql', '901ff61d893f9c8ed5768d42f0c713cdb5c5bfa78d4ef5fe2409aba2f9732066', '0.1.0');
+    ELSIF _applied <> '901ff61d893f9c8ed5768d42f0c713cdb5c5bfa78d4ef5fe2409aba2f9732066' THEN
+        RAISE EXCEPTION 'migration % was changed after it was applied', '0502-lighter-traces.sql'
+            USING HINT = 'an applied migration is never edited: restore migrations/'
+                || '0502-lighter-traces.sql' || ' and put the change in a new numbered migration';
     END IF;
 END
 $migration$;
@@ -3284,7 +3393,23 @@ LANGUAGE plpgsql
 SET search_path TO pg_catalog, pg_temp
 AS $$
 BEGIN
-    DELETE FROM flywheel.validation_results r USING old_validators o WHERE r.validator_id = o.id;
+    DELETE FROM flywheel._results r USING old_validators o WHERE r.validator_id = o.id;
+    -- Packed rows keep their other validators' results.
+    DELETE FROM flywheel._insert_results p
+    WHERE p.validator_ids <@ (SELECT array_agg(o.id) FROM old_validators o);
+    UPDATE flywheel._insert_results p
+    SET validator_ids = k.validator_ids, validator_versions = k.validator_versions, statuses = k.statuses,
+        scores = k.scores, labels = k.labels, details = k.details
+    FROM (SELECT p2.trace_id, array_agg(e.v ORDER BY e.i) AS validator_ids, array_agg(e.n ORDER BY e.i) AS validator_versions,
+                 array_agg(e.s ORDER BY e.i) AS statuses, array_agg(e.sc ORDER BY e.i) AS scores,
+                 array_agg(e.l ORDER BY e.i) AS labels, array_agg(e.d ORDER BY e.i) AS details
+          FROM flywheel._insert_results p2
+          CROSS JOIN LATERAL unnest(p2.validator_ids, p2.validator_versions, p2.statuses, p2.scores, p2.labels,
+                                    p2.details) WITH ORDINALITY AS e(v, n, s, sc, l, d, i)
+          WHERE p2.validator_ids && (SELECT array_agg(o.id) FROM old_validators o)
+            AND e.v NOT IN (SELECT o.id FROM old_validators o)
+          GROUP BY p2.trace_id) k
+    WHERE p.trace_id = k.trace_id;
     RETURN NULL;
 END
 $$;
@@ -3292,6 +3417,143 @@ $$;
 CREATE OR REPLACE TRIGGER validators_delete_results AFTER DELETE ON flywheel.validators
     REFERENCING OLD TABLE AS old_validators
     FOR EACH STATEMENT EXECUTE FUNCTION flywheel._delete_validator_results();
+
+-- 105-validation-results.sql
+-- flywheel.validation_results: every verdict, one row per (trace, validator, validator version).
+-- The insert trigger packs a trace's code results into one row of _insert_results; LLM judges,
+-- humans, validate_traces() and revalidate() write one row per result into _results
+-- (migrations/0501-packed-results.sql says why). This view is the one place that reads both;
+-- its INSTEAD OF triggers let an admin INSERT, UPDATE and DELETE results as in a table.
+CREATE OR REPLACE VIEW flywheel.validation_results AS
+SELECT r.trace_id, r.validator_id, r.validator_version, r.status, r.score, r.label, r.details, r.judged_by, r.created_at
+FROM flywheel._results r
+UNION ALL
+SELECT p.trace_id, u.validator_id, u.validator_version, u.status, u.score, u.label, coalesce(u.details, '{}'),
+       'code', p.created_at
+FROM flywheel._insert_results p
+CROSS JOIN LATERAL unnest(p.validator_ids, p.validator_versions, p.statuses, p.scores, p.labels, p.details)
+    AS u(validator_id, validator_version, status, score, label, details);
+
+ALTER VIEW flywheel.validation_results ALTER COLUMN details SET DEFAULT '{}';
+ALTER VIEW flywheel.validation_results ALTER COLUMN judged_by SET DEFAULT 'code';
+ALTER VIEW flywheel.validation_results ALTER COLUMN created_at SET DEFAULT now();
+
+-- Where (trace, validator, version) sits in its trace's packed row, if it does (1-based).
+CREATE OR REPLACE FUNCTION flywheel._packed_position(trace_id bigint, validator_id bigint, validator_version integer)
+RETURNS integer
+LANGUAGE sql STABLE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    SELECT e.i::integer
+    FROM flywheel._insert_results p,
+         unnest(p.validator_ids, p.validator_versions) WITH ORDINALITY AS e(v, n, i)
+    WHERE p.trace_id = _packed_position.trace_id AND e.v = _packed_position.validator_id
+      AND e.n = _packed_position.validator_version
+    LIMIT 1
+$$;
+
+-- Removes one result from its trace's packed row (the row goes when it empties).
+CREATE OR REPLACE FUNCTION flywheel._unpack_result(trace_id bigint, at integer) RETURNS void
+LANGUAGE sql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    DELETE FROM flywheel._insert_results p
+    WHERE p.trace_id = _unpack_result.trace_id AND cardinality(p.validator_ids) = 1;
+    UPDATE flywheel._insert_results p
+    SET validator_ids = p.validator_ids[:at - 1] || p.validator_ids[at + 1:],
+        validator_versions = p.validator_versions[:at - 1] || p.validator_versions[at + 1:],
+        statuses = p.statuses[:at - 1] || p.statuses[at + 1:],
+        scores = p.scores[:at - 1] || p.scores[at + 1:],
+        labels = p.labels[:at - 1] || p.labels[at + 1:],
+        details = p.details[:at - 1] || p.details[at + 1:]
+    WHERE p.trace_id = _unpack_result.trace_id;
+$$;
+
+CREATE OR REPLACE FUNCTION flywheel._validation_results_write() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _at integer;
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        _at := flywheel._packed_position(OLD.trace_id, OLD.validator_id, OLD.validator_version);
+        IF _at IS NULL THEN
+            DELETE FROM flywheel._results r
+            WHERE r.trace_id = OLD.trace_id AND r.validator_id = OLD.validator_id
+              AND r.validator_version = OLD.validator_version;
+        ELSIF TG_OP = 'UPDATE' AND (NEW.trace_id, NEW.validator_id, NEW.validator_version, NEW.judged_by)
+                                   IS NOT DISTINCT FROM (OLD.trace_id, OLD.validator_id, OLD.validator_version, 'code') THEN
+            UPDATE flywheel._insert_results p
+            SET statuses[_at] = NEW.status, scores[_at] = NEW.score, labels[_at] = NEW.label,
+                details[_at] = nullif(NEW.details, '{}'), created_at = NEW.created_at
+            WHERE p.trace_id = OLD.trace_id;
+            RETURN NEW;
+        ELSE
+            PERFORM flywheel._unpack_result(OLD.trace_id, _at);
+        END IF;
+        IF TG_OP = 'DELETE' THEN
+            RETURN OLD;
+        END IF;
+    END IF;
+    IF flywheel._packed_position(NEW.trace_id, NEW.validator_id, NEW.validator_version) IS NOT NULL THEN
+        RAISE EXCEPTION 'duplicate result for trace %, validator %, version %',
+            NEW.trace_id, NEW.validator_id, NEW.validator_version USING ERRCODE = 'unique_violation';
+    END IF;
+    INSERT INTO flywheel._results (trace_id, validator_id, validator_version, status, score, label, details, judged_by,
+                                   created_at)
+    VALUES (NEW.trace_id, NEW.validator_id, NEW.validator_version, NEW.status, NEW.score, NEW.label,
+            coalesce(NEW.details, '{}'), coalesce(NEW.judged_by, 'code'), coalesce(NEW.created_at, now()));
+    RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER validation_results_write INSTEAD OF INSERT OR UPDATE OR DELETE ON flywheel.validation_results
+    FOR EACH ROW EXECUTE FUNCTION flywheel._validation_results_write();
+
+-- Code results of validate_traces() and revalidate(), upserted where each already is: in its
+-- trace's packed row when the insert trigger wrote it, else as a row of _results (a judge's or
+-- a human's verdict there is never overwritten).
+CREATE OR REPLACE FUNCTION flywheel._upsert_code_results(
+    trace_ids bigint[], validator_ids bigint[], validator_versions integer[], statuses text[],
+    scores double precision[], labels text[], details jsonb[]
+) RETURNS void
+LANGUAGE sql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    WITH fresh AS (
+        SELECT * FROM unnest(trace_ids, validator_ids, validator_versions, statuses, scores, labels, details)
+            AS f(t, v, n, s, sc, l, d)
+    ), repacked AS (
+        SELECT p.trace_id,
+               array_agg(CASE WHEN f.t IS NULL THEN e.s ELSE f.s END ORDER BY e.i) AS statuses,
+               array_agg(CASE WHEN f.t IS NULL THEN e.sc ELSE f.sc END ORDER BY e.i) AS scores,
+               array_agg(CASE WHEN f.t IS NULL THEN e.l ELSE f.l END ORDER BY e.i) AS labels,
+               array_agg(CASE WHEN f.t IS NULL THEN e.d ELSE nullif(f.d, '{}') END ORDER BY e.i) AS details
+        FROM flywheel._insert_results p
+        CROSS JOIN LATERAL unnest(p.validator_ids, p.validator_versions, p.statuses, p.scores, p.labels, p.details)
+            WITH ORDINALITY AS e(v, n, s, sc, l, d, i)
+        LEFT JOIN fresh f ON f.t = p.trace_id AND f.v = e.v AND f.n = e.n
+        WHERE p.trace_id = ANY (_upsert_code_results.trace_ids)
+        GROUP BY p.trace_id
+        HAVING bool_or(f.t IS NOT NULL)
+    ), packed AS (
+        UPDATE flywheel._insert_results p
+        SET statuses = r.statuses, scores = r.scores, labels = r.labels, details = r.details
+        FROM repacked r WHERE p.trace_id = r.trace_id
+        RETURNING p.trace_id, p.validator_ids, p.validator_versions
+    )
+    INSERT INTO flywheel._results AS r (trace_id, validator_id, validator_version, status, score, label, details)
+    SELECT f.t, f.v, f.n, f.s, f.sc, f.l, coalesce(f.d, '{}')
+    FROM fresh f
+    WHERE NOT EXISTS (SELECT 1 FROM flywheel._insert_results p,
+                                    unnest(p.validator_ids, p.validator_versions) AS e(v, n)
+                      WHERE p.trace_id = f.t AND e.v = f.v AND e.n = f.n)
+    ON CONFLICT ON CONSTRAINT _results_key DO UPDATE
+    SET status = EXCLUDED.status, score = EXCLUDED.score, label = EXCLUDED.label,
+        details = EXCLUDED.details, created_at = now()
+    WHERE r.judged_by = 'code';
+$$;
 
 -- 110-validators-run.sql
 -- Running validators: the insert trigger, validate_traces(), revalidate(), check_input(),
@@ -3320,7 +3582,8 @@ return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, n
 $python$;
 
 -- The statement-level trigger: one call into PL/Python per INSERT statement with the whole
--- batch, then one INSERT of all results and one of all judge jobs. Neither INSERT runs in a
+-- batch, then one INSERT of all results (one packed row per trace, see sql/105) and one of all
+-- judge jobs. Neither INSERT runs in a
 -- subtransaction, so an application's transaction gains no subtransaction ids however many
 -- traces it inserts (see DESIGN.md on the 64-subtransaction cliff). SECURITY DEFINER: the
 -- application role may not write results or jobs itself.
@@ -3352,16 +3615,15 @@ BEGIN
         RAISE WARNING 'dbflywheel: validators did not run on this INSERT: %', SQLERRM;
         RETURN NULL;
     END;
-    IF b.r_trace_ids <> '{}' THEN
-        -- _evaluate lists results in (trace, validator) order: the unique index then appends
-        -- at its right edge instead of searching.
-        INSERT INTO flywheel.validation_results
-            (trace_id, validator_id, validator_version, status, score, label, details)
-        SELECT u.t, u.v, u.n, u.s, u.sc, u.l, coalesce(u.d, '{}')
-        FROM unnest(b.r_trace_ids::bigint[], b.r_validator_ids::bigint[], b.r_versions::integer[],
-                    b.r_statuses::text[], b.r_scores::float8[], b.r_labels::text[], b.r_details::jsonb[])
-             AS u(t, v, n, s, sc, l, d)
-        ON CONFLICT (trace_id, validator_id, validator_version) DO NOTHING;
+    IF b.p_trace_ids <> '{}' THEN
+        -- One packed row per trace: its slice of each result array.
+        INSERT INTO flywheel._insert_results
+            (trace_id, validator_ids, validator_versions, statuses, scores, labels, details)
+        SELECT p.t, r.v[p.f:p.l], r.n[p.f:p.l], r.s[p.f:p.l], r.sc[p.f:p.l], r.lb[p.f:p.l], r.d[p.f:p.l]
+        FROM (SELECT b.r_validator_ids::bigint[] AS v, b.r_versions::integer[] AS n, b.r_statuses::text[] AS s,
+                     b.r_scores::float8[] AS sc, b.r_labels::text[] AS lb, b.r_details::jsonb[] AS d) r,
+             unnest(b.p_trace_ids::bigint[], b.p_firsts::integer[], b.p_lasts::integer[]) AS p(t, f, l);
+        PERFORM flywheel._mark_pass_rate_traces(b.p_trace_ids::bigint[]);
     END IF;
     IF b.j_trace_ids <> '{}' THEN
         INSERT INTO flywheel.judge_jobs (trace_id, validator_id, validator_version)
@@ -3408,16 +3670,9 @@ BEGIN
         RAISE;
     END;
     IF b.r_trace_ids <> '{}' THEN
-        INSERT INTO flywheel.validation_results AS r
-            (trace_id, validator_id, validator_version, status, score, label, details)
-        SELECT u.t, u.v, u.n, u.s, u.sc, u.l, coalesce(u.d, '{}')
-        FROM unnest(b.r_trace_ids::bigint[], b.r_validator_ids::bigint[], b.r_versions::integer[],
-                    b.r_statuses::text[], b.r_scores::float8[], b.r_labels::text[], b.r_details::jsonb[])
-             AS u(t, v, n, s, sc, l, d)
-        ON CONFLICT (trace_id, validator_id, validator_version) DO UPDATE
-        SET status = EXCLUDED.status, score = EXCLUDED.score, label = EXCLUDED.label,
-            details = EXCLUDED.details, created_at = now()
-        WHERE r.judged_by = 'code';
+        PERFORM flywheel._upsert_code_results(b.r_trace_ids::bigint[], b.r_validator_ids::bigint[],
+                                              b.r_versions::integer[], b.r_statuses::text[], b.r_scores::float8[],
+                                              b.r_labels::text[], b.r_details::jsonb[]);
     END IF;
     IF b.j_trace_ids <> '{}' THEN
         INSERT INTO flywheel.judge_jobs (trace_id, validator_id, validator_version)
@@ -3791,7 +4046,7 @@ BEGIN
 END
 $$;
 
--- Writes a verdict once (the unique key of validation_results makes a second writer a no-op),
+-- Writes a verdict once (the unique key of _results makes a second writer a no-op),
 -- records the provider call, and removes the job, whoever holds its lease now.
 -- Returns true when this call wrote the result.
 CREATE OR REPLACE FUNCTION flywheel._complete_judge_job(
@@ -3820,11 +4075,11 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;  -- another worker finished it after this one's lease expired
     END IF;
-    INSERT INTO flywheel.validation_results AS r
+    INSERT INTO flywheel._results AS r
         (trace_id, validator_id, validator_version, status, score, label, details, judged_by)
     VALUES (_job.trace_id, _job.validator_id, _job.validator_version, _complete_judge_job.status,
             _complete_judge_job.score, _complete_judge_job.label, coalesce(_complete_judge_job.details, '{}'), 'llm')
-    ON CONFLICT ON CONSTRAINT validation_results_trace_id_validator_id_validator_version_key DO NOTHING;
+    ON CONFLICT ON CONSTRAINT _results_key DO NOTHING;
     GET DIAGNOSTICS _written = ROW_COUNT;
 
     _pair := coalesce(_job.pair_trace_id, (_complete_judge_job.details ->> 'pair_trace_id')::bigint);
@@ -3979,7 +4234,7 @@ LEFT JOIN LATERAL (
            min(j.created_at) FILTER (WHERE j.status = 'pending') AS oldest_pending
     FROM flywheel.judge_jobs j WHERE j.validator_id = v.id) q ON true
 LEFT JOIN LATERAL (
-    SELECT count(*) AS done FROM flywheel.validation_results r WHERE r.validator_id = v.id AND r.judged_by = 'llm') r ON true
+    SELECT count(*) AS done FROM flywheel._results r WHERE r.validator_id = v.id AND r.judged_by = 'llm') r ON true
 LEFT JOIN LATERAL (
     SELECT count(*) AS dead FROM flywheel.judge_dead_letters d WHERE d.validator_id = v.id) d ON true
 LEFT JOIN LATERAL flywheel._judge_budget(v.id) b ON true
@@ -4653,11 +4908,8 @@ DECLARE
 BEGIN
     IF TG_TABLE_NAME = 'feedback' THEN
         SELECT array_agg(DISTINCT c.trace_id) INTO _ids FROM changed_rows c WHERE c.kind = 'correction';
-    ELSIF TG_TABLE_NAME = 'validation_results' THEN
-        -- Results written while traces are inserted concern new traces, never examples yet.
-        IF pg_trigger_depth() > 1 THEN
-            RETURN NULL;
-        END IF;
+    ELSIF TG_TABLE_NAME IN ('_results', '_insert_results') THEN
+        -- (The insert path's packed rows fire no insert trigger: new traces are no examples yet.)
         SELECT array_agg(DISTINCT c.trace_id) INTO _ids FROM changed_rows c
         WHERE EXISTS (SELECT 1 FROM flywheel.labels l WHERE l.trace_id = c.trace_id);
     ELSIF TG_TABLE_NAME = 'embeddings' THEN
@@ -4682,8 +4934,10 @@ DECLARE
     _table text;
     _event text;
 BEGIN
-    FOREACH _table IN ARRAY ARRAY['labels', 'feedback', 'golden_set_items', 'validation_results', 'embeddings'] LOOP
+    FOREACH _table IN ARRAY ARRAY['labels', 'feedback', 'golden_set_items', '_results', '_insert_results', 'embeddings'] LOOP
         FOREACH _event IN ARRAY ARRAY['insert', 'update', 'delete'] LOOP
+            -- Packed results are inserted only with their (new) traces, never examples yet.
+            CONTINUE WHEN _table = '_insert_results' AND _event = 'insert';
             EXECUTE format(
                 'CREATE OR REPLACE TRIGGER %I AFTER %s ON flywheel.%I REFERENCING %s TABLE AS changed_rows'
                 ' FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow()',
@@ -4851,7 +5105,7 @@ AS $$
        AND NOT EXISTS (
            SELECT 1 FROM (SELECT DISTINCT ON (r.validator_id) r.status FROM flywheel.validation_results r
                           WHERE r.trace_id = _cache_safe.trace_id
-                          ORDER BY r.validator_id, r.validator_version DESC, r.id DESC) latest
+                          ORDER BY r.validator_id, r.validator_version DESC) latest
            WHERE latest.status <> 'pass')
        AND NOT EXISTS (
            SELECT 1 FROM flywheel.feedback f WHERE f.trace_id = _cache_safe.trace_id
@@ -5140,7 +5394,7 @@ BEGIN
         SELECT DISTINCT ON (r.trace_id) r.trace_id, r.status
         FROM flywheel.validation_results r
         WHERE r.validator_id = _validator_id AND r.created_at > now() - interval '30 days'
-        ORDER BY r.trace_id, r.validator_version DESC, r.id DESC
+        ORDER BY r.trace_id, r.validator_version DESC
     ), candidates AS (
         SELECT t.id, t.model, t.prompt_version, l.status, t.input, t.output, t.created_at
         FROM latest l JOIN flywheel.traces t ON t.id = l.trace_id
@@ -5696,6 +5950,18 @@ LEFT JOIN LATERAL (SELECT * FROM flywheel.refresh_log l WHERE l.metric = m.name 
 
 -- Dirty-day marks for the rollups, set-wise per statement (transition tables): validation
 -- results mark their traces' days, feedback its own days.
+-- The insert path's mark: the traces whose results were just written (no lookup of traces,
+-- the refresh finds their days).
+CREATE OR REPLACE FUNCTION flywheel._mark_pass_rate_traces(trace_ids bigint[]) RETURNS void
+LANGUAGE sql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    INSERT INTO flywheel._rollup_dirty_days (metric, trace_ids)
+    SELECT 'pass_rate', _mark_pass_rate_traces.trace_ids
+    WHERE cardinality(_mark_pass_rate_traces.trace_ids) > 0
+      AND EXISTS (SELECT 1 FROM flywheel.metrics m WHERE m.name = 'pass_rate' AND m.kind = 'rollup')
+$$;
+
 CREATE OR REPLACE FUNCTION flywheel._mark_pass_rate_days() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER  -- the writer (an app role) has no rights on the marks
 SET search_path TO pg_catalog, pg_temp
@@ -5705,9 +5971,8 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM flywheel.metrics m WHERE m.name = 'pass_rate' AND m.kind = 'rollup') THEN
         RETURN NULL;
     END IF;
-    IF TG_OP = 'INSERT' THEN  -- the hot path: no lookup of traces, the refresh finds the days
-        INSERT INTO flywheel._rollup_dirty_days (metric, trace_ids)
-        SELECT 'pass_rate', array_agg(n.trace_id) FROM new_rows n HAVING count(*) > 0;
+    IF TG_OP = 'INSERT' THEN
+        PERFORM flywheel._mark_pass_rate_traces((SELECT array_agg(n.trace_id) FROM new_rows n));
     ELSIF TG_OP = 'UPDATE' THEN
         INSERT INTO flywheel._rollup_dirty_days (metric, day)
         SELECT DISTINCT 'pass_rate', (t.created_at AT TIME ZONE 'UTC')::date
@@ -5744,12 +6009,24 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE TRIGGER validation_results_mark_rollup_insert AFTER INSERT ON flywheel.validation_results
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days();
-CREATE OR REPLACE TRIGGER validation_results_mark_rollup_update AFTER UPDATE ON flywheel.validation_results
-    REFERENCING NEW TABLE AS new_rows OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days();
-CREATE OR REPLACE TRIGGER validation_results_mark_rollup_delete AFTER DELETE ON flywheel.validation_results
-    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days();
+DO $triggers$
+DECLARE
+    _table text;
+BEGIN
+    -- Results written one by one mark on insert; the insert path's packed rows mark in its
+    -- trigger (_mark_pass_rate_traces), and both mark on update and delete.
+    CREATE OR REPLACE TRIGGER _results_mark_rollup_insert AFTER INSERT ON flywheel._results
+        REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days();
+    FOREACH _table IN ARRAY ARRAY['_results', '_insert_results'] LOOP
+        EXECUTE format('CREATE OR REPLACE TRIGGER %I AFTER UPDATE ON flywheel.%I REFERENCING NEW TABLE AS new_rows'
+                       ' OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days()',
+                       _table || '_mark_rollup_update', _table);
+        EXECUTE format('CREATE OR REPLACE TRIGGER %I AFTER DELETE ON flywheel.%I REFERENCING OLD TABLE AS old_rows'
+                       ' FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days()',
+                       _table || '_mark_rollup_delete', _table);
+    END LOOP;
+END
+$triggers$;
 CREATE OR REPLACE TRIGGER feedback_mark_rollup_insert AFTER INSERT ON flywheel.feedback
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_satisfaction_days();
 CREATE OR REPLACE TRIGGER feedback_mark_rollup_update AFTER UPDATE ON flywheel.feedback
@@ -6389,10 +6666,19 @@ DECLARE
     _counts jsonb := '{}';
 BEGIN
     FOR _col IN SELECT * FROM flywheel._trace_key_columns() LOOP
-        EXECUTE format('DELETE FROM flywheel.%I d WHERE d.%I IN (%s)', _col.table_name, _col.column_name, source);
-        GET DIAGNOSTICS _n = ROW_COUNT;
+        IF _col.table_name = '_insert_results' THEN  -- a packed row holds several results
+            EXECUTE format('WITH d AS (DELETE FROM flywheel._insert_results d WHERE d.trace_id IN (%s)'
+                           ' RETURNING cardinality(d.validator_ids) AS n) SELECT coalesce(sum(n), 0) FROM d', source)
+            INTO _n;
+        ELSE
+            EXECUTE format('DELETE FROM flywheel.%I d WHERE d.%I IN (%s)', _col.table_name, _col.column_name, source);
+            GET DIAGNOSTICS _n = ROW_COUNT;
+        END IF;
         IF _n > 0 THEN
-            _counts := _counts || jsonb_build_object(_col.table_name || '.' || _col.column_name, _n);
+            -- Results are counted under the name users know, wherever they were stored.
+            _counts := flywheel._add_counts(_counts, jsonb_build_object(
+                CASE WHEN _col.table_name IN ('_results', '_insert_results') THEN 'validation_results'
+                     ELSE _col.table_name END || '.' || _col.column_name, _n));
         END IF;
     END LOOP;
     RETURN _counts;

@@ -1,0 +1,112 @@
+"""validation_results as one view over packed insert-path results and one-row results: what
+the insert trigger packs reads back, updates and deletes as rows, and nothing is doubled."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+
+def _insert(db: psycopg.Connection, app: str, outputs: list[str]) -> list[int]:
+    rows = db.execute(
+        "INSERT INTO flywheel.traces (app, input, output, model) SELECT %s, 'a question', o, 'm'"
+        " FROM unnest(%s::text[]) o RETURNING id", (app, outputs)).fetchall()
+    return [r[0] for r in rows]
+
+
+def _results(db: psycopg.Connection, trace: int) -> dict[str, tuple[str, str]]:
+    rows = db.execute(
+        "SELECT v.name, r.status, r.judged_by FROM flywheel.validation_results r"
+        " JOIN flywheel.validators v ON v.id = r.validator_id WHERE r.trace_id = %s", (trace,)).fetchall()
+    return {name: (status, judged_by) for name, status, judged_by in rows}
+
+
+def test_the_insert_trigger_writes_one_packed_row_per_trace(db: psycopg.Connection, app_name: str) -> None:
+    ids = _insert(db, app_name, ["Fine.", "As an AI language model, I cannot help.", ""])
+    packed = db.execute("SELECT trace_id, cardinality(validator_ids) FROM flywheel._insert_results"
+                        " WHERE trace_id = ANY(%s) ORDER BY trace_id", (ids,)).fetchall()
+    assert [t for t, _ in packed] == ids and all(n >= 6 for _, n in packed)
+    assert db.execute("SELECT count(*) FROM flywheel._results WHERE trace_id = ANY(%s)", (ids,)).fetchone() == (0,)
+    # The view shows each packed element as a row of its own, with what the validator said.
+    fine, stock, empty = (_results(db, t) for t in ids)
+    assert fine["stock_phrases"] == ("pass", "code") and fine["length"] == ("pass", "code")
+    assert stock["stock_phrases"] == ("fail", "code") and stock["refusal"] == ("fail", "code")
+    assert empty["length"] == ("fail", "code")
+    n_view = db.execute("SELECT count(*) FROM flywheel.validation_results WHERE trace_id = ANY(%s)", (ids,)).fetchone()
+    assert n_view == (sum(n for _, n in packed),)
+
+
+def test_validate_traces_updates_packed_results_in_place(db: psycopg.Connection, app_name: str) -> None:
+    (trace,) = _insert(db, app_name, ["As an AI language model, I think so."])
+    db.execute("UPDATE flywheel.validation_results SET status = 'pass'"
+               " WHERE trace_id = %s AND validator_id = (SELECT id FROM flywheel.validators WHERE name = 'stock_phrases')",
+               (trace,))
+    assert _results(db, trace)["stock_phrases"] == ("pass", "code")
+    before = db.execute("SELECT cardinality(validator_ids) FROM flywheel._insert_results WHERE trace_id = %s",
+                        (trace,)).fetchone()
+    got = db.execute("SELECT status FROM flywheel.validate_traces(ARRAY[%s::bigint], ARRAY['stock_phrases'])",
+                     (trace,)).fetchall()
+    assert got == [("fail",)]
+    # Rewritten where it was: same packed row, no second row for the same (trace, validator, version).
+    assert _results(db, trace)["stock_phrases"] == ("fail", "code")
+    assert db.execute("SELECT cardinality(validator_ids) FROM flywheel._insert_results WHERE trace_id = %s",
+                      (trace,)).fetchone() == before
+    assert db.execute("SELECT count(*) FROM flywheel._results WHERE trace_id = %s", (trace,)).fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM flywheel.validation_results WHERE trace_id = %s"
+                      " GROUP BY validator_id, validator_version HAVING count(*) > 1", (trace,)).fetchall() == []
+
+
+def test_rows_of_the_view_insert_update_and_delete_like_a_table(db: psycopg.Connection, app_name: str) -> None:
+    (trace,) = _insert(db, app_name, ["Fine."])
+    stock = db.execute("SELECT id, version FROM flywheel.validators WHERE name = 'stock_phrases'").fetchone()
+    assert stock is not None
+    # The key is unique across both stores.
+    with pytest.raises(psycopg.errors.UniqueViolation, match="duplicate result"):
+        with db.transaction():
+            db.execute("INSERT INTO flywheel.validation_results (trace_id, validator_id, validator_version, status)"
+                       " VALUES (%s, %s, %s, 'fail')", (trace, *stock))
+    # A human verdict for another version is a row of its own; defaults as in a table.
+    db.execute("INSERT INTO flywheel.validation_results (trace_id, validator_id, validator_version, status, judged_by)"
+               " VALUES (%s, %s, 99, 'fail', 'human')", (trace, stock[0]))
+    row = db.execute("SELECT details, judged_by FROM flywheel.validation_results"
+                     " WHERE trace_id = %s AND validator_version = 99", (trace,)).fetchone()
+    assert row == ({}, "human")
+    # Deleting one packed result keeps the others; deleting the last removes the packed row.
+    n = db.execute("SELECT cardinality(validator_ids) FROM flywheel._insert_results WHERE trace_id = %s",
+                   (trace,)).fetchone()[0]  # type: ignore[index]
+    db.execute("DELETE FROM flywheel.validation_results WHERE trace_id = %s AND validator_id = %s"
+               " AND validator_version = %s", (trace, *stock))
+    assert "stock_phrases" not in {k for k, v in _results(db, trace).items() if v[1] == "code"}
+    assert db.execute("SELECT cardinality(validator_ids) FROM flywheel._insert_results WHERE trace_id = %s",
+                      (trace,)).fetchone() == (n - 1,)
+    db.execute("DELETE FROM flywheel.validation_results WHERE trace_id = %s", (trace,))
+    assert db.execute("SELECT count(*) FROM flywheel._insert_results WHERE trace_id = %s", (trace,)).fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM flywheel.validation_results WHERE trace_id = %s", (trace,)).fetchone() == (0,)
+
+
+def test_deleting_a_validator_removes_only_its_packed_results(db: psycopg.Connection, app_name: str) -> None:
+    db.execute("SELECT flywheel.create_validator('test_packed_gone', 'length', '{\"max_chars\": 3}')")
+    try:
+        ids = _insert(db, app_name, ["Fine.", "Also fine."])
+        assert all(_results(db, t)["test_packed_gone"] == ("fail", "code") for t in ids)
+        others = {t: set(_results(db, t)) - {"test_packed_gone"} for t in ids}
+    finally:
+        db.execute("DELETE FROM flywheel.validators WHERE name = 'test_packed_gone'")
+    for t in ids:
+        assert set(_results(db, t)) == others[t] and others[t]
+    arrays = db.execute("SELECT bool_and(cardinality(validator_ids) = cardinality(statuses)"
+                        " AND cardinality(details) = cardinality(validator_ids))"
+                        " FROM flywheel._insert_results WHERE trace_id = ANY(%s)", (ids,)).fetchone()
+    assert arrays == (True,)
+
+
+def test_inserted_traces_mark_the_pass_rate_rollup(db: psycopg.Connection, app_name: str) -> None:
+    db.execute("CALL flywheel.refresh('pass_rate')")
+    ids = _insert(db, app_name, ["Fine.", "Fine too."])
+    marked = db.execute("SELECT count(*) FROM flywheel._rollup_dirty_days WHERE metric = 'pass_rate'"
+                        " AND trace_ids @> %s::bigint[]", (ids,)).fetchone()
+    assert marked == (1,)
+    db.execute("CALL flywheel.refresh('pass_rate')")
+    day_rows = db.execute(
+        "SELECT sum(results) FROM flywheel.metric_pass_rate WHERE app = %s", (app_name,)).fetchone()
+    assert day_rows is not None and day_rows[0] >= 12
