@@ -32,6 +32,8 @@ DECLARE
     inputs text[]; outputs text[]; expecteds text[]; latencies float8[]; tokens_ins integer[];
     tokens_outs integer[]; costs float8[]; metadatas text[];
     b record;
+    r_validator_ids bigint[]; r_versions integer[]; r_statuses text[]; r_scores float8[]; r_labels text[];
+    r_details jsonb[]; p_trace_ids bigint[];
 BEGIN
     SELECT array_agg(t.id), array_agg(t.app), array_agg(t.node), array_agg(t.node_type), array_agg(t.model),
            array_agg(t.prompt_version), array_agg(t.input), array_agg(t.output), array_agg(t.expected),
@@ -52,14 +54,16 @@ BEGIN
         RETURN NULL;
     END;
     IF b.p_trace_ids <> '{}' THEN
-        -- One packed row per trace: its slice of each result array.
+        -- One packed row per trace: its slice of each result array. (Parsed into variables
+        -- first: in the query, each cast would be evaluated again for every row.)
+        r_validator_ids := b.r_validator_ids; r_versions := b.r_versions; r_statuses := b.r_statuses;
+        r_scores := b.r_scores; r_labels := b.r_labels; r_details := b.r_details; p_trace_ids := b.p_trace_ids;
         INSERT INTO flywheel._insert_results
             (trace_id, validator_ids, validator_versions, statuses, scores, labels, details)
-        SELECT p.t, r.v[p.f:p.l], r.n[p.f:p.l], r.s[p.f:p.l], r.sc[p.f:p.l], r.lb[p.f:p.l], r.d[p.f:p.l]
-        FROM (SELECT b.r_validator_ids::bigint[] AS v, b.r_versions::integer[] AS n, b.r_statuses::text[] AS s,
-                     b.r_scores::float8[] AS sc, b.r_labels::text[] AS lb, b.r_details::jsonb[] AS d) r,
-             unnest(b.p_trace_ids::bigint[], b.p_firsts::integer[], b.p_lasts::integer[]) AS p(t, f, l);
-        PERFORM flywheel._mark_pass_rate_traces(b.p_trace_ids::bigint[]);
+        SELECT p.t, r_validator_ids[p.f:p.l], r_versions[p.f:p.l], r_statuses[p.f:p.l], r_scores[p.f:p.l],
+               r_labels[p.f:p.l], r_details[p.f:p.l]
+        FROM unnest(p_trace_ids, b.p_firsts::integer[], b.p_lasts::integer[]) AS p(t, f, l);
+        PERFORM flywheel._mark_pass_rate_traces(p_trace_ids);
     END IF;
     IF b.j_trace_ids <> '{}' THEN
         INSERT INTO flywheel.judge_jobs (trace_id, validator_id, validator_version)

@@ -389,13 +389,15 @@ LEFT JOIN LATERAL (SELECT * FROM flywheel.refresh_log l WHERE l.metric = m.name 
 -- The insert path's mark: the traces whose results were just written (no lookup of traces,
 -- the refresh finds their days).
 CREATE OR REPLACE FUNCTION flywheel._mark_pass_rate_traces(trace_ids bigint[]) RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql  -- not sql: PL/pgSQL keeps its plans for the session, a SQL function re-plans per call
 SET search_path TO pg_catalog, pg_temp
 AS $$
-    INSERT INTO flywheel._rollup_dirty_days (metric, trace_ids)
-    SELECT 'pass_rate', _mark_pass_rate_traces.trace_ids
-    WHERE cardinality(_mark_pass_rate_traces.trace_ids) > 0
-      AND EXISTS (SELECT 1 FROM flywheel.metrics m WHERE m.name = 'pass_rate' AND m.kind = 'rollup')
+BEGIN
+    IF cardinality(trace_ids) > 0
+       AND EXISTS (SELECT 1 FROM flywheel.metrics m WHERE m.name = 'pass_rate' AND m.kind = 'rollup') THEN
+        INSERT INTO flywheel._rollup_dirty_days (metric, trace_ids) VALUES ('pass_rate', trace_ids);
+    END IF;
+END
 $$;
 
 CREATE OR REPLACE FUNCTION flywheel._mark_pass_rate_days() RETURNS trigger

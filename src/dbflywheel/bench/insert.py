@@ -63,7 +63,7 @@ WORKER = "traces, validators + embedder in a worker (set_embedder(name, 'worker'
 CONFIGS = (  # label, table, the triggers on (None: a plain table)
     ("plain table", "public.bench_plain", None),
     ("traces, no triggers", "flywheel.traces", ()),
-    ("traces, validators only", "flywheel.traces", ("validators",)),
+    ("traces, default validators (issue 3's target)", "flywheel.traces", ("validators",)),
     ("traces, embedder only", "flywheel.traces", ("embedder",)),
     ("traces, validators + embedder (as installed)", "flywheel.traces", ("validators", "embedder")),
     # The setting that takes the embedder out of the insert path: each INSERT only queues its
@@ -168,16 +168,19 @@ def run(ctx: Context) -> str:
         cells = []
         for rows in (1, 100):
             ratio = median[(rows, label)] / median[(rows, "plain table")]
-            cells += [f"{median[(rows, label)]:,.0f} rows/s", f"**{ratio:.2f}x**" if "installed" in label else
+            cells += [f"{median[(rows, label)]:,.0f} rows/s", f"**{ratio:.2f}x**" if label == CONFIGS[2][0] else
                       f"{ratio:.2f}x"]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     for rows in (1, 100):
-        ratio = median[(rows, CONFIGS[4][0])] / median[(rows, "plain table")]
+        # Issue 3's target is the default validators' cost; the built-in embedder in the insert
+        # path (issue 5's default) is measured beside it, as installed.
+        ratio = median[(rows, CONFIGS[2][0])] / median[(rows, "plain table")]
         verdict = "met" if ratio >= TARGETS[rows] else "missed"
         lines.append("")
-        lines.append(f"Target for {rows} row(s) per INSERT (issue 3, default validators; here with the embedder too): "
-                     f"{TARGETS[rows]:.2f}x of plain; as installed {ratio:.2f}x: {verdict}. Validators only: "
-                     f"{median[(rows, CONFIGS[2][0])] / median[(rows, 'plain table')]:.2f}x.")
+        lines.append(f"Target for {rows} row(s) per INSERT (issue 3: the default validators enabled): "
+                     f"{TARGETS[rows]:.2f}x of plain; measured {ratio:.2f}x: **{verdict}**. With the built-in "
+                     f"embedder in the insert path too (as installed): "
+                     f"{median[(rows, CONFIGS[4][0])] / median[(rows, 'plain table')]:.2f}x.")
     if cpu is not None:
         lines += [
             "",
