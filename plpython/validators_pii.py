@@ -50,6 +50,9 @@ _MAYBE = {name: re.compile(p) for name, p in _MAYBE_PATTERNS.items()}
 # text, with no personal data, stops here).
 _ANY_DIGITS = re2.compile(_DIGITS.pattern)
 _ANY_MAYBE = re2.compile("|".join(f"(?:{p})" for p in _MAYBE_PATTERNS.values()))
+# What find() cannot find anything without (an '@', or one of the above): a text with no match of
+# this has no personal data, which lets the pii validator clear a whole batch with one scan.
+MAYBE_ANY = "@|" + _ANY_MAYBE.pattern
 
 
 def _found(regex: Any, text: str) -> bool:

@@ -9,13 +9,17 @@ a time, so a broken validator yields `error` results and never an error in the I
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import re
+from itertools import accumulate
 from typing import Any
 
+from validators_batch import combined, flag_rows
 from validators_builtin import (
+    PASS,
     Anomaly,
     Classifier,
     ConfigError,
@@ -127,9 +131,13 @@ class Registry:
         return plan
 
     def load(self, plpy: Any) -> list[Validator]:
-        # One short string that changes whenever any row does (xmin): cheap to fetch and compare.
+        # One short string that changes whenever the visible rows do: a row written by another
+        # transaction since the last look has that transaction's xmin, which no row had then; one
+        # written again by our own transaction keeps its xmin but has a new ctid (the version it
+        # replaced still holds the old one until the transaction ends); a deleted row shortens it.
+        # Unordered: a reordering with nothing changed only costs a reload.
         key = plpy.execute(self._plan(
-            plpy, "key", "SELECT string_agg(id || ':' || xmin, ',' ORDER BY id) AS k FROM flywheel.validators"))[0]["k"]
+            plpy, "key", "SELECT string_agg(xmin::text || ctid::text, ';') AS k FROM flywheel.validators"))[0]["k"]
         if key != self.key:
             full = plpy.execute(self._plan(
                 plpy, "all",
@@ -154,11 +162,15 @@ def _finite(x: float | None) -> float | None:
     return x if x is None or math.isfinite(x) else None
 
 
+# json.dumps(details, ensure_ascii=False, allow_nan=False, default=str) without making an encoder per call.
+_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=str)
+
+
 def _details_json(details: dict[str, Any] | None) -> str | None:
     if not details:
         return None  # SQL writes '{}': one constant instead of a jsonb parse per result
     try:
-        return json.dumps(details, ensure_ascii=False, allow_nan=False, default=str)
+        return _JSON.encode(details)
     except ValueError:
         return json.dumps({"value": str(details)}, ensure_ascii=False)
 
@@ -262,7 +274,252 @@ def evaluate(plpy: Any, purpose: str, names: list[str] | None, ids: list[int | N
              tokens_ins: list[Any], tokens_outs: list[Any], costs: list[Any], metadatas: list[Any]) -> dict[str, str]:
     """purpose: 'insert' (the trigger: enabled validators, sampled, async ones enqueued), 'validate'
     (named or all enabled sync ones, every trace), 'revalidate' (one named validator, sampled) or
-    'check_input' (the input guards, on a trace that is not stored)."""
+    'check_input' (the input guards, on a trace that is not stored).
+
+    The set-wise path (evaluate_fast) gives exactly what the per-row path (evaluate_exact) gives;
+    should it fail, the per-row path decides, raising or warning as it always did."""
+    columns = (ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies,
+               tokens_ins, tokens_outs, costs, metadatas)
+    try:
+        return evaluate_fast(plpy, purpose, names, *columns)
+    except Exception:
+        return evaluate_exact(plpy, purpose, names, *columns)
+
+
+_EMPTY = {k: "{}" for k in ("r_trace_ids", "r_validator_ids", "r_names", "r_versions", "r_statuses", "r_scores",
+                            "r_labels", "r_details", "j_trace_ids", "j_validator_ids", "j_versions", "p_trace_ids",
+                            "p_firsts", "p_lasts")}
+
+
+def _number(x: Any) -> str:
+    return "NULL" if x is None else repr(x)
+
+
+def _result_elements(res: Result) -> tuple[str, str, str, str]:
+    """A result's status, score, label and details as elements of the r_ array literals (what
+    _text_array and _number_array make of them)."""
+    return _element(res.status), _number(_finite(res.score)), _element(res.label), _element(_details_json(res.details))
+
+
+# The anomaly validator's details, {"z": {metric: float}}, differ for every trace: written
+# directly, as the JSON encoder and then _element write them, where every z is finite.
+_Z_KEYS = {m: f'\\"{m}\\": ' for m in Anomaly.METRICS}
+
+
+def _anomaly_elements(res: Result) -> tuple[str, str, str, str]:
+    z = res.details.get("z") if res.details is not None and len(res.details) == 1 else None
+    if type(z) is not dict or not z or not all(type(x) is float and x - x == 0.0 for x in z.values()):
+        return _result_elements(res)
+    details = '"{\\"z\\": {' + ", ".join([_Z_KEYS[k] + repr(x) for k, x in z.items()]) + '}}"'
+    return _cached_element(res.status), _number(_finite(res.score)), _cached_element(res.label), details
+
+
+# Statuses and labels repeat across batches.
+_cached_element = functools.lru_cache(maxsize=1024, typed=True)(_element)
+
+
+class _Batch:
+    """The batch as columns, with what several validators share: row dicts (made only for rows
+    that need a per-row check), applies_to targets and the prefilter scans of each field."""
+
+    def __init__(self, columns: dict[str, list[Any]], n: int) -> None:
+        self.columns, self.n = columns, n
+        self.rows: dict[int, dict[str, Any]] = {}
+        self.targets_cache: dict[Any, list[int]] = {}
+        self.patterns: dict[tuple[str, int | None], set[str]] = {}
+        self.flagged_cache: dict[tuple[str, int | None], set[int]] = {}
+
+    def row(self, i: int) -> dict[str, Any]:
+        r = self.rows.get(i)
+        if r is None:
+            r = self.rows[i] = {k: col[i] for k, col in self.columns.items()}
+        return r
+
+    def targets(self, applies_to: dict[str, frozenset[str]] | None) -> range | list[int]:
+        if not applies_to:
+            return range(self.n)
+        key = tuple(sorted(applies_to.items()))
+        found = self.targets_cache.get(key)
+        if found is None:
+            if len(key) == 1:
+                (k, allowed), = key
+                found = [i for i, x in enumerate(self.columns[k]) if x in allowed]
+            else:
+                found = [i for i in range(self.n) if all(self.columns[k][i] in allowed for k, allowed in key)]
+            self.targets_cache[key] = found
+        return found
+
+    def group(self, field: str, head: int | None) -> tuple[str, int | None]:
+        # Texts no longer than the head are scanned whole: one scan serves both.
+        if head is not None and all(t is None or len(t) <= head for t in self.columns[field]):
+            head = None
+        return (field, head)
+
+    def add_prefilter(self, field: str, pattern: str, head: int | None) -> None:
+        self.patterns.setdefault(self.group(field, head), set()).add(pattern)
+
+    def flagged(self, field: str, head: int | None) -> set[int]:
+        """Rows that need the exact check of every validator with a prefilter on this field: a match
+        of any of them, or no text at all."""
+        key = self.group(field, head)
+        found = self.flagged_cache.get(key)
+        if found is None:
+            column = self.columns[field]
+            texts = [t or "" for t in column] if head is None else [(t or "")[:head] for t in column]
+            try:
+                found = flag_rows(combined(tuple(sorted(self.patterns[key]))), texts)
+            except Exception:  # a combination re2 refuses, a text it cannot encode: every row exactly
+                found = set(range(self.n))
+            found.update(i for i, t in enumerate(column) if not t)
+            self.flagged_cache[key] = found
+        return found
+
+
+def _prefilters(impl: Any) -> list[Any] | None:
+    """The kind's prefilters, when they promise one clean result."""
+    prefilters = getattr(impl, "prefilters", None)
+    if not prefilters or len({id(p.clean) for p in prefilters}) != 1:
+        return None
+    return prefilters  # type: ignore[no-any-return]
+
+
+def _exact(impl: Any, row: dict[str, Any]) -> Result:
+    try:
+        return impl.check(row)  # type: ignore[no-any-return]
+    except Exception as e:
+        return error_result(e)
+
+
+_Quick = tuple[Result | None, dict[int, Result], Any]
+
+
+def _quick(plpy: Any, impl: Any, targets: range | list[int], batch: _Batch) -> _Quick | None:
+    """Set-wise results of a built-in kind: the result of most targets (None: none shared), those
+    of the others, and how to write them; None when the kind has no set-wise path."""
+    prefilters = _prefilters(impl)
+    if prefilters is not None:
+        flagged: set[int] = set()
+        for p in prefilters:
+            flagged |= batch.flagged(p.field, p.head)
+        return prefilters[0].clean, {i: _exact(impl, batch.row(i)) for i in sorted(flagged) if i in targets}, None
+    if type(impl) is Length:
+        column = batch.columns[impl.field]
+        return PASS, {i: _exact(impl, batch.row(i)) for i in targets if not impl.passes(column[i])}, None
+    if type(impl) is Json:  # outputs repeat (tool calls, labels): parse each distinct one once
+        column = batch.columns[impl.field]
+        by_text: dict[Any, Result] = {}
+        others = {}
+        for i in targets:
+            text = column[i]
+            res = by_text.get(text)
+            if res is None:
+                res = by_text[text] = _exact(impl, batch.row(i))
+            others[i] = res
+        return None, others, None
+    if type(impl) is Anomaly:
+        cols = batch.columns
+        results = impl.check_columns(plpy, cols["model"], cols["node"], cols, targets)
+        return None, dict(zip(targets, results, strict=True)), _anomaly_elements
+    return None
+
+
+def evaluate_fast(plpy: Any, purpose: str, names: list[str] | None, *columns: list[Any] | None) -> dict[str, str]:
+    """evaluate() set-wise: built-in kinds judge the batch with one scan per field and shared
+    results; a row only gets a per-row check() where a scan says it may not be clean."""
+    ids = columns[0] or []
+    n = len(ids)
+    if not n:
+        return dict(_EMPTY)
+    if len(columns) != len(_ROW_KEYS) or any(c is None or len(c) != n for c in columns):
+        raise ValueError("the batch's columns differ in length")
+    batch = _Batch(dict(zip(_ROW_KEYS, columns, strict=True)), n)  # type: ignore[arg-type]
+    sampling = purpose in ("insert", "revalidate")
+    source = "record" if purpose == "check_input" else "table"
+    jobs: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
+    plan = []
+    for v in _select(REGISTRY.load(plpy), purpose, names):
+        targets = batch.targets(v.applies_to)
+        if sampling and v.sample_rate < 1:
+            targets = [i for i in targets if sampled(ids[i], v.id, v.sample_rate)]
+        if not targets:
+            continue
+        if v.mode == "async":
+            if purpose in ("insert", "revalidate"):
+                jobs[0].extend(ids[i] for i in targets)
+                jobs[1].extend([v.id] * len(targets))
+                jobs[2].extend([v.version] * len(targets))
+            continue
+        try:
+            impl = v.impl()
+        except Exception:
+            impl = None
+        for p in _prefilters(impl) or ():
+            batch.add_prefilter(p.field, p.pattern, p.head)
+        plan.append((v, impl, targets))
+    per_validator: list[list[Any]] = []
+    counts = [0] * n  # results per trace
+    for v, impl, targets in plan:
+        quick = None
+        if impl is not None:
+            try:
+                quick = _quick(plpy, impl, targets, batch)
+            except Exception:
+                quick = None  # the per-row path below isolates the failure
+        if quick is None:
+            results = run_validator(plpy, v, [batch.row(i) for i in targets], source)
+            if len(results) != len(targets):
+                raise RuntimeError(f"validator {v.name} returned {len(results)} results for {len(targets)} traces")
+            quick = (None, dict(zip(targets, results, strict=True)), None)
+        shared, others, write = quick
+        write = write or _result_elements
+        head = (_number(v.id), _number(v.version), _element(v.name))
+        if type(targets) is range:
+            counts = [c + 1 for c in counts]
+            outcomes: list[Any] = [head + _result_elements(shared)] * n if shared is not None else [None] * n
+        else:
+            outcomes = [None] * n
+            common = None if shared is None else head + _result_elements(shared)
+            for i in targets:
+                counts[i] += 1
+                outcomes[i] = common
+        made: dict[int, tuple[str, ...]] = {}  # id(result): its elements (kinds share result objects)
+        for i, res in others.items():
+            elements = made.get(id(res))
+            if elements is None:
+                elements = made[id(res)] = head + write(res)
+            outcomes[i] = elements
+        per_validator.append(outcomes)
+    out = dict(_EMPTY)
+    # In (trace, validator) order; then each column of the results as one array literal.
+    flat = [x for found in zip(*per_validator) for x in found if x is not None]
+    if flat:
+        for k, col in zip(("r_validator_ids", "r_versions", "r_names", "r_statuses", "r_scores", "r_labels",
+                           "r_details"), zip(*flat, strict=True), strict=True):
+            out[k] = "{" + ",".join(col) + "}"
+        if purpose == "insert":  # the trigger does not need the names
+            out["r_names"] = "{}"
+        trace_ids = [_number(t) for t in ids]
+        out["r_trace_ids"] = "{" + ",".join([",".join([t] * c) for t, c in zip(trace_ids, counts) if c]) + "}"
+        # Where each trace's results sit in the r_ arrays (1-based, inclusive): the trigger slices
+        # them into one packed row per trace.
+        lasts = list(accumulate(counts))
+        kept = [i for i in range(n) if counts[i]]
+        out["p_trace_ids"] = "{" + ",".join([trace_ids[i] for i in kept]) + "}"
+        out["p_firsts"] = "{" + ",".join([str(lasts[i] - counts[i] + 1) for i in kept]) + "}"
+        out["p_lasts"] = "{" + ",".join([str(lasts[i]) for i in kept]) + "}"
+    if jobs[0]:
+        for k, values in zip(("j_trace_ids", "j_validator_ids", "j_versions"), jobs, strict=True):
+            out[k] = _number_array(values)
+    return out
+
+
+def evaluate_exact(plpy: Any, purpose: str, names: list[str] | None, ids: list[int | None] | None, apps: list[Any],
+                   nodes: list[Any], node_types: list[Any], models: list[Any], prompt_versions: list[Any],
+                   inputs: list[Any], outputs: list[Any], expecteds: list[Any], latencies: list[Any],
+                   tokens_ins: list[Any], tokens_outs: list[Any], costs: list[Any],
+                   metadatas: list[Any]) -> dict[str, str]:
+    """evaluate() one row at a time: each validator's check() (or check_batch()) on row dicts, the
+    reference that evaluate_fast must equal."""
     out: dict[str, list[Any]] = {k: [] for k in ("r_trace_ids", "r_validator_ids", "r_names", "r_versions",
                                                  "r_statuses", "r_scores", "r_labels", "r_details",
                                                  "j_trace_ids", "j_validator_ids", "j_versions",
