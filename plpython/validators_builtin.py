@@ -577,45 +577,6 @@ class Anomaly:
         self._load(plpy)
         return [self.check(r) for r in rows]
 
-    def check_columns(self, plpy: Any, models: list[Any], nodes: list[Any], columns: dict[str, list[Any]],
-                      targets: list[int] | range) -> list[Result]:
-        """check() of each target row of a batch given as columns, with the same arithmetic, the
-        baselines looked up once per model and node (where check() raises, this may too)."""
-        self._load(plpy)
-        usable_by_key: dict[tuple[Any, Any], list[tuple[list[Any], str, float, float, dict[Any, Any]]]] = {}
-        out = []
-        for i in targets:
-            key = (models[i], nodes[i])
-            usable = usable_by_key.get(key)
-            if usable is None:
-                usable = usable_by_key[key] = []
-                for metric in self.metrics:
-                    base = self.baselines.get((*key, metric))
-                    if base is not None and not base[0] < self.min_samples:
-                        usable.append((columns[metric], metric, base[1], max(1.4826 * base[2], 0.05), {}))
-            worst: float | None = None
-            worst_metric = ""
-            measured: dict[str, float] = {}
-            for column, metric, median, spread, known in usable:
-                value = column[i]
-                if value is None:
-                    continue
-                zs = known.get(value)  # latencies and token counts repeat
-                if zs is None:
-                    z = abs(math.log1p(max(float(value), 0.0)) - median) / spread
-                    zs = known[value] = (z, round(z, 2))
-                z = zs[0]
-                measured[metric] = zs[1]
-                if worst is None or z > worst:
-                    worst, worst_metric = z, metric
-            if worst is None:
-                out.append(_NO_BASELINE)
-            elif worst > self.threshold:
-                out.append(Result("fail", round(worst, 2), worst_metric, {"z": measured}))
-            else:
-                out.append(Result("pass", round(worst, 2), None, {"z": measured}))
-        return out
-
     def check(self, row: dict[str, Any]) -> Result:
         worst: tuple[float, str] | None = None
         measured: dict[str, float] = {}
