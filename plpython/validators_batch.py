@@ -41,11 +41,12 @@ def combined(patterns: tuple[str, ...]) -> Any:
 def flag_rows(regex: Any, texts: list[str]) -> set[int]:
     """Indexes of texts that regex may match (each text scanned as if on its own: see above)."""
     if len(texts) == 1 and _LOW_LEVEL:
-        data = texts[0].encode()
-        return {0} if regex._regexp.Match(_UNANCHORED, data, 0, len(data))[0][0] >= 0 else set()
+        one = texts[0].encode()
+        return {0} if regex._regexp.Match(_UNANCHORED, one, 0, len(one))[0][0] >= 0 else set()
+    data: Any
     if _LOW_LEVEL:
         chunks: list[Any] = [t.encode() for t in texts]
-        data: Any = _SEP.join(chunks)
+        data = _SEP.join(chunks)
         match = regex._regexp.Match
 
         def search(pos: int) -> tuple[int, int]:

@@ -141,13 +141,12 @@ class Length:
         """Whether check() gives exactly _PASS for a row with this text (the runtime's quick path)."""
         if text is None:
             return False
-        b = self.bounds
-        n = len(text)
-        if (b["min_chars"] is not None and n < b["min_chars"]) or (b["max_chars"] is not None and n > b["max_chars"]):
-            return False
+        measured = {"chars": len(text)}
         if self.count_words:
-            n = len(text.split())
-            if (b["min_words"] is not None and n < b["min_words"]) or (b["max_words"] is not None and n > b["max_words"]):
+            measured["words"] = len(text.split())
+        for unit, n in measured.items():
+            lo, hi = self.bounds[f"min_{unit}"], self.bounds[f"max_{unit}"]
+            if (lo is not None and n < lo) or (hi is not None and n > hi):
                 return False
         return True
 

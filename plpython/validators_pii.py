@@ -169,9 +169,9 @@ def find(text: str | None) -> list[tuple[int, int, str]]:
                 continue
         for start, end in _spans(_COMPILED[category], text, data):
             if category == "card":
-                for start, end in _cards(text, start, end):
-                    if not any(start < e and s < end for s, e, _ in taken):
-                        taken.append((start, end, "card"))
+                for card_start, card_end in _cards(text, start, end):
+                    if not any(card_start < e and s < card_end for s, e, _ in taken):
+                        taken.append((card_start, card_end, "card"))
                 continue
             if any(start < e and s < end for s, e, _ in taken):
                 continue

@@ -19,8 +19,8 @@ from typing import Any
 
 from validators_batch import combined, flag_rows
 from validators_builtin import (
-    PASS,
     _NO_BASELINE,
+    PASS,
     Anomaly,
     Classifier,
     ConfigError,
@@ -621,7 +621,7 @@ def evaluate_fast(plpy: Any, purpose: str, names: list[str] | None, *columns: li
         per_validator.append(outcomes)
     out = dict(_EMPTY)
     # In (trace, validator) order; then each column of the results as one array literal.
-    flat = [x for found in zip(*per_validator) for x in found if x is not None]
+    flat = [x for found in zip(*per_validator, strict=True) for x in found if x is not None]
     if flat:
         for k, col in zip(("r_validator_ids", "r_versions", "r_names", "r_statuses", "r_scores", "r_labels",
                            "r_details"), zip(*flat, strict=True), strict=True):
@@ -629,7 +629,8 @@ def evaluate_fast(plpy: Any, purpose: str, names: list[str] | None, *columns: li
         if purpose == "insert":  # the trigger does not need the names
             out["r_names"] = "{}"
         trace_ids = [_number(t) for t in ids]
-        out["r_trace_ids"] = "{" + ",".join([",".join([t] * c) for t, c in zip(trace_ids, counts) if c]) + "}"
+        per_trace = [",".join([t] * c) for t, c in zip(trace_ids, counts, strict=True) if c]
+        out["r_trace_ids"] = "{" + ",".join(per_trace) + "}"
         # Where each trace's results sit in the r_ arrays (1-based, inclusive): the trigger slices
         # them into one packed row per trace.
         lasts = list(accumulate(counts))

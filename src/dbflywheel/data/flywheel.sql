@@ -823,7 +823,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:560823a0ce90'] = importlib.import_module
+GD['dbflywheel:0.1.0:76904d5707f7'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -1687,9 +1687,13 @@ def combined(patterns: tuple[str, ...]) -> Any:
 
 def flag_rows(regex: Any, texts: list[str]) -> set[int]:
     """Indexes of texts that regex may match (each text scanned as if on its own: see above)."""
+    if len(texts) == 1 and _LOW_LEVEL:
+        one = texts[0].encode()
+        return {0} if regex._regexp.Match(_UNANCHORED, one, 0, len(one))[0][0] >= 0 else set()
+    data: Any
     if _LOW_LEVEL:
         chunks: list[Any] = [t.encode() for t in texts]
-        data: Any = _SEP.join(chunks)
+        data = _SEP.join(chunks)
         match = regex._regexp.Match
 
         def search(pos: int) -> tuple[int, int]:
@@ -1868,13 +1872,12 @@ class Length:
         """Whether check() gives exactly _PASS for a row with this text (the runtime's quick path)."""
         if text is None:
             return False
-        b = self.bounds
-        n = len(text)
-        if (b["min_chars"] is not None and n < b["min_chars"]) or (b["max_chars"] is not None and n > b["max_chars"]):
-            return False
+        measured = {"chars": len(text)}
         if self.count_words:
-            n = len(text.split())
-            if (b["min_words"] is not None and n < b["min_words"]) or (b["max_words"] is not None and n > b["max_words"]):
+            measured["words"] = len(text.split())
+        for unit, n in measured.items():
+            lo, hi = self.bounds[f"min_{unit}"], self.bounds[f"max_{unit}"]
+            if (lo is not None and n < lo) or (hi is not None and n > hi):
                 return False
         return True
 
@@ -2304,45 +2307,6 @@ class Anomaly:
         self._load(plpy)
         return [self.check(r) for r in rows]
 
-    def check_columns(self, plpy: Any, models: list[Any], nodes: list[Any], columns: dict[str, list[Any]],
-                      targets: list[int] | range) -> list[Result]:
-        """check() of each target row of a batch given as columns, with the same arithmetic, the
-        baselines looked up once per model and node (where check() raises, this may too)."""
-        self._load(plpy)
-        usable_by_key: dict[tuple[Any, Any], list[tuple[list[Any], str, float, float, dict[Any, Any]]]] = {}
-        out = []
-        for i in targets:
-            key = (models[i], nodes[i])
-            usable = usable_by_key.get(key)
-            if usable is None:
-                usable = usable_by_key[key] = []
-                for metric in self.metrics:
-                    base = self.baselines.get((*key, metric))
-                    if base is not None and not base[0] < self.min_samples:
-                        usable.append((columns[metric], metric, base[1], max(1.4826 * base[2], 0.05), {}))
-            worst: float | None = None
-            worst_metric = ""
-            measured: dict[str, float] = {}
-            for column, metric, median, spread, known in usable:
-                value = column[i]
-                if value is None:
-                    continue
-                zs = known.get(value)  # latencies and token counts repeat
-                if zs is None:
-                    z = abs(math.log1p(max(float(value), 0.0)) - median) / spread
-                    zs = known[value] = (z, round(z, 2))
-                z = zs[0]
-                measured[metric] = zs[1]
-                if worst is None or z > worst:
-                    worst, worst_metric = z, metric
-            if worst is None:
-                out.append(_NO_BASELINE)
-            elif worst > self.threshold:
-                out.append(Result("fail", round(worst, 2), worst_metric, {"z": measured}))
-            else:
-                out.append(Result("pass", round(worst, 2), None, {"z": measured}))
-        return out
-
     def check(self, row: dict[str, Any]) -> Result:
         worst: tuple[float, str] | None = None
         measured: dict[str, float] = {}
@@ -2604,9 +2568,9 @@ def find(text: str | None) -> list[tuple[int, int, str]]:
                 continue
         for start, end in _spans(_COMPILED[category], text, data):
             if category == "card":
-                for start, end in _cards(text, start, end):
-                    if not any(start < e and s < end for s, e, _ in taken):
-                        taken.append((start, end, "card"))
+                for card_start, card_end in _cards(text, start, end):
+                    if not any(card_start < e and s < card_end for s, e, _ in taken):
+                        taken.append((card_start, card_end, "card"))
                 continue
             if any(start < e and s < end for s, e, _ in taken):
                 continue
@@ -2674,6 +2638,7 @@ from typing import Any
 
 from validators_batch import combined, flag_rows
 from validators_builtin import (
+    _NO_BASELINE,
     PASS,
     Anomaly,
     Classifier,
@@ -2956,33 +2921,174 @@ def _result_elements(res: Result) -> tuple[str, str, str, str]:
     return _element(res.status), _number(_finite(res.score)), _element(res.label), _element(_details_json(res.details))
 
 
-# The anomaly validator's details, {"z": {metric: float}}, differ for every trace: written
-# directly, as the JSON encoder and then _element write them, where every z is finite.
-_Z_KEYS = {m: f'\\"{m}\\": ' for m in Anomaly.METRICS}
-
-
-def _anomaly_elements(res: Result) -> tuple[str, str, str, str]:
-    z = res.details.get("z") if res.details is not None and len(res.details) == 1 else None
-    if type(z) is not dict or not z or not all(type(x) is float and x - x == 0.0 for x in z.values()):
-        return _result_elements(res)
-    details = '"{\\"z\\": {' + ", ".join([_Z_KEYS[k] + repr(x) for k, x in z.items()]) + '}}"'
-    return _cached_element(res.status), _number(_finite(res.score)), _cached_element(res.label), details
-
-
 # Statuses and labels repeat across batches.
 _cached_element = functools.lru_cache(maxsize=1024, typed=True)(_element)
+
+
+class _AnomalyQuick:
+    """Anomaly.check() over the target rows of a batch, with the same arithmetic, written straight
+    into array elements: the baselines looked up once per model and node, each z computed once
+    per distinct value. Its details, {"z": {metric: z}}, differ for every trace; they are written
+    as the JSON encoder and _element would write them (where a z is not finite, they are)."""
+
+    def __init__(self, impl: Anomaly) -> None:
+        self.impl = impl
+        self.loaded_at = impl.loaded_at
+        # (model, node): for each metric with a usable baseline: metric, median, spread, known zs
+        self.usable: dict[tuple[Any, Any], list[tuple[str, float, float, dict[Any, tuple[Any, ...]]]]] = {}
+
+    def _usable(self, key: tuple[Any, Any]) -> list[tuple[str, float, float, dict[Any, tuple[Any, ...]]]]:
+        found = self.usable.get(key)
+        if found is None:
+            impl = self.impl
+            if len(self.usable) > 1000:
+                self.usable.clear()
+            found = self.usable[key] = []
+            for metric in impl.metrics:
+                base = impl.baselines.get((*key, metric))
+                if base is not None and not base[0] < impl.min_samples:
+                    found.append((metric, base[1], max(1.4826 * base[2], 0.05), {}))
+        return found
+
+    def run(self, plpy: Any, head: tuple[str, ...], targets: range | list[int],
+            columns: dict[str, list[Any]]) -> dict[int, tuple[str, ...]]:
+        impl = self.impl
+        impl._load(plpy)
+        if impl.loaded_at != self.loaded_at:  # new baselines
+            self.usable, self.loaded_at = {}, impl.loaded_at
+        models, nodes = columns["model"], columns["node"]
+        skipped = head + _result_elements(_NO_BASELINE)
+        out = {}
+        for i in targets:
+            worst: tuple[Any, ...] | None = None
+            parts = []
+            finite = True
+            for metric, median, spread, known in self._usable((models[i], nodes[i])):
+                value = columns[metric][i]
+                if value is None:
+                    continue
+                z = known.get(value)
+                if z is None:
+                    if len(known) > 4096:
+                        known.clear()
+                    zf = abs(math.log1p(max(float(value), 0.0)) - median) / spread
+                    zr = round(zf, 2)
+                    z = known[value] = (zf, zr, metric, f'\\"{metric}\\": {zr!r}', math.isfinite(zr))
+                parts.append(z)
+                finite = finite and z[4]
+                if worst is None or z[0] > worst[0]:
+                    worst = z
+            if worst is None:
+                out[i] = skipped
+                continue
+            failed = worst[0] > impl.threshold
+            if not finite:  # the JSON encoder's own way with them
+                measured = {z[2]: z[1] for z in parts}
+                res = Result("fail", worst[1], worst[2], {"z": measured}) if failed else Result(
+                    "pass", worst[1], None, {"z": measured})
+                out[i] = head + _result_elements(res)
+                continue
+            details = '"{\\"z\\": {' + ", ".join([z[3] for z in parts]) + '}}"'
+            if failed:
+                out[i] = (*head, "fail", repr(worst[1]), _cached_element(worst[2]), details)
+            else:
+                out[i] = (*head, "pass", repr(worst[1]), "NULL", details)
+        return out
+
+
+class _Entry:
+    """A selected validator, prepared once per registry version for set-wise runs: its array
+    elements, its kind's set-wise way (if any) and the elements of the result most rows share."""
+
+    __slots__ = ("v", "impl", "head", "applies_key", "way", "prefilters", "shared", "anomaly")
+
+    def __init__(self, v: Validator) -> None:
+        self.v = v
+        self.head = (_number(v.id), _number(v.version), _element(v.name))
+        self.applies_key = tuple(sorted(v.applies_to.items())) if v.applies_to else None
+        self.impl: Any = None
+        self.way: str | None = None
+        self.prefilters: list[Any] = []
+        self.shared: tuple[str, ...] | None = None
+        if v.mode != "sync":
+            return
+        try:
+            self.impl = v.impl()
+        except Exception:
+            return  # run_validator() turns it into error results
+        shared = None
+        prefilters = getattr(self.impl, "prefilters", None)
+        if prefilters and len({id(p.clean) for p in prefilters}) == 1:
+            self.way, self.prefilters, shared = "prefilter", prefilters, prefilters[0].clean
+        elif type(self.impl) is Length:
+            self.way, shared = "length", PASS
+        elif type(self.impl) is Json:
+            self.way = "json"
+        elif type(self.impl) is Anomaly and len(set(self.impl.metrics)) == len(self.impl.metrics):
+            self.way = "anomaly"  # (a metric named twice would be measured once)
+            self.anomaly = _AnomalyQuick(self.impl)
+        if shared is not None:
+            self.shared = self.head + _result_elements(shared)
+
+
+class _Plan:
+    """The selected validators of one purpose (and names), and the combined prefilter patterns."""
+
+    def __init__(self, validators: list[Validator]) -> None:
+        self.entries = [_Entry(v) for v in validators]
+        self.heads: dict[str, list[int | None]] = {}  # field: the heads its prefilters scan
+        for e in self.entries:
+            for p in e.prefilters:
+                heads = self.heads.setdefault(p.field, [])
+                if p.head not in heads:
+                    heads.append(p.head)
+        self.scans: dict[tuple[str, tuple[int | None, ...]], dict[int | None, Any]] = {}
+
+    def scan_regexes(self, field: str, effective: tuple[int | None, ...]) -> dict[int | None, Any]:
+        """For the field's heads as they take effect in a batch: one regex per effective head."""
+        key = (field, effective)
+        found = self.scans.get(key)
+        if found is None:
+            as_effective = dict(zip(self.heads[field], effective, strict=True))
+            patterns: dict[int | None, set[str]] = {}
+            for e in self.entries:
+                for p in e.prefilters:
+                    if p.field == field:
+                        patterns.setdefault(as_effective[p.head], set()).add(p.pattern)
+            found = {}
+            for head, group in patterns.items():
+                try:
+                    found[head] = combined(tuple(sorted(group)))
+                except Exception:  # a combination re2 refuses: every row gets the exact check
+                    found[head] = None
+            self.scans[key] = found
+        return found
+
+
+_PLANS: dict[tuple[Any, ...], _Plan] = {}
+
+
+def _plan(validators: list[Validator], purpose: str, names: list[str] | None) -> _Plan:
+    key = (id(validators), purpose, None if names is None else tuple(names))
+    plan = _PLANS.get(key)
+    if plan is None:
+        if len(_PLANS) > 64 or any(k[0] != id(validators) for k in _PLANS):
+            _PLANS.clear()  # the registry changed: plans of its old list go
+        plan = _PLANS[key] = _Plan(_select(validators, purpose, names))
+        plan.validators = validators  # type: ignore[attr-defined]  # keeps id(validators) from being reused
+    return plan
 
 
 class _Batch:
     """The batch as columns, with what several validators share: row dicts (made only for rows
     that need a per-row check), applies_to targets and the prefilter scans of each field."""
 
-    def __init__(self, columns: dict[str, list[Any]], n: int) -> None:
-        self.columns, self.n = columns, n
+    def __init__(self, plan: _Plan, columns: dict[str, list[Any]], n: int) -> None:
+        self.plan, self.columns, self.n = plan, columns, n
         self.rows: dict[int, dict[str, Any]] = {}
         self.targets_cache: dict[Any, list[int]] = {}
-        self.patterns: dict[tuple[str, int | None], set[str]] = {}
         self.flagged_cache: dict[tuple[str, int | None], set[int]] = {}
+        self.effective: dict[str, tuple[int | None, ...]] = {}
 
     def row(self, i: int) -> dict[str, Any]:
         r = self.rows.get(i)
@@ -2990,10 +3096,9 @@ class _Batch:
             r = self.rows[i] = {k: col[i] for k, col in self.columns.items()}
         return r
 
-    def targets(self, applies_to: dict[str, frozenset[str]] | None) -> range | list[int]:
-        if not applies_to:
+    def targets(self, key: tuple[tuple[str, frozenset[str]], ...] | None) -> range | list[int]:
+        if key is None:
             return range(self.n)
-        key = tuple(sorted(applies_to.items()))
         found = self.targets_cache.get(key)
         if found is None:
             if len(key) == 1:
@@ -3004,38 +3109,33 @@ class _Batch:
             self.targets_cache[key] = found
         return found
 
-    def group(self, field: str, head: int | None) -> tuple[str, int | None]:
-        # Texts no longer than the head are scanned whole: one scan serves both.
-        if head is not None and all(t is None or len(t) <= head for t in self.columns[field]):
-            head = None
-        return (field, head)
-
-    def add_prefilter(self, field: str, pattern: str, head: int | None) -> None:
-        self.patterns.setdefault(self.group(field, head), set()).add(pattern)
-
     def flagged(self, field: str, head: int | None) -> set[int]:
         """Rows that need the exact check of every validator with a prefilter on this field: a match
         of any of them, or no text at all."""
-        key = self.group(field, head)
-        found = self.flagged_cache.get(key)
+        found = self.flagged_cache.get((field, head))
+        if found is not None:
+            return found
+        effective = self.effective.get(field)
+        if effective is None:
+            # Where no text is longer than a head, the whole texts are scanned: one scan serves all.
+            longest = max(map(len, filter(None, self.columns[field])), default=0)
+            effective = self.effective[field] = tuple(
+                None if h is None or longest <= h else h for h in self.plan.heads[field])
+        nominal, head = head, effective[self.plan.heads[field].index(head)]
+        found = self.flagged_cache.get((field, head))
         if found is None:
+            regex = self.plan.scan_regexes(field, effective)[head]
             column = self.columns[field]
             texts = [t or "" for t in column] if head is None else [(t or "")[:head] for t in column]
             try:
-                found = flag_rows(combined(tuple(sorted(self.patterns[key]))), texts)
-            except Exception:  # a combination re2 refuses, a text it cannot encode: every row exactly
+                found = set(range(self.n)) if regex is None else flag_rows(regex, texts)
+            except Exception:  # a text re2 cannot take: every row gets the exact check
                 found = set(range(self.n))
-            found.update(i for i, t in enumerate(column) if not t)
-            self.flagged_cache[key] = found
+            if None in column or "" in column:
+                found.update(i for i, t in enumerate(column) if not t)
+            self.flagged_cache[(field, head)] = found
+        self.flagged_cache[(field, nominal)] = found
         return found
-
-
-def _prefilters(impl: Any) -> list[Any] | None:
-    """The kind's prefilters, when they promise one clean result."""
-    prefilters = getattr(impl, "prefilters", None)
-    if not prefilters or len({id(p.clean) for p in prefilters}) != 1:
-        return None
-    return prefilters  # type: ignore[no-any-return]
 
 
 def _exact(impl: Any, row: dict[str, Any]) -> Result:
@@ -3045,37 +3145,44 @@ def _exact(impl: Any, row: dict[str, Any]) -> Result:
         return error_result(e)
 
 
-_Quick = tuple[Result | None, dict[int, Result], Any]
-
-
-def _quick(plpy: Any, impl: Any, targets: range | list[int], batch: _Batch) -> _Quick | None:
-    """Set-wise results of a built-in kind: the result of most targets (None: none shared), those
-    of the others, and how to write them; None when the kind has no set-wise path."""
-    prefilters = _prefilters(impl)
-    if prefilters is not None:
+def _quick(plpy: Any, e: _Entry, targets: range | list[int], batch: _Batch) -> dict[int, tuple[str, ...]]:
+    """The elements of the target rows' results that differ from e.shared (all of them when there
+    is no shared result), judged set-wise."""
+    impl, head = e.impl, e.head
+    results: dict[int, Result]
+    if e.way == "prefilter":
         flagged: set[int] = set()
-        for p in prefilters:
+        for p in e.prefilters:
             flagged |= batch.flagged(p.field, p.head)
-        return prefilters[0].clean, {i: _exact(impl, batch.row(i)) for i in sorted(flagged) if i in targets}, None
-    if type(impl) is Length:
+        if not flagged:
+            return {}
+        results = {i: _exact(impl, batch.row(i)) for i in sorted(flagged) if i in targets}
+    elif e.way == "length":
         column = batch.columns[impl.field]
-        return PASS, {i: _exact(impl, batch.row(i)) for i in targets if not impl.passes(column[i])}, None
-    if type(impl) is Json:  # outputs repeat (tool calls, labels): parse each distinct one once
+        results = {i: _exact(impl, batch.row(i)) for i in targets if not impl.passes(column[i])}
+    elif e.way == "json":  # outputs repeat (tool calls): parse each distinct one once
         column = batch.columns[impl.field]
         by_text: dict[Any, Result] = {}
-        others = {}
+        results = {}
         for i in targets:
-            text = column[i]
-            res = by_text.get(text)
+            res = by_text.get(column[i])
             if res is None:
-                res = by_text[text] = _exact(impl, batch.row(i))
-            others[i] = res
-        return None, others, None
-    if type(impl) is Anomaly:
-        cols = batch.columns
-        results = impl.check_columns(plpy, cols["model"], cols["node"], cols, targets)
-        return None, dict(zip(targets, results, strict=True)), _anomaly_elements
-    return None
+                res = by_text[column[i]] = _exact(impl, batch.row(i))
+            results[i] = res
+    else:
+        return e.anomaly.run(plpy, head, targets, batch.columns)  # type: ignore[no-any-return]
+    return _written(head, results)
+
+
+def _written(head: tuple[str, ...], results: dict[int, Result]) -> dict[int, tuple[str, ...]]:
+    made: dict[int, tuple[str, ...]] = {}  # id(result): its elements (kinds share result objects)
+    out = {}
+    for i, res in results.items():
+        elements = made.get(id(res))
+        if elements is None:
+            elements = made[id(res)] = head + _result_elements(res)
+        out[i] = elements
+    return out
 
 
 def evaluate_fast(plpy: Any, purpose: str, names: list[str] | None, *columns: list[Any] | None) -> dict[str, str]:
@@ -3087,13 +3194,16 @@ def evaluate_fast(plpy: Any, purpose: str, names: list[str] | None, *columns: li
         return dict(_EMPTY)
     if len(columns) != len(_ROW_KEYS) or any(c is None or len(c) != n for c in columns):
         raise ValueError("the batch's columns differ in length")
-    batch = _Batch(dict(zip(_ROW_KEYS, columns, strict=True)), n)  # type: ignore[arg-type]
+    plan = _plan(REGISTRY.load(plpy), purpose, names)
+    batch = _Batch(plan, dict(zip(_ROW_KEYS, columns, strict=True)), n)  # type: ignore[arg-type]
     sampling = purpose in ("insert", "revalidate")
     source = "record" if purpose == "check_input" else "table"
     jobs: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
-    plan = []
-    for v in _select(REGISTRY.load(plpy), purpose, names):
-        targets = batch.targets(v.applies_to)
+    per_validator: list[list[Any]] = []
+    counts = [0] * n  # results per trace
+    for e in plan.entries:
+        v = e.v
+        targets = batch.targets(e.applies_key)
         if sampling and v.sample_rate < 1:
             targets = [i for i in targets if sampled(ids[i], v.id, v.sample_rate)]
         if not targets:
@@ -3104,49 +3214,33 @@ def evaluate_fast(plpy: Any, purpose: str, names: list[str] | None, *columns: li
                 jobs[1].extend([v.id] * len(targets))
                 jobs[2].extend([v.version] * len(targets))
             continue
-        try:
-            impl = v.impl()
-        except Exception:
-            impl = None
-        for p in _prefilters(impl) or ():
-            batch.add_prefilter(p.field, p.pattern, p.head)
-        plan.append((v, impl, targets))
-    per_validator: list[list[Any]] = []
-    counts = [0] * n  # results per trace
-    for v, impl, targets in plan:
-        quick = None
-        if impl is not None:
+        shared = e.shared
+        others = None
+        if e.way is not None:
             try:
-                quick = _quick(plpy, impl, targets, batch)
+                others = _quick(plpy, e, targets, batch)
             except Exception:
-                quick = None  # the per-row path below isolates the failure
-        if quick is None:
+                others = None  # the per-row path below isolates the failure
+        if others is None:
+            shared = None
             results = run_validator(plpy, v, [batch.row(i) for i in targets], source)
             if len(results) != len(targets):
                 raise RuntimeError(f"validator {v.name} returned {len(results)} results for {len(targets)} traces")
-            quick = (None, dict(zip(targets, results, strict=True)), None)
-        shared, others, write = quick
-        write = write or _result_elements
-        head = (_number(v.id), _number(v.version), _element(v.name))
+            others = _written(e.head, dict(zip(targets, results, strict=True)))
         if type(targets) is range:
             counts = [c + 1 for c in counts]
-            outcomes: list[Any] = [head + _result_elements(shared)] * n if shared is not None else [None] * n
+            outcomes: list[Any] = [shared] * n
         else:
             outcomes = [None] * n
-            common = None if shared is None else head + _result_elements(shared)
             for i in targets:
                 counts[i] += 1
-                outcomes[i] = common
-        made: dict[int, tuple[str, ...]] = {}  # id(result): its elements (kinds share result objects)
-        for i, res in others.items():
-            elements = made.get(id(res))
-            if elements is None:
-                elements = made[id(res)] = head + write(res)
+                outcomes[i] = shared
+        for i, elements in others.items():
             outcomes[i] = elements
         per_validator.append(outcomes)
     out = dict(_EMPTY)
     # In (trace, validator) order; then each column of the results as one array literal.
-    flat = [x for found in zip(*per_validator) for x in found if x is not None]
+    flat = [x for found in zip(*per_validator, strict=True) for x in found if x is not None]
     if flat:
         for k, col in zip(("r_validator_ids", "r_versions", "r_names", "r_statuses", "r_scores", "r_labels",
                            "r_details"), zip(*flat, strict=True), strict=True):
@@ -3154,7 +3248,8 @@ def evaluate_fast(plpy: Any, purpose: str, names: list[str] | None, *columns: li
         if purpose == "insert":  # the trigger does not need the names
             out["r_names"] = "{}"
         trace_ids = [_number(t) for t in ids]
-        out["r_trace_ids"] = "{" + ",".join([",".join([t] * c) for t, c in zip(trace_ids, counts) if c]) + "}"
+        per_trace = [",".join([t] * c) for t, c in zip(trace_ids, counts, strict=True) if c]
+        out["r_trace_ids"] = "{" + ",".join(per_trace) + "}"
         # Where each trace's results sit in the r_ arrays (1-based, inclusive): the trigger slices
         # them into one packed row per trace.
         lasts = list(accumulate(counts))
@@ -3561,10 +3656,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:560823a0ce90')
+_import = GD.get('dbflywheel:0.1.0:76904d5707f7')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:560823a0ce90']
+    _import = GD['dbflywheel:0.1.0:76904d5707f7']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -3620,10 +3715,10 @@ CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config te
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:560823a0ce90')
+_import = GD.get('dbflywheel:0.1.0:76904d5707f7')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:560823a0ce90']
+    _import = GD['dbflywheel:0.1.0:76904d5707f7']
 return _import('validators_runtime').check_config(plpy, kind, config, applies_to)
 $python$;
 
@@ -3772,10 +3867,10 @@ CREATE OR REPLACE FUNCTION flywheel._evaluate(
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:560823a0ce90')
+_import = GD.get('dbflywheel:0.1.0:76904d5707f7')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:560823a0ce90']
+    _import = GD['dbflywheel:0.1.0:76904d5707f7']
 return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas)
 $python$;
 
@@ -3996,10 +4091,10 @@ CREATE OR REPLACE FUNCTION flywheel.redact_pii(input text) RETURNS text
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:560823a0ce90')
+_import = GD.get('dbflywheel:0.1.0:76904d5707f7')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:560823a0ce90']
+    _import = GD['dbflywheel:0.1.0:76904d5707f7']
 return _import('validators_pii').redact_pii(plpy, input)
 $python$;
 
@@ -4749,10 +4844,10 @@ LANGUAGE plpython3u STABLE
 SECURITY DEFINER  -- readers see the ranking (aggregates), not the traces behind it
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:560823a0ce90')
+_import = GD.get('dbflywheel:0.1.0:76904d5707f7')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:560823a0ce90']
+    _import = GD['dbflywheel:0.1.0:76904d5707f7']
 return _import('judges_ranking').ranking(plpy)
 $python$;
 
@@ -4798,10 +4893,10 @@ RETURNS TABLE (ordinality integer, embedding text, input_key uuid, error text)
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:560823a0ce90')
+_import = GD.get('dbflywheel:0.1.0:76904d5707f7')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:560823a0ce90']
+    _import = GD['dbflywheel:0.1.0:76904d5707f7']
 return _import('fewshot_embedder').embed_rows(plpy, embedder, texts)
 $python$;
 
@@ -4810,10 +4905,10 @@ CREATE OR REPLACE FUNCTION flywheel._input_key(text text) RETURNS uuid
 LANGUAGE plpython3u IMMUTABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:560823a0ce90')
+_import = GD.get('dbflywheel:0.1.0:76904d5707f7')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:560823a0ce90']
+    _import = GD['dbflywheel:0.1.0:76904d5707f7']
 return _import('fewshot_embedder').normalize_key(plpy, text)
 $python$;
 
@@ -4829,10 +4924,10 @@ RETURNS integer
 LANGUAGE plpython3u SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:560823a0ce90')
+_import = GD.get('dbflywheel:0.1.0:76904d5707f7')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:560823a0ce90']
+    _import = GD['dbflywheel:0.1.0:76904d5707f7']
 return _import('fewshot_store').embed_traces(plpy, embedder, trace_ids, apps, inputs)
 $python$;
 
@@ -5765,10 +5860,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:560823a0ce90')
+_import = GD.get('dbflywheel:0.1.0:76904d5707f7')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:560823a0ce90']
+    _import = GD['dbflywheel:0.1.0:76904d5707f7']
 return _import('metrics_cron').sql_previous_fire(plpy, schedule, at_epoch)
 $python$;
 
@@ -5777,10 +5872,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:560823a0ce90')
+_import = GD.get('dbflywheel:0.1.0:76904d5707f7')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:560823a0ce90']
+    _import = GD['dbflywheel:0.1.0:76904d5707f7']
 return _import('metrics_cron').sql_period(plpy, schedule, at_epoch)
 $python$;
 
@@ -6542,10 +6637,10 @@ RETURNS TABLE (feature text, reference_n integer, current_n integer,
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:560823a0ce90')
+_import = GD.get('dbflywheel:0.1.0:76904d5707f7')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:560823a0ce90']
+    _import = GD['dbflywheel:0.1.0:76904d5707f7']
 return _import('metrics_drift').drift(plpy, feature, reference, current)
 $python$;
 
@@ -6697,10 +6792,10 @@ RETURNS TABLE (metric text, variant text, n bigint, value double precision, base
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:560823a0ce90')
+_import = GD.get('dbflywheel:0.1.0:76904d5707f7')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:560823a0ce90']
+    _import = GD['dbflywheel:0.1.0:76904d5707f7']
 return _import('metrics_experiments').results(plpy, experiment, confidence)
 $python$;
 
