@@ -540,7 +540,13 @@ def _quick(plpy: Any, e: _Entry, targets: range | list[int], batch: _Batch) -> d
         results = {i: _exact(impl, batch.row(i)) for i in sorted(flagged) if i in targets}
     elif e.way == "length":
         column = batch.columns[impl.field]
-        results = {i: _exact(impl, batch.row(i)) for i in targets if not impl.passes(column[i])}
+        if impl.count_words:
+            outside = [i for i in targets if not impl.passes(column[i])]
+        else:  # passes(), inlined
+            lo, hi = impl.bounds["min_chars"], impl.bounds["max_chars"]
+            lo, hi = 0 if lo is None else lo, math.inf if hi is None else hi
+            outside = [i for i in targets if (t := column[i]) is None or not lo <= len(t) <= hi]
+        results = {i: _exact(impl, batch.row(i)) for i in outside}
     elif e.way == "json":  # outputs repeat (tool calls): parse each distinct one once
         column = batch.columns[impl.field]
         by_text: dict[Any, Result] = {}

@@ -823,7 +823,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:76904d5707f7'] = importlib.import_module
+GD['dbflywheel:0.1.0:3134aa293e13'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -3159,7 +3159,13 @@ def _quick(plpy: Any, e: _Entry, targets: range | list[int], batch: _Batch) -> d
         results = {i: _exact(impl, batch.row(i)) for i in sorted(flagged) if i in targets}
     elif e.way == "length":
         column = batch.columns[impl.field]
-        results = {i: _exact(impl, batch.row(i)) for i in targets if not impl.passes(column[i])}
+        if impl.count_words:
+            outside = [i for i in targets if not impl.passes(column[i])]
+        else:  # passes(), inlined
+            lo, hi = impl.bounds["min_chars"], impl.bounds["max_chars"]
+            lo, hi = 0 if lo is None else lo, math.inf if hi is None else hi
+            outside = [i for i in targets if (t := column[i]) is None or not lo <= len(t) <= hi]
+        results = {i: _exact(impl, batch.row(i)) for i in outside}
     elif e.way == "json":  # outputs repeat (tool calls): parse each distinct one once
         column = batch.columns[impl.field]
         by_text: dict[Any, Result] = {}
@@ -3656,10 +3662,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:76904d5707f7')
+_import = GD.get('dbflywheel:0.1.0:3134aa293e13')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:76904d5707f7']
+    _import = GD['dbflywheel:0.1.0:3134aa293e13']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -3715,10 +3721,10 @@ CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config te
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:76904d5707f7')
+_import = GD.get('dbflywheel:0.1.0:3134aa293e13')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:76904d5707f7']
+    _import = GD['dbflywheel:0.1.0:3134aa293e13']
 return _import('validators_runtime').check_config(plpy, kind, config, applies_to)
 $python$;
 
@@ -3867,10 +3873,10 @@ CREATE OR REPLACE FUNCTION flywheel._evaluate(
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:76904d5707f7')
+_import = GD.get('dbflywheel:0.1.0:3134aa293e13')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:76904d5707f7']
+    _import = GD['dbflywheel:0.1.0:3134aa293e13']
 return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas)
 $python$;
 
@@ -4091,10 +4097,10 @@ CREATE OR REPLACE FUNCTION flywheel.redact_pii(input text) RETURNS text
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:76904d5707f7')
+_import = GD.get('dbflywheel:0.1.0:3134aa293e13')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:76904d5707f7']
+    _import = GD['dbflywheel:0.1.0:3134aa293e13']
 return _import('validators_pii').redact_pii(plpy, input)
 $python$;
 
@@ -4844,10 +4850,10 @@ LANGUAGE plpython3u STABLE
 SECURITY DEFINER  -- readers see the ranking (aggregates), not the traces behind it
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:76904d5707f7')
+_import = GD.get('dbflywheel:0.1.0:3134aa293e13')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:76904d5707f7']
+    _import = GD['dbflywheel:0.1.0:3134aa293e13']
 return _import('judges_ranking').ranking(plpy)
 $python$;
 
@@ -4893,10 +4899,10 @@ RETURNS TABLE (ordinality integer, embedding text, input_key uuid, error text)
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:76904d5707f7')
+_import = GD.get('dbflywheel:0.1.0:3134aa293e13')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:76904d5707f7']
+    _import = GD['dbflywheel:0.1.0:3134aa293e13']
 return _import('fewshot_embedder').embed_rows(plpy, embedder, texts)
 $python$;
 
@@ -4905,10 +4911,10 @@ CREATE OR REPLACE FUNCTION flywheel._input_key(text text) RETURNS uuid
 LANGUAGE plpython3u IMMUTABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:76904d5707f7')
+_import = GD.get('dbflywheel:0.1.0:3134aa293e13')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:76904d5707f7']
+    _import = GD['dbflywheel:0.1.0:3134aa293e13']
 return _import('fewshot_embedder').normalize_key(plpy, text)
 $python$;
 
@@ -4924,10 +4930,10 @@ RETURNS integer
 LANGUAGE plpython3u SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:76904d5707f7')
+_import = GD.get('dbflywheel:0.1.0:3134aa293e13')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:76904d5707f7']
+    _import = GD['dbflywheel:0.1.0:3134aa293e13']
 return _import('fewshot_store').embed_traces(plpy, embedder, trace_ids, apps, inputs)
 $python$;
 
@@ -5860,10 +5866,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:76904d5707f7')
+_import = GD.get('dbflywheel:0.1.0:3134aa293e13')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:76904d5707f7']
+    _import = GD['dbflywheel:0.1.0:3134aa293e13']
 return _import('metrics_cron').sql_previous_fire(plpy, schedule, at_epoch)
 $python$;
 
@@ -5872,10 +5878,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:76904d5707f7')
+_import = GD.get('dbflywheel:0.1.0:3134aa293e13')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:76904d5707f7']
+    _import = GD['dbflywheel:0.1.0:3134aa293e13']
 return _import('metrics_cron').sql_period(plpy, schedule, at_epoch)
 $python$;
 
@@ -6637,10 +6643,10 @@ RETURNS TABLE (feature text, reference_n integer, current_n integer,
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:76904d5707f7')
+_import = GD.get('dbflywheel:0.1.0:3134aa293e13')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:76904d5707f7']
+    _import = GD['dbflywheel:0.1.0:3134aa293e13']
 return _import('metrics_drift').drift(plpy, feature, reference, current)
 $python$;
 
@@ -6792,10 +6798,10 @@ RETURNS TABLE (metric text, variant text, n bigint, value double precision, base
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:76904d5707f7')
+_import = GD.get('dbflywheel:0.1.0:3134aa293e13')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:76904d5707f7']
+    _import = GD['dbflywheel:0.1.0:3134aa293e13']
 return _import('metrics_experiments').results(plpy, experiment, confidence)
 $python$;
 
