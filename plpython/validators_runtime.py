@@ -306,6 +306,9 @@ def _result_elements(res: Result) -> tuple[str, str, str, str]:
 _cached_element = functools.lru_cache(maxsize=1024, typed=True)(_element)
 
 
+_NO_BASELINE_ELEMENTS = _result_elements(_NO_BASELINE)
+
+
 class _AnomalyQuick:
     """Anomaly.check() over the target rows of a batch, with the same arithmetic, written straight
     into array elements: the baselines looked up once per model and node, each z computed once
@@ -338,7 +341,7 @@ class _AnomalyQuick:
         if impl.loaded_at != self.loaded_at:  # new baselines
             self.usable, self.loaded_at = {}, impl.loaded_at
         models, nodes = columns["model"], columns["node"]
-        skipped = head + _result_elements(_NO_BASELINE)
+        skipped = head + _NO_BASELINE_ELEMENTS
         out = {}
         for i in targets:
             worst: tuple[Any, ...] | None = None
@@ -348,7 +351,7 @@ class _AnomalyQuick:
                 value = columns[metric][i]
                 if value is None:
                     continue
-                z = known.get(value)
+                z = known.get(value)  # (z, rounded, metric, as JSON, finite)
                 if z is None:
                     if len(known) > 4096:
                         known.clear()
@@ -554,7 +557,7 @@ def _quick(plpy: Any, e: _Entry, targets: range | list[int], batch: _Batch) -> d
         for i in targets:
             res = by_text.get(column[i])
             if res is None:
-                res = by_text[column[i]] = _exact(impl, batch.row(i))
+                res = by_text[column[i]] = _exact(impl, {impl.field: column[i]})  # check() reads only it
             results[i] = res
     else:
         return e.anomaly.run(plpy, head, targets, batch.columns)  # type: ignore[no-any-return]

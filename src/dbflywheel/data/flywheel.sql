@@ -823,7 +823,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:3134aa293e13'] = importlib.import_module
+GD['dbflywheel:0.1.0:2e776846d14d'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -2925,6 +2925,9 @@ def _result_elements(res: Result) -> tuple[str, str, str, str]:
 _cached_element = functools.lru_cache(maxsize=1024, typed=True)(_element)
 
 
+_NO_BASELINE_ELEMENTS = _result_elements(_NO_BASELINE)
+
+
 class _AnomalyQuick:
     """Anomaly.check() over the target rows of a batch, with the same arithmetic, written straight
     into array elements: the baselines looked up once per model and node, each z computed once
@@ -2957,7 +2960,7 @@ class _AnomalyQuick:
         if impl.loaded_at != self.loaded_at:  # new baselines
             self.usable, self.loaded_at = {}, impl.loaded_at
         models, nodes = columns["model"], columns["node"]
-        skipped = head + _result_elements(_NO_BASELINE)
+        skipped = head + _NO_BASELINE_ELEMENTS
         out = {}
         for i in targets:
             worst: tuple[Any, ...] | None = None
@@ -2967,7 +2970,7 @@ class _AnomalyQuick:
                 value = columns[metric][i]
                 if value is None:
                     continue
-                z = known.get(value)
+                z = known.get(value)  # (z, rounded, metric, as JSON, finite)
                 if z is None:
                     if len(known) > 4096:
                         known.clear()
@@ -3173,7 +3176,7 @@ def _quick(plpy: Any, e: _Entry, targets: range | list[int], batch: _Batch) -> d
         for i in targets:
             res = by_text.get(column[i])
             if res is None:
-                res = by_text[column[i]] = _exact(impl, batch.row(i))
+                res = by_text[column[i]] = _exact(impl, {impl.field: column[i]})  # check() reads only it
             results[i] = res
     else:
         return e.anomaly.run(plpy, head, targets, batch.columns)  # type: ignore[no-any-return]
@@ -3662,10 +3665,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:3134aa293e13')
+_import = GD.get('dbflywheel:0.1.0:2e776846d14d')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:3134aa293e13']
+    _import = GD['dbflywheel:0.1.0:2e776846d14d']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -3721,10 +3724,10 @@ CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config te
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:3134aa293e13')
+_import = GD.get('dbflywheel:0.1.0:2e776846d14d')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:3134aa293e13']
+    _import = GD['dbflywheel:0.1.0:2e776846d14d']
 return _import('validators_runtime').check_config(plpy, kind, config, applies_to)
 $python$;
 
@@ -3873,10 +3876,10 @@ CREATE OR REPLACE FUNCTION flywheel._evaluate(
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:3134aa293e13')
+_import = GD.get('dbflywheel:0.1.0:2e776846d14d')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:3134aa293e13']
+    _import = GD['dbflywheel:0.1.0:2e776846d14d']
 return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas)
 $python$;
 
@@ -4097,10 +4100,10 @@ CREATE OR REPLACE FUNCTION flywheel.redact_pii(input text) RETURNS text
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:3134aa293e13')
+_import = GD.get('dbflywheel:0.1.0:2e776846d14d')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:3134aa293e13']
+    _import = GD['dbflywheel:0.1.0:2e776846d14d']
 return _import('validators_pii').redact_pii(plpy, input)
 $python$;
 
@@ -4850,10 +4853,10 @@ LANGUAGE plpython3u STABLE
 SECURITY DEFINER  -- readers see the ranking (aggregates), not the traces behind it
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:3134aa293e13')
+_import = GD.get('dbflywheel:0.1.0:2e776846d14d')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:3134aa293e13']
+    _import = GD['dbflywheel:0.1.0:2e776846d14d']
 return _import('judges_ranking').ranking(plpy)
 $python$;
 
@@ -4899,10 +4902,10 @@ RETURNS TABLE (ordinality integer, embedding text, input_key uuid, error text)
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:3134aa293e13')
+_import = GD.get('dbflywheel:0.1.0:2e776846d14d')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:3134aa293e13']
+    _import = GD['dbflywheel:0.1.0:2e776846d14d']
 return _import('fewshot_embedder').embed_rows(plpy, embedder, texts)
 $python$;
 
@@ -4911,10 +4914,10 @@ CREATE OR REPLACE FUNCTION flywheel._input_key(text text) RETURNS uuid
 LANGUAGE plpython3u IMMUTABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:3134aa293e13')
+_import = GD.get('dbflywheel:0.1.0:2e776846d14d')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:3134aa293e13']
+    _import = GD['dbflywheel:0.1.0:2e776846d14d']
 return _import('fewshot_embedder').normalize_key(plpy, text)
 $python$;
 
@@ -4930,10 +4933,10 @@ RETURNS integer
 LANGUAGE plpython3u SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:3134aa293e13')
+_import = GD.get('dbflywheel:0.1.0:2e776846d14d')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:3134aa293e13']
+    _import = GD['dbflywheel:0.1.0:2e776846d14d']
 return _import('fewshot_store').embed_traces(plpy, embedder, trace_ids, apps, inputs)
 $python$;
 
@@ -5866,10 +5869,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:3134aa293e13')
+_import = GD.get('dbflywheel:0.1.0:2e776846d14d')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:3134aa293e13']
+    _import = GD['dbflywheel:0.1.0:2e776846d14d']
 return _import('metrics_cron').sql_previous_fire(plpy, schedule, at_epoch)
 $python$;
 
@@ -5878,10 +5881,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:3134aa293e13')
+_import = GD.get('dbflywheel:0.1.0:2e776846d14d')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:3134aa293e13']
+    _import = GD['dbflywheel:0.1.0:2e776846d14d']
 return _import('metrics_cron').sql_period(plpy, schedule, at_epoch)
 $python$;
 
@@ -6643,10 +6646,10 @@ RETURNS TABLE (feature text, reference_n integer, current_n integer,
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:3134aa293e13')
+_import = GD.get('dbflywheel:0.1.0:2e776846d14d')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:3134aa293e13']
+    _import = GD['dbflywheel:0.1.0:2e776846d14d']
 return _import('metrics_drift').drift(plpy, feature, reference, current)
 $python$;
 
@@ -6798,10 +6801,10 @@ RETURNS TABLE (metric text, variant text, n bigint, value double precision, base
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:3134aa293e13')
+_import = GD.get('dbflywheel:0.1.0:2e776846d14d')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:3134aa293e13']
+    _import = GD['dbflywheel:0.1.0:2e776846d14d']
 return _import('metrics_experiments').results(plpy, experiment, confidence)
 $python$;
 
