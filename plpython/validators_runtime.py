@@ -124,6 +124,7 @@ class Registry:
         self.key: str | None = None
         self.validators: list[Validator] = []
         self.plans: dict[str, Any] = {}
+        self.selections: dict[tuple[str, tuple[str, ...] | None], Any] = {}  # (purpose, names): its _Plan
 
     def _plan(self, plpy: Any, name: str, query: str) -> Any:
         plan = self.plans.get(name)
@@ -152,8 +153,17 @@ class Registry:
                 if same is not None and same.config == v.config:
                     v._impl = same._impl  # keep compiled patterns, prepared plans and caches
                 fresh.append(v)
-            self.validators, self.key = fresh, key
+            self.validators, self.key, self.selections = fresh, key, {}
         return self.validators
+
+    def plan(self, plpy: Any, purpose: str, names: list[str] | None) -> Any:
+        """The validators a purpose (and names) selects, prepared for set-wise runs (a _Plan)."""
+        validators = self.load(plpy)
+        key = (purpose, None if names is None else tuple(names))
+        found = self.selections.get(key)
+        if found is None:
+            found = self.selections[key] = _Plan(_select(validators, purpose, names))
+        return found
 
 
 REGISTRY = Registry()
@@ -449,20 +459,6 @@ class _Plan:
         return found
 
 
-_PLANS: dict[tuple[Any, ...], _Plan] = {}
-
-
-def _plan(validators: list[Validator], purpose: str, names: list[str] | None) -> _Plan:
-    key = (id(validators), purpose, None if names is None else tuple(names))
-    plan = _PLANS.get(key)
-    if plan is None:
-        if len(_PLANS) > 64 or any(k[0] != id(validators) for k in _PLANS):
-            _PLANS.clear()  # the registry changed: plans of its old list go
-        plan = _PLANS[key] = _Plan(_select(validators, purpose, names))
-        plan.validators = validators  # type: ignore[attr-defined]  # keeps id(validators) from being reused
-    return plan
-
-
 class _Batch:
     """The batch as columns, with what several validators share: row dicts (made only for rows
     that need a per-row check), applies_to targets and the prefilter scans of each field."""
@@ -584,7 +580,7 @@ def evaluate_fast(plpy: Any, purpose: str, names: list[str] | None, *columns: li
         return dict(_EMPTY)
     if len(columns) != len(_ROW_KEYS) or any(c is None or len(c) != n for c in columns):
         raise ValueError("the batch's columns differ in length")
-    plan = _plan(REGISTRY.load(plpy), purpose, names)
+    plan = REGISTRY.plan(plpy, purpose, names)
     batch = _Batch(plan, dict(zip(_ROW_KEYS, columns, strict=True)), n)  # type: ignore[arg-type]
     sampling = purpose in ("insert", "revalidate")
     source = "record" if purpose == "check_input" else "table"

@@ -823,7 +823,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:2e776846d14d'] = importlib.import_module
+GD['dbflywheel:0.1.0:d75a9fc2dfbf'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -2743,6 +2743,7 @@ class Registry:
         self.key: str | None = None
         self.validators: list[Validator] = []
         self.plans: dict[str, Any] = {}
+        self.selections: dict[tuple[str, tuple[str, ...] | None], Any] = {}  # (purpose, names): its _Plan
 
     def _plan(self, plpy: Any, name: str, query: str) -> Any:
         plan = self.plans.get(name)
@@ -2771,8 +2772,17 @@ class Registry:
                 if same is not None and same.config == v.config:
                     v._impl = same._impl  # keep compiled patterns, prepared plans and caches
                 fresh.append(v)
-            self.validators, self.key = fresh, key
+            self.validators, self.key, self.selections = fresh, key, {}
         return self.validators
+
+    def plan(self, plpy: Any, purpose: str, names: list[str] | None) -> Any:
+        """The validators a purpose (and names) selects, prepared for set-wise runs (a _Plan)."""
+        validators = self.load(plpy)
+        key = (purpose, None if names is None else tuple(names))
+        found = self.selections.get(key)
+        if found is None:
+            found = self.selections[key] = _Plan(_select(validators, purpose, names))
+        return found
 
 
 REGISTRY = Registry()
@@ -3068,20 +3078,6 @@ class _Plan:
         return found
 
 
-_PLANS: dict[tuple[Any, ...], _Plan] = {}
-
-
-def _plan(validators: list[Validator], purpose: str, names: list[str] | None) -> _Plan:
-    key = (id(validators), purpose, None if names is None else tuple(names))
-    plan = _PLANS.get(key)
-    if plan is None:
-        if len(_PLANS) > 64 or any(k[0] != id(validators) for k in _PLANS):
-            _PLANS.clear()  # the registry changed: plans of its old list go
-        plan = _PLANS[key] = _Plan(_select(validators, purpose, names))
-        plan.validators = validators  # type: ignore[attr-defined]  # keeps id(validators) from being reused
-    return plan
-
-
 class _Batch:
     """The batch as columns, with what several validators share: row dicts (made only for rows
     that need a per-row check), applies_to targets and the prefilter scans of each field."""
@@ -3203,7 +3199,7 @@ def evaluate_fast(plpy: Any, purpose: str, names: list[str] | None, *columns: li
         return dict(_EMPTY)
     if len(columns) != len(_ROW_KEYS) or any(c is None or len(c) != n for c in columns):
         raise ValueError("the batch's columns differ in length")
-    plan = _plan(REGISTRY.load(plpy), purpose, names)
+    plan = REGISTRY.plan(plpy, purpose, names)
     batch = _Batch(plan, dict(zip(_ROW_KEYS, columns, strict=True)), n)  # type: ignore[arg-type]
     sampling = purpose in ("insert", "revalidate")
     source = "record" if purpose == "check_input" else "table"
@@ -3665,10 +3661,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:2e776846d14d')
+_import = GD.get('dbflywheel:0.1.0:d75a9fc2dfbf')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:2e776846d14d']
+    _import = GD['dbflywheel:0.1.0:d75a9fc2dfbf']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -3724,10 +3720,10 @@ CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config te
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:2e776846d14d')
+_import = GD.get('dbflywheel:0.1.0:d75a9fc2dfbf')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:2e776846d14d']
+    _import = GD['dbflywheel:0.1.0:d75a9fc2dfbf']
 return _import('validators_runtime').check_config(plpy, kind, config, applies_to)
 $python$;
 
@@ -3876,10 +3872,10 @@ CREATE OR REPLACE FUNCTION flywheel._evaluate(
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:2e776846d14d')
+_import = GD.get('dbflywheel:0.1.0:d75a9fc2dfbf')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:2e776846d14d']
+    _import = GD['dbflywheel:0.1.0:d75a9fc2dfbf']
 return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas)
 $python$;
 
@@ -4100,10 +4096,10 @@ CREATE OR REPLACE FUNCTION flywheel.redact_pii(input text) RETURNS text
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:2e776846d14d')
+_import = GD.get('dbflywheel:0.1.0:d75a9fc2dfbf')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:2e776846d14d']
+    _import = GD['dbflywheel:0.1.0:d75a9fc2dfbf']
 return _import('validators_pii').redact_pii(plpy, input)
 $python$;
 
@@ -4853,10 +4849,10 @@ LANGUAGE plpython3u STABLE
 SECURITY DEFINER  -- readers see the ranking (aggregates), not the traces behind it
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:2e776846d14d')
+_import = GD.get('dbflywheel:0.1.0:d75a9fc2dfbf')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:2e776846d14d']
+    _import = GD['dbflywheel:0.1.0:d75a9fc2dfbf']
 return _import('judges_ranking').ranking(plpy)
 $python$;
 
@@ -4902,10 +4898,10 @@ RETURNS TABLE (ordinality integer, embedding text, input_key uuid, error text)
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:2e776846d14d')
+_import = GD.get('dbflywheel:0.1.0:d75a9fc2dfbf')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:2e776846d14d']
+    _import = GD['dbflywheel:0.1.0:d75a9fc2dfbf']
 return _import('fewshot_embedder').embed_rows(plpy, embedder, texts)
 $python$;
 
@@ -4914,10 +4910,10 @@ CREATE OR REPLACE FUNCTION flywheel._input_key(text text) RETURNS uuid
 LANGUAGE plpython3u IMMUTABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:2e776846d14d')
+_import = GD.get('dbflywheel:0.1.0:d75a9fc2dfbf')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:2e776846d14d']
+    _import = GD['dbflywheel:0.1.0:d75a9fc2dfbf']
 return _import('fewshot_embedder').normalize_key(plpy, text)
 $python$;
 
@@ -4933,10 +4929,10 @@ RETURNS integer
 LANGUAGE plpython3u SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:2e776846d14d')
+_import = GD.get('dbflywheel:0.1.0:d75a9fc2dfbf')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:2e776846d14d']
+    _import = GD['dbflywheel:0.1.0:d75a9fc2dfbf']
 return _import('fewshot_store').embed_traces(plpy, embedder, trace_ids, apps, inputs)
 $python$;
 
@@ -5869,10 +5865,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:2e776846d14d')
+_import = GD.get('dbflywheel:0.1.0:d75a9fc2dfbf')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:2e776846d14d']
+    _import = GD['dbflywheel:0.1.0:d75a9fc2dfbf']
 return _import('metrics_cron').sql_previous_fire(plpy, schedule, at_epoch)
 $python$;
 
@@ -5881,10 +5877,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:2e776846d14d')
+_import = GD.get('dbflywheel:0.1.0:d75a9fc2dfbf')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:2e776846d14d']
+    _import = GD['dbflywheel:0.1.0:d75a9fc2dfbf']
 return _import('metrics_cron').sql_period(plpy, schedule, at_epoch)
 $python$;
 
@@ -6646,10 +6642,10 @@ RETURNS TABLE (feature text, reference_n integer, current_n integer,
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:2e776846d14d')
+_import = GD.get('dbflywheel:0.1.0:d75a9fc2dfbf')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:2e776846d14d']
+    _import = GD['dbflywheel:0.1.0:d75a9fc2dfbf']
 return _import('metrics_drift').drift(plpy, feature, reference, current)
 $python$;
 
@@ -6801,10 +6797,10 @@ RETURNS TABLE (metric text, variant text, n bigint, value double precision, base
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:2e776846d14d')
+_import = GD.get('dbflywheel:0.1.0:d75a9fc2dfbf')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:2e776846d14d']
+    _import = GD['dbflywheel:0.1.0:d75a9fc2dfbf']
 return _import('metrics_experiments').results(plpy, experiment, confidence)
 $python$;
 
