@@ -15,6 +15,7 @@ from there. Matches that span the separator, or hide others, only flag rows.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from itertools import accumulate
 from typing import Any
 
 import re2
@@ -58,20 +59,19 @@ def flag_rows(regex: Any, texts: list[str]) -> set[int]:
         def search(pos: int) -> tuple[int, int]:
             m = regex.search(data, pos)
             return (-1, -1) if m is None else m.span()
-    sep = len(SEPARATOR)
-    starts, ends = [], []
-    at = 0
-    for chunk in chunks:
-        starts.append(at)
-        at += len(chunk)
-        ends.append(at)
-        at += sep
     flagged: set[int] = set()
+    starts: list[int] = []
+    ends: list[int] = []
     pos, end = 0, len(data)
     while pos <= end:
         start, stop = search(pos)
         if start < 0:
             break
+        if not ends:  # where each text starts and ends in data (only once something matched)
+            sep = len(SEPARATOR)
+            ends = list(accumulate(len(chunk) + sep for chunk in chunks))
+            starts = [e - len(chunk) - sep for e, chunk in zip(ends, chunks, strict=True)]
+            ends = [e - sep for e in ends]
         first = bisect_left(ends, start)  # rows whose [start, end] the match's [start, stop] touches
         last = bisect_right(starts, stop) - 1
         if first <= last:

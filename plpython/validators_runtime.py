@@ -633,7 +633,7 @@ def evaluate_fast(plpy: Any, purpose: str, names: list[str] | None, *columns: li
             out[k] = "{" + ",".join(col) + "}"
         if purpose == "insert":  # the trigger does not need the names
             out["r_names"] = "{}"
-        trace_ids = [_number(t) for t in ids]
+        trace_ids = list(map(repr, ids)) if None not in ids else ["NULL" if t is None else repr(t) for t in ids]
         per_trace = [",".join([t] * c) for t, c in zip(trace_ids, counts, strict=True) if c]
         out["r_trace_ids"] = "{" + ",".join(per_trace) + "}"
         # Where each trace's results sit in the r_ arrays (1-based, inclusive): the trigger slices

@@ -823,7 +823,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:d75a9fc2dfbf'] = importlib.import_module
+GD['dbflywheel:0.1.0:d33eb8e4b151'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -1662,6 +1662,7 @@ from there. Matches that span the separator, or hide others, only flag rows.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from itertools import accumulate
 from typing import Any
 
 import re2
@@ -1705,20 +1706,19 @@ def flag_rows(regex: Any, texts: list[str]) -> set[int]:
         def search(pos: int) -> tuple[int, int]:
             m = regex.search(data, pos)
             return (-1, -1) if m is None else m.span()
-    sep = len(SEPARATOR)
-    starts, ends = [], []
-    at = 0
-    for chunk in chunks:
-        starts.append(at)
-        at += len(chunk)
-        ends.append(at)
-        at += sep
     flagged: set[int] = set()
+    starts: list[int] = []
+    ends: list[int] = []
     pos, end = 0, len(data)
     while pos <= end:
         start, stop = search(pos)
         if start < 0:
             break
+        if not ends:  # where each text starts and ends in data (only once something matched)
+            sep = len(SEPARATOR)
+            ends = list(accumulate(len(chunk) + sep for chunk in chunks))
+            starts = [e - len(chunk) - sep for e, chunk in zip(ends, chunks, strict=True)]
+            ends = [e - sep for e in ends]
         first = bisect_left(ends, start)  # rows whose [start, end] the match's [start, stop] touches
         last = bisect_right(starts, stop) - 1
         if first <= last:
@@ -3252,7 +3252,7 @@ def evaluate_fast(plpy: Any, purpose: str, names: list[str] | None, *columns: li
             out[k] = "{" + ",".join(col) + "}"
         if purpose == "insert":  # the trigger does not need the names
             out["r_names"] = "{}"
-        trace_ids = [_number(t) for t in ids]
+        trace_ids = list(map(repr, ids)) if None not in ids else ["NULL" if t is None else repr(t) for t in ids]
         per_trace = [",".join([t] * c) for t, c in zip(trace_ids, counts, strict=True) if c]
         out["r_trace_ids"] = "{" + ",".join(per_trace) + "}"
         # Where each trace's results sit in the r_ arrays (1-based, inclusive): the trigger slices
@@ -3661,10 +3661,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:d75a9fc2dfbf')
+_import = GD.get('dbflywheel:0.1.0:d33eb8e4b151')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:d75a9fc2dfbf']
+    _import = GD['dbflywheel:0.1.0:d33eb8e4b151']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -3720,10 +3720,10 @@ CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config te
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:d75a9fc2dfbf')
+_import = GD.get('dbflywheel:0.1.0:d33eb8e4b151')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:d75a9fc2dfbf']
+    _import = GD['dbflywheel:0.1.0:d33eb8e4b151']
 return _import('validators_runtime').check_config(plpy, kind, config, applies_to)
 $python$;
 
@@ -3872,10 +3872,10 @@ CREATE OR REPLACE FUNCTION flywheel._evaluate(
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:d75a9fc2dfbf')
+_import = GD.get('dbflywheel:0.1.0:d33eb8e4b151')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:d75a9fc2dfbf']
+    _import = GD['dbflywheel:0.1.0:d33eb8e4b151']
 return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas)
 $python$;
 
@@ -4096,10 +4096,10 @@ CREATE OR REPLACE FUNCTION flywheel.redact_pii(input text) RETURNS text
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:d75a9fc2dfbf')
+_import = GD.get('dbflywheel:0.1.0:d33eb8e4b151')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:d75a9fc2dfbf']
+    _import = GD['dbflywheel:0.1.0:d33eb8e4b151']
 return _import('validators_pii').redact_pii(plpy, input)
 $python$;
 
@@ -4849,10 +4849,10 @@ LANGUAGE plpython3u STABLE
 SECURITY DEFINER  -- readers see the ranking (aggregates), not the traces behind it
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:d75a9fc2dfbf')
+_import = GD.get('dbflywheel:0.1.0:d33eb8e4b151')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:d75a9fc2dfbf']
+    _import = GD['dbflywheel:0.1.0:d33eb8e4b151']
 return _import('judges_ranking').ranking(plpy)
 $python$;
 
@@ -4898,10 +4898,10 @@ RETURNS TABLE (ordinality integer, embedding text, input_key uuid, error text)
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:d75a9fc2dfbf')
+_import = GD.get('dbflywheel:0.1.0:d33eb8e4b151')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:d75a9fc2dfbf']
+    _import = GD['dbflywheel:0.1.0:d33eb8e4b151']
 return _import('fewshot_embedder').embed_rows(plpy, embedder, texts)
 $python$;
 
@@ -4910,10 +4910,10 @@ CREATE OR REPLACE FUNCTION flywheel._input_key(text text) RETURNS uuid
 LANGUAGE plpython3u IMMUTABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:d75a9fc2dfbf')
+_import = GD.get('dbflywheel:0.1.0:d33eb8e4b151')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:d75a9fc2dfbf']
+    _import = GD['dbflywheel:0.1.0:d33eb8e4b151']
 return _import('fewshot_embedder').normalize_key(plpy, text)
 $python$;
 
@@ -4929,10 +4929,10 @@ RETURNS integer
 LANGUAGE plpython3u SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:d75a9fc2dfbf')
+_import = GD.get('dbflywheel:0.1.0:d33eb8e4b151')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:d75a9fc2dfbf']
+    _import = GD['dbflywheel:0.1.0:d33eb8e4b151']
 return _import('fewshot_store').embed_traces(plpy, embedder, trace_ids, apps, inputs)
 $python$;
 
@@ -5865,10 +5865,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:d75a9fc2dfbf')
+_import = GD.get('dbflywheel:0.1.0:d33eb8e4b151')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:d75a9fc2dfbf']
+    _import = GD['dbflywheel:0.1.0:d33eb8e4b151']
 return _import('metrics_cron').sql_previous_fire(plpy, schedule, at_epoch)
 $python$;
 
@@ -5877,10 +5877,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:d75a9fc2dfbf')
+_import = GD.get('dbflywheel:0.1.0:d33eb8e4b151')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:d75a9fc2dfbf']
+    _import = GD['dbflywheel:0.1.0:d33eb8e4b151']
 return _import('metrics_cron').sql_period(plpy, schedule, at_epoch)
 $python$;
 
@@ -6642,10 +6642,10 @@ RETURNS TABLE (feature text, reference_n integer, current_n integer,
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:d75a9fc2dfbf')
+_import = GD.get('dbflywheel:0.1.0:d33eb8e4b151')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:d75a9fc2dfbf']
+    _import = GD['dbflywheel:0.1.0:d33eb8e4b151']
 return _import('metrics_drift').drift(plpy, feature, reference, current)
 $python$;
 
@@ -6797,10 +6797,10 @@ RETURNS TABLE (metric text, variant text, n bigint, value double precision, base
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:d75a9fc2dfbf')
+_import = GD.get('dbflywheel:0.1.0:d33eb8e4b151')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:d75a9fc2dfbf']
+    _import = GD['dbflywheel:0.1.0:d33eb8e4b151']
 return _import('metrics_experiments').results(plpy, experiment, confidence)
 $python$;
 
