@@ -261,3 +261,17 @@ def test_the_built_in_kinds_take_their_set_wise_way(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(rt, "run_validator", recording)
     rt.evaluate_fast(stub(default_validators()), "insert", None, *columns(ADVERSARIAL))
     assert per_row == ["classifier_label"]
+
+
+def test_named_validators_and_refusals_are_as_on_the_per_row_path() -> None:
+    plpy = stub(default_validators() + EXTRA)
+    cols = columns(ADVERSARIAL)
+    for purpose, names in (("validate", ["pii", "length", "pii", "words"]), ("revalidate", ["sampled"]),
+                           ("insert", ["judge", "json_schema"])):
+        assert rt.evaluate_fast(plpy, purpose, names, *cols) == rt.evaluate_exact(plpy, purpose, names, *cols)
+    for names in (["nope"], ["judge"]):
+        with pytest.raises(ValueError) as fast:
+            rt.evaluate_fast(plpy, "validate", names, *cols)
+        with pytest.raises(ValueError) as exact:
+            rt.evaluate_exact(plpy, "validate", names, *cols)
+        assert str(fast.value) == str(exact.value)
