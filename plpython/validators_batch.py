@@ -23,6 +23,9 @@ import re2
 SEPARATOR = "\n\x00\n"
 _SEP = SEPARATOR.encode()
 _COMPILED: dict[tuple[str, ...], Any] = {}
+# Only where a match is counts: re2 skips finding the patterns' groups (the same matches).
+_OPTIONS = re2.Options()
+_OPTIONS.never_capture = True
 
 try:  # re2's C++ matcher on bytes, without the wrapper's match objects and offset decoding
     _UNANCHORED = re2._Anchor.UNANCHORED
@@ -35,7 +38,7 @@ def combined(patterns: tuple[str, ...]) -> Any:
     """One regex for the alternation of several patterns (each a self-contained group)."""
     rx = _COMPILED.get(patterns)
     if rx is None:
-        rx = _COMPILED[patterns] = re2.compile("|".join(f"(?:{p})" for p in patterns))
+        rx = _COMPILED[patterns] = re2.compile("|".join(f"(?:{p})" for p in patterns), _OPTIONS)
     return rx
 
 

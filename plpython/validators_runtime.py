@@ -357,7 +357,10 @@ class _AnomalyQuick:
             worst: tuple[Any, ...] | None = None
             parts = []
             finite = True
-            for metric, median, spread, known in self._usable((models[i], nodes[i])):
+            usable = self.usable.get((models[i], nodes[i]))
+            if usable is None:
+                usable = self._usable((models[i], nodes[i]))
+            for metric, median, spread, known in usable:
                 value = columns[metric][i]
                 if value is None:
                     continue

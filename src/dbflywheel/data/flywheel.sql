@@ -823,7 +823,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:d33eb8e4b151'] = importlib.import_module
+GD['dbflywheel:0.1.0:b6ab0c8dac83'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -1670,6 +1670,9 @@ import re2
 SEPARATOR = "\n\x00\n"
 _SEP = SEPARATOR.encode()
 _COMPILED: dict[tuple[str, ...], Any] = {}
+# Only where a match is counts: re2 skips finding the patterns' groups (the same matches).
+_OPTIONS = re2.Options()
+_OPTIONS.never_capture = True
 
 try:  # re2's C++ matcher on bytes, without the wrapper's match objects and offset decoding
     _UNANCHORED = re2._Anchor.UNANCHORED
@@ -1682,7 +1685,7 @@ def combined(patterns: tuple[str, ...]) -> Any:
     """One regex for the alternation of several patterns (each a self-contained group)."""
     rx = _COMPILED.get(patterns)
     if rx is None:
-        rx = _COMPILED[patterns] = re2.compile("|".join(f"(?:{p})" for p in patterns))
+        rx = _COMPILED[patterns] = re2.compile("|".join(f"(?:{p})" for p in patterns), _OPTIONS)
     return rx
 
 
@@ -2976,7 +2979,10 @@ class _AnomalyQuick:
             worst: tuple[Any, ...] | None = None
             parts = []
             finite = True
-            for metric, median, spread, known in self._usable((models[i], nodes[i])):
+            usable = self.usable.get((models[i], nodes[i]))
+            if usable is None:
+                usable = self._usable((models[i], nodes[i]))
+            for metric, median, spread, known in usable:
                 value = columns[metric][i]
                 if value is None:
                     continue
@@ -3661,10 +3667,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:d33eb8e4b151')
+_import = GD.get('dbflywheel:0.1.0:b6ab0c8dac83')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:d33eb8e4b151']
+    _import = GD['dbflywheel:0.1.0:b6ab0c8dac83']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -3720,10 +3726,10 @@ CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config te
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:d33eb8e4b151')
+_import = GD.get('dbflywheel:0.1.0:b6ab0c8dac83')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:d33eb8e4b151']
+    _import = GD['dbflywheel:0.1.0:b6ab0c8dac83']
 return _import('validators_runtime').check_config(plpy, kind, config, applies_to)
 $python$;
 
@@ -3872,10 +3878,10 @@ CREATE OR REPLACE FUNCTION flywheel._evaluate(
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:d33eb8e4b151')
+_import = GD.get('dbflywheel:0.1.0:b6ab0c8dac83')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:d33eb8e4b151']
+    _import = GD['dbflywheel:0.1.0:b6ab0c8dac83']
 return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas)
 $python$;
 
@@ -4096,10 +4102,10 @@ CREATE OR REPLACE FUNCTION flywheel.redact_pii(input text) RETURNS text
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:d33eb8e4b151')
+_import = GD.get('dbflywheel:0.1.0:b6ab0c8dac83')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:d33eb8e4b151']
+    _import = GD['dbflywheel:0.1.0:b6ab0c8dac83']
 return _import('validators_pii').redact_pii(plpy, input)
 $python$;
 
@@ -4849,10 +4855,10 @@ LANGUAGE plpython3u STABLE
 SECURITY DEFINER  -- readers see the ranking (aggregates), not the traces behind it
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:d33eb8e4b151')
+_import = GD.get('dbflywheel:0.1.0:b6ab0c8dac83')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:d33eb8e4b151']
+    _import = GD['dbflywheel:0.1.0:b6ab0c8dac83']
 return _import('judges_ranking').ranking(plpy)
 $python$;
 
@@ -4898,10 +4904,10 @@ RETURNS TABLE (ordinality integer, embedding text, input_key uuid, error text)
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:d33eb8e4b151')
+_import = GD.get('dbflywheel:0.1.0:b6ab0c8dac83')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:d33eb8e4b151']
+    _import = GD['dbflywheel:0.1.0:b6ab0c8dac83']
 return _import('fewshot_embedder').embed_rows(plpy, embedder, texts)
 $python$;
 
@@ -4910,10 +4916,10 @@ CREATE OR REPLACE FUNCTION flywheel._input_key(text text) RETURNS uuid
 LANGUAGE plpython3u IMMUTABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:d33eb8e4b151')
+_import = GD.get('dbflywheel:0.1.0:b6ab0c8dac83')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:d33eb8e4b151']
+    _import = GD['dbflywheel:0.1.0:b6ab0c8dac83']
 return _import('fewshot_embedder').normalize_key(plpy, text)
 $python$;
 
@@ -4929,10 +4935,10 @@ RETURNS integer
 LANGUAGE plpython3u SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:d33eb8e4b151')
+_import = GD.get('dbflywheel:0.1.0:b6ab0c8dac83')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:d33eb8e4b151']
+    _import = GD['dbflywheel:0.1.0:b6ab0c8dac83']
 return _import('fewshot_store').embed_traces(plpy, embedder, trace_ids, apps, inputs)
 $python$;
 
@@ -5865,10 +5871,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:d33eb8e4b151')
+_import = GD.get('dbflywheel:0.1.0:b6ab0c8dac83')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:d33eb8e4b151']
+    _import = GD['dbflywheel:0.1.0:b6ab0c8dac83']
 return _import('metrics_cron').sql_previous_fire(plpy, schedule, at_epoch)
 $python$;
 
@@ -5877,10 +5883,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:d33eb8e4b151')
+_import = GD.get('dbflywheel:0.1.0:b6ab0c8dac83')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:d33eb8e4b151']
+    _import = GD['dbflywheel:0.1.0:b6ab0c8dac83']
 return _import('metrics_cron').sql_period(plpy, schedule, at_epoch)
 $python$;
 
@@ -6642,10 +6648,10 @@ RETURNS TABLE (feature text, reference_n integer, current_n integer,
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:d33eb8e4b151')
+_import = GD.get('dbflywheel:0.1.0:b6ab0c8dac83')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:d33eb8e4b151']
+    _import = GD['dbflywheel:0.1.0:b6ab0c8dac83']
 return _import('metrics_drift').drift(plpy, feature, reference, current)
 $python$;
 
@@ -6797,10 +6803,10 @@ RETURNS TABLE (metric text, variant text, n bigint, value double precision, base
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:d33eb8e4b151')
+_import = GD.get('dbflywheel:0.1.0:b6ab0c8dac83')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:d33eb8e4b151']
+    _import = GD['dbflywheel:0.1.0:b6ab0c8dac83']
 return _import('metrics_experiments').results(plpy, experiment, confidence)
 $python$;
 
