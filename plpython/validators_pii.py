@@ -91,6 +91,10 @@ def match_at(regex: Any, data: bytes) -> int:
 def _found(regex: Any, text: str) -> bool:
     if _LOW_LEVEL:
         return match_at(regex, text.encode()) >= 0
+    return regex_found(regex, text)
+
+
+def regex_found(regex: Any, text: str) -> bool:
     return regex.search(text) is not None
 
 
@@ -157,11 +161,16 @@ def find(text: str | None) -> list[tuple[int, int, str]]:
     if not has_at and not (_found(_ANY_DIGITS, text) and _found(_ANY_MAYBE, text)):
         return []
     data = text.encode() if _LOW_LEVEL and text.isascii() else None
+    # With an '@' but none of the others' necessary patterns (an address in prose), one call
+    # tells all five to skip.
+    others = data is None or not has_at or match_at(_ANY_MAYBE, data) >= 0
     taken: list[tuple[int, int, str]] = []
     for category in CATEGORIES:
         if category == "email" and not has_at:
             continue
         if category in _MAYBE:
+            if not others:
+                continue
             if data is not None:
                 if match_at(_MAYBE_RE2[category], data) < 0:
                     continue

@@ -146,6 +146,7 @@ ADVERSARIAL: list[tuple[Any, Any]] = [
     ('{"a": 1}', '```json\n{"tool": "search"}\n```'), ("boom", "[1] cited"), ("secret", "SELECT secret"),
     ("Sorry", "Sorry, I can't"), ("casino", "poker night"), ("\\", '"'), ("NULL", "null"), ("{}", "{}"),
     ("Question 7: how do I reset my password", "Ticket 322289116 valid for 30 minutes"),
+    ("mail a@b.io or call +1 (555) 123-4567", "a@b.io, card 4111 1111 1111 1111, ssn 078-05-1120, ip 10.0.0.1"),
 ]
 
 
@@ -275,3 +276,51 @@ def test_named_validators_and_refusals_are_as_on_the_per_row_path() -> None:
         with pytest.raises(ValueError) as exact:
             rt.evaluate_exact(plpy, "validate", names, *cols)
         assert str(fast.value) == str(exact.value)
+
+
+def find_as_before(text: str | None) -> list[tuple[int, int, str]]:
+    """validators_pii.find() as it was before it called re2 without the wrapper: the reference."""
+    import validators_pii as p
+
+    if not text:
+        return []
+    has_at = "@" in text
+    if not has_at and not (p.regex_found(p._ANY_DIGITS, text) and p.regex_found(p._ANY_MAYBE, text)):
+        return []
+    taken: list[tuple[int, int, str]] = []
+    for category in p.CATEGORIES:
+        if category == "email" and not has_at:
+            continue
+        maybe = p._MAYBE.get(category)
+        if maybe is not None and maybe.search(text) is None:
+            continue
+        for m in p._COMPILED[category].finditer(text):
+            if category == "card":
+                for start, end in p._cards(text, m.start(), m.end()):
+                    if not any(start < e and s < end for s, e, _ in taken):
+                        taken.append((start, end, "card"))
+                continue
+            start, end = m.start(), m.end()
+            if any(start < e and s < end for s, e, _ in taken):
+                continue
+            if category in p._DIGIT_BOUNDED and (text[start - 1 : start].isdigit() or text[end : end + 1].isdigit()):
+                continue
+            if p._accept(category, m.group()):
+                taken.append((start, end, category))
+    taken.sort()
+    return taken
+
+
+def test_the_pii_detector_finds_what_it_found_before() -> None:
+    import validators_pii as p
+
+    for t in dataset_texts() + [x for pair in ADVERSARIAL for x in pair] + TRIGGERS:
+        assert p.find(t) == find_as_before(t), t
+
+
+@settings(max_examples=300, deadline=None)
+@given(text)
+def test_the_pii_detector_finds_what_it_found_before_on_random_texts(t: str | None) -> None:
+    import validators_pii as p
+
+    assert p.find(t) == find_as_before(t)

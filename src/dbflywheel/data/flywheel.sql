@@ -823,7 +823,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:b6ab0c8dac83'] = importlib.import_module
+GD['dbflywheel:0.1.0:006e88afcdc7'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -2493,6 +2493,10 @@ def match_at(regex: Any, data: bytes) -> int:
 def _found(regex: Any, text: str) -> bool:
     if _LOW_LEVEL:
         return match_at(regex, text.encode()) >= 0
+    return regex_found(regex, text)
+
+
+def regex_found(regex: Any, text: str) -> bool:
     return regex.search(text) is not None
 
 
@@ -2559,11 +2563,16 @@ def find(text: str | None) -> list[tuple[int, int, str]]:
     if not has_at and not (_found(_ANY_DIGITS, text) and _found(_ANY_MAYBE, text)):
         return []
     data = text.encode() if _LOW_LEVEL and text.isascii() else None
+    # With an '@' but none of the others' necessary patterns (an address in prose), one call
+    # tells all five to skip.
+    others = data is None or not has_at or match_at(_ANY_MAYBE, data) >= 0
     taken: list[tuple[int, int, str]] = []
     for category in CATEGORIES:
         if category == "email" and not has_at:
             continue
         if category in _MAYBE:
+            if not others:
+                continue
             if data is not None:
                 if match_at(_MAYBE_RE2[category], data) < 0:
                     continue
@@ -3667,10 +3676,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b6ab0c8dac83')
+_import = GD.get('dbflywheel:0.1.0:006e88afcdc7')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b6ab0c8dac83']
+    _import = GD['dbflywheel:0.1.0:006e88afcdc7']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -3726,10 +3735,10 @@ CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config te
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b6ab0c8dac83')
+_import = GD.get('dbflywheel:0.1.0:006e88afcdc7')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b6ab0c8dac83']
+    _import = GD['dbflywheel:0.1.0:006e88afcdc7']
 return _import('validators_runtime').check_config(plpy, kind, config, applies_to)
 $python$;
 
@@ -3878,10 +3887,10 @@ CREATE OR REPLACE FUNCTION flywheel._evaluate(
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b6ab0c8dac83')
+_import = GD.get('dbflywheel:0.1.0:006e88afcdc7')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b6ab0c8dac83']
+    _import = GD['dbflywheel:0.1.0:006e88afcdc7']
 return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas)
 $python$;
 
@@ -4102,10 +4111,10 @@ CREATE OR REPLACE FUNCTION flywheel.redact_pii(input text) RETURNS text
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b6ab0c8dac83')
+_import = GD.get('dbflywheel:0.1.0:006e88afcdc7')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b6ab0c8dac83']
+    _import = GD['dbflywheel:0.1.0:006e88afcdc7']
 return _import('validators_pii').redact_pii(plpy, input)
 $python$;
 
@@ -4855,10 +4864,10 @@ LANGUAGE plpython3u STABLE
 SECURITY DEFINER  -- readers see the ranking (aggregates), not the traces behind it
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b6ab0c8dac83')
+_import = GD.get('dbflywheel:0.1.0:006e88afcdc7')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b6ab0c8dac83']
+    _import = GD['dbflywheel:0.1.0:006e88afcdc7']
 return _import('judges_ranking').ranking(plpy)
 $python$;
 
@@ -4904,10 +4913,10 @@ RETURNS TABLE (ordinality integer, embedding text, input_key uuid, error text)
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b6ab0c8dac83')
+_import = GD.get('dbflywheel:0.1.0:006e88afcdc7')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b6ab0c8dac83']
+    _import = GD['dbflywheel:0.1.0:006e88afcdc7']
 return _import('fewshot_embedder').embed_rows(plpy, embedder, texts)
 $python$;
 
@@ -4916,10 +4925,10 @@ CREATE OR REPLACE FUNCTION flywheel._input_key(text text) RETURNS uuid
 LANGUAGE plpython3u IMMUTABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b6ab0c8dac83')
+_import = GD.get('dbflywheel:0.1.0:006e88afcdc7')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b6ab0c8dac83']
+    _import = GD['dbflywheel:0.1.0:006e88afcdc7']
 return _import('fewshot_embedder').normalize_key(plpy, text)
 $python$;
 
@@ -4935,10 +4944,10 @@ RETURNS integer
 LANGUAGE plpython3u SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b6ab0c8dac83')
+_import = GD.get('dbflywheel:0.1.0:006e88afcdc7')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b6ab0c8dac83']
+    _import = GD['dbflywheel:0.1.0:006e88afcdc7']
 return _import('fewshot_store').embed_traces(plpy, embedder, trace_ids, apps, inputs)
 $python$;
 
@@ -5871,10 +5880,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b6ab0c8dac83')
+_import = GD.get('dbflywheel:0.1.0:006e88afcdc7')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b6ab0c8dac83']
+    _import = GD['dbflywheel:0.1.0:006e88afcdc7']
 return _import('metrics_cron').sql_previous_fire(plpy, schedule, at_epoch)
 $python$;
 
@@ -5883,10 +5892,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b6ab0c8dac83')
+_import = GD.get('dbflywheel:0.1.0:006e88afcdc7')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b6ab0c8dac83']
+    _import = GD['dbflywheel:0.1.0:006e88afcdc7']
 return _import('metrics_cron').sql_period(plpy, schedule, at_epoch)
 $python$;
 
@@ -6648,10 +6657,10 @@ RETURNS TABLE (feature text, reference_n integer, current_n integer,
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b6ab0c8dac83')
+_import = GD.get('dbflywheel:0.1.0:006e88afcdc7')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b6ab0c8dac83']
+    _import = GD['dbflywheel:0.1.0:006e88afcdc7']
 return _import('metrics_drift').drift(plpy, feature, reference, current)
 $python$;
 
@@ -6803,10 +6812,10 @@ RETURNS TABLE (metric text, variant text, n bigint, value double precision, base
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b6ab0c8dac83')
+_import = GD.get('dbflywheel:0.1.0:006e88afcdc7')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b6ab0c8dac83']
+    _import = GD['dbflywheel:0.1.0:006e88afcdc7']
 return _import('metrics_experiments').results(plpy, experiment, confidence)
 $python$;
 
