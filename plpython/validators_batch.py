@@ -49,8 +49,13 @@ def flag_rows(regex: Any, texts: list[str]) -> set[int]:
         return {0} if regex._regexp.Match(_UNANCHORED, one, 0, len(one))[0][0] >= 0 else set()
     data: Any
     if _LOW_LEVEL:
-        chunks: list[Any] = [t.encode() for t in texts]
-        data = _SEP.join(chunks)
+        joined = SEPARATOR.join(texts)
+        if joined.isascii():  # bytes are characters: no text needs encoding on its own
+            chunks: list[Any] = texts
+            data = joined.encode()
+        else:
+            chunks = [t.encode() for t in texts]
+            data = _SEP.join(chunks)
         match = regex._regexp.Match
 
         def search(pos: int) -> tuple[int, int]:

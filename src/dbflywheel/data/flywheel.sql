@@ -823,7 +823,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:006e88afcdc7'] = importlib.import_module
+GD['dbflywheel:0.1.0:472ecd3745f0'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -1696,8 +1696,13 @@ def flag_rows(regex: Any, texts: list[str]) -> set[int]:
         return {0} if regex._regexp.Match(_UNANCHORED, one, 0, len(one))[0][0] >= 0 else set()
     data: Any
     if _LOW_LEVEL:
-        chunks: list[Any] = [t.encode() for t in texts]
-        data = _SEP.join(chunks)
+        joined = SEPARATOR.join(texts)
+        if joined.isascii():  # bytes are characters: no text needs encoding on its own
+            chunks: list[Any] = texts
+            data = joined.encode()
+        else:
+            chunks = [t.encode() for t in texts]
+            data = _SEP.join(chunks)
         match = regex._regexp.Match
 
         def search(pos: int) -> tuple[int, int]:
@@ -3676,10 +3681,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:006e88afcdc7')
+_import = GD.get('dbflywheel:0.1.0:472ecd3745f0')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:006e88afcdc7']
+    _import = GD['dbflywheel:0.1.0:472ecd3745f0']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -3735,10 +3740,10 @@ CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config te
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:006e88afcdc7')
+_import = GD.get('dbflywheel:0.1.0:472ecd3745f0')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:006e88afcdc7']
+    _import = GD['dbflywheel:0.1.0:472ecd3745f0']
 return _import('validators_runtime').check_config(plpy, kind, config, applies_to)
 $python$;
 
@@ -3887,10 +3892,10 @@ CREATE OR REPLACE FUNCTION flywheel._evaluate(
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:006e88afcdc7')
+_import = GD.get('dbflywheel:0.1.0:472ecd3745f0')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:006e88afcdc7']
+    _import = GD['dbflywheel:0.1.0:472ecd3745f0']
 return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas)
 $python$;
 
@@ -4111,10 +4116,10 @@ CREATE OR REPLACE FUNCTION flywheel.redact_pii(input text) RETURNS text
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:006e88afcdc7')
+_import = GD.get('dbflywheel:0.1.0:472ecd3745f0')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:006e88afcdc7']
+    _import = GD['dbflywheel:0.1.0:472ecd3745f0']
 return _import('validators_pii').redact_pii(plpy, input)
 $python$;
 
@@ -4864,10 +4869,10 @@ LANGUAGE plpython3u STABLE
 SECURITY DEFINER  -- readers see the ranking (aggregates), not the traces behind it
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:006e88afcdc7')
+_import = GD.get('dbflywheel:0.1.0:472ecd3745f0')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:006e88afcdc7']
+    _import = GD['dbflywheel:0.1.0:472ecd3745f0']
 return _import('judges_ranking').ranking(plpy)
 $python$;
 
@@ -4913,10 +4918,10 @@ RETURNS TABLE (ordinality integer, embedding text, input_key uuid, error text)
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:006e88afcdc7')
+_import = GD.get('dbflywheel:0.1.0:472ecd3745f0')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:006e88afcdc7']
+    _import = GD['dbflywheel:0.1.0:472ecd3745f0']
 return _import('fewshot_embedder').embed_rows(plpy, embedder, texts)
 $python$;
 
@@ -4925,10 +4930,10 @@ CREATE OR REPLACE FUNCTION flywheel._input_key(text text) RETURNS uuid
 LANGUAGE plpython3u IMMUTABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:006e88afcdc7')
+_import = GD.get('dbflywheel:0.1.0:472ecd3745f0')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:006e88afcdc7']
+    _import = GD['dbflywheel:0.1.0:472ecd3745f0']
 return _import('fewshot_embedder').normalize_key(plpy, text)
 $python$;
 
@@ -4944,10 +4949,10 @@ RETURNS integer
 LANGUAGE plpython3u SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:006e88afcdc7')
+_import = GD.get('dbflywheel:0.1.0:472ecd3745f0')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:006e88afcdc7']
+    _import = GD['dbflywheel:0.1.0:472ecd3745f0']
 return _import('fewshot_store').embed_traces(plpy, embedder, trace_ids, apps, inputs)
 $python$;
 
@@ -5880,10 +5885,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:006e88afcdc7')
+_import = GD.get('dbflywheel:0.1.0:472ecd3745f0')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:006e88afcdc7']
+    _import = GD['dbflywheel:0.1.0:472ecd3745f0']
 return _import('metrics_cron').sql_previous_fire(plpy, schedule, at_epoch)
 $python$;
 
@@ -5892,10 +5897,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:006e88afcdc7')
+_import = GD.get('dbflywheel:0.1.0:472ecd3745f0')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:006e88afcdc7']
+    _import = GD['dbflywheel:0.1.0:472ecd3745f0']
 return _import('metrics_cron').sql_period(plpy, schedule, at_epoch)
 $python$;
 
@@ -6657,10 +6662,10 @@ RETURNS TABLE (feature text, reference_n integer, current_n integer,
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:006e88afcdc7')
+_import = GD.get('dbflywheel:0.1.0:472ecd3745f0')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:006e88afcdc7']
+    _import = GD['dbflywheel:0.1.0:472ecd3745f0']
 return _import('metrics_drift').drift(plpy, feature, reference, current)
 $python$;
 
@@ -6812,10 +6817,10 @@ RETURNS TABLE (metric text, variant text, n bigint, value double precision, base
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:006e88afcdc7')
+_import = GD.get('dbflywheel:0.1.0:472ecd3745f0')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:006e88afcdc7']
+    _import = GD['dbflywheel:0.1.0:472ecd3745f0']
 return _import('metrics_experiments').results(plpy, experiment, confidence)
 $python$;
 
