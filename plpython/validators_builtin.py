@@ -35,7 +35,25 @@ TEXT_FIELDS = ("input", "output", "expected")
 # for the detectors (pii, injection, refusal), whose score measures what they found.
 _PASS = Result("pass", 1.0, None, None)
 _CLEAN = Result("pass", 0.0, None, None)
+PASS = _PASS
 MAX_DETAIL_CHARS = 200
+
+
+class Prefilter(NamedTuple):
+    """A promise of a kind that scans text, which lets the runtime judge a whole batch with one re2
+    scan per field: a row whose `field` text (its first `head` characters, if given) is not NULL
+    or empty and has no match of `pattern` gets exactly `clean` from check(). The pattern must not
+    use the anchors ^ $ \\A \\z outside (?m) (the runtime scans the texts joined by newlines)."""
+
+    field: str
+    pattern: str
+    clean: Result
+    head: int | None = None
+
+
+# An admin's regex is a prefilter only without these: anchors that mean "start or end of the text",
+# \Q (it quotes up to the end, the wrapping group's parenthesis too) and \C (any byte).
+_NOT_PREFILTERABLE = ("^", "$", "\\A", "\\z", "\\Q", "\\C")
 
 
 def _short(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
@@ -119,6 +137,19 @@ class Length:
                 raise ConfigError(f"length: min_{unit} ({lo}) is greater than max_{unit} ({hi})")
         self.count_words = self.bounds["min_words"] is not None or self.bounds["max_words"] is not None
 
+    def passes(self, text: str | None) -> bool:
+        """Whether check() gives exactly _PASS for a row with this text (the runtime's quick path)."""
+        if text is None:
+            return False
+        measured = {"chars": len(text)}
+        if self.count_words:
+            measured["words"] = len(text.split())
+        for unit, n in measured.items():
+            lo, hi = self.bounds[f"min_{unit}"], self.bounds[f"max_{unit}"]
+            if (lo is not None and n < lo) or (hi is not None and n > hi):
+                return False
+        return True
+
     def check(self, row: dict[str, Any]) -> Result:
         text = row.get(self.field)
         if text is None:
@@ -147,6 +178,14 @@ class Regex:
         self.must_match = bool(config.get("must_match", False))
         self.regex = compile_re2(config.get("pattern"), "regex", bool(config.get("case_insensitive", False)))
         self.label = str(config.get("label", "matched" if not self.must_match else "no_match"))
+        self._no_match = Result("fail", 0.0, self.label, {"reason": "the pattern does not match"})
+        self.prefilters: list[Prefilter] = []
+        pattern = config["pattern"]
+        if not any(s in pattern for s in _NOT_PREFILTERABLE) and not re2_found(self.regex, ""):
+            scoped = ("(?i:" if config.get("case_insensitive", False) else "(?:") + pattern + ")"
+            clean = self._no_match if self.must_match else _PASS
+            fields = ("input", "output") if self.field == "any" else (self.field,)
+            self.prefilters = [Prefilter(f, scoped, clean) for f in fields]
 
     def check(self, row: dict[str, Any]) -> Result:
         fields = ("input", "output") if self.field == "any" else (self.field,)
@@ -159,7 +198,7 @@ class Regex:
                     return Result("pass", 1.0, None, details)
                 return Result("fail", 0.0, self.label, details)
         if self.must_match:
-            return Result("fail", 0.0, self.label, {"reason": "the pattern does not match"})
+            return self._no_match
         return _PASS
 
 
@@ -218,6 +257,7 @@ class Pii:
         if not isinstance(cats, list) or not cats or not set(cats) <= set(validators_pii.CATEGORIES):
             raise ConfigError(f"pii: categories must be a non-empty list of {list(validators_pii.CATEGORIES)}")
         self.fields, self.categories = fields, set(cats)
+        self.prefilters = [Prefilter(f, validators_pii.MAYBE_ANY, _CLEAN) for f in fields]
 
     def check(self, row: dict[str, Any]) -> Result:
         found: dict[str, dict[str, int]] = {}
@@ -272,6 +312,7 @@ class Injection:
         self.threshold = _number(config, "threshold", "injection", 0.5)
         if not 0 < self.threshold <= 1:
             raise ConfigError("injection: threshold must be in (0, 1]")
+        self.prefilters = [Prefilter(self.field, _ANY_INJECTION.pattern, _CLEAN)]
 
     def check(self, row: dict[str, Any]) -> Result:
         text = row.get(self.field) or ""
@@ -303,6 +344,7 @@ REFUSAL_PATTERNS = {
     ),
 }
 _REFUSAL = {label: re2.compile(p) for label, p in REFUSAL_PATTERNS.items()}
+REFUSAL_HEAD = 2000
 _ANY_REFUSAL = re2.compile("|".join(f"(?:{p})" for p in REFUSAL_PATTERNS.values()))
 
 
@@ -311,12 +353,13 @@ class Refusal:
         _known_keys(config, {"field", "count_dont_know"}, "refusal")
         self.field = _field(config, "refusal", "output")
         self.labels = ["refusal"] + (["dont_know"] if config.get("count_dont_know", True) else [])
+        self.prefilters = [Prefilter(self.field, _ANY_REFUSAL.pattern, _CLEAN, REFUSAL_HEAD)]
 
     def check(self, row: dict[str, Any]) -> Result:
         text = row.get(self.field)
         if not text:
             return Result("skipped", None, None, {"reason": f"no {self.field}"})
-        head = text[:2000]  # a refusal says so up front; do not scan a megabyte for it
+        head = text[:REFUSAL_HEAD]  # a refusal says so up front; do not scan a megabyte for it
         if not re2_found(_ANY_REFUSAL, head):
             return _CLEAN
         for label in self.labels:
@@ -497,6 +540,9 @@ class Sql:
         return out
 
 
+_NO_BASELINE = Result("skipped", None, None, {"reason": "no baseline yet for this model and node"})
+
+
 class Anomaly:
     """Latency, cost or tokens far from the recent norm of the same model and node: a robust
     z-score on the log scale against flywheel._anomaly_baselines (median and MAD per metric),
@@ -544,7 +590,7 @@ class Anomaly:
             if worst is None or z > worst[0]:
                 worst = (z, metric)
         if worst is None:
-            return Result("skipped", None, None, {"reason": "no baseline yet for this model and node"})
+            return _NO_BASELINE
         if worst[0] > self.threshold:
             return Result("fail", round(worst[0], 2), worst[1], {"z": measured})
         return Result("pass", round(worst[0], 2), None, {"z": measured})

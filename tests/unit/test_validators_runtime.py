@@ -17,7 +17,7 @@ def validator(id: int, name: str, kind: str, config: dict[str, Any], **kw: Any) 
 
 
 def stub(*validators: dict[str, Any]) -> StubPlpy:
-    return StubPlpy({"string_agg(id": [{"k": json.dumps(validators)}], "sample_rate, enabled": list(validators)})
+    return StubPlpy({"string_agg(": [{"k": json.dumps(validators)}], "sample_rate, enabled": list(validators)})
 
 
 def run(plpy: StubPlpy, rows: list[dict[str, Any]], purpose: str = "insert", names: list[str] | None = None) -> dict[str, Any]:
@@ -93,7 +93,7 @@ def test_validate_refuses_unknown_and_async_names() -> None:
 
 
 def test_on_insert_an_internal_failure_is_a_warning_not_an_error() -> None:
-    plpy = StubPlpy({"string_agg(id": [{"k": "x"}], "sample_rate, enabled": [{"id": 1}]})  # a malformed registry row
+    plpy = StubPlpy({"string_agg(": [{"k": "x"}], "sample_rate, enabled": [{"id": 1}]})  # a malformed registry row
     out = run(plpy, [{"id": 1}])
     assert out["r_trace_ids"] == "{}"
     assert plpy.notices and plpy.notices[0][0] == "warning"

@@ -932,7 +932,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:28762c259df1'] = importlib.import_module
+GD['dbflywheel:0.1.0:472ecd3745f0'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -1754,6 +1754,98 @@ def welch_test(n_a: int, mean_a: float, var_a: float, n_b: int, mean_b: float, v
     t = t_ppf(1 - (1 - confidence) / 2, df)
     return {"difference": diff, "ci_low": diff - t * se, "ci_high": diff + t * se, "p_value": min(1.0, p_value)}
 $pysrc$),
+    ('validators_batch', $pysrc$"""Which rows of a batch a set of re2 patterns can match, with one scan of all their texts at once.
+
+The runtime joins one field's texts of a batch with SEPARATOR and scans the joined text once with
+the alternation of every prefilter on that field (validators_builtin.Prefilter). A row is flagged
+when a match touches it; only flagged rows need their validators' exact check().
+
+Why no row with a match is missed: the separator starts and ends with a newline, which is what
+`\\b`, `(?m)^` and `(?m)$` see at a text's start and end on their own too (the prefilters use
+no other anchors), so a match inside a row on its own is also a match at the same place in the
+joined text. A scan from a position at or before it finds a match that starts at or before it,
+and that match either reaches it (the row is flagged) or ends before it, and the scan goes on
+from there. Matches that span the separator, or hide others, only flag rows.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from itertools import accumulate
+from typing import Any
+
+import re2
+
+SEPARATOR = "\n\x00\n"
+_SEP = SEPARATOR.encode()
+_COMPILED: dict[tuple[str, ...], Any] = {}
+# Only where a match is counts: re2 skips finding the patterns' groups (the same matches).
+_OPTIONS = re2.Options()
+_OPTIONS.never_capture = True
+
+try:  # re2's C++ matcher on bytes, without the wrapper's match objects and offset decoding
+    _UNANCHORED = re2._Anchor.UNANCHORED
+    _LOW_LEVEL = True
+except AttributeError:  # another google-re2 version: the public API on str
+    _LOW_LEVEL = False
+
+
+def combined(patterns: tuple[str, ...]) -> Any:
+    """One regex for the alternation of several patterns (each a self-contained group)."""
+    rx = _COMPILED.get(patterns)
+    if rx is None:
+        rx = _COMPILED[patterns] = re2.compile("|".join(f"(?:{p})" for p in patterns), _OPTIONS)
+    return rx
+
+
+def flag_rows(regex: Any, texts: list[str]) -> set[int]:
+    """Indexes of texts that regex may match (each text scanned as if on its own: see above)."""
+    if len(texts) == 1 and _LOW_LEVEL:
+        one = texts[0].encode()
+        return {0} if regex._regexp.Match(_UNANCHORED, one, 0, len(one))[0][0] >= 0 else set()
+    data: Any
+    if _LOW_LEVEL:
+        joined = SEPARATOR.join(texts)
+        if joined.isascii():  # bytes are characters: no text needs encoding on its own
+            chunks: list[Any] = texts
+            data = joined.encode()
+        else:
+            chunks = [t.encode() for t in texts]
+            data = _SEP.join(chunks)
+        match = regex._regexp.Match
+
+        def search(pos: int) -> tuple[int, int]:
+            return match(_UNANCHORED, data, pos, len(data))[0]  # type: ignore[no-any-return]
+    else:
+        chunks = texts
+        data = SEPARATOR.join(texts)
+
+        def search(pos: int) -> tuple[int, int]:
+            m = regex.search(data, pos)
+            return (-1, -1) if m is None else m.span()
+    flagged: set[int] = set()
+    starts: list[int] = []
+    ends: list[int] = []
+    pos, end = 0, len(data)
+    while pos <= end:
+        start, stop = search(pos)
+        if start < 0:
+            break
+        if not ends:  # where each text starts and ends in data (only once something matched)
+            sep = len(SEPARATOR)
+            ends = list(accumulate(len(chunk) + sep for chunk in chunks))
+            starts = [e - len(chunk) - sep for e, chunk in zip(ends, chunks, strict=True)]
+            ends = [e - sep for e in ends]
+        first = bisect_left(ends, start)  # rows whose [start, end] the match's [start, stop] touches
+        last = bisect_right(starts, stop) - 1
+        if first <= last:
+            flagged.update(range(first, last + 1))
+            # The rest of a flagged row needs no scan: go on after it (in the separator, ASCII).
+            pos = max(stop, ends[last] + 1)
+        else:  # a match within a separator
+            pos = stop if stop > start else start + 1
+    return flagged
+$pysrc$),
     ('validators_builtin', $pysrc$"""The built-in validator kinds: each checks its config once (at creation) and then judges traces.
 
 A kind is a class built from its config (raising ConfigError with a message that says what is
@@ -1791,7 +1883,25 @@ TEXT_FIELDS = ("input", "output", "expected")
 # for the detectors (pii, injection, refusal), whose score measures what they found.
 _PASS = Result("pass", 1.0, None, None)
 _CLEAN = Result("pass", 0.0, None, None)
+PASS = _PASS
 MAX_DETAIL_CHARS = 200
+
+
+class Prefilter(NamedTuple):
+    """A promise of a kind that scans text, which lets the runtime judge a whole batch with one re2
+    scan per field: a row whose `field` text (its first `head` characters, if given) is not NULL
+    or empty and has no match of `pattern` gets exactly `clean` from check(). The pattern must not
+    use the anchors ^ $ \\A \\z outside (?m) (the runtime scans the texts joined by newlines)."""
+
+    field: str
+    pattern: str
+    clean: Result
+    head: int | None = None
+
+
+# An admin's regex is a prefilter only without these: anchors that mean "start or end of the text",
+# \Q (it quotes up to the end, the wrapping group's parenthesis too) and \C (any byte).
+_NOT_PREFILTERABLE = ("^", "$", "\\A", "\\z", "\\Q", "\\C")
 
 
 def _short(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
@@ -1875,6 +1985,19 @@ class Length:
                 raise ConfigError(f"length: min_{unit} ({lo}) is greater than max_{unit} ({hi})")
         self.count_words = self.bounds["min_words"] is not None or self.bounds["max_words"] is not None
 
+    def passes(self, text: str | None) -> bool:
+        """Whether check() gives exactly _PASS for a row with this text (the runtime's quick path)."""
+        if text is None:
+            return False
+        measured = {"chars": len(text)}
+        if self.count_words:
+            measured["words"] = len(text.split())
+        for unit, n in measured.items():
+            lo, hi = self.bounds[f"min_{unit}"], self.bounds[f"max_{unit}"]
+            if (lo is not None and n < lo) or (hi is not None and n > hi):
+                return False
+        return True
+
     def check(self, row: dict[str, Any]) -> Result:
         text = row.get(self.field)
         if text is None:
@@ -1903,6 +2026,14 @@ class Regex:
         self.must_match = bool(config.get("must_match", False))
         self.regex = compile_re2(config.get("pattern"), "regex", bool(config.get("case_insensitive", False)))
         self.label = str(config.get("label", "matched" if not self.must_match else "no_match"))
+        self._no_match = Result("fail", 0.0, self.label, {"reason": "the pattern does not match"})
+        self.prefilters: list[Prefilter] = []
+        pattern = config["pattern"]
+        if not any(s in pattern for s in _NOT_PREFILTERABLE) and not re2_found(self.regex, ""):
+            scoped = ("(?i:" if config.get("case_insensitive", False) else "(?:") + pattern + ")"
+            clean = self._no_match if self.must_match else _PASS
+            fields = ("input", "output") if self.field == "any" else (self.field,)
+            self.prefilters = [Prefilter(f, scoped, clean) for f in fields]
 
     def check(self, row: dict[str, Any]) -> Result:
         fields = ("input", "output") if self.field == "any" else (self.field,)
@@ -1915,7 +2046,7 @@ class Regex:
                     return Result("pass", 1.0, None, details)
                 return Result("fail", 0.0, self.label, details)
         if self.must_match:
-            return Result("fail", 0.0, self.label, {"reason": "the pattern does not match"})
+            return self._no_match
         return _PASS
 
 
@@ -1974,6 +2105,7 @@ class Pii:
         if not isinstance(cats, list) or not cats or not set(cats) <= set(validators_pii.CATEGORIES):
             raise ConfigError(f"pii: categories must be a non-empty list of {list(validators_pii.CATEGORIES)}")
         self.fields, self.categories = fields, set(cats)
+        self.prefilters = [Prefilter(f, validators_pii.MAYBE_ANY, _CLEAN) for f in fields]
 
     def check(self, row: dict[str, Any]) -> Result:
         found: dict[str, dict[str, int]] = {}
@@ -2028,6 +2160,7 @@ class Injection:
         self.threshold = _number(config, "threshold", "injection", 0.5)
         if not 0 < self.threshold <= 1:
             raise ConfigError("injection: threshold must be in (0, 1]")
+        self.prefilters = [Prefilter(self.field, _ANY_INJECTION.pattern, _CLEAN)]
 
     def check(self, row: dict[str, Any]) -> Result:
         text = row.get(self.field) or ""
@@ -2059,6 +2192,7 @@ REFUSAL_PATTERNS = {
     ),
 }
 _REFUSAL = {label: re2.compile(p) for label, p in REFUSAL_PATTERNS.items()}
+REFUSAL_HEAD = 2000
 _ANY_REFUSAL = re2.compile("|".join(f"(?:{p})" for p in REFUSAL_PATTERNS.values()))
 
 
@@ -2067,12 +2201,13 @@ class Refusal:
         _known_keys(config, {"field", "count_dont_know"}, "refusal")
         self.field = _field(config, "refusal", "output")
         self.labels = ["refusal"] + (["dont_know"] if config.get("count_dont_know", True) else [])
+        self.prefilters = [Prefilter(self.field, _ANY_REFUSAL.pattern, _CLEAN, REFUSAL_HEAD)]
 
     def check(self, row: dict[str, Any]) -> Result:
         text = row.get(self.field)
         if not text:
             return Result("skipped", None, None, {"reason": f"no {self.field}"})
-        head = text[:2000]  # a refusal says so up front; do not scan a megabyte for it
+        head = text[:REFUSAL_HEAD]  # a refusal says so up front; do not scan a megabyte for it
         if not re2_found(_ANY_REFUSAL, head):
             return _CLEAN
         for label in self.labels:
@@ -2253,6 +2388,9 @@ class Sql:
         return out
 
 
+_NO_BASELINE = Result("skipped", None, None, {"reason": "no baseline yet for this model and node"})
+
+
 class Anomaly:
     """Latency, cost or tokens far from the recent norm of the same model and node: a robust
     z-score on the log scale against flywheel._anomaly_baselines (median and MAD per metric),
@@ -2300,7 +2438,7 @@ class Anomaly:
             if worst is None or z > worst[0]:
                 worst = (z, metric)
         if worst is None:
-            return Result("skipped", None, None, {"reason": "no baseline yet for this model and node"})
+            return _NO_BASELINE
         if worst[0] > self.threshold:
             return Result("fail", round(worst[0], 2), worst[1], {"z": measured})
         return Result("pass", round(worst[0], 2), None, {"z": measured})
@@ -2406,6 +2544,11 @@ _PATTERNS = {
     "phone": r"(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,5}){1,4}\b",
 }
 _COMPILED = {name: re2.compile(p) for name, p in _PATTERNS.items()}
+try:  # re2's C++ matcher, without the wrapper's match objects (else: the public API)
+    _UNANCHORED = re2._Anchor.UNANCHORED
+    _LOW_LEVEL = hasattr(_COMPILED["email"], "_regexp")
+except AttributeError:
+    _LOW_LEVEL = False
 # Cheap pre-filter: most texts have no '@' and no run of digits long enough to be personal data.
 # (Python's re where the pattern cannot backtrack badly: several times faster per call than re2's wrapper.)
 _DIGITS = re.compile(r"\d[\d ().+-]{5,}\d")
@@ -2428,14 +2571,47 @@ _MAYBE = {name: re.compile(p) for name, p in _MAYBE_PATTERNS.items()}
 # text, with no personal data, stops here).
 _ANY_DIGITS = re2.compile(_DIGITS.pattern)
 _ANY_MAYBE = re2.compile("|".join(f"(?:{p})" for p in _MAYBE_PATTERNS.values()))
+# What find() cannot find anything without (an '@', or one of the above): a text with no match of
+# this has no personal data, which lets the pii validator clear a whole batch with one scan.
+MAYBE_ANY = "@|" + _ANY_MAYBE.pattern
+
+
+# The same, in re2 (on ASCII text, where Python's \d is [0-9] too, they agree): one C call each.
+_MAYBE_RE2 = {name: re2.compile(p) for name, p in _MAYBE_PATTERNS.items()}
+
+
+def _spans(regex: Any, text: str, data: bytes | None) -> list[tuple[int, int]]:
+    """(start, end) of each match, as finditer() gives them; data: text.encode() when text is ASCII
+    (byte offsets are then character offsets), so re2 is called without the wrapper's match objects."""
+    if data is None:
+        return [m.span() for m in regex.finditer(text)]
+    match = regex._regexp.Match
+    spans = []
+    pos, end = 0, len(data)
+    while True:  # finditer's own loop
+        start, stop = match(_UNANCHORED, data, pos, end)[0]
+        if start < 0:
+            break
+        spans.append((start, stop))
+        if pos == end:
+            break
+        pos = pos + 1 if pos == stop else stop
+    return spans
+
+
+def match_at(regex: Any, data: bytes) -> int:
+    """Where the first match in data starts, or -1 (re2's C++ matcher, _LOW_LEVEL only)."""
+    return regex._regexp.Match(_UNANCHORED, data, 0, len(data))[0][0]  # type: ignore[no-any-return]
 
 
 def _found(regex: Any, text: str) -> bool:
-    try:
-        encoded = text.encode()
-        return bool(regex._regexp.Match(re2._Anchor.UNANCHORED, encoded, 0, len(encoded))[0][0] >= 0)
-    except AttributeError:  # another google-re2 version: the public API
-        return regex.search(text) is not None
+    if _LOW_LEVEL:
+        return match_at(regex, text.encode()) >= 0
+    return regex_found(regex, text)
+
+
+def regex_found(regex: Any, text: str) -> bool:
+    return regex.search(text) is not None
 
 
 def _cards(text: str, start: int, end: int) -> list[tuple[int, int]]:
@@ -2500,25 +2676,33 @@ def find(text: str | None) -> list[tuple[int, int, str]]:
     has_at = "@" in text
     if not has_at and not (_found(_ANY_DIGITS, text) and _found(_ANY_MAYBE, text)):
         return []
+    data = text.encode() if _LOW_LEVEL and text.isascii() else None
+    # With an '@' but none of the others' necessary patterns (an address in prose), one call
+    # tells all five to skip.
+    others = data is None or not has_at or match_at(_ANY_MAYBE, data) >= 0
     taken: list[tuple[int, int, str]] = []
     for category in CATEGORIES:
         if category == "email" and not has_at:
             continue
-        maybe = _MAYBE.get(category)
-        if maybe is not None and maybe.search(text) is None:
-            continue
-        for m in _COMPILED[category].finditer(text):
-            if category == "card":
-                for start, end in _cards(text, m.start(), m.end()):
-                    if not any(start < e and s < end for s, e, _ in taken):
-                        taken.append((start, end, "card"))
+        if category in _MAYBE:
+            if not others:
                 continue
-            start, end = m.start(), m.end()
+            if data is not None:
+                if match_at(_MAYBE_RE2[category], data) < 0:
+                    continue
+            elif _MAYBE[category].search(text) is None:
+                continue
+        for start, end in _spans(_COMPILED[category], text, data):
+            if category == "card":
+                for card_start, card_end in _cards(text, start, end):
+                    if not any(card_start < e and s < card_end for s, e, _ in taken):
+                        taken.append((card_start, card_end, "card"))
+                continue
             if any(start < e and s < end for s, e, _ in taken):
                 continue
             if category in _DIGIT_BOUNDED and (text[start - 1 : start].isdigit() or text[end : end + 1].isdigit()):
                 continue
-            if _accept(category, m.group()):
+            if _accept(category, text[start:end]):
                 taken.append((start, end, category))
     taken.sort()
     return taken
@@ -2570,13 +2754,18 @@ a time, so a broken validator yields `error` results and never an error in the I
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import re
+from itertools import accumulate
 from typing import Any
 
+from validators_batch import combined, flag_rows
 from validators_builtin import (
+    _NO_BASELINE,
+    PASS,
     Anomaly,
     Classifier,
     ConfigError,
@@ -2680,6 +2869,7 @@ class Registry:
         self.key: str | None = None
         self.validators: list[Validator] = []
         self.plans: dict[str, Any] = {}
+        self.selections: dict[tuple[str, tuple[str, ...] | None], Any] = {}  # (purpose, names): its _Plan
 
     def _plan(self, plpy: Any, name: str, query: str) -> Any:
         plan = self.plans.get(name)
@@ -2688,9 +2878,13 @@ class Registry:
         return plan
 
     def load(self, plpy: Any) -> list[Validator]:
-        # One short string that changes whenever any row does (xmin): cheap to fetch and compare.
+        # One short string that changes whenever the visible rows do: a row written by another
+        # transaction since the last look has that transaction's xmin, which no row had then; one
+        # written again by our own transaction keeps its xmin but has a new ctid (the version it
+        # replaced still holds the old one until the transaction ends); a deleted row shortens it.
+        # Unordered: a reordering with nothing changed only costs a reload.
         key = plpy.execute(self._plan(
-            plpy, "key", "SELECT string_agg(id || ':' || xmin, ',' ORDER BY id) AS k FROM flywheel.validators"))[0]["k"]
+            plpy, "key", "SELECT string_agg(xmin::text || ctid::text, ';') AS k FROM flywheel.validators"))[0]["k"]
         if key != self.key:
             full = plpy.execute(self._plan(
                 plpy, "all",
@@ -2704,8 +2898,17 @@ class Registry:
                 if same is not None and same.config == v.config:
                     v._impl = same._impl  # keep compiled patterns, prepared plans and caches
                 fresh.append(v)
-            self.validators, self.key = fresh, key
+            self.validators, self.key, self.selections = fresh, key, {}
         return self.validators
+
+    def plan(self, plpy: Any, purpose: str, names: list[str] | None) -> Any:
+        """The validators a purpose (and names) selects, prepared for set-wise runs (a _Plan)."""
+        validators = self.load(plpy)
+        key = (purpose, None if names is None else tuple(names))
+        found = self.selections.get(key)
+        if found is None:
+            found = self.selections[key] = _Plan(_select(validators, purpose, names))
+        return found
 
 
 REGISTRY = Registry()
@@ -2715,11 +2918,15 @@ def _finite(x: float | None) -> float | None:
     return x if x is None or math.isfinite(x) else None
 
 
+# json.dumps(details, ensure_ascii=False, allow_nan=False, default=str) without making an encoder per call.
+_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=str)
+
+
 def _details_json(details: dict[str, Any] | None) -> str | None:
     if not details:
         return None  # SQL writes '{}': one constant instead of a jsonb parse per result
     try:
-        return json.dumps(details, ensure_ascii=False, allow_nan=False, default=str)
+        return _JSON.encode(details)
     except ValueError:
         return json.dumps({"value": str(details)}, ensure_ascii=False)
 
@@ -2823,7 +3030,380 @@ def evaluate(plpy: Any, purpose: str, names: list[str] | None, ids: list[int | N
              tokens_ins: list[Any], tokens_outs: list[Any], costs: list[Any], metadatas: list[Any]) -> dict[str, str]:
     """purpose: 'insert' (the trigger: enabled validators, sampled, async ones enqueued), 'validate'
     (named or all enabled sync ones, every trace), 'revalidate' (one named validator, sampled) or
-    'check_input' (the input guards, on a trace that is not stored)."""
+    'check_input' (the input guards, on a trace that is not stored).
+
+    The set-wise path (evaluate_fast) gives exactly what the per-row path (evaluate_exact) gives;
+    should it fail, the per-row path decides, raising or warning as it always did."""
+    columns = (ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies,
+               tokens_ins, tokens_outs, costs, metadatas)
+    try:
+        return evaluate_fast(plpy, purpose, names, *columns)
+    except Exception:
+        return evaluate_exact(plpy, purpose, names, *columns)
+
+
+_EMPTY = {k: "{}" for k in ("r_trace_ids", "r_validator_ids", "r_names", "r_versions", "r_statuses", "r_scores",
+                            "r_labels", "r_details", "j_trace_ids", "j_validator_ids", "j_versions", "p_trace_ids",
+                            "p_firsts", "p_lasts")}
+
+
+def _number(x: Any) -> str:
+    return "NULL" if x is None else repr(x)
+
+
+def _result_elements(res: Result) -> tuple[str, str, str, str]:
+    """A result's status, score, label and details as elements of the r_ array literals (what
+    _text_array and _number_array make of them)."""
+    return _element(res.status), _number(_finite(res.score)), _element(res.label), _element(_details_json(res.details))
+
+
+# Statuses and labels repeat across batches.
+_cached_element = functools.lru_cache(maxsize=1024, typed=True)(_element)
+
+
+_NO_BASELINE_ELEMENTS = _result_elements(_NO_BASELINE)
+
+
+class _AnomalyQuick:
+    """Anomaly.check() over the target rows of a batch, with the same arithmetic, written straight
+    into array elements: the baselines looked up once per model and node, each z computed once
+    per distinct value. Its details, {"z": {metric: z}}, differ for every trace; they are written
+    as the JSON encoder and _element would write them (where a z is not finite, they are)."""
+
+    def __init__(self, impl: Anomaly) -> None:
+        self.impl = impl
+        self.loaded_at = impl.loaded_at
+        # (model, node): for each metric with a usable baseline: metric, median, spread, known zs
+        self.usable: dict[tuple[Any, Any], list[tuple[str, float, float, dict[Any, tuple[Any, ...]]]]] = {}
+
+    def _usable(self, key: tuple[Any, Any]) -> list[tuple[str, float, float, dict[Any, tuple[Any, ...]]]]:
+        found = self.usable.get(key)
+        if found is None:
+            impl = self.impl
+            if len(self.usable) > 1000:
+                self.usable.clear()
+            found = self.usable[key] = []
+            for metric in impl.metrics:
+                base = impl.baselines.get((*key, metric))
+                if base is not None and not base[0] < impl.min_samples:
+                    found.append((metric, base[1], max(1.4826 * base[2], 0.05), {}))
+        return found
+
+    def run(self, plpy: Any, head: tuple[str, ...], targets: range | list[int],
+            columns: dict[str, list[Any]]) -> dict[int, tuple[str, ...]]:
+        impl = self.impl
+        impl._load(plpy)
+        if impl.loaded_at != self.loaded_at:  # new baselines
+            self.usable, self.loaded_at = {}, impl.loaded_at
+        models, nodes = columns["model"], columns["node"]
+        skipped = head + _NO_BASELINE_ELEMENTS
+        out = {}
+        for i in targets:
+            worst: tuple[Any, ...] | None = None
+            parts = []
+            finite = True
+            usable = self.usable.get((models[i], nodes[i]))
+            if usable is None:
+                usable = self._usable((models[i], nodes[i]))
+            for metric, median, spread, known in usable:
+                value = columns[metric][i]
+                if value is None:
+                    continue
+                z = known.get(value)  # (z, rounded, metric, as JSON, finite)
+                if z is None:
+                    if len(known) > 4096:
+                        known.clear()
+                    zf = abs(math.log1p(max(float(value), 0.0)) - median) / spread
+                    zr = round(zf, 2)
+                    z = known[value] = (zf, zr, metric, f'\\"{metric}\\": {zr!r}', math.isfinite(zr))
+                parts.append(z)
+                finite = finite and z[4]
+                if worst is None or z[0] > worst[0]:
+                    worst = z
+            if worst is None:
+                out[i] = skipped
+                continue
+            failed = worst[0] > impl.threshold
+            if not finite:  # the JSON encoder's own way with them
+                measured = {z[2]: z[1] for z in parts}
+                res = Result("fail", worst[1], worst[2], {"z": measured}) if failed else Result(
+                    "pass", worst[1], None, {"z": measured})
+                out[i] = head + _result_elements(res)
+                continue
+            details = '"{\\"z\\": {' + ", ".join([z[3] for z in parts]) + '}}"'
+            if failed:
+                out[i] = (*head, "fail", repr(worst[1]), _cached_element(worst[2]), details)
+            else:
+                out[i] = (*head, "pass", repr(worst[1]), "NULL", details)
+        return out
+
+
+class _Entry:
+    """A selected validator, prepared once per registry version for set-wise runs: its array
+    elements, its kind's set-wise way (if any) and the elements of the result most rows share."""
+
+    __slots__ = ("v", "impl", "head", "applies_key", "way", "prefilters", "shared", "anomaly")
+
+    def __init__(self, v: Validator) -> None:
+        self.v = v
+        self.head = (_number(v.id), _number(v.version), _element(v.name))
+        self.applies_key = tuple(sorted(v.applies_to.items())) if v.applies_to else None
+        self.impl: Any = None
+        self.way: str | None = None
+        self.prefilters: list[Any] = []
+        self.shared: tuple[str, ...] | None = None
+        if v.mode != "sync":
+            return
+        try:
+            self.impl = v.impl()
+        except Exception:
+            return  # run_validator() turns it into error results
+        shared = None
+        prefilters = getattr(self.impl, "prefilters", None)
+        if prefilters and len({id(p.clean) for p in prefilters}) == 1:
+            self.way, self.prefilters, shared = "prefilter", prefilters, prefilters[0].clean
+        elif type(self.impl) is Length:
+            self.way, shared = "length", PASS
+        elif type(self.impl) is Json:
+            self.way = "json"
+        elif type(self.impl) is Anomaly and len(set(self.impl.metrics)) == len(self.impl.metrics):
+            self.way = "anomaly"  # (a metric named twice would be measured once)
+            self.anomaly = _AnomalyQuick(self.impl)
+        if shared is not None:
+            self.shared = self.head + _result_elements(shared)
+
+
+class _Plan:
+    """The selected validators of one purpose (and names), and the combined prefilter patterns."""
+
+    def __init__(self, validators: list[Validator]) -> None:
+        self.entries = [_Entry(v) for v in validators]
+        self.heads: dict[str, list[int | None]] = {}  # field: the heads its prefilters scan
+        for e in self.entries:
+            for p in e.prefilters:
+                heads = self.heads.setdefault(p.field, [])
+                if p.head not in heads:
+                    heads.append(p.head)
+        self.scans: dict[tuple[str, tuple[int | None, ...]], dict[int | None, Any]] = {}
+
+    def scan_regexes(self, field: str, effective: tuple[int | None, ...]) -> dict[int | None, Any]:
+        """For the field's heads as they take effect in a batch: one regex per effective head."""
+        key = (field, effective)
+        found = self.scans.get(key)
+        if found is None:
+            as_effective = dict(zip(self.heads[field], effective, strict=True))
+            patterns: dict[int | None, set[str]] = {}
+            for e in self.entries:
+                for p in e.prefilters:
+                    if p.field == field:
+                        patterns.setdefault(as_effective[p.head], set()).add(p.pattern)
+            found = {}
+            for head, group in patterns.items():
+                try:
+                    found[head] = combined(tuple(sorted(group)))
+                except Exception:  # a combination re2 refuses: every row gets the exact check
+                    found[head] = None
+            self.scans[key] = found
+        return found
+
+
+class _Batch:
+    """The batch as columns, with what several validators share: row dicts (made only for rows
+    that need a per-row check), applies_to targets and the prefilter scans of each field."""
+
+    def __init__(self, plan: _Plan, columns: dict[str, list[Any]], n: int) -> None:
+        self.plan, self.columns, self.n = plan, columns, n
+        self.rows: dict[int, dict[str, Any]] = {}
+        self.targets_cache: dict[Any, list[int]] = {}
+        self.flagged_cache: dict[tuple[str, int | None], set[int]] = {}
+        self.effective: dict[str, tuple[int | None, ...]] = {}
+
+    def row(self, i: int) -> dict[str, Any]:
+        r = self.rows.get(i)
+        if r is None:
+            r = self.rows[i] = {k: col[i] for k, col in self.columns.items()}
+        return r
+
+    def targets(self, key: tuple[tuple[str, frozenset[str]], ...] | None) -> range | list[int]:
+        if key is None:
+            return range(self.n)
+        found = self.targets_cache.get(key)
+        if found is None:
+            if len(key) == 1:
+                (k, allowed), = key
+                found = [i for i, x in enumerate(self.columns[k]) if x in allowed]
+            else:
+                found = [i for i in range(self.n) if all(self.columns[k][i] in allowed for k, allowed in key)]
+            self.targets_cache[key] = found
+        return found
+
+    def flagged(self, field: str, head: int | None) -> set[int]:
+        """Rows that need the exact check of every validator with a prefilter on this field: a match
+        of any of them, or no text at all."""
+        found = self.flagged_cache.get((field, head))
+        if found is not None:
+            return found
+        effective = self.effective.get(field)
+        if effective is None:
+            # Where no text is longer than a head, the whole texts are scanned: one scan serves all.
+            longest = max(map(len, filter(None, self.columns[field])), default=0)
+            effective = self.effective[field] = tuple(
+                None if h is None or longest <= h else h for h in self.plan.heads[field])
+        nominal, head = head, effective[self.plan.heads[field].index(head)]
+        found = self.flagged_cache.get((field, head))
+        if found is None:
+            regex = self.plan.scan_regexes(field, effective)[head]
+            column = self.columns[field]
+            texts = [t or "" for t in column] if head is None else [(t or "")[:head] for t in column]
+            try:
+                found = set(range(self.n)) if regex is None else flag_rows(regex, texts)
+            except Exception:  # a text re2 cannot take: every row gets the exact check
+                found = set(range(self.n))
+            if None in column or "" in column:
+                found.update(i for i, t in enumerate(column) if not t)
+            self.flagged_cache[(field, head)] = found
+        self.flagged_cache[(field, nominal)] = found
+        return found
+
+
+def _exact(impl: Any, row: dict[str, Any]) -> Result:
+    try:
+        return impl.check(row)  # type: ignore[no-any-return]
+    except Exception as e:
+        return error_result(e)
+
+
+def _quick(plpy: Any, e: _Entry, targets: range | list[int], batch: _Batch) -> dict[int, tuple[str, ...]]:
+    """The elements of the target rows' results that differ from e.shared (all of them when there
+    is no shared result), judged set-wise."""
+    impl, head = e.impl, e.head
+    results: dict[int, Result]
+    if e.way == "prefilter":
+        flagged: set[int] = set()
+        for p in e.prefilters:
+            flagged |= batch.flagged(p.field, p.head)
+        if not flagged:
+            return {}
+        results = {i: _exact(impl, batch.row(i)) for i in sorted(flagged) if i in targets}
+    elif e.way == "length":
+        column = batch.columns[impl.field]
+        if impl.count_words:
+            outside = [i for i in targets if not impl.passes(column[i])]
+        else:  # passes(), inlined
+            lo, hi = impl.bounds["min_chars"], impl.bounds["max_chars"]
+            lo, hi = 0 if lo is None else lo, math.inf if hi is None else hi
+            outside = [i for i in targets if (t := column[i]) is None or not lo <= len(t) <= hi]
+        results = {i: _exact(impl, batch.row(i)) for i in outside}
+    elif e.way == "json":  # outputs repeat (tool calls): parse each distinct one once
+        column = batch.columns[impl.field]
+        by_text: dict[Any, Result] = {}
+        results = {}
+        for i in targets:
+            res = by_text.get(column[i])
+            if res is None:
+                res = by_text[column[i]] = _exact(impl, {impl.field: column[i]})  # check() reads only it
+            results[i] = res
+    else:
+        return e.anomaly.run(plpy, head, targets, batch.columns)  # type: ignore[no-any-return]
+    return _written(head, results)
+
+
+def _written(head: tuple[str, ...], results: dict[int, Result]) -> dict[int, tuple[str, ...]]:
+    made: dict[int, tuple[str, ...]] = {}  # id(result): its elements (kinds share result objects)
+    out = {}
+    for i, res in results.items():
+        elements = made.get(id(res))
+        if elements is None:
+            elements = made[id(res)] = head + _result_elements(res)
+        out[i] = elements
+    return out
+
+
+def evaluate_fast(plpy: Any, purpose: str, names: list[str] | None, *columns: list[Any] | None) -> dict[str, str]:
+    """evaluate() set-wise: built-in kinds judge the batch with one scan per field and shared
+    results; a row only gets a per-row check() where a scan says it may not be clean."""
+    ids = columns[0] or []
+    n = len(ids)
+    if not n:
+        return dict(_EMPTY)
+    if len(columns) != len(_ROW_KEYS) or any(c is None or len(c) != n for c in columns):
+        raise ValueError("the batch's columns differ in length")
+    plan = REGISTRY.plan(plpy, purpose, names)
+    batch = _Batch(plan, dict(zip(_ROW_KEYS, columns, strict=True)), n)  # type: ignore[arg-type]
+    sampling = purpose in ("insert", "revalidate")
+    source = "record" if purpose == "check_input" else "table"
+    jobs: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
+    per_validator: list[list[Any]] = []
+    counts = [0] * n  # results per trace
+    for e in plan.entries:
+        v = e.v
+        targets = batch.targets(e.applies_key)
+        if sampling and v.sample_rate < 1:
+            targets = [i for i in targets if sampled(ids[i], v.id, v.sample_rate)]
+        if not targets:
+            continue
+        if v.mode == "async":
+            if purpose in ("insert", "revalidate"):
+                jobs[0].extend(ids[i] for i in targets)
+                jobs[1].extend([v.id] * len(targets))
+                jobs[2].extend([v.version] * len(targets))
+            continue
+        shared = e.shared
+        others = None
+        if e.way is not None:
+            try:
+                others = _quick(plpy, e, targets, batch)
+            except Exception:
+                others = None  # the per-row path below isolates the failure
+        if others is None:
+            shared = None
+            results = run_validator(plpy, v, [batch.row(i) for i in targets], source)
+            if len(results) != len(targets):
+                raise RuntimeError(f"validator {v.name} returned {len(results)} results for {len(targets)} traces")
+            others = _written(e.head, dict(zip(targets, results, strict=True)))
+        if type(targets) is range:
+            counts = [c + 1 for c in counts]
+            outcomes: list[Any] = [shared] * n
+        else:
+            outcomes = [None] * n
+            for i in targets:
+                counts[i] += 1
+                outcomes[i] = shared
+        for i, elements in others.items():
+            outcomes[i] = elements
+        per_validator.append(outcomes)
+    out = dict(_EMPTY)
+    # In (trace, validator) order; then each column of the results as one array literal.
+    flat = [x for found in zip(*per_validator, strict=True) for x in found if x is not None]
+    if flat:
+        for k, col in zip(("r_validator_ids", "r_versions", "r_names", "r_statuses", "r_scores", "r_labels",
+                           "r_details"), zip(*flat, strict=True), strict=True):
+            out[k] = "{" + ",".join(col) + "}"
+        if purpose == "insert":  # the trigger does not need the names
+            out["r_names"] = "{}"
+        trace_ids = list(map(repr, ids)) if None not in ids else ["NULL" if t is None else repr(t) for t in ids]
+        per_trace = [",".join([t] * c) for t, c in zip(trace_ids, counts, strict=True) if c]
+        out["r_trace_ids"] = "{" + ",".join(per_trace) + "}"
+        # Where each trace's results sit in the r_ arrays (1-based, inclusive): the trigger slices
+        # them into one packed row per trace.
+        lasts = list(accumulate(counts))
+        kept = [i for i in range(n) if counts[i]]
+        out["p_trace_ids"] = "{" + ",".join([trace_ids[i] for i in kept]) + "}"
+        out["p_firsts"] = "{" + ",".join([str(lasts[i] - counts[i] + 1) for i in kept]) + "}"
+        out["p_lasts"] = "{" + ",".join([str(lasts[i]) for i in kept]) + "}"
+    if jobs[0]:
+        for k, values in zip(("j_trace_ids", "j_validator_ids", "j_versions"), jobs, strict=True):
+            out[k] = _number_array(values)
+    return out
+
+
+def evaluate_exact(plpy: Any, purpose: str, names: list[str] | None, ids: list[int | None] | None, apps: list[Any],
+                   nodes: list[Any], node_types: list[Any], models: list[Any], prompt_versions: list[Any],
+                   inputs: list[Any], outputs: list[Any], expecteds: list[Any], latencies: list[Any],
+                   tokens_ins: list[Any], tokens_outs: list[Any], costs: list[Any],
+                   metadatas: list[Any]) -> dict[str, str]:
+    """evaluate() one row at a time: each validator's check() (or check_batch()) on row dicts, the
+    reference that evaluate_fast must equal."""
     out: dict[str, list[Any]] = {k: [] for k in ("r_trace_ids", "r_validator_ids", "r_names", "r_versions",
                                                  "r_statuses", "r_scores", "r_labels", "r_details",
                                                  "j_trace_ids", "j_validator_ids", "j_versions",
@@ -3076,7 +3656,7 @@ class SqlCodegen:
 $pysrc$)
 ON CONFLICT (name) DO UPDATE SET source = EXCLUDED.source
 WHERE flywheel._python_modules.source IS DISTINCT FROM EXCLUDED.source;
-DELETE FROM flywheel._python_modules WHERE name NOT IN ('environment', 'fewshot_embedder', 'fewshot_store', 'judges_ranking', 'metrics_cron', 'metrics_drift', 'metrics_experiments', 'metrics_stats', 'validators_builtin', 'validators_pii', 'validators_runtime', 'validators_sql_codegen');
+DELETE FROM flywheel._python_modules WHERE name NOT IN ('environment', 'fewshot_embedder', 'fewshot_store', 'judges_ranking', 'metrics_cron', 'metrics_drift', 'metrics_experiments', 'metrics_stats', 'validators_batch', 'validators_builtin', 'validators_pii', 'validators_runtime', 'validators_sql_codegen');
 
 -- 001-privileges-reset.sql
 -- Privileges, first step: take back what the application and reader roles hold, so that a
@@ -3210,10 +3790,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:28762c259df1')
+_import = GD.get('dbflywheel:0.1.0:472ecd3745f0')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:28762c259df1']
+    _import = GD['dbflywheel:0.1.0:472ecd3745f0']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -3269,10 +3849,10 @@ CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config te
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:28762c259df1')
+_import = GD.get('dbflywheel:0.1.0:472ecd3745f0')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:28762c259df1']
+    _import = GD['dbflywheel:0.1.0:472ecd3745f0']
 return _import('validators_runtime').check_config(plpy, kind, config, applies_to)
 $python$;
 
@@ -3574,10 +4154,10 @@ CREATE OR REPLACE FUNCTION flywheel._evaluate(
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:28762c259df1')
+_import = GD.get('dbflywheel:0.1.0:472ecd3745f0')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:28762c259df1']
+    _import = GD['dbflywheel:0.1.0:472ecd3745f0']
 return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas)
 $python$;
 
@@ -3795,10 +4375,10 @@ CREATE OR REPLACE FUNCTION flywheel.redact_pii(input text) RETURNS text
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:28762c259df1')
+_import = GD.get('dbflywheel:0.1.0:472ecd3745f0')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:28762c259df1']
+    _import = GD['dbflywheel:0.1.0:472ecd3745f0']
 return _import('validators_pii').redact_pii(plpy, input)
 $python$;
 
@@ -4548,10 +5128,10 @@ LANGUAGE plpython3u STABLE
 SECURITY DEFINER  -- readers see the ranking (aggregates), not the traces behind it
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:28762c259df1')
+_import = GD.get('dbflywheel:0.1.0:472ecd3745f0')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:28762c259df1']
+    _import = GD['dbflywheel:0.1.0:472ecd3745f0']
 return _import('judges_ranking').ranking(plpy)
 $python$;
 
@@ -4597,10 +5177,10 @@ RETURNS TABLE (ordinality integer, embedding text, input_key uuid, error text)
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:28762c259df1')
+_import = GD.get('dbflywheel:0.1.0:472ecd3745f0')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:28762c259df1']
+    _import = GD['dbflywheel:0.1.0:472ecd3745f0']
 return _import('fewshot_embedder').embed_rows(plpy, embedder, texts)
 $python$;
 
@@ -4609,10 +5189,10 @@ CREATE OR REPLACE FUNCTION flywheel._input_key(text text) RETURNS uuid
 LANGUAGE plpython3u IMMUTABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:28762c259df1')
+_import = GD.get('dbflywheel:0.1.0:472ecd3745f0')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:28762c259df1']
+    _import = GD['dbflywheel:0.1.0:472ecd3745f0']
 return _import('fewshot_embedder').normalize_key(plpy, text)
 $python$;
 
@@ -4628,10 +5208,10 @@ RETURNS integer
 LANGUAGE plpython3u SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:28762c259df1')
+_import = GD.get('dbflywheel:0.1.0:472ecd3745f0')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:28762c259df1']
+    _import = GD['dbflywheel:0.1.0:472ecd3745f0']
 return _import('fewshot_store').embed_traces(plpy, embedder, trace_ids, apps, inputs)
 $python$;
 
@@ -5563,10 +6143,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:28762c259df1')
+_import = GD.get('dbflywheel:0.1.0:472ecd3745f0')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:28762c259df1']
+    _import = GD['dbflywheel:0.1.0:472ecd3745f0']
 return _import('metrics_cron').sql_previous_fire(plpy, schedule, at_epoch)
 $python$;
 
@@ -5575,10 +6155,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:28762c259df1')
+_import = GD.get('dbflywheel:0.1.0:472ecd3745f0')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:28762c259df1']
+    _import = GD['dbflywheel:0.1.0:472ecd3745f0']
 return _import('metrics_cron').sql_period(plpy, schedule, at_epoch)
 $python$;
 
@@ -6365,10 +6945,10 @@ RETURNS TABLE (feature text, reference_n integer, current_n integer,
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:28762c259df1')
+_import = GD.get('dbflywheel:0.1.0:472ecd3745f0')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:28762c259df1']
+    _import = GD['dbflywheel:0.1.0:472ecd3745f0']
 return _import('metrics_drift').drift(plpy, feature, reference, current)
 $python$;
 
@@ -6520,10 +7100,10 @@ RETURNS TABLE (metric text, variant text, n bigint, value double precision, base
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:28762c259df1')
+_import = GD.get('dbflywheel:0.1.0:472ecd3745f0')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:28762c259df1']
+    _import = GD['dbflywheel:0.1.0:472ecd3745f0']
 return _import('metrics_experiments').results(plpy, experiment, confidence)
 $python$;
 
