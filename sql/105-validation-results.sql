@@ -7,7 +7,7 @@ CREATE OR REPLACE VIEW flywheel.validation_results AS
 SELECT r.trace_id, r.validator_id, r.validator_version, r.status, r.score, r.label, r.details, r.judged_by, r.created_at
 FROM flywheel._results r
 UNION ALL
-SELECT p.trace_id, u.validator_id, u.validator_version, u.status, u.score, u.label, coalesce(u.details, '{}'),
+SELECT p.trace_id, u.validator_id, u.validator_version, u.status, u.score, u.label, coalesce(u.details::jsonb, '{}'),
        'code', p.created_at
 FROM flywheel._insert_results p
 CROSS JOIN LATERAL unnest(p.validator_ids, p.validator_versions, p.statuses, p.scores, p.labels, p.details)
@@ -65,7 +65,7 @@ BEGIN
                                    IS NOT DISTINCT FROM (OLD.trace_id, OLD.validator_id, OLD.validator_version, 'code') THEN
             UPDATE flywheel._insert_results p
             SET statuses[_at] = NEW.status, scores[_at] = NEW.score, labels[_at] = NEW.label,
-                details[_at] = nullif(NEW.details, '{}'), created_at = NEW.created_at
+                details[_at] = nullif(NEW.details, '{}')::text, created_at = NEW.created_at
             WHERE p.trace_id = OLD.trace_id;
             RETURN NEW;
         ELSE
@@ -108,7 +108,7 @@ AS $$
                array_agg(CASE WHEN f.t IS NULL THEN e.s ELSE f.s END ORDER BY e.i) AS statuses,
                array_agg(CASE WHEN f.t IS NULL THEN e.sc ELSE f.sc END ORDER BY e.i) AS scores,
                array_agg(CASE WHEN f.t IS NULL THEN e.l ELSE f.l END ORDER BY e.i) AS labels,
-               array_agg(CASE WHEN f.t IS NULL THEN e.d ELSE nullif(f.d, '{}') END ORDER BY e.i) AS details
+               array_agg(CASE WHEN f.t IS NULL THEN e.d ELSE nullif(f.d, '{}')::text END ORDER BY e.i) AS details
         FROM flywheel._insert_results p
         CROSS JOIN LATERAL unnest(p.validator_ids, p.validator_versions, p.statuses, p.scores, p.labels, p.details)
             WITH ORDINALITY AS e(v, n, s, sc, l, d, i)

@@ -60,8 +60,12 @@ BEGIN
             (trace_id, validator_ids, validator_versions, statuses, scores, labels, details)
         SELECT p.trace_id, p.validator_ids, p.validator_versions, p.statuses, p.scores, p.labels, p.details
         FROM unnest(b.p_rows::flywheel._insert_results[]) AS p;
+        -- The pass-rate rollup's mark, as flywheel._mark_pass_rate_days() makes it for results
+        -- written one by one.
         p_trace_ids := b.p_trace_ids;
-        PERFORM flywheel._mark_pass_rate_traces(p_trace_ids);
+        IF EXISTS (SELECT 1 FROM flywheel.metrics m WHERE m.name = 'pass_rate' AND m.kind = 'rollup') THEN
+            INSERT INTO flywheel._rollup_dirty_days (metric, trace_ids) VALUES ('pass_rate', p_trace_ids);
+        END IF;
     END IF;
     IF b.j_trace_ids <> '{}' THEN
         INSERT INTO flywheel.judge_jobs (trace_id, validator_id, validator_version)

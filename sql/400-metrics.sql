@@ -386,20 +386,6 @@ LEFT JOIN LATERAL (SELECT * FROM flywheel.refresh_log l WHERE l.metric = m.name 
 
 -- Dirty-day marks for the rollups, set-wise per statement (transition tables): validation
 -- results mark their traces' days, feedback its own days.
--- The insert path's mark: the traces whose results were just written (no lookup of traces,
--- the refresh finds their days).
-CREATE OR REPLACE FUNCTION flywheel._mark_pass_rate_traces(trace_ids bigint[]) RETURNS void
-LANGUAGE plpgsql  -- not sql: PL/pgSQL keeps its plans for the session, a SQL function re-plans per call
-SET search_path TO pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF cardinality(trace_ids) > 0
-       AND EXISTS (SELECT 1 FROM flywheel.metrics m WHERE m.name = 'pass_rate' AND m.kind = 'rollup') THEN
-        INSERT INTO flywheel._rollup_dirty_days (metric, trace_ids) VALUES ('pass_rate', trace_ids);
-    END IF;
-END
-$$;
-
 CREATE OR REPLACE FUNCTION flywheel._mark_pass_rate_days() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER  -- the writer (an app role) has no rights on the marks
 SET search_path TO pg_catalog, pg_temp
@@ -409,8 +395,9 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM flywheel.metrics m WHERE m.name = 'pass_rate' AND m.kind = 'rollup') THEN
         RETURN NULL;
     END IF;
-    IF TG_OP = 'INSERT' THEN
-        PERFORM flywheel._mark_pass_rate_traces((SELECT array_agg(n.trace_id) FROM new_rows n));
+    IF TG_OP = 'INSERT' THEN  -- no lookup of traces, the refresh finds the days (the insert path marks the same way)
+        INSERT INTO flywheel._rollup_dirty_days (metric, trace_ids)
+        SELECT 'pass_rate', array_agg(n.trace_id) FROM new_rows n HAVING count(*) > 0;
     ELSIF TG_OP = 'UPDATE' THEN
         INSERT INTO flywheel._rollup_dirty_days (metric, day)
         SELECT DISTINCT 'pass_rate', (t.created_at AT TIME ZONE 'UTC')::date
@@ -452,7 +439,7 @@ DECLARE
     _table text;
 BEGIN
     -- Results written one by one mark on insert; the insert path's packed rows mark in its
-    -- trigger (_mark_pass_rate_traces), and both mark on update and delete.
+    -- trigger (sql/110), and both mark on update and delete.
     CREATE OR REPLACE TRIGGER _results_mark_rollup_insert AFTER INSERT ON flywheel._results
         REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days();
     FOREACH _table IN ARRAY ARRAY['_results', '_insert_results'] LOOP

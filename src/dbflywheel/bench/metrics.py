@@ -48,7 +48,7 @@ def _load(conn: psycopg.Connection, traces: int, validator_id: int) -> None:
             {"days": DAYS, "total": traces, "start": start, "end": start + n - 1},
         )
     conn.execute(
-        """INSERT INTO flywheel.validation_results (trace_id, validator_id, validator_version, status, score)
+        """INSERT INTO flywheel._results (trace_id, validator_id, validator_version, status, score)
            SELECT t.id, %s, 1, CASE WHEN t.id %% 10 < 8 THEN 'pass' WHEN t.id %% 50 = 0 THEN 'error' ELSE 'fail' END,
                   (t.id %% 100) / 100.0
            FROM flywheel.traces t WHERE t.node = 'answer' AND t.app ~ '^app[0-3]$'""",
@@ -56,7 +56,7 @@ def _load(conn: psycopg.Connection, traces: int, validator_id: int) -> None:
     )
     conn.execute("SET session_replication_role = origin")
     conn.execute("VACUUM ANALYZE flywheel.traces")
-    conn.execute("VACUUM ANALYZE flywheel.validation_results")
+    conn.execute("VACUUM ANALYZE flywheel._results")
 
 
 def _add_new_rows(conn: psycopg.Connection, count: int, validator_id: int) -> None:
@@ -66,7 +66,7 @@ def _add_new_rows(conn: psycopg.Connection, count: int, validator_id: int) -> No
                INSERT INTO flywheel.traces (app, model, prompt_version, node, input, output, latency_ms)
                SELECT 'app' || (i %% 4), 'model-' || (i %% 3), 'v1.' || (i %% 5), 'answer', 'q', 'a', 50 + i %% 997
                FROM generate_series(1, %s) i RETURNING id)
-           INSERT INTO flywheel.validation_results (trace_id, validator_id, validator_version, status)
+           INSERT INTO flywheel._results (trace_id, validator_id, validator_version, status)
            SELECT id, %s, 1, CASE WHEN id %% 10 < 7 THEN 'pass' ELSE 'fail' END FROM t""",
         (count, validator_id),
     )
@@ -124,17 +124,17 @@ def run(ctx: Context) -> str:
         conn.execute("SELECT flywheel.set_metric_mode('pass_rate', 'rollup', '*/5 * * * *')")
 
         # What the rollup's mark adds to writing results.
-        trigger = "validation_results_mark_rollup_insert"
+        trigger = "_results_mark_rollup_insert"
 
         def write_results(validator: int, triggers: bool) -> float:
             if not triggers:
-                conn.execute(f"ALTER TABLE flywheel.validation_results DISABLE TRIGGER {trigger}")
+                conn.execute(f"ALTER TABLE flywheel._results DISABLE TRIGGER {trigger}")
             try:
                 return _seconds(lambda: conn.execute(
-                    "INSERT INTO flywheel.validation_results (trace_id, validator_id, validator_version, status)"
+                    "INSERT INTO flywheel._results (trace_id, validator_id, validator_version, status)"
                     " SELECT id, %s, 1, 'pass' FROM flywheel.traces ORDER BY id DESC LIMIT 100000", (validator,)))
             finally:
-                conn.execute(f"ALTER TABLE flywheel.validation_results ENABLE TRIGGER {trigger}")
+                conn.execute(f"ALTER TABLE flywheel._results ENABLE TRIGGER {trigger}")
 
         extra = []
         for i in range(2):
