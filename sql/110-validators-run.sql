@@ -33,6 +33,7 @@ DECLARE
     inputs text[]; outputs text[]; expecteds text[]; latencies float8[]; tokens_ins integer[];
     tokens_outs integer[]; costs float8[]; metadatas text[];
     b record;
+    packed flywheel._insert_results[];
     p_trace_ids bigint[];
 BEGIN
     SELECT array_agg(t.id), array_agg(t.app), array_agg(t.node), array_agg(t.node_type), array_agg(t.model),
@@ -49,17 +50,19 @@ BEGIN
         SET LOCAL transaction_read_only = on;
         b := flywheel._evaluate('insert', NULL, ids, apps, nodes, node_types, models, prompt_versions, inputs,
                                 outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas);
+        -- Parsed here, so that a malformed literal is a WARNING too, never a failed INSERT.
+        packed := b.p_rows;
     EXCEPTION WHEN OTHERS THEN
         RAISE WARNING 'dbflywheel: validators did not run on this INSERT: %', SQLERRM;
         RETURN NULL;
     END;
     IF b.p_trace_ids <> '{}' THEN
-        -- One packed row per trace, as one literal of the table's row type: parsed in C, which
-        -- costs less than slicing the r_ arrays per trace here.
+        -- One packed row per trace, from one literal of the table's row type (parsed in C, which
+        -- costs less than slicing the r_ arrays per trace here).
         INSERT INTO flywheel._insert_results
             (trace_id, validator_ids, validator_versions, statuses, scores, labels, details)
         SELECT p.trace_id, p.validator_ids, p.validator_versions, p.statuses, p.scores, p.labels, p.details
-        FROM unnest(b.p_rows::flywheel._insert_results[]) AS p;
+        FROM unnest(packed) AS p;
         -- The pass-rate rollup's mark, as flywheel._mark_pass_rate_days() makes it for results
         -- written one by one.
         p_trace_ids := b.p_trace_ids;

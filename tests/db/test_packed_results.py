@@ -110,3 +110,49 @@ def test_inserted_traces_mark_the_pass_rate_rollup(db: psycopg.Connection, app_n
     day_rows = db.execute(
         "SELECT sum(results) FROM flywheel.metric_pass_rate WHERE app = %s", (app_name,)).fetchone()
     assert day_rows is not None and day_rows[0] >= 12
+
+
+def test_awkward_labels_and_details_survive_the_packed_literal(db: psycopg.Connection, app_name: str) -> None:
+    """The trigger parses one literal of nested quoting (array of rows of arrays): whatever a
+    validator says must come back exactly."""
+    label = 'a "quoted", (paren) {brace} \\ back\\slash; NULL'
+    details = {"text": label, "nested": {"q": '"', "b": "\\", "u": "é✓", "n": None}, "list": [1, "x,y"]}
+    body = f"return {{'status': 'fail', 'score': 0.25, 'label': {label!r}, 'details': {details!r}}}"
+    db.execute("SELECT flywheel.create_validator('test_packed_awkward', 'python', jsonb_build_object('body', %s::text),"
+               " applies_to => jsonb_build_object('app', %s::text))", (body, app_name))
+    try:
+        (trace,) = _insert(db, app_name, ["Fine."])
+        row = db.execute(
+            "SELECT r.status, r.score, r.label, r.details, r.judged_by FROM flywheel.validation_results r"
+            " JOIN flywheel.validators v ON v.id = r.validator_id"
+            " WHERE v.name = 'test_packed_awkward' AND r.trace_id = %s", (trace,)).fetchone()
+        assert row == ("fail", 0.25, label, details, "code")
+        # Packed, and still with the other validators' results beside it.
+        assert db.execute("SELECT cardinality(validator_ids) > 1 FROM flywheel._insert_results WHERE trace_id = %s",
+                          (trace,)).fetchone() == (True,)
+    finally:
+        db.execute("DELETE FROM flywheel.validators WHERE name = 'test_packed_awkward'")
+
+
+def test_a_malformed_packed_literal_is_a_warning_never_a_failed_insert(db: psycopg.Connection, app_name: str) -> None:
+    """The packed rows are parsed inside the trigger's error handler: whatever _evaluate hands
+    back, the application's INSERT stands (and says why its results are missing)."""
+    original = db.execute("SELECT pg_get_functiondef('flywheel._evaluate'::regproc)").fetchone()[0]  # type: ignore[index]
+    head = original[:original.index("AS $function$")]
+    outputs = ("r_trace_ids", "r_validator_ids", "r_names", "r_versions", "r_statuses", "r_scores", "r_labels",
+               "r_details", "j_trace_ids", "j_validator_ids", "j_versions", "p_firsts", "p_lasts")
+    broken = ("{" + ", ".join(f"'{k}': '{{}}'" for k in outputs)
+              + ", 'p_trace_ids': '{' + str(ids[0]) + '}', 'p_rows': '{\"(1,,{oops\"}'}")
+    db.execute(head + "AS $function$\nreturn " + broken + "\n$function$")
+    warnings: list[str] = []
+    db.add_notice_handler(lambda d: warnings.append(d.message_primary or ""))
+    try:
+        (trace,) = _insert(db, app_name, ["Fine."])
+    finally:
+        db.execute(original)
+    assert db.execute("SELECT count(*) FROM flywheel.traces WHERE id = %s", (trace,)).fetchone() == (1,)
+    assert db.execute("SELECT count(*) FROM flywheel._insert_results WHERE trace_id = %s", (trace,)).fetchone() == (0,)
+    assert any("validators did not run on this INSERT" in w for w in warnings)
+    # Restored: the next trace is validated again.
+    (after,) = _insert(db, app_name, ["Fine again."])
+    assert db.execute("SELECT count(*) FROM flywheel._insert_results WHERE trace_id = %s", (after,)).fetchone() == (1,)

@@ -9,12 +9,25 @@ import pkgutil
 import sys
 import time
 
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
 from dbflywheel import bench
 from dbflywheel.install import install
 
 
 def available() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(bench.__path__) if not m.name.startswith("_"))
+
+
+def _fresh_database(dsn: str, name: str) -> str:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    fresh = make_conninfo(dsn, dbname=name)
+    install(fresh)
+    return fresh
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,10 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     dsn = os.environ.get("DBFLYWHEEL_BENCH_DSN") or cluster.dsn()  # type: ignore[union-attr]
     try:
         install(dsn)
-        ctx = bench.Context(dsn=dsn, cluster=cluster, quick=args.quick)
         for name in names:
             module = importlib.import_module(f"dbflywheel.bench.{name}")
             print(f"bench: {name} ...", flush=True)
+            # On the throw-away cluster each benchmark gets a fresh database: what one leaves
+            # behind (millions of traces from the insert benchmark) must not load the next.
+            ctx = bench.Context(dsn=dsn if cluster is None else _fresh_database(dsn, f"bench_{name}"),
+                                cluster=cluster, quick=args.quick)
             started = time.monotonic()
             body = module.run(ctx)
             print(body)

@@ -806,11 +806,10 @@ CREATE TABLE flywheel._insert_results (
     labels             text[] NOT NULL,
     -- JSON objects as text, NULL for none ('{}' in the view): parsed when read, not on insert
     -- (jsonb input of every trace's anomaly details was a fifth of the trigger's cost).
-    details            text[] NOT NULL,
-    CONSTRAINT _insert_results_arrays_align CHECK (
-        cardinality(validator_versions) = cardinality(validator_ids) AND cardinality(statuses) = cardinality(validator_ids)
-        AND cardinality(scores) = cardinality(validator_ids) AND cardinality(labels) = cardinality(validator_ids)
-        AND cardinality(details) = cardinality(validator_ids))
+    details            text[] NOT NULL
+    -- No CHECK that the arrays align: the insert trigger's INSERT runs outside its error
+    -- handler, where a failing check would fail the application's INSERT. They align by
+    -- construction (validators_runtime.packed_rows zips each result's elements).
 );
 CREATE INDEX _insert_results_trace_id ON flywheel._insert_results (trace_id);
 CREATE INDEX _insert_results_created_at ON flywheel._insert_results USING brin (created_at);
@@ -854,8 +853,8 @@ END
 $rebind$;
 $migration_body$;
         INSERT INTO flywheel._migrations (name, checksum, version)
-        VALUES ('0501-packed-results.sql', '6976525f6c8fa82deea4b9cf56c8355908a540aa94a13cd7808371d734c266ea', '0.1.0');
-    ELSIF _applied <> '6976525f6c8fa82deea4b9cf56c8355908a540aa94a13cd7808371d734c266ea' THEN
+        VALUES ('0501-packed-results.sql', '2fa6e7bcf6fdea918b6516c402f98875a0b838c8e705fb21f47cc199d2fee72e', '0.1.0');
+    ELSIF _applied <> '2fa6e7bcf6fdea918b6516c402f98875a0b838c8e705fb21f47cc199d2fee72e' THEN
         RAISE EXCEPTION 'migration % was changed after it was applied', '0501-packed-results.sql'
             USING HINT = 'an applied migration is never edited: restore migrations/'
                 || '0501-packed-results.sql' || ' and put the change in a new numbered migration';
@@ -4215,6 +4214,7 @@ DECLARE
     inputs text[]; outputs text[]; expecteds text[]; latencies float8[]; tokens_ins integer[];
     tokens_outs integer[]; costs float8[]; metadatas text[];
     b record;
+    packed flywheel._insert_results[];
     p_trace_ids bigint[];
 BEGIN
     SELECT array_agg(t.id), array_agg(t.app), array_agg(t.node), array_agg(t.node_type), array_agg(t.model),
@@ -4231,17 +4231,19 @@ BEGIN
         SET LOCAL transaction_read_only = on;
         b := flywheel._evaluate('insert', NULL, ids, apps, nodes, node_types, models, prompt_versions, inputs,
                                 outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas);
+        -- Parsed here, so that a malformed literal is a WARNING too, never a failed INSERT.
+        packed := b.p_rows;
     EXCEPTION WHEN OTHERS THEN
         RAISE WARNING 'dbflywheel: validators did not run on this INSERT: %', SQLERRM;
         RETURN NULL;
     END;
     IF b.p_trace_ids <> '{}' THEN
-        -- One packed row per trace, as one literal of the table's row type: parsed in C, which
-        -- costs less than slicing the r_ arrays per trace here.
+        -- One packed row per trace, from one literal of the table's row type (parsed in C, which
+        -- costs less than slicing the r_ arrays per trace here).
         INSERT INTO flywheel._insert_results
             (trace_id, validator_ids, validator_versions, statuses, scores, labels, details)
         SELECT p.trace_id, p.validator_ids, p.validator_versions, p.statuses, p.scores, p.labels, p.details
-        FROM unnest(b.p_rows::flywheel._insert_results[]) AS p;
+        FROM unnest(packed) AS p;
         -- The pass-rate rollup's mark, as flywheel._mark_pass_rate_days() makes it for results
         -- written one by one.
         p_trace_ids := b.p_trace_ids;
