@@ -14,7 +14,6 @@ import hashlib
 import json
 import math
 import re
-from itertools import accumulate
 from typing import Any
 
 from validators_batch import combined, flag_rows
@@ -299,7 +298,7 @@ def evaluate(plpy: Any, purpose: str, names: list[str] | None, ids: list[int | N
 
 _EMPTY = {k: "{}" for k in ("r_trace_ids", "r_validator_ids", "r_names", "r_versions", "r_statuses", "r_scores",
                             "r_labels", "r_details", "j_trace_ids", "j_validator_ids", "j_versions", "p_trace_ids",
-                            "p_firsts", "p_lasts", "p_rows")}
+                            "p_rows")}
 
 
 def _number(x: Any) -> str:
@@ -667,13 +666,8 @@ def evaluate_fast(plpy: Any, purpose: str, names: list[str] | None, *columns: li
         trace_ids = list(map(repr, ids)) if None not in ids else ["NULL" if t is None else repr(t) for t in ids]
         per_trace = [",".join([t] * c) for t, c in zip(trace_ids, counts, strict=True) if c]
         out["r_trace_ids"] = "{" + ",".join(per_trace) + "}"
-        # Where each trace's results sit in the r_ arrays (1-based, inclusive): the trigger slices
-        # them into one packed row per trace.
-        lasts = list(accumulate(counts))
-        kept = [i for i in range(n) if counts[i]]
-        out["p_trace_ids"] = "{" + ",".join([trace_ids[i] for i in kept]) + "}"
-        out["p_firsts"] = "{" + ",".join([str(lasts[i] - counts[i] + 1) for i in kept]) + "}"
-        out["p_lasts"] = "{" + ",".join([str(lasts[i]) for i in kept]) + "}"
+        # The traces with results, in the order of their packed rows (the trigger marks them).
+        out["p_trace_ids"] = "{" + ",".join([t for t, c in zip(trace_ids, counts, strict=True) if c]) + "}"
         if purpose == "insert":
             out["p_rows"] = packed_rows(trace_ids, counts, flat)
     if jobs[0]:
@@ -692,7 +686,7 @@ def evaluate_exact(plpy: Any, purpose: str, names: list[str] | None, ids: list[i
     out: dict[str, list[Any]] = {k: [] for k in ("r_trace_ids", "r_validator_ids", "r_names", "r_versions",
                                                  "r_statuses", "r_scores", "r_labels", "r_details",
                                                  "j_trace_ids", "j_validator_ids", "j_versions",
-                                                 "p_trace_ids", "p_firsts", "p_lasts")}
+                                                 "p_trace_ids")}
     p_rows = "{}"
     try:
         n = len(ids or [])
@@ -727,11 +721,7 @@ def evaluate_exact(plpy: Any, purpose: str, names: list[str] | None, ids: list[i
         for i, found in enumerate(per_row):
             if not found:
                 continue
-            # Where this trace's results sit in the r_ arrays (1-based, inclusive): the trigger
-            # slices them into one packed row per trace.
             out["p_trace_ids"].append(rows[i]["id"])
-            out["p_firsts"].append(len(out["r_trace_ids"]) + 1)
-            out["p_lasts"].append(len(out["r_trace_ids"]) + len(found))
             out["r_trace_ids"] += [rows[i]["id"]] * len(found)
             out["r_validator_ids"] += [v.id for v, _ in found]
             if purpose != "insert":  # the trigger does not need the names

@@ -120,14 +120,11 @@ AS $$
         UPDATE flywheel._insert_results p
         SET statuses = r.statuses, scores = r.scores, labels = r.labels, details = r.details
         FROM repacked r WHERE p.trace_id = r.trace_id
-        RETURNING p.trace_id, p.validator_ids, p.validator_versions
     )
     INSERT INTO flywheel._results AS r (trace_id, validator_id, validator_version, status, score, label, details)
     SELECT f.t, f.v, f.n, f.s, f.sc, f.l, coalesce(f.d, '{}')
     FROM fresh f
-    WHERE NOT EXISTS (SELECT 1 FROM flywheel._insert_results p,
-                                    unnest(p.validator_ids, p.validator_versions) AS e(v, n)
-                      WHERE p.trace_id = f.t AND e.v = f.v AND e.n = f.n)
+    WHERE flywheel._packed_position(f.t, f.v, f.n) IS NULL
     ON CONFLICT ON CONSTRAINT _results_key DO UPDATE
     SET status = EXCLUDED.status, score = EXCLUDED.score, label = EXCLUDED.label,
         details = EXCLUDED.details, created_at = now()

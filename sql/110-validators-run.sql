@@ -11,7 +11,7 @@ CREATE OR REPLACE FUNCTION flywheel._evaluate(
     OUT r_trace_ids text, OUT r_validator_ids text, OUT r_names text, OUT r_versions text,   -- bigint[], bigint[], text[], integer[]
     OUT r_statuses text, OUT r_scores text, OUT r_labels text, OUT r_details text,           -- text[], float8[], text[], jsonb[]
     OUT j_trace_ids text, OUT j_validator_ids text, OUT j_versions text,                     -- bigint[], bigint[], integer[]
-    OUT p_trace_ids text, OUT p_firsts text, OUT p_lasts text,         -- bigint[], integer[], integer[]: each trace's r_ slice
+    OUT p_trace_ids text,                                              -- bigint[]: the traces with results
     OUT p_rows text                                                    -- flywheel._insert_results[] (purpose 'insert')
 )
 LANGUAGE plpython3u
@@ -34,7 +34,6 @@ DECLARE
     tokens_outs integer[]; costs float8[]; metadatas text[];
     b record;
     packed flywheel._insert_results[];
-    p_trace_ids bigint[];
 BEGIN
     SELECT array_agg(t.id), array_agg(t.app), array_agg(t.node), array_agg(t.node_type), array_agg(t.model),
            array_agg(t.prompt_version), array_agg(t.input), array_agg(t.output), array_agg(t.expected),
@@ -65,9 +64,8 @@ BEGIN
         FROM unnest(packed) AS p;
         -- The pass-rate rollup's mark, as flywheel._mark_pass_rate_days() makes it for results
         -- written one by one.
-        p_trace_ids := b.p_trace_ids;
         IF EXISTS (SELECT 1 FROM flywheel.metrics m WHERE m.name = 'pass_rate' AND m.kind = 'rollup') THEN
-            INSERT INTO flywheel._rollup_dirty_days (metric, trace_ids) VALUES ('pass_rate', p_trace_ids);
+            INSERT INTO flywheel._rollup_dirty_days (metric, trace_ids) VALUES ('pass_rate', b.p_trace_ids::bigint[]);
         END IF;
     END IF;
     IF b.j_trace_ids <> '{}' THEN

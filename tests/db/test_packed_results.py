@@ -140,7 +140,7 @@ def test_a_malformed_packed_literal_is_a_warning_never_a_failed_insert(db: psyco
     original = db.execute("SELECT pg_get_functiondef('flywheel._evaluate'::regproc)").fetchone()[0]  # type: ignore[index]
     head = original[:original.index("AS $function$")]
     outputs = ("r_trace_ids", "r_validator_ids", "r_names", "r_versions", "r_statuses", "r_scores", "r_labels",
-               "r_details", "j_trace_ids", "j_validator_ids", "j_versions", "p_firsts", "p_lasts")
+               "r_details", "j_trace_ids", "j_validator_ids", "j_versions")
     broken = ("{" + ", ".join(f"'{k}': '{{}}'" for k in outputs)
               + ", 'p_trace_ids': '{' + str(ids[0]) + '}', 'p_rows': '{\"(1,,{oops\"}'}")
     db.execute(head + "AS $function$\nreturn " + broken + "\n$function$")

@@ -933,7 +933,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:88aa0f31db37'] = importlib.import_module
+GD['dbflywheel:0.1.0:b4cffe72e4c8'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -2760,7 +2760,6 @@ import hashlib
 import json
 import math
 import re
-from itertools import accumulate
 from typing import Any
 
 from validators_batch import combined, flag_rows
@@ -3045,7 +3044,7 @@ def evaluate(plpy: Any, purpose: str, names: list[str] | None, ids: list[int | N
 
 _EMPTY = {k: "{}" for k in ("r_trace_ids", "r_validator_ids", "r_names", "r_versions", "r_statuses", "r_scores",
                             "r_labels", "r_details", "j_trace_ids", "j_validator_ids", "j_versions", "p_trace_ids",
-                            "p_firsts", "p_lasts", "p_rows")}
+                            "p_rows")}
 
 
 def _number(x: Any) -> str:
@@ -3413,13 +3412,8 @@ def evaluate_fast(plpy: Any, purpose: str, names: list[str] | None, *columns: li
         trace_ids = list(map(repr, ids)) if None not in ids else ["NULL" if t is None else repr(t) for t in ids]
         per_trace = [",".join([t] * c) for t, c in zip(trace_ids, counts, strict=True) if c]
         out["r_trace_ids"] = "{" + ",".join(per_trace) + "}"
-        # Where each trace's results sit in the r_ arrays (1-based, inclusive): the trigger slices
-        # them into one packed row per trace.
-        lasts = list(accumulate(counts))
-        kept = [i for i in range(n) if counts[i]]
-        out["p_trace_ids"] = "{" + ",".join([trace_ids[i] for i in kept]) + "}"
-        out["p_firsts"] = "{" + ",".join([str(lasts[i] - counts[i] + 1) for i in kept]) + "}"
-        out["p_lasts"] = "{" + ",".join([str(lasts[i]) for i in kept]) + "}"
+        # The traces with results, in the order of their packed rows (the trigger marks them).
+        out["p_trace_ids"] = "{" + ",".join([t for t, c in zip(trace_ids, counts, strict=True) if c]) + "}"
         if purpose == "insert":
             out["p_rows"] = packed_rows(trace_ids, counts, flat)
     if jobs[0]:
@@ -3438,7 +3432,7 @@ def evaluate_exact(plpy: Any, purpose: str, names: list[str] | None, ids: list[i
     out: dict[str, list[Any]] = {k: [] for k in ("r_trace_ids", "r_validator_ids", "r_names", "r_versions",
                                                  "r_statuses", "r_scores", "r_labels", "r_details",
                                                  "j_trace_ids", "j_validator_ids", "j_versions",
-                                                 "p_trace_ids", "p_firsts", "p_lasts")}
+                                                 "p_trace_ids")}
     p_rows = "{}"
     try:
         n = len(ids or [])
@@ -3473,11 +3467,7 @@ def evaluate_exact(plpy: Any, purpose: str, names: list[str] | None, ids: list[i
         for i, found in enumerate(per_row):
             if not found:
                 continue
-            # Where this trace's results sit in the r_ arrays (1-based, inclusive): the trigger
-            # slices them into one packed row per trace.
             out["p_trace_ids"].append(rows[i]["id"])
-            out["p_firsts"].append(len(out["r_trace_ids"]) + 1)
-            out["p_lasts"].append(len(out["r_trace_ids"]) + len(found))
             out["r_trace_ids"] += [rows[i]["id"]] * len(found)
             out["r_validator_ids"] += [v.id for v, _ in found]
             if purpose != "insert":  # the trigger does not need the names
@@ -3827,10 +3817,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:88aa0f31db37')
+_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:88aa0f31db37']
+    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -3886,10 +3876,10 @@ CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config te
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:88aa0f31db37')
+_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:88aa0f31db37']
+    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
 return _import('validators_runtime').check_config(plpy, kind, config, applies_to)
 $python$;
 
@@ -4158,14 +4148,11 @@ AS $$
         UPDATE flywheel._insert_results p
         SET statuses = r.statuses, scores = r.scores, labels = r.labels, details = r.details
         FROM repacked r WHERE p.trace_id = r.trace_id
-        RETURNING p.trace_id, p.validator_ids, p.validator_versions
     )
     INSERT INTO flywheel._results AS r (trace_id, validator_id, validator_version, status, score, label, details)
     SELECT f.t, f.v, f.n, f.s, f.sc, f.l, coalesce(f.d, '{}')
     FROM fresh f
-    WHERE NOT EXISTS (SELECT 1 FROM flywheel._insert_results p,
-                                    unnest(p.validator_ids, p.validator_versions) AS e(v, n)
-                      WHERE p.trace_id = f.t AND e.v = f.v AND e.n = f.n)
+    WHERE flywheel._packed_position(f.t, f.v, f.n) IS NULL
     ON CONFLICT ON CONSTRAINT _results_key DO UPDATE
     SET status = EXCLUDED.status, score = EXCLUDED.score, label = EXCLUDED.label,
         details = EXCLUDED.details, created_at = now()
@@ -4186,16 +4173,16 @@ CREATE OR REPLACE FUNCTION flywheel._evaluate(
     OUT r_trace_ids text, OUT r_validator_ids text, OUT r_names text, OUT r_versions text,   -- bigint[], bigint[], text[], integer[]
     OUT r_statuses text, OUT r_scores text, OUT r_labels text, OUT r_details text,           -- text[], float8[], text[], jsonb[]
     OUT j_trace_ids text, OUT j_validator_ids text, OUT j_versions text,                     -- bigint[], bigint[], integer[]
-    OUT p_trace_ids text, OUT p_firsts text, OUT p_lasts text,         -- bigint[], integer[], integer[]: each trace's r_ slice
+    OUT p_trace_ids text,                                              -- bigint[]: the traces with results
     OUT p_rows text                                                    -- flywheel._insert_results[] (purpose 'insert')
 )
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:88aa0f31db37')
+_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:88aa0f31db37']
+    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
 return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas)
 $python$;
 
@@ -4215,7 +4202,6 @@ DECLARE
     tokens_outs integer[]; costs float8[]; metadatas text[];
     b record;
     packed flywheel._insert_results[];
-    p_trace_ids bigint[];
 BEGIN
     SELECT array_agg(t.id), array_agg(t.app), array_agg(t.node), array_agg(t.node_type), array_agg(t.model),
            array_agg(t.prompt_version), array_agg(t.input), array_agg(t.output), array_agg(t.expected),
@@ -4246,9 +4232,8 @@ BEGIN
         FROM unnest(packed) AS p;
         -- The pass-rate rollup's mark, as flywheel._mark_pass_rate_days() makes it for results
         -- written one by one.
-        p_trace_ids := b.p_trace_ids;
         IF EXISTS (SELECT 1 FROM flywheel.metrics m WHERE m.name = 'pass_rate' AND m.kind = 'rollup') THEN
-            INSERT INTO flywheel._rollup_dirty_days (metric, trace_ids) VALUES ('pass_rate', p_trace_ids);
+            INSERT INTO flywheel._rollup_dirty_days (metric, trace_ids) VALUES ('pass_rate', b.p_trace_ids::bigint[]);
         END IF;
     END IF;
     IF b.j_trace_ids <> '{}' THEN
@@ -4417,10 +4402,10 @@ CREATE OR REPLACE FUNCTION flywheel.redact_pii(input text) RETURNS text
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:88aa0f31db37')
+_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:88aa0f31db37']
+    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
 return _import('validators_pii').redact_pii(plpy, input)
 $python$;
 
@@ -5170,10 +5155,10 @@ LANGUAGE plpython3u STABLE
 SECURITY DEFINER  -- readers see the ranking (aggregates), not the traces behind it
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:88aa0f31db37')
+_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:88aa0f31db37']
+    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
 return _import('judges_ranking').ranking(plpy)
 $python$;
 
@@ -5219,10 +5204,10 @@ RETURNS TABLE (ordinality integer, embedding text, input_key uuid, error text)
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:88aa0f31db37')
+_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:88aa0f31db37']
+    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
 return _import('fewshot_embedder').embed_rows(plpy, embedder, texts)
 $python$;
 
@@ -5231,10 +5216,10 @@ CREATE OR REPLACE FUNCTION flywheel._input_key(text text) RETURNS uuid
 LANGUAGE plpython3u IMMUTABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:88aa0f31db37')
+_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:88aa0f31db37']
+    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
 return _import('fewshot_embedder').normalize_key(plpy, text)
 $python$;
 
@@ -5250,10 +5235,10 @@ RETURNS integer
 LANGUAGE plpython3u SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:88aa0f31db37')
+_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:88aa0f31db37']
+    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
 return _import('fewshot_store').embed_traces(plpy, embedder, trace_ids, apps, inputs)
 $python$;
 
@@ -6185,10 +6170,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:88aa0f31db37')
+_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:88aa0f31db37']
+    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
 return _import('metrics_cron').sql_previous_fire(plpy, schedule, at_epoch)
 $python$;
 
@@ -6197,10 +6182,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:88aa0f31db37')
+_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:88aa0f31db37']
+    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
 return _import('metrics_cron').sql_period(plpy, schedule, at_epoch)
 $python$;
 
@@ -6974,10 +6959,10 @@ RETURNS TABLE (feature text, reference_n integer, current_n integer,
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:88aa0f31db37')
+_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:88aa0f31db37']
+    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
 return _import('metrics_drift').drift(plpy, feature, reference, current)
 $python$;
 
@@ -7129,10 +7114,10 @@ RETURNS TABLE (metric text, variant text, n bigint, value double precision, base
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:88aa0f31db37')
+_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:88aa0f31db37']
+    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
 return _import('metrics_experiments').results(plpy, experiment, confidence)
 $python$;
 
