@@ -21,30 +21,24 @@ AS $$
 DECLARE
     _traces   text := '';  -- a range filter on t.created_at (partition pruning, the BRIN index)
     _feedback text := '';
-    -- Over all days a hash join of results and traces wins; over a few days, the days' traces
-    -- drive index probes into the results (OFFSET 0 keeps the planner from turning them into
-    -- a scan of every result).
-    _results  text := 'flywheel.validation_results r';
 BEGIN
     IF created_from IS NOT NULL THEN
         _traces := format(' AND t.created_at >= %L AND t.created_at < %L', created_from, created_to);
         _feedback := format(' AND f.created_at >= %L AND f.created_at < %L', created_from, created_to);
-        _results := 'LATERAL (SELECT * FROM flywheel.validation_results r0 WHERE r0.trace_id = t.id OFFSET 0) r';
     END IF;
     CASE metric
     WHEN 'pass_rate' THEN RETURN $q$
-SELECT (t.created_at AT TIME ZONE 'UTC')::date AS day, t.app, v.name AS validator, r.validator_version,
-       t.prompt_version, t.model,
+SELECT (r.created_at AT TIME ZONE 'UTC')::date AS day, r.app, v.name AS validator, r.validator_version,
+       r.prompt_version, r.model,
        count(*) AS results,
        count(*) FILTER (WHERE r.status = 'pass') AS passed,
        count(*) FILTER (WHERE r.status = 'fail') AS failed,
        count(*) FILTER (WHERE r.status = 'error') AS errors,
        (count(*) FILTER (WHERE r.status = 'pass'))::double precision
            / nullif(count(*) FILTER (WHERE r.status IN ('pass', 'fail')), 0) AS pass_rate
-FROM flywheel.traces t
-JOIN $q$ || _results || $q$ ON r.trace_id = t.id
+FROM flywheel._trace_results r
 JOIN flywheel.validators v ON v.id = r.validator_id
-WHERE NOT t.shadow$q$ || _traces || $q$
+WHERE NOT r.shadow$q$ || replace(_traces, 't.', 'r.') || $q$
 GROUP BY 1, 2, 3, 4, 5, 6$q$;
 
     WHEN 'satisfaction' THEN RETURN $q$
@@ -96,7 +90,7 @@ WHERE NOT t.shadow$q$ || _traces || $q$
 GROUP BY 1, 2, 3, 4$q$;
 
     WHEN 'failure_modes' THEN RETURN $q$
-SELECT t.app, t.prompt_version, t.model,
+SELECT r.app, r.prompt_version, r.model,
        count(DISTINCT r.trace_id) FILTER (WHERE r.status = 'fail') AS failed_traces,
        count(*) FILTER (WHERE m.mode = 'out_of_scope') AS out_of_scope,
        count(*) FILTER (WHERE m.mode = 'hallucination') AS hallucination,
@@ -104,9 +98,8 @@ SELECT t.app, t.prompt_version, t.model,
        count(*) FILTER (WHERE m.mode = 'format_violation') AS format_violation,
        count(*) FILTER (WHERE m.mode = 'other') AS other_failures,
        count(*) FILTER (WHERE r.status = 'error') AS validator_errors
-FROM flywheel.validation_results r
+FROM flywheel._trace_results r
 JOIN flywheel.validators v ON v.id = r.validator_id
-JOIN flywheel.traces t ON t.id = r.trace_id
 -- A failure's mode: its label, else the validator's name, normalized ("Out-of-scope" = out_of_scope).
 CROSS JOIN LATERAL (
     SELECT CASE WHEN r.status <> 'fail' THEN NULL
@@ -117,7 +110,7 @@ CROSS JOIN LATERAL (
                 ELSE 'other' END AS mode
     FROM (SELECT regexp_replace(lower(coalesce(r.label, v.name)), '[^a-z]+', '_', 'g') AS x) l
 ) m
-WHERE NOT t.shadow$q$ || _traces || $q$
+WHERE NOT r.shadow$q$ || replace(_traces, 't.', 'r.') || $q$
 GROUP BY 1, 2, 3$q$;
 
     WHEN 'classifier' THEN RETURN $q$
@@ -180,12 +173,12 @@ WITH tr AS (
            avg(t.cost_usd) AS mean_cost_usd, sum(t.cost_usd) AS cost_usd_total
     FROM flywheel.traces t WHERE NOT t.shadow$q$ || _traces || $q$ GROUP BY 1, 2, 3),
 pr AS (
-    SELECT t.app, t.prompt_version, t.model,
+    SELECT r.app, r.prompt_version, r.model,
            (count(*) FILTER (WHERE r.status = 'pass'))::double precision
                / nullif(count(*) FILTER (WHERE r.status IN ('pass', 'fail')), 0) AS pass_rate,
            count(*) FILTER (WHERE r.status = 'error') AS validator_errors
-    FROM flywheel.validation_results r JOIN flywheel.traces t ON t.id = r.trace_id
-    WHERE NOT t.shadow$q$ || _traces || $q$ GROUP BY 1, 2, 3),
+    FROM flywheel._trace_results r
+    WHERE NOT r.shadow$q$ || replace(_traces, 't.', 'r.') || $q$ GROUP BY 1, 2, 3),
 sat AS (
     SELECT t.app, t.prompt_version, t.model,
            (count(*) FILTER (WHERE f.kind = 'thumbs' AND f.value > 0))::double precision

@@ -156,3 +156,36 @@ def test_a_malformed_packed_literal_is_a_warning_never_a_failed_insert(db: psyco
     # Restored: the next trace is validated again.
     (after,) = _insert(db, app_name, ["Fine again."])
     assert db.execute("SELECT count(*) FROM flywheel._insert_results WHERE trace_id = %s", (after,)).fetchone() == (1,)
+
+
+def test_metrics_count_packed_and_one_row_results_alike(db: psycopg.Connection, app_name: str) -> None:
+    """The built-in metrics read flywheel._trace_results: traces joined with each table of results
+    on its own. It must hold exactly what traces joined with the validation_results view holds."""
+    from metrics_helpers import add_result, make_validator
+
+    ids = _insert(db, app_name, ["Fine.", "As an AI language model, I cannot help.", ""])
+    judge, judge_name = make_validator(db)
+    add_result(db, ids[0], judge, "fail", label="hallucination")  # a judge's verdict: one row in _results
+    db.execute("INSERT INTO flywheel.traces (app, input, output, model, shadow) VALUES (%s, 'q', 'Fine.', 'm', true)",
+               (app_name,))
+    columns = "app, node, model, prompt_version, shadow, validator_id, validator_version, status, label"
+    joined = db.execute(
+        f"SELECT t.id, t.created_at, {columns} FROM flywheel.traces t"  # noqa: S608 (constant column names)
+        " JOIN flywheel.validation_results r ON r.trace_id = t.id WHERE t.app = %s ORDER BY 1, 7, 8", (app_name,)).fetchall()
+    assert db.execute(f"SELECT trace_id, created_at, {columns} FROM flywheel._trace_results"  # noqa: S608
+                      " WHERE app = %s ORDER BY 1, 7, 8", (app_name,)).fetchall() == joined
+    assert {r[7] for r in joined} >= {judge} and len(joined) > 3 * 6  # both tables, and the shadow trace
+    live = [r for r in joined if not r[6]]
+    expected_failures = sum(1 for r in live if r[9] == "fail")
+    mode = db.execute("SELECT kind, schedule FROM flywheel.metrics WHERE name = 'pass_rate'").fetchone()
+    assert mode is not None
+    try:
+        db.execute("SELECT flywheel.set_metric_mode('pass_rate', 'view')")
+        got = db.execute("SELECT sum(results), sum(failed), sum(results) FILTER (WHERE validator = %s)"
+                         " FROM flywheel.metric_pass_rate WHERE app = %s", (judge_name, app_name)).fetchone()
+        assert got == (len(live), expected_failures, 1)
+    finally:
+        db.execute("SELECT flywheel.set_metric_mode('pass_rate', %s, %s)", mode)
+    modes = db.execute("SELECT failed_traces, hallucination FROM flywheel.metric_failure_modes WHERE app = %s",
+                       (app_name,)).fetchone()
+    assert modes == (len({r[0] for r in live if r[9] == "fail"}), 1)

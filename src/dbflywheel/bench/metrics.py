@@ -47,27 +47,37 @@ def _load(conn: psycopg.Connection, traces: int, validator_id: int) -> None:
                FROM generate_series(%(start)s, %(end)s) i""",
             {"days": DAYS, "total": traces, "start": start, "end": start + n - 1},
         )
+    # Stored as the insert trigger stores a code validator's results: one packed row per trace.
     conn.execute(
-        """INSERT INTO flywheel._results (trace_id, validator_id, validator_version, status, score)
-           SELECT t.id, %s, 1, CASE WHEN t.id %% 10 < 8 THEN 'pass' WHEN t.id %% 50 = 0 THEN 'error' ELSE 'fail' END,
-                  (t.id %% 100) / 100.0
+        """INSERT INTO flywheel._insert_results (trace_id, created_at, validator_ids, validator_versions, statuses,
+                                                 scores, labels, details)
+           SELECT t.id, t.created_at, ARRAY[%s::bigint], '{1}',
+                  ARRAY[CASE WHEN t.id %% 10 < 8 THEN 'pass' WHEN t.id %% 50 = 0 THEN 'error' ELSE 'fail' END],
+                  ARRAY[(t.id %% 100) / 100.0], '{NULL}', '{NULL}'
            FROM flywheel.traces t WHERE t.node = 'answer' AND t.app ~ '^app[0-3]$'""",
         (validator_id,),
     )
     conn.execute("SET session_replication_role = origin")
     conn.execute("VACUUM ANALYZE flywheel.traces")
-    conn.execute("VACUUM ANALYZE flywheel._results")
+    conn.execute("VACUUM ANALYZE flywheel._insert_results")
 
 
 def _add_new_rows(conn: psycopg.Connection, count: int, validator_id: int) -> None:
-    """1% more traces, arriving now (the latest day), with their results."""
+    """1% more traces, arriving now (the latest day), with their results and the rollup's mark
+    written as the insert trigger writes them."""
     conn.execute(
         """WITH t AS (
                INSERT INTO flywheel.traces (app, model, prompt_version, node, input, output, latency_ms)
                SELECT 'app' || (i %% 4), 'model-' || (i %% 3), 'v1.' || (i %% 5), 'answer', 'q', 'a', 50 + i %% 997
-               FROM generate_series(1, %s) i RETURNING id)
-           INSERT INTO flywheel._results (trace_id, validator_id, validator_version, status)
-           SELECT id, %s, 1, CASE WHEN id %% 10 < 7 THEN 'pass' ELSE 'fail' END FROM t""",
+               FROM generate_series(1, %s) i RETURNING id),
+           p AS (
+               INSERT INTO flywheel._insert_results (trace_id, validator_ids, validator_versions, statuses, scores,
+                                                     labels, details)
+               SELECT id, ARRAY[%s::bigint], '{1}', ARRAY[CASE WHEN id %% 10 < 7 THEN 'pass' ELSE 'fail' END],
+                      '{NULL}', '{NULL}', '{NULL}'
+               FROM t RETURNING trace_id)
+           INSERT INTO flywheel._rollup_dirty_days (metric, trace_ids)
+           SELECT 'pass_rate', array_agg(trace_id) FROM p""",
         (count, validator_id),
     )
 
@@ -150,8 +160,9 @@ def run(ctx: Context) -> str:
     whole_view, whole_rollup = reads[("view", "whole")], reads[("rollup", "whole")]
     dash_view, dash_rollup = reads[("view", "dashboard")], reads[("rollup", "dashboard")]
     return f"""
-{traces:,} traces over {DAYS} days ({results:,} validation results, loaded in {load_seconds:.0f} s with
-`generate_series` batches); the pass-rate metric has {rows:,} rows (day x app x validator x prompt version x model).
+{traces:,} traces over {DAYS} days ({results:,} validation results, stored as the insert trigger stores
+them, one packed row per trace; loaded in {load_seconds:.0f} s with `generate_series` batches); the
+pass-rate metric has {rows:,} rows (day x app x validator x prompt version x model).
 Each refresh is `CALL flywheel.refresh('pass_rate', ...)`; medians of 3 runs (reads: of 20, on demand: 1).
 
 | refresh of the daily pass rate | time | ratio |
