@@ -71,12 +71,14 @@ GROUP BY trace_low, trace_high;
 -- the judge's trace_a), since kappa over {a, b, tie} depends on which side is 'a'.
 CREATE OR REPLACE VIEW flywheel._alignment_items AS
 SELECT v.name AS validator, r.validator_version, h.verdict AS human, r.status AS judge, r.created_at AS judged_at
-FROM flywheel.validation_results r
-JOIN flywheel.validators v ON v.id = r.validator_id
-JOIN LATERAL (
-    SELECT l.verdict FROM flywheel.labels l
-    WHERE l.trace_id = r.trace_id AND l.validator = v.name AND l.verdict IS NOT NULL
-    ORDER BY l.created_at DESC, l.id DESC LIMIT 1) h ON true
+FROM (SELECT DISTINCT ON (l.trace_id, l.validator) l.trace_id, l.validator, l.verdict
+      FROM flywheel.labels l WHERE l.verdict IS NOT NULL
+      ORDER BY l.trace_id, l.validator, l.created_at DESC, l.id DESC) h
+JOIN flywheel.validators v ON v.name = h.validator
+-- From the labels (few) into the results (many): per label, index probes into both stores of
+-- results, where a join with the view would unnest every packed result (see sql/105).
+CROSS JOIN LATERAL (SELECT * FROM flywheel.validation_results r0
+                    WHERE r0.trace_id = h.trace_id AND r0.validator_id = v.id OFFSET 0) r
 WHERE r.status IN ('pass', 'fail') AND v.kind <> 'llm_pairwise'
 UNION ALL
 SELECT * FROM (

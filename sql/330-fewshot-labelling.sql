@@ -12,7 +12,10 @@ SELECT l.trace_id, l.app, l.validator, l.verdict AS human_verdict, r.status AS v
        r.validator_version, r.judged_by, r.score, l.annotator, l.created_at AS labelled_at
 FROM flywheel.labels l
 JOIN flywheel.validators v ON v.name = l.validator
-JOIN flywheel.validation_results r ON r.trace_id = l.trace_id AND r.validator_id = v.id
+-- Per label, index probes into both stores of results: a plain join with the view would unnest
+-- every packed result first (see sql/105); OFFSET 0 keeps the probe a probe.
+CROSS JOIN LATERAL (SELECT * FROM flywheel.validation_results r0
+                    WHERE r0.trace_id = l.trace_id AND r0.validator_id = v.id OFFSET 0) r
 WHERE l.verdict IS NOT NULL AND r.status IN ('pass', 'fail') AND r.status <> l.verdict;
 
 -- A person already said what is right for this trace: a label or a correction.
@@ -46,7 +49,8 @@ WITH agreement AS (
     SELECT r.validator_id, avg((r.status = l.verdict)::integer) AS rate
     FROM flywheel.labels l
     JOIN flywheel.validators v ON v.name = l.validator
-    JOIN flywheel.validation_results r ON r.trace_id = l.trace_id AND r.validator_id = v.id
+    CROSS JOIN LATERAL (SELECT * FROM flywheel.validation_results r0  -- probes, as in disagreements
+                        WHERE r0.trace_id = l.trace_id AND r0.validator_id = v.id OFFSET 0) r
     WHERE l.verdict IS NOT NULL AND r.status IN ('pass', 'fail')
     GROUP BY r.validator_id
 ), newest AS (

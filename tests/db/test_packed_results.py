@@ -189,3 +189,28 @@ def test_metrics_count_packed_and_one_row_results_alike(db: psycopg.Connection, 
     modes = db.execute("SELECT failed_traces, hallucination FROM flywheel.metric_failure_modes WHERE app = %s",
                        (app_name,)).fetchone()
     assert modes == (len({r[0] for r in live if r[9] == "fail"}), 1)
+
+
+def test_human_labels_meet_packed_results(db: psycopg.Connection, app_name: str) -> None:
+    """Disagreements, validator alignment and the annotation queue's agreement rates start from
+    the labels and probe the results per label: packed results must be found as one-row ones are."""
+    def items() -> dict[tuple[str, str], int]:
+        return {(h, j): n for h, j, n in db.execute(
+            "SELECT human, judge, count(*) FROM flywheel._alignment_items WHERE validator = 'stock_phrases'"
+            " GROUP BY 1, 2")}
+
+    before = items()
+    stock, fine = _insert(db, app_name, ["As an AI language model, I cannot say.", "Fine."])
+    assert _results(db, stock)["stock_phrases"] == ("fail", "code")
+    for trace in (stock, fine):  # a person disagrees with the validator on the first only
+        db.execute("INSERT INTO flywheel.labels (trace_id, app, validator, verdict) VALUES (%s, %s, 'stock_phrases', 'pass')",
+                   (trace, app_name))
+    got = db.execute("SELECT trace_id, human_verdict, validator_status, judged_by FROM flywheel.disagreements"
+                     " WHERE trace_id = ANY(%s)", ([stock, fine],)).fetchall()
+    assert got == [(stock, "pass", "fail", "code")]
+    # Only a trace's latest label counts: the person changes their mind on the first.
+    db.execute("INSERT INTO flywheel.labels (trace_id, app, validator, verdict) VALUES (%s, %s, 'stock_phrases', 'fail')",
+               (stock, app_name))
+    after = items()
+    assert {k: n - before.get(k, 0) for k, n in after.items() if n != before.get(k, 0)} == {
+        ("fail", "fail"): 1, ("pass", "pass"): 1}

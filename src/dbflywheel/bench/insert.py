@@ -214,7 +214,7 @@ def run(ctx: Context) -> str:
                      f"embedder in the insert path too (as installed): "
                      f"{vs_plain(rows, CONFIGS[4][0]):.2f}x. The table alone: {vs_plain(rows, CONFIGS[1][0]):.2f}x; "
                      f"storing results without evaluating anything: {vs_plain(rows, CONFIGS[5][0]):.2f}x. "
-                     f"What the target leaves for validating a trace and storing its {len(validators)} verdicts "
+                     f"What the target leaves for validating a trace and storing its verdicts "
                      f"(a row's time at the target rate minus its time into the table alone): "
                      f"{budget_us(rows):.1f} µs; the default validators take {taken_us(rows):.1f} µs.")
     if cpu is not None:
