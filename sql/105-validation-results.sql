@@ -21,8 +21,8 @@ ALTER VIEW flywheel.validation_results ALTER COLUMN created_at SET DEFAULT now()
 -- built-in metrics). Each table of results is joined with traces on its own, so that a filter
 -- on the trace reaches both joins and the planner sizes each join from its own table's
 -- statistics. Joining traces with the view above instead unnests every packed row before the
--- join (PostgreSQL pushes no join clause into a UNION ALL of joins): 8x slower for one app's
--- last week at 1M traces. Set-returning functions in the select list, not a LATERAL unnest:
+-- join (PostgreSQL pushes no join clause into a UNION ALL of joins): 5x slower for one app's
+-- last week at 1M traces (metrics benchmark). Set-returning functions in the select list, not a LATERAL unnest:
 -- no Memoize node keyed on the arrays.
 CREATE OR REPLACE VIEW flywheel._trace_results AS
 SELECT t.id AS trace_id, t.created_at, t.app, t.node, t.model, t.prompt_version, t.shadow,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from metrics_helpers import add_result, make_validator
 
 
 def _insert(db: psycopg.Connection, app: str, outputs: list[str]) -> list[int]:
@@ -161,8 +162,6 @@ def test_a_malformed_packed_literal_is_a_warning_never_a_failed_insert(db: psyco
 def test_metrics_count_packed_and_one_row_results_alike(db: psycopg.Connection, app_name: str) -> None:
     """The built-in metrics read flywheel._trace_results: traces joined with each table of results
     on its own. It must hold exactly what traces joined with the validation_results view holds."""
-    from metrics_helpers import add_result, make_validator
-
     ids = _insert(db, app_name, ["Fine.", "As an AI language model, I cannot help.", ""])
     judge, judge_name = make_validator(db)
     add_result(db, ids[0], judge, "fail", label="hallucination")  # a judge's verdict: one row in _results

@@ -4049,8 +4049,8 @@ ALTER VIEW flywheel.validation_results ALTER COLUMN created_at SET DEFAULT now()
 -- built-in metrics). Each table of results is joined with traces on its own, so that a filter
 -- on the trace reaches both joins and the planner sizes each join from its own table's
 -- statistics. Joining traces with the view above instead unnests every packed row before the
--- join (PostgreSQL pushes no join clause into a UNION ALL of joins): 8x slower for one app's
--- last week at 1M traces. Set-returning functions in the select list, not a LATERAL unnest:
+-- join (PostgreSQL pushes no join clause into a UNION ALL of joins): 5x slower for one app's
+-- last week at 1M traces (metrics benchmark). Set-returning functions in the select list, not a LATERAL unnest:
 -- no Memoize node keyed on the arrays.
 CREATE OR REPLACE VIEW flywheel._trace_results AS
 SELECT t.id AS trace_id, t.created_at, t.app, t.node, t.model, t.prompt_version, t.shadow,
@@ -6681,10 +6681,12 @@ SET search_path TO pg_catalog, pg_temp
 AS $$
 DECLARE
     _traces   text := '';  -- a range filter on t.created_at (partition pruning, the BRIN index)
+    _results  text := '';  -- the same on r.created_at, for flywheel._trace_results r
     _feedback text := '';
 BEGIN
     IF created_from IS NOT NULL THEN
         _traces := format(' AND t.created_at >= %L AND t.created_at < %L', created_from, created_to);
+        _results := format(' AND r.created_at >= %L AND r.created_at < %L', created_from, created_to);
         _feedback := format(' AND f.created_at >= %L AND f.created_at < %L', created_from, created_to);
     END IF;
     CASE metric
@@ -6699,7 +6701,7 @@ SELECT (r.created_at AT TIME ZONE 'UTC')::date AS day, r.app, v.name AS validato
            / nullif(count(*) FILTER (WHERE r.status IN ('pass', 'fail')), 0) AS pass_rate
 FROM flywheel._trace_results r
 JOIN flywheel.validators v ON v.id = r.validator_id
-WHERE NOT r.shadow$q$ || replace(_traces, 't.', 'r.') || $q$
+WHERE NOT r.shadow$q$ || _results || $q$
 GROUP BY 1, 2, 3, 4, 5, 6$q$;
 
     WHEN 'satisfaction' THEN RETURN $q$
@@ -6771,7 +6773,7 @@ CROSS JOIN LATERAL (
                 ELSE 'other' END AS mode
     FROM (SELECT regexp_replace(lower(coalesce(r.label, v.name)), '[^a-z]+', '_', 'g') AS x) l
 ) m
-WHERE NOT r.shadow$q$ || replace(_traces, 't.', 'r.') || $q$
+WHERE NOT r.shadow$q$ || _results || $q$
 GROUP BY 1, 2, 3$q$;
 
     WHEN 'classifier' THEN RETURN $q$
@@ -6839,7 +6841,7 @@ pr AS (
                / nullif(count(*) FILTER (WHERE r.status IN ('pass', 'fail')), 0) AS pass_rate,
            count(*) FILTER (WHERE r.status = 'error') AS validator_errors
     FROM flywheel._trace_results r
-    WHERE NOT r.shadow$q$ || replace(_traces, 't.', 'r.') || $q$ GROUP BY 1, 2, 3),
+    WHERE NOT r.shadow$q$ || _results || $q$ GROUP BY 1, 2, 3),
 sat AS (
     SELECT t.app, t.prompt_version, t.model,
            (count(*) FILTER (WHERE f.kind = 'thumbs' AND f.value > 0))::double precision
