@@ -32,6 +32,9 @@ test: setup
 lint: setup
 	@$(BIN)/ruff check src plpython tests
 	@$(BIN)/mypy
+	@$(FLYWHEEL) build --check
+	@# PS010 (CREATE SCHEMA IF NOT EXISTS): sql/head.sql refuses a flywheel schema that is not ours first.
+	@$(BIN)/pgspot --ignore PS010 --ignore-lang plpython3u --summary-only src/dbflywheel/data/flywheel.sql | tee /dev/stderr | grep -q "Errors: 0 Warnings: 0 Unknown: 0"
 
 bench: setup
 	@$(PY) -m dbflywheel.bench $(BENCH)

@@ -18,14 +18,13 @@ def describe(plpy: Any) -> str:
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             packages[name] = None
-    setting = plpy.execute(
-        "SELECT coalesce(current_setting('flywheel.python_path', true), '') AS path"
-    )[0]["path"]
+    # The package folder fixed at install time (see _python_boot in src/dbflywheel/build.py).
+    path = next((getattr(f, "python_path", None) for f in sys.meta_path if getattr(f, "dbflywheel", False)), None)
     return json.dumps(
         {
             "python": sys.version.split()[0],
             "executable": sys.executable,
-            "python_path_setting": setting or None,
+            "python_path": path,
             "packages": packages,
             "missing": sorted(n for n, v in packages.items() if v is None),
         }

@@ -38,7 +38,7 @@ def embed_traces(plpy: Any, embedder: str, trace_ids: list[int], apps: list[str]
             return 0
         store = _plan(plpy, "store", """
             INSERT INTO flywheel.embeddings AS e (trace_id, embedder, app, embedding, input_key)
-            SELECT t, $2, a, v::vector, k
+            SELECT t, $2, a, v::@extschema:vector@.vector, k
             FROM unnest($1::bigint[], $3::text[], $4::text[], $5::uuid[]) AS u(t, a, v, k)
             ON CONFLICT ON CONSTRAINT embeddings_pkey
             DO UPDATE SET embedding = EXCLUDED.embedding, input_key = EXCLUDED.input_key, created_at = now()""",

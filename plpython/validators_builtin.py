@@ -482,8 +482,9 @@ class Sql:
             raise ConfigError('sql: config needs {"expression": "<boolean SQL over the trace row>"}')
         self.expression = expr
         self.plans: dict[str, Any] = {}
-        if plpy is not None:
+        if plpy is not None:  # create_validator: checked once, where writing is possible
             self._plan(plpy, "table")
+            self._refuse_volatile(plpy)
 
     def _plan(self, plpy: Any, source: str) -> Any:
         plan = self.plans.get(source)
@@ -501,26 +502,19 @@ class Sql:
                 plan = plpy.prepare(query, types)
             except plpy.SPIError as e:
                 raise ConfigError(f"sql: the expression does not compile against a trace row: {e}") from None
-            self._refuse_volatile(plpy)
             self.plans[source] = plan
         return plan
 
     def _refuse_volatile(self, plpy: Any) -> None:
-        # A volatile function (pg_sleep, nextval, writes through a function) has no place in a check.
-        names = sorted({m.lower() for m in re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(", self.expression)})
-        if not names:
-            return
-        rows = plpy.execute(
-            plpy.prepare(
-                "SELECT DISTINCT proname FROM pg_proc WHERE proname = ANY($1) AND provolatile = 'v'"
-                " AND pronamespace IN ('pg_catalog'::regnamespace, 'flywheel'::regnamespace)",
-                ["name[]"],
-            ),
-            [names],
-        )
-        if rows:
-            raise ConfigError(f"sql: the expression calls volatile function(s) {[r['proname'] for r in rows]}; "
-                              "a check must only read the trace")
+        # Checked on what PostgreSQL parsed, by oid (flywheel._unsafe_calls): no volatile function
+        # (pg_sleep, nextval, writes), nothing outside the flywheel schema (pg_authid, temp objects).
+        query = f"SELECT ({self.expression})::boolean AS ok FROM flywheel.traces t"  # noqa: S608
+        problem = plpy.execute(
+            plpy.prepare("SELECT flywheel._unsafe_calls($1, ARRAY['flywheel']) AS problem", ["text"]), [query]
+        )[0]["problem"]
+        if problem:
+            raise ConfigError(f"sql: the expression is refused: {problem}; a check only reads the trace "
+                              "with non-volatile built-in functions")
 
     def check_batch(self, plpy: Any, rows: list[dict[str, Any]], source: str) -> list[Result]:
         plan = self._plan(plpy, source)

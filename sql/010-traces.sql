@@ -1,12 +1,14 @@
 -- Traces, feedback and labels: partitions, the checks that need a lookup, row-level security.
 
 -- Monthly partitions of flywheel.traces for every month that [from_month, to_month] touches.
--- Rows already in the default partition for such a month are moved into the new partition.
+-- Rows already in the default partition for such a month move into the new table before it is
+-- attached: inserting into the table itself fires none of the parent's insert-time validators,
+-- and no temporary table or superuser-only setting is involved.
 CREATE OR REPLACE FUNCTION flywheel.ensure_trace_partitions(
     from_month timestamptz DEFAULT now() - interval '1 month',
     to_month   timestamptz DEFAULT now() + interval '3 months'
 ) RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER  -- moving rows back uses session_replication_role
+LANGUAGE plpgsql SECURITY DEFINER  -- callers: admins, retention; creating tables takes the owner
 SET search_path TO pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -20,21 +22,14 @@ BEGIN
     WHILE _month <= to_month LOOP
         _name := '_traces_' || to_char(_month, 'YYYY_MM');
         IF to_regclass(format('flywheel.%I', _name)) IS NULL THEN
-            -- A new partition may not overlap rows that sit in the default partition.
-            CREATE TEMP TABLE IF NOT EXISTS _flywheel_moving (LIKE flywheel.traces) ON COMMIT DROP;
-            WITH moved AS (
-                DELETE FROM flywheel._traces_default
-                WHERE created_at >= _month AND created_at < _month + interval '1 month'
-                RETURNING *)
-            INSERT INTO _flywheel_moving SELECT * FROM moved;
+            EXECUTE format('CREATE TABLE flywheel.%I (LIKE flywheel.traces INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', _name);
             EXECUTE format(
-                'CREATE TABLE flywheel.%I PARTITION OF flywheel.traces FOR VALUES FROM (%L) TO (%L)',
+                'WITH moved AS (DELETE FROM flywheel._traces_default WHERE created_at >= $1 AND created_at < $2 RETURNING *)'
+                ' INSERT INTO flywheel.%I SELECT * FROM moved', _name)
+                USING _month, _month + interval '1 month';
+            EXECUTE format(
+                'ALTER TABLE flywheel.traces ATTACH PARTITION flywheel.%I FOR VALUES FROM (%L) TO (%L)',
                 _name, _month, _month + interval '1 month');
-            -- Moving rows back must not re-run the insert-time validators.
-            SET LOCAL session_replication_role = replica;
-            INSERT INTO flywheel.traces SELECT * FROM _flywheel_moving;
-            SET LOCAL session_replication_role = origin;
-            TRUNCATE _flywheel_moving;
             _created := _created + 1;
         END IF;
         _month := _month + interval '1 month';

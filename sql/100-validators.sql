@@ -29,7 +29,7 @@ CREATE OR REPLACE FUNCTION flywheel.create_validator(
     applies_to  jsonb DEFAULT '{}',
     sample_rate real DEFAULT 1.0
 ) RETURNS bigint
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER  -- admins write the registry only through this check
 SET search_path TO pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
@@ -76,8 +76,10 @@ BEGIN
     IF jsonb_typeof(_config) <> 'object' THEN
         RAISE EXCEPTION 'create_validator: config must be a JSON object, not %', jsonb_typeof(_config);
     END IF;
+    -- session_user: inside this SECURITY DEFINER function current_user is flywheel_owner; a
+    -- session that logged in as a superuser is the only one that holds a superuser's rights.
     IF create_validator.kind = 'python'
-       AND NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+       AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = session_user) THEN
         RAISE EXCEPTION 'create_validator: a python validator runs arbitrary code as the database owner: only a superuser may create one'
             USING ERRCODE = 'insufficient_privilege';
     END IF;
@@ -113,7 +115,7 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION flywheel.set_validator_enabled(name text, enabled boolean) RETURNS void
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER  -- admins write the registry only through this
 SET search_path TO pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column

@@ -238,7 +238,7 @@ AS $python$ # plpython: validators_pii.redact_pii $python$;
 -- Recomputes the anomaly validator's norms from the traces of the last `lookback`:
 -- median and median absolute deviation of log(1 + value) per model, node and metric.
 CREATE OR REPLACE FUNCTION flywheel.refresh_anomaly_baselines(lookback interval DEFAULT '7 days') RETURNS integer
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER  -- callers: admins and pg_cron's flywheel_scheduler
 SET search_path TO pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -267,12 +267,4 @@ BEGIN
 END
 $$;
 
--- Where pg_cron runs in this database, keep the baselines fresh (an upsert by job name).
-DO $cron$
-BEGIN
-    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
-        PERFORM cron.schedule('flywheel-anomaly-baselines', '*/10 * * * *',
-                              'SELECT flywheel.refresh_anomaly_baselines()');
-    END IF;
-END
-$cron$;
+-- (sql/400-metrics.sql schedules the refresh every 10 minutes.)

@@ -1,9 +1,7 @@
 -- Embeddings: the built-in embedder in the insert path (one PL/Python call per statement),
 
--- pgvector lives wherever it was installed: put its schema last on the search path of the
--- functions below that use its type and operators (SET search_path FROM CURRENT); RESET at the end.
-SELECT set_config('search_path', 'pg_catalog, pg_temp, ' || e.extnamespace::regnamespace::text, true)
-FROM pg_extension e WHERE e.extname = 'vector';
+-- pgvector's type and operators are named through its schema, wherever it was installed
+-- (@extschema:vector@ is replaced by `dbflywheel install`).
 -- the backlog that catches failures and worker embedders, and switching embedders.
 
 -- The built-in embedder over a batch: (ordinality, embedding, input_key, error) per text.
@@ -31,7 +29,7 @@ AS $$ SELECT e.name FROM flywheel.embedders e WHERE e.state = 'active' $$;
 CREATE OR REPLACE FUNCTION flywheel._embed_traces(embedder text, trace_ids bigint[], apps text[], inputs text[])
 RETURNS integer
 LANGUAGE plpython3u SECURITY DEFINER
-SET search_path FROM CURRENT
+SET search_path TO pg_catalog, pg_temp
 AS $python$ # plpython: fewshot_store.embed_traces $python$;
 
 -- AFTER INSERT, once per statement: one PL/Python call embeds the inputs of all new traces
@@ -206,4 +204,3 @@ SELECT e.name AS embedder, e.state, e.runs_in, e.dims,
        e.backfill_after_id, e.activated_at
 FROM flywheel.embedders e;
 
-RESET search_path;

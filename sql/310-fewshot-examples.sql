@@ -1,9 +1,7 @@
 -- Few-shot examples: kept in step with labels, corrections, golden sets and judge results by
 
--- pgvector lives wherever it was installed: put its schema last on the search path of the
--- functions below that use its type and operators (SET search_path FROM CURRENT); RESET at the end.
-SELECT set_config('search_path', 'pg_catalog, pg_temp, ' || e.extnamespace::regnamespace::text, true)
-FROM pg_extension e WHERE e.extname = 'vector';
+-- pgvector's type and operators are named through its schema, wherever it was installed
+-- (@extschema:vector@ is replaced by `dbflywheel install`).
 -- statement-level triggers; served by few_shot() and, with care, by cache_lookup().
 
 -- Recomputes the example rows of these traces from their sources: a trace is an example while
@@ -11,7 +9,7 @@ FROM pg_extension e WHERE e.extname = 'vector';
 -- embedder in use. Upserts what should be there, deletes what should not.
 CREATE OR REPLACE FUNCTION flywheel._sync_examples(trace_ids bigint[]) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path FROM CURRENT
+SET search_path TO pg_catalog, pg_temp
 AS $$
 BEGIN
     IF trace_ids IS NULL OR cardinality(trace_ids) = 0 THEN
@@ -176,10 +174,10 @@ $$;
 -- re-ranked by flywheel._example_score.
 -- (The search itself; callers go through few_shot, which passes who is asking.)
 CREATE OR REPLACE FUNCTION flywheel._few_shot(
-    query_embedding vector, k integer, validator text, app text, half_life interval, caller name
+    query_embedding @extschema:vector@.vector, k integer, validator text, app text, half_life interval, caller name
 ) RETURNS TABLE (trace_id bigint, input text, output text, label text, similarity double precision, score double precision)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path FROM CURRENT
+SET search_path TO pg_catalog, pg_temp
 SET hnsw.iterative_scan TO 'relaxed_order'
 SET hnsw.ef_search TO 100
 AS $$
@@ -230,9 +228,9 @@ BEGIN
         '                                                / extract(epoch FROM $9::interval)))'
         '       * (1 + 0.2 * c.corrected::integer + 0.2 * c.disagreement::integer)'
         ' FROM (SELECT x.trace_id, x.input, x.output, x.labels, x.label, x.labelled_at, x.corrected, x.disagreement,'
-        '             x.embedding <=> $5 AS distance FROM flywheel.examples x WHERE ' || _where
-        || CASE WHEN _exact THEN ' ORDER BY (x.embedding <=> $5) + 0'  -- "+ 0": no index can serve it
-                ELSE ' ORDER BY x.embedding <=> $5' END
+        '             x.embedding OPERATOR(@extschema:vector@.<=>) $5 AS distance FROM flywheel.examples x WHERE ' || _where
+        || CASE WHEN _exact THEN ' ORDER BY (x.embedding OPERATOR(@extschema:vector@.<=>) $5) + 0'  -- "+ 0": no index can serve it
+                ELSE ' ORDER BY x.embedding OPERATOR(@extschema:vector@.<=>) $5' END
         || ' LIMIT $7) c ORDER BY 6 DESC, 1 LIMIT $8'
         USING _embedder, _few_shot.app, _apps, _few_shot.validator, query_embedding, _exact_below, _pool,
               _few_shot.k, _few_shot.half_life;
@@ -240,9 +238,9 @@ END
 $$;
 
 -- A query text as a vector of the active embedder; an error when that embedder does not run here.
-CREATE OR REPLACE FUNCTION flywheel._embed_query(query text) RETURNS vector
+CREATE OR REPLACE FUNCTION flywheel._embed_query(query text) RETURNS @extschema:vector@.vector
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path FROM CURRENT
+SET search_path TO pg_catalog, pg_temp
 AS $$
 DECLARE
     _embedder flywheel.embedders;
@@ -257,21 +255,21 @@ BEGIN
     IF _result.error IS NOT NULL THEN
         RAISE EXCEPTION 'could not embed the query: %', _result.error;
     END IF;
-    RETURN _result.embedding::vector;
+    RETURN _result.embedding::@extschema:vector@.vector;
 END
 $$;
 
 -- The k most useful examples for a query vector of the active embedder, among the apps the
 -- caller may see.
 CREATE OR REPLACE FUNCTION flywheel.few_shot(
-    query_embedding vector,
+    query_embedding @extschema:vector@.vector,
     k integer DEFAULT 5,
     validator text DEFAULT NULL,
     app text DEFAULT NULL,
     half_life interval DEFAULT '30 days'
 ) RETURNS TABLE (trace_id bigint, input text, output text, label text, similarity double precision, score double precision)
 LANGUAGE sql STABLE
-SET search_path FROM CURRENT
+SET search_path TO pg_catalog, pg_temp
 AS $$ SELECT * FROM flywheel._few_shot(query_embedding, k, validator, app, half_life, current_user) $$;
 
 -- The same for a text, embedded by the active embedder (when it runs in the database).
@@ -283,7 +281,7 @@ CREATE OR REPLACE FUNCTION flywheel.few_shot(
     half_life interval DEFAULT '30 days'
 ) RETURNS TABLE (trace_id bigint, input text, output text, label text, similarity double precision, score double precision)
 LANGUAGE sql STABLE
-SET search_path FROM CURRENT
+SET search_path TO pg_catalog, pg_temp
 AS $$ SELECT * FROM flywheel._few_shot(flywheel._embed_query(query), k, validator, app, half_life, current_user) $$;
 
 -- Whether an earlier trace's output may be served again: it has an output, passed every
@@ -312,7 +310,7 @@ $$;
 CREATE OR REPLACE FUNCTION flywheel._cache_lookup(query text, threshold real, caller name)
 RETURNS TABLE (trace_id bigint, output text, similarity double precision, matched text)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path FROM CURRENT
+SET search_path TO pg_catalog, pg_temp
 SET hnsw.ef_search TO 100
 AS $$
 #variable_conflict use_column
@@ -320,7 +318,7 @@ DECLARE
     _embedder text := flywheel._active_embedder();
     _key uuid := flywheel._input_key(query);
     _apps text[] := flywheel._visible_apps(caller);
-    _vector vector;
+    _vector @extschema:vector@.vector;
 BEGIN
     IF threshold IS NULL OR threshold < 0.9::real OR threshold > 1 THEN
         RAISE EXCEPTION 'cache_lookup: threshold must be between 0.9 and 1, not %', threshold
@@ -340,9 +338,9 @@ BEGIN
     _vector := flywheel._embed_query(query);
     RETURN QUERY
     SELECT t.id, t.output, n.similarity, 'similar'::text
-    FROM (SELECT x.trace_id, 1 - (x.embedding <=> _vector) AS similarity
+    FROM (SELECT x.trace_id, 1 - (x.embedding OPERATOR(@extschema:vector@.<=>) _vector) AS similarity
           FROM flywheel.examples x WHERE x.embedder = _embedder AND (_apps IS NULL OR x.app = ANY (_apps))
-          ORDER BY x.embedding <=> _vector LIMIT 10) n
+          ORDER BY x.embedding OPERATOR(@extschema:vector@.<=>) _vector LIMIT 10) n
     JOIN flywheel.traces t ON t.id = n.trace_id
     WHERE n.similarity >= threshold AND t.output IS NOT NULL AND flywheel._cache_safe(t.id)
     ORDER BY n.similarity DESC, t.created_at DESC LIMIT 1;
@@ -352,7 +350,6 @@ $$;
 CREATE OR REPLACE FUNCTION flywheel.cache_lookup(query text, threshold real DEFAULT 0.97)
 RETURNS TABLE (trace_id bigint, output text, similarity double precision, matched text)
 LANGUAGE sql STABLE
-SET search_path FROM CURRENT
+SET search_path TO pg_catalog, pg_temp
 AS $$ SELECT * FROM flywheel._cache_lookup(query, threshold, current_user) $$;
 
-RESET search_path;

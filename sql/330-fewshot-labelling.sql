@@ -1,9 +1,8 @@
 -- What people should label next: the annotation queue, stratified review samples, and the
 -- traces where a human and a validator disagreed.
 
--- pgvector's operators (novelty below) resolve through its schema, wherever it was installed.
-SELECT set_config('search_path', 'pg_catalog, pg_temp, ' || e.extnamespace::regnamespace::text, true)
-FROM pg_extension e WHERE e.extname = 'vector';
+-- pgvector's type and operators are named through its schema, wherever it was installed
+-- (@extschema:vector@ is replaced by `dbflywheel install`).
 
 -- Traces with a human verdict for validator V and a result of the same validator (by name)
 -- whose pass/fail status differs.
@@ -42,7 +41,7 @@ RETURNS TABLE (trace_id bigint, app text, created_at timestamptz, model text, pr
                output text, priority double precision, uncertainty double precision, novelty double precision,
                badness double precision, recency double precision, reasons text[])
 LANGUAGE sql STABLE
-SET search_path FROM CURRENT
+SET search_path TO pg_catalog, pg_temp
 SET jit TO off
 AS $$
 WITH agreement AS (
@@ -78,9 +77,9 @@ WITH agreement AS (
                      WHERE r.trace_id = t.id), 0) AS uncertainty,
            -- e.embedding is an outer reference here, so the nearest example is one HNSW probe
            CASE WHEN e.embedding IS NULL THEN 0.5
-                ELSE coalesce((SELECT greatest(0, least(1, x.embedding <=> e.embedding))
+                ELSE coalesce((SELECT greatest(0, least(1, x.embedding OPERATOR(@extschema:vector@.<=>) e.embedding))
                                FROM flywheel.examples x WHERE x.embedder = e.embedder
-                               ORDER BY x.embedding <=> e.embedding LIMIT 1), 1) END AS novelty,
+                               ORDER BY x.embedding OPERATOR(@extschema:vector@.<=>) e.embedding LIMIT 1), 1) END AS novelty,
            0.5 * EXISTS (SELECT 1 FROM flywheel.validation_results r WHERE r.trace_id = t.id AND r.status = 'fail')::integer
          + 0.5 * EXISTS (SELECT 1 FROM flywheel.feedback f WHERE f.trace_id = t.id
                          AND (f.kind IN ('correction', 'requery') OR (f.kind = 'thumbs' AND f.value < 0)
@@ -150,4 +149,3 @@ BEGIN
 END
 $$;
 
-RESET search_path;

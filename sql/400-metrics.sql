@@ -25,13 +25,92 @@ LANGUAGE sql STABLE
 SET search_path TO pg_catalog, pg_temp
 AS $$ SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') $$;
 
--- Records a schedule and, where pg_cron is installed, upserts its job of the same name.
--- SECURITY DEFINER so that admins need no rights on the cron schema; the command is built here
--- from a metric name or a fixed system task, never taken from the caller.
-CREATE OR REPLACE FUNCTION flywheel._schedule(job text, schedule text, command text) RETURNS void
+-- What a schedule runs, from its name alone: a metric's refresh or one of the fixed system tasks.
+-- No command text is ever stored by a caller or read back from a table to be executed.
+CREATE OR REPLACE FUNCTION flywheel._scheduled_command(job text) RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER  -- pg_cron's flywheel_scheduler asks it; it reads the metric registry
+SET search_path TO pg_catalog, pg_temp
+AS $$
+BEGIN
+    CASE job
+        WHEN 'flywheel_check_drift' THEN RETURN 'SELECT flywheel.check_drift()';
+        WHEN 'flywheel_check_satisfaction_trend' THEN RETURN 'SELECT flywheel.check_satisfaction_trend()';
+        WHEN 'flywheel_advance_canaries' THEN RETURN 'SELECT flywheel.advance_canaries()';
+        WHEN 'flywheel_retention' THEN RETURN 'SELECT flywheel.apply_retention()';
+        WHEN 'flywheel_anomaly_baselines' THEN RETURN 'SELECT flywheel.refresh_anomaly_baselines()';
+        ELSE
+            IF job LIKE 'flywheel\_metric\_%' AND EXISTS (
+                    SELECT 1 FROM flywheel.metrics m WHERE m.name = substr(job, length('flywheel_metric_') + 1)) THEN
+                RETURN format('CALL flywheel.refresh(%L)', substr(job, length('flywheel_metric_') + 1));
+            END IF;
+    END CASE;
+    RAISE EXCEPTION 'no scheduled task is named %', job;
+END
+$$;
+
+-- pg_cron runs a job as the role that scheduled it: these three are owned by flywheel_scheduler
+-- (see sql/499-privileges-metrics.sql), so the jobs run as that login, which may only call the
+-- scheduled tasks.
+CREATE OR REPLACE FUNCTION flywheel._cron_schedule(job text, schedule text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $$
+BEGIN
+    EXECUTE 'SELECT cron.schedule($1, $2, $3)' USING job, schedule, flywheel._scheduled_command(job);  -- an upsert on the name
+END
+$$;
+
+CREATE OR REPLACE FUNCTION flywheel._cron_unschedule(job text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _exists boolean;
+BEGIN
+    EXECUTE 'SELECT EXISTS (SELECT 1 FROM cron.job WHERE jobname = $1)' INTO _exists USING job;
+    IF _exists THEN
+        EXECUTE 'SELECT cron.unschedule($1)' USING job;
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION flywheel._cron_active_jobs() RETURNS text[]
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _jobs text[];
+BEGIN
+    EXECUTE 'SELECT coalesce(array_agg(jobname), ''{}'') FROM cron.job WHERE active' INTO _jobs;
+    RETURN _jobs;
+END
+$$;
+
+-- Before any job is scheduled: the three functions above belong to flywheel_scheduler.
+ALTER FUNCTION flywheel._cron_schedule(text, text) OWNER TO flywheel_scheduler;
+ALTER FUNCTION flywheel._cron_unschedule(text) OWNER TO flywheel_scheduler;
+ALTER FUNCTION flywheel._cron_active_jobs() OWNER TO flywheel_scheduler;
+REVOKE ALL ON FUNCTION flywheel._cron_schedule(text, text), flywheel._cron_unschedule(text),
+    flywheel._cron_active_jobs() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION flywheel._cron_schedule(text, text), flywheel._cron_unschedule(text),
+    flywheel._cron_active_jobs() TO flywheel_owner;
+GRANT USAGE ON SCHEMA flywheel TO flywheel_scheduler;
+GRANT EXECUTE ON FUNCTION flywheel._scheduled_command(text) TO flywheel_scheduler;
+DO $cron$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
+        GRANT USAGE ON SCHEMA cron TO flywheel_scheduler;
+    END IF;
+END
+$cron$;
+
+-- Records a schedule and, where pg_cron is installed, upserts its job of the same name.
+CREATE OR REPLACE FUNCTION flywheel._schedule(job text, schedule text) RETURNS void
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _command text := flywheel._scheduled_command(job);
 BEGIN
     BEGIN
         PERFORM flywheel._cron_previous_fire(schedule);
@@ -40,34 +119,29 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'a pg_cron schedule: five fields (''*/5 * * * *''), @hourly/@daily/..., or ''30 seconds''';
     END;
-    INSERT INTO flywheel.schedules AS s (name, schedule, command) VALUES (job, schedule, command)
+    INSERT INTO flywheel.schedules AS s (name, schedule, command) VALUES (job, schedule, _command)
     ON CONFLICT (name) DO UPDATE SET schedule = EXCLUDED.schedule, command = EXCLUDED.command
     WHERE (s.schedule, s.command) IS DISTINCT FROM (EXCLUDED.schedule, EXCLUDED.command);
     IF flywheel._pg_cron_installed() THEN
-        EXECUTE 'SELECT cron.schedule($1, $2, $3)' USING job, schedule, command;  -- an upsert on the name
+        PERFORM flywheel._cron_schedule(job, schedule);
     END IF;
 END
 $$;
 
 CREATE OR REPLACE FUNCTION flywheel._unschedule(job text) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
+LANGUAGE plpgsql
 SET search_path TO pg_catalog, pg_temp
 AS $$
-DECLARE
-    _exists boolean;
 BEGIN
     DELETE FROM flywheel.schedules WHERE name = job;
     IF flywheel._pg_cron_installed() THEN
-        EXECUTE 'SELECT EXISTS (SELECT 1 FROM cron.job WHERE jobname = $1)' INTO _exists USING job;
-        IF _exists THEN
-            EXECUTE 'SELECT cron.unschedule($1)' USING job;
-        END IF;
+        PERFORM flywheel._cron_unschedule(job);
     END IF;
 END
 $$;
 
 CREATE OR REPLACE FUNCTION flywheel._schedule_metric(metric text) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
+LANGUAGE plpgsql
 SET search_path TO pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -77,14 +151,15 @@ BEGIN
     IF _schedule IS NULL THEN
         PERFORM flywheel._unschedule('flywheel_metric_' || metric);
     ELSE
-        PERFORM flywheel._schedule('flywheel_metric_' || metric, _schedule,
-                                   format('CALL flywheel.refresh(%L)', metric));
+        PERFORM flywheel._schedule('flywheel_metric_' || metric, _schedule);
     END IF;
 END
 $$;
 
--- (Re)creates flywheel.metric_<name> as its registry row says. Runs as the caller; the object
--- ends up owned by flywheel_admin, so a metric's query reads with the admin group's rights.
+-- (Re)creates flywheel.metric_<name> as its registry row says, owned by flywheel_owner (the
+-- public metric functions that call it are SECURITY DEFINER). The stored query is one statement
+-- (checked by PostgreSQL's parser before anything executes it), and the view made from it may
+-- reach only the extension's own relations through non-volatile functions (_view_problem).
 CREATE OR REPLACE FUNCTION flywheel._apply_metric(metric text) RETURNS void
 LANGUAGE plpgsql
 SET search_path TO pg_catalog, pg_temp
@@ -94,8 +169,15 @@ DECLARE
     _rel     text := 'metric_' || metric;
     _kind    "char";
     _columns text;
+    _problem text;
 BEGIN
     SELECT * INTO STRICT _m FROM flywheel.metrics WHERE name = metric;
+    -- Built-in metrics are the install script's own SQL; anyone else's is checked first.
+    _problem := CASE WHEN NOT _m.builtin THEN flywheel._one_select_problem(_m.query) END;
+    IF _problem IS NOT NULL THEN
+        RAISE EXCEPTION 'metric %: the query must be one SELECT: %', metric, _problem
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     SELECT c.relkind INTO _kind FROM pg_catalog.pg_class c
     WHERE c.relname = _rel AND c.relnamespace = 'flywheel'::regnamespace;
     IF _kind = 'v' THEN
@@ -111,14 +193,18 @@ BEGIN
     END IF;
     IF _m.kind = 'view' THEN
         EXECUTE format('CREATE VIEW flywheel.%I AS %s', _rel, _m.query);
-        EXECUTE format('ALTER VIEW flywheel.%I OWNER TO flywheel_admin', _rel);
     ELSIF _m.kind = 'rollup' THEN
         EXECUTE format('CREATE VIEW flywheel.%I AS SELECT * FROM flywheel.%I', _rel, _m.rollup_table);
-        EXECUTE format('ALTER VIEW flywheel.%I OWNER TO flywheel_admin', _rel);
     ELSE
-        -- WITH NO DATA, then the owner refreshes it: the query never runs with the caller's rights.
         EXECUTE format('CREATE MATERIALIZED VIEW flywheel.%I AS %s WITH NO DATA', _rel, _m.query);
-        EXECUTE format('ALTER MATERIALIZED VIEW flywheel.%I OWNER TO flywheel_admin', _rel);
+    END IF;
+    _problem := CASE WHEN NOT _m.builtin THEN flywheel._view_problem(format('flywheel.%I', _rel)::regclass, ARRAY['flywheel']) END;
+    IF _problem IS NOT NULL THEN
+        RAISE EXCEPTION 'metric %: the query reaches %', metric, _problem
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'a metric reads the flywheel schema through non-volatile functions';
+    END IF;
+    IF _m.kind = 'materialized' THEN
         EXECUTE format('REFRESH MATERIALIZED VIEW flywheel.%I', _rel);
         -- REFRESH ... CONCURRENTLY needs a unique index over plain columns: all the columns that
         -- btree can index, NULLs equal (a metric row is identified by its whole content).
@@ -150,7 +236,7 @@ $$;
 CREATE OR REPLACE FUNCTION flywheel.create_metric(
     name text, query text, materialized boolean DEFAULT false, schedule text DEFAULT NULL
 ) RETURNS text
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER  -- admins change the registry only through it
 SET search_path TO pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -182,7 +268,7 @@ $$;
 -- rollup, 'rollup' (changed days recomputed incrementally), keeping its name.
 CREATE OR REPLACE FUNCTION flywheel.set_metric_mode(name text, mode text, schedule text DEFAULT NULL)
 RETURNS text
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER  -- admins change the registry only through it
 SET search_path TO pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -208,7 +294,7 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION flywheel.drop_metric(name text) RETURNS void
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER  -- admins change the registry only through it
 SET search_path TO pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -283,7 +369,7 @@ $$;
 -- Materialized views with their unique index refresh CONCURRENTLY (readers never wait);
 -- rollups recompute only the changed days unless full_refresh => true.
 CREATE OR REPLACE PROCEDURE flywheel.refresh(name text, full_refresh boolean DEFAULT false)
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER  -- refreshing a materialized view takes its owner; callers: admins, pg_cron
 SET search_path TO pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -331,7 +417,7 @@ $$;
 -- does not run itself: the work of `dbflywheel refresh --loop` where pg_cron is absent.
 -- Each runs in its own subtransaction; a failure is recorded and the others still run.
 CREATE OR REPLACE PROCEDURE flywheel.refresh_due(include_pg_cron_jobs boolean DEFAULT false)
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER  -- runs only the fixed commands of _scheduled_command
 SET search_path TO pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -340,7 +426,7 @@ DECLARE
     _error   text;
 BEGIN
     IF flywheel._pg_cron_installed() AND NOT include_pg_cron_jobs THEN
-        EXECUTE 'SELECT coalesce(array_agg(jobname), ''{}'') FROM cron.job WHERE active' INTO _cron;
+        _cron := flywheel._cron_active_jobs();
     END IF;
     FOR _s IN SELECT * FROM flywheel.schedules s ORDER BY s.name LOOP
         CONTINUE WHEN _s.name = ANY (_cron);
@@ -349,7 +435,7 @@ BEGIN
                        AND _s.name NOT LIKE 'flywheel\_metric\_%');
         _error := NULL;
         BEGIN
-            EXECUTE _s.command;
+            EXECUTE flywheel._scheduled_command(_s.name);  -- never the stored text
         EXCEPTION WHEN OTHERS THEN
             _error := SQLERRM;
         END;
@@ -458,3 +544,5 @@ CREATE OR REPLACE TRIGGER feedback_mark_rollup_update AFTER UPDATE ON flywheel.f
     REFERENCING NEW TABLE AS new_rows OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_satisfaction_days();
 CREATE OR REPLACE TRIGGER feedback_mark_rollup_delete AFTER DELETE ON flywheel.feedback
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_satisfaction_days();
+
+SELECT flywheel._schedule('flywheel_anomaly_baselines', '*/10 * * * *');

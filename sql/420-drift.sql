@@ -60,5 +60,5 @@ BEGIN
 END
 $$;
 
-SELECT flywheel._schedule('flywheel_check_drift', '7 * * * *', 'SELECT flywheel.check_drift()');
-SELECT flywheel._schedule('flywheel_check_satisfaction_trend', '13 6 * * *', 'SELECT flywheel.check_satisfaction_trend()');
+SELECT flywheel._schedule('flywheel_check_drift', '7 * * * *');
+SELECT flywheel._schedule('flywheel_check_satisfaction_trend', '13 6 * * *');

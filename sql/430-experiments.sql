@@ -203,4 +203,4 @@ BEGIN
 END
 $$;
 
-SELECT flywheel._schedule('flywheel_advance_canaries', '*/5 * * * *', 'SELECT flywheel.advance_canaries()');
+SELECT flywheel._schedule('flywheel_advance_canaries', '*/5 * * * *');

@@ -167,4 +167,4 @@ BEGIN
 END
 $$;
 
-SELECT flywheel._schedule('flywheel_retention', '17 3 * * *', 'SELECT flywheel.apply_retention()');
+SELECT flywheel._schedule('flywheel_retention', '17 3 * * *');

@@ -1,7 +1,11 @@
 -- Privileges of the metrics, experiments and retention objects (sql/900-privileges.sql then
 -- re-grants the admin everything).
--- Admins create metric views in the schema (create_metric runs with the caller's rights).
-GRANT CREATE ON SCHEMA flywheel TO flywheel_admin;
+-- pg_cron's jobs run as flywheel_scheduler (sql/400-metrics.sql): it may call the scheduled
+-- tasks, each of which runs as flywheel_owner, and nothing else.
+GRANT EXECUTE ON FUNCTION flywheel.check_drift(interval, interval, double precision, double precision, double precision),
+    flywheel.check_satisfaction_trend(double precision, integer), flywheel.advance_canaries(),
+    flywheel.apply_retention(), flywheel.refresh_anomaly_baselines(interval) TO flywheel_scheduler;
+GRANT EXECUTE ON PROCEDURE flywheel.refresh(text, boolean), flywheel.refresh_due(boolean) TO flywheel_scheduler;
 -- Readers read the metric views and their freshness.
 DO $grants$
 DECLARE

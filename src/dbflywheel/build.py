@@ -18,8 +18,8 @@ from dbflywheel.errors import FlywheelError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_SCRIPT = Path(__file__).resolve().parent / "data" / "flywheel.sql"
-# Where `make setup` installs what PL/Python imports for Debian's python3; a DBA can point
-# elsewhere with `ALTER DATABASE ... SET flywheel.python_path = '...'`.
+# Where `make setup` installs what PL/Python imports for Debian's python3; `dbflywheel install
+# --python-path DIR` (or DBFLYWHEEL_PL_PYTHON_DIR, as for make setup) installs with another.
 DEFAULT_PL_PYTHON_PATH = "/usr/local/lib/dbflywheel/python3.11"
 
 # A function body that is only this comment is replaced by a call into plpython/<module>.py.
@@ -76,12 +76,12 @@ DO $migration$
 DECLARE
     _applied text;
 BEGIN
-    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name = {_literal(name)};
+    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name OPERATOR(pg_catalog.=) {_literal(name)};
     IF _applied IS NULL THEN
         EXECUTE {_dollar_quote(body, "migration_body")};
         INSERT INTO flywheel._migrations (name, checksum, version)
         VALUES ({_literal(name)}, {_literal(checksum)}, {_literal(__version__)});
-    ELSIF _applied <> {_literal(checksum)} THEN
+    ELSIF _applied OPERATOR(pg_catalog.<>) {_literal(checksum)} THEN
         RAISE EXCEPTION 'migration % was changed after it was applied', {_literal(name)}
             USING HINT = 'an applied migration is never edited: restore migrations/'
                 || {_literal(name)} || ' and put the change in a new numbered migration';
@@ -121,32 +121,36 @@ def _expand_plpython(sql: str, modules: dict[str, str], key: str) -> str:
     return _PLPYTHON_MARKER.sub(body, sql)
 
 
-def _boot_function(key: str) -> str:
-    """The loader every PL/Python function calls once per session: it serves the modules
-    stored in flywheel._python_modules to `import` and puts flywheel.python_path on sys.path."""
-    return f"""
-CREATE OR REPLACE FUNCTION flywheel._python_boot() RETURNS void
-LANGUAGE plpython3u SECURITY DEFINER  -- any role that may call a PL/Python function may load ours
-SET search_path TO pg_catalog, pg_temp
-AS $python$
+# The line of the boot function that names PL/Python's package folder; `dbflywheel install
+# --python-path` rewrites it (a superuser's choice at install time, never a session's setting).
+PYTHON_PATH_LINE = "PYTHON_PATH = {path!r}"
+
+
+def _boot_function(key: str, modules: dict[str, str]) -> str:
+    """The loader every PL/Python function calls once per session. The module sources and the
+    package folder are part of its body: only a superuser can create or replace a plpython3u
+    function, so no table or setting that anyone else can write decides what Python runs."""
+    sources = ",\n".join(f"    {name!r}: {src!r}" for name, src in sorted(modules.items()))
+    body = f"""
 import importlib
 import importlib.abc
 import importlib.util
 import sys
 
-setting = plpy.execute(
-    "SELECT coalesce(current_setting('flywheel.python_path', true), '') AS path")[0]["path"]
-for folder in reversed([p for p in (setting or {DEFAULT_PL_PYTHON_PATH!r}).split(":") if p]):
+{PYTHON_PATH_LINE.format(path=DEFAULT_PL_PYTHON_PATH)}
+for folder in reversed([p for p in PYTHON_PATH.split(":") if p]):
     if folder not in sys.path:
         sys.path.insert(0, folder)
-sources = {{r["name"]: r["source"]
-           for r in plpy.execute("SELECT name, source FROM flywheel._python_modules")}}
+sources = {{
+{sources}
+}}
 for name in sources:
     sys.modules.pop(name, None)  # a newer install in this session replaces older modules
 
 
 class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     dbflywheel = True
+    python_path = PYTHON_PATH
 
     def find_spec(self, name, path=None, target=None):
         if name in sources:
@@ -164,21 +168,12 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
 GD[{key!r}] = importlib.import_module
-$python$;
 """
-
-
-def _modules_upsert(modules: dict[str, str]) -> str:
-    rows = ",\n".join(
-        f"    ({_literal(name)}, {_dollar_quote(src, 'pysrc')})" for name, src in sorted(modules.items())
-    )
-    names = ", ".join(_literal(n) for n in sorted(modules)) or "NULL"
     return f"""
-INSERT INTO flywheel._python_modules (name, source) VALUES
-{rows}
-ON CONFLICT (name) DO UPDATE SET source = EXCLUDED.source
-WHERE flywheel._python_modules.source IS DISTINCT FROM EXCLUDED.source;
-DELETE FROM flywheel._python_modules WHERE name NOT IN ({names});
+CREATE OR REPLACE FUNCTION flywheel._python_boot() RETURNS void
+LANGUAGE plpython3u  -- runs as its caller: it reads nothing from the database
+SET search_path TO pg_catalog, pg_temp
+AS {_dollar_quote(body, "python")};
 """
 
 
@@ -189,15 +184,17 @@ def build_script(root: Path = REPO_ROOT) -> str:
         f"-- dbflywheel {__version__}: generated by `dbflywheel build` from sql/, migrations/ and"
         " plpython/.\n-- Do not edit: change the sources and rebuild.\n",
         src.head,
+        # Migrations that predate the pinned search path name pgvector's type unqualified.
+        "SET LOCAL search_path TO pg_catalog, @extschema:vector@, pg_temp;\n",
         *(_wrap_migration(name, body) for name, body in src.migrations),
+        "SET LOCAL search_path TO pg_catalog, pg_temp;\n",
         f"""
 CREATE OR REPLACE FUNCTION flywheel.version() RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path TO pg_catalog, pg_temp
 AS $$ SELECT {_literal(__version__)} $$;
 """,
-        _boot_function(key),
-        _modules_upsert(src.modules),
+        _boot_function(key, src.modules),
         *(
             f"\n-- {name}\n" + _expand_plpython(body, src.modules, key)
             for name, body in src.idempotent

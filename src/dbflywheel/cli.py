@@ -139,12 +139,15 @@ def status(home: Path | None) -> None:
 @dsn_option
 @home_option
 @click.option("--force", is_flag=True, help="Re-apply the script even when it is already installed.")
+@click.option("--python-path", default=None,
+              help="Folder(s) PL/Python imports its packages from, fixed into the install "
+                   "(default: $DBFLYWHEEL_PL_PYTHON_DIR or where make setup puts them).")
 @friendly
-def install(dsn: str | None, home: Path | None, force: bool) -> None:
+def install(dsn: str | None, home: Path | None, force: bool, python_path: str | None) -> None:
     """Install or upgrade dbflywheel in a PostgreSQL 15+ database (idempotent)."""
     from dbflywheel.install import install as do_install
 
-    click.echo(do_install(_resolve_dsn(dsn, home), force=force).describe())
+    click.echo(do_install(_resolve_dsn(dsn, home), force=force, python_path=python_path).describe())
 
 
 @main.command()

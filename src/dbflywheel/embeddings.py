@@ -3,6 +3,7 @@ drains the embedding backlog (`dbflywheel embed`)."""
 
 from __future__ import annotations
 
+import ast
 import functools
 import importlib.util
 import json
@@ -27,12 +28,13 @@ def builtin() -> types.ModuleType:
     """plpython/fewshot_embedder.py as installed: read from the shipped install script, so the
     package, the worker and the database embed with exactly the same code."""
     script = shipped_script()
-    match = re.search(rf"\(\s*'{BUILTIN_MODULE}',\s*\$pysrc\$(.*?)\$pysrc\$\)", script, re.S)
+    # One line of the boot function's module table (src/dbflywheel/build.py): name, then repr(source).
+    match = re.search(rf"^    '{BUILTIN_MODULE}': ('.*'|\".*\"),$", script, re.M)
     if not match:
         raise FlywheelError(f"the shipped install script has no {BUILTIN_MODULE} module: run `dbflywheel build`")
     module = types.ModuleType(f"dbflywheel._{BUILTIN_MODULE}")
     module.__file__ = f"plpython/{BUILTIN_MODULE}.py"
-    exec(compile(match.group(1), module.__file__, "exec"), module.__dict__)  # noqa: S102 - our own shipped source
+    exec(compile(ast.literal_eval(match.group(1)), module.__file__, "exec"), module.__dict__)  # noqa: S102 - our own shipped source
     return module
 
 

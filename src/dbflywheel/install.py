@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 
 import psycopg
 
 from dbflywheel import __version__
-from dbflywheel.build import script_checksum, shipped_script
+from dbflywheel.build import DEFAULT_PL_PYTHON_PATH, PYTHON_PATH_LINE, script_checksum, shipped_script
 from dbflywheel.errors import FlywheelError
 
 REQUIRED_EXTENSIONS = {
@@ -78,11 +80,30 @@ def _enable_pg_cron(conn: psycopg.Connection) -> None:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
 
 
-def install(dsn: str, *, force: bool = False) -> InstallResult:
-    script = shipped_script()
-    checksum = script_checksum(script)
+def _place(script: str, vector_schema: str, python_path: str) -> str:
+    """The script for this server: pgvector's schema and PL/Python's package folder filled in."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", vector_schema):
+        raise FlywheelError(f"pgvector is installed in schema {vector_schema!r}: dbflywheel names it unquoted, "
+                            "so it must be a plain lower-case name")
+    if not python_path.startswith("/") or any(c in python_path for c in "'\"\\\n$"):
+        raise FlywheelError(f"--python-path {python_path!r} must be absolute folder(s), separated by ':', without quotes")
+    default_line = PYTHON_PATH_LINE.format(path=DEFAULT_PL_PYTHON_PATH)
+    return (script.replace("@extschema:vector@", vector_schema)
+            .replace(default_line, PYTHON_PATH_LINE.format(path=python_path)))
+
+
+def install(dsn: str, *, force: bool = False, python_path: str | None = None) -> InstallResult:
+    """Install or upgrade. python_path: the folder(s) PL/Python imports its packages from (fixed
+    into the install: only a superuser, installing again, changes it)."""
+    python_path = python_path or os.environ.get("DBFLYWHEEL_PL_PYTHON_DIR") or DEFAULT_PL_PYTHON_PATH
+    template = shipped_script()
     with connect(dsn) as conn:
         _check_server(conn)
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        vector_schema = conn.execute(
+            "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'vector'").fetchone()[0]  # type: ignore[index]
+        script = _place(template, vector_schema, python_path)
+        checksum = script_checksum(script)
         previous = installed_version(conn)
         if previous is not None and not force:
             row = conn.execute("SELECT script_sha256 FROM flywheel._install").fetchone()
@@ -122,7 +143,5 @@ def _first_line(e: BaseException) -> str:
 
 def _redact(dsn: str) -> str:
     """The DSN without its password, for messages."""
-    import re
-
     dsn = re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", dsn)
     return re.sub(r"(password\s*=\s*)\S+", r"\1***", dsn)

@@ -6,34 +6,15 @@ a build already applied, or a change that only a fresh install gets, fails here.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 from schema_dump import schema_dump
 
 from dbflywheel.install import install
 
 OLD_SCRIPTS = sorted((Path(__file__).resolve().parents[1] / "data" / "upgrade").glob("*.sql"))
-
-
-@pytest.fixture
-def scratch_database(db: psycopg.Connection, dsn: str) -> Iterator[callable]:  # type: ignore[valid-type]
-    made: list[str] = []
-
-    def make() -> str:
-        name = f"scratch_{uuid.uuid4().hex[:8]}"
-        db.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        made.append(name)
-        return make_conninfo(dsn, dbname=name)
-
-    yield make
-    for name in made:
-        db.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.mark.parametrize("old_script", OLD_SCRIPTS, ids=lambda p: p.stem)

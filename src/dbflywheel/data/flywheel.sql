@@ -4,7 +4,84 @@
 -- The schema and the ledger that every later part of the install script relies on.
 CREATE EXTENSION IF NOT EXISTS plpython3u;
 CREATE EXTENSION IF NOT EXISTS vector;
-CREATE SCHEMA IF NOT EXISTS flywheel;
+-- Names in this script resolve in pg_catalog only (pg_temp last, never first): a function or
+-- type that someone planted in a schema they can write (public before PostgreSQL 15) never
+-- binds into a view, a policy or a DO block of ours.
+SET LOCAL search_path TO pg_catalog, pg_temp;
+
+-- The roles the extension runs as. flywheel_owner owns the schema and everything in it, so
+-- every SECURITY DEFINER function runs as a role that is neither a superuser nor a login;
+-- flywheel_scheduler is the login pg_cron runs scheduled refreshes as, and may do nothing
+-- else (no member of any role, no password set here); flywheel_sql_checker opens cursors over
+-- admins' queries to see that each is one SELECT (sql/005-safe-sql.sql).
+DO $owner$
+DECLARE
+    _r pg_catalog.pg_roles;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'flywheel_owner') THEN
+        CREATE ROLE flywheel_owner NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'flywheel_sql_checker') THEN
+        CREATE ROLE flywheel_sql_checker NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'flywheel_scheduler') THEN
+        CREATE ROLE flywheel_scheduler LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS;
+    END IF;
+    FOR _r IN SELECT * FROM pg_catalog.pg_roles WHERE rolname IN ('flywheel_owner', 'flywheel_scheduler', 'flywheel_sql_checker') LOOP
+        IF _r.rolsuper OR _r.rolcreaterole OR _r.rolbypassrls OR _r.rolreplication
+           OR (_r.rolname = 'flywheel_owner' AND _r.rolcanlogin) THEN
+            RAISE EXCEPTION 'role % has more rights than dbflywheel gives it (superuser, createrole, bypassrls, replication or login)', _r.rolname
+                USING HINT = 'the role is created by the install; ALTER it back to NOSUPERUSER NOCREATEROLE NOBYPASSRLS NOREPLICATION (and NOLOGIN for flywheel_owner)';
+        END IF;
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m WHERE m.roleid = _r.oid) THEN
+            RAISE EXCEPTION 'role % has members: whoever is one of them would hold its rights', _r.rolname
+                USING HINT = 'REVOKE it from them; nobody needs to be a member of it';
+        END IF;
+    END LOOP;
+END
+$owner$;
+
+-- A flywheel schema made by someone else is not ours to fill: it is used only when its owner is
+-- flywheel_owner or a superuser (an earlier install), and nothing in it belongs to another role
+-- (admins could create objects in it up to version 0.1; their metric views are handed over).
+DO $schema$
+DECLARE
+    _owner  pg_catalog.pg_roles;
+    _others text;
+    _schema oid := (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = 'flywheel');
+BEGIN
+    SELECT r.* INTO _owner FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner
+    WHERE n.nspname = 'flywheel';
+    IF FOUND AND NOT (_owner.rolsuper OR _owner.rolname = 'flywheel_owner') THEN
+        RAISE EXCEPTION 'schema flywheel exists and belongs to %, not to flywheel_owner: refusing to install into it', _owner.rolname
+            USING HINT = 'its owner could replace what the install puts there; drop it or ALTER SCHEMA flywheel OWNER TO flywheel_owner after checking its contents';
+    END IF;
+    SELECT string_agg(o.what, ', ' ORDER BY o.what) INTO _others
+    FROM (SELECT format('%s (owned by %s)', c.oid::regclass, r.rolname) AS what
+          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid = c.relowner
+          WHERE c.relnamespace = _schema AND NOT r.rolsuper
+            AND r.rolname NOT IN ('flywheel_owner', 'flywheel_scheduler', 'flywheel_sql_planner', 'flywheel_sql_checker')
+            AND NOT (r.rolname = 'flywheel_admin' AND c.relname LIKE 'metric\_%' AND c.relkind IN ('v', 'm'))
+          UNION ALL
+          SELECT format('%s (owned by %s)', p.oid::regprocedure, r.rolname)
+          FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
+          WHERE p.pronamespace = _schema AND NOT r.rolsuper
+            AND r.rolname NOT IN ('flywheel_owner', 'flywheel_scheduler', 'flywheel_sql_planner', 'flywheel_sql_checker')
+          UNION ALL
+          SELECT format('type %s (owned by %s)', t.oid::regtype, r.rolname)
+          FROM pg_catalog.pg_type t JOIN pg_catalog.pg_roles r ON r.oid = t.typowner
+          WHERE t.typnamespace = _schema AND NOT r.rolsuper AND t.typrelid = 0
+            AND t.typelem = 0 AND r.rolname NOT IN ('flywheel_owner', 'flywheel_scheduler', 'flywheel_sql_planner', 'flywheel_sql_checker')) o;
+    IF _others IS NOT NULL THEN
+        RAISE EXCEPTION 'schema flywheel holds objects that dbflywheel did not create: %', _others
+            USING HINT = 'a function or view someone else owns there could run as the extension; review and drop them, then install again';
+    END IF;
+END
+$schema$;
+
+-- (pgspot's PS010 is ignored in make lint for this line: the block above refuses a schema that
+-- is not ours, which IF NOT EXISTS alone would take over.)
+CREATE SCHEMA IF NOT EXISTS flywheel AUTHORIZATION flywheel_owner;
 COMMENT ON SCHEMA flywheel IS 'dbflywheel: traces, validators, judges, metrics and few-shot examples';
 
 -- One row per applied migration, with a checksum of its body: an edited migration is refused.
@@ -30,12 +107,14 @@ BEGIN
 END
 $roles$;
 
+SET LOCAL search_path TO pg_catalog, @extschema:vector@, pg_temp;
+
 -- migration 0001-core-tables.sql
 DO $migration$
 DECLARE
     _applied text;
 BEGIN
-    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name = '0001-core-tables.sql';
+    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name OPERATOR(pg_catalog.=) '0001-core-tables.sql';
     IF _applied IS NULL THEN
         EXECUTE $migration_body$-- Traces, feedback, labels, the validator registry and its results: the tables everything else reads.
 
@@ -203,7 +282,7 @@ CREATE TABLE flywheel._install (
 $migration_body$;
         INSERT INTO flywheel._migrations (name, checksum, version)
         VALUES ('0001-core-tables.sql', '7b5dbee792b11d04c18bbd530820404b4ea3401b168a9de56e6c1d3e87f8fe96', '0.1.0');
-    ELSIF _applied <> '7b5dbee792b11d04c18bbd530820404b4ea3401b168a9de56e6c1d3e87f8fe96' THEN
+    ELSIF _applied OPERATOR(pg_catalog.<>) '7b5dbee792b11d04c18bbd530820404b4ea3401b168a9de56e6c1d3e87f8fe96' THEN
         RAISE EXCEPTION 'migration % was changed after it was applied', '0001-core-tables.sql'
             USING HINT = 'an applied migration is never edited: restore migrations/'
                 || '0001-core-tables.sql' || ' and put the change in a new numbered migration';
@@ -216,7 +295,7 @@ DO $migration$
 DECLARE
     _applied text;
 BEGIN
-    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name = '0002-judge-queue-and-alerts.sql';
+    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name OPERATOR(pg_catalog.=) '0002-judge-queue-and-alerts.sql';
     IF _applied IS NULL THEN
         EXECUTE $migration_body$-- The queue of asynchronous validator jobs (LLM judges): the insert trigger adds rows,
 -- workers claim them with FOR UPDATE SKIP LOCKED and a lease.
@@ -252,7 +331,7 @@ CREATE INDEX alerts_open ON flywheel.alerts (created_at) WHERE acknowledged_at I
 $migration_body$;
         INSERT INTO flywheel._migrations (name, checksum, version)
         VALUES ('0002-judge-queue-and-alerts.sql', '3f17e6ea7bb2dcb126dbf29a439578cd1cad5a45113cec32ac29bfc5845e6598', '0.1.0');
-    ELSIF _applied <> '3f17e6ea7bb2dcb126dbf29a439578cd1cad5a45113cec32ac29bfc5845e6598' THEN
+    ELSIF _applied OPERATOR(pg_catalog.<>) '3f17e6ea7bb2dcb126dbf29a439578cd1cad5a45113cec32ac29bfc5845e6598' THEN
         RAISE EXCEPTION 'migration % was changed after it was applied', '0002-judge-queue-and-alerts.sql'
             USING HINT = 'an applied migration is never edited: restore migrations/'
                 || '0002-judge-queue-and-alerts.sql' || ' and put the change in a new numbered migration';
@@ -265,7 +344,7 @@ DO $migration$
 DECLARE
     _applied text;
 BEGIN
-    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name = '0100-validators.sql';
+    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name OPERATOR(pg_catalog.=) '0100-validators.sql';
     IF _applied IS NULL THEN
         EXECUTE $migration_body$-- What the validators need beyond the registry tables of 0001.
 
@@ -295,7 +374,7 @@ ALTER TABLE flywheel.validation_results DROP CONSTRAINT validation_results_valid
 $migration_body$;
         INSERT INTO flywheel._migrations (name, checksum, version)
         VALUES ('0100-validators.sql', '983984beade55ee392a743a1a90488ebcdb2c3e0bafe3a771220de194b850965', '0.1.0');
-    ELSIF _applied <> '983984beade55ee392a743a1a90488ebcdb2c3e0bafe3a771220de194b850965' THEN
+    ELSIF _applied OPERATOR(pg_catalog.<>) '983984beade55ee392a743a1a90488ebcdb2c3e0bafe3a771220de194b850965' THEN
         RAISE EXCEPTION 'migration % was changed after it was applied', '0100-validators.sql'
             USING HINT = 'an applied migration is never edited: restore migrations/'
                 || '0100-validators.sql' || ' and put the change in a new numbered migration';
@@ -308,7 +387,7 @@ DO $migration$
 DECLARE
     _applied text;
 BEGIN
-    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name = '0101-default-validators.sql';
+    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name OPERATOR(pg_catalog.=) '0101-default-validators.sql';
     IF _applied IS NULL THEN
         EXECUTE $migration_body$-- The default validators of a fresh install: sync checks that make sense for any trace.
 -- An admin disables any of them with flywheel.set_validator_enabled(name, false); a later
@@ -335,7 +414,7 @@ SELECT id, version, kind, config, mode, applies_to, sample_rate FROM made;
 $migration_body$;
         INSERT INTO flywheel._migrations (name, checksum, version)
         VALUES ('0101-default-validators.sql', '0f7ed7a27e4b04abd50f523b658e005527c116cc47db1ccdbdaa0b50ae68aecf', '0.1.0');
-    ELSIF _applied <> '0f7ed7a27e4b04abd50f523b658e005527c116cc47db1ccdbdaa0b50ae68aecf' THEN
+    ELSIF _applied OPERATOR(pg_catalog.<>) '0f7ed7a27e4b04abd50f523b658e005527c116cc47db1ccdbdaa0b50ae68aecf' THEN
         RAISE EXCEPTION 'migration % was changed after it was applied', '0101-default-validators.sql'
             USING HINT = 'an applied migration is never edited: restore migrations/'
                 || '0101-default-validators.sql' || ' and put the change in a new numbered migration';
@@ -348,7 +427,7 @@ DO $migration$
 DECLARE
     _applied text;
 BEGIN
-    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name = '0200-judges.sql';
+    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name OPERATOR(pg_catalog.=) '0200-judges.sql';
     IF _applied IS NULL THEN
         EXECUTE $migration_body$-- LLM judges: dead letters, worker heartbeats, a log of provider calls (budgets), and
 -- pairwise preferences (human votes and judge verdicts on the same pairs of traces).
@@ -426,7 +505,7 @@ CREATE UNIQUE INDEX preferences_judge_once ON flywheel.preferences
 $migration_body$;
         INSERT INTO flywheel._migrations (name, checksum, version)
         VALUES ('0200-judges.sql', 'da69a2d0abc5aae2f15ef259ef33ad21a2dd4421ae12d93a0ba3dd00df1db33b', '0.1.0');
-    ELSIF _applied <> 'da69a2d0abc5aae2f15ef259ef33ad21a2dd4421ae12d93a0ba3dd00df1db33b' THEN
+    ELSIF _applied OPERATOR(pg_catalog.<>) 'da69a2d0abc5aae2f15ef259ef33ad21a2dd4421ae12d93a0ba3dd00df1db33b' THEN
         RAISE EXCEPTION 'migration % was changed after it was applied', '0200-judges.sql'
             USING HINT = 'an applied migration is never edited: restore migrations/'
                 || '0200-judges.sql' || ' and put the change in a new numbered migration';
@@ -439,7 +518,7 @@ DO $migration$
 DECLARE
     _applied text;
 BEGIN
-    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name = '0300-fewshot-index.sql';
+    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name OPERATOR(pg_catalog.=) '0300-fewshot-index.sql';
     IF _applied IS NULL THEN
         EXECUTE $migration_body$-- The semantic index: embedders, embeddings of every trace, the few-shot examples (the only
 -- rows under HNSW), the re-embed backlog, and golden sets.
@@ -539,7 +618,7 @@ CREATE INDEX golden_set_items_trace_id ON flywheel.golden_set_items (trace_id);
 $migration_body$;
         INSERT INTO flywheel._migrations (name, checksum, version)
         VALUES ('0300-fewshot-index.sql', 'd4a42b04516baefac8fdaa19a54d8a4d446b02306d6bd4455a680929c813ff4f', '0.1.0');
-    ELSIF _applied <> 'd4a42b04516baefac8fdaa19a54d8a4d446b02306d6bd4455a680929c813ff4f' THEN
+    ELSIF _applied OPERATOR(pg_catalog.<>) 'd4a42b04516baefac8fdaa19a54d8a4d446b02306d6bd4455a680929c813ff4f' THEN
         RAISE EXCEPTION 'migration % was changed after it was applied', '0300-fewshot-index.sql'
             USING HINT = 'an applied migration is never edited: restore migrations/'
                 || '0300-fewshot-index.sql' || ' and put the change in a new numbered migration';
@@ -552,7 +631,7 @@ DO $migration$
 DECLARE
     _applied text;
 BEGIN
-    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name = '0400-metrics.sql';
+    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name OPERATOR(pg_catalog.=) '0400-metrics.sql';
     IF _applied IS NULL THEN
         EXECUTE $migration_body$-- Metrics: the registry, the refresh log, schedules, incremental daily rollups, prompt versions.
 
@@ -652,7 +731,7 @@ ALTER TABLE flywheel.traces ADD COLUMN shadow boolean NOT NULL DEFAULT false;
 $migration_body$;
         INSERT INTO flywheel._migrations (name, checksum, version)
         VALUES ('0400-metrics.sql', '093f2bb89a591327b6592c9fce8f378ecd65a0dc8c70720c3bfa3578d294deca', '0.1.0');
-    ELSIF _applied <> '093f2bb89a591327b6592c9fce8f378ecd65a0dc8c70720c3bfa3578d294deca' THEN
+    ELSIF _applied OPERATOR(pg_catalog.<>) '093f2bb89a591327b6592c9fce8f378ecd65a0dc8c70720c3bfa3578d294deca' THEN
         RAISE EXCEPTION 'migration % was changed after it was applied', '0400-metrics.sql'
             USING HINT = 'an applied migration is never edited: restore migrations/'
                 || '0400-metrics.sql' || ' and put the change in a new numbered migration';
@@ -665,7 +744,7 @@ DO $migration$
 DECLARE
     _applied text;
 BEGIN
-    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name = '0410-experiments-retention.sql';
+    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name OPERATOR(pg_catalog.=) '0410-experiments-retention.sql';
     IF _applied IS NULL THEN
         EXECUTE $migration_body$-- Experiments (A/B, canary), the retention setting and the audit of deletions.
 
@@ -705,7 +784,7 @@ CREATE TABLE flywheel.deletion_audit (
 $migration_body$;
         INSERT INTO flywheel._migrations (name, checksum, version)
         VALUES ('0410-experiments-retention.sql', '5f6df2d8c9f96a11ce7ef1f0de15860f40b858e504965d6b0deba89b7647c1c6', '0.1.0');
-    ELSIF _applied <> '5f6df2d8c9f96a11ce7ef1f0de15860f40b858e504965d6b0deba89b7647c1c6' THEN
+    ELSIF _applied OPERATOR(pg_catalog.<>) '5f6df2d8c9f96a11ce7ef1f0de15860f40b858e504965d6b0deba89b7647c1c6' THEN
         RAISE EXCEPTION 'migration % was changed after it was applied', '0410-experiments-retention.sql'
             USING HINT = 'an applied migration is never edited: restore migrations/'
                 || '0410-experiments-retention.sql' || ' and put the change in a new numbered migration';
@@ -718,7 +797,7 @@ DO $migration$
 DECLARE
     _applied text;
 BEGIN
-    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name = '0500-insert-path.sql';
+    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name OPERATOR(pg_catalog.=) '0500-insert-path.sql';
     IF _applied IS NULL THEN
         EXECUTE $migration_body$-- A cheaper insert path (issue 3's performance targets): every trace writes about six
 -- validation_results rows, so each index on that table is paid six times per trace.
@@ -751,7 +830,7 @@ ALTER TABLE flywheel.embedding_backlog DROP CONSTRAINT embedding_backlog_embedde
 $migration_body$;
         INSERT INTO flywheel._migrations (name, checksum, version)
         VALUES ('0500-insert-path.sql', '3e3280504fb2cc0ebd5ba53d1186f22a65a4023445e7cf3faddc0859475f134b', '0.1.0');
-    ELSIF _applied <> '3e3280504fb2cc0ebd5ba53d1186f22a65a4023445e7cf3faddc0859475f134b' THEN
+    ELSIF _applied OPERATOR(pg_catalog.<>) '3e3280504fb2cc0ebd5ba53d1186f22a65a4023445e7cf3faddc0859475f134b' THEN
         RAISE EXCEPTION 'migration % was changed after it was applied', '0500-insert-path.sql'
             USING HINT = 'an applied migration is never edited: restore migrations/'
                 || '0500-insert-path.sql' || ' and put the change in a new numbered migration';
@@ -764,7 +843,7 @@ DO $migration$
 DECLARE
     _applied text;
 BEGIN
-    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name = '0501-packed-results.sql';
+    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name OPERATOR(pg_catalog.=) '0501-packed-results.sql';
     IF _applied IS NULL THEN
         EXECUTE $migration_body$-- Packed insert-path results (issue 3's performance targets): the insert trigger wrote about
 -- six validation_results rows per trace (one per validator), and a row with its index entry
@@ -854,7 +933,7 @@ $rebind$;
 $migration_body$;
         INSERT INTO flywheel._migrations (name, checksum, version)
         VALUES ('0501-packed-results.sql', '2fa6e7bcf6fdea918b6516c402f98875a0b838c8e705fb21f47cc199d2fee72e', '0.1.0');
-    ELSIF _applied <> '2fa6e7bcf6fdea918b6516c402f98875a0b838c8e705fb21f47cc199d2fee72e' THEN
+    ELSIF _applied OPERATOR(pg_catalog.<>) '2fa6e7bcf6fdea918b6516c402f98875a0b838c8e705fb21f47cc199d2fee72e' THEN
         RAISE EXCEPTION 'migration % was changed after it was applied', '0501-packed-results.sql'
             USING HINT = 'an applied migration is never edited: restore migrations/'
                 || '0501-packed-results.sql' || ' and put the change in a new numbered migration';
@@ -867,7 +946,7 @@ DO $migration$
 DECLARE
     _applied text;
 BEGIN
-    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name = '0502-lighter-traces.sql';
+    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name OPERATOR(pg_catalog.=) '0502-lighter-traces.sql';
     IF _applied IS NULL THEN
         EXECUTE $migration_body$-- A lighter traces table (issue 3's performance targets). Every index is paid on every
 -- INSERT; with 4 clients a random uuid default and its btree cost more than the validators.
@@ -882,7 +961,7 @@ DROP INDEX flywheel.traces_prompt_version_created_at;
 $migration_body$;
         INSERT INTO flywheel._migrations (name, checksum, version)
         VALUES ('0502-lighter-traces.sql', '901ff61d893f9c8ed5768d42f0c713cdb5c5bfa78d4ef5fe2409aba2f9732066', '0.1.0');
-    ELSIF _applied <> '901ff61d893f9c8ed5768d42f0c713cdb5c5bfa78d4ef5fe2409aba2f9732066' THEN
+    ELSIF _applied OPERATOR(pg_catalog.<>) '901ff61d893f9c8ed5768d42f0c713cdb5c5bfa78d4ef5fe2409aba2f9732066' THEN
         RAISE EXCEPTION 'migration % was changed after it was applied', '0502-lighter-traces.sql'
             USING HINT = 'an applied migration is never edited: restore migrations/'
                 || '0502-lighter-traces.sql' || ' and put the change in a new numbered migration';
@@ -890,13 +969,48 @@ $migration_body$;
 END
 $migration$;
 
+-- migration 0600-least-privilege.sql
+DO $migration$
+DECLARE
+    _applied text;
+BEGIN
+    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name OPERATOR(pg_catalog.=) '0600-least-privilege.sql';
+    IF _applied IS NULL THEN
+        EXECUTE $migration_body$-- Least privilege: the PL/Python modules live in the body of flywheel._python_boot(), which
+-- only a superuser can replace, instead of a table that its owner could rewrite.
+DROP TABLE flywheel._python_modules;
+-- pg_cron jobs of earlier installs ran as the installing superuser; flywheel_scheduler runs them now.
+DO $cron$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
+        EXECUTE $q$SELECT cron.unschedule(j.jobid) FROM cron.job j
+                   WHERE (j.jobname LIKE 'flywheel\_%' OR j.jobname = 'flywheel-anomaly-baselines')
+                     AND j.username <> 'flywheel_scheduler'$q$;
+    END IF;
+END
+$cron$;
+-- A schedule's command is derived from its name now; the form that took any command goes.
+DROP FUNCTION IF EXISTS flywheel._schedule(text, text, text);
+$migration_body$;
+        INSERT INTO flywheel._migrations (name, checksum, version)
+        VALUES ('0600-least-privilege.sql', '1826bd11892391bce89dc7c7475a12fadf173c07bd6758390f370f232f71c9a1', '0.1.0');
+    ELSIF _applied OPERATOR(pg_catalog.<>) '1826bd11892391bce89dc7c7475a12fadf173c07bd6758390f370f232f71c9a1' THEN
+        RAISE EXCEPTION 'migration % was changed after it was applied', '0600-least-privilege.sql'
+            USING HINT = 'an applied migration is never edited: restore migrations/'
+                || '0600-least-privilege.sql' || ' and put the change in a new numbered migration';
+    END IF;
+END
+$migration$;
+
+SET LOCAL search_path TO pg_catalog, pg_temp;
+
 CREATE OR REPLACE FUNCTION flywheel.version() RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path TO pg_catalog, pg_temp
 AS $$ SELECT '0.1.0' $$;
 
 CREATE OR REPLACE FUNCTION flywheel._python_boot() RETURNS void
-LANGUAGE plpython3u SECURITY DEFINER  -- any role that may call a PL/Python function may load ours
+LANGUAGE plpython3u  -- runs as its caller: it reads nothing from the database
 SET search_path TO pg_catalog, pg_temp
 AS $python$
 import importlib
@@ -904,19 +1018,32 @@ import importlib.abc
 import importlib.util
 import sys
 
-setting = plpy.execute(
-    "SELECT coalesce(current_setting('flywheel.python_path', true), '') AS path")[0]["path"]
-for folder in reversed([p for p in (setting or '/usr/local/lib/dbflywheel/python3.11').split(":") if p]):
+PYTHON_PATH = '/usr/local/lib/dbflywheel/python3.11'
+for folder in reversed([p for p in PYTHON_PATH.split(":") if p]):
     if folder not in sys.path:
         sys.path.insert(0, folder)
-sources = {r["name"]: r["source"]
-           for r in plpy.execute("SELECT name, source FROM flywheel._python_modules")}
+sources = {
+    'environment': '"""Describes the Python that runs PL/Python functions, so a DBA can see what is missing."""\n\nfrom __future__ import annotations\n\nimport json\nimport sys\nfrom importlib import metadata\nfrom typing import Any\n\n# What the PL/Python functions import beyond the standard library (see plpython/requirements.txt).\nREQUIRED = ("numpy", "sqlglot", "jsonschema", "google-re2")\n\n\ndef describe(plpy: Any) -> str:\n    packages: dict[str, str | None] = {}\n    for name in REQUIRED:\n        try:\n            packages[name] = metadata.version(name)\n        except metadata.PackageNotFoundError:\n            packages[name] = None\n    # The package folder fixed at install time (see _python_boot in src/dbflywheel/build.py).\n    path = next((getattr(f, "python_path", None) for f in sys.meta_path if getattr(f, "dbflywheel", False)), None)\n    return json.dumps(\n        {\n            "python": sys.version.split()[0],\n            "executable": sys.executable,\n            "python_path": path,\n            "packages": packages,\n            "missing": sorted(n for n, v in packages.items() if v is None),\n        }\n    )\n',
+    'fewshot_embedder': '"""The built-in embedder: hashed word and character n-grams, signed, L2-normalised, numpy only.\n\nDeterministic (no per-process hash seed, no network, no model), fast enough for the insert\npath, and importable both by PL/Python and by the Python package (dbflywheel.embeddings loads\nthis very file), so the database, the worker and the CLI embed identically.\n"""\n\nfrom __future__ import annotations\n\nimport hashlib\nimport re\nimport unicodedata\nimport zlib\nfrom typing import Any\n\nNAME = "fewshot-hash-384-v1"\nDIMS = 384\nCHAR_NGRAMS = (3, 4)\n_WORD = re.compile(r"\\w+")\n_SPACE = re.compile(r"\\s+")\n_MASK = (1 << 64) - 1\n\n\ndef normalize(text: str) -> str:\n    """The form two inputs must share to count as the same question (also the cache key)."""\n    return _SPACE.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()\n\n\ndef input_key(text: str | None) -> str | None:\n    """md5 of the normalised text, as a uuid literal: the exact-match key of the cache."""\n    return None if text is None else _key_of_normalized(normalize(text))\n\n\ndef _mix(np: Any, h: Any) -> Any:\n    """murmur3\'s 64-bit finaliser: spreads every input bit over the bucket and sign bits."""\n    h = h ^ (h >> np.uint64(33))\n    h = h * np.uint64(0xFF51AFD7ED558CCD)\n    h = h ^ (h >> np.uint64(33))\n    h = h * np.uint64(0xC4CEB9FE1A85EC53)\n    return h ^ (h >> np.uint64(33))\n\n\ndef _scatter(np: Any, owners: Any, hashes: Any, n_texts: int, offset: int) -> Any:\n    """+1/-1 per feature into column offset + hash % DIMS (sign from the top bit) of its\n    owner\'s row, as flat (index, weight) pairs for one bincount over everything."""\n    mixed = _mix(np, hashes)\n    buckets = (mixed % np.uint64(DIMS)).astype(np.int64) + offset\n    signs = 1.0 - 2.0 * (mixed >> np.uint64(63)).astype(np.float64)\n    return owners * (2 * DIMS) + buckets, signs\n\n\ndef _char_features(np: Any, texts: list[str]) -> tuple[Any, Any]:\n    """Byte n-grams of every text at once: one rolling hash over the concatenation, keeping\n    only the n-grams that do not cross from one text into the next."""\n    encoded = [(" " + t + " ").encode() for t in texts]\n    lengths = np.array([len(b) for b in encoded], dtype=np.int64)\n    data = np.frombuffer(b"".join(encoded), dtype=np.uint8).astype(np.uint64)\n    ends = np.cumsum(lengths)\n    owner_of_byte = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)\n    owners_parts, hash_parts = [], []\n    for n in CHAR_NGRAMS:\n        count = len(data) - n + 1\n        if count <= 0:\n            continue\n        h = np.full(count, np.uint64(n * 0x9E3779B97F4A7C15 & _MASK))\n        for j in range(n):\n            h = h * np.uint64(0x100000001B3) + data[j:j + count]\n        owners = owner_of_byte[:count]\n        inside = np.arange(count, dtype=np.int64) + n <= ends[owners]\n        owners_parts.append(owners[inside])\n        hash_parts.append(h[inside])\n    return _scatter(np, np.concatenate(owners_parts), np.concatenate(hash_parts), len(texts), 0)\n\n\ndef _word_features(np: Any, texts: list[str]) -> tuple[Any, Any]:\n    """Words and word bigrams (crc32, then mixed with a seed that keeps the two kinds apart)."""\n    owners: list[int] = []\n    hashes: list[int] = []\n    for i, text in enumerate(texts):\n        words = [zlib.crc32(w.encode()) for w in _WORD.findall(text)]\n        owners.extend([i] * (2 * len(words) - (1 if words else 0)))\n        hashes.extend(words)\n        hashes.extend((a << 32 | b) ^ 0x5BD1E995 for a, b in zip(words, words[1:], strict=False))\n    return _scatter(np, np.array(owners, dtype=np.int64), np.array(hashes, dtype=np.uint64), len(texts), DIMS)\n\n\ndef _unit_rows(np: Any, m: Any) -> Any:\n    norms = np.linalg.norm(m, axis=1, keepdims=True)\n    return np.divide(m, norms, out=np.zeros_like(m), where=norms > 0)\n\n\ndef _matrix(np: Any, texts: list[str | None]) -> tuple[list[int], list[str], Any]:\n    """The indexes of the texts with something to embed, their normalised forms, and their unit\n    vectors (float32 rows)."""\n    norm_all = [normalize(t) if t is not None else "" for t in texts]\n    present = [i for i, t in enumerate(norm_all) if t]\n    norm = [norm_all[i] for i in present]\n    if not present:\n        return present, norm, np.zeros((0, DIMS), dtype=np.float32)\n    (ci, cw), (wi, ww) = _char_features(np, norm), _word_features(np, norm)\n    counts = np.bincount(np.concatenate([ci, wi]), weights=np.concatenate([cw, ww]),\n                         minlength=len(norm) * 2 * DIMS).reshape(len(norm), 2, DIMS)\n    # sqrt dampens repeated n-grams; chars and words are normalised apart, so that the many\n    # character n-grams do not drown the words, then added.\n    damped = np.copysign(np.sqrt(np.abs(counts)), counts)\n    norms = np.linalg.norm(damped, axis=2, keepdims=True)\n    vectors = np.divide(damped, norms, out=np.zeros_like(damped), where=norms > 0).sum(axis=1)\n    return present, norm, _unit_rows(np, vectors).astype(np.float32)\n\n\ndef embed_batch(texts: list[str | None]) -> list[list[float] | None]:\n    """One 384-float unit vector per text; None for a NULL or empty text (nothing to embed)."""\n    import numpy as np\n\n    present, _, vectors = _matrix(np, texts)\n    result: list[list[float] | None] = [None] * len(texts)\n    for row, i in enumerate(present):\n        result[i] = vectors[row].tolist()\n    return result\n\n\ndef vector_literals(np: Any, vectors: Any) -> list[str]:\n    """pgvector text literals of unit-vector rows, written by numpy (\'[+0.0123457,-0.0000001,...]\'):\n    PL/Python converts a list of floats to real[] one string per element, far slower."""\n    n = len(vectors)\n    if n == 0:\n        return []\n    scaled = np.rint(np.abs(vectors.astype(np.float64)) * 1e7).astype(np.int64)  # |v| <= 1: d.ddddddd\n    cells = np.empty((n, DIMS, 11), dtype=np.uint8)\n    cells[..., 0] = np.where(vectors < 0, ord("-"), ord("+"))\n    cells[..., 2] = ord(".")\n    cells[..., 10] = ord(",")\n    for position in (9, 8, 7, 6, 5, 4, 3, 1):\n        cells[..., position] = scaled % 10 + ord("0")\n        scaled //= 10\n    rows = cells.reshape(n, DIMS * 11)\n    rows[:, -1] = ord("]")\n    return ["[" + r.tobytes().decode("ascii") for r in rows]\n\n\ndef _key_of_normalized(norm: str) -> str:\n    digest = hashlib.md5(norm.encode(), usedforsecurity=False).hexdigest()\n    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:]}"\n\n\ndef literals_and_keys(embedder: str, texts: list[str | None]) -> tuple[list[int], list[str], list[str]]:\n    """For the texts with something to embed: their indexes, pgvector literals and input keys."""\n    import numpy as np\n\n    if embedder != NAME:\n        raise LookupError(f"the database runs only the built-in embedder {NAME}, not {embedder!r}")\n    present, norm, vectors = _matrix(np, texts)\n    return present, vector_literals(np, vectors), [_key_of_normalized(n) for n in norm]\n\n\ndef embed_rows(plpy: Any, embedder: str, texts: list[str | None]) -> Any:\n    """PL/Python: (ordinality, embedding literal, input_key, error) for every text with something\n    to embed. Never raises: a failure comes back as the error of every row."""\n    try:\n        present, literals, keys = literals_and_keys(embedder, texts)\n    except Exception as e:\n        return [(i + 1, None, None, f"{type(e).__name__}: {e}") for i in range(len(texts))]\n    return [(i + 1, literal, key, None) for i, literal, key in zip(present, literals, keys, strict=True)]\n\n\ndef normalize_key(plpy: Any, text: str | None) -> str | None:\n    """PL/Python: the cache key of one query."""\n    return input_key(text)\n',
+    'fewshot_store': '"""Stores embeddings from inside the database: the statement-level trigger on flywheel.traces\n(flywheel._embed_new_traces) and the background re-embed both come here, one call per statement\nor batch."""\n\nfrom __future__ import annotations\n\nfrom typing import Any\n\n_plans: dict[str, Any] = {}  # prepared once per session\n\n\ndef _plan(plpy: Any, name: str, query: str, types: list[str]) -> Any:\n    if name not in _plans:\n        _plans[name] = plpy.prepare(query, types)\n    return _plans[name]\n\n\ndef _record_failure(plpy: Any, embedder: str, trace_ids: list[int], error: str) -> None:\n    plan = _plan(plpy, "failed", """\n        INSERT INTO flywheel.embedding_backlog AS b (trace_id, embedder, reason, last_error)\n        SELECT i, $2, \'failed\', $3 FROM unnest($1::bigint[]) i\n        ON CONFLICT ON CONSTRAINT embedding_backlog_pkey\n        DO UPDATE SET attempts = b.attempts + 1, last_error = EXCLUDED.last_error""", ["bigint[]", "text", "text"])\n    plan_args = [trace_ids, embedder, error[:2000]]\n    plpy.execute(plan, plan_args)\n\n\ndef embed_traces(plpy: Any, embedder: str, trace_ids: list[int], apps: list[str], inputs: list[str | None]) -> int:\n    """Embeds with the built-in embedder and stores the vectors, in a subtransaction; whatever\n    fails (the embedder, or storing) is recorded in the backlog. Returns how many were stored."""\n    from fewshot_embedder import literals_and_keys\n\n    if not trace_ids:\n        return 0\n    try:\n        present, literals, keys = literals_and_keys(embedder, inputs)\n        if not present:\n            return 0\n        store = _plan(plpy, "store", """\n            INSERT INTO flywheel.embeddings AS e (trace_id, embedder, app, embedding, input_key)\n            SELECT t, $2, a, v::@extschema:vector@.vector, k\n            FROM unnest($1::bigint[], $3::text[], $4::text[], $5::uuid[]) AS u(t, a, v, k)\n            ON CONFLICT ON CONSTRAINT embeddings_pkey\n            DO UPDATE SET embedding = EXCLUDED.embedding, input_key = EXCLUDED.input_key, created_at = now()""",\n            ["bigint[]", "text", "text[]", "text[]", "uuid[]"])\n        with plpy.subtransaction():\n            plpy.execute(store, [[trace_ids[i] for i in present], embedder, [apps[i] for i in present], literals, keys])\n        return len(present)\n    except Exception as e:  # never into the application\'s INSERT: the backlog retries it\n        try:\n            with plpy.subtransaction():\n                _record_failure(plpy, embedder, list(trace_ids), f"{type(e).__name__}: {e}")\n        except Exception as again:\n            plpy.warning(f"dbflywheel: could not embed or record {len(trace_ids)} trace(s): {again}")\n        return 0\n',
+    'judges_ranking': '"""Bradley-Terry scores of models, prompt versions and variants from pairwise verdicts."""\n\nfrom __future__ import annotations\n\nfrom collections import defaultdict\nfrom collections.abc import Iterable, Iterator\nfrom typing import Any\n\n# Which trace attribute a ranking compares: the column of flywheel.traces.\nDIMENSIONS = ("model", "prompt_version", "variant")\n\nPREFERENCES = """\nSELECT p.app, CASE WHEN p.judged_by = \'human\' THEN \'human\' ELSE p.validator END AS source, p.winner,\n       ta.model AS model_a, tb.model AS model_b,\n       ta.prompt_version AS prompt_version_a, tb.prompt_version AS prompt_version_b,\n       ta.variant AS variant_a, tb.variant AS variant_b\nFROM flywheel.preferences p\nJOIN flywheel.traces ta ON ta.id = p.trace_a\nJOIN flywheel.traces tb ON tb.id = p.trace_b\n"""\n\n\ndef bradley_terry(\n    comparisons: Iterable[tuple[str, str, str]], *, tolerance: float = 1e-10, max_iterations: int = 100_000\n) -> dict[str, float]:\n    """Scores (summing to 1) from (x, y, winner in \'a\'|\'b\'|\'tie\') by the MM algorithm\n    (Hunter 2004); a tie counts as half a win for each side."""\n    import numpy as np\n\n    pairs = [(x, y, w) for x, y, w in comparisons if x != y]\n    names = sorted({n for x, y, _ in pairs for n in (x, y)})\n    if not names:\n        return {}\n    index = {n: i for i, n in enumerate(names)}\n    size = len(names)\n    wins = np.zeros((size, size))  # wins[i, j]: how often i beat j (ties: half each)\n    for x, y, w in pairs:\n        i, j = index[x], index[y]\n        if w == "a":\n            wins[i, j] += 1.0\n        elif w == "b":\n            wins[j, i] += 1.0\n        else:\n            wins[i, j] += 0.5\n            wins[j, i] += 0.5\n    games = wins + wins.T\n    won = wins.sum(axis=1)\n    scores = np.full(size, 1.0 / size)\n    for _ in range(max_iterations):\n        sums = scores[:, None] + scores[None, :]\n        denominator = np.divide(games, sums, out=np.zeros_like(games), where=games > 0).sum(axis=1)\n        updated = np.divide(won, denominator, out=np.zeros(size), where=denominator > 0)\n        updated /= updated.sum()\n        done = np.abs(updated - scores).max() < tolerance\n        scores = updated\n        if done:\n            break\n    return {n: float(scores[index[n]]) for n in names}\n\n\ndef rankings(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:\n    """One row per (app, dimension, source, name): score, rank (1 = best), wins, losses, ties."""\n    groups: dict[tuple[str, str, str], list[tuple[str, str, str]]] = defaultdict(list)\n    for row in rows:\n        for dimension in DIMENSIONS:\n            a, b = row[f"{dimension}_a"], row[f"{dimension}_b"]\n            if a is not None and b is not None and a != b:\n                groups[(row["app"], dimension, row["source"])].append((a, b, row["winner"]))\n    for (app, dimension, source), comparisons in sorted(groups.items()):\n        scores = bradley_terry(comparisons)\n        tally: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])\n        for a, b, winner in comparisons:\n            if winner == "tie":\n                tally[a][2] += 1\n                tally[b][2] += 1\n            else:\n                tally[a if winner == "a" else b][0] += 1\n                tally[b if winner == "a" else a][1] += 1\n        ordered = sorted(scores, key=lambda n: (-scores[n], n))\n        for position, name in enumerate(ordered, start=1):\n            wins, losses, ties = tally[name]\n            yield {\n                "app": app, "dimension": dimension, "source": source, "name": name,\n                "score": scores[name], "rank": position, "wins": wins, "losses": losses, "ties": ties,\n            }\n\n\ndef ranking(plpy: Any) -> list[dict[str, Any]]:\n    return list(rankings(plpy.execute(PREFERENCES)))\n',
+    'metrics_cron': '"""pg_cron schedules read without pg_cron: when a schedule last fired, so that staleness and\n`dbflywheel refresh --loop` agree with what pg_cron would run.\n\nAccepts what pg_cron accepts: five fields (minute hour day-of-month month day-of-week with\n`*`, `a-b`, `*/n`, `a-b/n` and lists), the `@hourly`-style macros, and `N seconds`.\nTimes are UTC, as pg_cron\'s default `cron.timezone` is GMT.\n"""\n\nfrom __future__ import annotations\n\nimport re\nfrom datetime import UTC, datetime, timedelta\nfrom typing import Any\n\n_MACROS = {\n    "@yearly": "0 0 1 1 *",\n    "@annually": "0 0 1 1 *",\n    "@monthly": "0 0 1 * *",\n    "@weekly": "0 0 * * 0",\n    "@daily": "0 0 * * *",\n    "@midnight": "0 0 * * *",\n    "@hourly": "0 * * * *",\n}\n_RANGES = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)]\n_SECONDS = re.compile(r"^\\s*([1-9]|[1-5][0-9])\\s+seconds?\\s*$", re.I)\n\n\nclass ScheduleError(ValueError):\n    pass\n\n\ndef _field(text: str, low: int, high: int) -> set[int]:\n    values: set[int] = set()\n    for part in text.split(","):\n        step = 1\n        if "/" in part:\n            part, step_text = part.split("/", 1)\n            if not step_text.isdigit() or int(step_text) == 0:\n                raise ScheduleError(f"bad step in {text!r}")\n            step = int(step_text)\n        if part == "*":\n            start, end = low, high\n        elif "-" in part:\n            a, b = part.split("-", 1)\n            if not (a.isdigit() and b.isdigit()):\n                raise ScheduleError(f"bad range in {text!r}")\n            start, end = int(a), int(b)\n        elif part.isdigit():\n            start = int(part)\n            end = high if step > 1 else start\n        else:\n            raise ScheduleError(f"bad field {text!r}")\n        if not (low <= start <= high and low <= end <= high and start <= end):\n            raise ScheduleError(f"{text!r} is outside {low}-{high}")\n        values.update(range(start, end + 1, step))\n    return values\n\n\ndef parse(schedule: str) -> tuple[int, list[set[int]], bool, bool]:\n    """(seconds, fields, day-of-month restricted, day-of-week restricted); seconds > 0 for `N seconds`."""\n    if m := _SECONDS.match(schedule):\n        return int(m.group(1)), [], False, False\n    text = _MACROS.get(schedule.strip().lower(), schedule)\n    parts = text.split()\n    if len(parts) != 5:\n        raise ScheduleError(\n            f"{schedule!r} is not a cron schedule (five fields, a macro such as @hourly, or \'N seconds\')")\n    fields = [_field(p, lo, hi) for p, (lo, hi) in zip(parts, _RANGES, strict=True)]\n    if 7 in fields[4]:\n        fields[4] = (fields[4] - {7}) | {0}\n    return 0, fields, parts[2] != "*", parts[4] != "*"\n\n\ndef _day_matches(day: datetime, fields: list[set[int]], dom_set: bool, dow_set: bool) -> bool:\n    if day.month not in fields[3]:\n        return False\n    dom = day.day in fields[2]\n    dow = (day.isoweekday() % 7) in fields[4]\n    if dom_set and dow_set:  # cron: either restriction matches\n        return dom or dow\n    return dom and dow\n\n\ndef previous_fire(schedule: str, at: datetime) -> datetime:\n    """The last time at or before `at` when the schedule fired."""\n    at = at.astimezone(UTC)\n    seconds, fields, dom_set, dow_set = parse(schedule)\n    if seconds:\n        epoch = int(at.timestamp())\n        return datetime.fromtimestamp(epoch - epoch % seconds, UTC)\n    minute = at.replace(second=0, microsecond=0)\n    day = minute.replace(hour=0, minute=0)\n    for _ in range(366 * 8 + 1):  # the sparsest schedule (29 February) fires within 8 years\n        if _day_matches(day, fields, dom_set, dow_set):\n            last = minute if day == minute.replace(hour=0, minute=0) else day.replace(hour=23, minute=59)\n            for hour in sorted((h for h in fields[1] if h <= last.hour), reverse=True):\n                limit = last.minute if hour == last.hour else 59\n                minutes = [m for m in fields[0] if m <= limit]\n                if minutes:\n                    return day.replace(hour=hour, minute=max(minutes))\n        day -= timedelta(days=1)\n    raise ScheduleError(f"{schedule!r} never fires")\n\n\ndef period(schedule: str, at: datetime) -> timedelta:\n    """The time between the last two firings before `at`: how often the schedule runs."""\n    last = previous_fire(schedule, at)\n    return last - previous_fire(schedule, last - timedelta(seconds=1))\n\n\ndef sql_previous_fire(plpy: Any, schedule: str, at_epoch: float) -> float:\n    """For SQL: times cross as epoch seconds, so no text format is parsed."""\n    try:\n        return previous_fire(schedule, datetime.fromtimestamp(at_epoch, UTC)).timestamp()\n    except ScheduleError as e:\n        plpy.error(f"invalid schedule: {e}")\n        raise\n\n\ndef sql_period(plpy: Any, schedule: str, at_epoch: float) -> float:\n    try:\n        return period(schedule, datetime.fromtimestamp(at_epoch, UTC)).total_seconds()\n    except ScheduleError as e:\n        plpy.error(f"invalid schedule: {e}")\n        raise\n',
+    'metrics_drift': '"""flywheel.drift(): compares a feature of the traces between two time ranges with the two-sample\nKS test and the population stability index (plpython/metrics_stats.py)."""\n\nfrom __future__ import annotations\n\nimport json\nfrom typing import Any\n\nimport numpy as np\n\n# KS is exact up to 10,000 values a sample, at O(n*m); a random sample of this size per range\n# keeps a check under a second while detecting shifts of a few percent.\nSAMPLE = 5000\nPROJECTIONS = 4  # embeddings are compared along this many fixed random directions\n_SEED = 20240611\n\n_COLUMNS = {\n    "latency": "t.latency_ms",\n    "output_length": "length(t.output)::double precision",\n    "input_length": "length(t.input)::double precision",\n    "tokens_in": "t.tokens_in::double precision",\n    "tokens_out": "t.tokens_out::double precision",\n    "cost": "t.cost_usd",\n}\n_RANGE = ("t.created_at >= coalesce(lower($1::tstzrange), \'-infinity\')"\n          " AND t.created_at < coalesce(upper($1::tstzrange), \'infinity\')")\n\n\ndef _query(plpy: Any, feature: str) -> str:\n    """The sampling query of a feature. Only fixed expressions and quoted names go into the text\n    (hence the noqa: S608); the time range is a parameter."""\n    if feature in _COLUMNS:\n        expr = _COLUMNS[feature]\n        return (f"SELECT {expr} AS x FROM flywheel.traces t WHERE {_RANGE} AND NOT t.shadow"  # noqa: S608\n                f" AND {expr} IS NOT NULL"\n                f" ORDER BY random() LIMIT {SAMPLE}")\n    if feature.startswith("score:"):\n        name = plpy.quote_literal(feature.split(":", 1)[1])\n        return ("SELECT r.score AS x FROM flywheel.validation_results r"  # noqa: S608\n                " JOIN flywheel.validators v ON v.id = r.validator_id JOIN flywheel.traces t ON t.id = r.trace_id"\n                f" WHERE v.name = {name} AND r.score IS NOT NULL AND NOT t.shadow AND {_RANGE}"\n                f" ORDER BY random() LIMIT {SAMPLE}")\n    if feature == "embedding":\n        # The input embeddings of the active embedder (flywheel.embeddings, the semantic index).\n        return ("SELECT e.embedding::text AS x FROM flywheel.embeddings e"  # noqa: S608\n                " JOIN flywheel.embedders m ON m.name = e.embedder AND m.state = \'active\'"\n                " JOIN flywheel.traces t ON t.id = e.trace_id"\n                f" WHERE {_RANGE} AND NOT t.shadow ORDER BY random() LIMIT {SAMPLE}")\n    plpy.error(f"drift: unknown feature {feature!r}; use one of {\', \'.join(sorted(_COLUMNS))}, "\n               "score:<validator> or embedding")\n    raise AssertionError\n\n\ndef _fetch(plpy: Any, sql: str, period: str) -> list[Any]:\n    plan = plpy.prepare(sql, ["text"])\n    return [r["x"] for r in plpy.execute(plan, [period])]\n\n\ndef projections(vectors: list[str], count: int = PROJECTIONS) -> np.ndarray:\n    """Each vector projected on `count` fixed unit directions (the same for every call)."""\n    matrix = np.array([json.loads(v) for v in vectors], dtype=float)\n    directions = np.random.default_rng(_SEED).normal(size=(matrix.shape[1], count))\n    directions /= np.linalg.norm(directions, axis=0)\n    return matrix @ directions\n\n\ndef compare(name: str, reference: Any, current: Any) -> dict[str, Any]:\n    import metrics_stats\n\n    row: dict[str, Any] = {"feature": name, "reference_n": len(reference), "current_n": len(current),\n                           "ks_statistic": None, "p_value": None, "psi": None}\n    if len(reference) and len(current):\n        d, p = metrics_stats.ks_2samp(reference, current)\n        row.update(ks_statistic=d, p_value=p, psi=metrics_stats.psi(reference, current))\n    return row\n\n\ndef drift(plpy: Any, feature: str, reference: str, current: str) -> list[dict[str, Any]]:\n    sql = _query(plpy, feature)\n    ref, cur = _fetch(plpy, sql, reference), _fetch(plpy, sql, current)\n    if feature != "embedding":\n        return [compare(feature, ref, cur)]\n    if not ref or not cur:\n        return [compare(f"embedding:{i}", [], []) for i in range(PROJECTIONS)]\n    ref_p, cur_p = projections(ref), projections(cur)\n    return [compare(f"embedding:{i}", ref_p[:, i], cur_p[:, i]) for i in range(PROJECTIONS)]\n',
+    'metrics_experiments': '"""flywheel.experiment_results(): each variant\'s metrics against the baseline variant, with a\nconfidence interval and a p-value (two-proportion z-test for rates, Welch\'s t-test for means)."""\n\nfrom __future__ import annotations\n\nfrom typing import Any\n\n# Per variant: counts for the rates, n/mean/sample variance for the means.\n_SUMMARY = """\nWITH e AS (SELECT * FROM flywheel.experiments WHERE name = $1),\ntr AS (\n    SELECT t.id, t.variant, t.latency_ms, t.cost_usd\n    FROM flywheel.traces t, e\n    WHERE t.variant IN (SELECT jsonb_object_keys(e.variants)) AND NOT t.shadow\n      AND (t.metadata->>\'experiment\' = e.name OR (t.metadata->>\'experiment\' IS NULL AND t.created_at >= e.started_at)))\nSELECT tr.variant,\n       count(*) AS traces,\n       count(v.trace_id) FILTER (WHERE v.verdicts > 0) AS judged,\n       count(v.trace_id) FILTER (WHERE v.verdicts > 0 AND NOT v.failed) AS passed,\n       (SELECT count(*) FROM flywheel.feedback f JOIN tr x ON x.id = f.trace_id\n        WHERE x.variant = tr.variant AND f.kind = \'thumbs\') AS thumbs,\n       (SELECT count(*) FROM flywheel.feedback f JOIN tr x ON x.id = f.trace_id\n        WHERE x.variant = tr.variant AND f.kind = \'thumbs\' AND f.value > 0) AS thumbs_up,\n       (SELECT count(*) FROM flywheel.feedback f JOIN tr x ON x.id = f.trace_id\n        WHERE x.variant = tr.variant AND f.kind = \'rating\') AS ratings,\n       (SELECT avg(f.value) FROM flywheel.feedback f JOIN tr x ON x.id = f.trace_id\n        WHERE x.variant = tr.variant AND f.kind = \'rating\') AS rating_mean,\n       (SELECT var_samp(f.value) FROM flywheel.feedback f JOIN tr x ON x.id = f.trace_id\n        WHERE x.variant = tr.variant AND f.kind = \'rating\') AS rating_var,\n       count(tr.latency_ms) AS latency_n, avg(tr.latency_ms) AS latency_mean, var_samp(tr.latency_ms) AS latency_var,\n       count(tr.cost_usd) AS cost_n, avg(tr.cost_usd) AS cost_mean, var_samp(tr.cost_usd) AS cost_var\nFROM tr LEFT JOIN flywheel._trace_verdicts v ON v.trace_id = tr.id\nGROUP BY tr.variant\n"""\n\n_RATES = [("pass_rate", "passed", "judged"), ("positive_share", "thumbs_up", "thumbs")]\n_MEANS = [("mean_rating", "ratings", "rating_mean", "rating_var"),\n          ("latency_ms", "latency_n", "latency_mean", "latency_var"),\n          ("cost_usd", "cost_n", "cost_mean", "cost_var")]\n\n\ndef results(plpy: Any, experiment: str, confidence: float = 0.95) -> list[dict[str, Any]]:\n    import metrics_stats\n\n    found = plpy.execute(plpy.prepare("SELECT variants, baseline FROM flywheel.experiments WHERE name = $1", ["text"]),\n                         [experiment])\n    if not found:\n        plpy.error(f"experiment_results: no experiment named {experiment!r}")\n    baseline = found[0]["baseline"]\n    rows = {r["variant"]: r for r in plpy.execute(plpy.prepare(_SUMMARY, ["text"]), [experiment])}\n    base = rows.get(baseline)\n    out: list[dict[str, Any]] = []\n    for variant in sorted(rows, key=lambda v: (v != baseline, v)):\n        r = rows[variant]\n        for metric, hits, total in _RATES:\n            n = int(r[total] or 0)\n            row = {"metric": metric, "variant": variant, "n": n, "value": (r[hits] / n) if n else None,\n                   "baseline": baseline, "test": "two-proportion z-test"}\n            if variant != baseline and base is not None:\n                row.update(metrics_stats.two_proportion_test(int(base[hits] or 0), int(base[total] or 0),\n                                                             int(r[hits] or 0), n, confidence))\n            out.append(row)\n        for metric, count, mean, var in _MEANS:\n            n = int(r[count] or 0)\n            row = {"metric": metric, "variant": variant, "n": n, "value": r[mean], "baseline": baseline,\n                   "test": "Welch\'s t-test"}\n            if variant != baseline and base is not None and r[mean] is not None and base[mean] is not None:\n                row.update(metrics_stats.welch_test(int(base[count]), float(base[mean]), float(base[var] or 0),\n                                                    n, float(r[mean]), float(r[var] or 0), confidence))\n            out.append(row)\n    for row in out:\n        for key in ("difference", "ci_low", "ci_high", "p_value"):\n            row[key] = None if row.get(key) is None else float(row[key])\n    return out\n',
+    'metrics_stats': '"""Statistics for drift and experiments with numpy only (PL/Python has no scipy): the two-sample\nKolmogorov-Smirnov test, the population stability index, the two-proportion z-test and\nWelch\'s t-test. tests/unit/test_metrics_stats.py checks them against scipy.stats.\n"""\n\nfrom __future__ import annotations\n\nimport math\nfrom collections.abc import Sequence\n\nimport numpy as np\n\n# scipy.stats.ks_2samp(method=\'auto\') is exact while both samples have at most this many values.\nEXACT_KS_MAX_N = 10000\n\n\ndef ks_statistic(a: Sequence[float], b: Sequence[float]) -> float:\n    """The largest distance between the two empirical CDFs (ties handled as scipy does)."""\n    x, y = np.sort(np.asarray(a, dtype=float)), np.sort(np.asarray(b, dtype=float))\n    both = np.concatenate([x, y])\n    cdf_x = np.searchsorted(x, both, side="right") / len(x)\n    cdf_y = np.searchsorted(y, both, side="right") / len(y)\n    return float(np.max(np.abs(cdf_x - cdf_y)))\n\n\ndef _ks_exact_p(m: int, n: int, d: float) -> float:\n    """P(D >= d) under H0 by walking the lattice of paths from (0,0) to (m,n) one anti-diagonal at\n    a time; a cell holds the probability that a uniformly random path reaches it without having\n    left the band |i/m - j/n| < d. Integer arithmetic on the lcm grid keeps ties exact."""\n    g = math.gcd(m, n)\n    lcm = m // g * n\n    h = round(d * lcm)  # the statistic is a multiple of 1/lcm\n    if h == 0:\n        return 1.0\n    step_i, step_j = lcm // m, lcm // n\n    inside = np.array([1.0])  # diagonal k = 0: the cell (0, 0)\n    for k in range(1, m + n + 1):\n        lo, hi = max(0, k - n), min(k, m)  # i on this diagonal; j = k - i\n        i = np.arange(lo, hi + 1)\n        prev_lo = max(0, k - 1 - n)\n        cur = np.zeros(len(i))\n        # from (i-1, j): a step in the first sample, probability i/k of all paths through (i, j)\n        from_up = i - 1 - prev_lo\n        ok = (i >= 1) & (from_up >= 0) & (from_up < len(inside))\n        cur[ok] += inside[from_up[ok]] * (i[ok] / k)\n        from_left = i - prev_lo\n        ok = (from_left >= 0) & (from_left < len(inside)) & (k - i >= 1)\n        cur[ok] += inside[from_left[ok]] * ((k - i[ok]) / k)\n        cur[np.abs(i * step_i - (k - i) * step_j) >= h] = 0.0\n        inside = cur\n    return float(min(1.0, max(0.0, 1.0 - inside[-1])))\n\n\ndef _kolmogorov_sf(x: float) -> float:\n    """P(K > x) for the limiting Kolmogorov distribution."""\n    if x < 0.2:\n        return 1.0\n    total = sum((-1) ** (k - 1) * math.exp(-2 * k * k * x * x) for k in range(1, 101))\n    return float(min(1.0, max(0.0, 2 * total)))\n\n\ndef ks_2samp(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:\n    """Two-sided two-sample KS test: (statistic, p-value). Exact for samples of up to 10,000\n    values, as scipy\'s default; beyond, the Kolmogorov limit with Stephens\' small-sample\n    correction (scipy uses the finite-n Kolmogorov distribution there; they agree to ~1e-3)."""\n    m, n = len(a), len(b)\n    if m == 0 or n == 0:\n        raise ValueError("ks_2samp needs two non-empty samples")\n    d = ks_statistic(a, b)\n    if max(m, n) <= EXACT_KS_MAX_N:\n        return d, _ks_exact_p(m, n, d)\n    en = m * n / (m + n)\n    return d, _kolmogorov_sf((math.sqrt(en) + 0.12 + 0.11 / math.sqrt(en)) * d)\n\n\ndef psi(reference: Sequence[float], current: Sequence[float], bins: int = 10) -> float:\n    """Population stability index over the reference\'s quantile bins (0.1: watch, 0.25: drifted)."""\n    ref, cur = np.asarray(reference, dtype=float), np.asarray(current, dtype=float)\n    if len(ref) == 0 or len(cur) == 0:\n        raise ValueError("psi needs two non-empty samples")\n    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1))[1:-1])\n    ref_share = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=len(edges) + 1) / len(ref)\n    cur_share = np.bincount(np.searchsorted(edges, cur, side="right"), minlength=len(edges) + 1) / len(cur)\n    ref_share, cur_share = np.clip(ref_share, 1e-4, None), np.clip(cur_share, 1e-4, None)  # empty bins\n    return float(np.sum((cur_share - ref_share) * np.log(cur_share / ref_share)))\n\n\ndef normal_sf(z: float) -> float:\n    return 0.5 * math.erfc(z / math.sqrt(2))\n\n\ndef normal_ppf(p: float) -> float:\n    """Inverse of the standard normal CDF, by bisection (enough for confidence intervals)."""\n    lo, hi = -40.0, 40.0\n    for _ in range(200):\n        mid = (lo + hi) / 2\n        if 1 - normal_sf(mid) < p:\n            lo = mid\n        else:\n            hi = mid\n    return (lo + hi) / 2\n\n\ndef _betacf(a: float, b: float, x: float) -> float:\n    """Continued fraction of the incomplete beta function (modified Lentz)."""\n    tiny = 1e-300\n    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)\n    d = 1.0 / (d if abs(d) > tiny else tiny)\n    h = d\n    for m in range(1, 1000):\n        m2 = 2 * m\n        even = m * (b - m) * x / ((a + m2 - 1) * (a + m2))\n        odd = -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1))\n        for num in (even, odd):\n            d = 1.0 + num * d\n            d = 1.0 / (d if abs(d) > tiny else tiny)\n            c = 1.0 + num / c\n            c = c if abs(c) > tiny else tiny\n            h *= d * c\n        if abs(d * c - 1.0) < 1e-15:\n            break\n    return h\n\n\ndef betainc(a: float, b: float, x: float) -> float:\n    """The regularized incomplete beta function I_x(a, b)."""\n    if x <= 0:\n        return 0.0\n    if x >= 1:\n        return 1.0\n    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))\n    if x < (a + 1) / (a + b + 2):\n        return front * _betacf(a, b, x) / a\n    return 1.0 - front * _betacf(b, a, 1 - x) / b\n\n\ndef t_sf(t: float, df: float) -> float:\n    """P(T > t) for Student\'s t with df degrees of freedom."""\n    tail = 0.5 * betainc(df / 2, 0.5, df / (df + t * t))\n    return tail if t >= 0 else 1 - tail\n\n\ndef t_ppf(p: float, df: float) -> float:\n    lo, hi = -1e3, 1e3\n    for _ in range(200):\n        mid = (lo + hi) / 2\n        if 1 - t_sf(mid, df) < p:\n            lo = mid\n        else:\n            hi = mid\n    return (lo + hi) / 2\n\n\ndef two_proportion_test(x_a: int, n_a: int, x_b: int, n_b: int, confidence: float = 0.95) -> dict[str, float | None]:\n    """B\'s rate minus A\'s: the difference, its (unpooled) Wald interval and the pooled z-test\'s p-value."""\n    if n_a == 0 or n_b == 0:\n        return {"difference": None, "ci_low": None, "ci_high": None, "p_value": None}\n    p_a, p_b = x_a / n_a, x_b / n_b\n    diff = p_b - p_a\n    pooled = (x_a + x_b) / (n_a + n_b)\n    se_pooled = math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))\n    p_value = 1.0 if se_pooled == 0 else 2 * normal_sf(abs(diff) / se_pooled)\n    se = math.sqrt(p_a * (1 - p_a) / n_a + p_b * (1 - p_b) / n_b)\n    z = normal_ppf(1 - (1 - confidence) / 2)\n    return {"difference": diff, "ci_low": diff - z * se, "ci_high": diff + z * se, "p_value": p_value}\n\n\ndef welch_test(n_a: int, mean_a: float, var_a: float, n_b: int, mean_b: float, var_b: float,\n               confidence: float = 0.95) -> dict[str, float | None]:\n    """B\'s mean minus A\'s: Welch\'s t-test (unequal variances) with its interval; var is the sample variance."""\n    if n_a < 2 or n_b < 2:\n        return {"difference": None, "ci_low": None, "ci_high": None, "p_value": None}\n    diff = mean_b - mean_a\n    va, vb = var_a / n_a, var_b / n_b\n    se = math.sqrt(va + vb)\n    if se == 0:\n        return {"difference": diff, "ci_low": diff, "ci_high": diff, "p_value": 1.0 if diff == 0 else 0.0}\n    df = (va + vb) ** 2 / (va * va / (n_a - 1) + vb * vb / (n_b - 1))\n    p_value = 2 * t_sf(abs(diff) / se, df)\n    t = t_ppf(1 - (1 - confidence) / 2, df)\n    return {"difference": diff, "ci_low": diff - t * se, "ci_high": diff + t * se, "p_value": min(1.0, p_value)}\n',
+    'validators_batch': '"""Which rows of a batch a set of re2 patterns can match, with one scan of all their texts at once.\n\nThe runtime joins one field\'s texts of a batch with SEPARATOR and scans the joined text once with\nthe alternation of every prefilter on that field (validators_builtin.Prefilter). A row is flagged\nwhen a match touches it; only flagged rows need their validators\' exact check().\n\nWhy no row with a match is missed: the separator starts and ends with a newline, which is what\n`\\\\b`, `(?m)^` and `(?m)$` see at a text\'s start and end on their own too (the prefilters use\nno other anchors), so a match inside a row on its own is also a match at the same place in the\njoined text. A scan from a position at or before it finds a match that starts at or before it,\nand that match either reaches it (the row is flagged) or ends before it, and the scan goes on\nfrom there. Matches that span the separator, or hide others, only flag rows.\n"""\n\nfrom __future__ import annotations\n\nfrom bisect import bisect_left, bisect_right\nfrom itertools import accumulate\nfrom typing import Any\n\nimport re2\n\nSEPARATOR = "\\n\\x00\\n"\n_SEP = SEPARATOR.encode()\n_COMPILED: dict[tuple[str, ...], Any] = {}\n# Only where a match is counts: re2 skips finding the patterns\' groups (the same matches).\n_OPTIONS = re2.Options()\n_OPTIONS.never_capture = True\n\ntry:  # re2\'s C++ matcher on bytes, without the wrapper\'s match objects and offset decoding\n    _UNANCHORED = re2._Anchor.UNANCHORED\n    _LOW_LEVEL = True\nexcept AttributeError:  # another google-re2 version: the public API on str\n    _LOW_LEVEL = False\n\n\ndef combined(patterns: tuple[str, ...]) -> Any:\n    """One regex for the alternation of several patterns (each a self-contained group)."""\n    rx = _COMPILED.get(patterns)\n    if rx is None:\n        rx = _COMPILED[patterns] = re2.compile("|".join(f"(?:{p})" for p in patterns), _OPTIONS)\n    return rx\n\n\ndef flag_rows(regex: Any, texts: list[str]) -> set[int]:\n    """Indexes of texts that regex may match (each text scanned as if on its own: see above)."""\n    if len(texts) == 1 and _LOW_LEVEL:\n        one = texts[0].encode()\n        return {0} if regex._regexp.Match(_UNANCHORED, one, 0, len(one))[0][0] >= 0 else set()\n    data: Any\n    if _LOW_LEVEL:\n        joined = SEPARATOR.join(texts)\n        if joined.isascii():  # bytes are characters: no text needs encoding on its own\n            chunks: list[Any] = texts\n            data = joined.encode()\n        else:\n            chunks = [t.encode() for t in texts]\n            data = _SEP.join(chunks)\n        match = regex._regexp.Match\n\n        def search(pos: int) -> tuple[int, int]:\n            return match(_UNANCHORED, data, pos, len(data))[0]  # type: ignore[no-any-return]\n    else:\n        chunks = texts\n        data = SEPARATOR.join(texts)\n\n        def search(pos: int) -> tuple[int, int]:\n            m = regex.search(data, pos)\n            return (-1, -1) if m is None else m.span()\n    flagged: set[int] = set()\n    starts: list[int] = []\n    ends: list[int] = []\n    pos, end = 0, len(data)\n    while pos <= end:\n        start, stop = search(pos)\n        if start < 0:\n            break\n        if not ends:  # where each text starts and ends in data (only once something matched)\n            sep = len(SEPARATOR)\n            ends = list(accumulate(len(chunk) + sep for chunk in chunks))\n            starts = [e - len(chunk) - sep for e, chunk in zip(ends, chunks, strict=True)]\n            ends = [e - sep for e in ends]\n        first = bisect_left(ends, start)  # rows whose [start, end] the match\'s [start, stop] touches\n        last = bisect_right(starts, stop) - 1\n        if first <= last:\n            flagged.update(range(first, last + 1))\n            # The rest of a flagged row needs no scan: go on after it (in the separator, ASCII).\n            pos = max(stop, ends[last] + 1)\n        else:  # a match within a separator\n            pos = stop if stop > start else start + 1\n    return flagged\n',
+    'validators_builtin': '"""The built-in validator kinds: each checks its config once (at creation) and then judges traces.\n\nA kind is a class built from its config (raising ConfigError with a message that says what is\nwrong) whose `check(row)` returns a Result. Kinds that need the database (sql, anomaly, python,\nsql_codegen) instead implement `check_batch(plpy, rows, source)`, called once per statement.\nRows are dicts with the trace\'s columns. Nothing here raises into the caller on bad trace data:\nthe runner turns an exception into an `error` result.\n"""\n\nfrom __future__ import annotations\n\nimport json\nimport math\nimport re\nimport sys\nimport time\nfrom typing import Any, NamedTuple\n\nimport re2\n\n\nclass ConfigError(ValueError):\n    """A validator config that cannot work; the message is shown to whoever created it."""\n\n\nclass Result(NamedTuple):\n    status: str  # pass | fail | error | skipped\n    score: float | None = None\n    label: str | None = None\n    details: dict[str, Any] | None = None\n\n\nTEXT_FIELDS = ("input", "output", "expected")\n# The common verdicts, shared: nothing to say beyond them. A score of 0 means "none found"\n# for the detectors (pii, injection, refusal), whose score measures what they found.\n_PASS = Result("pass", 1.0, None, None)\n_CLEAN = Result("pass", 0.0, None, None)\nPASS = _PASS\nMAX_DETAIL_CHARS = 200\n\n\nclass Prefilter(NamedTuple):\n    """A promise of a kind that scans text, which lets the runtime judge a whole batch with one re2\n    scan per field: a row whose `field` text (its first `head` characters, if given) is not NULL\n    or empty and has no match of `pattern` gets exactly `clean` from check(). The pattern must not\n    use the anchors ^ $ \\\\A \\\\z outside (?m) (the runtime scans the texts joined by newlines)."""\n\n    field: str\n    pattern: str\n    clean: Result\n    head: int | None = None\n\n\n# An admin\'s regex is a prefilter only without these: anchors that mean "start or end of the text",\n# \\Q (it quotes up to the end, the wrapping group\'s parenthesis too) and \\C (any byte).\n_NOT_PREFILTERABLE = ("^", "$", "\\\\A", "\\\\z", "\\\\Q", "\\\\C")\n\n\ndef _short(text: str, limit: int = MAX_DETAIL_CHARS) -> str:\n    return text if len(text) <= limit else text[: limit - 1] + "…"\n\n\ndef _known_keys(config: dict[str, Any], allowed: set[str], kind: str) -> None:\n    # Every kind also accepts the runner\'s own keys.\n    unknown = set(config) - allowed - {"input_guard", "description", "time_limit_ms"}\n    if unknown:\n        raise ConfigError(f"{kind}: unknown config key(s) {sorted(unknown)}; known: {sorted(allowed)}")\n\n\ndef _field(config: dict[str, Any], kind: str, default: str, allowed: tuple[str, ...] = TEXT_FIELDS) -> str:\n    field = config.get("field", default)\n    if field not in allowed:\n        raise ConfigError(f"{kind}: field must be one of {list(allowed)}, not {field!r}")\n    return str(field)\n\n\ndef _count(config: dict[str, Any], key: str, kind: str) -> int | None:\n    value = config.get(key)\n    if value is None:\n        return None\n    if isinstance(value, bool) or not isinstance(value, int) or value < 0:\n        raise ConfigError(f"{kind}: {key} must be a non-negative integer, not {value!r}")\n    return value\n\n\ndef _number(config: dict[str, Any], key: str, kind: str, default: float) -> float:\n    value = config.get(key, default)\n    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):\n        raise ConfigError(f"{kind}: {key} must be a number, not {value!r}")\n    return float(value)\n\n\ndef compile_re2(pattern: Any, kind: str, case_insensitive: bool = False) -> Any:\n    if not isinstance(pattern, str) or not pattern:\n        raise ConfigError(f"{kind}: pattern must be a non-empty string")\n    try:\n        return re2.compile(("(?i)" if case_insensitive else "") + pattern)\n    except Exception as e:  # re2 reports bytes; decode for a readable message\n        msg = e.args[0].decode() if e.args and isinstance(e.args[0], bytes) else str(e)\n        raise ConfigError(\n            f"{kind}: bad regular expression {pattern!r}: {msg} (patterns are RE2: no backreferences or lookaround)"\n        ) from None\n\n\ntry:  # re2\'s C++ matcher without the wrapper\'s match objects: ~5x faster for a yes/no question\n    _UNANCHORED = re2._Anchor.UNANCHORED\n\n    def re2_found(regex: Any, text: str) -> bool:\n        encoded = text.encode()\n        return bool(regex._regexp.Match(_UNANCHORED, encoded, 0, len(encoded))[0][0] >= 0)\nexcept AttributeError:  # another google-re2 version: the public API\n    def re2_found(regex: Any, text: str) -> bool:\n        return regex.search(text) is not None\n\n\ndef strip_code_fence(text: str) -> str:\n    """LLMs wrap code in ```lang ... ```; the content is what counts."""\n    stripped = text.strip()\n    if stripped.startswith("```"):\n        first_newline = stripped.find("\\n")\n        body = stripped[first_newline + 1 :] if first_newline >= 0 else ""\n        end = body.rfind("```")\n        return body[:end] if end >= 0 else body\n    return text\n\n\nclass Length:\n    def __init__(self, config: dict[str, Any]) -> None:\n        _known_keys(config, {"min_chars", "max_chars", "min_words", "max_words", "field"}, "length")\n        self.field = _field(config, "length", "output")\n        self.bounds = {k: _count(config, k, "length") for k in ("min_chars", "max_chars", "min_words", "max_words")}\n        if all(v is None for v in self.bounds.values()):\n            raise ConfigError("length: give at least one of min_chars, max_chars, min_words, max_words")\n        for unit in ("chars", "words"):\n            lo, hi = self.bounds[f"min_{unit}"], self.bounds[f"max_{unit}"]\n            if lo is not None and hi is not None and lo > hi:\n                raise ConfigError(f"length: min_{unit} ({lo}) is greater than max_{unit} ({hi})")\n        self.count_words = self.bounds["min_words"] is not None or self.bounds["max_words"] is not None\n\n    def passes(self, text: str | None) -> bool:\n        """Whether check() gives exactly _PASS for a row with this text (the runtime\'s quick path)."""\n        if text is None:\n            return False\n        measured = {"chars": len(text)}\n        if self.count_words:\n            measured["words"] = len(text.split())\n        for unit, n in measured.items():\n            lo, hi = self.bounds[f"min_{unit}"], self.bounds[f"max_{unit}"]\n            if (lo is not None and n < lo) or (hi is not None and n > hi):\n                return False\n        return True\n\n    def check(self, row: dict[str, Any]) -> Result:\n        text = row.get(self.field)\n        if text is None:\n            return Result("fail", 0.0, "missing", {"reason": f"no {self.field}"})\n        chars = len(text)\n        details: dict[str, Any] = {"chars": chars}\n        measured = {"chars": chars}\n        if self.count_words:\n            measured["words"] = details["words"] = len(text.split())\n        for unit, n in measured.items():\n            lo, hi = self.bounds[f"min_{unit}"], self.bounds[f"max_{unit}"]\n            if lo is not None and n < lo:\n                return Result("fail", 0.0, "too_short", {**details, "reason": f"{n} {unit} < min_{unit} {lo}"})\n            if hi is not None and n > hi:\n                return Result("fail", 0.0, "too_long", {**details, "reason": f"{n} {unit} > max_{unit} {hi}"})\n        return _PASS\n\n\nclass Regex:\n    def __init__(self, config: dict[str, Any]) -> None:\n        _known_keys(config, {"pattern", "field", "must_match", "case_insensitive", "label"}, "regex")\n        self.field = _field(config, "regex", "output", (*TEXT_FIELDS, "any"))\n        for key in ("must_match", "case_insensitive"):\n            if not isinstance(config.get(key, False), bool):\n                raise ConfigError(f"regex: {key} must be true or false")\n        self.must_match = bool(config.get("must_match", False))\n        self.regex = compile_re2(config.get("pattern"), "regex", bool(config.get("case_insensitive", False)))\n        self.label = str(config.get("label", "matched" if not self.must_match else "no_match"))\n        self._no_match = Result("fail", 0.0, self.label, {"reason": "the pattern does not match"})\n        self.prefilters: list[Prefilter] = []\n        pattern = config["pattern"]\n        if not any(s in pattern for s in _NOT_PREFILTERABLE) and not re2_found(self.regex, ""):\n            scoped = ("(?i:" if config.get("case_insensitive", False) else "(?:") + pattern + ")"\n            clean = self._no_match if self.must_match else _PASS\n            fields = ("input", "output") if self.field == "any" else (self.field,)\n            self.prefilters = [Prefilter(f, scoped, clean) for f in fields]\n\n    def check(self, row: dict[str, Any]) -> Result:\n        fields = ("input", "output") if self.field == "any" else (self.field,)\n        for field in fields:\n            text = row.get(field) or ""\n            m = self.regex.search(text) if re2_found(self.regex, text) else None\n            if m is not None:\n                details = {"field": field, "match": _short(m.group()), "at": m.start()}\n                if self.must_match:\n                    return Result("pass", 1.0, None, details)\n                return Result("fail", 0.0, self.label, details)\n        if self.must_match:\n            return self._no_match\n        return _PASS\n\n\nclass Json:\n    def __init__(self, config: dict[str, Any]) -> None:\n        _known_keys(config, {"schema", "field", "strip_code_fence"}, "json")\n        self.field = _field(config, "json", "output")\n        self.strip = bool(config.get("strip_code_fence", True))\n        self.validator = None\n        if "schema" in config:\n            import jsonschema  # imported only when a schema is used: it is slow to import\n\n            schema = config["schema"]\n            if not isinstance(schema, dict | bool):\n                raise ConfigError("json: schema must be a JSON Schema object")\n            cls = jsonschema.validators.validator_for(schema)\n            try:\n                cls.check_schema(schema)\n            except jsonschema.SchemaError as e:\n                raise ConfigError(f"json: the schema is not a valid JSON Schema: {e.message}") from None\n            self.validator = cls(schema)\n\n    def check(self, row: dict[str, Any]) -> Result:\n        text = row.get(self.field)\n        if text is None or not text.strip():\n            return Result("fail", 0.0, "missing", {"reason": f"no {self.field}"})\n        if self.strip:\n            text = strip_code_fence(text)\n        try:\n            value = json.loads(text)\n        except RecursionError:\n            return Result("fail", 0.0, "too_deep", {"reason": "JSON nested too deeply to parse"})\n        except ValueError as e:\n            return Result("fail", 0.0, "invalid_json", {"reason": _short(str(e))})\n        if self.validator is not None:\n            try:\n                error = next(iter(self.validator.iter_errors(value)), None)\n            except RecursionError:\n                return Result("fail", 0.0, "too_deep", {"reason": "JSON nested too deeply to validate"})\n            if error is not None:\n                path = "/".join(str(p) for p in error.absolute_path)\n                return Result("fail", 0.0, "schema_mismatch", {"reason": _short(error.message), "path": path})\n        return _PASS\n\n\nclass Pii:\n    def __init__(self, config: dict[str, Any]) -> None:\n        import validators_pii\n\n        self.pii = validators_pii\n        _known_keys(config, {"fields", "categories"}, "pii")\n        fields = config.get("fields", ["input", "output"])\n        if not isinstance(fields, list) or not fields or not set(fields) <= set(TEXT_FIELDS):\n            raise ConfigError(f"pii: fields must be a non-empty list of {list(TEXT_FIELDS)}")\n        cats = config.get("categories", list(validators_pii.CATEGORIES))\n        if not isinstance(cats, list) or not cats or not set(cats) <= set(validators_pii.CATEGORIES):\n            raise ConfigError(f"pii: categories must be a non-empty list of {list(validators_pii.CATEGORIES)}")\n        self.fields, self.categories = fields, set(cats)\n        self.prefilters = [Prefilter(f, validators_pii.MAYBE_ANY, _CLEAN) for f in fields]\n\n    def check(self, row: dict[str, Any]) -> Result:\n        found: dict[str, dict[str, int]] = {}\n        for field in self.fields:\n            counts = {c: n for c, n in self.pii.categories(row.get(field)).items() if c in self.categories}\n            if counts:\n                found[field] = counts\n        if not found:\n            return _CLEAN\n        cats = sorted({c for counts in found.values() for c in counts})\n        total = sum(n for counts in found.values() for n in counts.values())\n        return Result("fail", float(total), cats[0], {"categories": cats, "fields": found})\n\n\n# Signals of prompt injection and jailbreaks, with a weight each; the score combines them\n# as independent evidence: 1 - prod(1 - w).\nINJECTION_SIGNALS = {\n    "ignore_instructions": (\n        r"(?i)\\b(ignore|disregard|forget|override|bypass)\\b[^.\\n]{0,40}\\b(instructions?|prompts?|rules|"\n        r"directions|guidelines|guardrails|context)\\b",\n        0.8,\n    ),\n    "reveal_prompt": (\n        r"(?i)\\b(reveal|show|print|repeat|output|leak|tell me|what is|what are)\\b[^.\\n]{0,30}\\b(system|hidden|"\n        r"initial|original|secret)\\s+(prompt|instructions|message)",\n        0.6,\n    ),\n    "role_override": (\n        r"(?i)(\\byou are now\\b|\\bfrom now on,? you\\b|\\bpretend (to be|you are)\\b|\\bact as (an? )?(unrestricted|"\n        r"unfiltered|jailbroken|evil|uncensored)\\b|\\broleplay as\\b)",\n        0.5,\n    ),\n    "jailbreak_persona": (r"(\\bDAN\\b|(?i:\\b(do anything now|developer mode|jailbreak|jailbroken|god mode)\\b))", 0.6),\n    "chat_markup": (r"(<\\|im_start\\|>|<\\|system\\|>|\\[/?INST\\]|<<SYS>>|(?im:^[ \\t]*(system|assistant)[ \\t]*:))", 0.5),\n    "no_restrictions": (\n        r"(?i)\\b(without|no|ignore (any|all|your)?)\\s+(restrictions|filters|limitations|censorship|"\n        r"safety (guidelines|rules))\\b",\n        0.4,\n    ),\n    "encoded_payload": (r"[A-Za-z0-9+/]{200,}={0,2}", 0.2),\n}\n# re2 runs in linear time on untrusted text. One search for any signal at all keeps the common\n# case (no signal) to a single pass; the signals are told apart only when there is one.\n_INJECTION = {name: (re2.compile(p), w) for name, (p, w) in INJECTION_SIGNALS.items()}\n_ANY_INJECTION = re2.compile("|".join(f"(?:{p})" for p, _ in INJECTION_SIGNALS.values()))\n\n\nclass Injection:\n    def __init__(self, config: dict[str, Any]) -> None:\n        _known_keys(config, {"threshold", "field"}, "injection")\n        self.field = _field(config, "injection", "input")\n        self.threshold = _number(config, "threshold", "injection", 0.5)\n        if not 0 < self.threshold <= 1:\n            raise ConfigError("injection: threshold must be in (0, 1]")\n        self.prefilters = [Prefilter(self.field, _ANY_INJECTION.pattern, _CLEAN)]\n\n    def check(self, row: dict[str, Any]) -> Result:\n        text = row.get(self.field) or ""\n        if not re2_found(_ANY_INJECTION, text):\n            return _CLEAN\n        signals = [name for name, (rx, _) in _INJECTION.items() if rx.search(text) is not None]\n        keep = 1.0\n        for name in signals:\n            keep *= 1 - _INJECTION[name][1]\n        score = round(1 - keep, 4)\n        details = {"signals": signals} if signals else {}\n        if score >= self.threshold:\n            return Result("fail", score, "injection", details)\n        return Result("pass", score, None, details)\n\n\nREFUSAL_PATTERNS = {\n    "refusal": (\n        r"(?i)(\\bI(\'m| am)( really| very)? sorry,? but I (can\'t|cannot|won\'t|am unable|\'m unable|am not able)\\b|"\n        r"\\bI (can\'t|cannot|won\'t|will not) (help|assist|comply|provide|do that|fulfill)\\b|"\n        r"\\bI(\'m| am) (unable|not able) to (help|assist|comply|provide)\\b|"\n        r"\\bas an AI( language model)?,? I (can\'t|cannot|don\'t|do not)\\b|"\n        r"\\b(this|that) (request )?(goes against|violates) (my|the) (guidelines|policies|policy)\\b)"\n    ),\n    "dont_know": (\n        r"(?i)(\\bI (don\'t|do not) know\\b|\\bI(\'m| am) not sure\\b|\\bI (don\'t|do not) have (enough )?(information|"\n        r"access|data)\\b|\\bI (couldn\'t|could not|can\'t|cannot) find (any )?(information|anything)\\b|"\n        r"\\bno information (is )?available\\b)"\n    ),\n}\n_REFUSAL = {label: re2.compile(p) for label, p in REFUSAL_PATTERNS.items()}\nREFUSAL_HEAD = 2000\n_ANY_REFUSAL = re2.compile("|".join(f"(?:{p})" for p in REFUSAL_PATTERNS.values()))\n\n\nclass Refusal:\n    def __init__(self, config: dict[str, Any]) -> None:\n        _known_keys(config, {"field", "count_dont_know"}, "refusal")\n        self.field = _field(config, "refusal", "output")\n        self.labels = ["refusal"] + (["dont_know"] if config.get("count_dont_know", True) else [])\n        self.prefilters = [Prefilter(self.field, _ANY_REFUSAL.pattern, _CLEAN, REFUSAL_HEAD)]\n\n    def check(self, row: dict[str, Any]) -> Result:\n        text = row.get(self.field)\n        if not text:\n            return Result("skipped", None, None, {"reason": f"no {self.field}"})\n        head = text[:REFUSAL_HEAD]  # a refusal says so up front; do not scan a megabyte for it\n        if not re2_found(_ANY_REFUSAL, head):\n            return _CLEAN\n        for label in self.labels:\n            m = _REFUSAL[label].search(head)\n            if m is not None:\n                return Result("fail", 1.0, label, {"match": _short(m.group())})\n        return Result("pass", 0.0, None, {})\n\n\n# Scripts that identify a language (or a small family) on their own.\n_SCRIPTS = [\n    ("ru", "[\\u0400-\\u04FF]"), ("el", "[\\u0370-\\u03FF]"), ("he", "[\\u0590-\\u05FF]"),\n    ("ar", "[\\u0600-\\u06FF]"), ("hi", "[\\u0900-\\u097F]"), ("th", "[\\u0E00-\\u0E7F]"),\n    ("ko", "[\\uAC00-\\uD7AF]"), ("ja", "[\\u3040-\\u30FF]"), ("zh", "[\\u4E00-\\u9FFF]"),\n]\n_SCRIPT_RX = [(lang, re.compile(p)) for lang, p in _SCRIPTS]\n# The most frequent function words of the Latin-script languages told apart here.\n_STOPWORDS = {\n    "en": "the and is are of to in that it for you with on this what how was not be have",\n    "de": "der die das und ist nicht ich sie es zu mit den ein eine auf für von wie was",\n    "fr": "le la les et est des une un que qui pas pour dans sur vous ce il je du",\n    "es": "el la los las y es de que en un una por para con no se como qué su",\n    "it": "il lo la gli le e è di che un una per non con sono come del della",\n    "pt": "o a os as e é de que em um uma para com não se do da como você",\n    "nl": "de het een en is van dat die niet ik je op te met voor zijn wat",\n}\n_STOP = {lang: set(words.split()) for lang, words in _STOPWORDS.items()}\n_WORD = re.compile(r"[^\\W\\d_]+")\nLANGUAGES = sorted({lang for lang, _ in _SCRIPTS} | set(_STOP))\n\n\ndef detect_language(text: str) -> str | None:\n    sample = text[:2000]\n    for lang, rx in _SCRIPT_RX:\n        if len(rx.findall(sample)) >= 3:\n            return lang\n    words = [w.lower() for w in _WORD.findall(sample)]\n    if len(words) < 3:\n        return None\n    hits = {lang: sum(1 for w in words if w in stop) for lang, stop in _STOP.items()}\n    best = max(hits, key=lambda k: hits[k])\n    return best if hits[best] >= 2 else None\n\n\nclass Language:\n    def __init__(self, config: dict[str, Any]) -> None:\n        _known_keys(config, {"allowed", "field", "min_chars"}, "language")\n        allowed = config.get("allowed")\n        if not isinstance(allowed, list) or not allowed or not all(isinstance(a, str) for a in allowed):\n            raise ConfigError(f"language: allowed must be a non-empty list of language codes, e.g. {LANGUAGES}")\n        unknown = set(allowed) - set(LANGUAGES)\n        if unknown:\n            raise ConfigError(f"language: unknown language code(s) {sorted(unknown)}; known: {LANGUAGES}")\n        self.allowed = set(allowed)\n        self.field = _field(config, "language", "input")\n        self.min_chars = _count(config, "min_chars", "language") or 20\n\n    def check(self, row: dict[str, Any]) -> Result:\n        text = row.get(self.field) or ""\n        if len(text.strip()) < self.min_chars:\n            return Result("skipped", None, None, {"reason": f"{self.field} shorter than {self.min_chars} characters"})\n        lang = detect_language(text)\n        if lang is None:\n            return Result("skipped", None, None, {"reason": "language not recognised"})\n        return Result("pass" if lang in self.allowed else "fail", None, lang, {"language": lang})\n\n\nclass Classifier:\n    def __init__(self, config: dict[str, Any]) -> None:\n        _known_keys(config, {"labels", "case_sensitive"}, "classifier")\n        labels = config.get("labels")\n        if labels is not None and (not isinstance(labels, list) or not all(isinstance(x, str) for x in labels)):\n            raise ConfigError("classifier: labels must be a list of strings")\n        self.case_sensitive = bool(config.get("case_sensitive", False))\n        self.labels = None if labels is None else {self._norm(x) for x in labels}\n\n    def _norm(self, text: str) -> str:\n        text = text.strip().strip(".").strip()\n        return text if self.case_sensitive else text.casefold()\n\n    def check(self, row: dict[str, Any]) -> Result:\n        output = row.get("output")\n        if output is None:\n            return Result("fail", 0.0, "missing", {"reason": "no output"})\n        got = self._norm(output)\n        if self.labels is not None and got not in self.labels:\n            return Result("fail", 0.0, "unknown_label", {"reason": f"{_short(got, 60)!r} is not one of the labels"})\n        expected = row.get("expected")\n        if expected is None:\n            return Result("skipped", None, got, {"reason": "no expected label"})\n        ok = got == self._norm(expected)\n        return Result("pass" if ok else "fail", 1.0 if ok else 0.0, got, {"expected": _short(self._norm(expected), 60)})\n\n\nclass Rollback(Exception):\n    """Raised to leave a subtransaction that must never keep what it did."""\n\n\ndef _read_only_subtransaction(plpy: Any, fn: Any) -> Any:\n    """Run fn() in a subtransaction that is always rolled back, and return its value. (The\n    callers in SQL make the whole evaluation read-only: a SET LOCAL here would not last, since\n    PostgreSQL restores the read-only flag when PL/Python\'s own subtransaction of each execute ends.)"""\n    box: list[Any] = []\n    try:\n        with plpy.subtransaction():\n            box.append(fn())\n            raise Rollback\n    except Rollback:\n        pass\n    return box[0]\n\n\nclass Sql:\n    """A boolean SQL expression over the trace row, run set-wise on the batch."""\n\n    def __init__(self, config: dict[str, Any], plpy: Any = None) -> None:\n        _known_keys(config, {"expression"}, "sql")\n        expr = config.get("expression")\n        if not isinstance(expr, str) or not expr.strip():\n            raise ConfigError(\'sql: config needs {"expression": "<boolean SQL over the trace row>"}\')\n        self.expression = expr\n        self.plans: dict[str, Any] = {}\n        if plpy is not None:  # create_validator: checked once, where writing is possible\n            self._plan(plpy, "table")\n            self._refuse_volatile(plpy)\n\n    def _plan(self, plpy: Any, source: str) -> Any:\n        plan = self.plans.get(source)\n        if plan is None:\n            # The expression is the admin\'s SQL, like a view\'s; prepare() below refuses a second statement.\n            if source == "table":\n                query = f"SELECT t.id, ({self.expression})::boolean AS ok FROM flywheel.traces t WHERE t.id = ANY($1)"  # noqa: S608\n                types = ["bigint[]"]\n            else:  # a trace that is not stored (check_input): one row built from JSON\n                query = (f"SELECT t.id, ({self.expression})::boolean AS ok"  # noqa: S608\n                         " FROM jsonb_populate_record(NULL::flywheel.traces, $1) t")\n                types = ["jsonb"]\n            try:\n                # prepare() refuses several statements, so the expression cannot smuggle one in.\n                plan = plpy.prepare(query, types)\n            except plpy.SPIError as e:\n                raise ConfigError(f"sql: the expression does not compile against a trace row: {e}") from None\n            self.plans[source] = plan\n        return plan\n\n    def _refuse_volatile(self, plpy: Any) -> None:\n        # Checked on what PostgreSQL parsed, by oid (flywheel._unsafe_calls): no volatile function\n        # (pg_sleep, nextval, writes), nothing outside the flywheel schema (pg_authid, temp objects).\n        query = f"SELECT ({self.expression})::boolean AS ok FROM flywheel.traces t"  # noqa: S608\n        problem = plpy.execute(\n            plpy.prepare("SELECT flywheel._unsafe_calls($1, ARRAY[\'flywheel\']) AS problem", ["text"]), [query]\n        )[0]["problem"]\n        if problem:\n            raise ConfigError(f"sql: the expression is refused: {problem}; a check only reads the trace "\n                              "with non-volatile built-in functions")\n\n    def check_batch(self, plpy: Any, rows: list[dict[str, Any]], source: str) -> list[Result]:\n        plan = self._plan(plpy, source)\n        args: list[Any]\n        if source == "table":\n            args = [[r["id"] for r in rows]]\n        else:\n            args = [json.dumps({k: v for k, v in rows[0].items() if k != "metadata"})]\n        found = _read_only_subtransaction(plpy, lambda: {r["id"]: r["ok"] for r in plpy.execute(plan, args)})\n        out = []\n        for r in rows:\n            ok = found.get(r["id"], None)\n            if ok is None:\n                out.append(Result("skipped", None, None, {"reason": "the expression is NULL for this trace"}))\n            else:\n                out.append(Result("pass" if ok else "fail", 1.0 if ok else 0.0, None, {}))\n        return out\n\n\n_NO_BASELINE = Result("skipped", None, None, {"reason": "no baseline yet for this model and node"})\n\n\nclass Anomaly:\n    """Latency, cost or tokens far from the recent norm of the same model and node: a robust\n    z-score on the log scale against flywheel._anomaly_baselines (median and MAD per metric),\n    which flywheel.refresh_anomaly_baselines() recomputes off the insert path."""\n\n    METRICS = ("latency_ms", "cost_usd", "tokens_in", "tokens_out")\n    CACHE_SECONDS = 60.0\n\n    def __init__(self, config: dict[str, Any]) -> None:\n        _known_keys(config, {"metrics", "threshold", "min_samples"}, "anomaly")\n        metrics = config.get("metrics", ["latency_ms", "cost_usd", "tokens_out"])\n        if not isinstance(metrics, list) or not metrics or not set(metrics) <= set(self.METRICS):\n            raise ConfigError(f"anomaly: metrics must be a non-empty list of {list(self.METRICS)}")\n        self.metrics = metrics\n        self.threshold = _number(config, "threshold", "anomaly", 4.0)\n        self.min_samples = _count(config, "min_samples", "anomaly") or 30\n        if self.threshold <= 0:\n            raise ConfigError("anomaly: threshold must be positive")\n        self.baselines: dict[tuple[Any, Any, str], tuple[int, float, float]] = {}\n        self.loaded_at = -math.inf\n\n    def _load(self, plpy: Any) -> None:\n        now = time.monotonic()\n        if now - self.loaded_at < self.CACHE_SECONDS:\n            return\n        rows = plpy.execute("SELECT model, node, metric, n, median_log, mad_log FROM flywheel._anomaly_baselines")\n        self.baselines = {(r["model"], r["node"], r["metric"]): (r["n"], r["median_log"], r["mad_log"]) for r in rows}\n        self.loaded_at = now\n\n    def check_batch(self, plpy: Any, rows: list[dict[str, Any]], source: str) -> list[Result]:\n        self._load(plpy)\n        return [self.check(r) for r in rows]\n\n    def check(self, row: dict[str, Any]) -> Result:\n        worst: tuple[float, str] | None = None\n        measured: dict[str, float] = {}\n        for metric in self.metrics:\n            value = row.get(metric)\n            base = self.baselines.get((row.get("model"), row.get("node"), metric))\n            if value is None or base is None or base[0] < self.min_samples:\n                continue\n            spread = max(1.4826 * base[2], 0.05)  # a floor, so a constant history does not flag noise\n            z = abs(math.log1p(max(float(value), 0.0)) - base[1]) / spread\n            measured[metric] = round(z, 2)\n            if worst is None or z > worst[0]:\n                worst = (z, metric)\n        if worst is None:\n            return _NO_BASELINE\n        if worst[0] > self.threshold:\n            return Result("fail", round(worst[0], 2), worst[1], {"z": measured})\n        return Result("pass", round(worst[0], 2), None, {"z": measured})\n\n\nclass Python:\n    """An admin\'s PL/Python body: `trace` is a dict of the row; return True/False, a score, a dict\n    (status, score, label, details) or None (skipped). Runs read-only with a time limit."""\n\n    def __init__(self, config: dict[str, Any]) -> None:\n        _known_keys(config, {"body", "threshold"}, "python")\n        body = config.get("body")\n        if not isinstance(body, str) or not body.strip():\n            raise ConfigError(\'python: config needs {"body": "<python code that returns a verdict>"}\')\n        self.threshold = _number(config, "threshold", "python", 0.5)\n        self.time_limit = _number(config, "time_limit_ms", "python", 1000.0) / 1000\n        source = "def _validate(trace, plpy):\\n" + "\\n".join("    " + line for line in body.splitlines())\n        try:\n            code = compile(source, "<python validator>", "exec")\n        except SyntaxError as e:\n            raise ConfigError(f"python: the body does not compile: {e.msg} (line {e.lineno})") from None\n        namespace: dict[str, Any] = {}\n        exec(code, namespace)  # noqa: S102 (an admin\'s validator body, checked at creation)\n        self.fn = namespace["_validate"]\n\n    def check_batch(self, plpy: Any, rows: list[dict[str, Any]], source: str) -> list[Result]:\n        out = []\n        for row in rows:\n            try:\n                out.append(_read_only_subtransaction(plpy, lambda row=row: self._verdict(self._run(row, plpy))))\n            except Exception as e:\n                out.append(error_result(e))\n        return out\n\n    def _run(self, row: dict[str, Any], plpy: Any) -> Any:\n        deadline = time.monotonic() + self.time_limit\n        limit_ms = int(self.time_limit * 1000)\n\n        def tracer(frame: Any, event: str, arg: Any) -> Any:\n            if time.monotonic() > deadline:\n                raise TimeoutError(f"the validator ran longer than its time limit of {limit_ms} ms")\n            return tracer\n\n        previous = sys.gettrace()\n        sys.settrace(tracer)\n        try:\n            return self.fn(dict(row), plpy)\n        finally:\n            sys.settrace(previous)\n\n    def _verdict(self, value: Any) -> Result:\n        if value is None:\n            return Result("skipped", None, None, {"reason": "the validator returned None"})\n        if isinstance(value, bool):\n            return Result("pass" if value else "fail", 1.0 if value else 0.0, None, {})\n        if isinstance(value, int | float):\n            return Result("pass" if value >= self.threshold else "fail", float(value), None, {})\n        if isinstance(value, dict):\n            status = value.get("status")\n            score = value.get("score")\n            if status is None and score is not None:\n                status = "pass" if float(score) >= self.threshold else "fail"\n            if status not in ("pass", "fail", "skipped"):\n                raise ValueError(f"the validator returned status {status!r}; expected pass, fail or skipped")\n            details = value.get("details") or {}\n            label = value.get("label")\n            return Result(status, None if score is None else float(score), None if label is None else str(label),\n                          details if isinstance(details, dict) else {"value": details})\n        raise ValueError(f"the validator returned a {type(value).__name__}; expected bool, number, dict or None")\n\n\ndef error_result(e: BaseException) -> Result:\n    message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__\n    return Result("error", None, type(e).__name__, {"error": _short(message, 500)})\n',
+    'validators_pii': '"""Finds personal data (e-mail, phone, payment card, IBAN, SSN, IP address) in text, and redacts it.\n\nOne detector serves the `pii` validator and flywheel.redact_pii(): what the validator flags is\nexactly what redaction removes. Candidates come from linear-time re2 patterns; cards must pass\nthe Luhn check and IBANs the mod-97 check, so order numbers and dates are not flagged.\n"""\n\nfrom __future__ import annotations\n\nimport re\nfrom typing import Any\n\nimport re2\n\n# In priority order: where two candidates overlap, the earlier category wins.\nCATEGORIES = ("email", "iban", "card", "ssn", "ip", "phone")\nPLACEHOLDERS = {c: f"[{c.upper()}]" for c in CATEGORIES}\n\n_PATTERNS = {\n    "email": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\\.[A-Za-z0-9-]+)*\\.[A-Za-z]{2,}",\n    "iban": r"\\b[A-Z]{2}\\d{2}(?: ?[A-Z0-9]){11,30}\\b",\n    # A run of digit groups; _cards() looks for a card number among its groups. Not \\b: a number\n    # glued to a word ("com4111 1111...") is still a number.\n    "card": r"\\d+(?:[ -]\\d+)*",\n    # Not \\b either; find() checks that no digit touches either end instead.\n    "ssn": r"\\d{3}-\\d{2}-\\d{4}",\n    "ip": r"\\b(?:(?:25[0-5]|2[0-4]\\d|1?\\d?\\d)\\.){3}(?:25[0-5]|2[0-4]\\d|1?\\d?\\d)\\b",\n    "phone": r"(?:\\+\\d{1,3}[ .-]?)?(?:\\(\\d{1,4}\\)[ .-]?)?\\d{2,4}(?:[ .-]\\d{2,5}){1,4}\\b",\n}\n_COMPILED = {name: re2.compile(p) for name, p in _PATTERNS.items()}\ntry:  # re2\'s C++ matcher, without the wrapper\'s match objects (else: the public API)\n    _UNANCHORED = re2._Anchor.UNANCHORED\n    _LOW_LEVEL = hasattr(_COMPILED["email"], "_regexp")\nexcept AttributeError:\n    _LOW_LEVEL = False\n# Cheap pre-filter: most texts have no \'@\' and no run of digits long enough to be personal data.\n# (Python\'s re where the pattern cannot backtrack badly: several times faster per call than re2\'s wrapper.)\n_DIGITS = re.compile(r"\\d[\\d ().+-]{5,}\\d")\n_DATE = re.compile(r"^\\d{4}[-./]\\d{1,2}[-./]\\d{1,2}$|^\\d{1,2}[-./]\\d{1,2}[-./]\\d{4}$")\n_NOT_DIGITS = re.compile(r"\\D")\n_DIGIT_BOUNDED = ("ssn",)\n_GROUP = re.compile(r"\\d+")\n# What each category\'s pattern cannot match without (a necessary condition, so skipping a\n# category whose check fails changes nothing): ids, ticket and order numbers, times and prices\n# then skip the re2 scans they would otherwise each pay for.\n_MAYBE_PATTERNS = {\n    "iban": r"[A-Z]{2}\\d{2}",\n    "card": r"\\d(?:[ -]?\\d){12}",\n    "ssn": r"\\d{3}-\\d{2}-\\d{4}",\n    "ip": r"\\d\\.\\d{1,3}\\.\\d{1,3}\\.\\d",\n    "phone": r"\\d\\d[ .-]\\d\\d",\n}\n_MAYBE = {name: re.compile(p) for name, p in _MAYBE_PATTERNS.items()}\n# All of them in one linear re2 pass, called without the wrapper\'s match objects (the common\n# text, with no personal data, stops here).\n_ANY_DIGITS = re2.compile(_DIGITS.pattern)\n_ANY_MAYBE = re2.compile("|".join(f"(?:{p})" for p in _MAYBE_PATTERNS.values()))\n# What find() cannot find anything without (an \'@\', or one of the above): a text with no match of\n# this has no personal data, which lets the pii validator clear a whole batch with one scan.\nMAYBE_ANY = "@|" + _ANY_MAYBE.pattern\n\n\n# The same, in re2 (on ASCII text, where Python\'s \\d is [0-9] too, they agree): one C call each.\n_MAYBE_RE2 = {name: re2.compile(p) for name, p in _MAYBE_PATTERNS.items()}\n\n\ndef _spans(regex: Any, text: str, data: bytes | None) -> list[tuple[int, int]]:\n    """(start, end) of each match, as finditer() gives them; data: text.encode() when text is ASCII\n    (byte offsets are then character offsets), so re2 is called without the wrapper\'s match objects."""\n    if data is None:\n        return [m.span() for m in regex.finditer(text)]\n    match = regex._regexp.Match\n    spans = []\n    pos, end = 0, len(data)\n    while True:  # finditer\'s own loop\n        start, stop = match(_UNANCHORED, data, pos, end)[0]\n        if start < 0:\n            break\n        spans.append((start, stop))\n        if pos == end:\n            break\n        pos = pos + 1 if pos == stop else stop\n    return spans\n\n\ndef match_at(regex: Any, data: bytes) -> int:\n    """Where the first match in data starts, or -1 (re2\'s C++ matcher, _LOW_LEVEL only)."""\n    return regex._regexp.Match(_UNANCHORED, data, 0, len(data))[0][0]  # type: ignore[no-any-return]\n\n\ndef _found(regex: Any, text: str) -> bool:\n    if _LOW_LEVEL:\n        return match_at(regex, text.encode()) >= 0\n    return regex_found(regex, text)\n\n\ndef regex_found(regex: Any, text: str) -> bool:\n    return regex.search(text) is not None\n\n\ndef _cards(text: str, start: int, end: int) -> list[tuple[int, int]]:\n    """Card numbers among the digit groups of text[start:end]: consecutive groups (of 3 or more\n    digits) with 13 to 19 digits in all that pass the Luhn check, leftmost and longest first."""\n    groups = [(m.start(), m.end()) for m in _GROUP.finditer(text, start, end)]\n    found = []\n    i = 0\n    while i < len(groups):\n        hit, digits = None, ""\n        for j in range(i, len(groups)):  # at most 19 digits: a few groups, never the whole run\n            if groups[j][1] - groups[j][0] < 3:\n                break  # card numbers are written in groups of 3 or more digits\n            digits += text[groups[j][0] : groups[j][1]]\n            if len(digits) > 19:\n                break\n            if len(digits) >= 13 and luhn_ok(digits):\n                hit = j\n        if hit is None:\n            i += 1\n        else:\n            found.append((groups[i][0], groups[hit][1]))\n            i = hit + 1\n    return found\n\n\ndef luhn_ok(digits: str) -> bool:\n    total = 0\n    for i, ch in enumerate(reversed(digits)):\n        d = ord(ch) - 48\n        if i % 2 == 1:\n            d = d * 2 - 9 if d > 4 else d * 2\n        total += d\n    return total % 10 == 0\n\n\ndef iban_ok(candidate: str) -> bool:\n    s = candidate.replace(" ", "")\n    if not 15 <= len(s) <= 34:\n        return False\n    rearranged = s[4:] + s[:4]\n    number = "".join(str(int(ch, 36)) for ch in rearranged)\n    return int(number) % 97 == 1\n\n\ndef _accept(category: str, text: str) -> bool:\n    if category == "iban":\n        return iban_ok(text)\n    if category == "phone":\n        digits = _NOT_DIGITS.sub("", text)\n        if not 7 <= len(digits) <= 15 or _DATE.search(text.strip()):\n            return False\n        # A bare run of digits is an id, not a phone number: ask for a +, parentheses or separators.\n        return text.startswith("+") or "(" in text or sum(text.count(c) for c in " .-") >= 2\n    return True\n\n\ndef find(text: str | None) -> list[tuple[int, int, str]]:\n    """(start, end, category) of every finding, non-overlapping, in text order."""\n    if not text:\n        return []\n    has_at = "@" in text\n    if not has_at and not (_found(_ANY_DIGITS, text) and _found(_ANY_MAYBE, text)):\n        return []\n    data = text.encode() if _LOW_LEVEL and text.isascii() else None\n    # With an \'@\' but none of the others\' necessary patterns (an address in prose), one call\n    # tells all five to skip.\n    others = data is None or not has_at or match_at(_ANY_MAYBE, data) >= 0\n    taken: list[tuple[int, int, str]] = []\n    for category in CATEGORIES:\n        if category == "email" and not has_at:\n            continue\n        if category in _MAYBE:\n            if not others:\n                continue\n            if data is not None:\n                if match_at(_MAYBE_RE2[category], data) < 0:\n                    continue\n            elif _MAYBE[category].search(text) is None:\n                continue\n        for start, end in _spans(_COMPILED[category], text, data):\n            if category == "card":\n                for card_start, card_end in _cards(text, start, end):\n                    if not any(card_start < e and s < card_end for s, e, _ in taken):\n                        taken.append((card_start, card_end, "card"))\n                continue\n            if any(start < e and s < end for s, e, _ in taken):\n                continue\n            if category in _DIGIT_BOUNDED and (text[start - 1 : start].isdigit() or text[end : end + 1].isdigit()):\n                continue\n            if _accept(category, text[start:end]):\n                taken.append((start, end, category))\n    taken.sort()\n    return taken\n\n\ndef categories(text: str | None) -> dict[str, int]:\n    """How many findings of each category (never the values)."""\n    counts: dict[str, int] = {}\n    for _, _, category in find(text):\n        counts[category] = counts.get(category, 0) + 1\n    return counts\n\n\ndef _replace(text: str, findings: list[tuple[int, int, str]]) -> str:\n    parts: list[str] = []\n    last = 0\n    for start, end, category in findings:\n        parts.append(text[last:start])\n        parts.append(PLACEHOLDERS[category])\n        last = end\n    parts.append(text[last:])\n    return "".join(parts)\n\n\ndef redact(text: str | None) -> str | None:\n    """Every finding replaced by its placeholder; again until nothing is found, because taking a\n    match out can join what was around it into a new one (digits either side of a phone number)."""\n    if text is None:\n        return None\n    for _ in range(5):\n        findings = find(text)\n        if not findings:\n            break\n        text = _replace(text, findings)\n    return text\n\n\ndef redact_pii(plpy: Any, input: str | None) -> str | None:\n    return redact(input)\n',
+    'validators_runtime': '"""Runs the registry\'s validators over a batch of traces, once per statement.\n\nThe insert trigger, validate_traces(), revalidate() and check_input() all come here with the\nbatch as column arrays, and get back result rows and judge jobs as arrays, which SQL writes in\none INSERT each. Nothing here writes: a validator runs set-wise over the batch (read-only,\nin a subtransaction where it touches the database) and, only if that raises, again one row at\na time, so a broken validator yields `error` results and never an error in the INSERT.\n"""\n\nfrom __future__ import annotations\n\nimport functools\nimport hashlib\nimport json\nimport math\nimport re\nfrom typing import Any\n\nfrom validators_batch import combined, flag_rows\nfrom validators_builtin import (\n    _NO_BASELINE,\n    PASS,\n    Anomaly,\n    Classifier,\n    ConfigError,\n    Injection,\n    Json,\n    Language,\n    Length,\n    Pii,\n    Python,\n    Refusal,\n    Regex,\n    Result,\n    Sql,\n    error_result,\n)\n\n\ndef SqlCodegen(config: dict[str, Any], plpy: Any = None) -> Any:  # noqa: N802 (stands in for the class)\n    # sqlglot takes ~0.3 s to import: only sessions that check generated SQL pay for it.\n    from validators_sql_codegen import SqlCodegen as cls\n\n    return cls(config, plpy)\n\n\nSYNC_KINDS: dict[str, Any] = {\n    "sql": Sql, "regex": Regex, "length": Length, "json": Json, "sql_codegen": SqlCodegen, "pii": Pii,\n    "injection": Injection, "refusal": Refusal, "language": Language, "classifier": Classifier,\n    "anomaly": Anomaly, "python": Python,\n}\nASYNC_KINDS = ("llm_judge", "llm_pairwise")\nKINDS = (*SYNC_KINDS, *ASYNC_KINDS)\n# Kinds whose constructor checks the config against the database (compiles, looks up the schema).\n_CHECKED_IN_DATABASE = {"sql", "sql_codegen"}\nINPUT_GUARD_KINDS = ("pii", "injection", "language")\nAPPLIES_TO_KEYS = ("app", "node", "node_type", "model", "prompt_version")\n\n\ndef parse_applies_to(value: Any) -> dict[str, frozenset[str]]:\n    if not isinstance(value, dict):\n        raise ConfigError(\'applies_to must be a JSON object such as {"node_type": "codegen", "app": ["a", "b"]}\')\n    unknown = set(value) - set(APPLIES_TO_KEYS)\n    if unknown:\n        raise ConfigError(f"applies_to: unknown key(s) {sorted(unknown)}; known: {list(APPLIES_TO_KEYS)}")\n    out = {}\n    for key, allowed in value.items():\n        items = [allowed] if isinstance(allowed, str) else allowed\n        if not isinstance(items, list) or not items or not all(isinstance(i, str) for i in items):\n            raise ConfigError(f"applies_to: {key} must be a string or a non-empty list of strings")\n        out[key] = frozenset(items)\n    return out\n\n\ndef sampled(trace_id: int | None, validator_id: int, rate: float) -> bool:\n    """Deterministic per (trace, validator): a rerun samples the same traces."""\n    if rate >= 1:\n        return True\n    if rate <= 0 or trace_id is None:\n        return rate > 0\n    digest = hashlib.blake2b(f"{trace_id}:{validator_id}".encode(), digest_size=8).digest()\n    return int.from_bytes(digest, "big") / 2**64 < rate\n\n\nclass Validator:\n    __slots__ = ("id", "name", "version", "kind", "mode", "config", "applies_to", "sample_rate", "enabled", "_impl")\n\n    def __init__(self, row: dict[str, Any]) -> None:\n        self.id, self.name, self.version = row["id"], row["name"], row["version"]\n        self.kind, self.mode, self.enabled = row["kind"], row["mode"], row["enabled"]\n        self.config = json.loads(row["config"])\n        self.sample_rate = float(row["sample_rate"])\n        try:\n            self.applies_to: dict[str, frozenset[str]] | None = parse_applies_to(json.loads(row["applies_to"]))\n        except ConfigError:\n            self.applies_to = None  # reported as an error result when it runs\n        self._impl: Any = None\n\n    @property\n    def input_guard(self) -> bool:\n        return self.kind in INPUT_GUARD_KINDS or self.config.get("input_guard") is True\n\n    def applies(self, row: dict[str, Any]) -> bool:\n        if self.applies_to is None:\n            return True\n        return all(row.get(key) in allowed for key, allowed in self.applies_to.items())\n\n    def impl(self) -> Any:\n        if self._impl is None:\n            if self.applies_to is None:\n                raise ConfigError("applies_to is not valid; recreate the validator")\n            cls = SYNC_KINDS.get(self.kind)\n            if cls is None:\n                raise ConfigError(f"kind {self.kind!r} does not run in the database")\n            self._impl = cls(self.config)\n        return self._impl\n\n\nclass Registry:\n    """The validators table, parsed once per session and again only when a row changed (xmin)."""\n\n    def __init__(self) -> None:\n        self.key: str | None = None\n        self.validators: list[Validator] = []\n        self.plans: dict[str, Any] = {}\n        self.selections: dict[tuple[str, tuple[str, ...] | None], Any] = {}  # (purpose, names): its _Plan\n\n    def _plan(self, plpy: Any, name: str, query: str) -> Any:\n        plan = self.plans.get(name)\n        if plan is None:\n            plan = self.plans[name] = plpy.prepare(query)\n        return plan\n\n    def load(self, plpy: Any) -> list[Validator]:\n        # One short string that changes whenever the visible rows do: a row written by another\n        # transaction since the last look has that transaction\'s xmin, which no row had then; one\n        # written again by our own transaction keeps its xmin but has a new ctid (the version it\n        # replaced still holds the old one until the transaction ends); a deleted row shortens it.\n        # Unordered: a reordering with nothing changed only costs a reload.\n        key = plpy.execute(self._plan(\n            plpy, "key", "SELECT string_agg(xmin::text || ctid::text, \';\') AS k FROM flywheel.validators"))[0]["k"]\n        if key != self.key:\n            full = plpy.execute(self._plan(\n                plpy, "all",\n                "SELECT id, name, version, kind, config::text AS config, mode, applies_to::text AS applies_to,"\n                " sample_rate, enabled FROM flywheel.validators ORDER BY id"))\n            old = {(v.id, v.version): v for v in self.validators}\n            fresh = []\n            for r in full:\n                v = Validator(r)\n                same = old.get((v.id, v.version))\n                if same is not None and same.config == v.config:\n                    v._impl = same._impl  # keep compiled patterns, prepared plans and caches\n                fresh.append(v)\n            self.validators, self.key, self.selections = fresh, key, {}\n        return self.validators\n\n    def plan(self, plpy: Any, purpose: str, names: list[str] | None) -> Any:\n        """The validators a purpose (and names) selects, prepared for set-wise runs (a _Plan)."""\n        validators = self.load(plpy)\n        key = (purpose, None if names is None else tuple(names))\n        found = self.selections.get(key)\n        if found is None:\n            found = self.selections[key] = _Plan(_select(validators, purpose, names))\n        return found\n\n\nREGISTRY = Registry()\n\n\ndef _finite(x: float | None) -> float | None:\n    return x if x is None or math.isfinite(x) else None\n\n\n# json.dumps(details, ensure_ascii=False, allow_nan=False, default=str) without making an encoder per call.\n_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=str)\n\n\ndef _details_json(details: dict[str, Any] | None) -> str | None:\n    if not details:\n        return None  # SQL writes \'{}\': one constant instead of a jsonb parse per result\n    try:\n        return _JSON.encode(details)\n    except ValueError:\n        return json.dumps({"value": str(details)}, ensure_ascii=False)\n\n\n# The results go back to SQL as array literals (text), which array_in parses in C: PL/Python\n# would otherwise convert every element of every returned array through str() and the type\'s\n# input function, which cost more than running the validators.\n_PLAIN = re.compile(r"[A-Za-z0-9_.:-]+")  # array elements that need no quotes\n\n\ndef _element(x: Any) -> str:\n    if x is None:\n        return "NULL"\n    if x == "{}":\n        return \'"{}"\'\n    x = str(x)\n    if _PLAIN.fullmatch(x) and x.upper() != "NULL":\n        return x\n    return \'"\' + x.replace("\\\\", "\\\\\\\\").replace(\'"\', \'\\\\"\') + \'"\'\n\n\ndef _text_array(items: list[Any]) -> str:\n    # Statuses, names and labels repeat across a batch: quote each distinct value once.\n    quoted: dict[Any, str] = {}\n    out = []\n    for x in items:\n        if x is not None and type(x) is not str:  # 1 == 1.0 == True: only strings share a quoting\n            out.append(_element(x))\n            continue\n        q = quoted.get(x)\n        if q is None:\n            q = quoted[x] = _element(x)\n        out.append(q)\n    return "{" + ",".join(out) + "}"\n\n\ndef _number_array(items: list[Any]) -> str:\n    if None not in items:\n        return "{" + ",".join(map(repr, items)) + "}"\n    return "{" + ",".join("NULL" if x is None else repr(x) for x in items) + "}"\n\n\n_ROW_KEYS = ("id", "app", "node", "node_type", "model", "prompt_version", "input", "output", "expected", "latency_ms",\n             "tokens_in", "tokens_out", "cost_usd", "metadata")\n_TEXT_COLUMNS = ("r_names", "r_statuses", "r_labels", "r_details")\n\n\ndef _as_literals(out: dict[str, list[Any]]) -> dict[str, str]:\n    return {k: (_text_array(v) if k in _TEXT_COLUMNS else _number_array(v)) for k, v in out.items()}\n\n\ndef run_validator(plpy: Any, v: Validator, rows: list[dict[str, Any]], source: str) -> list[Result]:\n    """Set-wise first; only when that raises, one row at a time, each isolated."""\n    try:\n        impl = v.impl()\n    except Exception as e:\n        return [error_result(e)] * len(rows)\n    if not hasattr(impl, "check_batch"):\n        out = []\n        for row in rows:  # pure Python: an exception cannot leave the transaction broken\n            try:\n                out.append(impl.check(row))\n            except Exception as e:\n                out.append(error_result(e))\n        return out\n    try:\n        return list(impl.check_batch(plpy, rows, source))\n    except Exception:\n        out = []\n        for row in rows:\n            try:\n                out.extend(impl.check_batch(plpy, [row], source))\n            except Exception as e:\n                out.append(error_result(e))\n        return out\n\n\ndef _select(validators: list[Validator], purpose: str, names: list[str] | None) -> list[Validator]:\n    if names is None:\n        if purpose == "check_input":\n            return [v for v in validators if v.enabled and v.mode == "sync" and v.input_guard]\n        if purpose == "insert":\n            return [v for v in validators if v.enabled]\n        return [v for v in validators if v.enabled and v.mode == "sync"]\n    by_name = {v.name: v for v in validators}\n    missing = [n for n in names if n not in by_name]\n    if missing:\n        raise ValueError(f"no validator named {\', \'.join(missing)}")\n    chosen = [by_name[n] for n in dict.fromkeys(names)]\n    if purpose == "validate":\n        not_sync = [v.name for v in chosen if v.mode != "sync"]\n        if not_sync:\n            raise ValueError(f"{\', \'.join(not_sync)} run(s) asynchronously (LLM judge): the judge queue runs them, "\n                             "not validate_traces")\n    return chosen\n\n\ndef evaluate(plpy: Any, purpose: str, names: list[str] | None, ids: list[int | None] | None, apps: list[Any],\n             nodes: list[Any], node_types: list[Any], models: list[Any], prompt_versions: list[Any],\n             inputs: list[Any], outputs: list[Any], expecteds: list[Any], latencies: list[Any],\n             tokens_ins: list[Any], tokens_outs: list[Any], costs: list[Any], metadatas: list[Any]) -> dict[str, str]:\n    """purpose: \'insert\' (the trigger: enabled validators, sampled, async ones enqueued), \'validate\'\n    (named or all enabled sync ones, every trace), \'revalidate\' (one named validator, sampled) or\n    \'check_input\' (the input guards, on a trace that is not stored).\n\n    The set-wise path (evaluate_fast) gives exactly what the per-row path (evaluate_exact) gives;\n    should it fail, the per-row path decides, raising or warning as it always did."""\n    columns = (ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies,\n               tokens_ins, tokens_outs, costs, metadatas)\n    try:\n        return evaluate_fast(plpy, purpose, names, *columns)\n    except Exception:\n        return evaluate_exact(plpy, purpose, names, *columns)\n\n\n_EMPTY = {k: "{}" for k in ("r_trace_ids", "r_validator_ids", "r_names", "r_versions", "r_statuses", "r_scores",\n                            "r_labels", "r_details", "j_trace_ids", "j_validator_ids", "j_versions", "p_trace_ids",\n                            "p_rows")}\n\n\ndef _number(x: Any) -> str:\n    return "NULL" if x is None else repr(x)\n\n\ndef _result_elements(res: Result) -> tuple[str, str, str, str]:\n    """A result\'s status, score, label and details as elements of the r_ array literals (what\n    _text_array and _number_array make of them)."""\n    return _element(res.status), _number(_finite(res.score)), _element(res.label), _element(_details_json(res.details))\n\n\ndef _quoted(text: str) -> str:\n    """text as one quoted field of a record literal, or element of an array literal."""\n    if \'"\' in text or "\\\\" in text:\n        text = text.replace("\\\\", "\\\\\\\\").replace(\'"\', \'\\\\"\')\n    return \'"\' + text + \'"\'\n\n\ndef packed_rows(trace_ids: list[str], counts: list[int], flat: list[tuple[str, ...]]) -> str:\n    """The insert trigger\'s rows of flywheel._insert_results, one per trace with results, as one\n    array literal of that table\'s row type, which the server parses in C (record_in, array_in):\n    cheaper than slicing the r_ arrays per trace in SQL. Fields in the table\'s column order:\n    trace_id, created_at (empty: NULL, the trigger leaves it to the column default),\n    validator_ids, validator_versions, statuses, scores, labels, details. flat holds each\n    result\'s array elements (validator id, version, name, status, score, label, details) in\n    (trace, validator) order; counts, each trace\'s number of results."""\n    rows = []\n    at = 0\n    for trace_id, count in zip(trace_ids, counts, strict=True):\n        if not count:\n            continue\n        ids, versions, _names, statuses, scores, labels, details = zip(*flat[at:at + count], strict=True)\n        at += count\n        fields = ",".join([_quoted("{" + ",".join(col) + "}") for col in (ids, versions, statuses, scores, labels,\n                                                                          details)])\n        rows.append(_quoted(f"({trace_id},,{fields})"))\n    return "{" + ",".join(rows) + "}"\n\n\n# Statuses and labels repeat across batches.\n_cached_element = functools.lru_cache(maxsize=1024, typed=True)(_element)\n\n\n_NO_BASELINE_ELEMENTS = _result_elements(_NO_BASELINE)\n\n\nclass _AnomalyQuick:\n    """Anomaly.check() over the target rows of a batch, with the same arithmetic, written straight\n    into array elements: the baselines looked up once per model and node, each z computed once\n    per distinct value. Its details, {"z": {metric: z}}, differ for every trace; they are written\n    as the JSON encoder and _element would write them (where a z is not finite, they are)."""\n\n    def __init__(self, impl: Anomaly) -> None:\n        self.impl = impl\n        self.loaded_at = impl.loaded_at\n        # (model, node): for each metric with a usable baseline: metric, median, spread, known zs\n        self.usable: dict[tuple[Any, Any], list[tuple[str, float, float, dict[Any, tuple[Any, ...]]]]] = {}\n\n    def _usable(self, key: tuple[Any, Any]) -> list[tuple[str, float, float, dict[Any, tuple[Any, ...]]]]:\n        found = self.usable.get(key)\n        if found is None:\n            impl = self.impl\n            if len(self.usable) > 1000:\n                self.usable.clear()\n            found = self.usable[key] = []\n            for metric in impl.metrics:\n                base = impl.baselines.get((*key, metric))\n                if base is not None and not base[0] < impl.min_samples:\n                    found.append((metric, base[1], max(1.4826 * base[2], 0.05), {}))\n        return found\n\n    def run(self, plpy: Any, head: tuple[str, ...], targets: range | list[int],\n            columns: dict[str, list[Any]]) -> dict[int, tuple[str, ...]]:\n        impl = self.impl\n        impl._load(plpy)\n        if impl.loaded_at != self.loaded_at:  # new baselines\n            self.usable, self.loaded_at = {}, impl.loaded_at\n        models, nodes = columns["model"], columns["node"]\n        skipped = head + _NO_BASELINE_ELEMENTS\n        out = {}\n        for i in targets:\n            worst: tuple[Any, ...] | None = None\n            parts = []\n            finite = True\n            usable = self.usable.get((models[i], nodes[i]))\n            if usable is None:\n                usable = self._usable((models[i], nodes[i]))\n            for metric, median, spread, known in usable:\n                value = columns[metric][i]\n                if value is None:\n                    continue\n                z = known.get(value)  # (z, rounded, metric, as JSON, finite)\n                if z is None:\n                    if len(known) > 4096:\n                        known.clear()\n                    zf = abs(math.log1p(max(float(value), 0.0)) - median) / spread\n                    zr = round(zf, 2)\n                    z = known[value] = (zf, zr, metric, f\'\\\\"{metric}\\\\": {zr!r}\', math.isfinite(zr))\n                parts.append(z)\n                finite = finite and z[4]\n                if worst is None or z[0] > worst[0]:\n                    worst = z\n            if worst is None:\n                out[i] = skipped\n                continue\n            failed = worst[0] > impl.threshold\n            if not finite:  # the JSON encoder\'s own way with them\n                measured = {z[2]: z[1] for z in parts}\n                res = Result("fail", worst[1], worst[2], {"z": measured}) if failed else Result(\n                    "pass", worst[1], None, {"z": measured})\n                out[i] = head + _result_elements(res)\n                continue\n            details = \'"{\\\\"z\\\\": {\' + ", ".join([z[3] for z in parts]) + \'}}"\'\n            if failed:\n                out[i] = (*head, "fail", repr(worst[1]), _cached_element(worst[2]), details)\n            else:\n                out[i] = (*head, "pass", repr(worst[1]), "NULL", details)\n        return out\n\n\nclass _Entry:\n    """A selected validator, prepared once per registry version for set-wise runs: its array\n    elements, its kind\'s set-wise way (if any) and the elements of the result most rows share."""\n\n    __slots__ = ("v", "impl", "head", "applies_key", "way", "prefilters", "shared", "anomaly")\n\n    def __init__(self, v: Validator) -> None:\n        self.v = v\n        self.head = (_number(v.id), _number(v.version), _element(v.name))\n        self.applies_key = tuple(sorted(v.applies_to.items())) if v.applies_to else None\n        self.impl: Any = None\n        self.way: str | None = None\n        self.prefilters: list[Any] = []\n        self.shared: tuple[str, ...] | None = None\n        if v.mode != "sync":\n            return\n        try:\n            self.impl = v.impl()\n        except Exception:\n            return  # run_validator() turns it into error results\n        shared = None\n        prefilters = getattr(self.impl, "prefilters", None)\n        if prefilters and len({id(p.clean) for p in prefilters}) == 1:\n            self.way, self.prefilters, shared = "prefilter", prefilters, prefilters[0].clean\n        elif type(self.impl) is Length:\n            self.way, shared = "length", PASS\n        elif type(self.impl) is Json:\n            self.way = "json"\n        elif type(self.impl) is Anomaly and len(set(self.impl.metrics)) == len(self.impl.metrics):\n            self.way = "anomaly"  # (a metric named twice would be measured once)\n            self.anomaly = _AnomalyQuick(self.impl)\n        if shared is not None:\n            self.shared = self.head + _result_elements(shared)\n\n\nclass _Plan:\n    """The selected validators of one purpose (and names), and the combined prefilter patterns."""\n\n    def __init__(self, validators: list[Validator]) -> None:\n        self.entries = [_Entry(v) for v in validators]\n        self.heads: dict[str, list[int | None]] = {}  # field: the heads its prefilters scan\n        for e in self.entries:\n            for p in e.prefilters:\n                heads = self.heads.setdefault(p.field, [])\n                if p.head not in heads:\n                    heads.append(p.head)\n        self.scans: dict[tuple[str, tuple[int | None, ...]], dict[int | None, Any]] = {}\n\n    def scan_regexes(self, field: str, effective: tuple[int | None, ...]) -> dict[int | None, Any]:\n        """For the field\'s heads as they take effect in a batch: one regex per effective head."""\n        key = (field, effective)\n        found = self.scans.get(key)\n        if found is None:\n            as_effective = dict(zip(self.heads[field], effective, strict=True))\n            patterns: dict[int | None, set[str]] = {}\n            for e in self.entries:\n                for p in e.prefilters:\n                    if p.field == field:\n                        patterns.setdefault(as_effective[p.head], set()).add(p.pattern)\n            found = {}\n            for head, group in patterns.items():\n                try:\n                    found[head] = combined(tuple(sorted(group)))\n                except Exception:  # a combination re2 refuses: every row gets the exact check\n                    found[head] = None\n            self.scans[key] = found\n        return found\n\n\nclass _Batch:\n    """The batch as columns, with what several validators share: row dicts (made only for rows\n    that need a per-row check), applies_to targets and the prefilter scans of each field."""\n\n    def __init__(self, plan: _Plan, columns: dict[str, list[Any]], n: int) -> None:\n        self.plan, self.columns, self.n = plan, columns, n\n        self.rows: dict[int, dict[str, Any]] = {}\n        self.targets_cache: dict[Any, list[int]] = {}\n        self.flagged_cache: dict[tuple[str, int | None], set[int]] = {}\n        self.effective: dict[str, tuple[int | None, ...]] = {}\n\n    def row(self, i: int) -> dict[str, Any]:\n        r = self.rows.get(i)\n        if r is None:\n            r = self.rows[i] = {k: col[i] for k, col in self.columns.items()}\n        return r\n\n    def targets(self, key: tuple[tuple[str, frozenset[str]], ...] | None) -> range | list[int]:\n        if key is None:\n            return range(self.n)\n        found = self.targets_cache.get(key)\n        if found is None:\n            if len(key) == 1:\n                (k, allowed), = key\n                found = [i for i, x in enumerate(self.columns[k]) if x in allowed]\n            else:\n                found = [i for i in range(self.n) if all(self.columns[k][i] in allowed for k, allowed in key)]\n            self.targets_cache[key] = found\n        return found\n\n    def flagged(self, field: str, head: int | None) -> set[int]:\n        """Rows that need the exact check of every validator with a prefilter on this field: a match\n        of any of them, or no text at all."""\n        found = self.flagged_cache.get((field, head))\n        if found is not None:\n            return found\n        effective = self.effective.get(field)\n        if effective is None:\n            # Where no text is longer than a head, the whole texts are scanned: one scan serves all.\n            longest = max(map(len, filter(None, self.columns[field])), default=0)\n            effective = self.effective[field] = tuple(\n                None if h is None or longest <= h else h for h in self.plan.heads[field])\n        nominal, head = head, effective[self.plan.heads[field].index(head)]\n        found = self.flagged_cache.get((field, head))\n        if found is None:\n            regex = self.plan.scan_regexes(field, effective)[head]\n            column = self.columns[field]\n            texts = [t or "" for t in column] if head is None else [(t or "")[:head] for t in column]\n            try:\n                found = set(range(self.n)) if regex is None else flag_rows(regex, texts)\n            except Exception:  # a text re2 cannot take: every row gets the exact check\n                found = set(range(self.n))\n            if None in column or "" in column:\n                found.update(i for i, t in enumerate(column) if not t)\n            self.flagged_cache[(field, head)] = found\n        self.flagged_cache[(field, nominal)] = found\n        return found\n\n\ndef _exact(impl: Any, row: dict[str, Any]) -> Result:\n    try:\n        return impl.check(row)  # type: ignore[no-any-return]\n    except Exception as e:\n        return error_result(e)\n\n\ndef _quick(plpy: Any, e: _Entry, targets: range | list[int], batch: _Batch) -> dict[int, tuple[str, ...]]:\n    """The elements of the target rows\' results that differ from e.shared (all of them when there\n    is no shared result), judged set-wise."""\n    impl, head = e.impl, e.head\n    results: dict[int, Result]\n    if e.way == "prefilter":\n        flagged: set[int] = set()\n        for p in e.prefilters:\n            flagged |= batch.flagged(p.field, p.head)\n        if not flagged:\n            return {}\n        results = {i: _exact(impl, batch.row(i)) for i in sorted(flagged) if i in targets}\n    elif e.way == "length":\n        column = batch.columns[impl.field]\n        if impl.count_words:\n            outside = [i for i in targets if not impl.passes(column[i])]\n        else:  # passes(), inlined\n            lo, hi = impl.bounds["min_chars"], impl.bounds["max_chars"]\n            lo, hi = 0 if lo is None else lo, math.inf if hi is None else hi\n            outside = [i for i in targets if (t := column[i]) is None or not lo <= len(t) <= hi]\n        results = {i: _exact(impl, batch.row(i)) for i in outside}\n    elif e.way == "json":  # outputs repeat (tool calls): parse each distinct one once\n        column = batch.columns[impl.field]\n        by_text: dict[Any, Result] = {}\n        results = {}\n        for i in targets:\n            res = by_text.get(column[i])\n            if res is None:\n                res = by_text[column[i]] = _exact(impl, {impl.field: column[i]})  # check() reads only it\n            results[i] = res\n    else:\n        return e.anomaly.run(plpy, head, targets, batch.columns)  # type: ignore[no-any-return]\n    return _written(head, results)\n\n\ndef _written(head: tuple[str, ...], results: dict[int, Result]) -> dict[int, tuple[str, ...]]:\n    made: dict[int, tuple[str, ...]] = {}  # id(result): its elements (kinds share result objects)\n    out = {}\n    for i, res in results.items():\n        elements = made.get(id(res))\n        if elements is None:\n            elements = made[id(res)] = head + _result_elements(res)\n        out[i] = elements\n    return out\n\n\ndef evaluate_fast(plpy: Any, purpose: str, names: list[str] | None, *columns: list[Any] | None) -> dict[str, str]:\n    """evaluate() set-wise: built-in kinds judge the batch with one scan per field and shared\n    results; a row only gets a per-row check() where a scan says it may not be clean."""\n    ids = columns[0] or []\n    n = len(ids)\n    if not n:\n        return dict(_EMPTY)\n    if len(columns) != len(_ROW_KEYS) or any(c is None or len(c) != n for c in columns):\n        raise ValueError("the batch\'s columns differ in length")\n    plan = REGISTRY.plan(plpy, purpose, names)\n    batch = _Batch(plan, dict(zip(_ROW_KEYS, columns, strict=True)), n)  # type: ignore[arg-type]\n    sampling = purpose in ("insert", "revalidate")\n    source = "record" if purpose == "check_input" else "table"\n    jobs: tuple[list[Any], list[Any], list[Any]] = ([], [], [])\n    per_validator: list[list[Any]] = []\n    counts = [0] * n  # results per trace\n    for e in plan.entries:\n        v = e.v\n        targets = batch.targets(e.applies_key)\n        if sampling and v.sample_rate < 1:\n            targets = [i for i in targets if sampled(ids[i], v.id, v.sample_rate)]\n        if not targets:\n            continue\n        if v.mode == "async":\n            if purpose in ("insert", "revalidate"):\n                jobs[0].extend(ids[i] for i in targets)\n                jobs[1].extend([v.id] * len(targets))\n                jobs[2].extend([v.version] * len(targets))\n            continue\n        shared = e.shared\n        others = None\n        if e.way is not None:\n            try:\n                others = _quick(plpy, e, targets, batch)\n            except Exception:\n                others = None  # the per-row path below isolates the failure\n        if others is None:\n            shared = None\n            results = run_validator(plpy, v, [batch.row(i) for i in targets], source)\n            if len(results) != len(targets):\n                raise RuntimeError(f"validator {v.name} returned {len(results)} results for {len(targets)} traces")\n            others = _written(e.head, dict(zip(targets, results, strict=True)))\n        if type(targets) is range:\n            counts = [c + 1 for c in counts]\n            outcomes: list[Any] = [shared] * n\n        else:\n            outcomes = [None] * n\n            for i in targets:\n                counts[i] += 1\n                outcomes[i] = shared\n        for i, elements in others.items():\n            outcomes[i] = elements\n        per_validator.append(outcomes)\n    out = dict(_EMPTY)\n    # In (trace, validator) order; then each column of the results as one array literal.\n    flat = [x for found in zip(*per_validator, strict=True) for x in found if x is not None]\n    if flat:\n        for k, col in zip(("r_validator_ids", "r_versions", "r_names", "r_statuses", "r_scores", "r_labels",\n                           "r_details"), zip(*flat, strict=True), strict=True):\n            out[k] = "{" + ",".join(col) + "}"\n        if purpose == "insert":  # the trigger does not need the names\n            out["r_names"] = "{}"\n        trace_ids = list(map(repr, ids)) if None not in ids else ["NULL" if t is None else repr(t) for t in ids]\n        per_trace = [",".join([t] * c) for t, c in zip(trace_ids, counts, strict=True) if c]\n        out["r_trace_ids"] = "{" + ",".join(per_trace) + "}"\n        # The traces with results, in the order of their packed rows (the trigger marks them).\n        out["p_trace_ids"] = "{" + ",".join([t for t, c in zip(trace_ids, counts, strict=True) if c]) + "}"\n        if purpose == "insert":\n            out["p_rows"] = packed_rows(trace_ids, counts, flat)\n    if jobs[0]:\n        for k, values in zip(("j_trace_ids", "j_validator_ids", "j_versions"), jobs, strict=True):\n            out[k] = _number_array(values)\n    return out\n\n\ndef evaluate_exact(plpy: Any, purpose: str, names: list[str] | None, ids: list[int | None] | None, apps: list[Any],\n                   nodes: list[Any], node_types: list[Any], models: list[Any], prompt_versions: list[Any],\n                   inputs: list[Any], outputs: list[Any], expecteds: list[Any], latencies: list[Any],\n                   tokens_ins: list[Any], tokens_outs: list[Any], costs: list[Any],\n                   metadatas: list[Any]) -> dict[str, str]:\n    """evaluate() one row at a time: each validator\'s check() (or check_batch()) on row dicts, the\n    reference that evaluate_fast must equal."""\n    out: dict[str, list[Any]] = {k: [] for k in ("r_trace_ids", "r_validator_ids", "r_names", "r_versions",\n                                                 "r_statuses", "r_scores", "r_labels", "r_details",\n                                                 "j_trace_ids", "j_validator_ids", "j_versions",\n                                                 "p_trace_ids")}\n    p_rows = "{}"\n    try:\n        n = len(ids or [])\n        rows = [\n            dict(zip(_ROW_KEYS, values, strict=True))\n            for values in zip(ids or [], apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds,\n                              latencies, tokens_ins, tokens_outs, costs, metadatas, strict=True)\n        ] if n else []\n        if not rows:\n            return {**_as_literals(out), "p_rows": p_rows}\n        sampling = purpose in ("insert", "revalidate")\n        source = "record" if purpose == "check_input" else "table"\n        # Results per batch row, so that they come out in (trace, validator) order.\n        per_row: list[list[tuple[Validator, Result]]] = [[] for _ in rows]\n        for v in _select(REGISTRY.load(plpy), purpose, names):\n            targets = range(n) if not v.applies_to else [i for i in range(n) if v.applies(rows[i])]\n            if sampling and v.sample_rate < 1:\n                targets = [i for i in targets if sampled(rows[i]["id"], v.id, v.sample_rate)]\n            if not targets:\n                continue\n            if v.mode == "async":\n                if purpose in ("insert", "revalidate"):\n                    out["j_trace_ids"] += [rows[i]["id"] for i in targets]\n                    out["j_validator_ids"] += [v.id] * len(targets)\n                    out["j_versions"] += [v.version] * len(targets)\n                continue\n            results = run_validator(plpy, v, [rows[i] for i in targets], source)\n            if len(results) != len(targets):\n                raise RuntimeError(f"validator {v.name} returned {len(results)} results for {len(targets)} traces")\n            for i, res in zip(targets, results, strict=True):\n                per_row[i].append((v, res))\n        for i, found in enumerate(per_row):\n            if not found:\n                continue\n            out["p_trace_ids"].append(rows[i]["id"])\n            out["r_trace_ids"] += [rows[i]["id"]] * len(found)\n            out["r_validator_ids"] += [v.id for v, _ in found]\n            if purpose != "insert":  # the trigger does not need the names\n                out["r_names"] += [v.name for v, _ in found]\n            out["r_versions"] += [v.version for v, _ in found]\n            out["r_statuses"] += [res.status for _, res in found]\n            out["r_scores"] += [_finite(res.score) for _, res in found]\n            out["r_labels"] += [res.label for _, res in found]\n            out["r_details"] += [_details_json(res.details) for _, res in found]\n        if purpose == "insert":\n            kept = [found for found in per_row if found]\n            p_rows = packed_rows([_number(t) for t in out["p_trace_ids"]], [len(found) for found in kept],\n                                 [(str(v.id), str(v.version), _element(v.name), *_result_elements(res))\n                                  for found in kept for v, res in found])\n    except Exception as e:\n        if purpose != "insert":\n            raise\n        # A bug here must never cost the application its INSERT: say so in the server log.\n        plpy.warning(f"dbflywheel: validators did not run on this INSERT: {type(e).__name__}: {e}")\n        return {**_as_literals({k: [] for k in out}), "p_rows": "{}"}\n    return {**_as_literals(out), "p_rows": p_rows}\n\n\ndef check_config(plpy: Any, kind: str, config: str, applies_to: str) -> str | None:\n    """create_validator\'s check: None when the config works, else what is wrong with it."""\n    try:\n        parse_applies_to(json.loads(applies_to))\n        if kind in ASYNC_KINDS:\n            return None  # flywheel._check_llm_judge_config() checks a judge\'s config\n        cls = SYNC_KINDS.get(kind)\n        if cls is None:\n            raise ConfigError(f"unknown kind {kind!r}; known kinds: {\', \'.join(KINDS)}")\n        parsed = json.loads(config)\n        if not isinstance(parsed, dict):\n            raise ConfigError("config must be a JSON object")\n        if kind in _CHECKED_IN_DATABASE:\n            cls(parsed, plpy)\n        else:\n            cls(parsed)\n    except ConfigError as e:\n        return str(e)\n    return None\n',
+    'validators_sql_codegen': '"""The `sql_codegen` validator: is a generated query valid SQL for the configured schema?\n\nChecks, in order: it parses (sqlglot, postgres dialect); only allowed statement types appear\n(SELECT by default; a `;`-chained write, DDL, a data-modifying CTE, SELECT INTO or FOR UPDATE\nfail); every table and column it names exists in the schema (from the catalog); optionally it\nplans: EXPLAIN (never ANALYZE) in a read-only subtransaction that is always rolled back. The\nquery is never executed, so checking never writes anything.\n"""\n\nfrom __future__ import annotations\n\nimport time\nfrom typing import Any\n\nimport sqlglot\nfrom sqlglot import exp\nfrom sqlglot.errors import OptimizeError, ParseError, TokenError\nfrom sqlglot.optimizer.qualify import qualify\nfrom validators_builtin import (\n    ConfigError,\n    Result,\n    _known_keys,\n    _read_only_subtransaction,\n    _short,\n    error_result,\n    strip_code_fence,\n)\n\nSTATEMENT_TYPES: dict[str, tuple[type[Any], ...]] = {\n    "select": (exp.Query,),\n    "insert": (exp.Insert,),\n    "update": (exp.Update,),\n    "delete": (exp.Delete,),\n    "merge": (exp.Merge,),\n}\n_WRITES = (exp.Insert, exp.Update, exp.Delete, exp.Merge)\n# What PostgreSQL says when EXPLAIN refuses the query, as a label.\n_SQLSTATE_LABELS = {"42601": "syntax_error", "42P01": "unknown_table", "42703": "unknown_column",\n                    "42883": "unknown_function", "42804": "type_mismatch", "42803": "grouping_error",\n                    "42702": "ambiguous_column"}\nCATALOG_SECONDS = 10.0\n\n\ndef _kind_of(stmt: Any) -> str:\n    for name, classes in STATEMENT_TYPES.items():\n        if isinstance(stmt, classes):\n            return name\n    return type(stmt).__name__.lower()\n\n\nclass SqlCodegen:\n    def __init__(self, config: dict[str, Any], plpy: Any = None) -> None:\n        _known_keys(config, {"schema", "allowed_statements", "explain", "max_statements", "lock_timeout_ms"},\n                    "sql_codegen")\n        schema = config.get("schema")\n        if not isinstance(schema, str) or not schema:\n            raise ConfigError(\'sql_codegen: config needs {"schema": "<the schema whose tables the SQL may use>"}\')\n        allowed = config.get("allowed_statements", ["select"])\n        if not isinstance(allowed, list) or not allowed or not set(allowed) <= set(STATEMENT_TYPES):\n            raise ConfigError(f"sql_codegen: allowed_statements must be a non-empty list of {list(STATEMENT_TYPES)}")\n        max_statements = config.get("max_statements", 1)\n        if isinstance(max_statements, bool) or not isinstance(max_statements, int) or max_statements < 1:\n            raise ConfigError("sql_codegen: max_statements must be a positive integer")\n        self.schema, self.allowed, self.max_statements = schema, set(allowed), max_statements\n        self.explain = bool(config.get("explain", True))\n        self.lock_timeout_ms = int(config.get("lock_timeout_ms", 200))\n        self.catalog: dict[str, dict[str, str]] = {}\n        self.loaded_at = -1e18\n        self.explain_plan: Any = None\n        if plpy is not None:\n            self._load_catalog(plpy, force=True)\n            if not self.catalog:\n                raise ConfigError(f"sql_codegen: schema {schema!r} does not exist or has no tables")\n\n    def _load_catalog(self, plpy: Any, force: bool = False) -> None:\n        now = time.monotonic()\n        if not force and now - self.loaded_at < CATALOG_SECONDS:\n            return\n        rows = plpy.execute(\n            plpy.prepare(\n                "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) AS type"\n                " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"\n                " JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"\n                " WHERE n.nspname = $1 AND c.relkind IN (\'r\', \'p\', \'v\', \'m\', \'f\')",\n                ["name"],\n            ),\n            [self.schema],\n        )\n        catalog: dict[str, dict[str, str]] = {}\n        for r in rows:\n            catalog.setdefault(r["relname"], {})[r["attname"]] = r["type"]\n        self.catalog, self.loaded_at = catalog, now\n\n    def check_batch(self, plpy: Any, rows: list[dict[str, Any]], source: str) -> list[Result]:\n        self._load_catalog(plpy)\n        out = []\n        for row in rows:\n            try:\n                out.append(self.check_sql(plpy, row.get("output")))\n            except Exception as e:\n                out.append(error_result(e))\n        return out\n\n    def check_sql(self, plpy: Any, text: str | None) -> Result:\n        if text is None or not text.strip():\n            return Result("fail", 0.0, "missing", {"reason": "no SQL in the output"})\n        sql = strip_code_fence(text).strip().rstrip(";").strip()\n        try:\n            statements = [s for s in sqlglot.parse(sql, read="postgres") if s is not None]\n        except (ParseError, TokenError) as e:\n            return Result("fail", 0.0, "syntax_error", {"reason": _short(str(e).splitlines()[0])})\n        if not statements:\n            return Result("fail", 0.0, "missing", {"reason": "no SQL statement"})\n        kinds = [_kind_of(s) for s in statements]\n        if len(statements) > self.max_statements or any(k not in self.allowed for k in kinds):\n            return Result("fail", 0.0, "statement_not_allowed",\n                          {"statements": kinds, "allowed": sorted(self.allowed), "max_statements": self.max_statements})\n        for stmt in statements:\n            verdict = self._check_statement(stmt)\n            if verdict is not None:\n                return verdict\n        if self.explain:\n            return self._plan(plpy, sql)\n        return Result("pass", 1.0, None, {"statements": kinds})\n\n    def _check_statement(self, stmt: Any) -> Result | None:\n        if isinstance(stmt, exp.Query):\n            if any(True for _ in stmt.find_all(*_WRITES)):\n                return Result("fail", 0.0, "statement_not_allowed",\n                              {"reason": "a data-modifying statement inside the query"})\n            if stmt.find(exp.Into) is not None or stmt.find(exp.Lock) is not None:\n                return Result("fail", 0.0, "statement_not_allowed", {"reason": "SELECT INTO or FOR UPDATE/SHARE"})\n        ctes = {c.alias_or_name.lower() for c in stmt.find_all(exp.CTE)}\n        for table in stmt.find_all(exp.Table):\n            if not isinstance(table.this, exp.Identifier):\n                continue  # a table function such as generate_series(...)\n            name = table.name if table.this.quoted else table.name.lower()\n            schema = table.db\n            if schema and schema != self.schema:\n                return Result("fail", 0.0, "unknown_table", {"reason": f"schema {schema!r} is not {self.schema!r}"})\n            if not schema and name in ctes:\n                continue\n            if name not in self.catalog:\n                return Result("fail", 0.0, "unknown_table", {"reason": f"table {name!r} does not exist"})\n        try:\n            qualify(stmt.copy(), schema={self.schema: self.catalog}, db=self.schema, dialect="postgres",\n                    validate_qualify_columns=True, identify=False)\n        except OptimizeError as e:\n            message = str(e)\n            if "could not be resolved" in message or "Unknown column" in message or "Unknown table" in message:\n                return Result("fail", 0.0, "unknown_column", {"reason": _short(message.splitlines()[0])})\n            # Anything else is sqlglot not following a valid construct: PostgreSQL has the last word.\n        return None\n\n    def _plan(self, plpy: Any, sql: str) -> Result:\n        def explain() -> None:\n            plpy.execute(f"SET LOCAL lock_timeout = {self.lock_timeout_ms}")\n            plpy.execute(f"SET LOCAL search_path = pg_catalog, {plpy.quote_ident(self.schema)}")\n            # prepare() takes exactly one statement, whatever sqlglot thought of the text.\n            plpy.execute(plpy.prepare("EXPLAIN (COSTS OFF) " + sql))\n\n        try:\n            _read_only_subtransaction(plpy, explain)\n        except plpy.SPIError as e:\n            state = getattr(e, "sqlstate", None) or ""\n            label = _SQLSTATE_LABELS.get(state, "does_not_plan")\n            return Result("fail", 0.0, label, {"reason": _short(str(e).splitlines()[0] if str(e) else label),\n                                               "sqlstate": state})\n        return Result("pass", 1.0, None, {"planned": True})\n'
+}
 for name in sources:
     sys.modules.pop(name, None)  # a newer install in this session replaces older modules
 
 
 class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     dbflywheel = True
+    python_path = PYTHON_PATH
 
     def find_spec(self, name, path=None, target=None):
         if name in sources:
@@ -933,2776 +1060,133 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:b4cffe72e4c8'] = importlib.import_module
+GD['dbflywheel:0.1.0:9100ecef3d65'] = importlib.import_module
 $python$;
-
-INSERT INTO flywheel._python_modules (name, source) VALUES
-    ('environment', $pysrc$"""Describes the Python that runs PL/Python functions, so a DBA can see what is missing."""
-
-from __future__ import annotations
-
-import json
-import sys
-from importlib import metadata
-from typing import Any
-
-# What the PL/Python functions import beyond the standard library (see plpython/requirements.txt).
-REQUIRED = ("numpy", "sqlglot", "jsonschema", "google-re2")
-
-
-def describe(plpy: Any) -> str:
-    packages: dict[str, str | None] = {}
-    for name in REQUIRED:
-        try:
-            packages[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            packages[name] = None
-    setting = plpy.execute(
-        "SELECT coalesce(current_setting('flywheel.python_path', true), '') AS path"
-    )[0]["path"]
-    return json.dumps(
-        {
-            "python": sys.version.split()[0],
-            "executable": sys.executable,
-            "python_path_setting": setting or None,
-            "packages": packages,
-            "missing": sorted(n for n, v in packages.items() if v is None),
-        }
-    )
-$pysrc$),
-    ('fewshot_embedder', $pysrc$"""The built-in embedder: hashed word and character n-grams, signed, L2-normalised, numpy only.
-
-Deterministic (no per-process hash seed, no network, no model), fast enough for the insert
-path, and importable both by PL/Python and by the Python package (dbflywheel.embeddings loads
-this very file), so the database, the worker and the CLI embed identically.
-"""
-
-from __future__ import annotations
-
-import hashlib
-import re
-import unicodedata
-import zlib
-from typing import Any
-
-NAME = "fewshot-hash-384-v1"
-DIMS = 384
-CHAR_NGRAMS = (3, 4)
-_WORD = re.compile(r"\w+")
-_SPACE = re.compile(r"\s+")
-_MASK = (1 << 64) - 1
-
-
-def normalize(text: str) -> str:
-    """The form two inputs must share to count as the same question (also the cache key)."""
-    return _SPACE.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
-
-
-def input_key(text: str | None) -> str | None:
-    """md5 of the normalised text, as a uuid literal: the exact-match key of the cache."""
-    return None if text is None else _key_of_normalized(normalize(text))
-
-
-def _mix(np: Any, h: Any) -> Any:
-    """murmur3's 64-bit finaliser: spreads every input bit over the bucket and sign bits."""
-    h = h ^ (h >> np.uint64(33))
-    h = h * np.uint64(0xFF51AFD7ED558CCD)
-    h = h ^ (h >> np.uint64(33))
-    h = h * np.uint64(0xC4CEB9FE1A85EC53)
-    return h ^ (h >> np.uint64(33))
-
-
-def _scatter(np: Any, owners: Any, hashes: Any, n_texts: int, offset: int) -> Any:
-    """+1/-1 per feature into column offset + hash % DIMS (sign from the top bit) of its
-    owner's row, as flat (index, weight) pairs for one bincount over everything."""
-    mixed = _mix(np, hashes)
-    buckets = (mixed % np.uint64(DIMS)).astype(np.int64) + offset
-    signs = 1.0 - 2.0 * (mixed >> np.uint64(63)).astype(np.float64)
-    return owners * (2 * DIMS) + buckets, signs
-
-
-def _char_features(np: Any, texts: list[str]) -> tuple[Any, Any]:
-    """Byte n-grams of every text at once: one rolling hash over the concatenation, keeping
-    only the n-grams that do not cross from one text into the next."""
-    encoded = [(" " + t + " ").encode() for t in texts]
-    lengths = np.array([len(b) for b in encoded], dtype=np.int64)
-    data = np.frombuffer(b"".join(encoded), dtype=np.uint8).astype(np.uint64)
-    ends = np.cumsum(lengths)
-    owner_of_byte = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)
-    owners_parts, hash_parts = [], []
-    for n in CHAR_NGRAMS:
-        count = len(data) - n + 1
-        if count <= 0:
-            continue
-        h = np.full(count, np.uint64(n * 0x9E3779B97F4A7C15 & _MASK))
-        for j in range(n):
-            h = h * np.uint64(0x100000001B3) + data[j:j + count]
-        owners = owner_of_byte[:count]
-        inside = np.arange(count, dtype=np.int64) + n <= ends[owners]
-        owners_parts.append(owners[inside])
-        hash_parts.append(h[inside])
-    return _scatter(np, np.concatenate(owners_parts), np.concatenate(hash_parts), len(texts), 0)
-
-
-def _word_features(np: Any, texts: list[str]) -> tuple[Any, Any]:
-    """Words and word bigrams (crc32, then mixed with a seed that keeps the two kinds apart)."""
-    owners: list[int] = []
-    hashes: list[int] = []
-    for i, text in enumerate(texts):
-        words = [zlib.crc32(w.encode()) for w in _WORD.findall(text)]
-        owners.extend([i] * (2 * len(words) - (1 if words else 0)))
-        hashes.extend(words)
-        hashes.extend((a << 32 | b) ^ 0x5BD1E995 for a, b in zip(words, words[1:], strict=False))
-    return _scatter(np, np.array(owners, dtype=np.int64), np.array(hashes, dtype=np.uint64), len(texts), DIMS)
-
-
-def _unit_rows(np: Any, m: Any) -> Any:
-    norms = np.linalg.norm(m, axis=1, keepdims=True)
-    return np.divide(m, norms, out=np.zeros_like(m), where=norms > 0)
-
-
-def _matrix(np: Any, texts: list[str | None]) -> tuple[list[int], list[str], Any]:
-    """The indexes of the texts with something to embed, their normalised forms, and their unit
-    vectors (float32 rows)."""
-    norm_all = [normalize(t) if t is not None else "" for t in texts]
-    present = [i for i, t in enumerate(norm_all) if t]
-    norm = [norm_all[i] for i in present]
-    if not present:
-        return present, norm, np.zeros((0, DIMS), dtype=np.float32)
-    (ci, cw), (wi, ww) = _char_features(np, norm), _word_features(np, norm)
-    counts = np.bincount(np.concatenate([ci, wi]), weights=np.concatenate([cw, ww]),
-                         minlength=len(norm) * 2 * DIMS).reshape(len(norm), 2, DIMS)
-    # sqrt dampens repeated n-grams; chars and words are normalised apart, so that the many
-    # character n-grams do not drown the words, then added.
-    damped = np.copysign(np.sqrt(np.abs(counts)), counts)
-    norms = np.linalg.norm(damped, axis=2, keepdims=True)
-    vectors = np.divide(damped, norms, out=np.zeros_like(damped), where=norms > 0).sum(axis=1)
-    return present, norm, _unit_rows(np, vectors).astype(np.float32)
-
-
-def embed_batch(texts: list[str | None]) -> list[list[float] | None]:
-    """One 384-float unit vector per text; None for a NULL or empty text (nothing to embed)."""
-    import numpy as np
-
-    present, _, vectors = _matrix(np, texts)
-    result: list[list[float] | None] = [None] * len(texts)
-    for row, i in enumerate(present):
-        result[i] = vectors[row].tolist()
-    return result
-
-
-def vector_literals(np: Any, vectors: Any) -> list[str]:
-    """pgvector text literals of unit-vector rows, written by numpy ('[+0.0123457,-0.0000001,...]'):
-    PL/Python converts a list of floats to real[] one string per element, far slower."""
-    n = len(vectors)
-    if n == 0:
-        return []
-    scaled = np.rint(np.abs(vectors.astype(np.float64)) * 1e7).astype(np.int64)  # |v| <= 1: d.ddddddd
-    cells = np.empty((n, DIMS, 11), dtype=np.uint8)
-    cells[..., 0] = np.where(vectors < 0, ord("-"), ord("+"))
-    cells[..., 2] = ord(".")
-    cells[..., 10] = ord(",")
-    for position in (9, 8, 7, 6, 5, 4, 3, 1):
-        cells[..., position] = scaled % 10 + ord("0")
-        scaled //= 10
-    rows = cells.reshape(n, DIMS * 11)
-    rows[:, -1] = ord("]")
-    return ["[" + r.tobytes().decode("ascii") for r in rows]
-
-
-def _key_of_normalized(norm: str) -> str:
-    digest = hashlib.md5(norm.encode(), usedforsecurity=False).hexdigest()
-    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:]}"
-
-
-def literals_and_keys(embedder: str, texts: list[str | None]) -> tuple[list[int], list[str], list[str]]:
-    """For the texts with something to embed: their indexes, pgvector literals and input keys."""
-    import numpy as np
-
-    if embedder != NAME:
-        raise LookupError(f"the database runs only the built-in embedder {NAME}, not {embedder!r}")
-    present, norm, vectors = _matrix(np, texts)
-    return present, vector_literals(np, vectors), [_key_of_normalized(n) for n in norm]
-
-
-def embed_rows(plpy: Any, embedder: str, texts: list[str | None]) -> Any:
-    """PL/Python: (ordinality, embedding literal, input_key, error) for every text with something
-    to embed. Never raises: a failure comes back as the error of every row."""
-    try:
-        present, literals, keys = literals_and_keys(embedder, texts)
-    except Exception as e:
-        return [(i + 1, None, None, f"{type(e).__name__}: {e}") for i in range(len(texts))]
-    return [(i + 1, literal, key, None) for i, literal, key in zip(present, literals, keys, strict=True)]
-
-
-def normalize_key(plpy: Any, text: str | None) -> str | None:
-    """PL/Python: the cache key of one query."""
-    return input_key(text)
-$pysrc$),
-    ('fewshot_store', $pysrc$"""Stores embeddings from inside the database: the statement-level trigger on flywheel.traces
-(flywheel._embed_new_traces) and the background re-embed both come here, one call per statement
-or batch."""
-
-from __future__ import annotations
-
-from typing import Any
-
-_plans: dict[str, Any] = {}  # prepared once per session
-
-
-def _plan(plpy: Any, name: str, query: str, types: list[str]) -> Any:
-    if name not in _plans:
-        _plans[name] = plpy.prepare(query, types)
-    return _plans[name]
-
-
-def _record_failure(plpy: Any, embedder: str, trace_ids: list[int], error: str) -> None:
-    plan = _plan(plpy, "failed", """
-        INSERT INTO flywheel.embedding_backlog AS b (trace_id, embedder, reason, last_error)
-        SELECT i, $2, 'failed', $3 FROM unnest($1::bigint[]) i
-        ON CONFLICT ON CONSTRAINT embedding_backlog_pkey
-        DO UPDATE SET attempts = b.attempts + 1, last_error = EXCLUDED.last_error""", ["bigint[]", "text", "text"])
-    plan_args = [trace_ids, embedder, error[:2000]]
-    plpy.execute(plan, plan_args)
-
-
-def embed_traces(plpy: Any, embedder: str, trace_ids: list[int], apps: list[str], inputs: list[str | None]) -> int:
-    """Embeds with the built-in embedder and stores the vectors, in a subtransaction; whatever
-    fails (the embedder, or storing) is recorded in the backlog. Returns how many were stored."""
-    from fewshot_embedder import literals_and_keys
-
-    if not trace_ids:
-        return 0
-    try:
-        present, literals, keys = literals_and_keys(embedder, inputs)
-        if not present:
-            return 0
-        store = _plan(plpy, "store", """
-            INSERT INTO flywheel.embeddings AS e (trace_id, embedder, app, embedding, input_key)
-            SELECT t, $2, a, v::vector, k
-            FROM unnest($1::bigint[], $3::text[], $4::text[], $5::uuid[]) AS u(t, a, v, k)
-            ON CONFLICT ON CONSTRAINT embeddings_pkey
-            DO UPDATE SET embedding = EXCLUDED.embedding, input_key = EXCLUDED.input_key, created_at = now()""",
-            ["bigint[]", "text", "text[]", "text[]", "uuid[]"])
-        with plpy.subtransaction():
-            plpy.execute(store, [[trace_ids[i] for i in present], embedder, [apps[i] for i in present], literals, keys])
-        return len(present)
-    except Exception as e:  # never into the application's INSERT: the backlog retries it
-        try:
-            with plpy.subtransaction():
-                _record_failure(plpy, embedder, list(trace_ids), f"{type(e).__name__}: {e}")
-        except Exception as again:
-            plpy.warning(f"dbflywheel: could not embed or record {len(trace_ids)} trace(s): {again}")
-        return 0
-$pysrc$),
-    ('judges_ranking', $pysrc$"""Bradley-Terry scores of models, prompt versions and variants from pairwise verdicts."""
-
-from __future__ import annotations
-
-from collections import defaultdict
-from collections.abc import Iterable, Iterator
-from typing import Any
-
-# Which trace attribute a ranking compares: the column of flywheel.traces.
-DIMENSIONS = ("model", "prompt_version", "variant")
-
-PREFERENCES = """
-SELECT p.app, CASE WHEN p.judged_by = 'human' THEN 'human' ELSE p.validator END AS source, p.winner,
-       ta.model AS model_a, tb.model AS model_b,
-       ta.prompt_version AS prompt_version_a, tb.prompt_version AS prompt_version_b,
-       ta.variant AS variant_a, tb.variant AS variant_b
-FROM flywheel.preferences p
-JOIN flywheel.traces ta ON ta.id = p.trace_a
-JOIN flywheel.traces tb ON tb.id = p.trace_b
-"""
-
-
-def bradley_terry(
-    comparisons: Iterable[tuple[str, str, str]], *, tolerance: float = 1e-10, max_iterations: int = 100_000
-) -> dict[str, float]:
-    """Scores (summing to 1) from (x, y, winner in 'a'|'b'|'tie') by the MM algorithm
-    (Hunter 2004); a tie counts as half a win for each side."""
-    import numpy as np
-
-    pairs = [(x, y, w) for x, y, w in comparisons if x != y]
-    names = sorted({n for x, y, _ in pairs for n in (x, y)})
-    if not names:
-        return {}
-    index = {n: i for i, n in enumerate(names)}
-    size = len(names)
-    wins = np.zeros((size, size))  # wins[i, j]: how often i beat j (ties: half each)
-    for x, y, w in pairs:
-        i, j = index[x], index[y]
-        if w == "a":
-            wins[i, j] += 1.0
-        elif w == "b":
-            wins[j, i] += 1.0
-        else:
-            wins[i, j] += 0.5
-            wins[j, i] += 0.5
-    games = wins + wins.T
-    won = wins.sum(axis=1)
-    scores = np.full(size, 1.0 / size)
-    for _ in range(max_iterations):
-        sums = scores[:, None] + scores[None, :]
-        denominator = np.divide(games, sums, out=np.zeros_like(games), where=games > 0).sum(axis=1)
-        updated = np.divide(won, denominator, out=np.zeros(size), where=denominator > 0)
-        updated /= updated.sum()
-        done = np.abs(updated - scores).max() < tolerance
-        scores = updated
-        if done:
-            break
-    return {n: float(scores[index[n]]) for n in names}
-
-
-def rankings(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """One row per (app, dimension, source, name): score, rank (1 = best), wins, losses, ties."""
-    groups: dict[tuple[str, str, str], list[tuple[str, str, str]]] = defaultdict(list)
-    for row in rows:
-        for dimension in DIMENSIONS:
-            a, b = row[f"{dimension}_a"], row[f"{dimension}_b"]
-            if a is not None and b is not None and a != b:
-                groups[(row["app"], dimension, row["source"])].append((a, b, row["winner"]))
-    for (app, dimension, source), comparisons in sorted(groups.items()):
-        scores = bradley_terry(comparisons)
-        tally: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-        for a, b, winner in comparisons:
-            if winner == "tie":
-                tally[a][2] += 1
-                tally[b][2] += 1
-            else:
-                tally[a if winner == "a" else b][0] += 1
-                tally[b if winner == "a" else a][1] += 1
-        ordered = sorted(scores, key=lambda n: (-scores[n], n))
-        for position, name in enumerate(ordered, start=1):
-            wins, losses, ties = tally[name]
-            yield {
-                "app": app, "dimension": dimension, "source": source, "name": name,
-                "score": scores[name], "rank": position, "wins": wins, "losses": losses, "ties": ties,
-            }
-
-
-def ranking(plpy: Any) -> list[dict[str, Any]]:
-    return list(rankings(plpy.execute(PREFERENCES)))
-$pysrc$),
-    ('metrics_cron', $pysrc$"""pg_cron schedules read without pg_cron: when a schedule last fired, so that staleness and
-`dbflywheel refresh --loop` agree with what pg_cron would run.
-
-Accepts what pg_cron accepts: five fields (minute hour day-of-month month day-of-week with
-`*`, `a-b`, `*/n`, `a-b/n` and lists), the `@hourly`-style macros, and `N seconds`.
-Times are UTC, as pg_cron's default `cron.timezone` is GMT.
-"""
-
-from __future__ import annotations
-
-import re
-from datetime import UTC, datetime, timedelta
-from typing import Any
-
-_MACROS = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
-_RANGES = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)]
-_SECONDS = re.compile(r"^\s*([1-9]|[1-5][0-9])\s+seconds?\s*$", re.I)
-
-
-class ScheduleError(ValueError):
-    pass
-
-
-def _field(text: str, low: int, high: int) -> set[int]:
-    values: set[int] = set()
-    for part in text.split(","):
-        step = 1
-        if "/" in part:
-            part, step_text = part.split("/", 1)
-            if not step_text.isdigit() or int(step_text) == 0:
-                raise ScheduleError(f"bad step in {text!r}")
-            step = int(step_text)
-        if part == "*":
-            start, end = low, high
-        elif "-" in part:
-            a, b = part.split("-", 1)
-            if not (a.isdigit() and b.isdigit()):
-                raise ScheduleError(f"bad range in {text!r}")
-            start, end = int(a), int(b)
-        elif part.isdigit():
-            start = int(part)
-            end = high if step > 1 else start
-        else:
-            raise ScheduleError(f"bad field {text!r}")
-        if not (low <= start <= high and low <= end <= high and start <= end):
-            raise ScheduleError(f"{text!r} is outside {low}-{high}")
-        values.update(range(start, end + 1, step))
-    return values
-
-
-def parse(schedule: str) -> tuple[int, list[set[int]], bool, bool]:
-    """(seconds, fields, day-of-month restricted, day-of-week restricted); seconds > 0 for `N seconds`."""
-    if m := _SECONDS.match(schedule):
-        return int(m.group(1)), [], False, False
-    text = _MACROS.get(schedule.strip().lower(), schedule)
-    parts = text.split()
-    if len(parts) != 5:
-        raise ScheduleError(
-            f"{schedule!r} is not a cron schedule (five fields, a macro such as @hourly, or 'N seconds')")
-    fields = [_field(p, lo, hi) for p, (lo, hi) in zip(parts, _RANGES, strict=True)]
-    if 7 in fields[4]:
-        fields[4] = (fields[4] - {7}) | {0}
-    return 0, fields, parts[2] != "*", parts[4] != "*"
-
-
-def _day_matches(day: datetime, fields: list[set[int]], dom_set: bool, dow_set: bool) -> bool:
-    if day.month not in fields[3]:
-        return False
-    dom = day.day in fields[2]
-    dow = (day.isoweekday() % 7) in fields[4]
-    if dom_set and dow_set:  # cron: either restriction matches
-        return dom or dow
-    return dom and dow
-
-
-def previous_fire(schedule: str, at: datetime) -> datetime:
-    """The last time at or before `at` when the schedule fired."""
-    at = at.astimezone(UTC)
-    seconds, fields, dom_set, dow_set = parse(schedule)
-    if seconds:
-        epoch = int(at.timestamp())
-        return datetime.fromtimestamp(epoch - epoch % seconds, UTC)
-    minute = at.replace(second=0, microsecond=0)
-    day = minute.replace(hour=0, minute=0)
-    for _ in range(366 * 8 + 1):  # the sparsest schedule (29 February) fires within 8 years
-        if _day_matches(day, fields, dom_set, dow_set):
-            last = minute if day == minute.replace(hour=0, minute=0) else day.replace(hour=23, minute=59)
-            for hour in sorted((h for h in fields[1] if h <= last.hour), reverse=True):
-                limit = last.minute if hour == last.hour else 59
-                minutes = [m for m in fields[0] if m <= limit]
-                if minutes:
-                    return day.replace(hour=hour, minute=max(minutes))
-        day -= timedelta(days=1)
-    raise ScheduleError(f"{schedule!r} never fires")
-
-
-def period(schedule: str, at: datetime) -> timedelta:
-    """The time between the last two firings before `at`: how often the schedule runs."""
-    last = previous_fire(schedule, at)
-    return last - previous_fire(schedule, last - timedelta(seconds=1))
-
-
-def sql_previous_fire(plpy: Any, schedule: str, at_epoch: float) -> float:
-    """For SQL: times cross as epoch seconds, so no text format is parsed."""
-    try:
-        return previous_fire(schedule, datetime.fromtimestamp(at_epoch, UTC)).timestamp()
-    except ScheduleError as e:
-        plpy.error(f"invalid schedule: {e}")
-        raise
-
-
-def sql_period(plpy: Any, schedule: str, at_epoch: float) -> float:
-    try:
-        return period(schedule, datetime.fromtimestamp(at_epoch, UTC)).total_seconds()
-    except ScheduleError as e:
-        plpy.error(f"invalid schedule: {e}")
-        raise
-$pysrc$),
-    ('metrics_drift', $pysrc$"""flywheel.drift(): compares a feature of the traces between two time ranges with the two-sample
-KS test and the population stability index (plpython/metrics_stats.py)."""
-
-from __future__ import annotations
-
-import json
-from typing import Any
-
-import numpy as np
-
-# KS is exact up to 10,000 values a sample, at O(n*m); a random sample of this size per range
-# keeps a check under a second while detecting shifts of a few percent.
-SAMPLE = 5000
-PROJECTIONS = 4  # embeddings are compared along this many fixed random directions
-_SEED = 20240611
-
-_COLUMNS = {
-    "latency": "t.latency_ms",
-    "output_length": "length(t.output)::double precision",
-    "input_length": "length(t.input)::double precision",
-    "tokens_in": "t.tokens_in::double precision",
-    "tokens_out": "t.tokens_out::double precision",
-    "cost": "t.cost_usd",
-}
-_RANGE = ("t.created_at >= coalesce(lower($1::tstzrange), '-infinity')"
-          " AND t.created_at < coalesce(upper($1::tstzrange), 'infinity')")
-
-
-def _query(plpy: Any, feature: str) -> str:
-    """The sampling query of a feature. Only fixed expressions and quoted names go into the text
-    (hence the noqa: S608); the time range is a parameter."""
-    if feature in _COLUMNS:
-        expr = _COLUMNS[feature]
-        return (f"SELECT {expr} AS x FROM flywheel.traces t WHERE {_RANGE} AND NOT t.shadow"  # noqa: S608
-                f" AND {expr} IS NOT NULL"
-                f" ORDER BY random() LIMIT {SAMPLE}")
-    if feature.startswith("score:"):
-        name = plpy.quote_literal(feature.split(":", 1)[1])
-        return ("SELECT r.score AS x FROM flywheel.validation_results r"  # noqa: S608
-                " JOIN flywheel.validators v ON v.id = r.validator_id JOIN flywheel.traces t ON t.id = r.trace_id"
-                f" WHERE v.name = {name} AND r.score IS NOT NULL AND NOT t.shadow AND {_RANGE}"
-                f" ORDER BY random() LIMIT {SAMPLE}")
-    if feature == "embedding":
-        # The input embeddings of the active embedder (flywheel.embeddings, the semantic index).
-        return ("SELECT e.embedding::text AS x FROM flywheel.embeddings e"  # noqa: S608
-                " JOIN flywheel.embedders m ON m.name = e.embedder AND m.state = 'active'"
-                " JOIN flywheel.traces t ON t.id = e.trace_id"
-                f" WHERE {_RANGE} AND NOT t.shadow ORDER BY random() LIMIT {SAMPLE}")
-    plpy.error(f"drift: unknown feature {feature!r}; use one of {', '.join(sorted(_COLUMNS))}, "
-               "score:<validator> or embedding")
-    raise AssertionError
-
-
-def _fetch(plpy: Any, sql: str, period: str) -> list[Any]:
-    plan = plpy.prepare(sql, ["text"])
-    return [r["x"] for r in plpy.execute(plan, [period])]
-
-
-def projections(vectors: list[str], count: int = PROJECTIONS) -> np.ndarray:
-    """Each vector projected on `count` fixed unit directions (the same for every call)."""
-    matrix = np.array([json.loads(v) for v in vectors], dtype=float)
-    directions = np.random.default_rng(_SEED).normal(size=(matrix.shape[1], count))
-    directions /= np.linalg.norm(directions, axis=0)
-    return matrix @ directions
-
-
-def compare(name: str, reference: Any, current: Any) -> dict[str, Any]:
-    import metrics_stats
-
-    row: dict[str, Any] = {"feature": name, "reference_n": len(reference), "current_n": len(current),
-                           "ks_statistic": None, "p_value": None, "psi": None}
-    if len(reference) and len(current):
-        d, p = metrics_stats.ks_2samp(reference, current)
-        row.update(ks_statistic=d, p_value=p, psi=metrics_stats.psi(reference, current))
-    return row
-
-
-def drift(plpy: Any, feature: str, reference: str, current: str) -> list[dict[str, Any]]:
-    sql = _query(plpy, feature)
-    ref, cur = _fetch(plpy, sql, reference), _fetch(plpy, sql, current)
-    if feature != "embedding":
-        return [compare(feature, ref, cur)]
-    if not ref or not cur:
-        return [compare(f"embedding:{i}", [], []) for i in range(PROJECTIONS)]
-    ref_p, cur_p = projections(ref), projections(cur)
-    return [compare(f"embedding:{i}", ref_p[:, i], cur_p[:, i]) for i in range(PROJECTIONS)]
-$pysrc$),
-    ('metrics_experiments', $pysrc$"""flywheel.experiment_results(): each variant's metrics against the baseline variant, with a
-confidence interval and a p-value (two-proportion z-test for rates, Welch's t-test for means)."""
-
-from __future__ import annotations
-
-from typing import Any
-
-# Per variant: counts for the rates, n/mean/sample variance for the means.
-_SUMMARY = """
-WITH e AS (SELECT * FROM flywheel.experiments WHERE name = $1),
-tr AS (
-    SELECT t.id, t.variant, t.latency_ms, t.cost_usd
-    FROM flywheel.traces t, e
-    WHERE t.variant IN (SELECT jsonb_object_keys(e.variants)) AND NOT t.shadow
-      AND (t.metadata->>'experiment' = e.name OR (t.metadata->>'experiment' IS NULL AND t.created_at >= e.started_at)))
-SELECT tr.variant,
-       count(*) AS traces,
-       count(v.trace_id) FILTER (WHERE v.verdicts > 0) AS judged,
-       count(v.trace_id) FILTER (WHERE v.verdicts > 0 AND NOT v.failed) AS passed,
-       (SELECT count(*) FROM flywheel.feedback f JOIN tr x ON x.id = f.trace_id
-        WHERE x.variant = tr.variant AND f.kind = 'thumbs') AS thumbs,
-       (SELECT count(*) FROM flywheel.feedback f JOIN tr x ON x.id = f.trace_id
-        WHERE x.variant = tr.variant AND f.kind = 'thumbs' AND f.value > 0) AS thumbs_up,
-       (SELECT count(*) FROM flywheel.feedback f JOIN tr x ON x.id = f.trace_id
-        WHERE x.variant = tr.variant AND f.kind = 'rating') AS ratings,
-       (SELECT avg(f.value) FROM flywheel.feedback f JOIN tr x ON x.id = f.trace_id
-        WHERE x.variant = tr.variant AND f.kind = 'rating') AS rating_mean,
-       (SELECT var_samp(f.value) FROM flywheel.feedback f JOIN tr x ON x.id = f.trace_id
-        WHERE x.variant = tr.variant AND f.kind = 'rating') AS rating_var,
-       count(tr.latency_ms) AS latency_n, avg(tr.latency_ms) AS latency_mean, var_samp(tr.latency_ms) AS latency_var,
-       count(tr.cost_usd) AS cost_n, avg(tr.cost_usd) AS cost_mean, var_samp(tr.cost_usd) AS cost_var
-FROM tr LEFT JOIN flywheel._trace_verdicts v ON v.trace_id = tr.id
-GROUP BY tr.variant
-"""
-
-_RATES = [("pass_rate", "passed", "judged"), ("positive_share", "thumbs_up", "thumbs")]
-_MEANS = [("mean_rating", "ratings", "rating_mean", "rating_var"),
-          ("latency_ms", "latency_n", "latency_mean", "latency_var"),
-          ("cost_usd", "cost_n", "cost_mean", "cost_var")]
-
-
-def results(plpy: Any, experiment: str, confidence: float = 0.95) -> list[dict[str, Any]]:
-    import metrics_stats
-
-    found = plpy.execute(plpy.prepare("SELECT variants, baseline FROM flywheel.experiments WHERE name = $1", ["text"]),
-                         [experiment])
-    if not found:
-        plpy.error(f"experiment_results: no experiment named {experiment!r}")
-    baseline = found[0]["baseline"]
-    rows = {r["variant"]: r for r in plpy.execute(plpy.prepare(_SUMMARY, ["text"]), [experiment])}
-    base = rows.get(baseline)
-    out: list[dict[str, Any]] = []
-    for variant in sorted(rows, key=lambda v: (v != baseline, v)):
-        r = rows[variant]
-        for metric, hits, total in _RATES:
-            n = int(r[total] or 0)
-            row = {"metric": metric, "variant": variant, "n": n, "value": (r[hits] / n) if n else None,
-                   "baseline": baseline, "test": "two-proportion z-test"}
-            if variant != baseline and base is not None:
-                row.update(metrics_stats.two_proportion_test(int(base[hits] or 0), int(base[total] or 0),
-                                                             int(r[hits] or 0), n, confidence))
-            out.append(row)
-        for metric, count, mean, var in _MEANS:
-            n = int(r[count] or 0)
-            row = {"metric": metric, "variant": variant, "n": n, "value": r[mean], "baseline": baseline,
-                   "test": "Welch's t-test"}
-            if variant != baseline and base is not None and r[mean] is not None and base[mean] is not None:
-                row.update(metrics_stats.welch_test(int(base[count]), float(base[mean]), float(base[var] or 0),
-                                                    n, float(r[mean]), float(r[var] or 0), confidence))
-            out.append(row)
-    for row in out:
-        for key in ("difference", "ci_low", "ci_high", "p_value"):
-            row[key] = None if row.get(key) is None else float(row[key])
-    return out
-$pysrc$),
-    ('metrics_stats', $pysrc$"""Statistics for drift and experiments with numpy only (PL/Python has no scipy): the two-sample
-Kolmogorov-Smirnov test, the population stability index, the two-proportion z-test and
-Welch's t-test. tests/unit/test_metrics_stats.py checks them against scipy.stats.
-"""
-
-from __future__ import annotations
-
-import math
-from collections.abc import Sequence
-
-import numpy as np
-
-# scipy.stats.ks_2samp(method='auto') is exact while both samples have at most this many values.
-EXACT_KS_MAX_N = 10000
-
-
-def ks_statistic(a: Sequence[float], b: Sequence[float]) -> float:
-    """The largest distance between the two empirical CDFs (ties handled as scipy does)."""
-    x, y = np.sort(np.asarray(a, dtype=float)), np.sort(np.asarray(b, dtype=float))
-    both = np.concatenate([x, y])
-    cdf_x = np.searchsorted(x, both, side="right") / len(x)
-    cdf_y = np.searchsorted(y, both, side="right") / len(y)
-    return float(np.max(np.abs(cdf_x - cdf_y)))
-
-
-def _ks_exact_p(m: int, n: int, d: float) -> float:
-    """P(D >= d) under H0 by walking the lattice of paths from (0,0) to (m,n) one anti-diagonal at
-    a time; a cell holds the probability that a uniformly random path reaches it without having
-    left the band |i/m - j/n| < d. Integer arithmetic on the lcm grid keeps ties exact."""
-    g = math.gcd(m, n)
-    lcm = m // g * n
-    h = round(d * lcm)  # the statistic is a multiple of 1/lcm
-    if h == 0:
-        return 1.0
-    step_i, step_j = lcm // m, lcm // n
-    inside = np.array([1.0])  # diagonal k = 0: the cell (0, 0)
-    for k in range(1, m + n + 1):
-        lo, hi = max(0, k - n), min(k, m)  # i on this diagonal; j = k - i
-        i = np.arange(lo, hi + 1)
-        prev_lo = max(0, k - 1 - n)
-        cur = np.zeros(len(i))
-        # from (i-1, j): a step in the first sample, probability i/k of all paths through (i, j)
-        from_up = i - 1 - prev_lo
-        ok = (i >= 1) & (from_up >= 0) & (from_up < len(inside))
-        cur[ok] += inside[from_up[ok]] * (i[ok] / k)
-        from_left = i - prev_lo
-        ok = (from_left >= 0) & (from_left < len(inside)) & (k - i >= 1)
-        cur[ok] += inside[from_left[ok]] * ((k - i[ok]) / k)
-        cur[np.abs(i * step_i - (k - i) * step_j) >= h] = 0.0
-        inside = cur
-    return float(min(1.0, max(0.0, 1.0 - inside[-1])))
-
-
-def _kolmogorov_sf(x: float) -> float:
-    """P(K > x) for the limiting Kolmogorov distribution."""
-    if x < 0.2:
-        return 1.0
-    total = sum((-1) ** (k - 1) * math.exp(-2 * k * k * x * x) for k in range(1, 101))
-    return float(min(1.0, max(0.0, 2 * total)))
-
-
-def ks_2samp(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
-    """Two-sided two-sample KS test: (statistic, p-value). Exact for samples of up to 10,000
-    values, as scipy's default; beyond, the Kolmogorov limit with Stephens' small-sample
-    correction (scipy uses the finite-n Kolmogorov distribution there; they agree to ~1e-3)."""
-    m, n = len(a), len(b)
-    if m == 0 or n == 0:
-        raise ValueError("ks_2samp needs two non-empty samples")
-    d = ks_statistic(a, b)
-    if max(m, n) <= EXACT_KS_MAX_N:
-        return d, _ks_exact_p(m, n, d)
-    en = m * n / (m + n)
-    return d, _kolmogorov_sf((math.sqrt(en) + 0.12 + 0.11 / math.sqrt(en)) * d)
-
-
-def psi(reference: Sequence[float], current: Sequence[float], bins: int = 10) -> float:
-    """Population stability index over the reference's quantile bins (0.1: watch, 0.25: drifted)."""
-    ref, cur = np.asarray(reference, dtype=float), np.asarray(current, dtype=float)
-    if len(ref) == 0 or len(cur) == 0:
-        raise ValueError("psi needs two non-empty samples")
-    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1))[1:-1])
-    ref_share = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=len(edges) + 1) / len(ref)
-    cur_share = np.bincount(np.searchsorted(edges, cur, side="right"), minlength=len(edges) + 1) / len(cur)
-    ref_share, cur_share = np.clip(ref_share, 1e-4, None), np.clip(cur_share, 1e-4, None)  # empty bins
-    return float(np.sum((cur_share - ref_share) * np.log(cur_share / ref_share)))
-
-
-def normal_sf(z: float) -> float:
-    return 0.5 * math.erfc(z / math.sqrt(2))
-
-
-def normal_ppf(p: float) -> float:
-    """Inverse of the standard normal CDF, by bisection (enough for confidence intervals)."""
-    lo, hi = -40.0, 40.0
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        if 1 - normal_sf(mid) < p:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
-
-
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (modified Lentz)."""
-    tiny = 1e-300
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 1000):
-        m2 = 2 * m
-        even = m * (b - m) * x / ((a + m2 - 1) * (a + m2))
-        odd = -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1))
-        for num in (even, odd):
-            d = 1.0 + num * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + num / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < 1e-15:
-            break
-    return h
-
-
-def betainc(a: float, b: float, x: float) -> float:
-    """The regularized incomplete beta function I_x(a, b)."""
-    if x <= 0:
-        return 0.0
-    if x >= 1:
-        return 1.0
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
-    if x < (a + 1) / (a + b + 2):
-        return front * _betacf(a, b, x) / a
-    return 1.0 - front * _betacf(b, a, 1 - x) / b
-
-
-def t_sf(t: float, df: float) -> float:
-    """P(T > t) for Student's t with df degrees of freedom."""
-    tail = 0.5 * betainc(df / 2, 0.5, df / (df + t * t))
-    return tail if t >= 0 else 1 - tail
-
-
-def t_ppf(p: float, df: float) -> float:
-    lo, hi = -1e3, 1e3
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        if 1 - t_sf(mid, df) < p:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
-
-
-def two_proportion_test(x_a: int, n_a: int, x_b: int, n_b: int, confidence: float = 0.95) -> dict[str, float | None]:
-    """B's rate minus A's: the difference, its (unpooled) Wald interval and the pooled z-test's p-value."""
-    if n_a == 0 or n_b == 0:
-        return {"difference": None, "ci_low": None, "ci_high": None, "p_value": None}
-    p_a, p_b = x_a / n_a, x_b / n_b
-    diff = p_b - p_a
-    pooled = (x_a + x_b) / (n_a + n_b)
-    se_pooled = math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))
-    p_value = 1.0 if se_pooled == 0 else 2 * normal_sf(abs(diff) / se_pooled)
-    se = math.sqrt(p_a * (1 - p_a) / n_a + p_b * (1 - p_b) / n_b)
-    z = normal_ppf(1 - (1 - confidence) / 2)
-    return {"difference": diff, "ci_low": diff - z * se, "ci_high": diff + z * se, "p_value": p_value}
-
-
-def welch_test(n_a: int, mean_a: float, var_a: float, n_b: int, mean_b: float, var_b: float,
-               confidence: float = 0.95) -> dict[str, float | None]:
-    """B's mean minus A's: Welch's t-test (unequal variances) with its interval; var is the sample variance."""
-    if n_a < 2 or n_b < 2:
-        return {"difference": None, "ci_low": None, "ci_high": None, "p_value": None}
-    diff = mean_b - mean_a
-    va, vb = var_a / n_a, var_b / n_b
-    se = math.sqrt(va + vb)
-    if se == 0:
-        return {"difference": diff, "ci_low": diff, "ci_high": diff, "p_value": 1.0 if diff == 0 else 0.0}
-    df = (va + vb) ** 2 / (va * va / (n_a - 1) + vb * vb / (n_b - 1))
-    p_value = 2 * t_sf(abs(diff) / se, df)
-    t = t_ppf(1 - (1 - confidence) / 2, df)
-    return {"difference": diff, "ci_low": diff - t * se, "ci_high": diff + t * se, "p_value": min(1.0, p_value)}
-$pysrc$),
-    ('validators_batch', $pysrc$"""Which rows of a batch a set of re2 patterns can match, with one scan of all their texts at once.
-
-The runtime joins one field's texts of a batch with SEPARATOR and scans the joined text once with
-the alternation of every prefilter on that field (validators_builtin.Prefilter). A row is flagged
-when a match touches it; only flagged rows need their validators' exact check().
-
-Why no row with a match is missed: the separator starts and ends with a newline, which is what
-`\\b`, `(?m)^` and `(?m)$` see at a text's start and end on their own too (the prefilters use
-no other anchors), so a match inside a row on its own is also a match at the same place in the
-joined text. A scan from a position at or before it finds a match that starts at or before it,
-and that match either reaches it (the row is flagged) or ends before it, and the scan goes on
-from there. Matches that span the separator, or hide others, only flag rows.
-"""
-
-from __future__ import annotations
-
-from bisect import bisect_left, bisect_right
-from itertools import accumulate
-from typing import Any
-
-import re2
-
-SEPARATOR = "\n\x00\n"
-_SEP = SEPARATOR.encode()
-_COMPILED: dict[tuple[str, ...], Any] = {}
-# Only where a match is counts: re2 skips finding the patterns' groups (the same matches).
-_OPTIONS = re2.Options()
-_OPTIONS.never_capture = True
-
-try:  # re2's C++ matcher on bytes, without the wrapper's match objects and offset decoding
-    _UNANCHORED = re2._Anchor.UNANCHORED
-    _LOW_LEVEL = True
-except AttributeError:  # another google-re2 version: the public API on str
-    _LOW_LEVEL = False
-
-
-def combined(patterns: tuple[str, ...]) -> Any:
-    """One regex for the alternation of several patterns (each a self-contained group)."""
-    rx = _COMPILED.get(patterns)
-    if rx is None:
-        rx = _COMPILED[patterns] = re2.compile("|".join(f"(?:{p})" for p in patterns), _OPTIONS)
-    return rx
-
-
-def flag_rows(regex: Any, texts: list[str]) -> set[int]:
-    """Indexes of texts that regex may match (each text scanned as if on its own: see above)."""
-    if len(texts) == 1 and _LOW_LEVEL:
-        one = texts[0].encode()
-        return {0} if regex._regexp.Match(_UNANCHORED, one, 0, len(one))[0][0] >= 0 else set()
-    data: Any
-    if _LOW_LEVEL:
-        joined = SEPARATOR.join(texts)
-        if joined.isascii():  # bytes are characters: no text needs encoding on its own
-            chunks: list[Any] = texts
-            data = joined.encode()
-        else:
-            chunks = [t.encode() for t in texts]
-            data = _SEP.join(chunks)
-        match = regex._regexp.Match
-
-        def search(pos: int) -> tuple[int, int]:
-            return match(_UNANCHORED, data, pos, len(data))[0]  # type: ignore[no-any-return]
-    else:
-        chunks = texts
-        data = SEPARATOR.join(texts)
-
-        def search(pos: int) -> tuple[int, int]:
-            m = regex.search(data, pos)
-            return (-1, -1) if m is None else m.span()
-    flagged: set[int] = set()
-    starts: list[int] = []
-    ends: list[int] = []
-    pos, end = 0, len(data)
-    while pos <= end:
-        start, stop = search(pos)
-        if start < 0:
-            break
-        if not ends:  # where each text starts and ends in data (only once something matched)
-            sep = len(SEPARATOR)
-            ends = list(accumulate(len(chunk) + sep for chunk in chunks))
-            starts = [e - len(chunk) - sep for e, chunk in zip(ends, chunks, strict=True)]
-            ends = [e - sep for e in ends]
-        first = bisect_left(ends, start)  # rows whose [start, end] the match's [start, stop] touches
-        last = bisect_right(starts, stop) - 1
-        if first <= last:
-            flagged.update(range(first, last + 1))
-            # The rest of a flagged row needs no scan: go on after it (in the separator, ASCII).
-            pos = max(stop, ends[last] + 1)
-        else:  # a match within a separator
-            pos = stop if stop > start else start + 1
-    return flagged
-$pysrc$),
-    ('validators_builtin', $pysrc$"""The built-in validator kinds: each checks its config once (at creation) and then judges traces.
-
-A kind is a class built from its config (raising ConfigError with a message that says what is
-wrong) whose `check(row)` returns a Result. Kinds that need the database (sql, anomaly, python,
-sql_codegen) instead implement `check_batch(plpy, rows, source)`, called once per statement.
-Rows are dicts with the trace's columns. Nothing here raises into the caller on bad trace data:
-the runner turns an exception into an `error` result.
-"""
-
-from __future__ import annotations
-
-import json
-import math
-import re
-import sys
-import time
-from typing import Any, NamedTuple
-
-import re2
-
-
-class ConfigError(ValueError):
-    """A validator config that cannot work; the message is shown to whoever created it."""
-
-
-class Result(NamedTuple):
-    status: str  # pass | fail | error | skipped
-    score: float | None = None
-    label: str | None = None
-    details: dict[str, Any] | None = None
-
-
-TEXT_FIELDS = ("input", "output", "expected")
-# The common verdicts, shared: nothing to say beyond them. A score of 0 means "none found"
-# for the detectors (pii, injection, refusal), whose score measures what they found.
-_PASS = Result("pass", 1.0, None, None)
-_CLEAN = Result("pass", 0.0, None, None)
-PASS = _PASS
-MAX_DETAIL_CHARS = 200
-
-
-class Prefilter(NamedTuple):
-    """A promise of a kind that scans text, which lets the runtime judge a whole batch with one re2
-    scan per field: a row whose `field` text (its first `head` characters, if given) is not NULL
-    or empty and has no match of `pattern` gets exactly `clean` from check(). The pattern must not
-    use the anchors ^ $ \\A \\z outside (?m) (the runtime scans the texts joined by newlines)."""
-
-    field: str
-    pattern: str
-    clean: Result
-    head: int | None = None
-
-
-# An admin's regex is a prefilter only without these: anchors that mean "start or end of the text",
-# \Q (it quotes up to the end, the wrapping group's parenthesis too) and \C (any byte).
-_NOT_PREFILTERABLE = ("^", "$", "\\A", "\\z", "\\Q", "\\C")
-
-
-def _short(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _known_keys(config: dict[str, Any], allowed: set[str], kind: str) -> None:
-    # Every kind also accepts the runner's own keys.
-    unknown = set(config) - allowed - {"input_guard", "description", "time_limit_ms"}
-    if unknown:
-        raise ConfigError(f"{kind}: unknown config key(s) {sorted(unknown)}; known: {sorted(allowed)}")
-
-
-def _field(config: dict[str, Any], kind: str, default: str, allowed: tuple[str, ...] = TEXT_FIELDS) -> str:
-    field = config.get("field", default)
-    if field not in allowed:
-        raise ConfigError(f"{kind}: field must be one of {list(allowed)}, not {field!r}")
-    return str(field)
-
-
-def _count(config: dict[str, Any], key: str, kind: str) -> int | None:
-    value = config.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{kind}: {key} must be a non-negative integer, not {value!r}")
-    return value
-
-
-def _number(config: dict[str, Any], key: str, kind: str, default: float) -> float:
-    value = config.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(f"{kind}: {key} must be a number, not {value!r}")
-    return float(value)
-
-
-def compile_re2(pattern: Any, kind: str, case_insensitive: bool = False) -> Any:
-    if not isinstance(pattern, str) or not pattern:
-        raise ConfigError(f"{kind}: pattern must be a non-empty string")
-    try:
-        return re2.compile(("(?i)" if case_insensitive else "") + pattern)
-    except Exception as e:  # re2 reports bytes; decode for a readable message
-        msg = e.args[0].decode() if e.args and isinstance(e.args[0], bytes) else str(e)
-        raise ConfigError(
-            f"{kind}: bad regular expression {pattern!r}: {msg} (patterns are RE2: no backreferences or lookaround)"
-        ) from None
-
-
-try:  # re2's C++ matcher without the wrapper's match objects: ~5x faster for a yes/no question
-    _UNANCHORED = re2._Anchor.UNANCHORED
-
-    def re2_found(regex: Any, text: str) -> bool:
-        encoded = text.encode()
-        return bool(regex._regexp.Match(_UNANCHORED, encoded, 0, len(encoded))[0][0] >= 0)
-except AttributeError:  # another google-re2 version: the public API
-    def re2_found(regex: Any, text: str) -> bool:
-        return regex.search(text) is not None
-
-
-def strip_code_fence(text: str) -> str:
-    """LLMs wrap code in ```lang ... ```; the content is what counts."""
-    stripped = text.strip()
-    if stripped.startswith("```"):
-        first_newline = stripped.find("\n")
-        body = stripped[first_newline + 1 :] if first_newline >= 0 else ""
-        end = body.rfind("```")
-        return body[:end] if end >= 0 else body
-    return text
-
-
-class Length:
-    def __init__(self, config: dict[str, Any]) -> None:
-        _known_keys(config, {"min_chars", "max_chars", "min_words", "max_words", "field"}, "length")
-        self.field = _field(config, "length", "output")
-        self.bounds = {k: _count(config, k, "length") for k in ("min_chars", "max_chars", "min_words", "max_words")}
-        if all(v is None for v in self.bounds.values()):
-            raise ConfigError("length: give at least one of min_chars, max_chars, min_words, max_words")
-        for unit in ("chars", "words"):
-            lo, hi = self.bounds[f"min_{unit}"], self.bounds[f"max_{unit}"]
-            if lo is not None and hi is not None and lo > hi:
-                raise ConfigError(f"length: min_{unit} ({lo}) is greater than max_{unit} ({hi})")
-        self.count_words = self.bounds["min_words"] is not None or self.bounds["max_words"] is not None
-
-    def passes(self, text: str | None) -> bool:
-        """Whether check() gives exactly _PASS for a row with this text (the runtime's quick path)."""
-        if text is None:
-            return False
-        measured = {"chars": len(text)}
-        if self.count_words:
-            measured["words"] = len(text.split())
-        for unit, n in measured.items():
-            lo, hi = self.bounds[f"min_{unit}"], self.bounds[f"max_{unit}"]
-            if (lo is not None and n < lo) or (hi is not None and n > hi):
-                return False
-        return True
-
-    def check(self, row: dict[str, Any]) -> Result:
-        text = row.get(self.field)
-        if text is None:
-            return Result("fail", 0.0, "missing", {"reason": f"no {self.field}"})
-        chars = len(text)
-        details: dict[str, Any] = {"chars": chars}
-        measured = {"chars": chars}
-        if self.count_words:
-            measured["words"] = details["words"] = len(text.split())
-        for unit, n in measured.items():
-            lo, hi = self.bounds[f"min_{unit}"], self.bounds[f"max_{unit}"]
-            if lo is not None and n < lo:
-                return Result("fail", 0.0, "too_short", {**details, "reason": f"{n} {unit} < min_{unit} {lo}"})
-            if hi is not None and n > hi:
-                return Result("fail", 0.0, "too_long", {**details, "reason": f"{n} {unit} > max_{unit} {hi}"})
-        return _PASS
-
-
-class Regex:
-    def __init__(self, config: dict[str, Any]) -> None:
-        _known_keys(config, {"pattern", "field", "must_match", "case_insensitive", "label"}, "regex")
-        self.field = _field(config, "regex", "output", (*TEXT_FIELDS, "any"))
-        for key in ("must_match", "case_insensitive"):
-            if not isinstance(config.get(key, False), bool):
-                raise ConfigError(f"regex: {key} must be true or false")
-        self.must_match = bool(config.get("must_match", False))
-        self.regex = compile_re2(config.get("pattern"), "regex", bool(config.get("case_insensitive", False)))
-        self.label = str(config.get("label", "matched" if not self.must_match else "no_match"))
-        self._no_match = Result("fail", 0.0, self.label, {"reason": "the pattern does not match"})
-        self.prefilters: list[Prefilter] = []
-        pattern = config["pattern"]
-        if not any(s in pattern for s in _NOT_PREFILTERABLE) and not re2_found(self.regex, ""):
-            scoped = ("(?i:" if config.get("case_insensitive", False) else "(?:") + pattern + ")"
-            clean = self._no_match if self.must_match else _PASS
-            fields = ("input", "output") if self.field == "any" else (self.field,)
-            self.prefilters = [Prefilter(f, scoped, clean) for f in fields]
-
-    def check(self, row: dict[str, Any]) -> Result:
-        fields = ("input", "output") if self.field == "any" else (self.field,)
-        for field in fields:
-            text = row.get(field) or ""
-            m = self.regex.search(text) if re2_found(self.regex, text) else None
-            if m is not None:
-                details = {"field": field, "match": _short(m.group()), "at": m.start()}
-                if self.must_match:
-                    return Result("pass", 1.0, None, details)
-                return Result("fail", 0.0, self.label, details)
-        if self.must_match:
-            return self._no_match
-        return _PASS
-
-
-class Json:
-    def __init__(self, config: dict[str, Any]) -> None:
-        _known_keys(config, {"schema", "field", "strip_code_fence"}, "json")
-        self.field = _field(config, "json", "output")
-        self.strip = bool(config.get("strip_code_fence", True))
-        self.validator = None
-        if "schema" in config:
-            import jsonschema  # imported only when a schema is used: it is slow to import
-
-            schema = config["schema"]
-            if not isinstance(schema, dict | bool):
-                raise ConfigError("json: schema must be a JSON Schema object")
-            cls = jsonschema.validators.validator_for(schema)
-            try:
-                cls.check_schema(schema)
-            except jsonschema.SchemaError as e:
-                raise ConfigError(f"json: the schema is not a valid JSON Schema: {e.message}") from None
-            self.validator = cls(schema)
-
-    def check(self, row: dict[str, Any]) -> Result:
-        text = row.get(self.field)
-        if text is None or not text.strip():
-            return Result("fail", 0.0, "missing", {"reason": f"no {self.field}"})
-        if self.strip:
-            text = strip_code_fence(text)
-        try:
-            value = json.loads(text)
-        except RecursionError:
-            return Result("fail", 0.0, "too_deep", {"reason": "JSON nested too deeply to parse"})
-        except ValueError as e:
-            return Result("fail", 0.0, "invalid_json", {"reason": _short(str(e))})
-        if self.validator is not None:
-            try:
-                error = next(iter(self.validator.iter_errors(value)), None)
-            except RecursionError:
-                return Result("fail", 0.0, "too_deep", {"reason": "JSON nested too deeply to validate"})
-            if error is not None:
-                path = "/".join(str(p) for p in error.absolute_path)
-                return Result("fail", 0.0, "schema_mismatch", {"reason": _short(error.message), "path": path})
-        return _PASS
-
-
-class Pii:
-    def __init__(self, config: dict[str, Any]) -> None:
-        import validators_pii
-
-        self.pii = validators_pii
-        _known_keys(config, {"fields", "categories"}, "pii")
-        fields = config.get("fields", ["input", "output"])
-        if not isinstance(fields, list) or not fields or not set(fields) <= set(TEXT_FIELDS):
-            raise ConfigError(f"pii: fields must be a non-empty list of {list(TEXT_FIELDS)}")
-        cats = config.get("categories", list(validators_pii.CATEGORIES))
-        if not isinstance(cats, list) or not cats or not set(cats) <= set(validators_pii.CATEGORIES):
-            raise ConfigError(f"pii: categories must be a non-empty list of {list(validators_pii.CATEGORIES)}")
-        self.fields, self.categories = fields, set(cats)
-        self.prefilters = [Prefilter(f, validators_pii.MAYBE_ANY, _CLEAN) for f in fields]
-
-    def check(self, row: dict[str, Any]) -> Result:
-        found: dict[str, dict[str, int]] = {}
-        for field in self.fields:
-            counts = {c: n for c, n in self.pii.categories(row.get(field)).items() if c in self.categories}
-            if counts:
-                found[field] = counts
-        if not found:
-            return _CLEAN
-        cats = sorted({c for counts in found.values() for c in counts})
-        total = sum(n for counts in found.values() for n in counts.values())
-        return Result("fail", float(total), cats[0], {"categories": cats, "fields": found})
-
-
-# Signals of prompt injection and jailbreaks, with a weight each; the score combines them
-# as independent evidence: 1 - prod(1 - w).
-INJECTION_SIGNALS = {
-    "ignore_instructions": (
-        r"(?i)\b(ignore|disregard|forget|override|bypass)\b[^.\n]{0,40}\b(instructions?|prompts?|rules|"
-        r"directions|guidelines|guardrails|context)\b",
-        0.8,
-    ),
-    "reveal_prompt": (
-        r"(?i)\b(reveal|show|print|repeat|output|leak|tell me|what is|what are)\b[^.\n]{0,30}\b(system|hidden|"
-        r"initial|original|secret)\s+(prompt|instructions|message)",
-        0.6,
-    ),
-    "role_override": (
-        r"(?i)(\byou are now\b|\bfrom now on,? you\b|\bpretend (to be|you are)\b|\bact as (an? )?(unrestricted|"
-        r"unfiltered|jailbroken|evil|uncensored)\b|\broleplay as\b)",
-        0.5,
-    ),
-    "jailbreak_persona": (r"(\bDAN\b|(?i:\b(do anything now|developer mode|jailbreak|jailbroken|god mode)\b))", 0.6),
-    "chat_markup": (r"(<\|im_start\|>|<\|system\|>|\[/?INST\]|<<SYS>>|(?im:^[ \t]*(system|assistant)[ \t]*:))", 0.5),
-    "no_restrictions": (
-        r"(?i)\b(without|no|ignore (any|all|your)?)\s+(restrictions|filters|limitations|censorship|"
-        r"safety (guidelines|rules))\b",
-        0.4,
-    ),
-    "encoded_payload": (r"[A-Za-z0-9+/]{200,}={0,2}", 0.2),
-}
-# re2 runs in linear time on untrusted text. One search for any signal at all keeps the common
-# case (no signal) to a single pass; the signals are told apart only when there is one.
-_INJECTION = {name: (re2.compile(p), w) for name, (p, w) in INJECTION_SIGNALS.items()}
-_ANY_INJECTION = re2.compile("|".join(f"(?:{p})" for p, _ in INJECTION_SIGNALS.values()))
-
-
-class Injection:
-    def __init__(self, config: dict[str, Any]) -> None:
-        _known_keys(config, {"threshold", "field"}, "injection")
-        self.field = _field(config, "injection", "input")
-        self.threshold = _number(config, "threshold", "injection", 0.5)
-        if not 0 < self.threshold <= 1:
-            raise ConfigError("injection: threshold must be in (0, 1]")
-        self.prefilters = [Prefilter(self.field, _ANY_INJECTION.pattern, _CLEAN)]
-
-    def check(self, row: dict[str, Any]) -> Result:
-        text = row.get(self.field) or ""
-        if not re2_found(_ANY_INJECTION, text):
-            return _CLEAN
-        signals = [name for name, (rx, _) in _INJECTION.items() if rx.search(text) is not None]
-        keep = 1.0
-        for name in signals:
-            keep *= 1 - _INJECTION[name][1]
-        score = round(1 - keep, 4)
-        details = {"signals": signals} if signals else {}
-        if score >= self.threshold:
-            return Result("fail", score, "injection", details)
-        return Result("pass", score, None, details)
-
-
-REFUSAL_PATTERNS = {
-    "refusal": (
-        r"(?i)(\bI('m| am)( really| very)? sorry,? but I (can't|cannot|won't|am unable|'m unable|am not able)\b|"
-        r"\bI (can't|cannot|won't|will not) (help|assist|comply|provide|do that|fulfill)\b|"
-        r"\bI('m| am) (unable|not able) to (help|assist|comply|provide)\b|"
-        r"\bas an AI( language model)?,? I (can't|cannot|don't|do not)\b|"
-        r"\b(this|that) (request )?(goes against|violates) (my|the) (guidelines|policies|policy)\b)"
-    ),
-    "dont_know": (
-        r"(?i)(\bI (don't|do not) know\b|\bI('m| am) not sure\b|\bI (don't|do not) have (enough )?(information|"
-        r"access|data)\b|\bI (couldn't|could not|can't|cannot) find (any )?(information|anything)\b|"
-        r"\bno information (is )?available\b)"
-    ),
-}
-_REFUSAL = {label: re2.compile(p) for label, p in REFUSAL_PATTERNS.items()}
-REFUSAL_HEAD = 2000
-_ANY_REFUSAL = re2.compile("|".join(f"(?:{p})" for p in REFUSAL_PATTERNS.values()))
-
-
-class Refusal:
-    def __init__(self, config: dict[str, Any]) -> None:
-        _known_keys(config, {"field", "count_dont_know"}, "refusal")
-        self.field = _field(config, "refusal", "output")
-        self.labels = ["refusal"] + (["dont_know"] if config.get("count_dont_know", True) else [])
-        self.prefilters = [Prefilter(self.field, _ANY_REFUSAL.pattern, _CLEAN, REFUSAL_HEAD)]
-
-    def check(self, row: dict[str, Any]) -> Result:
-        text = row.get(self.field)
-        if not text:
-            return Result("skipped", None, None, {"reason": f"no {self.field}"})
-        head = text[:REFUSAL_HEAD]  # a refusal says so up front; do not scan a megabyte for it
-        if not re2_found(_ANY_REFUSAL, head):
-            return _CLEAN
-        for label in self.labels:
-            m = _REFUSAL[label].search(head)
-            if m is not None:
-                return Result("fail", 1.0, label, {"match": _short(m.group())})
-        return Result("pass", 0.0, None, {})
-
-
-# Scripts that identify a language (or a small family) on their own.
-_SCRIPTS = [
-    ("ru", "[\u0400-\u04FF]"), ("el", "[\u0370-\u03FF]"), ("he", "[\u0590-\u05FF]"),
-    ("ar", "[\u0600-\u06FF]"), ("hi", "[\u0900-\u097F]"), ("th", "[\u0E00-\u0E7F]"),
-    ("ko", "[\uAC00-\uD7AF]"), ("ja", "[\u3040-\u30FF]"), ("zh", "[\u4E00-\u9FFF]"),
-]
-_SCRIPT_RX = [(lang, re.compile(p)) for lang, p in _SCRIPTS]
-# The most frequent function words of the Latin-script languages told apart here.
-_STOPWORDS = {
-    "en": "the and is are of to in that it for you with on this what how was not be have",
-    "de": "der die das und ist nicht ich sie es zu mit den ein eine auf für von wie was",
-    "fr": "le la les et est des une un que qui pas pour dans sur vous ce il je du",
-    "es": "el la los las y es de que en un una por para con no se como qué su",
-    "it": "il lo la gli le e è di che un una per non con sono come del della",
-    "pt": "o a os as e é de que em um uma para com não se do da como você",
-    "nl": "de het een en is van dat die niet ik je op te met voor zijn wat",
-}
-_STOP = {lang: set(words.split()) for lang, words in _STOPWORDS.items()}
-_WORD = re.compile(r"[^\W\d_]+")
-LANGUAGES = sorted({lang for lang, _ in _SCRIPTS} | set(_STOP))
-
-
-def detect_language(text: str) -> str | None:
-    sample = text[:2000]
-    for lang, rx in _SCRIPT_RX:
-        if len(rx.findall(sample)) >= 3:
-            return lang
-    words = [w.lower() for w in _WORD.findall(sample)]
-    if len(words) < 3:
-        return None
-    hits = {lang: sum(1 for w in words if w in stop) for lang, stop in _STOP.items()}
-    best = max(hits, key=lambda k: hits[k])
-    return best if hits[best] >= 2 else None
-
-
-class Language:
-    def __init__(self, config: dict[str, Any]) -> None:
-        _known_keys(config, {"allowed", "field", "min_chars"}, "language")
-        allowed = config.get("allowed")
-        if not isinstance(allowed, list) or not allowed or not all(isinstance(a, str) for a in allowed):
-            raise ConfigError(f"language: allowed must be a non-empty list of language codes, e.g. {LANGUAGES}")
-        unknown = set(allowed) - set(LANGUAGES)
-        if unknown:
-            raise ConfigError(f"language: unknown language code(s) {sorted(unknown)}; known: {LANGUAGES}")
-        self.allowed = set(allowed)
-        self.field = _field(config, "language", "input")
-        self.min_chars = _count(config, "min_chars", "language") or 20
-
-    def check(self, row: dict[str, Any]) -> Result:
-        text = row.get(self.field) or ""
-        if len(text.strip()) < self.min_chars:
-            return Result("skipped", None, None, {"reason": f"{self.field} shorter than {self.min_chars} characters"})
-        lang = detect_language(text)
-        if lang is None:
-            return Result("skipped", None, None, {"reason": "language not recognised"})
-        return Result("pass" if lang in self.allowed else "fail", None, lang, {"language": lang})
-
-
-class Classifier:
-    def __init__(self, config: dict[str, Any]) -> None:
-        _known_keys(config, {"labels", "case_sensitive"}, "classifier")
-        labels = config.get("labels")
-        if labels is not None and (not isinstance(labels, list) or not all(isinstance(x, str) for x in labels)):
-            raise ConfigError("classifier: labels must be a list of strings")
-        self.case_sensitive = bool(config.get("case_sensitive", False))
-        self.labels = None if labels is None else {self._norm(x) for x in labels}
-
-    def _norm(self, text: str) -> str:
-        text = text.strip().strip(".").strip()
-        return text if self.case_sensitive else text.casefold()
-
-    def check(self, row: dict[str, Any]) -> Result:
-        output = row.get("output")
-        if output is None:
-            return Result("fail", 0.0, "missing", {"reason": "no output"})
-        got = self._norm(output)
-        if self.labels is not None and got not in self.labels:
-            return Result("fail", 0.0, "unknown_label", {"reason": f"{_short(got, 60)!r} is not one of the labels"})
-        expected = row.get("expected")
-        if expected is None:
-            return Result("skipped", None, got, {"reason": "no expected label"})
-        ok = got == self._norm(expected)
-        return Result("pass" if ok else "fail", 1.0 if ok else 0.0, got, {"expected": _short(self._norm(expected), 60)})
-
-
-class Rollback(Exception):
-    """Raised to leave a subtransaction that must never keep what it did."""
-
-
-def _read_only_subtransaction(plpy: Any, fn: Any) -> Any:
-    """Run fn() in a subtransaction that is always rolled back, and return its value. (The
-    callers in SQL make the whole evaluation read-only: a SET LOCAL here would not last, since
-    PostgreSQL restores the read-only flag when PL/Python's own subtransaction of each execute ends.)"""
-    box: list[Any] = []
-    try:
-        with plpy.subtransaction():
-            box.append(fn())
-            raise Rollback
-    except Rollback:
-        pass
-    return box[0]
-
-
-class Sql:
-    """A boolean SQL expression over the trace row, run set-wise on the batch."""
-
-    def __init__(self, config: dict[str, Any], plpy: Any = None) -> None:
-        _known_keys(config, {"expression"}, "sql")
-        expr = config.get("expression")
-        if not isinstance(expr, str) or not expr.strip():
-            raise ConfigError('sql: config needs {"expression": "<boolean SQL over the trace row>"}')
-        self.expression = expr
-        self.plans: dict[str, Any] = {}
-        if plpy is not None:
-            self._plan(plpy, "table")
-
-    def _plan(self, plpy: Any, source: str) -> Any:
-        plan = self.plans.get(source)
-        if plan is None:
-            # The expression is the admin's SQL, like a view's; prepare() below refuses a second statement.
-            if source == "table":
-                query = f"SELECT t.id, ({self.expression})::boolean AS ok FROM flywheel.traces t WHERE t.id = ANY($1)"  # noqa: S608
-                types = ["bigint[]"]
-            else:  # a trace that is not stored (check_input): one row built from JSON
-                query = (f"SELECT t.id, ({self.expression})::boolean AS ok"  # noqa: S608
-                         " FROM jsonb_populate_record(NULL::flywheel.traces, $1) t")
-                types = ["jsonb"]
-            try:
-                # prepare() refuses several statements, so the expression cannot smuggle one in.
-                plan = plpy.prepare(query, types)
-            except plpy.SPIError as e:
-                raise ConfigError(f"sql: the expression does not compile against a trace row: {e}") from None
-            self._refuse_volatile(plpy)
-            self.plans[source] = plan
-        return plan
-
-    def _refuse_volatile(self, plpy: Any) -> None:
-        # A volatile function (pg_sleep, nextval, writes through a function) has no place in a check.
-        names = sorted({m.lower() for m in re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(", self.expression)})
-        if not names:
-            return
-        rows = plpy.execute(
-            plpy.prepare(
-                "SELECT DISTINCT proname FROM pg_proc WHERE proname = ANY($1) AND provolatile = 'v'"
-                " AND pronamespace IN ('pg_catalog'::regnamespace, 'flywheel'::regnamespace)",
-                ["name[]"],
-            ),
-            [names],
-        )
-        if rows:
-            raise ConfigError(f"sql: the expression calls volatile function(s) {[r['proname'] for r in rows]}; "
-                              "a check must only read the trace")
-
-    def check_batch(self, plpy: Any, rows: list[dict[str, Any]], source: str) -> list[Result]:
-        plan = self._plan(plpy, source)
-        args: list[Any]
-        if source == "table":
-            args = [[r["id"] for r in rows]]
-        else:
-            args = [json.dumps({k: v for k, v in rows[0].items() if k != "metadata"})]
-        found = _read_only_subtransaction(plpy, lambda: {r["id"]: r["ok"] for r in plpy.execute(plan, args)})
-        out = []
-        for r in rows:
-            ok = found.get(r["id"], None)
-            if ok is None:
-                out.append(Result("skipped", None, None, {"reason": "the expression is NULL for this trace"}))
-            else:
-                out.append(Result("pass" if ok else "fail", 1.0 if ok else 0.0, None, {}))
-        return out
-
-
-_NO_BASELINE = Result("skipped", None, None, {"reason": "no baseline yet for this model and node"})
-
-
-class Anomaly:
-    """Latency, cost or tokens far from the recent norm of the same model and node: a robust
-    z-score on the log scale against flywheel._anomaly_baselines (median and MAD per metric),
-    which flywheel.refresh_anomaly_baselines() recomputes off the insert path."""
-
-    METRICS = ("latency_ms", "cost_usd", "tokens_in", "tokens_out")
-    CACHE_SECONDS = 60.0
-
-    def __init__(self, config: dict[str, Any]) -> None:
-        _known_keys(config, {"metrics", "threshold", "min_samples"}, "anomaly")
-        metrics = config.get("metrics", ["latency_ms", "cost_usd", "tokens_out"])
-        if not isinstance(metrics, list) or not metrics or not set(metrics) <= set(self.METRICS):
-            raise ConfigError(f"anomaly: metrics must be a non-empty list of {list(self.METRICS)}")
-        self.metrics = metrics
-        self.threshold = _number(config, "threshold", "anomaly", 4.0)
-        self.min_samples = _count(config, "min_samples", "anomaly") or 30
-        if self.threshold <= 0:
-            raise ConfigError("anomaly: threshold must be positive")
-        self.baselines: dict[tuple[Any, Any, str], tuple[int, float, float]] = {}
-        self.loaded_at = -math.inf
-
-    def _load(self, plpy: Any) -> None:
-        now = time.monotonic()
-        if now - self.loaded_at < self.CACHE_SECONDS:
-            return
-        rows = plpy.execute("SELECT model, node, metric, n, median_log, mad_log FROM flywheel._anomaly_baselines")
-        self.baselines = {(r["model"], r["node"], r["metric"]): (r["n"], r["median_log"], r["mad_log"]) for r in rows}
-        self.loaded_at = now
-
-    def check_batch(self, plpy: Any, rows: list[dict[str, Any]], source: str) -> list[Result]:
-        self._load(plpy)
-        return [self.check(r) for r in rows]
-
-    def check(self, row: dict[str, Any]) -> Result:
-        worst: tuple[float, str] | None = None
-        measured: dict[str, float] = {}
-        for metric in self.metrics:
-            value = row.get(metric)
-            base = self.baselines.get((row.get("model"), row.get("node"), metric))
-            if value is None or base is None or base[0] < self.min_samples:
-                continue
-            spread = max(1.4826 * base[2], 0.05)  # a floor, so a constant history does not flag noise
-            z = abs(math.log1p(max(float(value), 0.0)) - base[1]) / spread
-            measured[metric] = round(z, 2)
-            if worst is None or z > worst[0]:
-                worst = (z, metric)
-        if worst is None:
-            return _NO_BASELINE
-        if worst[0] > self.threshold:
-            return Result("fail", round(worst[0], 2), worst[1], {"z": measured})
-        return Result("pass", round(worst[0], 2), None, {"z": measured})
-
-
-class Python:
-    """An admin's PL/Python body: `trace` is a dict of the row; return True/False, a score, a dict
-    (status, score, label, details) or None (skipped). Runs read-only with a time limit."""
-
-    def __init__(self, config: dict[str, Any]) -> None:
-        _known_keys(config, {"body", "threshold"}, "python")
-        body = config.get("body")
-        if not isinstance(body, str) or not body.strip():
-            raise ConfigError('python: config needs {"body": "<python code that returns a verdict>"}')
-        self.threshold = _number(config, "threshold", "python", 0.5)
-        self.time_limit = _number(config, "time_limit_ms", "python", 1000.0) / 1000
-        source = "def _validate(trace, plpy):\n" + "\n".join("    " + line for line in body.splitlines())
-        try:
-            code = compile(source, "<python validator>", "exec")
-        except SyntaxError as e:
-            raise ConfigError(f"python: the body does not compile: {e.msg} (line {e.lineno})") from None
-        namespace: dict[str, Any] = {}
-        exec(code, namespace)  # noqa: S102 (an admin's validator body, checked at creation)
-        self.fn = namespace["_validate"]
-
-    def check_batch(self, plpy: Any, rows: list[dict[str, Any]], source: str) -> list[Result]:
-        out = []
-        for row in rows:
-            try:
-                out.append(_read_only_subtransaction(plpy, lambda row=row: self._verdict(self._run(row, plpy))))
-            except Exception as e:
-                out.append(error_result(e))
-        return out
-
-    def _run(self, row: dict[str, Any], plpy: Any) -> Any:
-        deadline = time.monotonic() + self.time_limit
-        limit_ms = int(self.time_limit * 1000)
-
-        def tracer(frame: Any, event: str, arg: Any) -> Any:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the validator ran longer than its time limit of {limit_ms} ms")
-            return tracer
-
-        previous = sys.gettrace()
-        sys.settrace(tracer)
-        try:
-            return self.fn(dict(row), plpy)
-        finally:
-            sys.settrace(previous)
-
-    def _verdict(self, value: Any) -> Result:
-        if value is None:
-            return Result("skipped", None, None, {"reason": "the validator returned None"})
-        if isinstance(value, bool):
-            return Result("pass" if value else "fail", 1.0 if value else 0.0, None, {})
-        if isinstance(value, int | float):
-            return Result("pass" if value >= self.threshold else "fail", float(value), None, {})
-        if isinstance(value, dict):
-            status = value.get("status")
-            score = value.get("score")
-            if status is None and score is not None:
-                status = "pass" if float(score) >= self.threshold else "fail"
-            if status not in ("pass", "fail", "skipped"):
-                raise ValueError(f"the validator returned status {status!r}; expected pass, fail or skipped")
-            details = value.get("details") or {}
-            label = value.get("label")
-            return Result(status, None if score is None else float(score), None if label is None else str(label),
-                          details if isinstance(details, dict) else {"value": details})
-        raise ValueError(f"the validator returned a {type(value).__name__}; expected bool, number, dict or None")
-
-
-def error_result(e: BaseException) -> Result:
-    message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return Result("error", None, type(e).__name__, {"error": _short(message, 500)})
-$pysrc$),
-    ('validators_pii', $pysrc$"""Finds personal data (e-mail, phone, payment card, IBAN, SSN, IP address) in text, and redacts it.
-
-One detector serves the `pii` validator and flywheel.redact_pii(): what the validator flags is
-exactly what redaction removes. Candidates come from linear-time re2 patterns; cards must pass
-the Luhn check and IBANs the mod-97 check, so order numbers and dates are not flagged.
-"""
-
-from __future__ import annotations
-
-import re
-from typing import Any
-
-import re2
-
-# In priority order: where two candidates overlap, the earlier category wins.
-CATEGORIES = ("email", "iban", "card", "ssn", "ip", "phone")
-PLACEHOLDERS = {c: f"[{c.upper()}]" for c in CATEGORIES}
-
-_PATTERNS = {
-    "email": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
-    "iban": r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b",
-    # A run of digit groups; _cards() looks for a card number among its groups. Not \b: a number
-    # glued to a word ("com4111 1111...") is still a number.
-    "card": r"\d+(?:[ -]\d+)*",
-    # Not \b either; find() checks that no digit touches either end instead.
-    "ssn": r"\d{3}-\d{2}-\d{4}",
-    "ip": r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b",
-    "phone": r"(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,5}){1,4}\b",
-}
-_COMPILED = {name: re2.compile(p) for name, p in _PATTERNS.items()}
-try:  # re2's C++ matcher, without the wrapper's match objects (else: the public API)
-    _UNANCHORED = re2._Anchor.UNANCHORED
-    _LOW_LEVEL = hasattr(_COMPILED["email"], "_regexp")
-except AttributeError:
-    _LOW_LEVEL = False
-# Cheap pre-filter: most texts have no '@' and no run of digits long enough to be personal data.
-# (Python's re where the pattern cannot backtrack badly: several times faster per call than re2's wrapper.)
-_DIGITS = re.compile(r"\d[\d ().+-]{5,}\d")
-_DATE = re.compile(r"^\d{4}[-./]\d{1,2}[-./]\d{1,2}$|^\d{1,2}[-./]\d{1,2}[-./]\d{4}$")
-_NOT_DIGITS = re.compile(r"\D")
-_DIGIT_BOUNDED = ("ssn",)
-_GROUP = re.compile(r"\d+")
-# What each category's pattern cannot match without (a necessary condition, so skipping a
-# category whose check fails changes nothing): ids, ticket and order numbers, times and prices
-# then skip the re2 scans they would otherwise each pay for.
-_MAYBE_PATTERNS = {
-    "iban": r"[A-Z]{2}\d{2}",
-    "card": r"\d(?:[ -]?\d){12}",
-    "ssn": r"\d{3}-\d{2}-\d{4}",
-    "ip": r"\d\.\d{1,3}\.\d{1,3}\.\d",
-    "phone": r"\d\d[ .-]\d\d",
-}
-_MAYBE = {name: re.compile(p) for name, p in _MAYBE_PATTERNS.items()}
-# All of them in one linear re2 pass, called without the wrapper's match objects (the common
-# text, with no personal data, stops here).
-_ANY_DIGITS = re2.compile(_DIGITS.pattern)
-_ANY_MAYBE = re2.compile("|".join(f"(?:{p})" for p in _MAYBE_PATTERNS.values()))
-# What find() cannot find anything without (an '@', or one of the above): a text with no match of
-# this has no personal data, which lets the pii validator clear a whole batch with one scan.
-MAYBE_ANY = "@|" + _ANY_MAYBE.pattern
-
-
-# The same, in re2 (on ASCII text, where Python's \d is [0-9] too, they agree): one C call each.
-_MAYBE_RE2 = {name: re2.compile(p) for name, p in _MAYBE_PATTERNS.items()}
-
-
-def _spans(regex: Any, text: str, data: bytes | None) -> list[tuple[int, int]]:
-    """(start, end) of each match, as finditer() gives them; data: text.encode() when text is ASCII
-    (byte offsets are then character offsets), so re2 is called without the wrapper's match objects."""
-    if data is None:
-        return [m.span() for m in regex.finditer(text)]
-    match = regex._regexp.Match
-    spans = []
-    pos, end = 0, len(data)
-    while True:  # finditer's own loop
-        start, stop = match(_UNANCHORED, data, pos, end)[0]
-        if start < 0:
-            break
-        spans.append((start, stop))
-        if pos == end:
-            break
-        pos = pos + 1 if pos == stop else stop
-    return spans
-
-
-def match_at(regex: Any, data: bytes) -> int:
-    """Where the first match in data starts, or -1 (re2's C++ matcher, _LOW_LEVEL only)."""
-    return regex._regexp.Match(_UNANCHORED, data, 0, len(data))[0][0]  # type: ignore[no-any-return]
-
-
-def _found(regex: Any, text: str) -> bool:
-    if _LOW_LEVEL:
-        return match_at(regex, text.encode()) >= 0
-    return regex_found(regex, text)
-
-
-def regex_found(regex: Any, text: str) -> bool:
-    return regex.search(text) is not None
-
-
-def _cards(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    """Card numbers among the digit groups of text[start:end]: consecutive groups (of 3 or more
-    digits) with 13 to 19 digits in all that pass the Luhn check, leftmost and longest first."""
-    groups = [(m.start(), m.end()) for m in _GROUP.finditer(text, start, end)]
-    found = []
-    i = 0
-    while i < len(groups):
-        hit, digits = None, ""
-        for j in range(i, len(groups)):  # at most 19 digits: a few groups, never the whole run
-            if groups[j][1] - groups[j][0] < 3:
-                break  # card numbers are written in groups of 3 or more digits
-            digits += text[groups[j][0] : groups[j][1]]
-            if len(digits) > 19:
-                break
-            if len(digits) >= 13 and luhn_ok(digits):
-                hit = j
-        if hit is None:
-            i += 1
-        else:
-            found.append((groups[i][0], groups[hit][1]))
-            i = hit + 1
-    return found
-
-
-def luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2 == 1:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
-
-
-def iban_ok(candidate: str) -> bool:
-    s = candidate.replace(" ", "")
-    if not 15 <= len(s) <= 34:
-        return False
-    rearranged = s[4:] + s[:4]
-    number = "".join(str(int(ch, 36)) for ch in rearranged)
-    return int(number) % 97 == 1
-
-
-def _accept(category: str, text: str) -> bool:
-    if category == "iban":
-        return iban_ok(text)
-    if category == "phone":
-        digits = _NOT_DIGITS.sub("", text)
-        if not 7 <= len(digits) <= 15 or _DATE.search(text.strip()):
-            return False
-        # A bare run of digits is an id, not a phone number: ask for a +, parentheses or separators.
-        return text.startswith("+") or "(" in text or sum(text.count(c) for c in " .-") >= 2
-    return True
-
-
-def find(text: str | None) -> list[tuple[int, int, str]]:
-    """(start, end, category) of every finding, non-overlapping, in text order."""
-    if not text:
-        return []
-    has_at = "@" in text
-    if not has_at and not (_found(_ANY_DIGITS, text) and _found(_ANY_MAYBE, text)):
-        return []
-    data = text.encode() if _LOW_LEVEL and text.isascii() else None
-    # With an '@' but none of the others' necessary patterns (an address in prose), one call
-    # tells all five to skip.
-    others = data is None or not has_at or match_at(_ANY_MAYBE, data) >= 0
-    taken: list[tuple[int, int, str]] = []
-    for category in CATEGORIES:
-        if category == "email" and not has_at:
-            continue
-        if category in _MAYBE:
-            if not others:
-                continue
-            if data is not None:
-                if match_at(_MAYBE_RE2[category], data) < 0:
-                    continue
-            elif _MAYBE[category].search(text) is None:
-                continue
-        for start, end in _spans(_COMPILED[category], text, data):
-            if category == "card":
-                for card_start, card_end in _cards(text, start, end):
-                    if not any(card_start < e and s < card_end for s, e, _ in taken):
-                        taken.append((card_start, card_end, "card"))
-                continue
-            if any(start < e and s < end for s, e, _ in taken):
-                continue
-            if category in _DIGIT_BOUNDED and (text[start - 1 : start].isdigit() or text[end : end + 1].isdigit()):
-                continue
-            if _accept(category, text[start:end]):
-                taken.append((start, end, category))
-    taken.sort()
-    return taken
-
-
-def categories(text: str | None) -> dict[str, int]:
-    """How many findings of each category (never the values)."""
-    counts: dict[str, int] = {}
-    for _, _, category in find(text):
-        counts[category] = counts.get(category, 0) + 1
-    return counts
-
-
-def _replace(text: str, findings: list[tuple[int, int, str]]) -> str:
-    parts: list[str] = []
-    last = 0
-    for start, end, category in findings:
-        parts.append(text[last:start])
-        parts.append(PLACEHOLDERS[category])
-        last = end
-    parts.append(text[last:])
-    return "".join(parts)
-
-
-def redact(text: str | None) -> str | None:
-    """Every finding replaced by its placeholder; again until nothing is found, because taking a
-    match out can join what was around it into a new one (digits either side of a phone number)."""
-    if text is None:
-        return None
-    for _ in range(5):
-        findings = find(text)
-        if not findings:
-            break
-        text = _replace(text, findings)
-    return text
-
-
-def redact_pii(plpy: Any, input: str | None) -> str | None:
-    return redact(input)
-$pysrc$),
-    ('validators_runtime', $pysrc$"""Runs the registry's validators over a batch of traces, once per statement.
-
-The insert trigger, validate_traces(), revalidate() and check_input() all come here with the
-batch as column arrays, and get back result rows and judge jobs as arrays, which SQL writes in
-one INSERT each. Nothing here writes: a validator runs set-wise over the batch (read-only,
-in a subtransaction where it touches the database) and, only if that raises, again one row at
-a time, so a broken validator yields `error` results and never an error in the INSERT.
-"""
-
-from __future__ import annotations
-
-import functools
-import hashlib
-import json
-import math
-import re
-from typing import Any
-
-from validators_batch import combined, flag_rows
-from validators_builtin import (
-    _NO_BASELINE,
-    PASS,
-    Anomaly,
-    Classifier,
-    ConfigError,
-    Injection,
-    Json,
-    Language,
-    Length,
-    Pii,
-    Python,
-    Refusal,
-    Regex,
-    Result,
-    Sql,
-    error_result,
-)
-
-
-def SqlCodegen(config: dict[str, Any], plpy: Any = None) -> Any:  # noqa: N802 (stands in for the class)
-    # sqlglot takes ~0.3 s to import: only sessions that check generated SQL pay for it.
-    from validators_sql_codegen import SqlCodegen as cls
-
-    return cls(config, plpy)
-
-
-SYNC_KINDS: dict[str, Any] = {
-    "sql": Sql, "regex": Regex, "length": Length, "json": Json, "sql_codegen": SqlCodegen, "pii": Pii,
-    "injection": Injection, "refusal": Refusal, "language": Language, "classifier": Classifier,
-    "anomaly": Anomaly, "python": Python,
-}
-ASYNC_KINDS = ("llm_judge", "llm_pairwise")
-KINDS = (*SYNC_KINDS, *ASYNC_KINDS)
-# Kinds whose constructor checks the config against the database (compiles, looks up the schema).
-_CHECKED_IN_DATABASE = {"sql", "sql_codegen"}
-INPUT_GUARD_KINDS = ("pii", "injection", "language")
-APPLIES_TO_KEYS = ("app", "node", "node_type", "model", "prompt_version")
-
-
-def parse_applies_to(value: Any) -> dict[str, frozenset[str]]:
-    if not isinstance(value, dict):
-        raise ConfigError('applies_to must be a JSON object such as {"node_type": "codegen", "app": ["a", "b"]}')
-    unknown = set(value) - set(APPLIES_TO_KEYS)
-    if unknown:
-        raise ConfigError(f"applies_to: unknown key(s) {sorted(unknown)}; known: {list(APPLIES_TO_KEYS)}")
-    out = {}
-    for key, allowed in value.items():
-        items = [allowed] if isinstance(allowed, str) else allowed
-        if not isinstance(items, list) or not items or not all(isinstance(i, str) for i in items):
-            raise ConfigError(f"applies_to: {key} must be a string or a non-empty list of strings")
-        out[key] = frozenset(items)
-    return out
-
-
-def sampled(trace_id: int | None, validator_id: int, rate: float) -> bool:
-    """Deterministic per (trace, validator): a rerun samples the same traces."""
-    if rate >= 1:
-        return True
-    if rate <= 0 or trace_id is None:
-        return rate > 0
-    digest = hashlib.blake2b(f"{trace_id}:{validator_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64 < rate
-
-
-class Validator:
-    __slots__ = ("id", "name", "version", "kind", "mode", "config", "applies_to", "sample_rate", "enabled", "_impl")
-
-    def __init__(self, row: dict[str, Any]) -> None:
-        self.id, self.name, self.version = row["id"], row["name"], row["version"]
-        self.kind, self.mode, self.enabled = row["kind"], row["mode"], row["enabled"]
-        self.config = json.loads(row["config"])
-        self.sample_rate = float(row["sample_rate"])
-        try:
-            self.applies_to: dict[str, frozenset[str]] | None = parse_applies_to(json.loads(row["applies_to"]))
-        except ConfigError:
-            self.applies_to = None  # reported as an error result when it runs
-        self._impl: Any = None
-
-    @property
-    def input_guard(self) -> bool:
-        return self.kind in INPUT_GUARD_KINDS or self.config.get("input_guard") is True
-
-    def applies(self, row: dict[str, Any]) -> bool:
-        if self.applies_to is None:
-            return True
-        return all(row.get(key) in allowed for key, allowed in self.applies_to.items())
-
-    def impl(self) -> Any:
-        if self._impl is None:
-            if self.applies_to is None:
-                raise ConfigError("applies_to is not valid; recreate the validator")
-            cls = SYNC_KINDS.get(self.kind)
-            if cls is None:
-                raise ConfigError(f"kind {self.kind!r} does not run in the database")
-            self._impl = cls(self.config)
-        return self._impl
-
-
-class Registry:
-    """The validators table, parsed once per session and again only when a row changed (xmin)."""
-
-    def __init__(self) -> None:
-        self.key: str | None = None
-        self.validators: list[Validator] = []
-        self.plans: dict[str, Any] = {}
-        self.selections: dict[tuple[str, tuple[str, ...] | None], Any] = {}  # (purpose, names): its _Plan
-
-    def _plan(self, plpy: Any, name: str, query: str) -> Any:
-        plan = self.plans.get(name)
-        if plan is None:
-            plan = self.plans[name] = plpy.prepare(query)
-        return plan
-
-    def load(self, plpy: Any) -> list[Validator]:
-        # One short string that changes whenever the visible rows do: a row written by another
-        # transaction since the last look has that transaction's xmin, which no row had then; one
-        # written again by our own transaction keeps its xmin but has a new ctid (the version it
-        # replaced still holds the old one until the transaction ends); a deleted row shortens it.
-        # Unordered: a reordering with nothing changed only costs a reload.
-        key = plpy.execute(self._plan(
-            plpy, "key", "SELECT string_agg(xmin::text || ctid::text, ';') AS k FROM flywheel.validators"))[0]["k"]
-        if key != self.key:
-            full = plpy.execute(self._plan(
-                plpy, "all",
-                "SELECT id, name, version, kind, config::text AS config, mode, applies_to::text AS applies_to,"
-                " sample_rate, enabled FROM flywheel.validators ORDER BY id"))
-            old = {(v.id, v.version): v for v in self.validators}
-            fresh = []
-            for r in full:
-                v = Validator(r)
-                same = old.get((v.id, v.version))
-                if same is not None and same.config == v.config:
-                    v._impl = same._impl  # keep compiled patterns, prepared plans and caches
-                fresh.append(v)
-            self.validators, self.key, self.selections = fresh, key, {}
-        return self.validators
-
-    def plan(self, plpy: Any, purpose: str, names: list[str] | None) -> Any:
-        """The validators a purpose (and names) selects, prepared for set-wise runs (a _Plan)."""
-        validators = self.load(plpy)
-        key = (purpose, None if names is None else tuple(names))
-        found = self.selections.get(key)
-        if found is None:
-            found = self.selections[key] = _Plan(_select(validators, purpose, names))
-        return found
-
-
-REGISTRY = Registry()
-
-
-def _finite(x: float | None) -> float | None:
-    return x if x is None or math.isfinite(x) else None
-
-
-# json.dumps(details, ensure_ascii=False, allow_nan=False, default=str) without making an encoder per call.
-_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=str)
-
-
-def _details_json(details: dict[str, Any] | None) -> str | None:
-    if not details:
-        return None  # SQL writes '{}': one constant instead of a jsonb parse per result
-    try:
-        return _JSON.encode(details)
-    except ValueError:
-        return json.dumps({"value": str(details)}, ensure_ascii=False)
-
-
-# The results go back to SQL as array literals (text), which array_in parses in C: PL/Python
-# would otherwise convert every element of every returned array through str() and the type's
-# input function, which cost more than running the validators.
-_PLAIN = re.compile(r"[A-Za-z0-9_.:-]+")  # array elements that need no quotes
-
-
-def _element(x: Any) -> str:
-    if x is None:
-        return "NULL"
-    if x == "{}":
-        return '"{}"'
-    x = str(x)
-    if _PLAIN.fullmatch(x) and x.upper() != "NULL":
-        return x
-    return '"' + x.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _text_array(items: list[Any]) -> str:
-    # Statuses, names and labels repeat across a batch: quote each distinct value once.
-    quoted: dict[Any, str] = {}
-    out = []
-    for x in items:
-        if x is not None and type(x) is not str:  # 1 == 1.0 == True: only strings share a quoting
-            out.append(_element(x))
-            continue
-        q = quoted.get(x)
-        if q is None:
-            q = quoted[x] = _element(x)
-        out.append(q)
-    return "{" + ",".join(out) + "}"
-
-
-def _number_array(items: list[Any]) -> str:
-    if None not in items:
-        return "{" + ",".join(map(repr, items)) + "}"
-    return "{" + ",".join("NULL" if x is None else repr(x) for x in items) + "}"
-
-
-_ROW_KEYS = ("id", "app", "node", "node_type", "model", "prompt_version", "input", "output", "expected", "latency_ms",
-             "tokens_in", "tokens_out", "cost_usd", "metadata")
-_TEXT_COLUMNS = ("r_names", "r_statuses", "r_labels", "r_details")
-
-
-def _as_literals(out: dict[str, list[Any]]) -> dict[str, str]:
-    return {k: (_text_array(v) if k in _TEXT_COLUMNS else _number_array(v)) for k, v in out.items()}
-
-
-def run_validator(plpy: Any, v: Validator, rows: list[dict[str, Any]], source: str) -> list[Result]:
-    """Set-wise first; only when that raises, one row at a time, each isolated."""
-    try:
-        impl = v.impl()
-    except Exception as e:
-        return [error_result(e)] * len(rows)
-    if not hasattr(impl, "check_batch"):
-        out = []
-        for row in rows:  # pure Python: an exception cannot leave the transaction broken
-            try:
-                out.append(impl.check(row))
-            except Exception as e:
-                out.append(error_result(e))
-        return out
-    try:
-        return list(impl.check_batch(plpy, rows, source))
-    except Exception:
-        out = []
-        for row in rows:
-            try:
-                out.extend(impl.check_batch(plpy, [row], source))
-            except Exception as e:
-                out.append(error_result(e))
-        return out
-
-
-def _select(validators: list[Validator], purpose: str, names: list[str] | None) -> list[Validator]:
-    if names is None:
-        if purpose == "check_input":
-            return [v for v in validators if v.enabled and v.mode == "sync" and v.input_guard]
-        if purpose == "insert":
-            return [v for v in validators if v.enabled]
-        return [v for v in validators if v.enabled and v.mode == "sync"]
-    by_name = {v.name: v for v in validators}
-    missing = [n for n in names if n not in by_name]
-    if missing:
-        raise ValueError(f"no validator named {', '.join(missing)}")
-    chosen = [by_name[n] for n in dict.fromkeys(names)]
-    if purpose == "validate":
-        not_sync = [v.name for v in chosen if v.mode != "sync"]
-        if not_sync:
-            raise ValueError(f"{', '.join(not_sync)} run(s) asynchronously (LLM judge): the judge queue runs them, "
-                             "not validate_traces")
-    return chosen
-
-
-def evaluate(plpy: Any, purpose: str, names: list[str] | None, ids: list[int | None] | None, apps: list[Any],
-             nodes: list[Any], node_types: list[Any], models: list[Any], prompt_versions: list[Any],
-             inputs: list[Any], outputs: list[Any], expecteds: list[Any], latencies: list[Any],
-             tokens_ins: list[Any], tokens_outs: list[Any], costs: list[Any], metadatas: list[Any]) -> dict[str, str]:
-    """purpose: 'insert' (the trigger: enabled validators, sampled, async ones enqueued), 'validate'
-    (named or all enabled sync ones, every trace), 'revalidate' (one named validator, sampled) or
-    'check_input' (the input guards, on a trace that is not stored).
-
-    The set-wise path (evaluate_fast) gives exactly what the per-row path (evaluate_exact) gives;
-    should it fail, the per-row path decides, raising or warning as it always did."""
-    columns = (ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies,
-               tokens_ins, tokens_outs, costs, metadatas)
-    try:
-        return evaluate_fast(plpy, purpose, names, *columns)
-    except Exception:
-        return evaluate_exact(plpy, purpose, names, *columns)
-
-
-_EMPTY = {k: "{}" for k in ("r_trace_ids", "r_validator_ids", "r_names", "r_versions", "r_statuses", "r_scores",
-                            "r_labels", "r_details", "j_trace_ids", "j_validator_ids", "j_versions", "p_trace_ids",
-                            "p_rows")}
-
-
-def _number(x: Any) -> str:
-    return "NULL" if x is None else repr(x)
-
-
-def _result_elements(res: Result) -> tuple[str, str, str, str]:
-    """A result's status, score, label and details as elements of the r_ array literals (what
-    _text_array and _number_array make of them)."""
-    return _element(res.status), _number(_finite(res.score)), _element(res.label), _element(_details_json(res.details))
-
-
-def _quoted(text: str) -> str:
-    """text as one quoted field of a record literal, or element of an array literal."""
-    if '"' in text or "\\" in text:
-        text = text.replace("\\", "\\\\").replace('"', '\\"')
-    return '"' + text + '"'
-
-
-def packed_rows(trace_ids: list[str], counts: list[int], flat: list[tuple[str, ...]]) -> str:
-    """The insert trigger's rows of flywheel._insert_results, one per trace with results, as one
-    array literal of that table's row type, which the server parses in C (record_in, array_in):
-    cheaper than slicing the r_ arrays per trace in SQL. Fields in the table's column order:
-    trace_id, created_at (empty: NULL, the trigger leaves it to the column default),
-    validator_ids, validator_versions, statuses, scores, labels, details. flat holds each
-    result's array elements (validator id, version, name, status, score, label, details) in
-    (trace, validator) order; counts, each trace's number of results."""
-    rows = []
-    at = 0
-    for trace_id, count in zip(trace_ids, counts, strict=True):
-        if not count:
-            continue
-        ids, versions, _names, statuses, scores, labels, details = zip(*flat[at:at + count], strict=True)
-        at += count
-        fields = ",".join([_quoted("{" + ",".join(col) + "}") for col in (ids, versions, statuses, scores, labels,
-                                                                          details)])
-        rows.append(_quoted(f"({trace_id},,{fields})"))
-    return "{" + ",".join(rows) + "}"
-
-
-# Statuses and labels repeat across batches.
-_cached_element = functools.lru_cache(maxsize=1024, typed=True)(_element)
-
-
-_NO_BASELINE_ELEMENTS = _result_elements(_NO_BASELINE)
-
-
-class _AnomalyQuick:
-    """Anomaly.check() over the target rows of a batch, with the same arithmetic, written straight
-    into array elements: the baselines looked up once per model and node, each z computed once
-    per distinct value. Its details, {"z": {metric: z}}, differ for every trace; they are written
-    as the JSON encoder and _element would write them (where a z is not finite, they are)."""
-
-    def __init__(self, impl: Anomaly) -> None:
-        self.impl = impl
-        self.loaded_at = impl.loaded_at
-        # (model, node): for each metric with a usable baseline: metric, median, spread, known zs
-        self.usable: dict[tuple[Any, Any], list[tuple[str, float, float, dict[Any, tuple[Any, ...]]]]] = {}
-
-    def _usable(self, key: tuple[Any, Any]) -> list[tuple[str, float, float, dict[Any, tuple[Any, ...]]]]:
-        found = self.usable.get(key)
-        if found is None:
-            impl = self.impl
-            if len(self.usable) > 1000:
-                self.usable.clear()
-            found = self.usable[key] = []
-            for metric in impl.metrics:
-                base = impl.baselines.get((*key, metric))
-                if base is not None and not base[0] < impl.min_samples:
-                    found.append((metric, base[1], max(1.4826 * base[2], 0.05), {}))
-        return found
-
-    def run(self, plpy: Any, head: tuple[str, ...], targets: range | list[int],
-            columns: dict[str, list[Any]]) -> dict[int, tuple[str, ...]]:
-        impl = self.impl
-        impl._load(plpy)
-        if impl.loaded_at != self.loaded_at:  # new baselines
-            self.usable, self.loaded_at = {}, impl.loaded_at
-        models, nodes = columns["model"], columns["node"]
-        skipped = head + _NO_BASELINE_ELEMENTS
-        out = {}
-        for i in targets:
-            worst: tuple[Any, ...] | None = None
-            parts = []
-            finite = True
-            usable = self.usable.get((models[i], nodes[i]))
-            if usable is None:
-                usable = self._usable((models[i], nodes[i]))
-            for metric, median, spread, known in usable:
-                value = columns[metric][i]
-                if value is None:
-                    continue
-                z = known.get(value)  # (z, rounded, metric, as JSON, finite)
-                if z is None:
-                    if len(known) > 4096:
-                        known.clear()
-                    zf = abs(math.log1p(max(float(value), 0.0)) - median) / spread
-                    zr = round(zf, 2)
-                    z = known[value] = (zf, zr, metric, f'\\"{metric}\\": {zr!r}', math.isfinite(zr))
-                parts.append(z)
-                finite = finite and z[4]
-                if worst is None or z[0] > worst[0]:
-                    worst = z
-            if worst is None:
-                out[i] = skipped
-                continue
-            failed = worst[0] > impl.threshold
-            if not finite:  # the JSON encoder's own way with them
-                measured = {z[2]: z[1] for z in parts}
-                res = Result("fail", worst[1], worst[2], {"z": measured}) if failed else Result(
-                    "pass", worst[1], None, {"z": measured})
-                out[i] = head + _result_elements(res)
-                continue
-            details = '"{\\"z\\": {' + ", ".join([z[3] for z in parts]) + '}}"'
-            if failed:
-                out[i] = (*head, "fail", repr(worst[1]), _cached_element(worst[2]), details)
-            else:
-                out[i] = (*head, "pass", repr(worst[1]), "NULL", details)
-        return out
-
-
-class _Entry:
-    """A selected validator, prepared once per registry version for set-wise runs: its array
-    elements, its kind's set-wise way (if any) and the elements of the result most rows share."""
-
-    __slots__ = ("v", "impl", "head", "applies_key", "way", "prefilters", "shared", "anomaly")
-
-    def __init__(self, v: Validator) -> None:
-        self.v = v
-        self.head = (_number(v.id), _number(v.version), _element(v.name))
-        self.applies_key = tuple(sorted(v.applies_to.items())) if v.applies_to else None
-        self.impl: Any = None
-        self.way: str | None = None
-        self.prefilters: list[Any] = []
-        self.shared: tuple[str, ...] | None = None
-        if v.mode != "sync":
-            return
-        try:
-            self.impl = v.impl()
-        except Exception:
-            return  # run_validator() turns it into error results
-        shared = None
-        prefilters = getattr(self.impl, "prefilters", None)
-        if prefilters and len({id(p.clean) for p in prefilters}) == 1:
-            self.way, self.prefilters, shared = "prefilter", prefilters, prefilters[0].clean
-        elif type(self.impl) is Length:
-            self.way, shared = "length", PASS
-        elif type(self.impl) is Json:
-            self.way = "json"
-        elif type(self.impl) is Anomaly and len(set(self.impl.metrics)) == len(self.impl.metrics):
-            self.way = "anomaly"  # (a metric named twice would be measured once)
-            self.anomaly = _AnomalyQuick(self.impl)
-        if shared is not None:
-            self.shared = self.head + _result_elements(shared)
-
-
-class _Plan:
-    """The selected validators of one purpose (and names), and the combined prefilter patterns."""
-
-    def __init__(self, validators: list[Validator]) -> None:
-        self.entries = [_Entry(v) for v in validators]
-        self.heads: dict[str, list[int | None]] = {}  # field: the heads its prefilters scan
-        for e in self.entries:
-            for p in e.prefilters:
-                heads = self.heads.setdefault(p.field, [])
-                if p.head not in heads:
-                    heads.append(p.head)
-        self.scans: dict[tuple[str, tuple[int | None, ...]], dict[int | None, Any]] = {}
-
-    def scan_regexes(self, field: str, effective: tuple[int | None, ...]) -> dict[int | None, Any]:
-        """For the field's heads as they take effect in a batch: one regex per effective head."""
-        key = (field, effective)
-        found = self.scans.get(key)
-        if found is None:
-            as_effective = dict(zip(self.heads[field], effective, strict=True))
-            patterns: dict[int | None, set[str]] = {}
-            for e in self.entries:
-                for p in e.prefilters:
-                    if p.field == field:
-                        patterns.setdefault(as_effective[p.head], set()).add(p.pattern)
-            found = {}
-            for head, group in patterns.items():
-                try:
-                    found[head] = combined(tuple(sorted(group)))
-                except Exception:  # a combination re2 refuses: every row gets the exact check
-                    found[head] = None
-            self.scans[key] = found
-        return found
-
-
-class _Batch:
-    """The batch as columns, with what several validators share: row dicts (made only for rows
-    that need a per-row check), applies_to targets and the prefilter scans of each field."""
-
-    def __init__(self, plan: _Plan, columns: dict[str, list[Any]], n: int) -> None:
-        self.plan, self.columns, self.n = plan, columns, n
-        self.rows: dict[int, dict[str, Any]] = {}
-        self.targets_cache: dict[Any, list[int]] = {}
-        self.flagged_cache: dict[tuple[str, int | None], set[int]] = {}
-        self.effective: dict[str, tuple[int | None, ...]] = {}
-
-    def row(self, i: int) -> dict[str, Any]:
-        r = self.rows.get(i)
-        if r is None:
-            r = self.rows[i] = {k: col[i] for k, col in self.columns.items()}
-        return r
-
-    def targets(self, key: tuple[tuple[str, frozenset[str]], ...] | None) -> range | list[int]:
-        if key is None:
-            return range(self.n)
-        found = self.targets_cache.get(key)
-        if found is None:
-            if len(key) == 1:
-                (k, allowed), = key
-                found = [i for i, x in enumerate(self.columns[k]) if x in allowed]
-            else:
-                found = [i for i in range(self.n) if all(self.columns[k][i] in allowed for k, allowed in key)]
-            self.targets_cache[key] = found
-        return found
-
-    def flagged(self, field: str, head: int | None) -> set[int]:
-        """Rows that need the exact check of every validator with a prefilter on this field: a match
-        of any of them, or no text at all."""
-        found = self.flagged_cache.get((field, head))
-        if found is not None:
-            return found
-        effective = self.effective.get(field)
-        if effective is None:
-            # Where no text is longer than a head, the whole texts are scanned: one scan serves all.
-            longest = max(map(len, filter(None, self.columns[field])), default=0)
-            effective = self.effective[field] = tuple(
-                None if h is None or longest <= h else h for h in self.plan.heads[field])
-        nominal, head = head, effective[self.plan.heads[field].index(head)]
-        found = self.flagged_cache.get((field, head))
-        if found is None:
-            regex = self.plan.scan_regexes(field, effective)[head]
-            column = self.columns[field]
-            texts = [t or "" for t in column] if head is None else [(t or "")[:head] for t in column]
-            try:
-                found = set(range(self.n)) if regex is None else flag_rows(regex, texts)
-            except Exception:  # a text re2 cannot take: every row gets the exact check
-                found = set(range(self.n))
-            if None in column or "" in column:
-                found.update(i for i, t in enumerate(column) if not t)
-            self.flagged_cache[(field, head)] = found
-        self.flagged_cache[(field, nominal)] = found
-        return found
-
-
-def _exact(impl: Any, row: dict[str, Any]) -> Result:
-    try:
-        return impl.check(row)  # type: ignore[no-any-return]
-    except Exception as e:
-        return error_result(e)
-
-
-def _quick(plpy: Any, e: _Entry, targets: range | list[int], batch: _Batch) -> dict[int, tuple[str, ...]]:
-    """The elements of the target rows' results that differ from e.shared (all of them when there
-    is no shared result), judged set-wise."""
-    impl, head = e.impl, e.head
-    results: dict[int, Result]
-    if e.way == "prefilter":
-        flagged: set[int] = set()
-        for p in e.prefilters:
-            flagged |= batch.flagged(p.field, p.head)
-        if not flagged:
-            return {}
-        results = {i: _exact(impl, batch.row(i)) for i in sorted(flagged) if i in targets}
-    elif e.way == "length":
-        column = batch.columns[impl.field]
-        if impl.count_words:
-            outside = [i for i in targets if not impl.passes(column[i])]
-        else:  # passes(), inlined
-            lo, hi = impl.bounds["min_chars"], impl.bounds["max_chars"]
-            lo, hi = 0 if lo is None else lo, math.inf if hi is None else hi
-            outside = [i for i in targets if (t := column[i]) is None or not lo <= len(t) <= hi]
-        results = {i: _exact(impl, batch.row(i)) for i in outside}
-    elif e.way == "json":  # outputs repeat (tool calls): parse each distinct one once
-        column = batch.columns[impl.field]
-        by_text: dict[Any, Result] = {}
-        results = {}
-        for i in targets:
-            res = by_text.get(column[i])
-            if res is None:
-                res = by_text[column[i]] = _exact(impl, {impl.field: column[i]})  # check() reads only it
-            results[i] = res
-    else:
-        return e.anomaly.run(plpy, head, targets, batch.columns)  # type: ignore[no-any-return]
-    return _written(head, results)
-
-
-def _written(head: tuple[str, ...], results: dict[int, Result]) -> dict[int, tuple[str, ...]]:
-    made: dict[int, tuple[str, ...]] = {}  # id(result): its elements (kinds share result objects)
-    out = {}
-    for i, res in results.items():
-        elements = made.get(id(res))
-        if elements is None:
-            elements = made[id(res)] = head + _result_elements(res)
-        out[i] = elements
-    return out
-
-
-def evaluate_fast(plpy: Any, purpose: str, names: list[str] | None, *columns: list[Any] | None) -> dict[str, str]:
-    """evaluate() set-wise: built-in kinds judge the batch with one scan per field and shared
-    results; a row only gets a per-row check() where a scan says it may not be clean."""
-    ids = columns[0] or []
-    n = len(ids)
-    if not n:
-        return dict(_EMPTY)
-    if len(columns) != len(_ROW_KEYS) or any(c is None or len(c) != n for c in columns):
-        raise ValueError("the batch's columns differ in length")
-    plan = REGISTRY.plan(plpy, purpose, names)
-    batch = _Batch(plan, dict(zip(_ROW_KEYS, columns, strict=True)), n)  # type: ignore[arg-type]
-    sampling = purpose in ("insert", "revalidate")
-    source = "record" if purpose == "check_input" else "table"
-    jobs: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
-    per_validator: list[list[Any]] = []
-    counts = [0] * n  # results per trace
-    for e in plan.entries:
-        v = e.v
-        targets = batch.targets(e.applies_key)
-        if sampling and v.sample_rate < 1:
-            targets = [i for i in targets if sampled(ids[i], v.id, v.sample_rate)]
-        if not targets:
-            continue
-        if v.mode == "async":
-            if purpose in ("insert", "revalidate"):
-                jobs[0].extend(ids[i] for i in targets)
-                jobs[1].extend([v.id] * len(targets))
-                jobs[2].extend([v.version] * len(targets))
-            continue
-        shared = e.shared
-        others = None
-        if e.way is not None:
-            try:
-                others = _quick(plpy, e, targets, batch)
-            except Exception:
-                others = None  # the per-row path below isolates the failure
-        if others is None:
-            shared = None
-            results = run_validator(plpy, v, [batch.row(i) for i in targets], source)
-            if len(results) != len(targets):
-                raise RuntimeError(f"validator {v.name} returned {len(results)} results for {len(targets)} traces")
-            others = _written(e.head, dict(zip(targets, results, strict=True)))
-        if type(targets) is range:
-            counts = [c + 1 for c in counts]
-            outcomes: list[Any] = [shared] * n
-        else:
-            outcomes = [None] * n
-            for i in targets:
-                counts[i] += 1
-                outcomes[i] = shared
-        for i, elements in others.items():
-            outcomes[i] = elements
-        per_validator.append(outcomes)
-    out = dict(_EMPTY)
-    # In (trace, validator) order; then each column of the results as one array literal.
-    flat = [x for found in zip(*per_validator, strict=True) for x in found if x is not None]
-    if flat:
-        for k, col in zip(("r_validator_ids", "r_versions", "r_names", "r_statuses", "r_scores", "r_labels",
-                           "r_details"), zip(*flat, strict=True), strict=True):
-            out[k] = "{" + ",".join(col) + "}"
-        if purpose == "insert":  # the trigger does not need the names
-            out["r_names"] = "{}"
-        trace_ids = list(map(repr, ids)) if None not in ids else ["NULL" if t is None else repr(t) for t in ids]
-        per_trace = [",".join([t] * c) for t, c in zip(trace_ids, counts, strict=True) if c]
-        out["r_trace_ids"] = "{" + ",".join(per_trace) + "}"
-        # The traces with results, in the order of their packed rows (the trigger marks them).
-        out["p_trace_ids"] = "{" + ",".join([t for t, c in zip(trace_ids, counts, strict=True) if c]) + "}"
-        if purpose == "insert":
-            out["p_rows"] = packed_rows(trace_ids, counts, flat)
-    if jobs[0]:
-        for k, values in zip(("j_trace_ids", "j_validator_ids", "j_versions"), jobs, strict=True):
-            out[k] = _number_array(values)
-    return out
-
-
-def evaluate_exact(plpy: Any, purpose: str, names: list[str] | None, ids: list[int | None] | None, apps: list[Any],
-                   nodes: list[Any], node_types: list[Any], models: list[Any], prompt_versions: list[Any],
-                   inputs: list[Any], outputs: list[Any], expecteds: list[Any], latencies: list[Any],
-                   tokens_ins: list[Any], tokens_outs: list[Any], costs: list[Any],
-                   metadatas: list[Any]) -> dict[str, str]:
-    """evaluate() one row at a time: each validator's check() (or check_batch()) on row dicts, the
-    reference that evaluate_fast must equal."""
-    out: dict[str, list[Any]] = {k: [] for k in ("r_trace_ids", "r_validator_ids", "r_names", "r_versions",
-                                                 "r_statuses", "r_scores", "r_labels", "r_details",
-                                                 "j_trace_ids", "j_validator_ids", "j_versions",
-                                                 "p_trace_ids")}
-    p_rows = "{}"
-    try:
-        n = len(ids or [])
-        rows = [
-            dict(zip(_ROW_KEYS, values, strict=True))
-            for values in zip(ids or [], apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds,
-                              latencies, tokens_ins, tokens_outs, costs, metadatas, strict=True)
-        ] if n else []
-        if not rows:
-            return {**_as_literals(out), "p_rows": p_rows}
-        sampling = purpose in ("insert", "revalidate")
-        source = "record" if purpose == "check_input" else "table"
-        # Results per batch row, so that they come out in (trace, validator) order.
-        per_row: list[list[tuple[Validator, Result]]] = [[] for _ in rows]
-        for v in _select(REGISTRY.load(plpy), purpose, names):
-            targets = range(n) if not v.applies_to else [i for i in range(n) if v.applies(rows[i])]
-            if sampling and v.sample_rate < 1:
-                targets = [i for i in targets if sampled(rows[i]["id"], v.id, v.sample_rate)]
-            if not targets:
-                continue
-            if v.mode == "async":
-                if purpose in ("insert", "revalidate"):
-                    out["j_trace_ids"] += [rows[i]["id"] for i in targets]
-                    out["j_validator_ids"] += [v.id] * len(targets)
-                    out["j_versions"] += [v.version] * len(targets)
-                continue
-            results = run_validator(plpy, v, [rows[i] for i in targets], source)
-            if len(results) != len(targets):
-                raise RuntimeError(f"validator {v.name} returned {len(results)} results for {len(targets)} traces")
-            for i, res in zip(targets, results, strict=True):
-                per_row[i].append((v, res))
-        for i, found in enumerate(per_row):
-            if not found:
-                continue
-            out["p_trace_ids"].append(rows[i]["id"])
-            out["r_trace_ids"] += [rows[i]["id"]] * len(found)
-            out["r_validator_ids"] += [v.id for v, _ in found]
-            if purpose != "insert":  # the trigger does not need the names
-                out["r_names"] += [v.name for v, _ in found]
-            out["r_versions"] += [v.version for v, _ in found]
-            out["r_statuses"] += [res.status for _, res in found]
-            out["r_scores"] += [_finite(res.score) for _, res in found]
-            out["r_labels"] += [res.label for _, res in found]
-            out["r_details"] += [_details_json(res.details) for _, res in found]
-        if purpose == "insert":
-            kept = [found for found in per_row if found]
-            p_rows = packed_rows([_number(t) for t in out["p_trace_ids"]], [len(found) for found in kept],
-                                 [(str(v.id), str(v.version), _element(v.name), *_result_elements(res))
-                                  for found in kept for v, res in found])
-    except Exception as e:
-        if purpose != "insert":
-            raise
-        # A bug here must never cost the application its INSERT: say so in the server log.
-        plpy.warning(f"dbflywheel: validators did not run on this INSERT: {type(e).__name__}: {e}")
-        return {**_as_literals({k: [] for k in out}), "p_rows": "{}"}
-    return {**_as_literals(out), "p_rows": p_rows}
-
-
-def check_config(plpy: Any, kind: str, config: str, applies_to: str) -> str | None:
-    """create_validator's check: None when the config works, else what is wrong with it."""
-    try:
-        parse_applies_to(json.loads(applies_to))
-        if kind in ASYNC_KINDS:
-            return None  # flywheel._check_llm_judge_config() checks a judge's config
-        cls = SYNC_KINDS.get(kind)
-        if cls is None:
-            raise ConfigError(f"unknown kind {kind!r}; known kinds: {', '.join(KINDS)}")
-        parsed = json.loads(config)
-        if not isinstance(parsed, dict):
-            raise ConfigError("config must be a JSON object")
-        if kind in _CHECKED_IN_DATABASE:
-            cls(parsed, plpy)
-        else:
-            cls(parsed)
-    except ConfigError as e:
-        return str(e)
-    return None
-$pysrc$),
-    ('validators_sql_codegen', $pysrc$"""The `sql_codegen` validator: is a generated query valid SQL for the configured schema?
-
-Checks, in order: it parses (sqlglot, postgres dialect); only allowed statement types appear
-(SELECT by default; a `;`-chained write, DDL, a data-modifying CTE, SELECT INTO or FOR UPDATE
-fail); every table and column it names exists in the schema (from the catalog); optionally it
-plans: EXPLAIN (never ANALYZE) in a read-only subtransaction that is always rolled back. The
-query is never executed, so checking never writes anything.
-"""
-
-from __future__ import annotations
-
-import time
-from typing import Any
-
-import sqlglot
-from sqlglot import exp
-from sqlglot.errors import OptimizeError, ParseError, TokenError
-from sqlglot.optimizer.qualify import qualify
-from validators_builtin import (
-    ConfigError,
-    Result,
-    _known_keys,
-    _read_only_subtransaction,
-    _short,
-    error_result,
-    strip_code_fence,
-)
-
-STATEMENT_TYPES: dict[str, tuple[type[Any], ...]] = {
-    "select": (exp.Query,),
-    "insert": (exp.Insert,),
-    "update": (exp.Update,),
-    "delete": (exp.Delete,),
-    "merge": (exp.Merge,),
-}
-_WRITES = (exp.Insert, exp.Update, exp.Delete, exp.Merge)
-# What PostgreSQL says when EXPLAIN refuses the query, as a label.
-_SQLSTATE_LABELS = {"42601": "syntax_error", "42P01": "unknown_table", "42703": "unknown_column",
-                    "42883": "unknown_function", "42804": "type_mismatch", "42803": "grouping_error",
-                    "42702": "ambiguous_column"}
-CATALOG_SECONDS = 10.0
-
-
-def _kind_of(stmt: Any) -> str:
-    for name, classes in STATEMENT_TYPES.items():
-        if isinstance(stmt, classes):
-            return name
-    return type(stmt).__name__.lower()
-
-
-class SqlCodegen:
-    def __init__(self, config: dict[str, Any], plpy: Any = None) -> None:
-        _known_keys(config, {"schema", "allowed_statements", "explain", "max_statements", "lock_timeout_ms"},
-                    "sql_codegen")
-        schema = config.get("schema")
-        if not isinstance(schema, str) or not schema:
-            raise ConfigError('sql_codegen: config needs {"schema": "<the schema whose tables the SQL may use>"}')
-        allowed = config.get("allowed_statements", ["select"])
-        if not isinstance(allowed, list) or not allowed or not set(allowed) <= set(STATEMENT_TYPES):
-            raise ConfigError(f"sql_codegen: allowed_statements must be a non-empty list of {list(STATEMENT_TYPES)}")
-        max_statements = config.get("max_statements", 1)
-        if isinstance(max_statements, bool) or not isinstance(max_statements, int) or max_statements < 1:
-            raise ConfigError("sql_codegen: max_statements must be a positive integer")
-        self.schema, self.allowed, self.max_statements = schema, set(allowed), max_statements
-        self.explain = bool(config.get("explain", True))
-        self.lock_timeout_ms = int(config.get("lock_timeout_ms", 200))
-        self.catalog: dict[str, dict[str, str]] = {}
-        self.loaded_at = -1e18
-        self.explain_plan: Any = None
-        if plpy is not None:
-            self._load_catalog(plpy, force=True)
-            if not self.catalog:
-                raise ConfigError(f"sql_codegen: schema {schema!r} does not exist or has no tables")
-
-    def _load_catalog(self, plpy: Any, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self.loaded_at < CATALOG_SECONDS:
-            return
-        rows = plpy.execute(
-            plpy.prepare(
-                "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) AS type"
-                " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-                " JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
-                " WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')",
-                ["name"],
-            ),
-            [self.schema],
-        )
-        catalog: dict[str, dict[str, str]] = {}
-        for r in rows:
-            catalog.setdefault(r["relname"], {})[r["attname"]] = r["type"]
-        self.catalog, self.loaded_at = catalog, now
-
-    def check_batch(self, plpy: Any, rows: list[dict[str, Any]], source: str) -> list[Result]:
-        self._load_catalog(plpy)
-        out = []
-        for row in rows:
-            try:
-                out.append(self.check_sql(plpy, row.get("output")))
-            except Exception as e:
-                out.append(error_result(e))
-        return out
-
-    def check_sql(self, plpy: Any, text: str | None) -> Result:
-        if text is None or not text.strip():
-            return Result("fail", 0.0, "missing", {"reason": "no SQL in the output"})
-        sql = strip_code_fence(text).strip().rstrip(";").strip()
-        try:
-            statements = [s for s in sqlglot.parse(sql, read="postgres") if s is not None]
-        except (ParseError, TokenError) as e:
-            return Result("fail", 0.0, "syntax_error", {"reason": _short(str(e).splitlines()[0])})
-        if not statements:
-            return Result("fail", 0.0, "missing", {"reason": "no SQL statement"})
-        kinds = [_kind_of(s) for s in statements]
-        if len(statements) > self.max_statements or any(k not in self.allowed for k in kinds):
-            return Result("fail", 0.0, "statement_not_allowed",
-                          {"statements": kinds, "allowed": sorted(self.allowed), "max_statements": self.max_statements})
-        for stmt in statements:
-            verdict = self._check_statement(stmt)
-            if verdict is not None:
-                return verdict
-        if self.explain:
-            return self._plan(plpy, sql)
-        return Result("pass", 1.0, None, {"statements": kinds})
-
-    def _check_statement(self, stmt: Any) -> Result | None:
-        if isinstance(stmt, exp.Query):
-            if any(True for _ in stmt.find_all(*_WRITES)):
-                return Result("fail", 0.0, "statement_not_allowed",
-                              {"reason": "a data-modifying statement inside the query"})
-            if stmt.find(exp.Into) is not None or stmt.find(exp.Lock) is not None:
-                return Result("fail", 0.0, "statement_not_allowed", {"reason": "SELECT INTO or FOR UPDATE/SHARE"})
-        ctes = {c.alias_or_name.lower() for c in stmt.find_all(exp.CTE)}
-        for table in stmt.find_all(exp.Table):
-            if not isinstance(table.this, exp.Identifier):
-                continue  # a table function such as generate_series(...)
-            name = table.name if table.this.quoted else table.name.lower()
-            schema = table.db
-            if schema and schema != self.schema:
-                return Result("fail", 0.0, "unknown_table", {"reason": f"schema {schema!r} is not {self.schema!r}"})
-            if not schema and name in ctes:
-                continue
-            if name not in self.catalog:
-                return Result("fail", 0.0, "unknown_table", {"reason": f"table {name!r} does not exist"})
-        try:
-            qualify(stmt.copy(), schema={self.schema: self.catalog}, db=self.schema, dialect="postgres",
-                    validate_qualify_columns=True, identify=False)
-        except OptimizeError as e:
-            message = str(e)
-            if "could not be resolved" in message or "Unknown column" in message or "Unknown table" in message:
-                return Result("fail", 0.0, "unknown_column", {"reason": _short(message.splitlines()[0])})
-            # Anything else is sqlglot not following a valid construct: PostgreSQL has the last word.
-        return None
-
-    def _plan(self, plpy: Any, sql: str) -> Result:
-        def explain() -> None:
-            plpy.execute(f"SET LOCAL lock_timeout = {self.lock_timeout_ms}")
-            plpy.execute(f"SET LOCAL search_path = pg_catalog, {plpy.quote_ident(self.schema)}")
-            # prepare() takes exactly one statement, whatever sqlglot thought of the text.
-            plpy.execute(plpy.prepare("EXPLAIN (COSTS OFF) " + sql))
-
-        try:
-            _read_only_subtransaction(plpy, explain)
-        except plpy.SPIError as e:
-            state = getattr(e, "sqlstate", None) or ""
-            label = _SQLSTATE_LABELS.get(state, "does_not_plan")
-            return Result("fail", 0.0, label, {"reason": _short(str(e).splitlines()[0] if str(e) else label),
-                                               "sqlstate": state})
-        return Result("pass", 1.0, None, {"planned": True})
-$pysrc$)
-ON CONFLICT (name) DO UPDATE SET source = EXCLUDED.source
-WHERE flywheel._python_modules.source IS DISTINCT FROM EXCLUDED.source;
-DELETE FROM flywheel._python_modules WHERE name NOT IN ('environment', 'fewshot_embedder', 'fewshot_store', 'judges_ranking', 'metrics_cron', 'metrics_drift', 'metrics_experiments', 'metrics_stats', 'validators_batch', 'validators_builtin', 'validators_pii', 'validators_runtime', 'validators_sql_codegen');
 
 -- 001-privileges-reset.sql
 -- Privileges, first step: take back what the application and reader roles hold, so that a
 -- grant removed from the sources is gone after a re-install. Every area's NNN-privileges-*.sql
 -- then grants what it needs, and 900-privileges.sql closes with the admin grants and PUBLIC.
-REVOKE ALL ON ALL TABLES IN SCHEMA flywheel FROM flywheel_app, flywheel_reader;
-REVOKE ALL ON ALL SEQUENCES IN SCHEMA flywheel FROM flywheel_app, flywheel_reader;
-REVOKE ALL ON ALL ROUTINES IN SCHEMA flywheel FROM flywheel_app, flywheel_reader;
+REVOKE ALL ON ALL TABLES IN SCHEMA flywheel FROM flywheel_app, flywheel_reader, flywheel_sql_checker;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA flywheel FROM flywheel_app, flywheel_reader, flywheel_sql_checker;
+REVOKE ALL ON ALL ROUTINES IN SCHEMA flywheel FROM flywheel_app, flywheel_reader, flywheel_sql_checker;
+
+-- 005-safe-sql.sql
+-- SQL that an admin writes (metric queries, sql validator expressions) is checked on what it
+-- really calls, by oid, after PostgreSQL parsed it; never on its text.
+
+-- NULL when the text is one SELECT, else why not. SPI runs (and prepares) every statement of a
+-- string, so the question is asked of the one path that refuses several: opening a cursor,
+-- which parses and counts before it plans. It runs as flywheel_sql_checker, a role that may read
+-- the schema and do nothing else, because planning evaluates immutable functions (the caller's
+-- own temporary ones included); the cursor is closed before any row is fetched.
+CREATE OR REPLACE FUNCTION flywheel._one_select_problem(query text) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER  -- owned by flywheel_sql_checker (below)
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _cursor refcursor;
+BEGIN
+    IF query IS NULL OR btrim(query) = '' THEN
+        RETURN 'the query is empty';
+    ELSIF length(query) > 100000 THEN
+        RETURN format('the query is %s characters long; at most 100000', length(query));
+    END IF;
+    BEGIN
+        OPEN _cursor NO SCROLL FOR EXECUTE query;
+        CLOSE _cursor;
+    EXCEPTION WHEN query_canceled THEN
+        RAISE;
+    WHEN OTHERS THEN
+        RETURN CASE WHEN SQLERRM = 'cannot open multi-query plan as cursor' THEN 'it is several statements, not one'
+                    WHEN SQLERRM LIKE 'cannot open % query as cursor' THEN 'it is not a SELECT'
+                    ELSE SQLERRM END;
+    END;
+    RETURN NULL;
+END
+$$;
+ALTER FUNCTION flywheel._one_select_problem(text) OWNER TO flywheel_sql_checker;
+
+-- What the rules of a view reach that a check or a metric must not: a volatile function (it
+-- could write, sleep or run a program), a function, type or relation outside pg_catalog and the
+-- allowed schemas, a built-in that runs SQL text of its own, a catalog relation (pg_authid).
+-- Read from the parsed tree PostgreSQL stored for the view (every function, operator and
+-- relation by oid: pg_depend omits built-in objects), never from the text. NULL when nothing.
+CREATE OR REPLACE FUNCTION flywheel._view_problem(view_oid oid, schemas text[]) RETURNS text
+LANGUAGE sql STABLE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    WITH tree AS (
+        SELECT w.ev_action::text AS t FROM pg_catalog.pg_rewrite w WHERE w.ev_class = view_oid
+    ), refs AS (
+        SELECT m[1] AS field, m[2]::oid AS id
+        FROM tree, regexp_matches(tree.t, ':(funcid|opfuncid|hashfuncid|negfuncid|aggfnoid|winfnoid|opno|relid|resulttype|consttype|typeId) (\d+)', 'g') AS m
+    ), calls AS (
+        SELECT r.id AS fn FROM refs r WHERE r.field IN ('funcid', 'opfuncid', 'hashfuncid', 'negfuncid', 'aggfnoid', 'winfnoid')
+        UNION
+        SELECT o.oprcode FROM refs r JOIN pg_catalog.pg_operator o ON o.oid = r.id WHERE r.field = 'opno'
+    ), problems AS (
+        SELECT format(CASE WHEN p.provolatile = 'v' THEN 'volatile function %s' ELSE 'function %s' END,
+                      p.oid::regprocedure) AS what
+        FROM calls c JOIN pg_catalog.pg_proc p ON p.oid = c.fn
+        WHERE p.provolatile = 'v'
+           OR NOT (p.pronamespace = 'pg_catalog'::regnamespace OR p.pronamespace::regnamespace::text = ANY (schemas))
+           OR (p.pronamespace = 'pg_catalog'::regnamespace AND p.proname IN (
+               'query_to_xml', 'query_to_xmlschema', 'query_to_xml_and_xmlschema', 'cursor_to_xml',
+               'cursor_to_xmlschema', 'table_to_xml', 'table_to_xmlschema', 'table_to_xml_and_xmlschema',
+               'schema_to_xml', 'schema_to_xmlschema', 'schema_to_xml_and_xmlschema', 'database_to_xml',
+               'database_to_xmlschema', 'database_to_xml_and_xmlschema', 'ts_stat', 'current_setting'))
+        UNION ALL
+        SELECT format('relation %s', c.oid::regclass)
+        FROM refs r JOIN pg_catalog.pg_class c ON c.oid = r.id
+        WHERE r.field = 'relid' AND c.oid <> view_oid AND NOT c.relnamespace::regnamespace::text = ANY (schemas)
+        UNION ALL
+        SELECT format('type %s', t.oid::regtype)
+        FROM refs r JOIN pg_catalog.pg_type t ON t.oid = r.id
+        WHERE r.field IN ('resulttype', 'consttype', 'typeId') AND t.typnamespace <> 'pg_catalog'::regnamespace
+          AND NOT t.typnamespace::regnamespace::text = ANY (schemas)
+          AND t.typrelid = 0  -- a table's row type comes with its relation, checked above
+    )
+    SELECT string_agg(DISTINCT p.what, ', ') FROM problems p
+$$;
+
+-- The same check for a query given as text: one statement, then a temporary view of it whose
+-- dependencies are read and which is rolled back at once. NULL when the query is safe to run.
+CREATE OR REPLACE FUNCTION flywheel._unsafe_calls(query text, schemas text[]) RETURNS text
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _problem text;
+    _view    text := format('_flywheel_check_%s', pg_catalog.pg_backend_pid());
+BEGIN
+    _problem := flywheel._one_select_problem(query);
+    IF _problem IS NOT NULL THEN
+        RETURN _problem;
+    END IF;
+    BEGIN
+        EXECUTE format('CREATE TEMP VIEW %I AS %s', _view, query);
+        _problem := coalesce('it reaches ' || flywheel._view_problem(format('pg_temp.%I', _view)::regclass, schemas), '');
+        RAISE EXCEPTION USING ERRCODE = 'FWCHK';  -- rolls the view back
+    EXCEPTION WHEN SQLSTATE 'FWCHK' THEN
+        NULL;
+    END;
+    RETURN nullif(_problem, '');
+END
+$$;
 
 -- 010-traces.sql
 -- Traces, feedback and labels: partitions, the checks that need a lookup, row-level security.
 
 -- Monthly partitions of flywheel.traces for every month that [from_month, to_month] touches.
--- Rows already in the default partition for such a month are moved into the new partition.
+-- Rows already in the default partition for such a month move into the new table before it is
+-- attached: inserting into the table itself fires none of the parent's insert-time validators,
+-- and no temporary table or superuser-only setting is involved.
 CREATE OR REPLACE FUNCTION flywheel.ensure_trace_partitions(
     from_month timestamptz DEFAULT now() - interval '1 month',
     to_month   timestamptz DEFAULT now() + interval '3 months'
 ) RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER  -- moving rows back uses session_replication_role
+LANGUAGE plpgsql SECURITY DEFINER  -- callers: admins, retention; creating tables takes the owner
 SET search_path TO pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -3716,21 +1200,14 @@ BEGIN
     WHILE _month <= to_month LOOP
         _name := '_traces_' || to_char(_month, 'YYYY_MM');
         IF to_regclass(format('flywheel.%I', _name)) IS NULL THEN
-            -- A new partition may not overlap rows that sit in the default partition.
-            CREATE TEMP TABLE IF NOT EXISTS _flywheel_moving (LIKE flywheel.traces) ON COMMIT DROP;
-            WITH moved AS (
-                DELETE FROM flywheel._traces_default
-                WHERE created_at >= _month AND created_at < _month + interval '1 month'
-                RETURNING *)
-            INSERT INTO _flywheel_moving SELECT * FROM moved;
+            EXECUTE format('CREATE TABLE flywheel.%I (LIKE flywheel.traces INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', _name);
             EXECUTE format(
-                'CREATE TABLE flywheel.%I PARTITION OF flywheel.traces FOR VALUES FROM (%L) TO (%L)',
+                'WITH moved AS (DELETE FROM flywheel._traces_default WHERE created_at >= $1 AND created_at < $2 RETURNING *)'
+                ' INSERT INTO flywheel.%I SELECT * FROM moved', _name)
+                USING _month, _month + interval '1 month';
+            EXECUTE format(
+                'ALTER TABLE flywheel.traces ATTACH PARTITION flywheel.%I FOR VALUES FROM (%L) TO (%L)',
                 _name, _month, _month + interval '1 month');
-            -- Moving rows back must not re-run the insert-time validators.
-            SET LOCAL session_replication_role = replica;
-            INSERT INTO flywheel.traces SELECT * FROM _flywheel_moving;
-            SET LOCAL session_replication_role = origin;
-            TRUNCATE _flywheel_moving;
             _created := _created + 1;
         END IF;
         _month := _month + interval '1 month';
@@ -3817,10 +1294,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:9100ecef3d65')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:9100ecef3d65']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -3847,8 +1324,23 @@ $$;
 GRANT USAGE ON SCHEMA flywheel TO flywheel_app, flywheel_reader, flywheel_admin;
 GRANT EXECUTE ON FUNCTION flywheel.version() TO flywheel_app, flywheel_reader;
 
-GRANT SELECT, INSERT ON flywheel.traces TO flywheel_app;
-GRANT SELECT, INSERT ON flywheel.feedback TO flywheel_app;
+-- Identity is the database's: an application writes every column of its traces and feedback
+-- but id and created_at, which come from the sequence and the clock (an id chosen ahead of the
+-- sequence would take over another app's future trace).
+GRANT SELECT ON flywheel.traces, flywheel.feedback TO flywheel_app;
+DO $columns$
+DECLARE
+    _t text;
+BEGIN
+    FOREACH _t IN ARRAY ARRAY['traces', 'feedback'] LOOP
+        EXECUTE (SELECT format('GRANT INSERT (%s) ON flywheel.%I TO flywheel_app',
+                               string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum), _t)
+                 FROM pg_catalog.pg_attribute a
+                 WHERE a.attrelid = format('flywheel.%I', _t)::regclass AND a.attnum > 0 AND NOT a.attisdropped
+                   AND a.attname NOT IN ('id', 'created_at'));
+    END LOOP;
+END
+$columns$;
 GRANT USAGE ON SEQUENCE flywheel.traces_id_seq, flywheel.feedback_id_seq TO flywheel_app;
 -- Column defaults and policies call these as the inserting role.
 GRANT EXECUTE ON FUNCTION flywheel._app_of(name), flywheel._apps_of(name) TO flywheel_app;
@@ -3876,10 +1368,10 @@ CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config te
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:9100ecef3d65')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:9100ecef3d65']
 return _import('validators_runtime').check_config(plpy, kind, config, applies_to)
 $python$;
 
@@ -3893,7 +1385,7 @@ CREATE OR REPLACE FUNCTION flywheel.create_validator(
     applies_to  jsonb DEFAULT '{}',
     sample_rate real DEFAULT 1.0
 ) RETURNS bigint
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER  -- admins write the registry only through this check
 SET search_path TO pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
@@ -3940,8 +1432,10 @@ BEGIN
     IF jsonb_typeof(_config) <> 'object' THEN
         RAISE EXCEPTION 'create_validator: config must be a JSON object, not %', jsonb_typeof(_config);
     END IF;
+    -- session_user: inside this SECURITY DEFINER function current_user is flywheel_owner; a
+    -- session that logged in as a superuser is the only one that holds a superuser's rights.
     IF create_validator.kind = 'python'
-       AND NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+       AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = session_user) THEN
         RAISE EXCEPTION 'create_validator: a python validator runs arbitrary code as the database owner: only a superuser may create one'
             USING ERRCODE = 'insufficient_privilege';
     END IF;
@@ -3977,7 +1471,7 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION flywheel.set_validator_enabled(name text, enabled boolean) RETURNS void
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER  -- admins write the registry only through this
 SET search_path TO pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
@@ -4197,10 +1691,10 @@ CREATE OR REPLACE FUNCTION flywheel._evaluate(
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:9100ecef3d65')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:9100ecef3d65']
 return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas)
 $python$;
 
@@ -4420,17 +1914,17 @@ CREATE OR REPLACE FUNCTION flywheel.redact_pii(input text) RETURNS text
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:9100ecef3d65')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:9100ecef3d65']
 return _import('validators_pii').redact_pii(plpy, input)
 $python$;
 
 -- Recomputes the anomaly validator's norms from the traces of the last `lookback`:
 -- median and median absolute deviation of log(1 + value) per model, node and metric.
 CREATE OR REPLACE FUNCTION flywheel.refresh_anomaly_baselines(lookback interval DEFAULT '7 days') RETURNS integer
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER  -- callers: admins and pg_cron's flywheel_scheduler
 SET search_path TO pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -4459,15 +1953,7 @@ BEGIN
 END
 $$;
 
--- Where pg_cron runs in this database, keep the baselines fresh (an upsert by job name).
-DO $cron$
-BEGIN
-    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
-        PERFORM cron.schedule('flywheel-anomaly-baselines', '*/10 * * * *',
-                              'SELECT flywheel.refresh_anomaly_baselines()');
-    END IF;
-END
-$cron$;
+-- (sql/400-metrics.sql schedules the refresh every 10 minutes.)
 
 -- 199-privileges-validators.sql
 -- Privileges of the validators' objects (sql/900-privileges.sql then grants the admin everything).
@@ -5175,10 +2661,10 @@ LANGUAGE plpython3u STABLE
 SECURITY DEFINER  -- readers see the ranking (aggregates), not the traces behind it
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:9100ecef3d65')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:9100ecef3d65']
 return _import('judges_ranking').ranking(plpy)
 $python$;
 
@@ -5210,10 +2696,8 @@ GRANT EXECUTE ON FUNCTION flywheel._agreement(text[], text[]), flywheel._bradley
 -- 300-fewshot-embeddings.sql
 -- Embeddings: the built-in embedder in the insert path (one PL/Python call per statement),
 
--- pgvector lives wherever it was installed: put its schema last on the search path of the
--- functions below that use its type and operators (SET search_path FROM CURRENT); RESET at the end.
-SELECT set_config('search_path', 'pg_catalog, pg_temp, ' || e.extnamespace::regnamespace::text, true)
-FROM pg_extension e WHERE e.extname = 'vector';
+-- pgvector's type and operators are named through its schema, wherever it was installed
+-- (@extschema:vector@ is replaced by `dbflywheel install`).
 -- the backlog that catches failures and worker embedders, and switching embedders.
 
 -- The built-in embedder over a batch: (ordinality, embedding, input_key, error) per text.
@@ -5224,10 +2708,10 @@ RETURNS TABLE (ordinality integer, embedding text, input_key uuid, error text)
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:9100ecef3d65')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:9100ecef3d65']
 return _import('fewshot_embedder').embed_rows(plpy, embedder, texts)
 $python$;
 
@@ -5236,10 +2720,10 @@ CREATE OR REPLACE FUNCTION flywheel._input_key(text text) RETURNS uuid
 LANGUAGE plpython3u IMMUTABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:9100ecef3d65')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:9100ecef3d65']
 return _import('fewshot_embedder').normalize_key(plpy, text)
 $python$;
 
@@ -5253,12 +2737,12 @@ AS $$ SELECT e.name FROM flywheel.embedders e WHERE e.state = 'active' $$;
 CREATE OR REPLACE FUNCTION flywheel._embed_traces(embedder text, trace_ids bigint[], apps text[], inputs text[])
 RETURNS integer
 LANGUAGE plpython3u SECURITY DEFINER
-SET search_path FROM CURRENT
+SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:9100ecef3d65')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:9100ecef3d65']
 return _import('fewshot_store').embed_traces(plpy, embedder, trace_ids, apps, inputs)
 $python$;
 
@@ -5434,15 +2918,11 @@ SELECT e.name AS embedder, e.state, e.runs_in, e.dims,
        e.backfill_after_id, e.activated_at
 FROM flywheel.embedders e;
 
-RESET search_path;
-
 -- 310-fewshot-examples.sql
 -- Few-shot examples: kept in step with labels, corrections, golden sets and judge results by
 
--- pgvector lives wherever it was installed: put its schema last on the search path of the
--- functions below that use its type and operators (SET search_path FROM CURRENT); RESET at the end.
-SELECT set_config('search_path', 'pg_catalog, pg_temp, ' || e.extnamespace::regnamespace::text, true)
-FROM pg_extension e WHERE e.extname = 'vector';
+-- pgvector's type and operators are named through its schema, wherever it was installed
+-- (@extschema:vector@ is replaced by `dbflywheel install`).
 -- statement-level triggers; served by few_shot() and, with care, by cache_lookup().
 
 -- Recomputes the example rows of these traces from their sources: a trace is an example while
@@ -5450,7 +2930,7 @@ FROM pg_extension e WHERE e.extname = 'vector';
 -- embedder in use. Upserts what should be there, deletes what should not.
 CREATE OR REPLACE FUNCTION flywheel._sync_examples(trace_ids bigint[]) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path FROM CURRENT
+SET search_path TO pg_catalog, pg_temp
 AS $$
 BEGIN
     IF trace_ids IS NULL OR cardinality(trace_ids) = 0 THEN
@@ -5615,10 +3095,10 @@ $$;
 -- re-ranked by flywheel._example_score.
 -- (The search itself; callers go through few_shot, which passes who is asking.)
 CREATE OR REPLACE FUNCTION flywheel._few_shot(
-    query_embedding vector, k integer, validator text, app text, half_life interval, caller name
+    query_embedding @extschema:vector@.vector, k integer, validator text, app text, half_life interval, caller name
 ) RETURNS TABLE (trace_id bigint, input text, output text, label text, similarity double precision, score double precision)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path FROM CURRENT
+SET search_path TO pg_catalog, pg_temp
 SET hnsw.iterative_scan TO 'relaxed_order'
 SET hnsw.ef_search TO 100
 AS $$
@@ -5669,9 +3149,9 @@ BEGIN
         '                                                / extract(epoch FROM $9::interval)))'
         '       * (1 + 0.2 * c.corrected::integer + 0.2 * c.disagreement::integer)'
         ' FROM (SELECT x.trace_id, x.input, x.output, x.labels, x.label, x.labelled_at, x.corrected, x.disagreement,'
-        '             x.embedding <=> $5 AS distance FROM flywheel.examples x WHERE ' || _where
-        || CASE WHEN _exact THEN ' ORDER BY (x.embedding <=> $5) + 0'  -- "+ 0": no index can serve it
-                ELSE ' ORDER BY x.embedding <=> $5' END
+        '             x.embedding OPERATOR(@extschema:vector@.<=>) $5 AS distance FROM flywheel.examples x WHERE ' || _where
+        || CASE WHEN _exact THEN ' ORDER BY (x.embedding OPERATOR(@extschema:vector@.<=>) $5) + 0'  -- "+ 0": no index can serve it
+                ELSE ' ORDER BY x.embedding OPERATOR(@extschema:vector@.<=>) $5' END
         || ' LIMIT $7) c ORDER BY 6 DESC, 1 LIMIT $8'
         USING _embedder, _few_shot.app, _apps, _few_shot.validator, query_embedding, _exact_below, _pool,
               _few_shot.k, _few_shot.half_life;
@@ -5679,9 +3159,9 @@ END
 $$;
 
 -- A query text as a vector of the active embedder; an error when that embedder does not run here.
-CREATE OR REPLACE FUNCTION flywheel._embed_query(query text) RETURNS vector
+CREATE OR REPLACE FUNCTION flywheel._embed_query(query text) RETURNS @extschema:vector@.vector
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path FROM CURRENT
+SET search_path TO pg_catalog, pg_temp
 AS $$
 DECLARE
     _embedder flywheel.embedders;
@@ -5696,21 +3176,21 @@ BEGIN
     IF _result.error IS NOT NULL THEN
         RAISE EXCEPTION 'could not embed the query: %', _result.error;
     END IF;
-    RETURN _result.embedding::vector;
+    RETURN _result.embedding::@extschema:vector@.vector;
 END
 $$;
 
 -- The k most useful examples for a query vector of the active embedder, among the apps the
 -- caller may see.
 CREATE OR REPLACE FUNCTION flywheel.few_shot(
-    query_embedding vector,
+    query_embedding @extschema:vector@.vector,
     k integer DEFAULT 5,
     validator text DEFAULT NULL,
     app text DEFAULT NULL,
     half_life interval DEFAULT '30 days'
 ) RETURNS TABLE (trace_id bigint, input text, output text, label text, similarity double precision, score double precision)
 LANGUAGE sql STABLE
-SET search_path FROM CURRENT
+SET search_path TO pg_catalog, pg_temp
 AS $$ SELECT * FROM flywheel._few_shot(query_embedding, k, validator, app, half_life, current_user) $$;
 
 -- The same for a text, embedded by the active embedder (when it runs in the database).
@@ -5722,7 +3202,7 @@ CREATE OR REPLACE FUNCTION flywheel.few_shot(
     half_life interval DEFAULT '30 days'
 ) RETURNS TABLE (trace_id bigint, input text, output text, label text, similarity double precision, score double precision)
 LANGUAGE sql STABLE
-SET search_path FROM CURRENT
+SET search_path TO pg_catalog, pg_temp
 AS $$ SELECT * FROM flywheel._few_shot(flywheel._embed_query(query), k, validator, app, half_life, current_user) $$;
 
 -- Whether an earlier trace's output may be served again: it has an output, passed every
@@ -5751,7 +3231,7 @@ $$;
 CREATE OR REPLACE FUNCTION flywheel._cache_lookup(query text, threshold real, caller name)
 RETURNS TABLE (trace_id bigint, output text, similarity double precision, matched text)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path FROM CURRENT
+SET search_path TO pg_catalog, pg_temp
 SET hnsw.ef_search TO 100
 AS $$
 #variable_conflict use_column
@@ -5759,7 +3239,7 @@ DECLARE
     _embedder text := flywheel._active_embedder();
     _key uuid := flywheel._input_key(query);
     _apps text[] := flywheel._visible_apps(caller);
-    _vector vector;
+    _vector @extschema:vector@.vector;
 BEGIN
     IF threshold IS NULL OR threshold < 0.9::real OR threshold > 1 THEN
         RAISE EXCEPTION 'cache_lookup: threshold must be between 0.9 and 1, not %', threshold
@@ -5779,9 +3259,9 @@ BEGIN
     _vector := flywheel._embed_query(query);
     RETURN QUERY
     SELECT t.id, t.output, n.similarity, 'similar'::text
-    FROM (SELECT x.trace_id, 1 - (x.embedding <=> _vector) AS similarity
+    FROM (SELECT x.trace_id, 1 - (x.embedding OPERATOR(@extschema:vector@.<=>) _vector) AS similarity
           FROM flywheel.examples x WHERE x.embedder = _embedder AND (_apps IS NULL OR x.app = ANY (_apps))
-          ORDER BY x.embedding <=> _vector LIMIT 10) n
+          ORDER BY x.embedding OPERATOR(@extschema:vector@.<=>) _vector LIMIT 10) n
     JOIN flywheel.traces t ON t.id = n.trace_id
     WHERE n.similarity >= threshold AND t.output IS NOT NULL AND flywheel._cache_safe(t.id)
     ORDER BY n.similarity DESC, t.created_at DESC LIMIT 1;
@@ -5791,10 +3271,8 @@ $$;
 CREATE OR REPLACE FUNCTION flywheel.cache_lookup(query text, threshold real DEFAULT 0.97)
 RETURNS TABLE (trace_id bigint, output text, similarity double precision, matched text)
 LANGUAGE sql STABLE
-SET search_path FROM CURRENT
+SET search_path TO pg_catalog, pg_temp
 AS $$ SELECT * FROM flywheel._cache_lookup(query, threshold, current_user) $$;
-
-RESET search_path;
 
 -- 320-fewshot-feedback.sql
 -- flywheel.record_feedback: one call for every kind of feedback, by trace id or external uid,
@@ -5899,9 +3377,8 @@ $$;
 -- What people should label next: the annotation queue, stratified review samples, and the
 -- traces where a human and a validator disagreed.
 
--- pgvector's operators (novelty below) resolve through its schema, wherever it was installed.
-SELECT set_config('search_path', 'pg_catalog, pg_temp, ' || e.extnamespace::regnamespace::text, true)
-FROM pg_extension e WHERE e.extname = 'vector';
+-- pgvector's type and operators are named through its schema, wherever it was installed
+-- (@extschema:vector@ is replaced by `dbflywheel install`).
 
 -- Traces with a human verdict for validator V and a result of the same validator (by name)
 -- whose pass/fail status differs.
@@ -5940,7 +3417,7 @@ RETURNS TABLE (trace_id bigint, app text, created_at timestamptz, model text, pr
                output text, priority double precision, uncertainty double precision, novelty double precision,
                badness double precision, recency double precision, reasons text[])
 LANGUAGE sql STABLE
-SET search_path FROM CURRENT
+SET search_path TO pg_catalog, pg_temp
 SET jit TO off
 AS $$
 WITH agreement AS (
@@ -5976,9 +3453,9 @@ WITH agreement AS (
                      WHERE r.trace_id = t.id), 0) AS uncertainty,
            -- e.embedding is an outer reference here, so the nearest example is one HNSW probe
            CASE WHEN e.embedding IS NULL THEN 0.5
-                ELSE coalesce((SELECT greatest(0, least(1, x.embedding <=> e.embedding))
+                ELSE coalesce((SELECT greatest(0, least(1, x.embedding OPERATOR(@extschema:vector@.<=>) e.embedding))
                                FROM flywheel.examples x WHERE x.embedder = e.embedder
-                               ORDER BY x.embedding <=> e.embedding LIMIT 1), 1) END AS novelty,
+                               ORDER BY x.embedding OPERATOR(@extschema:vector@.<=>) e.embedding LIMIT 1), 1) END AS novelty,
            0.5 * EXISTS (SELECT 1 FROM flywheel.validation_results r WHERE r.trace_id = t.id AND r.status = 'fail')::integer
          + 0.5 * EXISTS (SELECT 1 FROM flywheel.feedback f WHERE f.trace_id = t.id
                          AND (f.kind IN ('correction', 'requery') OR (f.kind = 'thumbs' AND f.value < 0)
@@ -6047,8 +3524,6 @@ BEGIN
     LIMIT n;
 END
 $$;
-
-RESET search_path;
 
 -- 340-fewshot-golden.sql
 -- Golden sets: named, versioned sets of traces with expected verdicts or outputs, grown from
@@ -6172,9 +3647,9 @@ $$;
 -- and show the caller's own apps; they record feedback with record_feedback (as themselves,
 -- under row-level security). Labelling, golden sets and embedders are the admin's.
 GRANT EXECUTE ON FUNCTION
-    flywheel.few_shot(vector, integer, text, text, interval),
+    flywheel.few_shot(@extschema:vector@.vector, integer, text, text, interval),
     flywheel.few_shot(text, integer, text, text, interval),
-    flywheel._few_shot(vector, integer, text, text, interval, name),
+    flywheel._few_shot(@extschema:vector@.vector, integer, text, text, interval, name),
     flywheel._embed_query(text),
     flywheel._active_embedder(),  -- the application embeds its query with the same model when it runs in a worker
     flywheel.cache_lookup(text, real),
@@ -6194,10 +3669,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:9100ecef3d65')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:9100ecef3d65']
 return _import('metrics_cron').sql_previous_fire(plpy, schedule, at_epoch)
 $python$;
 
@@ -6206,10 +3681,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:9100ecef3d65')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:9100ecef3d65']
 return _import('metrics_cron').sql_period(plpy, schedule, at_epoch)
 $python$;
 
@@ -6224,13 +3699,92 @@ LANGUAGE sql STABLE
 SET search_path TO pg_catalog, pg_temp
 AS $$ SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') $$;
 
--- Records a schedule and, where pg_cron is installed, upserts its job of the same name.
--- SECURITY DEFINER so that admins need no rights on the cron schema; the command is built here
--- from a metric name or a fixed system task, never taken from the caller.
-CREATE OR REPLACE FUNCTION flywheel._schedule(job text, schedule text, command text) RETURNS void
+-- What a schedule runs, from its name alone: a metric's refresh or one of the fixed system tasks.
+-- No command text is ever stored by a caller or read back from a table to be executed.
+CREATE OR REPLACE FUNCTION flywheel._scheduled_command(job text) RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER  -- pg_cron's flywheel_scheduler asks it; it reads the metric registry
+SET search_path TO pg_catalog, pg_temp
+AS $$
+BEGIN
+    CASE job
+        WHEN 'flywheel_check_drift' THEN RETURN 'SELECT flywheel.check_drift()';
+        WHEN 'flywheel_check_satisfaction_trend' THEN RETURN 'SELECT flywheel.check_satisfaction_trend()';
+        WHEN 'flywheel_advance_canaries' THEN RETURN 'SELECT flywheel.advance_canaries()';
+        WHEN 'flywheel_retention' THEN RETURN 'SELECT flywheel.apply_retention()';
+        WHEN 'flywheel_anomaly_baselines' THEN RETURN 'SELECT flywheel.refresh_anomaly_baselines()';
+        ELSE
+            IF job LIKE 'flywheel\_metric\_%' AND EXISTS (
+                    SELECT 1 FROM flywheel.metrics m WHERE m.name = substr(job, length('flywheel_metric_') + 1)) THEN
+                RETURN format('CALL flywheel.refresh(%L)', substr(job, length('flywheel_metric_') + 1));
+            END IF;
+    END CASE;
+    RAISE EXCEPTION 'no scheduled task is named %', job;
+END
+$$;
+
+-- pg_cron runs a job as the role that scheduled it: these three are owned by flywheel_scheduler
+-- (see sql/499-privileges-metrics.sql), so the jobs run as that login, which may only call the
+-- scheduled tasks.
+CREATE OR REPLACE FUNCTION flywheel._cron_schedule(job text, schedule text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $$
+BEGIN
+    EXECUTE 'SELECT cron.schedule($1, $2, $3)' USING job, schedule, flywheel._scheduled_command(job);  -- an upsert on the name
+END
+$$;
+
+CREATE OR REPLACE FUNCTION flywheel._cron_unschedule(job text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _exists boolean;
+BEGIN
+    EXECUTE 'SELECT EXISTS (SELECT 1 FROM cron.job WHERE jobname = $1)' INTO _exists USING job;
+    IF _exists THEN
+        EXECUTE 'SELECT cron.unschedule($1)' USING job;
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION flywheel._cron_active_jobs() RETURNS text[]
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _jobs text[];
+BEGIN
+    EXECUTE 'SELECT coalesce(array_agg(jobname), ''{}'') FROM cron.job WHERE active' INTO _jobs;
+    RETURN _jobs;
+END
+$$;
+
+-- Before any job is scheduled: the three functions above belong to flywheel_scheduler.
+ALTER FUNCTION flywheel._cron_schedule(text, text) OWNER TO flywheel_scheduler;
+ALTER FUNCTION flywheel._cron_unschedule(text) OWNER TO flywheel_scheduler;
+ALTER FUNCTION flywheel._cron_active_jobs() OWNER TO flywheel_scheduler;
+REVOKE ALL ON FUNCTION flywheel._cron_schedule(text, text), flywheel._cron_unschedule(text),
+    flywheel._cron_active_jobs() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION flywheel._cron_schedule(text, text), flywheel._cron_unschedule(text),
+    flywheel._cron_active_jobs() TO flywheel_owner;
+GRANT USAGE ON SCHEMA flywheel TO flywheel_scheduler;
+GRANT EXECUTE ON FUNCTION flywheel._scheduled_command(text) TO flywheel_scheduler;
+DO $cron$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
+        GRANT USAGE ON SCHEMA cron TO flywheel_scheduler;
+    END IF;
+END
+$cron$;
+
+-- Records a schedule and, where pg_cron is installed, upserts its job of the same name.
+CREATE OR REPLACE FUNCTION flywheel._schedule(job text, schedule text) RETURNS void
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _command text := flywheel._scheduled_command(job);
 BEGIN
     BEGIN
         PERFORM flywheel._cron_previous_fire(schedule);
@@ -6239,34 +3793,29 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'a pg_cron schedule: five fields (''*/5 * * * *''), @hourly/@daily/..., or ''30 seconds''';
     END;
-    INSERT INTO flywheel.schedules AS s (name, schedule, command) VALUES (job, schedule, command)
+    INSERT INTO flywheel.schedules AS s (name, schedule, command) VALUES (job, schedule, _command)
     ON CONFLICT (name) DO UPDATE SET schedule = EXCLUDED.schedule, command = EXCLUDED.command
     WHERE (s.schedule, s.command) IS DISTINCT FROM (EXCLUDED.schedule, EXCLUDED.command);
     IF flywheel._pg_cron_installed() THEN
-        EXECUTE 'SELECT cron.schedule($1, $2, $3)' USING job, schedule, command;  -- an upsert on the name
+        PERFORM flywheel._cron_schedule(job, schedule);
     END IF;
 END
 $$;
 
 CREATE OR REPLACE FUNCTION flywheel._unschedule(job text) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
+LANGUAGE plpgsql
 SET search_path TO pg_catalog, pg_temp
 AS $$
-DECLARE
-    _exists boolean;
 BEGIN
     DELETE FROM flywheel.schedules WHERE name = job;
     IF flywheel._pg_cron_installed() THEN
-        EXECUTE 'SELECT EXISTS (SELECT 1 FROM cron.job WHERE jobname = $1)' INTO _exists USING job;
-        IF _exists THEN
-            EXECUTE 'SELECT cron.unschedule($1)' USING job;
-        END IF;
+        PERFORM flywheel._cron_unschedule(job);
     END IF;
 END
 $$;
 
 CREATE OR REPLACE FUNCTION flywheel._schedule_metric(metric text) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
+LANGUAGE plpgsql
 SET search_path TO pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -6276,14 +3825,15 @@ BEGIN
     IF _schedule IS NULL THEN
         PERFORM flywheel._unschedule('flywheel_metric_' || metric);
     ELSE
-        PERFORM flywheel._schedule('flywheel_metric_' || metric, _schedule,
-                                   format('CALL flywheel.refresh(%L)', metric));
+        PERFORM flywheel._schedule('flywheel_metric_' || metric, _schedule);
     END IF;
 END
 $$;
 
--- (Re)creates flywheel.metric_<name> as its registry row says. Runs as the caller; the object
--- ends up owned by flywheel_admin, so a metric's query reads with the admin group's rights.
+-- (Re)creates flywheel.metric_<name> as its registry row says, owned by flywheel_owner (the
+-- public metric functions that call it are SECURITY DEFINER). The stored query is one statement
+-- (checked by PostgreSQL's parser before anything executes it), and the view made from it may
+-- reach only the extension's own relations through non-volatile functions (_view_problem).
 CREATE OR REPLACE FUNCTION flywheel._apply_metric(metric text) RETURNS void
 LANGUAGE plpgsql
 SET search_path TO pg_catalog, pg_temp
@@ -6293,8 +3843,15 @@ DECLARE
     _rel     text := 'metric_' || metric;
     _kind    "char";
     _columns text;
+    _problem text;
 BEGIN
     SELECT * INTO STRICT _m FROM flywheel.metrics WHERE name = metric;
+    -- Built-in metrics are the install script's own SQL; anyone else's is checked first.
+    _problem := CASE WHEN NOT _m.builtin THEN flywheel._one_select_problem(_m.query) END;
+    IF _problem IS NOT NULL THEN
+        RAISE EXCEPTION 'metric %: the query must be one SELECT: %', metric, _problem
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     SELECT c.relkind INTO _kind FROM pg_catalog.pg_class c
     WHERE c.relname = _rel AND c.relnamespace = 'flywheel'::regnamespace;
     IF _kind = 'v' THEN
@@ -6310,14 +3867,18 @@ BEGIN
     END IF;
     IF _m.kind = 'view' THEN
         EXECUTE format('CREATE VIEW flywheel.%I AS %s', _rel, _m.query);
-        EXECUTE format('ALTER VIEW flywheel.%I OWNER TO flywheel_admin', _rel);
     ELSIF _m.kind = 'rollup' THEN
         EXECUTE format('CREATE VIEW flywheel.%I AS SELECT * FROM flywheel.%I', _rel, _m.rollup_table);
-        EXECUTE format('ALTER VIEW flywheel.%I OWNER TO flywheel_admin', _rel);
     ELSE
-        -- WITH NO DATA, then the owner refreshes it: the query never runs with the caller's rights.
         EXECUTE format('CREATE MATERIALIZED VIEW flywheel.%I AS %s WITH NO DATA', _rel, _m.query);
-        EXECUTE format('ALTER MATERIALIZED VIEW flywheel.%I OWNER TO flywheel_admin', _rel);
+    END IF;
+    _problem := CASE WHEN NOT _m.builtin THEN flywheel._view_problem(format('flywheel.%I', _rel)::regclass, ARRAY['flywheel']) END;
+    IF _problem IS NOT NULL THEN
+        RAISE EXCEPTION 'metric %: the query reaches %', metric, _problem
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'a metric reads the flywheel schema through non-volatile functions';
+    END IF;
+    IF _m.kind = 'materialized' THEN
         EXECUTE format('REFRESH MATERIALIZED VIEW flywheel.%I', _rel);
         -- REFRESH ... CONCURRENTLY needs a unique index over plain columns: all the columns that
         -- btree can index, NULLs equal (a metric row is identified by its whole content).
@@ -6349,7 +3910,7 @@ $$;
 CREATE OR REPLACE FUNCTION flywheel.create_metric(
     name text, query text, materialized boolean DEFAULT false, schedule text DEFAULT NULL
 ) RETURNS text
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER  -- admins change the registry only through it
 SET search_path TO pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -6381,7 +3942,7 @@ $$;
 -- rollup, 'rollup' (changed days recomputed incrementally), keeping its name.
 CREATE OR REPLACE FUNCTION flywheel.set_metric_mode(name text, mode text, schedule text DEFAULT NULL)
 RETURNS text
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER  -- admins change the registry only through it
 SET search_path TO pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -6407,7 +3968,7 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION flywheel.drop_metric(name text) RETURNS void
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER  -- admins change the registry only through it
 SET search_path TO pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -6482,7 +4043,7 @@ $$;
 -- Materialized views with their unique index refresh CONCURRENTLY (readers never wait);
 -- rollups recompute only the changed days unless full_refresh => true.
 CREATE OR REPLACE PROCEDURE flywheel.refresh(name text, full_refresh boolean DEFAULT false)
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER  -- refreshing a materialized view takes its owner; callers: admins, pg_cron
 SET search_path TO pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -6530,7 +4091,7 @@ $$;
 -- does not run itself: the work of `dbflywheel refresh --loop` where pg_cron is absent.
 -- Each runs in its own subtransaction; a failure is recorded and the others still run.
 CREATE OR REPLACE PROCEDURE flywheel.refresh_due(include_pg_cron_jobs boolean DEFAULT false)
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER  -- runs only the fixed commands of _scheduled_command
 SET search_path TO pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -6539,7 +4100,7 @@ DECLARE
     _error   text;
 BEGIN
     IF flywheel._pg_cron_installed() AND NOT include_pg_cron_jobs THEN
-        EXECUTE 'SELECT coalesce(array_agg(jobname), ''{}'') FROM cron.job WHERE active' INTO _cron;
+        _cron := flywheel._cron_active_jobs();
     END IF;
     FOR _s IN SELECT * FROM flywheel.schedules s ORDER BY s.name LOOP
         CONTINUE WHEN _s.name = ANY (_cron);
@@ -6548,7 +4109,7 @@ BEGIN
                        AND _s.name NOT LIKE 'flywheel\_metric\_%');
         _error := NULL;
         BEGIN
-            EXECUTE _s.command;
+            EXECUTE flywheel._scheduled_command(_s.name);  -- never the stored text
         EXCEPTION WHEN OTHERS THEN
             _error := SQLERRM;
         END;
@@ -6657,6 +4218,8 @@ CREATE OR REPLACE TRIGGER feedback_mark_rollup_update AFTER UPDATE ON flywheel.f
     REFERENCING NEW TABLE AS new_rows OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_satisfaction_days();
 CREATE OR REPLACE TRIGGER feedback_mark_rollup_delete AFTER DELETE ON flywheel.feedback
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_satisfaction_days();
+
+SELECT flywheel._schedule('flywheel_anomaly_baselines', '*/10 * * * *');
 
 -- 410-metrics-builtin.sql
 -- The built-in metrics: their queries (one place), and their registration on every install.
@@ -6978,10 +4541,10 @@ RETURNS TABLE (feature text, reference_n integer, current_n integer,
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:9100ecef3d65')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:9100ecef3d65']
 return _import('metrics_drift').drift(plpy, feature, reference, current)
 $python$;
 
@@ -7034,8 +4597,8 @@ BEGIN
 END
 $$;
 
-SELECT flywheel._schedule('flywheel_check_drift', '7 * * * *', 'SELECT flywheel.check_drift()');
-SELECT flywheel._schedule('flywheel_check_satisfaction_trend', '13 6 * * *', 'SELECT flywheel.check_satisfaction_trend()');
+SELECT flywheel._schedule('flywheel_check_drift', '7 * * * *');
+SELECT flywheel._schedule('flywheel_check_satisfaction_trend', '13 6 * * *');
 
 -- 430-experiments.sql
 -- Experiments: A/B tests with deterministic assignment, per-variant results with tests, and
@@ -7133,10 +4696,10 @@ RETURNS TABLE (metric text, variant text, n bigint, value double precision, base
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:9100ecef3d65')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:9100ecef3d65']
 return _import('metrics_experiments').results(plpy, experiment, confidence)
 $python$;
 
@@ -7249,7 +4812,7 @@ BEGIN
 END
 $$;
 
-SELECT flywheel._schedule('flywheel_advance_canaries', '*/5 * * * *', 'SELECT flywheel.advance_canaries()');
+SELECT flywheel._schedule('flywheel_advance_canaries', '*/5 * * * *');
 
 -- 440-retention.sql
 -- Retention and privacy: old trace partitions are dropped, a user can be forgotten, and every
@@ -7421,13 +4984,17 @@ BEGIN
 END
 $$;
 
-SELECT flywheel._schedule('flywheel_retention', '17 3 * * *', 'SELECT flywheel.apply_retention()');
+SELECT flywheel._schedule('flywheel_retention', '17 3 * * *');
 
 -- 499-privileges-metrics.sql
 -- Privileges of the metrics, experiments and retention objects (sql/900-privileges.sql then
 -- re-grants the admin everything).
--- Admins create metric views in the schema (create_metric runs with the caller's rights).
-GRANT CREATE ON SCHEMA flywheel TO flywheel_admin;
+-- pg_cron's jobs run as flywheel_scheduler (sql/400-metrics.sql): it may call the scheduled
+-- tasks, each of which runs as flywheel_owner, and nothing else.
+GRANT EXECUTE ON FUNCTION flywheel.check_drift(interval, interval, double precision, double precision, double precision),
+    flywheel.check_satisfaction_trend(double precision, integer), flywheel.advance_canaries(),
+    flywheel.apply_retention(), flywheel.refresh_anomaly_baselines(interval) TO flywheel_scheduler;
+GRANT EXECUTE ON PROCEDURE flywheel.refresh(text, boolean), flywheel.refresh_due(boolean) TO flywheel_scheduler;
 -- Readers read the metric views and their freshness.
 DO $grants$
 DECLARE
@@ -7468,12 +5035,86 @@ CREATE OR REPLACE TRIGGER embedders_delete_embeddings AFTER DELETE ON flywheel.e
     FOR EACH STATEMENT EXECUTE FUNCTION flywheel._delete_embedder_embeddings();
 
 -- 900-privileges.sql
--- Privileges, last step, after every object exists: the admin may do everything, and
--- nothing in the schema is usable by PUBLIC (functions are executable by PUBLIC by default).
+-- Privileges, last step, after every object exists.
+
+-- Everything the installing superuser made is handed to flywheel_owner (NOLOGIN, no superuser):
+-- SECURITY DEFINER functions, triggers' functions and pg_cron's refreshes then run with the
+-- extension's rights on its own objects and nothing more. Objects owned by another non-superuser
+-- role on purpose (flywheel_sql_planner's planning function, flywheel_scheduler's pg_cron calls)
+-- keep their owner; admins' metric views of version 0.1 are taken over.
+DO $owner$
+DECLARE
+    _o record;
+BEGIN
+    ALTER SCHEMA flywheel OWNER TO flywheel_owner;
+    FOR _o IN
+        SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                              WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END AS kind, c.oid::regclass::text AS name
+        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid = c.relowner
+        WHERE c.relnamespace = 'flywheel'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+          AND (r.rolsuper OR (r.rolname = 'flywheel_admin' AND c.relname LIKE 'metric\_%'))
+          -- a sequence that belongs to a column follows its table
+          AND NOT (c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.objid = c.oid
+                                                 AND d.classid = 'pg_catalog.pg_class'::regclass AND d.deptype IN ('a', 'i')))
+    LOOP
+        EXECUTE format('ALTER %s %s OWNER TO flywheel_owner', _o.kind, _o.name);
+    END LOOP;
+    FOR _o IN
+        SELECT p.oid::regprocedure::text AS name
+        FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
+        WHERE p.pronamespace = 'flywheel'::regnamespace AND r.rolsuper
+    LOOP
+        EXECUTE format('ALTER ROUTINE %s OWNER TO flywheel_owner', _o.name);
+    END LOOP;
+    FOR _o IN
+        SELECT t.oid::regtype::text AS name
+        FROM pg_catalog.pg_type t JOIN pg_catalog.pg_roles r ON r.oid = t.typowner
+        WHERE t.typnamespace = 'flywheel'::regnamespace AND r.rolsuper AND t.typrelid = 0 AND t.typelem = 0
+          AND t.typtype IN ('c', 'd', 'e', 'r')
+    LOOP
+        EXECUTE format('ALTER TYPE %s OWNER TO flywheel_owner', _o.name);
+    END LOOP;
+END
+$owner$;
+
+-- Nothing in the schema is usable by PUBLIC (functions are executable by PUBLIC by default).
 REVOKE ALL ON SCHEMA flywheel FROM PUBLIC;
 REVOKE ALL ON ALL ROUTINES IN SCHEMA flywheel FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA flywheel FROM PUBLIC;
+-- Admins could create objects in the schema up to version 0.1 (metric views): no longer.
+REVOKE CREATE ON SCHEMA flywheel FROM flywheel_admin;
 
-GRANT ALL ON ALL TABLES IN SCHEMA flywheel TO flywheel_admin;
-GRANT ALL ON ALL SEQUENCES IN SCHEMA flywheel TO flywheel_admin;
+-- The admin reads everything and writes the data (traces, feedback, labels, golden sets, judge
+-- queues, experiments), never with TRUNCATE, REFERENCES or TRIGGER: a trigger of theirs would
+-- run with the rights of whoever writes the table, flywheel_owner included.
+REVOKE ALL ON ALL TABLES IN SCHEMA flywheel FROM flywheel_admin;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA flywheel FROM flywheel_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA flywheel TO flywheel_admin;
+GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA flywheel TO flywheel_admin;
+-- What decides what runs (validators, metrics, schedules) and the extension's own records change
+-- only through the functions that check them: create_validator, create_metric, set_metric_mode.
+REVOKE INSERT, UPDATE, DELETE ON
+    flywheel.validators, flywheel.validator_versions, flywheel.metrics, flywheel.schedules,
+    flywheel._migrations, flywheel._install, flywheel.app_roles, flywheel.refresh_log,
+    flywheel._rollup_dirty_days, flywheel._rollup_pass_rate, flywheel._rollup_satisfaction,
+    flywheel._anomaly_baselines, flywheel.deletion_audit
+FROM flywheel_admin;
+
+-- Every routine but the internals that only the extension itself calls.
 GRANT EXECUTE ON ALL ROUTINES IN SCHEMA flywheel TO flywheel_admin;
+REVOKE EXECUTE ON FUNCTION
+    flywheel._schedule(text, text), flywheel._unschedule(text), flywheel._schedule_metric(text),
+    flywheel._apply_metric(text), flywheel._refresh_rollup(text, boolean)
+FROM flywheel_admin;
+
+-- flywheel_sql_checker opens (never fetches) a cursor over an admin's query to learn that it is
+-- one SELECT (flywheel._one_select_problem): it reads what the admin reads, and nothing else.
+GRANT USAGE ON SCHEMA flywheel TO flywheel_sql_checker;
+GRANT SELECT ON ALL TABLES IN SCHEMA flywheel TO flywheel_sql_checker;
+GRANT EXECUTE ON ALL ROUTINES IN SCHEMA flywheel TO flywheel_sql_checker;
+REVOKE EXECUTE ON FUNCTION
+    flywheel._schedule(text, text), flywheel._unschedule(text), flywheel._schedule_metric(text),
+    flywheel._apply_metric(text), flywheel._refresh_rollup(text, boolean),
+    flywheel._unsafe_calls(text, text[])
+FROM flywheel_sql_checker;
+GRANT EXECUTE ON FUNCTION flywheel._one_select_problem(text) TO flywheel_owner, flywheel_admin;

@@ -1,0 +1,102 @@
+-- SQL that an admin writes (metric queries, sql validator expressions) is checked on what it
+-- really calls, by oid, after PostgreSQL parsed it; never on its text.
+
+-- NULL when the text is one SELECT, else why not. SPI runs (and prepares) every statement of a
+-- string, so the question is asked of the one path that refuses several: opening a cursor,
+-- which parses and counts before it plans. It runs as flywheel_sql_checker, a role that may read
+-- the schema and do nothing else, because planning evaluates immutable functions (the caller's
+-- own temporary ones included); the cursor is closed before any row is fetched.
+CREATE OR REPLACE FUNCTION flywheel._one_select_problem(query text) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER  -- owned by flywheel_sql_checker (below)
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _cursor refcursor;
+BEGIN
+    IF query IS NULL OR btrim(query) = '' THEN
+        RETURN 'the query is empty';
+    ELSIF length(query) > 100000 THEN
+        RETURN format('the query is %s characters long; at most 100000', length(query));
+    END IF;
+    BEGIN
+        OPEN _cursor NO SCROLL FOR EXECUTE query;
+        CLOSE _cursor;
+    EXCEPTION WHEN query_canceled THEN
+        RAISE;
+    WHEN OTHERS THEN
+        RETURN CASE WHEN SQLERRM = 'cannot open multi-query plan as cursor' THEN 'it is several statements, not one'
+                    WHEN SQLERRM LIKE 'cannot open % query as cursor' THEN 'it is not a SELECT'
+                    ELSE SQLERRM END;
+    END;
+    RETURN NULL;
+END
+$$;
+ALTER FUNCTION flywheel._one_select_problem(text) OWNER TO flywheel_sql_checker;
+
+-- What the rules of a view reach that a check or a metric must not: a volatile function (it
+-- could write, sleep or run a program), a function, type or relation outside pg_catalog and the
+-- allowed schemas, a built-in that runs SQL text of its own, a catalog relation (pg_authid).
+-- Read from the parsed tree PostgreSQL stored for the view (every function, operator and
+-- relation by oid: pg_depend omits built-in objects), never from the text. NULL when nothing.
+CREATE OR REPLACE FUNCTION flywheel._view_problem(view_oid oid, schemas text[]) RETURNS text
+LANGUAGE sql STABLE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    WITH tree AS (
+        SELECT w.ev_action::text AS t FROM pg_catalog.pg_rewrite w WHERE w.ev_class = view_oid
+    ), refs AS (
+        SELECT m[1] AS field, m[2]::oid AS id
+        FROM tree, regexp_matches(tree.t, ':(funcid|opfuncid|hashfuncid|negfuncid|aggfnoid|winfnoid|opno|relid|resulttype|consttype|typeId) (\d+)', 'g') AS m
+    ), calls AS (
+        SELECT r.id AS fn FROM refs r WHERE r.field IN ('funcid', 'opfuncid', 'hashfuncid', 'negfuncid', 'aggfnoid', 'winfnoid')
+        UNION
+        SELECT o.oprcode FROM refs r JOIN pg_catalog.pg_operator o ON o.oid = r.id WHERE r.field = 'opno'
+    ), problems AS (
+        SELECT format(CASE WHEN p.provolatile = 'v' THEN 'volatile function %s' ELSE 'function %s' END,
+                      p.oid::regprocedure) AS what
+        FROM calls c JOIN pg_catalog.pg_proc p ON p.oid = c.fn
+        WHERE p.provolatile = 'v'
+           OR NOT (p.pronamespace = 'pg_catalog'::regnamespace OR p.pronamespace::regnamespace::text = ANY (schemas))
+           OR (p.pronamespace = 'pg_catalog'::regnamespace AND p.proname IN (
+               'query_to_xml', 'query_to_xmlschema', 'query_to_xml_and_xmlschema', 'cursor_to_xml',
+               'cursor_to_xmlschema', 'table_to_xml', 'table_to_xmlschema', 'table_to_xml_and_xmlschema',
+               'schema_to_xml', 'schema_to_xmlschema', 'schema_to_xml_and_xmlschema', 'database_to_xml',
+               'database_to_xmlschema', 'database_to_xml_and_xmlschema', 'ts_stat', 'current_setting'))
+        UNION ALL
+        SELECT format('relation %s', c.oid::regclass)
+        FROM refs r JOIN pg_catalog.pg_class c ON c.oid = r.id
+        WHERE r.field = 'relid' AND c.oid <> view_oid AND NOT c.relnamespace::regnamespace::text = ANY (schemas)
+        UNION ALL
+        SELECT format('type %s', t.oid::regtype)
+        FROM refs r JOIN pg_catalog.pg_type t ON t.oid = r.id
+        WHERE r.field IN ('resulttype', 'consttype', 'typeId') AND t.typnamespace <> 'pg_catalog'::regnamespace
+          AND NOT t.typnamespace::regnamespace::text = ANY (schemas)
+          AND t.typrelid = 0  -- a table's row type comes with its relation, checked above
+    )
+    SELECT string_agg(DISTINCT p.what, ', ') FROM problems p
+$$;
+
+-- The same check for a query given as text: one statement, then a temporary view of it whose
+-- dependencies are read and which is rolled back at once. NULL when the query is safe to run.
+CREATE OR REPLACE FUNCTION flywheel._unsafe_calls(query text, schemas text[]) RETURNS text
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _problem text;
+    _view    text := format('_flywheel_check_%s', pg_catalog.pg_backend_pid());
+BEGIN
+    _problem := flywheel._one_select_problem(query);
+    IF _problem IS NOT NULL THEN
+        RETURN _problem;
+    END IF;
+    BEGIN
+        EXECUTE format('CREATE TEMP VIEW %I AS %s', _view, query);
+        _problem := coalesce('it reaches ' || flywheel._view_problem(format('pg_temp.%I', _view)::regclass, schemas), '');
+        RAISE EXCEPTION USING ERRCODE = 'FWCHK';  -- rolls the view back
+    EXCEPTION WHEN SQLSTATE 'FWCHK' THEN
+        NULL;
+    END;
+    RETURN nullif(_problem, '');
+END
+$$;
