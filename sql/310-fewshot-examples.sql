@@ -73,10 +73,11 @@ BEGIN
                 output = EXCLUDED.output, labels = EXCLUDED.labels, label = EXCLUDED.label,
                 corrected = EXCLUDED.corrected, disagreement = EXCLUDED.disagreement,
                 golden = EXCLUDED.golden, labelled_at = EXCLUDED.labelled_at
-            -- an unchanged example is not rewritten (and not re-inserted into the HNSW graph)
-            WHERE (x.app, x.embedding, x.input, x.output, x.labels, x.label, x.corrected, x.disagreement, x.golden,
+            -- an unchanged example is not rewritten (and not re-inserted into the HNSW graph);
+            -- vectors compare as real[] (a cast is found by type, pgvector's = only on its schema's path)
+            WHERE (x.app, x.embedding::real[], x.input, x.output, x.labels, x.label, x.corrected, x.disagreement, x.golden,
                    x.labelled_at)
-                  IS DISTINCT FROM (EXCLUDED.app, EXCLUDED.embedding, EXCLUDED.input, EXCLUDED.output,
+                  IS DISTINCT FROM (EXCLUDED.app, EXCLUDED.embedding::real[], EXCLUDED.input, EXCLUDED.output,
                    EXCLUDED.labels, EXCLUDED.label, EXCLUDED.corrected, EXCLUDED.disagreement, EXCLUDED.golden,
                    EXCLUDED.labelled_at)
     )

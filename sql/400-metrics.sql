@@ -173,7 +173,7 @@ DECLARE
 BEGIN
     SELECT * INTO STRICT _m FROM flywheel.metrics WHERE name = metric;
     -- Built-in metrics are the install script's own SQL; anyone else's is checked first.
-    _problem := CASE WHEN NOT _m.builtin THEN flywheel._one_select_problem(_m.query) END;
+    _problem := CASE WHEN NOT _m.builtin THEN flywheel._one_select_problem(_m.query, true) END;
     IF _problem IS NOT NULL THEN
         RAISE EXCEPTION 'metric %: the query must be one SELECT: %', metric, _problem
             USING ERRCODE = 'invalid_parameter_value';

@@ -80,4 +80,4 @@ REVOKE EXECUTE ON FUNCTION
     flywheel._apply_metric(text), flywheel._refresh_rollup(text, boolean),
     flywheel._unsafe_calls(text, text[])
 FROM flywheel_sql_checker;
-GRANT EXECUTE ON FUNCTION flywheel._one_select_problem(text) TO flywheel_owner, flywheel_admin;
+GRANT EXECUTE ON FUNCTION flywheel._one_select_problem(text, boolean) TO flywheel_owner, flywheel_admin;

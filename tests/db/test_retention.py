@@ -63,6 +63,8 @@ def test_forget_user_deletes_everything_keyed_by_their_traces_in_every_table(db:
     prefs, emb = f"t_prefs_{uuid.uuid4().hex[:6]}", f"t_emb_{uuid.uuid4().hex[:6]}"
     db.execute(f"CREATE TABLE flywheel.{prefs} (trace_a bigint, trace_b bigint, winner text)")
     db.execute(f"CREATE TABLE flywheel.{emb} (trace_id bigint PRIMARY KEY, embedding vector(2))")
+    for table in (prefs, emb):  # as the install does for every table of the schema
+        db.execute(f"ALTER TABLE flywheel.{table} OWNER TO flywheel_owner")
     try:
         db.execute(f"INSERT INTO flywheel.{prefs} VALUES (%s, %s, 'a'), (%s, %s, 'b')", (theirs, mine[2], theirs, theirs))
         db.execute(f"INSERT INTO flywheel.{emb} VALUES (%s, '[1,2]'), (%s, '[3,4]')", (mine[0], theirs))

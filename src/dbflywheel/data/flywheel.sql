@@ -1080,7 +1080,7 @@ REVOKE ALL ON ALL ROUTINES IN SCHEMA flywheel FROM flywheel_app, flywheel_reader
 -- which parses and counts before it plans. It runs as flywheel_sql_checker, a role that may read
 -- the schema and do nothing else, because planning evaluates immutable functions (the caller's
 -- own temporary ones included); the cursor is closed before any row is fetched.
-CREATE OR REPLACE FUNCTION flywheel._one_select_problem(query text) RETURNS text
+CREATE OR REPLACE FUNCTION flywheel._one_select_problem(query text, raise_error boolean DEFAULT false) RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER  -- owned by flywheel_sql_checker (below)
 SET search_path TO pg_catalog, pg_temp
 AS $$
@@ -1097,19 +1097,32 @@ BEGIN
         CLOSE _cursor;
     EXCEPTION WHEN query_canceled THEN
         RAISE;
+    WHEN insufficient_privilege THEN
+        -- Table and function rights are checked when the cursor starts, after it counted the
+        -- statements: one SELECT that this role may not read. Anything else (a schema) is refused.
+        IF SQLERRM !~ '^permission denied for (table|view|materialized view|function|sequence|column) ' THEN
+            RETURN SQLERRM;
+        END IF;
     WHEN OTHERS THEN
-        RETURN CASE WHEN SQLERRM = 'cannot open multi-query plan as cursor' THEN 'it is several statements, not one'
-                    WHEN SQLERRM LIKE 'cannot open % query as cursor' THEN 'it is not a SELECT'
-                    ELSE SQLERRM END;
+        IF SQLERRM = 'cannot open multi-query plan as cursor' THEN
+            RETURN 'it is several statements, not one';
+        ELSIF SQLERRM LIKE 'cannot open % query as cursor' THEN
+            RETURN 'it is not a SELECT';
+        ELSIF raise_error THEN  -- PostgreSQL's own message and code (a missing column, a syntax error)
+            RAISE;
+        END IF;
+        RETURN SQLERRM;
     END;
     RETURN NULL;
 END
 $$;
-ALTER FUNCTION flywheel._one_select_problem(text) OWNER TO flywheel_sql_checker;
+ALTER FUNCTION flywheel._one_select_problem(text, boolean) OWNER TO flywheel_sql_checker;
 
 -- What the rules of a view reach that a check or a metric must not: a volatile function (it
--- could write, sleep or run a program), a function, type or relation outside pg_catalog and the
--- allowed schemas, a built-in that runs SQL text of its own, a catalog relation (pg_authid).
+-- could write, sleep or run a program), a function or type outside pg_catalog and the allowed
+-- schemas, a built-in that runs SQL text of its own or reads settings, a relation outside the
+-- allowed schemas other than a plain table without row-level security (so no pg_authid, no
+-- temporary table, no view of someone else's).
 -- Read from the parsed tree PostgreSQL stored for the view (every function, operator and
 -- relation by oid: pg_depend omits built-in objects), never from the text. NULL when nothing.
 CREATE OR REPLACE FUNCTION flywheel._view_problem(view_oid oid, schemas text[]) RETURNS text
@@ -1140,6 +1153,10 @@ AS $$
         SELECT format('relation %s', c.oid::regclass)
         FROM refs r JOIN pg_catalog.pg_class c ON c.oid = r.id
         WHERE r.field = 'relid' AND c.oid <> view_oid AND NOT c.relnamespace::regnamespace::text = ANY (schemas)
+          -- elsewhere only a plain table, read with flywheel_owner's grants: a view, or a policy
+          -- of row-level security, would run its owner's functions with flywheel_owner's rights
+          AND NOT (c.relkind IN ('r', 'p') AND NOT c.relrowsecurity AND c.relpersistence <> 't'
+                   AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace))
         UNION ALL
         SELECT format('type %s', t.oid::regtype)
         FROM refs r JOIN pg_catalog.pg_type t ON t.oid = r.id
@@ -2994,10 +3011,11 @@ BEGIN
                 output = EXCLUDED.output, labels = EXCLUDED.labels, label = EXCLUDED.label,
                 corrected = EXCLUDED.corrected, disagreement = EXCLUDED.disagreement,
                 golden = EXCLUDED.golden, labelled_at = EXCLUDED.labelled_at
-            -- an unchanged example is not rewritten (and not re-inserted into the HNSW graph)
-            WHERE (x.app, x.embedding, x.input, x.output, x.labels, x.label, x.corrected, x.disagreement, x.golden,
+            -- an unchanged example is not rewritten (and not re-inserted into the HNSW graph);
+            -- vectors compare as real[] (a cast is found by type, pgvector's = only on its schema's path)
+            WHERE (x.app, x.embedding::real[], x.input, x.output, x.labels, x.label, x.corrected, x.disagreement, x.golden,
                    x.labelled_at)
-                  IS DISTINCT FROM (EXCLUDED.app, EXCLUDED.embedding, EXCLUDED.input, EXCLUDED.output,
+                  IS DISTINCT FROM (EXCLUDED.app, EXCLUDED.embedding::real[], EXCLUDED.input, EXCLUDED.output,
                    EXCLUDED.labels, EXCLUDED.label, EXCLUDED.corrected, EXCLUDED.disagreement, EXCLUDED.golden,
                    EXCLUDED.labelled_at)
     )
@@ -3847,7 +3865,7 @@ DECLARE
 BEGIN
     SELECT * INTO STRICT _m FROM flywheel.metrics WHERE name = metric;
     -- Built-in metrics are the install script's own SQL; anyone else's is checked first.
-    _problem := CASE WHEN NOT _m.builtin THEN flywheel._one_select_problem(_m.query) END;
+    _problem := CASE WHEN NOT _m.builtin THEN flywheel._one_select_problem(_m.query, true) END;
     IF _problem IS NOT NULL THEN
         RAISE EXCEPTION 'metric %: the query must be one SELECT: %', metric, _problem
             USING ERRCODE = 'invalid_parameter_value';
@@ -5117,4 +5135,4 @@ REVOKE EXECUTE ON FUNCTION
     flywheel._apply_metric(text), flywheel._refresh_rollup(text, boolean),
     flywheel._unsafe_calls(text, text[])
 FROM flywheel_sql_checker;
-GRANT EXECUTE ON FUNCTION flywheel._one_select_problem(text) TO flywheel_owner, flywheel_admin;
+GRANT EXECUTE ON FUNCTION flywheel._one_select_problem(text, boolean) TO flywheel_owner, flywheel_admin;
