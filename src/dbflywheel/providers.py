@@ -339,7 +339,7 @@ class OpenAICompatible:
         if response.status_code == 429 or response.status_code >= 500:
             raise ProviderError(f"HTTP {response.status_code} from {base_url}: {shown}",
                                 retry_after=_retry_after(response.headers.get("retry-after")))
-        if response.status_code >= 400 or response.status_code != 200:
+        if not 200 <= response.status_code < 300:
             raise ProviderError(f"HTTP {response.status_code} from {base_url}: {shown}")
         try:
             data = json.loads(raw)

@@ -86,6 +86,13 @@ def test_a_redirect_to_another_server_carries_no_key(db: psycopg.Connection, dsn
     assert ended(db, vid, traces) == {traces[0]: "dead"}
 
 
+def test_a_bad_allowlist_rule_stops_the_worker_in_one_line() -> None:
+    for args in (["--allow-base-url", "http://user:pw@host/v1"], ["--allow-key-env", "HOME;rm"]):
+        done = run_once("postgresql://nobody@127.0.0.1:1/none", *args)
+        assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert done.stderr.startswith(f"dbflywheel: {args[0]} "), done.stderr
+
+
 def _answer(content: object, usage: object) -> bytes:
     return json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}], "usage": usage}).encode()
 
