@@ -251,7 +251,7 @@ class Worker:
         while True:
             try:
                 await self._execute(
-                    "SELECT flywheel._judge_heartbeat(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    "SELECT flywheel._judge_heartbeat(%s, %s, %s, %s, %s, %s, %s, %s, %s::bigint[])",
                     (self.worker_id, socket.gethostname(), os.getpid(), self.concurrency, len(self._tasks),
                      self.stats.done, self.stats.failed, self.lease, sorted(self._in_hand)),
                 )
