@@ -244,10 +244,13 @@ END
 $$;
 
 -- A failed provider call: back to pending after exponential backoff with jitter (or the
--- provider's Retry-After, when longer), or into the dead-letter table after max_attempts.
+-- provider's Retry-After, when longer), or into the dead-letter table after max_attempts, or
+-- at once when final (the worker refuses the job's config: retrying cannot help).
 -- Returns 'retry', 'dead', or 'gone' when this worker no longer holds the job's lease.
+DROP FUNCTION IF EXISTS flywheel._fail_judge_job(bigint, text, bigint, text, double precision);  -- before final
 CREATE OR REPLACE FUNCTION flywheel._fail_judge_job(
-    job_id bigint, worker_id text, validator_id bigint, error text, retry_after double precision DEFAULT NULL
+    job_id bigint, worker_id text, validator_id bigint, error text, retry_after double precision DEFAULT NULL,
+    final boolean DEFAULT false
 ) RETURNS text
 LANGUAGE plpgsql
 SET search_path TO pg_catalog, pg_temp
@@ -271,11 +274,11 @@ BEGIN
     LEFT JOIN flywheel.validator_versions vv ON vv.validator_id = v.id AND vv.version = _job.validator_version
     WHERE v.id = _job.validator_id;
     _max := coalesce((_config ->> 'max_attempts')::integer, 5);
-    IF _job.attempts >= _max THEN
+    IF _job.attempts >= _max OR coalesce(_fail_judge_job.final, false) THEN
         INSERT INTO flywheel.judge_dead_letters
             (id, trace_id, validator_id, validator_version, pair_trace_id, attempts, error, created_at)
         VALUES (_job.id, _job.trace_id, _job.validator_id, _job.validator_version, _job.pair_trace_id,
-                _job.attempts, coalesce(error, 'unknown error'), _job.created_at)
+                _job.attempts, left(coalesce(error, 'unknown error'), 2000), _job.created_at)
         ON CONFLICT (id) DO UPDATE SET attempts = EXCLUDED.attempts, error = EXCLUDED.error, dead_at = now();
         DELETE FROM flywheel.judge_jobs j WHERE j.id = _job.id;
         RETURN 'dead';
@@ -285,8 +288,8 @@ BEGIN
                       coalesce((_config ->> 'retry_base_seconds')::double precision, 2) * 2 ^ (_job.attempts - 1))
                 * (0.5 + random());
     UPDATE flywheel.judge_jobs j
-    SET status = 'pending', leased_by = NULL, lease_until = NULL, last_error = error,
-        run_after = now() + make_interval(secs => greatest(_backoff, coalesce(retry_after, 0)))
+    SET status = 'pending', leased_by = NULL, lease_until = NULL, last_error = left(error, 2000),
+        run_after = now() + make_interval(secs => greatest(_backoff, least(coalesce(retry_after, 0), 86400)))
     WHERE j.id = _job.id;
     RETURN 'retry';
 END
@@ -311,10 +314,13 @@ $$;
 
 -- A worker's heartbeat: its row in judge_workers, its leases extended (a slow provider call
 -- keeps its job; a worker killed with -9 stops extending and its leases expire), and the
--- expired leases of others released.
+-- expired leases of others released. job_ids: the jobs the worker still processes; only
+-- their leases are extended, so a job whose processing ended without an outcome is not held
+-- forever (NULL, from older workers: all of the worker's leases).
+DROP FUNCTION IF EXISTS flywheel._judge_heartbeat(text, text, integer, integer, integer, bigint, bigint, interval);
 CREATE OR REPLACE FUNCTION flywheel._judge_heartbeat(
     worker_id text, hostname text, pid integer, concurrency integer, in_flight integer,
-    jobs_done bigint, jobs_failed bigint, lease interval
+    jobs_done bigint, jobs_failed bigint, lease interval, job_ids bigint[] DEFAULT NULL
 ) RETURNS void
 LANGUAGE sql
 SET search_path TO pg_catalog, pg_temp
@@ -326,7 +332,8 @@ AS $$
     SET in_flight = EXCLUDED.in_flight, jobs_done = EXCLUDED.jobs_done, jobs_failed = EXCLUDED.jobs_failed,
         last_seen = now();
     UPDATE flywheel.judge_jobs j SET lease_until = now() + lease
-    WHERE j.status = 'leased' AND j.leased_by = _judge_heartbeat.worker_id;
+    WHERE j.status = 'leased' AND j.leased_by = _judge_heartbeat.worker_id
+      AND (_judge_heartbeat.job_ids IS NULL OR j.id = ANY (_judge_heartbeat.job_ids));
     SELECT flywheel._release_expired_leases();
 $$;
 

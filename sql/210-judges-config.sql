@@ -4,7 +4,9 @@
 --   criterion     text: what the judge checks (required for llm_judge)
 --   provider      'offline' (deterministic heuristics, the default) | 'openai' (any OpenAI-compatible endpoint)
 --   model, base_url, api_key_env: for 'openai'; the API key itself comes from the worker's
---                 environment variable api_key_env (default OPENAI_API_KEY), never from the database
+--                 environment variable api_key_env (default OPENAI_API_KEY), never from the database;
+--                 a worker calls only the base URLs and reads only the variables its operator allows
+--                 (dbflywheel worker --allow-base-url, --allow-key-env), whatever this config says
 --   scale         'binary' (default) | '1-5' (pass_threshold, default 4, turns a score into pass/fail)
 --   few_shot      k labelled examples in the prompt (default 0)
 --   redact_pii    default true: flywheel.redact_pii() on every text sent to the provider

@@ -6,6 +6,10 @@ order: `FAIL:<kind>*<n>` makes the first n requests whose last message carries i
 that is not JSON), notverdict (a well-formed answer that is not a verdict). After n failures it
 answers normally. The verdict: "fail" when the item contains WRONG, else "pass"; pairwise: "a".
 `delay` seconds are added to every answer (a slow provider).
+
+`reply(body)` (optional) answers a request itself: it returns a Reply (any status, raw body,
+headers, a slow drip) or None for the normal answer. Every request of any method is recorded
+in `hits` (method, path, Authorization header), also those that are not chat completions.
 """
 
 from __future__ import annotations
@@ -15,21 +19,42 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 _FAIL = re.compile(r"FAIL:(500|429|timeout|malformed|notverdict)\*(\d+)")
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that hangs up (a timeout, a refused huge answer) is expected here
+
+
+@dataclass
+class Reply:
+    """A raw answer: status, body bytes, headers; drip_seconds sends the body one byte at a time
+    with that pause between bytes (a server that is never quite silent)."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    drip_seconds: float = 0.0
+
+
 class FakeOpenAI:
-    def __init__(self, *, delay: float = 0.0, slow_seconds: float = 3.0) -> None:
+    def __init__(self, *, delay: float = 0.0, slow_seconds: float = 3.0,
+                 reply: Callable[[dict[str, Any]], Reply | None] | None = None) -> None:
         self.delay = delay
         self.slow_seconds = slow_seconds
+        self.reply = reply
+        self.hits: list[tuple[str, str, str | None]] = []  # (method, path, Authorization) of every request
         self.requests: list[dict[str, Any]] = []  # every request body, with its headers
         self.failures: Counter[str] = Counter()  # injected failures served, per kind
         self._served: Counter[str] = Counter()  # requests seen per failure marker and item
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -80,12 +105,27 @@ class FakeOpenAI:
                 self.end_headers()
                 self.wfile.write(body)
 
+            def _hit(self) -> None:
+                with fake._lock:
+                    fake.hits.append((self.command, self.path, self.headers.get("Authorization")))
+
+            def do_GET(self) -> None:  # noqa: N802
+                self._hit()
+                self._send(404, b'{"error": {"message": "not found"}}')
+
             def do_POST(self) -> None:  # noqa: N802
+                self._hit()
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length))
                 body["_authorization"] = self.headers.get("Authorization")
                 if not self.path.endswith("/chat/completions"):
                     self._send(404, b'{"error": {"message": "not found"}}')
+                    return
+                custom = fake.reply(body) if fake.reply else None
+                if custom is not None:
+                    with fake._lock:
+                        fake.requests.append(body)
+                    self._reply(custom)
                     return
                 action, content = fake._decide(body)
                 if fake.delay:
@@ -109,6 +149,21 @@ class FakeOpenAI:
                         "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
                     }
                     self._send(200, json.dumps(answer).encode())
+
+            def _reply(self, r: Reply) -> None:
+                if not r.drip_seconds:
+                    self._send(r.status, r.body, r.headers)
+                    return
+                self.send_response(r.status)
+                self.send_header("Content-Length", str(len(r.body)))
+                self.end_headers()
+                try:
+                    for i in range(len(r.body)):
+                        self.wfile.write(r.body[i:i + 1])
+                        self.wfile.flush()
+                        time.sleep(r.drip_seconds)
+                except OSError:
+                    pass  # the client gave up
 
         return Handler
 

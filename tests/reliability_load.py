@@ -225,7 +225,8 @@ def run_load(dsn: str, app: str, *, seconds: float, writers: int = 4, workers: i
     team = [Writer(dsn, app, seed, FAULT_OUTPUTS if faults else CLEAN_OUTPUTS) for seed in range(writers)]
     threads = [threading.Thread(target=w.run, args=(deadline, stop)) for w in team]
     threads.append(threading.Thread(target=_refresher, args=(dsn, metrics, deadline, stop, out)))
-    procs = [start_worker(dsn) for _ in range(workers)]
+    allow = ["--allow-base-url", judge["base_url"]] if judge and judge.get("base_url") else []
+    procs = [start_worker(dsn, *allow) for _ in range(workers)]
     try:
         for t in threads:
             t.start()
@@ -268,7 +269,7 @@ def _inject_faults(dsn: str, procs: list[subprocess.Popen[str]], cluster: Any, b
             victim.send_signal(signal.SIGKILL)
             victim.wait()
             out["worker_kills"] += 1
-            procs.append(start_worker(dsn))
+            procs.append(start_worker(dsn, *victim.extra_args))  # type: ignore[attr-defined]
         else:
             cluster.restart()
             out["restarts"] += 1
@@ -276,12 +277,14 @@ def _inject_faults(dsn: str, procs: list[subprocess.Popen[str]], cluster: Any, b
         at += period
 
 
-def start_worker(dsn: str) -> subprocess.Popen[str]:
-    """A real worker whose output goes to a file (a pipe nobody reads would fill and block it)."""
+def start_worker(dsn: str, *args: str) -> subprocess.Popen[str]:
+    """A real worker whose output goes to a file (a pipe nobody reads would fill and block it);
+    args: more options (the allowlist of the judge's fake provider)."""
     log = open(f"/tmp/reliability-worker-{os.getpid()}-{uuid.uuid4().hex[:6]}.log", "w+")  # noqa: SIM115
-    proc = subprocess.Popen([DBFLYWHEEL, "worker", "--dsn", dsn, *WORKER_ARGS], stdout=log, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen([DBFLYWHEEL, "worker", "--dsn", dsn, *WORKER_ARGS, *args], stdout=log, stderr=subprocess.STDOUT,
                             text=True)
     proc.stdout_log = log  # type: ignore[attr-defined]
+    proc.extra_args = args  # type: ignore[attr-defined]
     return proc
 
 

@@ -233,14 +233,27 @@ def demo(dsn: str | None, home: Path | None) -> None:
               help="How long a claimed job stays this worker's without a heartbeat.")
 @click.option("--poll-seconds", type=click.FloatRange(0.05), default=2.0, show_default=True,
               help="Look for due jobs at least this often (NOTIFY wakes the worker sooner).")
+@click.option("--allow-base-url", "allow_base_urls", multiple=True, metavar="URL", envvar="DBFLYWHEEL_ALLOW_BASE_URLS",
+              help="A base URL (prefix: scheme, host, port, path) judges may call; repeatable. "
+                   "Default: https://api.openai.com/v1 (and $DBFLYWHEEL_JUDGE_BASE_URL).")
+@click.option("--allow-key-env", "allow_key_envs", multiple=True, metavar="NAME[=URL]",
+              envvar="DBFLYWHEEL_ALLOW_KEY_ENVS",
+              help="An environment variable (or pattern such as '*_API_KEY') judges may take their API key "
+                   "from, only for base URLs under URL when given; repeatable. Default: OPENAI_API_KEY.")
 @friendly
 def worker(dsn: str | None, home: Path | None, concurrency: int, once: bool, lease_seconds: float,
-           poll_seconds: float) -> None:
-    """Run LLM judges from the queue; SIGTERM finishes the jobs in hand and exits."""
+           poll_seconds: float, allow_base_urls: tuple[str, ...], allow_key_envs: tuple[str, ...]) -> None:
+    """Run LLM judges from the queue; SIGTERM finishes the jobs in hand and exits.
+
+    A judge's config names its base_url and api_key_env; this worker calls only the base URLs
+    and reads only the variables its operator allows here. A job outside them is dead-lettered
+    at once with the reason, without reading the variable or sending anything."""
+    from dbflywheel.providers import Allowlist
     from dbflywheel.worker import run_worker
 
+    allowlist = Allowlist.from_options(allow_base_urls, allow_key_envs)  # a bad entry: one line, exit 1
     stats = run_worker(_resolve_dsn(dsn, home), concurrency=concurrency, once=once,
-                       lease_seconds=lease_seconds, poll_seconds=poll_seconds)
+                       lease_seconds=lease_seconds, poll_seconds=poll_seconds, allowlist=allowlist)
     click.echo(f"dbflywheel worker: {stats.describe()}")
 
 

@@ -204,6 +204,7 @@ def _drain_judges(conn: psycopg.Connection, dsn: str) -> int:
     """Runs a worker until the queue is empty; returns the judge's verdicts on the demo's traces."""
     from dbflywheel.worker import Worker
 
+    # The demo's judge is offline: it calls no endpoint, so the default allowlist is all it needs.
     asyncio.run(Worker(dsn, once=True, concurrency=16).run())
     row = conn.execute(
         """SELECT count(*) FROM flywheel.validation_results r

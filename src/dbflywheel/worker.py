@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 
 from dbflywheel.errors import FlywheelError
 from dbflywheel.install import _first_line, _redact
-from dbflywheel.providers import Job, ProviderError, Providers
+from dbflywheel.providers import MAX_ERROR_CHARS, Allowlist, Job, ProviderError, Providers, clean_text
 
 log = logging.getLogger("dbflywheel.worker")
 
@@ -52,11 +52,13 @@ class Stats:
 class Worker:
     def __init__(
         self, dsn: str, *, concurrency: int = 8, once: bool = False, lease_seconds: float = 60.0,
-        poll_seconds: float = 2.0, agreement_check_seconds: float = 60.0,
+        poll_seconds: float = 2.0, agreement_check_seconds: float = 60.0, allowlist: Allowlist | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.dsn = dsn
+        # Where judges may send the worker's keys: the operator's rules, never the judge configs'.
+        self.allowlist = allowlist if allowlist is not None else Allowlist.from_options()
         self.concurrency = concurrency
         self.once = once
         self.lease = timedelta(seconds=lease_seconds)
@@ -68,6 +70,7 @@ class Worker:
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._reconnect_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._in_hand: set[int] = set()  # the job ids being processed: only their leases are extended
         self._wake = asyncio.Event()
         self._stopping = False
 
@@ -83,6 +86,8 @@ class Worker:
                     conn = await self._reconnect(conn)
                 cur = await conn.execute(query, params)
                 return await cur.fetchall() if cur.description else []
+            except psycopg.errors.QueryCanceled:
+                raise  # a statement timeout or a cancel: the caller's to handle, not a lost server
             except psycopg.OperationalError as e:
                 if self._stopping and time.monotonic() - started > 30:
                     raise  # stopping, and the server stays away: the leases expire, nothing is lost
@@ -117,14 +122,15 @@ class Worker:
             except (NotImplementedError, RuntimeError):  # not the main thread
                 pass
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-        async with httpx.AsyncClient(limits=limits) as client:
-            self.providers = Providers(client)
+        # No redirects: a key sent to an allowed endpoint must not follow a redirect elsewhere.
+        async with httpx.AsyncClient(limits=limits, follow_redirects=False, timeout=30.0) as client:
+            self.providers = Providers(client, self.allowlist)
             try:  # the first connection fails in one clear line; later ones are retried
                 await self._reconnect(None)
             except psycopg.OperationalError as e:
                 raise FlywheelError(f"cannot connect to {_redact(self.dsn)}: {_first_line(e)}") from e
             background = [asyncio.create_task(self._heartbeat_loop()), asyncio.create_task(self._listen_loop())]
-            log.info("worker %s: concurrency %d", self.worker_id, self.concurrency)
+            log.info("worker %s: concurrency %d; %s", self.worker_id, self.concurrency, self.allowlist.describe())
             try:
                 await self._main_loop()
                 if self._tasks:
@@ -178,6 +184,7 @@ class Worker:
                 expected=row["expected"], pair_trace_id=row["pair_trace_id"], pair_input=row["pair_input"],
                 pair_output=row["pair_output"], examples=row["examples"] or [],
             )
+            self._in_hand.add(job.job_id)
             task = asyncio.create_task(self._process(job))
             self._tasks.add(task)
             task.add_done_callback(self._finished)
@@ -190,14 +197,30 @@ class Worker:
             log.error("job task crashed: %r", task.exception())
 
     async def _process(self, job: Job) -> None:
+        """One job, whatever the provider answers: a verdict, a retry or a dead letter. Any
+        error is recorded against the job (its lease released), never left to kill the task."""
         try:
-            verdict, latency_ms = await self.providers.judge(job)
-        except ProviderError as e:
-            await self._fail(job, str(e), e.retry_after)
-            return
-        except Exception as e:  # a bug in a provider must not kill the worker or lose the job
-            await self._fail(job, f"{type(e).__name__}: {e}", None)
-            return
+            try:
+                verdict, latency_ms = await self.providers.judge(job)
+            except ProviderError as e:
+                await self._fail(job, str(e), e.retry_after, final=e.final)
+                return
+            except Exception as e:  # a bug in a provider must not kill the worker or lose the job
+                await self._fail(job, f"{type(e).__name__}: {e}", None)
+                return
+            try:
+                await self._complete(job, verdict, latency_ms)
+            except Exception as e:  # e.g. an answer PostgreSQL refuses: the job fails with why
+                if isinstance(e, psycopg.OperationalError) and not isinstance(e, psycopg.errors.QueryCanceled):
+                    raise  # the server stays away while stopping: the lease expires, a retry follows
+                await self._fail(job, f"cannot record the verdict: {type(e).__name__}: {e}", None)
+        except Exception as e:
+            log.error("job %d: cannot record its outcome (%s); its lease expires and it is retried",
+                      job.job_id, clean_text(f"{type(e).__name__}: {e}", MAX_ERROR_CHARS, one_line=True))
+        finally:
+            self._in_hand.discard(job.job_id)  # no longer extended by the heartbeat, whatever happened
+
+    async def _complete(self, job: Job, verdict: Any, latency_ms: float) -> None:
         details: dict[str, Any] = {"reason": verdict.reason, "provider": job.config.get("provider", "offline")}
         if job.config.get("model"):
             details["model"] = job.config["model"]
@@ -210,25 +233,27 @@ class Worker:
         )
         self.stats.done += 1
 
-    async def _fail(self, job: Job, error: str, retry_after: float | None) -> None:
+    async def _fail(self, job: Job, error: str, retry_after: float | None, *, final: bool = False) -> None:
         self.stats.failed += 1
+        error = clean_text(f"attempt {job.attempts}: {error}", MAX_ERROR_CHARS, one_line=True)
         rows = await self._execute(
-            "SELECT flywheel._fail_judge_job(%s, %s, %s, %s, %s) AS outcome",
-            (job.job_id, self.worker_id, job.validator_id, f"attempt {job.attempts}: {error}", retry_after),
+            "SELECT flywheel._fail_judge_job(%s, %s, %s, %s, %s, %s) AS outcome",
+            (job.job_id, self.worker_id, job.validator_id, error, retry_after, final),
         )
         outcome = rows[0]["outcome"] if rows else "gone"
         if outcome == "dead":
             self.stats.dead += 1
-        log.warning("job %d (%s, trace %d): %s -> %s", job.job_id, job.validator, job.trace_id, error, outcome)
+        log.warning("job %d (%s, trace %d): %s -> %s", job.job_id, clean_text(job.validator, 200, one_line=True),
+                    job.trace_id, error, outcome)
 
     async def _heartbeat_loop(self) -> None:
         last_check = 0.0
         while True:
             try:
                 await self._execute(
-                    "SELECT flywheel._judge_heartbeat(%s, %s, %s, %s, %s, %s, %s, %s)",
+                    "SELECT flywheel._judge_heartbeat(%s, %s, %s, %s, %s, %s, %s, %s, %s::bigint[])",
                     (self.worker_id, socket.gethostname(), os.getpid(), self.concurrency, len(self._tasks),
-                     self.stats.done, self.stats.failed, self.lease),
+                     self.stats.done, self.stats.failed, self.lease, sorted(self._in_hand)),
                 )
                 if time.monotonic() - last_check >= self.agreement_check_seconds:
                     last_check = time.monotonic()

@@ -3,6 +3,7 @@ killed with -9 in the middle of a batch, PostgreSQL restarted under running work
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -43,8 +44,10 @@ def test_every_injected_failure_ends_as_one_verdict_or_one_dead_letter(db: psyco
         traces = add_traces(db, app_name, [{"input": f"q{i}", "output": o} for i, o in enumerate(outputs)])
         enqueue(db, vid, traces)
         only_these_validators(db, [vid])
-        done = subprocess.run([DBFLYWHEEL, "worker", "--dsn", dsn, "--once", "--concurrency", "4", *FAST],
-                              capture_output=True, text=True, timeout=60, env={"FAKE_JUDGE_KEY": "sk-fake", "PATH": ""})
+        done = subprocess.run([DBFLYWHEEL, "worker", "--dsn", dsn, "--once", "--concurrency", "4", *FAST,
+                               "--allow-base-url", server.url, "--allow-key-env", "FAKE_JUDGE_KEY"],
+                              capture_output=True, text=True, timeout=60, env={"FAKE_JUDGE_KEY": "sk-fake", "PATH": "",
+                                   **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}})
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == "dbflywheel worker: 7 verdict(s) written, 10 failed call(s) (1 dead-lettered)"
         assert dict(server.failures) == {"500": 5, "429": 1, "timeout": 1, "malformed": 2, "notverdict": 1}
@@ -71,7 +74,7 @@ def test_a_worker_killed_mid_batch_loses_and_doubles_nothing(db: psycopg.Connect
         traces = add_traces(db, app_name, [{"input": f"q{i}", "output": f"a{i}"} for i in range(40)])
         enqueue(db, vid, traces)
         only_these_validators(db, [vid])
-        victim = start_worker(dsn, "--concurrency", "8", "--lease-seconds", "1.5", *FAST)
+        victim = start_worker(dsn, "--concurrency", "8", "--lease-seconds", "1.5", *FAST, "--allow-base-url", server.url)
         try:
             wait_for(lambda: count(dsn, "SELECT count(*) FROM flywheel.validation_results WHERE validator_id = %s", vid) >= 8
                      and count(dsn, "SELECT count(*) FROM flywheel.judge_jobs WHERE status = 'leased' AND validator_id = %s", vid) > 0,
@@ -81,7 +84,8 @@ def test_a_worker_killed_mid_batch_loses_and_doubles_nothing(db: psycopg.Connect
             victim.wait()
         orphans = count(dsn, "SELECT count(*) FROM flywheel.judge_jobs WHERE status = 'leased' AND validator_id = %s", vid)
         assert orphans > 0  # jobs the dead worker held
-        survivor = subprocess.run([DBFLYWHEEL, "worker", "--dsn", dsn, "--once", "--concurrency", "16", *FAST],
+        survivor = subprocess.run([DBFLYWHEEL, "worker", "--dsn", dsn, "--once", "--concurrency", "16", *FAST,
+                                   "--allow-base-url", server.url],
                                   capture_output=True, text=True, timeout=60)
         assert survivor.returncode == 0, survivor.stderr
     assert results(db, vid) == {t: ["pass"] for t in traces}  # every job exactly one result
@@ -98,7 +102,8 @@ def test_workers_carry_on_through_a_postgresql_restart(db: psycopg.Connection, d
         enqueue(db, vid, traces)
         only_these_validators(db, [vid])
         db.close()
-        workers = [start_worker(dsn, "--concurrency", "4", "--lease-seconds", "3", *FAST) for _ in range(2)]
+        workers = [start_worker(dsn, "--concurrency", "4", "--lease-seconds", "3", *FAST, "--allow-base-url", server.url)
+                   for _ in range(2)]
         try:
             wait_for(lambda: count(dsn, "SELECT count(*) FROM flywheel.validation_results WHERE validator_id = %s", vid) >= 10,
                      30, "the first verdicts")
@@ -125,7 +130,7 @@ def test_sigterm_finishes_the_jobs_in_hand_and_claims_no_more(db: psycopg.Connec
         traces = add_traces(db, app_name, [{"input": f"q{i}", "output": f"a{i}"} for i in range(10)])
         enqueue(db, vid, traces)
         only_these_validators(db, [vid])
-        worker = start_worker(dsn, "--concurrency", "3", *FAST)
+        worker = start_worker(dsn, "--concurrency", "3", *FAST, "--allow-base-url", server.url)
         wait_for(lambda: count(dsn, "SELECT count(*) FROM flywheel.judge_jobs WHERE status = 'leased' AND validator_id = %s", vid) == 3,
                  20, "three jobs in hand")
         worker.send_signal(signal.SIGTERM)

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from fake_openai import FakeOpenAI
 
-from dbflywheel.providers import Job, OfflineJudge, OpenAICompatible, ProviderError, parse_verdict
+from dbflywheel.providers import Allowlist, Job, OfflineJudge, OpenAICompatible, ProviderError, parse_verdict
 
 
 def job(kind: str = "llm_judge", output: str = "Paris.", **config: object) -> Job:
@@ -71,7 +71,8 @@ def test_the_offline_judge_is_deterministic_and_fails_refusals() -> None:
 
 async def _call(server: FakeOpenAI, output: str, **config: object) -> object:
     async with httpx.AsyncClient() as client:
-        return await OpenAICompatible(client).judge(
+        allowlist = Allowlist.from_options([server.url], ["JUDGE_TEST_KEY"])
+        return await OpenAICompatible(client, allowlist).judge(
             job(output=output, provider="openai", model="m", base_url=server.url, **config))
 
 

@@ -33,7 +33,8 @@ def _judge(conn: psycopg.Connection, config: dict[str, Any], applies_to: dict[st
 
 
 def _drain(ctx: Context, jobs: int, workers: int, concurrency: int, config: dict[str, Any]) -> float:
-    """Jobs per second from the first verdict to the last, with `workers` worker processes."""
+    """Jobs per second from the first verdict to the last, with `workers` worker processes
+    (allowed to call the config's base_url, the bench's local fake provider)."""
     with psycopg.connect(ctx.dsn, autocommit=True) as conn:
         vid = _judge(conn, config)
         conn.execute("DELETE FROM flywheel.judge_jobs")
@@ -45,7 +46,9 @@ def _drain(ctx: Context, jobs: int, workers: int, concurrency: int, config: dict
                       " SELECT unnest(%s::bigint[]), %s, 1 ON CONFLICT DO NOTHING", (ids, vid))
         procs = [
             subprocess.Popen([DBFLYWHEEL, "worker", "--dsn", ctx.dsn, "--once", "--concurrency", str(concurrency),
-                              "--poll-seconds", "0.2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                              "--poll-seconds", "0.2",
+                              *(["--allow-base-url", config["base_url"]] if config.get("base_url") else [])],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             for _ in range(workers)
         ]
         for proc in procs:
