@@ -933,7 +933,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:b4cffe72e4c8'] = importlib.import_module
+GD['dbflywheel:0.1.0:1bb52a22dfed'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -1206,6 +1206,12 @@ from typing import Any
 # Which trace attribute a ranking compares: the column of flywheel.traces.
 DIMENSIONS = ("model", "prompt_version", "variant")
 
+# The most names ranked per (app, dimension, source): the view computes on every read, and the
+# fit costs about names^2 per iteration, so one app's votes over hundreds of variants would slow
+# every reader (400 names: 22 s). The names with the most comparisons are kept (ties by name);
+# comparisons with the others are left out of that ranking.
+MAX_NAMES = 64
+
 PREFERENCES = """
 SELECT p.app, CASE WHEN p.judged_by = 'human' THEN 'human' ELSE p.validator END AS source, p.winner,
        ta.model AS model_a, tb.model AS model_b,
@@ -1255,15 +1261,31 @@ def bradley_terry(
     return {n: float(scores[index[n]]) for n in names}
 
 
-def rankings(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """One row per (app, dimension, source, name): score, rank (1 = best), wins, losses, ties."""
+def most_compared(comparisons: list[tuple[str, str, str]], max_names: int) -> list[tuple[str, str, str]]:
+    """The comparisons between the max_names names compared most often (ties by name)."""
+    counts: dict[str, int] = defaultdict(int)
+    for a, b, _ in comparisons:
+        counts[a] += 1
+        counts[b] += 1
+    if len(counts) <= max_names:
+        return comparisons
+    kept = set(sorted(counts, key=lambda n: (-counts[n], n))[:max_names])
+    return [(a, b, w) for a, b, w in comparisons if a in kept and b in kept]
+
+
+def rankings(rows: Iterable[dict[str, Any]], max_names: int = MAX_NAMES) -> Iterator[dict[str, Any]]:
+    """One row per (app, dimension, source, name): score, rank (1 = best), wins, losses, ties;
+    at most max_names names per (app, dimension, source)."""
     groups: dict[tuple[str, str, str], list[tuple[str, str, str]]] = defaultdict(list)
     for row in rows:
         for dimension in DIMENSIONS:
             a, b = row[f"{dimension}_a"], row[f"{dimension}_b"]
             if a is not None and b is not None and a != b:
                 groups[(row["app"], dimension, row["source"])].append((a, b, row["winner"]))
-    for (app, dimension, source), comparisons in sorted(groups.items()):
+    for (app, dimension, source), all_comparisons in sorted(groups.items()):
+        comparisons = most_compared(all_comparisons, max_names)
+        if not comparisons:
+            continue
         scores = bradley_terry(comparisons)
         tally: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
         for a, b, winner in comparisons:
@@ -3761,13 +3783,31 @@ CREATE OR REPLACE TRIGGER feedback_trace_must_exist BEFORE INSERT OR UPDATE OF t
 CREATE OR REPLACE TRIGGER labels_trace_must_exist BEFORE INSERT OR UPDATE OF trace_id
     ON flywheel.labels FOR EACH ROW EXECUTE FUNCTION flywheel._fill_trace_app();
 
+-- The app of a login role: the default for traces.app (one indexed lookup). The caller passes
+-- current_user, because inside a SECURITY DEFINER function current_user is the definer. Only
+-- for a role the session may act as (or for an admin): an app asking for another role's app
+-- gets 'default', as for a role with no app (replaces the first release's migrations/0001).
+CREATE OR REPLACE FUNCTION flywheel._app_of(role_name name) RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    SELECT coalesce((SELECT a.app FROM flywheel.app_roles a
+                     WHERE a.role_name = _app_of.role_name
+                       AND (a.role_name = session_user OR pg_has_role(session_user, a.role_name, 'MEMBER')
+                            OR pg_has_role(session_user, 'flywheel_admin', 'MEMBER'))), 'default')
+$$;
+
 -- The apps whose rows a role may see (those of every app role it is a member of). A group role
 -- is no app: every app login may SET ROLE flywheel_app, which must not open the 'default' app.
+-- Policies pass current_user; asked about a role the session may not act as, it answers no
+-- app unless the session is an admin's, so that an app cannot list other roles' apps.
 CREATE OR REPLACE FUNCTION flywheel._apps_of(member name) RETURNS text[]
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN member IN ('flywheel_app', 'flywheel_reader') THEN ARRAY[]::text[]
+                WHEN NOT (member = session_user OR pg_has_role(session_user, member, 'MEMBER')
+                          OR pg_has_role(session_user, 'flywheel_admin', 'MEMBER')) THEN ARRAY[]::text[]
                 ELSE coalesce(array_agg(a.app), ARRAY['default']) END
     FROM flywheel.app_roles a WHERE pg_has_role(member, a.role_name, 'MEMBER')
 $$;
@@ -3817,15 +3857,16 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:1bb52a22dfed')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:1bb52a22dfed']
 return _import('environment').describe(plpy)
 $python$;
 
 -- 050-alerts.sql
--- One way to raise an alert: a row the DBA can query and a NOTIFY listeners can wait on.
+-- One way to raise an alert: a row the DBA can query and a NOTIFY listeners can wait on
+-- (payload {"id": <alerts.id>}).
 CREATE OR REPLACE FUNCTION flywheel._raise_alert(kind text, subject text, message text, details jsonb DEFAULT '{}')
 RETURNS bigint
 LANGUAGE plpgsql
@@ -3837,7 +3878,9 @@ BEGIN
     INSERT INTO flywheel.alerts (kind, subject, message, details)
     VALUES (_raise_alert.kind, _raise_alert.subject, _raise_alert.message, coalesce(_raise_alert.details, '{}'))
     RETURNING id INTO _id;
-    PERFORM pg_notify('flywheel_alerts', json_build_object('id', _id, 'kind', kind, 'subject', subject)::text);
+    -- Any role may LISTEN on any channel: the payload is the alert's id only; listeners read the
+    -- alert itself with their own rights (flywheel.alerts is the admin's).
+    PERFORM pg_notify('flywheel_alerts', json_build_object('id', _id)::text);
     RETURN _id;
 END
 $$;
@@ -3876,10 +3919,10 @@ CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config te
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:1bb52a22dfed')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:1bb52a22dfed']
 return _import('validators_runtime').check_config(plpy, kind, config, applies_to)
 $python$;
 
@@ -4197,10 +4240,10 @@ CREATE OR REPLACE FUNCTION flywheel._evaluate(
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:1bb52a22dfed')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:1bb52a22dfed']
 return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas)
 $python$;
 
@@ -4220,14 +4263,35 @@ DECLARE
     tokens_outs integer[]; costs float8[]; metadatas text[];
     b record;
     packed flywheel._insert_results[];
+    linked boolean;
+    bad record;
 BEGIN
     SELECT array_agg(t.id), array_agg(t.app), array_agg(t.node), array_agg(t.node_type), array_agg(t.model),
            array_agg(t.prompt_version), array_agg(t.input), array_agg(t.output), array_agg(t.expected),
            array_agg(t.latency_ms), array_agg(t.tokens_in), array_agg(t.tokens_out), array_agg(t.cost_usd),
-           array_agg(t.metadata::text)
+           array_agg(t.metadata::text), bool_or(t.parent_id IS NOT NULL OR t.metadata ? 'shadow_of')
     INTO ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies,
-         tokens_ins, tokens_outs, costs, metadatas
+         tokens_ins, tokens_outs, costs, metadatas, linked
     FROM new_traces t;
+    -- A trace's links (parent_id, metadata.shadow_of) stay within its app: a link to another
+    -- app's trace would join that trace into this app's runs and shadow comparisons. One query
+    -- per statement, only when some row has a link. (A link to no trace yet is allowed: a parent
+    -- may arrive later; the metrics join links within the app.)
+    IF linked THEN
+        SELECT l.id, l.app, l.link, l.target INTO bad
+        FROM (SELECT t.id, t.app, 'parent_id' AS link, t.parent_id AS target
+              FROM new_traces t WHERE t.parent_id IS NOT NULL
+              UNION ALL
+              SELECT t.id, t.app, 'shadow_of', (t.metadata ->> 'shadow_of')::bigint
+              FROM new_traces t WHERE t.metadata ->> 'shadow_of' ~ '^[0-9]{1,18}$') l
+        WHERE EXISTS (SELECT 1 FROM flywheel.traces o WHERE o.id = l.target AND o.app <> l.app)
+        LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'trace %: % % is not a trace of app %', bad.id, bad.link, bad.target, quote_literal(bad.app)
+                USING ERRCODE = 'foreign_key_violation',
+                      HINT = 'parent_id and metadata.shadow_of name traces of the same app';
+        END IF;
+    END IF;
     -- A block of its own: validators run read-only, which PostgreSQL enforces (the flag is
     -- restored when the block ends), and nothing they do can abort the application's INSERT.
     -- The block writes nothing, so it takes no subtransaction id.
@@ -4365,7 +4429,8 @@ $$;
 
 -- The input guards (pii, injection, language and validators whose config says
 -- "input_guard": true) on text that is not a trace yet: an application asks before it calls
--- its LLM. Nothing is stored.
+-- its LLM. Nothing is stored. Applications may call it directly (check_input calls it as
+-- them), so it checks the app itself: one of the session's apps, any app for an admin.
 CREATE OR REPLACE FUNCTION flywheel._check_input(input text, app text)
 RETURNS TABLE (validator text, validator_version integer, status text, score double precision,
                label text, details jsonb)
@@ -4374,7 +4439,12 @@ SET search_path TO pg_catalog, pg_temp
 AS $$
 DECLARE
     b record;
+    _apps text[] := flywheel._visible_apps(session_user);  -- NULL: every app (admins)
 BEGIN
+    IF _apps IS NOT NULL AND NOT coalesce(_check_input.app = ANY (_apps), false) THEN
+        RAISE EXCEPTION 'check_input: app % is not one of yours', coalesce(quote_literal(_check_input.app), 'NULL')
+            USING ERRCODE = 'insufficient_privilege', HINT = 'omit app to use your own';
+    END IF;
     BEGIN  -- read-only, as in the trigger (the EXCEPTION clause makes a block that restores the flag)
         SET LOCAL transaction_read_only = on;
         SELECT e.* INTO b
@@ -4420,10 +4490,10 @@ CREATE OR REPLACE FUNCTION flywheel.redact_pii(input text) RETURNS text
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:1bb52a22dfed')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:1bb52a22dfed']
 return _import('validators_pii').redact_pii(plpy, input)
 $python$;
 
@@ -4473,9 +4543,10 @@ $cron$;
 -- Privileges of the validators' objects (sql/900-privileges.sql then grants the admin everything).
 -- An application may ask for a verdict on its input before calling its LLM.
 GRANT EXECUTE ON FUNCTION flywheel.check_input(text, text), flywheel._check_input(text, text) TO flywheel_app;
--- Redaction runs in the judge workers, under the admin role only.
+-- Redaction runs in the judge workers (admins) and in the readers' views that show trace text
+-- (metric_classifier's labels), which call it with the reader's rights. It only computes.
 REVOKE ALL ON FUNCTION flywheel.redact_pii(text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION flywheel.redact_pii(text) TO flywheel_admin;
+GRANT EXECUTE ON FUNCTION flywheel.redact_pii(text) TO flywheel_admin, flywheel_reader;
 
 -- 200-judges-queue.sql
 -- The judge queue: claim with FOR UPDATE SKIP LOCKED and a lease, complete idempotently,
@@ -4552,8 +4623,16 @@ RETURNS TABLE (input text, output text, verdict text, score double precision, co
 LANGUAGE plpgsql STABLE
 SET search_path TO pg_catalog, pg_temp
 AS $$
+DECLARE
+    _app text;
 BEGIN
     IF coalesce(_judge_examples.k, 0) <= 0 THEN
+        RETURN;
+    END IF;
+    -- Examples come from the judged trace's app only: another app's labelled texts must never
+    -- reach this app's judge prompt.
+    SELECT t.app INTO _app FROM flywheel.traces t WHERE t.id = _judge_examples.trace_id;
+    IF NOT FOUND THEN
         RETURN;
     END IF;
     -- The semantic index: the examples of this validator most useful for this trace's input
@@ -4562,7 +4641,7 @@ BEGIN
     SELECT f.input, f.output, l.verdict, l.score, l.comment
     FROM flywheel.traces t
     JOIN flywheel.embeddings e ON e.trace_id = t.id AND e.embedder = flywheel._active_embedder()
-    CROSS JOIN LATERAL flywheel._few_shot(e.embedding, _judge_examples.k + 1, _judge_examples.validator, t.app,
+    CROSS JOIN LATERAL flywheel._few_shot(e.embedding, _judge_examples.k + 1, _judge_examples.validator, _app,
                                           '30 days', current_user) f
     LEFT JOIN LATERAL (
         SELECT lb.verdict, lb.score, lb.comment FROM flywheel.labels lb
@@ -4575,15 +4654,15 @@ BEGIN
         RETURN;
     END IF;
     -- No embedding yet (a worker embedder still filling in) or nothing similar: the most
-    -- recent labelled examples of the validator.
+    -- recent labelled examples of the validator, in the same app.
     RETURN QUERY
     SELECT t.input, t.output, l.verdict, l.score, l.comment
     FROM (SELECT DISTINCT ON (lb.trace_id) lb.*
           FROM flywheel.labels lb
           WHERE lb.validator = _judge_examples.validator AND lb.trace_id <> _judge_examples.trace_id
-            AND (lb.verdict IS NOT NULL OR lb.score IS NOT NULL)
+            AND lb.app = _app AND (lb.verdict IS NOT NULL OR lb.score IS NOT NULL)
           ORDER BY lb.trace_id, lb.created_at DESC, lb.id DESC) l
-    JOIN flywheel.traces t ON t.id = l.trace_id
+    JOIN flywheel.traces t ON t.id = l.trace_id AND t.app = _app
     ORDER BY l.created_at DESC, l.id DESC
     LIMIT _judge_examples.k;
 END
@@ -4984,6 +5063,9 @@ $$;
 -- alert when a judge falls below its floor, and preferences' checks.
 
 -- A preference names two traces that exist; it takes trace_a's app (row-level security).
+-- Who voted is the database's to say: a preference written by anyone but an admin (or the
+-- schema's owner, which writes the judges' verdicts) names the role that wrote it as its
+-- annotator, whatever the row said. (Applications may write only human votes: the policy.)
 CREATE OR REPLACE FUNCTION flywheel._check_preference() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path TO pg_catalog, pg_temp
@@ -4991,6 +5073,10 @@ AS $$
 DECLARE
     _app_b text;
 BEGIN
+    IF NOT pg_has_role(current_user, 'flywheel_admin', 'MEMBER')
+       AND NOT pg_has_role(current_user, (SELECT c.relowner FROM pg_class c WHERE c.oid = TG_RELID), 'MEMBER') THEN
+        NEW.annotator := current_user;
+    END IF;
     SELECT t.app INTO NEW.app FROM flywheel.traces t WHERE t.id = NEW.trace_a;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'preference for trace %, which does not exist', NEW.trace_a USING ERRCODE = 'foreign_key_violation';
@@ -5006,7 +5092,7 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE TRIGGER preferences_traces_must_exist BEFORE INSERT OR UPDATE OF trace_a, trace_b
+CREATE OR REPLACE TRIGGER preferences_traces_must_exist BEFORE INSERT OR UPDATE OF trace_a, trace_b, annotator
     ON flywheel.preferences FOR EACH ROW EXECUTE FUNCTION flywheel._check_preference();
 
 ALTER TABLE flywheel.preferences ENABLE ROW LEVEL SECURITY;
@@ -5166,6 +5252,8 @@ $$;
 -- 230-judges-ranking.sql
 -- Bradley-Terry rankings of models, prompt versions and variants from pairwise verdicts:
 -- human votes and each judge's verdicts ranked separately, then side by side.
+-- At most judges_ranking.MAX_NAMES (64) names per (app, dimension, source), those compared most:
+-- the ranking is computed on every read, and its cost must not grow with one app's variants.
 
 -- One row per (app, dimension, source, name); source is 'human' or the judge's name.
 CREATE OR REPLACE FUNCTION flywheel._bradley_terry()
@@ -5175,10 +5263,10 @@ LANGUAGE plpython3u STABLE
 SECURITY DEFINER  -- readers see the ranking (aggregates), not the traces behind it
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:1bb52a22dfed')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:1bb52a22dfed']
 return _import('judges_ranking').ranking(plpy)
 $python$;
 
@@ -5224,10 +5312,10 @@ RETURNS TABLE (ordinality integer, embedding text, input_key uuid, error text)
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:1bb52a22dfed')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:1bb52a22dfed']
 return _import('fewshot_embedder').embed_rows(plpy, embedder, texts)
 $python$;
 
@@ -5236,10 +5324,10 @@ CREATE OR REPLACE FUNCTION flywheel._input_key(text text) RETURNS uuid
 LANGUAGE plpython3u IMMUTABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:1bb52a22dfed')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:1bb52a22dfed']
 return _import('fewshot_embedder').normalize_key(plpy, text)
 $python$;
 
@@ -5255,10 +5343,10 @@ RETURNS integer
 LANGUAGE plpython3u SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:1bb52a22dfed')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:1bb52a22dfed']
 return _import('fewshot_store').embed_traces(plpy, embedder, trace_ids, apps, inputs)
 $python$;
 
@@ -5662,17 +5750,25 @@ BEGIN
         EXECUTE 'SELECT count(*) < $6 FROM (SELECT 1 FROM flywheel.examples x WHERE ' || _where || ' LIMIT $6) s'
             INTO _exact USING _embedder, _few_shot.app, _apps, _few_shot.validator, query_embedding, _exact_below;
     END IF;
+    -- Examples are other users' traces: an application (any caller limited to its apps) gets
+    -- their input and output with PII redacted (flywheel.redact_pii), on the k rows returned.
+    -- Admins, who may read the traces anyway, get them as stored (judge workers redact per
+    -- judge, see flywheel._judge_text).
     RETURN QUERY EXECUTE
-        'SELECT c.trace_id, c.input, c.output, coalesce(c.labels ->> $4, c.label), 1 - c.distance,'
+        'SELECT r.trace_id,'
+        || CASE WHEN _apps IS NULL THEN ' r.input, r.output,'
+                ELSE ' flywheel.redact_pii(r.input), flywheel.redact_pii(r.output),' END
+        || ' r.label, r.similarity, r.score FROM ('
+        'SELECT c.trace_id, c.input, c.output, coalesce(c.labels ->> $4, c.label) AS label, 1 - c.distance AS similarity,'
         -- the score (flywheel._example_score, written out: a function call per row costs more)
         '       (1 - c.distance) * (0.5 + 0.5 * power(0.5, greatest(extract(epoch FROM now() - c.labelled_at), 0)'
         '                                                / extract(epoch FROM $9::interval)))'
-        '       * (1 + 0.2 * c.corrected::integer + 0.2 * c.disagreement::integer)'
+        '       * (1 + 0.2 * c.corrected::integer + 0.2 * c.disagreement::integer) AS score'
         ' FROM (SELECT x.trace_id, x.input, x.output, x.labels, x.label, x.labelled_at, x.corrected, x.disagreement,'
         '             x.embedding <=> $5 AS distance FROM flywheel.examples x WHERE ' || _where
         || CASE WHEN _exact THEN ' ORDER BY (x.embedding <=> $5) + 0'  -- "+ 0": no index can serve it
                 ELSE ' ORDER BY x.embedding <=> $5' END
-        || ' LIMIT $7) c ORDER BY 6 DESC, 1 LIMIT $8'
+        || ' LIMIT $7) c ORDER BY 6 DESC, 1 LIMIT $8) r ORDER BY r.score DESC, r.trace_id'
         USING _embedder, _few_shot.app, _apps, _few_shot.validator, query_embedding, _exact_below, _pool,
               _few_shot.k, _few_shot.half_life;
 END
@@ -5701,7 +5797,7 @@ END
 $$;
 
 -- The k most useful examples for a query vector of the active embedder, among the apps the
--- caller may see.
+-- caller may see. Applications get the examples' input and output with PII redacted.
 CREATE OR REPLACE FUNCTION flywheel.few_shot(
     query_embedding vector,
     k integer DEFAULT 5,
@@ -6194,10 +6290,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:1bb52a22dfed')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:1bb52a22dfed']
 return _import('metrics_cron').sql_previous_fire(plpy, schedule, at_epoch)
 $python$;
 
@@ -6206,10 +6302,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:1bb52a22dfed')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:1bb52a22dfed']
 return _import('metrics_cron').sql_period(plpy, schedule, at_epoch)
 $python$;
 
@@ -6781,7 +6877,9 @@ WITH c AS (
     SELECT t.app, t.node, t.prompt_version, t.model, btrim(t.output) AS predicted, btrim(t.expected) AS actual
     FROM flywheel.traces t
     WHERE t.node_type = 'classifier' AND t.output IS NOT NULL AND t.expected IS NOT NULL AND NOT t.shadow$q$ || _traces || $q$)
-SELECT c.app, c.node, c.prompt_version, c.model, x.label,
+-- The label is a trace's raw output or expected text: readers see it with PII redacted
+-- (after grouping, so redaction runs once per label, not per trace).
+SELECT c.app, c.node, c.prompt_version, c.model, flywheel.redact_pii(x.label) AS label,
        count(*) FILTER (WHERE x.predicted AND x.actual) AS true_positives,
        count(*) FILTER (WHERE x.predicted AND NOT x.actual) AS false_positives,
        count(*) FILTER (WHERE NOT x.predicted AND x.actual) AS false_negatives,
@@ -6795,10 +6893,11 @@ FROM c
 -- each trace counts once for the label it predicted and, when wrong, once for the true label
 CROSS JOIN LATERAL (VALUES (c.predicted, true, c.predicted = c.actual), (c.actual, false, true)) AS x(label, predicted, actual)
 WHERE x.predicted OR c.predicted <> c.actual
-GROUP BY 1, 2, 3, 4, 5$q$;
+GROUP BY c.app, c.node, c.prompt_version, c.model, x.label$q$;
 
+    -- run_id is the application's own text: a run is a run_id within one app.
     WHEN 'pipeline_runs' THEN RETURN $q$
-SELECT t.run_id, min(t.app) AS app, count(*) AS steps,
+SELECT t.run_id, t.app, count(*) AS steps,
        count(*) FILTER (WHERE v.failed) AS failed_steps,
        (array_agg(t.node ORDER BY t.created_at, t.id) FILTER (WHERE v.failed))[1] AS first_failed_node,
        (array_agg(t.id ORDER BY t.created_at, t.id) FILTER (WHERE v.failed))[1] AS first_failed_trace_id,
@@ -6806,17 +6905,18 @@ SELECT t.run_id, min(t.app) AS app, count(*) AS steps,
 FROM flywheel.traces t
 LEFT JOIN flywheel._trace_verdicts v ON v.trace_id = t.id
 WHERE t.run_id IS NOT NULL AND NOT t.shadow$q$ || _traces || $q$
-GROUP BY t.run_id$q$;
+GROUP BY t.app, t.run_id$q$;
 
     WHEN 'error_propagation' THEN RETURN $q$
 WITH RECURSIVE steps AS (
     SELECT t.id, t.parent_id, t.run_id, t.app, t.node, v.failed
     FROM flywheel.traces t JOIN flywheel._trace_verdicts v ON v.trace_id = t.id
     WHERE t.run_id IS NOT NULL AND v.verdicts > 0 AND NOT t.shadow$q$ || _traces || $q$),
-descent (ancestor, descendant) AS (
-    SELECT p.id, c.id FROM steps c JOIN steps p ON p.id = c.parent_id AND p.run_id = c.run_id
+-- links are followed within one app only (a parent_id may name any number)
+descent (ancestor, descendant, app) AS (
+    SELECT p.id, c.id, c.app FROM steps c JOIN steps p ON p.id = c.parent_id AND p.run_id = c.run_id AND p.app = c.app
     UNION
-    SELECT d.ancestor, c.id FROM descent d JOIN steps c ON c.parent_id = d.descendant)
+    SELECT d.ancestor, c.id, d.app FROM descent d JOIN steps c ON c.parent_id = d.descendant AND c.app = d.app)
 SELECT a.app, a.node,
        count(DISTINCT a.id) FILTER (WHERE a.failed) AS times_failed,
        count(DISTINCT a.id) FILTER (WHERE NOT a.failed) AS times_passed,
@@ -6874,6 +6974,7 @@ SELECT l.app, l.prompt_version AS live_prompt_version, l.model AS live_model,
        avg(s.cost_usd - l.cost_usd) AS mean_cost_diff_usd
 FROM flywheel.traces s
 JOIN flywheel.traces l ON l.id = (CASE WHEN s.metadata->>'shadow_of' ~ '^[0-9]{1,18}$' THEN (s.metadata->>'shadow_of')::bigint END)
+                      AND l.app = s.app
 LEFT JOIN flywheel._trace_verdicts vs ON vs.trace_id = s.id
 LEFT JOIN flywheel._trace_verdicts vl ON vl.trace_id = l.id
 WHERE s.shadow AND NOT l.shadow$q$ || replace(_traces, 't.', 's.') || $q$
@@ -6978,10 +7079,10 @@ RETURNS TABLE (feature text, reference_n integer, current_n integer,
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:1bb52a22dfed')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:1bb52a22dfed']
 return _import('metrics_drift').drift(plpy, feature, reference, current)
 $python$;
 
@@ -7133,10 +7234,10 @@ RETURNS TABLE (metric text, variant text, n bigint, value double precision, base
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:1bb52a22dfed')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:1bb52a22dfed']
 return _import('metrics_experiments').results(plpy, experiment, confidence)
 $python$;
 
