@@ -12,8 +12,11 @@ DIMENSIONS = ("model", "prompt_version", "variant")
 # The most names ranked per (app, dimension, source): the view computes on every read, and the
 # fit costs about names^2 per iteration, so one app's votes over hundreds of variants would slow
 # every reader (400 names: 22 s). The names with the most comparisons are kept (ties by name);
-# comparisons with the others are left out of that ranking.
-MAX_NAMES = 64
+# comparisons with the others are left out of that ranking. Votes with no finite estimate (one
+# name always wins) never converge: the fit stops after MAX_ITERATIONS (the order is found long
+# before). Together they bound a group's fit to about a second.
+MAX_NAMES = 100
+MAX_ITERATIONS = 5_000
 
 PREFERENCES = """
 SELECT p.app, CASE WHEN p.judged_by = 'human' THEN 'human' ELSE p.validator END AS source, p.winner,
@@ -89,7 +92,7 @@ def rankings(rows: Iterable[dict[str, Any]], max_names: int = MAX_NAMES) -> Iter
         comparisons = most_compared(all_comparisons, max_names)
         if not comparisons:
             continue
-        scores = bradley_terry(comparisons)
+        scores = bradley_terry(comparisons, max_iterations=MAX_ITERATIONS)
         tally: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
         for a, b, winner in comparisons:
             if winner == "tie":

@@ -933,7 +933,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:1bb52a22dfed'] = importlib.import_module
+GD['dbflywheel:0.1.0:e311ee7a0875'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -1209,8 +1209,11 @@ DIMENSIONS = ("model", "prompt_version", "variant")
 # The most names ranked per (app, dimension, source): the view computes on every read, and the
 # fit costs about names^2 per iteration, so one app's votes over hundreds of variants would slow
 # every reader (400 names: 22 s). The names with the most comparisons are kept (ties by name);
-# comparisons with the others are left out of that ranking.
-MAX_NAMES = 64
+# comparisons with the others are left out of that ranking. Votes with no finite estimate (one
+# name always wins) never converge: the fit stops after MAX_ITERATIONS (the order is found long
+# before). Together they bound a group's fit to about a second.
+MAX_NAMES = 100
+MAX_ITERATIONS = 5_000
 
 PREFERENCES = """
 SELECT p.app, CASE WHEN p.judged_by = 'human' THEN 'human' ELSE p.validator END AS source, p.winner,
@@ -1286,7 +1289,7 @@ def rankings(rows: Iterable[dict[str, Any]], max_names: int = MAX_NAMES) -> Iter
         comparisons = most_compared(all_comparisons, max_names)
         if not comparisons:
             continue
-        scores = bradley_terry(comparisons)
+        scores = bradley_terry(comparisons, max_iterations=MAX_ITERATIONS)
         tally: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
         for a, b, winner in comparisons:
             if winner == "tie":
@@ -3857,10 +3860,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:1bb52a22dfed')
+_import = GD.get('dbflywheel:0.1.0:e311ee7a0875')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:1bb52a22dfed']
+    _import = GD['dbflywheel:0.1.0:e311ee7a0875']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -3919,10 +3922,10 @@ CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config te
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:1bb52a22dfed')
+_import = GD.get('dbflywheel:0.1.0:e311ee7a0875')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:1bb52a22dfed']
+    _import = GD['dbflywheel:0.1.0:e311ee7a0875']
 return _import('validators_runtime').check_config(plpy, kind, config, applies_to)
 $python$;
 
@@ -4240,10 +4243,10 @@ CREATE OR REPLACE FUNCTION flywheel._evaluate(
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:1bb52a22dfed')
+_import = GD.get('dbflywheel:0.1.0:e311ee7a0875')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:1bb52a22dfed']
+    _import = GD['dbflywheel:0.1.0:e311ee7a0875']
 return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas)
 $python$;
 
@@ -4490,10 +4493,10 @@ CREATE OR REPLACE FUNCTION flywheel.redact_pii(input text) RETURNS text
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:1bb52a22dfed')
+_import = GD.get('dbflywheel:0.1.0:e311ee7a0875')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:1bb52a22dfed']
+    _import = GD['dbflywheel:0.1.0:e311ee7a0875']
 return _import('validators_pii').redact_pii(plpy, input)
 $python$;
 
@@ -5252,7 +5255,7 @@ $$;
 -- 230-judges-ranking.sql
 -- Bradley-Terry rankings of models, prompt versions and variants from pairwise verdicts:
 -- human votes and each judge's verdicts ranked separately, then side by side.
--- At most judges_ranking.MAX_NAMES (64) names per (app, dimension, source), those compared most:
+-- At most judges_ranking.MAX_NAMES (100) names per (app, dimension, source), those compared most:
 -- the ranking is computed on every read, and its cost must not grow with one app's variants.
 
 -- One row per (app, dimension, source, name); source is 'human' or the judge's name.
@@ -5263,10 +5266,10 @@ LANGUAGE plpython3u STABLE
 SECURITY DEFINER  -- readers see the ranking (aggregates), not the traces behind it
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:1bb52a22dfed')
+_import = GD.get('dbflywheel:0.1.0:e311ee7a0875')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:1bb52a22dfed']
+    _import = GD['dbflywheel:0.1.0:e311ee7a0875']
 return _import('judges_ranking').ranking(plpy)
 $python$;
 
@@ -5312,10 +5315,10 @@ RETURNS TABLE (ordinality integer, embedding text, input_key uuid, error text)
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:1bb52a22dfed')
+_import = GD.get('dbflywheel:0.1.0:e311ee7a0875')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:1bb52a22dfed']
+    _import = GD['dbflywheel:0.1.0:e311ee7a0875']
 return _import('fewshot_embedder').embed_rows(plpy, embedder, texts)
 $python$;
 
@@ -5324,10 +5327,10 @@ CREATE OR REPLACE FUNCTION flywheel._input_key(text text) RETURNS uuid
 LANGUAGE plpython3u IMMUTABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:1bb52a22dfed')
+_import = GD.get('dbflywheel:0.1.0:e311ee7a0875')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:1bb52a22dfed']
+    _import = GD['dbflywheel:0.1.0:e311ee7a0875']
 return _import('fewshot_embedder').normalize_key(plpy, text)
 $python$;
 
@@ -5343,10 +5346,10 @@ RETURNS integer
 LANGUAGE plpython3u SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:1bb52a22dfed')
+_import = GD.get('dbflywheel:0.1.0:e311ee7a0875')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:1bb52a22dfed']
+    _import = GD['dbflywheel:0.1.0:e311ee7a0875']
 return _import('fewshot_store').embed_traces(plpy, embedder, trace_ids, apps, inputs)
 $python$;
 
@@ -6290,10 +6293,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:1bb52a22dfed')
+_import = GD.get('dbflywheel:0.1.0:e311ee7a0875')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:1bb52a22dfed']
+    _import = GD['dbflywheel:0.1.0:e311ee7a0875']
 return _import('metrics_cron').sql_previous_fire(plpy, schedule, at_epoch)
 $python$;
 
@@ -6302,10 +6305,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:1bb52a22dfed')
+_import = GD.get('dbflywheel:0.1.0:e311ee7a0875')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:1bb52a22dfed']
+    _import = GD['dbflywheel:0.1.0:e311ee7a0875']
 return _import('metrics_cron').sql_period(plpy, schedule, at_epoch)
 $python$;
 
@@ -7079,10 +7082,10 @@ RETURNS TABLE (feature text, reference_n integer, current_n integer,
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:1bb52a22dfed')
+_import = GD.get('dbflywheel:0.1.0:e311ee7a0875')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:1bb52a22dfed']
+    _import = GD['dbflywheel:0.1.0:e311ee7a0875']
 return _import('metrics_drift').drift(plpy, feature, reference, current)
 $python$;
 
@@ -7234,10 +7237,10 @@ RETURNS TABLE (metric text, variant text, n bigint, value double precision, base
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:1bb52a22dfed')
+_import = GD.get('dbflywheel:0.1.0:e311ee7a0875')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:1bb52a22dfed']
+    _import = GD['dbflywheel:0.1.0:e311ee7a0875']
 return _import('metrics_experiments').results(plpy, experiment, confidence)
 $python$;
 
