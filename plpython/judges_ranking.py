@@ -9,6 +9,15 @@ from typing import Any
 # Which trace attribute a ranking compares: the column of flywheel.traces.
 DIMENSIONS = ("model", "prompt_version", "variant")
 
+# The most names ranked per (app, dimension, source): the view computes on every read, and the
+# fit costs about names^2 per iteration, so one app's votes over hundreds of variants would slow
+# every reader (400 names: 22 s). The names with the most comparisons are kept (ties by name);
+# comparisons with the others are left out of that ranking. Votes with no finite estimate (one
+# name always wins) never converge: the fit stops after MAX_ITERATIONS (the order is found long
+# before). Together they bound a group's fit to about a second.
+MAX_NAMES = 100
+MAX_ITERATIONS = 5_000
+
 PREFERENCES = """
 SELECT p.app, CASE WHEN p.judged_by = 'human' THEN 'human' ELSE p.validator END AS source, p.winner,
        ta.model AS model_a, tb.model AS model_b,
@@ -58,16 +67,32 @@ def bradley_terry(
     return {n: float(scores[index[n]]) for n in names}
 
 
-def rankings(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """One row per (app, dimension, source, name): score, rank (1 = best), wins, losses, ties."""
+def most_compared(comparisons: list[tuple[str, str, str]], max_names: int) -> list[tuple[str, str, str]]:
+    """The comparisons between the max_names names compared most often (ties by name)."""
+    counts: dict[str, int] = defaultdict(int)
+    for a, b, _ in comparisons:
+        counts[a] += 1
+        counts[b] += 1
+    if len(counts) <= max_names:
+        return comparisons
+    kept = set(sorted(counts, key=lambda n: (-counts[n], n))[:max_names])
+    return [(a, b, w) for a, b, w in comparisons if a in kept and b in kept]
+
+
+def rankings(rows: Iterable[dict[str, Any]], max_names: int = MAX_NAMES) -> Iterator[dict[str, Any]]:
+    """One row per (app, dimension, source, name): score, rank (1 = best), wins, losses, ties;
+    at most max_names names per (app, dimension, source)."""
     groups: dict[tuple[str, str, str], list[tuple[str, str, str]]] = defaultdict(list)
     for row in rows:
         for dimension in DIMENSIONS:
             a, b = row[f"{dimension}_a"], row[f"{dimension}_b"]
             if a is not None and b is not None and a != b:
                 groups[(row["app"], dimension, row["source"])].append((a, b, row["winner"]))
-    for (app, dimension, source), comparisons in sorted(groups.items()):
-        scores = bradley_terry(comparisons)
+    for (app, dimension, source), all_comparisons in sorted(groups.items()):
+        comparisons = most_compared(all_comparisons, max_names)
+        if not comparisons:
+            continue
+        scores = bradley_terry(comparisons, max_iterations=MAX_ITERATIONS)
         tally: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
         for a, b, winner in comparisons:
             if winner == "tie":

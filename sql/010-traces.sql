@@ -60,13 +60,31 @@ CREATE OR REPLACE TRIGGER feedback_trace_must_exist BEFORE INSERT OR UPDATE OF t
 CREATE OR REPLACE TRIGGER labels_trace_must_exist BEFORE INSERT OR UPDATE OF trace_id
     ON flywheel.labels FOR EACH ROW EXECUTE FUNCTION flywheel._fill_trace_app();
 
+-- The app of a login role: the default for traces.app (one indexed lookup). The caller passes
+-- current_user, because inside a SECURITY DEFINER function current_user is the definer. Only
+-- for a role the session may act as (or for an admin): an app asking for another role's app
+-- gets 'default', as for a role with no app (replaces the first release's migrations/0001).
+CREATE OR REPLACE FUNCTION flywheel._app_of(role_name name) RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    SELECT coalesce((SELECT a.app FROM flywheel.app_roles a
+                     WHERE a.role_name = _app_of.role_name
+                       AND (a.role_name = session_user OR pg_has_role(session_user, a.role_name, 'MEMBER')
+                            OR pg_has_role(session_user, 'flywheel_admin', 'MEMBER'))), 'default')
+$$;
+
 -- The apps whose rows a role may see (those of every app role it is a member of). A group role
 -- is no app: every app login may SET ROLE flywheel_app, which must not open the 'default' app.
+-- Policies pass current_user; asked about a role the session may not act as, it answers no
+-- app unless the session is an admin's, so that an app cannot list other roles' apps.
 CREATE OR REPLACE FUNCTION flywheel._apps_of(member name) RETURNS text[]
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN member IN ('flywheel_app', 'flywheel_reader') THEN ARRAY[]::text[]
+                WHEN NOT (member = session_user OR pg_has_role(session_user, member, 'MEMBER')
+                          OR pg_has_role(session_user, 'flywheel_admin', 'MEMBER')) THEN ARRAY[]::text[]
                 ELSE coalesce(array_agg(a.app), ARRAY['default']) END
     FROM flywheel.app_roles a WHERE pg_has_role(member, a.role_name, 'MEMBER')
 $$;

@@ -34,14 +34,35 @@ DECLARE
     tokens_outs integer[]; costs float8[]; metadatas text[];
     b record;
     packed flywheel._insert_results[];
+    linked boolean;
+    bad record;
 BEGIN
     SELECT array_agg(t.id), array_agg(t.app), array_agg(t.node), array_agg(t.node_type), array_agg(t.model),
            array_agg(t.prompt_version), array_agg(t.input), array_agg(t.output), array_agg(t.expected),
            array_agg(t.latency_ms), array_agg(t.tokens_in), array_agg(t.tokens_out), array_agg(t.cost_usd),
-           array_agg(t.metadata::text)
+           array_agg(t.metadata::text), bool_or(t.parent_id IS NOT NULL OR t.metadata ? 'shadow_of')
     INTO ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies,
-         tokens_ins, tokens_outs, costs, metadatas
+         tokens_ins, tokens_outs, costs, metadatas, linked
     FROM new_traces t;
+    -- A trace's links (parent_id, metadata.shadow_of) stay within its app: a link to another
+    -- app's trace would join that trace into this app's runs and shadow comparisons. One query
+    -- per statement, only when some row has a link. (A link to no trace yet is allowed: a parent
+    -- may arrive later; the metrics join links within the app.)
+    IF linked THEN
+        SELECT l.id, l.app, l.link, l.target INTO bad
+        FROM (SELECT t.id, t.app, 'parent_id' AS link, t.parent_id AS target
+              FROM new_traces t WHERE t.parent_id IS NOT NULL
+              UNION ALL
+              SELECT t.id, t.app, 'shadow_of', (t.metadata ->> 'shadow_of')::bigint
+              FROM new_traces t WHERE t.metadata ->> 'shadow_of' ~ '^[0-9]{1,18}$') l
+        WHERE EXISTS (SELECT 1 FROM flywheel.traces o WHERE o.id = l.target AND o.app <> l.app)
+        LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'trace %: % % is not a trace of app %', bad.id, bad.link, bad.target, quote_literal(bad.app)
+                USING ERRCODE = 'foreign_key_violation',
+                      HINT = 'parent_id and metadata.shadow_of name traces of the same app';
+        END IF;
+    END IF;
     -- A block of its own: validators run read-only, which PostgreSQL enforces (the flag is
     -- restored when the block ends), and nothing they do can abort the application's INSERT.
     -- The block writes nothing, so it takes no subtransaction id.
@@ -179,7 +200,8 @@ $$;
 
 -- The input guards (pii, injection, language and validators whose config says
 -- "input_guard": true) on text that is not a trace yet: an application asks before it calls
--- its LLM. Nothing is stored.
+-- its LLM. Nothing is stored. Applications may call it directly (check_input calls it as
+-- them), so it checks the app itself: one of the session's apps, any app for an admin.
 CREATE OR REPLACE FUNCTION flywheel._check_input(input text, app text)
 RETURNS TABLE (validator text, validator_version integer, status text, score double precision,
                label text, details jsonb)
@@ -188,7 +210,12 @@ SET search_path TO pg_catalog, pg_temp
 AS $$
 DECLARE
     b record;
+    _apps text[] := flywheel._visible_apps(session_user);  -- NULL: every app (admins)
 BEGIN
+    IF _apps IS NOT NULL AND NOT coalesce(_check_input.app = ANY (_apps), false) THEN
+        RAISE EXCEPTION 'check_input: app % is not one of yours', coalesce(quote_literal(_check_input.app), 'NULL')
+            USING ERRCODE = 'insufficient_privilege', HINT = 'omit app to use your own';
+    END IF;
     BEGIN  -- read-only, as in the trigger (the EXCEPTION clause makes a block that restores the flag)
         SET LOCAL transaction_read_only = on;
         SELECT e.* INTO b

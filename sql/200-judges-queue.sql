@@ -72,8 +72,16 @@ RETURNS TABLE (input text, output text, verdict text, score double precision, co
 LANGUAGE plpgsql STABLE
 SET search_path TO pg_catalog, pg_temp
 AS $$
+DECLARE
+    _app text;
 BEGIN
     IF coalesce(_judge_examples.k, 0) <= 0 THEN
+        RETURN;
+    END IF;
+    -- Examples come from the judged trace's app only: another app's labelled texts must never
+    -- reach this app's judge prompt.
+    SELECT t.app INTO _app FROM flywheel.traces t WHERE t.id = _judge_examples.trace_id;
+    IF NOT FOUND THEN
         RETURN;
     END IF;
     -- The semantic index: the examples of this validator most useful for this trace's input
@@ -82,7 +90,7 @@ BEGIN
     SELECT f.input, f.output, l.verdict, l.score, l.comment
     FROM flywheel.traces t
     JOIN flywheel.embeddings e ON e.trace_id = t.id AND e.embedder = flywheel._active_embedder()
-    CROSS JOIN LATERAL flywheel._few_shot(e.embedding, _judge_examples.k + 1, _judge_examples.validator, t.app,
+    CROSS JOIN LATERAL flywheel._few_shot(e.embedding, _judge_examples.k + 1, _judge_examples.validator, _app,
                                           '30 days', current_user) f
     LEFT JOIN LATERAL (
         SELECT lb.verdict, lb.score, lb.comment FROM flywheel.labels lb
@@ -95,15 +103,15 @@ BEGIN
         RETURN;
     END IF;
     -- No embedding yet (a worker embedder still filling in) or nothing similar: the most
-    -- recent labelled examples of the validator.
+    -- recent labelled examples of the validator, in the same app.
     RETURN QUERY
     SELECT t.input, t.output, l.verdict, l.score, l.comment
     FROM (SELECT DISTINCT ON (lb.trace_id) lb.*
           FROM flywheel.labels lb
           WHERE lb.validator = _judge_examples.validator AND lb.trace_id <> _judge_examples.trace_id
-            AND (lb.verdict IS NOT NULL OR lb.score IS NOT NULL)
+            AND lb.app = _app AND (lb.verdict IS NOT NULL OR lb.score IS NOT NULL)
           ORDER BY lb.trace_id, lb.created_at DESC, lb.id DESC) l
-    JOIN flywheel.traces t ON t.id = l.trace_id
+    JOIN flywheel.traces t ON t.id = l.trace_id AND t.app = _app
     ORDER BY l.created_at DESC, l.id DESC
     LIMIT _judge_examples.k;
 END

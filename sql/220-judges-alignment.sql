@@ -3,6 +3,9 @@
 -- alert when a judge falls below its floor, and preferences' checks.
 
 -- A preference names two traces that exist; it takes trace_a's app (row-level security).
+-- Who voted is the database's to say: a preference written by anyone but an admin (or the
+-- schema's owner, which writes the judges' verdicts) names the role that wrote it as its
+-- annotator, whatever the row said. (Applications may write only human votes: the policy.)
 CREATE OR REPLACE FUNCTION flywheel._check_preference() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path TO pg_catalog, pg_temp
@@ -10,6 +13,10 @@ AS $$
 DECLARE
     _app_b text;
 BEGIN
+    IF NOT pg_has_role(current_user, 'flywheel_admin', 'MEMBER')
+       AND NOT pg_has_role(current_user, (SELECT c.relowner FROM pg_class c WHERE c.oid = TG_RELID), 'MEMBER') THEN
+        NEW.annotator := current_user;
+    END IF;
     SELECT t.app INTO NEW.app FROM flywheel.traces t WHERE t.id = NEW.trace_a;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'preference for trace %, which does not exist', NEW.trace_a USING ERRCODE = 'foreign_key_violation';
@@ -25,7 +32,7 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE TRIGGER preferences_traces_must_exist BEFORE INSERT OR UPDATE OF trace_a, trace_b
+CREATE OR REPLACE TRIGGER preferences_traces_must_exist BEFORE INSERT OR UPDATE OF trace_a, trace_b, annotator
     ON flywheel.preferences FOR EACH ROW EXECUTE FUNCTION flywheel._check_preference();
 
 ALTER TABLE flywheel.preferences ENABLE ROW LEVEL SECURITY;

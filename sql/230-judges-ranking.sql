@@ -1,5 +1,7 @@
 -- Bradley-Terry rankings of models, prompt versions and variants from pairwise verdicts:
 -- human votes and each judge's verdicts ranked separately, then side by side.
+-- At most judges_ranking.MAX_NAMES (100) names per (app, dimension, source), those compared most:
+-- the ranking is computed on every read, and its cost must not grow with one app's variants.
 
 -- One row per (app, dimension, source, name); source is 'human' or the judge's name.
 CREATE OR REPLACE FUNCTION flywheel._bradley_terry()

@@ -222,17 +222,25 @@ BEGIN
         EXECUTE 'SELECT count(*) < $6 FROM (SELECT 1 FROM flywheel.examples x WHERE ' || _where || ' LIMIT $6) s'
             INTO _exact USING _embedder, _few_shot.app, _apps, _few_shot.validator, query_embedding, _exact_below;
     END IF;
+    -- Examples are other users' traces: an application (any caller limited to its apps) gets
+    -- their input and output with PII redacted (flywheel.redact_pii), on the k rows returned.
+    -- Admins, who may read the traces anyway, get them as stored (judge workers redact per
+    -- judge, see flywheel._judge_text).
     RETURN QUERY EXECUTE
-        'SELECT c.trace_id, c.input, c.output, coalesce(c.labels ->> $4, c.label), 1 - c.distance,'
+        'SELECT r.trace_id,'
+        || CASE WHEN _apps IS NULL THEN ' r.input, r.output,'
+                ELSE ' flywheel.redact_pii(r.input), flywheel.redact_pii(r.output),' END
+        || ' r.label, r.similarity, r.score FROM ('
+        'SELECT c.trace_id, c.input, c.output, coalesce(c.labels ->> $4, c.label) AS label, 1 - c.distance AS similarity,'
         -- the score (flywheel._example_score, written out: a function call per row costs more)
         '       (1 - c.distance) * (0.5 + 0.5 * power(0.5, greatest(extract(epoch FROM now() - c.labelled_at), 0)'
         '                                                / extract(epoch FROM $9::interval)))'
-        '       * (1 + 0.2 * c.corrected::integer + 0.2 * c.disagreement::integer)'
+        '       * (1 + 0.2 * c.corrected::integer + 0.2 * c.disagreement::integer) AS score'
         ' FROM (SELECT x.trace_id, x.input, x.output, x.labels, x.label, x.labelled_at, x.corrected, x.disagreement,'
         '             x.embedding OPERATOR(@extschema:vector@.<=>) $5 AS distance FROM flywheel.examples x WHERE ' || _where
         || CASE WHEN _exact THEN ' ORDER BY (x.embedding OPERATOR(@extschema:vector@.<=>) $5) + 0'  -- "+ 0": no index can serve it
                 ELSE ' ORDER BY x.embedding OPERATOR(@extschema:vector@.<=>) $5' END
-        || ' LIMIT $7) c ORDER BY 6 DESC, 1 LIMIT $8'
+        || ' LIMIT $7) c ORDER BY 6 DESC, 1 LIMIT $8) r ORDER BY r.score DESC, r.trace_id'
         USING _embedder, _few_shot.app, _apps, _few_shot.validator, query_embedding, _exact_below, _pool,
               _few_shot.k, _few_shot.half_life;
 END
@@ -261,7 +269,7 @@ END
 $$;
 
 -- The k most useful examples for a query vector of the active embedder, among the apps the
--- caller may see.
+-- caller may see. Applications get the examples' input and output with PII redacted.
 CREATE OR REPLACE FUNCTION flywheel.few_shot(
     query_embedding @extschema:vector@.vector,
     k integer DEFAULT 5,

@@ -120,7 +120,9 @@ WITH c AS (
     SELECT t.app, t.node, t.prompt_version, t.model, btrim(t.output) AS predicted, btrim(t.expected) AS actual
     FROM flywheel.traces t
     WHERE t.node_type = 'classifier' AND t.output IS NOT NULL AND t.expected IS NOT NULL AND NOT t.shadow$q$ || _traces || $q$)
-SELECT c.app, c.node, c.prompt_version, c.model, x.label,
+-- The label is a trace's raw output or expected text: readers see it with PII redacted
+-- (after grouping, so redaction runs once per label, not per trace).
+SELECT c.app, c.node, c.prompt_version, c.model, flywheel.redact_pii(x.label) AS label,
        count(*) FILTER (WHERE x.predicted AND x.actual) AS true_positives,
        count(*) FILTER (WHERE x.predicted AND NOT x.actual) AS false_positives,
        count(*) FILTER (WHERE NOT x.predicted AND x.actual) AS false_negatives,
@@ -134,10 +136,11 @@ FROM c
 -- each trace counts once for the label it predicted and, when wrong, once for the true label
 CROSS JOIN LATERAL (VALUES (c.predicted, true, c.predicted = c.actual), (c.actual, false, true)) AS x(label, predicted, actual)
 WHERE x.predicted OR c.predicted <> c.actual
-GROUP BY 1, 2, 3, 4, 5$q$;
+GROUP BY c.app, c.node, c.prompt_version, c.model, x.label$q$;
 
+    -- run_id is the application's own text: a run is a run_id within one app.
     WHEN 'pipeline_runs' THEN RETURN $q$
-SELECT t.run_id, min(t.app) AS app, count(*) AS steps,
+SELECT t.run_id, t.app, count(*) AS steps,
        count(*) FILTER (WHERE v.failed) AS failed_steps,
        (array_agg(t.node ORDER BY t.created_at, t.id) FILTER (WHERE v.failed))[1] AS first_failed_node,
        (array_agg(t.id ORDER BY t.created_at, t.id) FILTER (WHERE v.failed))[1] AS first_failed_trace_id,
@@ -145,17 +148,18 @@ SELECT t.run_id, min(t.app) AS app, count(*) AS steps,
 FROM flywheel.traces t
 LEFT JOIN flywheel._trace_verdicts v ON v.trace_id = t.id
 WHERE t.run_id IS NOT NULL AND NOT t.shadow$q$ || _traces || $q$
-GROUP BY t.run_id$q$;
+GROUP BY t.app, t.run_id$q$;
 
     WHEN 'error_propagation' THEN RETURN $q$
 WITH RECURSIVE steps AS (
     SELECT t.id, t.parent_id, t.run_id, t.app, t.node, v.failed
     FROM flywheel.traces t JOIN flywheel._trace_verdicts v ON v.trace_id = t.id
     WHERE t.run_id IS NOT NULL AND v.verdicts > 0 AND NOT t.shadow$q$ || _traces || $q$),
-descent (ancestor, descendant) AS (
-    SELECT p.id, c.id FROM steps c JOIN steps p ON p.id = c.parent_id AND p.run_id = c.run_id
+-- links are followed within one app only (a parent_id may name any number)
+descent (ancestor, descendant, app) AS (
+    SELECT p.id, c.id, c.app FROM steps c JOIN steps p ON p.id = c.parent_id AND p.run_id = c.run_id AND p.app = c.app
     UNION
-    SELECT d.ancestor, c.id FROM descent d JOIN steps c ON c.parent_id = d.descendant)
+    SELECT d.ancestor, c.id, d.app FROM descent d JOIN steps c ON c.parent_id = d.descendant AND c.app = d.app)
 SELECT a.app, a.node,
        count(DISTINCT a.id) FILTER (WHERE a.failed) AS times_failed,
        count(DISTINCT a.id) FILTER (WHERE NOT a.failed) AS times_passed,
@@ -213,6 +217,7 @@ SELECT l.app, l.prompt_version AS live_prompt_version, l.model AS live_model,
        avg(s.cost_usd - l.cost_usd) AS mean_cost_diff_usd
 FROM flywheel.traces s
 JOIN flywheel.traces l ON l.id = (CASE WHEN s.metadata->>'shadow_of' ~ '^[0-9]{1,18}$' THEN (s.metadata->>'shadow_of')::bigint END)
+                      AND l.app = s.app
 LEFT JOIN flywheel._trace_verdicts vs ON vs.trace_id = s.id
 LEFT JOIN flywheel._trace_verdicts vl ON vl.trace_id = l.id
 WHERE s.shadow AND NOT l.shadow$q$ || replace(_traces, 't.', 's.') || $q$

@@ -3,6 +3,7 @@ backoff and dead letters, budgets, pairing, few-shot examples, alignment and its
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import psycopg
@@ -302,7 +303,10 @@ def test_an_alert_fires_once_when_agreement_falls_below_the_floor(db: psycopg.Co
     alert = db.execute("SELECT kind, message, details ->> 'n' FROM flywheel.alerts WHERE subject = %s", (name,)).fetchall()
     assert alert == [("judge_agreement", f"judge {name} agrees with people on 50.0% of 4 items over the last 1 day, "
                       "below its floor of 80.0%", "4")]
-    assert any(name in n.payload for n in listener.notifies(timeout=2, stop_after=5))
+    # the notification names the alert by id only (any role may LISTEN); the admin reads the rest
+    ids = [json.loads(n.payload)["id"] for n in listener.notifies(timeout=2, stop_after=5)]
+    assert db.execute("SELECT count(*) FROM flywheel.alerts WHERE id = ANY (%s) AND subject = %s",
+                      (ids, name)).fetchone() == (1,)
     listener.close()
     assert db.execute("SELECT count(*) FROM flywheel.check_judge_agreement() WHERE validator = %s", (name,)).fetchone() == (0,)
     db.execute("UPDATE flywheel.validators SET enabled = false WHERE id = %s", (vid,))

@@ -55,3 +55,14 @@ def test_rankings_split_by_source_and_dimension_and_count_results() -> None:
     assert {r["dimension"] for r in out} == {"model"}  # equal prompt versions compare nothing
     judge = [r for r in out if r["source"] == "judge"]
     assert [r["name"] for r in judge] == ["small", "big"] and judge[1]["score"] < 1e-6
+
+
+def test_a_ranking_keeps_the_most_compared_names_only() -> None:
+    rows = [{"app": "x", "source": "human", "winner": "a", "model_a": None, "model_b": None,
+             "prompt_version_a": None, "prompt_version_b": None, "variant_a": f"v{i}", "variant_b": f"v{i + d}"}
+            for i in range(400) for d in (1, 7, 31)]
+    out = list(rankings(rows))
+    assert len(out) == 100
+    kept = {n["name"] for n in rankings(rows, max_names=3)}
+    assert list(rankings(rows, max_names=3)) == list(rankings(
+        [r for r in rows if {r["variant_a"], r["variant_b"]} <= kept]))

@@ -1026,7 +1026,7 @@ sources = {
     'environment': '"""Describes the Python that runs PL/Python functions, so a DBA can see what is missing."""\n\nfrom __future__ import annotations\n\nimport json\nimport sys\nfrom importlib import metadata\nfrom typing import Any\n\n# What the PL/Python functions import beyond the standard library (see plpython/requirements.txt).\nREQUIRED = ("numpy", "sqlglot", "jsonschema", "google-re2")\n\n\ndef describe(plpy: Any) -> str:\n    packages: dict[str, str | None] = {}\n    for name in REQUIRED:\n        try:\n            packages[name] = metadata.version(name)\n        except metadata.PackageNotFoundError:\n            packages[name] = None\n    # The package folder fixed at install time (see _python_boot in src/dbflywheel/build.py).\n    path = next((getattr(f, "python_path", None) for f in sys.meta_path if getattr(f, "dbflywheel", False)), None)\n    return json.dumps(\n        {\n            "python": sys.version.split()[0],\n            "executable": sys.executable,\n            "python_path": path,\n            "packages": packages,\n            "missing": sorted(n for n, v in packages.items() if v is None),\n        }\n    )\n',
     'fewshot_embedder': '"""The built-in embedder: hashed word and character n-grams, signed, L2-normalised, numpy only.\n\nDeterministic (no per-process hash seed, no network, no model), fast enough for the insert\npath, and importable both by PL/Python and by the Python package (dbflywheel.embeddings loads\nthis very file), so the database, the worker and the CLI embed identically.\n"""\n\nfrom __future__ import annotations\n\nimport hashlib\nimport re\nimport unicodedata\nimport zlib\nfrom typing import Any\n\nNAME = "fewshot-hash-384-v1"\nDIMS = 384\nCHAR_NGRAMS = (3, 4)\n_WORD = re.compile(r"\\w+")\n_SPACE = re.compile(r"\\s+")\n_MASK = (1 << 64) - 1\n\n\ndef normalize(text: str) -> str:\n    """The form two inputs must share to count as the same question (also the cache key)."""\n    return _SPACE.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()\n\n\ndef input_key(text: str | None) -> str | None:\n    """md5 of the normalised text, as a uuid literal: the exact-match key of the cache."""\n    return None if text is None else _key_of_normalized(normalize(text))\n\n\ndef _mix(np: Any, h: Any) -> Any:\n    """murmur3\'s 64-bit finaliser: spreads every input bit over the bucket and sign bits."""\n    h = h ^ (h >> np.uint64(33))\n    h = h * np.uint64(0xFF51AFD7ED558CCD)\n    h = h ^ (h >> np.uint64(33))\n    h = h * np.uint64(0xC4CEB9FE1A85EC53)\n    return h ^ (h >> np.uint64(33))\n\n\ndef _scatter(np: Any, owners: Any, hashes: Any, n_texts: int, offset: int) -> Any:\n    """+1/-1 per feature into column offset + hash % DIMS (sign from the top bit) of its\n    owner\'s row, as flat (index, weight) pairs for one bincount over everything."""\n    mixed = _mix(np, hashes)\n    buckets = (mixed % np.uint64(DIMS)).astype(np.int64) + offset\n    signs = 1.0 - 2.0 * (mixed >> np.uint64(63)).astype(np.float64)\n    return owners * (2 * DIMS) + buckets, signs\n\n\ndef _char_features(np: Any, texts: list[str]) -> tuple[Any, Any]:\n    """Byte n-grams of every text at once: one rolling hash over the concatenation, keeping\n    only the n-grams that do not cross from one text into the next."""\n    encoded = [(" " + t + " ").encode() for t in texts]\n    lengths = np.array([len(b) for b in encoded], dtype=np.int64)\n    data = np.frombuffer(b"".join(encoded), dtype=np.uint8).astype(np.uint64)\n    ends = np.cumsum(lengths)\n    owner_of_byte = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)\n    owners_parts, hash_parts = [], []\n    for n in CHAR_NGRAMS:\n        count = len(data) - n + 1\n        if count <= 0:\n            continue\n        h = np.full(count, np.uint64(n * 0x9E3779B97F4A7C15 & _MASK))\n        for j in range(n):\n            h = h * np.uint64(0x100000001B3) + data[j:j + count]\n        owners = owner_of_byte[:count]\n        inside = np.arange(count, dtype=np.int64) + n <= ends[owners]\n        owners_parts.append(owners[inside])\n        hash_parts.append(h[inside])\n    return _scatter(np, np.concatenate(owners_parts), np.concatenate(hash_parts), len(texts), 0)\n\n\ndef _word_features(np: Any, texts: list[str]) -> tuple[Any, Any]:\n    """Words and word bigrams (crc32, then mixed with a seed that keeps the two kinds apart)."""\n    owners: list[int] = []\n    hashes: list[int] = []\n    for i, text in enumerate(texts):\n        words = [zlib.crc32(w.encode()) for w in _WORD.findall(text)]\n        owners.extend([i] * (2 * len(words) - (1 if words else 0)))\n        hashes.extend(words)\n        hashes.extend((a << 32 | b) ^ 0x5BD1E995 for a, b in zip(words, words[1:], strict=False))\n    return _scatter(np, np.array(owners, dtype=np.int64), np.array(hashes, dtype=np.uint64), len(texts), DIMS)\n\n\ndef _unit_rows(np: Any, m: Any) -> Any:\n    norms = np.linalg.norm(m, axis=1, keepdims=True)\n    return np.divide(m, norms, out=np.zeros_like(m), where=norms > 0)\n\n\ndef _matrix(np: Any, texts: list[str | None]) -> tuple[list[int], list[str], Any]:\n    """The indexes of the texts with something to embed, their normalised forms, and their unit\n    vectors (float32 rows)."""\n    norm_all = [normalize(t) if t is not None else "" for t in texts]\n    present = [i for i, t in enumerate(norm_all) if t]\n    norm = [norm_all[i] for i in present]\n    if not present:\n        return present, norm, np.zeros((0, DIMS), dtype=np.float32)\n    (ci, cw), (wi, ww) = _char_features(np, norm), _word_features(np, norm)\n    counts = np.bincount(np.concatenate([ci, wi]), weights=np.concatenate([cw, ww]),\n                         minlength=len(norm) * 2 * DIMS).reshape(len(norm), 2, DIMS)\n    # sqrt dampens repeated n-grams; chars and words are normalised apart, so that the many\n    # character n-grams do not drown the words, then added.\n    damped = np.copysign(np.sqrt(np.abs(counts)), counts)\n    norms = np.linalg.norm(damped, axis=2, keepdims=True)\n    vectors = np.divide(damped, norms, out=np.zeros_like(damped), where=norms > 0).sum(axis=1)\n    return present, norm, _unit_rows(np, vectors).astype(np.float32)\n\n\ndef embed_batch(texts: list[str | None]) -> list[list[float] | None]:\n    """One 384-float unit vector per text; None for a NULL or empty text (nothing to embed)."""\n    import numpy as np\n\n    present, _, vectors = _matrix(np, texts)\n    result: list[list[float] | None] = [None] * len(texts)\n    for row, i in enumerate(present):\n        result[i] = vectors[row].tolist()\n    return result\n\n\ndef vector_literals(np: Any, vectors: Any) -> list[str]:\n    """pgvector text literals of unit-vector rows, written by numpy (\'[+0.0123457,-0.0000001,...]\'):\n    PL/Python converts a list of floats to real[] one string per element, far slower."""\n    n = len(vectors)\n    if n == 0:\n        return []\n    scaled = np.rint(np.abs(vectors.astype(np.float64)) * 1e7).astype(np.int64)  # |v| <= 1: d.ddddddd\n    cells = np.empty((n, DIMS, 11), dtype=np.uint8)\n    cells[..., 0] = np.where(vectors < 0, ord("-"), ord("+"))\n    cells[..., 2] = ord(".")\n    cells[..., 10] = ord(",")\n    for position in (9, 8, 7, 6, 5, 4, 3, 1):\n        cells[..., position] = scaled % 10 + ord("0")\n        scaled //= 10\n    rows = cells.reshape(n, DIMS * 11)\n    rows[:, -1] = ord("]")\n    return ["[" + r.tobytes().decode("ascii") for r in rows]\n\n\ndef _key_of_normalized(norm: str) -> str:\n    digest = hashlib.md5(norm.encode(), usedforsecurity=False).hexdigest()\n    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:]}"\n\n\ndef literals_and_keys(embedder: str, texts: list[str | None]) -> tuple[list[int], list[str], list[str]]:\n    """For the texts with something to embed: their indexes, pgvector literals and input keys."""\n    import numpy as np\n\n    if embedder != NAME:\n        raise LookupError(f"the database runs only the built-in embedder {NAME}, not {embedder!r}")\n    present, norm, vectors = _matrix(np, texts)\n    return present, vector_literals(np, vectors), [_key_of_normalized(n) for n in norm]\n\n\ndef embed_rows(plpy: Any, embedder: str, texts: list[str | None]) -> Any:\n    """PL/Python: (ordinality, embedding literal, input_key, error) for every text with something\n    to embed. Never raises: a failure comes back as the error of every row."""\n    try:\n        present, literals, keys = literals_and_keys(embedder, texts)\n    except Exception as e:\n        return [(i + 1, None, None, f"{type(e).__name__}: {e}") for i in range(len(texts))]\n    return [(i + 1, literal, key, None) for i, literal, key in zip(present, literals, keys, strict=True)]\n\n\ndef normalize_key(plpy: Any, text: str | None) -> str | None:\n    """PL/Python: the cache key of one query."""\n    return input_key(text)\n',
     'fewshot_store': '"""Stores embeddings from inside the database: the statement-level trigger on flywheel.traces\n(flywheel._embed_new_traces) and the background re-embed both come here, one call per statement\nor batch."""\n\nfrom __future__ import annotations\n\nfrom typing import Any\n\n_plans: dict[str, Any] = {}  # prepared once per session\n\n\ndef _plan(plpy: Any, name: str, query: str, types: list[str]) -> Any:\n    if name not in _plans:\n        _plans[name] = plpy.prepare(query, types)\n    return _plans[name]\n\n\ndef _record_failure(plpy: Any, embedder: str, trace_ids: list[int], error: str) -> None:\n    plan = _plan(plpy, "failed", """\n        INSERT INTO flywheel.embedding_backlog AS b (trace_id, embedder, reason, last_error)\n        SELECT i, $2, \'failed\', $3 FROM unnest($1::bigint[]) i\n        ON CONFLICT ON CONSTRAINT embedding_backlog_pkey\n        DO UPDATE SET attempts = b.attempts + 1, last_error = EXCLUDED.last_error""", ["bigint[]", "text", "text"])\n    plan_args = [trace_ids, embedder, error[:2000]]\n    plpy.execute(plan, plan_args)\n\n\ndef embed_traces(plpy: Any, embedder: str, trace_ids: list[int], apps: list[str], inputs: list[str | None]) -> int:\n    """Embeds with the built-in embedder and stores the vectors, in a subtransaction; whatever\n    fails (the embedder, or storing) is recorded in the backlog. Returns how many were stored."""\n    from fewshot_embedder import literals_and_keys\n\n    if not trace_ids:\n        return 0\n    try:\n        present, literals, keys = literals_and_keys(embedder, inputs)\n        if not present:\n            return 0\n        store = _plan(plpy, "store", """\n            INSERT INTO flywheel.embeddings AS e (trace_id, embedder, app, embedding, input_key)\n            SELECT t, $2, a, v::@extschema:vector@.vector, k\n            FROM unnest($1::bigint[], $3::text[], $4::text[], $5::uuid[]) AS u(t, a, v, k)\n            ON CONFLICT ON CONSTRAINT embeddings_pkey\n            DO UPDATE SET embedding = EXCLUDED.embedding, input_key = EXCLUDED.input_key, created_at = now()""",\n            ["bigint[]", "text", "text[]", "text[]", "uuid[]"])\n        with plpy.subtransaction():\n            plpy.execute(store, [[trace_ids[i] for i in present], embedder, [apps[i] for i in present], literals, keys])\n        return len(present)\n    except Exception as e:  # never into the application\'s INSERT: the backlog retries it\n        try:\n            with plpy.subtransaction():\n                _record_failure(plpy, embedder, list(trace_ids), f"{type(e).__name__}: {e}")\n        except Exception as again:\n            plpy.warning(f"dbflywheel: could not embed or record {len(trace_ids)} trace(s): {again}")\n        return 0\n',
-    'judges_ranking': '"""Bradley-Terry scores of models, prompt versions and variants from pairwise verdicts."""\n\nfrom __future__ import annotations\n\nfrom collections import defaultdict\nfrom collections.abc import Iterable, Iterator\nfrom typing import Any\n\n# Which trace attribute a ranking compares: the column of flywheel.traces.\nDIMENSIONS = ("model", "prompt_version", "variant")\n\nPREFERENCES = """\nSELECT p.app, CASE WHEN p.judged_by = \'human\' THEN \'human\' ELSE p.validator END AS source, p.winner,\n       ta.model AS model_a, tb.model AS model_b,\n       ta.prompt_version AS prompt_version_a, tb.prompt_version AS prompt_version_b,\n       ta.variant AS variant_a, tb.variant AS variant_b\nFROM flywheel.preferences p\nJOIN flywheel.traces ta ON ta.id = p.trace_a\nJOIN flywheel.traces tb ON tb.id = p.trace_b\n"""\n\n\ndef bradley_terry(\n    comparisons: Iterable[tuple[str, str, str]], *, tolerance: float = 1e-10, max_iterations: int = 100_000\n) -> dict[str, float]:\n    """Scores (summing to 1) from (x, y, winner in \'a\'|\'b\'|\'tie\') by the MM algorithm\n    (Hunter 2004); a tie counts as half a win for each side."""\n    import numpy as np\n\n    pairs = [(x, y, w) for x, y, w in comparisons if x != y]\n    names = sorted({n for x, y, _ in pairs for n in (x, y)})\n    if not names:\n        return {}\n    index = {n: i for i, n in enumerate(names)}\n    size = len(names)\n    wins = np.zeros((size, size))  # wins[i, j]: how often i beat j (ties: half each)\n    for x, y, w in pairs:\n        i, j = index[x], index[y]\n        if w == "a":\n            wins[i, j] += 1.0\n        elif w == "b":\n            wins[j, i] += 1.0\n        else:\n            wins[i, j] += 0.5\n            wins[j, i] += 0.5\n    games = wins + wins.T\n    won = wins.sum(axis=1)\n    scores = np.full(size, 1.0 / size)\n    for _ in range(max_iterations):\n        sums = scores[:, None] + scores[None, :]\n        denominator = np.divide(games, sums, out=np.zeros_like(games), where=games > 0).sum(axis=1)\n        updated = np.divide(won, denominator, out=np.zeros(size), where=denominator > 0)\n        updated /= updated.sum()\n        done = np.abs(updated - scores).max() < tolerance\n        scores = updated\n        if done:\n            break\n    return {n: float(scores[index[n]]) for n in names}\n\n\ndef rankings(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:\n    """One row per (app, dimension, source, name): score, rank (1 = best), wins, losses, ties."""\n    groups: dict[tuple[str, str, str], list[tuple[str, str, str]]] = defaultdict(list)\n    for row in rows:\n        for dimension in DIMENSIONS:\n            a, b = row[f"{dimension}_a"], row[f"{dimension}_b"]\n            if a is not None and b is not None and a != b:\n                groups[(row["app"], dimension, row["source"])].append((a, b, row["winner"]))\n    for (app, dimension, source), comparisons in sorted(groups.items()):\n        scores = bradley_terry(comparisons)\n        tally: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])\n        for a, b, winner in comparisons:\n            if winner == "tie":\n                tally[a][2] += 1\n                tally[b][2] += 1\n            else:\n                tally[a if winner == "a" else b][0] += 1\n                tally[b if winner == "a" else a][1] += 1\n        ordered = sorted(scores, key=lambda n: (-scores[n], n))\n        for position, name in enumerate(ordered, start=1):\n            wins, losses, ties = tally[name]\n            yield {\n                "app": app, "dimension": dimension, "source": source, "name": name,\n                "score": scores[name], "rank": position, "wins": wins, "losses": losses, "ties": ties,\n            }\n\n\ndef ranking(plpy: Any) -> list[dict[str, Any]]:\n    return list(rankings(plpy.execute(PREFERENCES)))\n',
+    'judges_ranking': '"""Bradley-Terry scores of models, prompt versions and variants from pairwise verdicts."""\n\nfrom __future__ import annotations\n\nfrom collections import defaultdict\nfrom collections.abc import Iterable, Iterator\nfrom typing import Any\n\n# Which trace attribute a ranking compares: the column of flywheel.traces.\nDIMENSIONS = ("model", "prompt_version", "variant")\n\n# The most names ranked per (app, dimension, source): the view computes on every read, and the\n# fit costs about names^2 per iteration, so one app\'s votes over hundreds of variants would slow\n# every reader (400 names: 22 s). The names with the most comparisons are kept (ties by name);\n# comparisons with the others are left out of that ranking. Votes with no finite estimate (one\n# name always wins) never converge: the fit stops after MAX_ITERATIONS (the order is found long\n# before). Together they bound a group\'s fit to about a second.\nMAX_NAMES = 100\nMAX_ITERATIONS = 5_000\n\nPREFERENCES = """\nSELECT p.app, CASE WHEN p.judged_by = \'human\' THEN \'human\' ELSE p.validator END AS source, p.winner,\n       ta.model AS model_a, tb.model AS model_b,\n       ta.prompt_version AS prompt_version_a, tb.prompt_version AS prompt_version_b,\n       ta.variant AS variant_a, tb.variant AS variant_b\nFROM flywheel.preferences p\nJOIN flywheel.traces ta ON ta.id = p.trace_a\nJOIN flywheel.traces tb ON tb.id = p.trace_b\n"""\n\n\ndef bradley_terry(\n    comparisons: Iterable[tuple[str, str, str]], *, tolerance: float = 1e-10, max_iterations: int = 100_000\n) -> dict[str, float]:\n    """Scores (summing to 1) from (x, y, winner in \'a\'|\'b\'|\'tie\') by the MM algorithm\n    (Hunter 2004); a tie counts as half a win for each side."""\n    import numpy as np\n\n    pairs = [(x, y, w) for x, y, w in comparisons if x != y]\n    names = sorted({n for x, y, _ in pairs for n in (x, y)})\n    if not names:\n        return {}\n    index = {n: i for i, n in enumerate(names)}\n    size = len(names)\n    wins = np.zeros((size, size))  # wins[i, j]: how often i beat j (ties: half each)\n    for x, y, w in pairs:\n        i, j = index[x], index[y]\n        if w == "a":\n            wins[i, j] += 1.0\n        elif w == "b":\n            wins[j, i] += 1.0\n        else:\n            wins[i, j] += 0.5\n            wins[j, i] += 0.5\n    games = wins + wins.T\n    won = wins.sum(axis=1)\n    scores = np.full(size, 1.0 / size)\n    for _ in range(max_iterations):\n        sums = scores[:, None] + scores[None, :]\n        denominator = np.divide(games, sums, out=np.zeros_like(games), where=games > 0).sum(axis=1)\n        updated = np.divide(won, denominator, out=np.zeros(size), where=denominator > 0)\n        updated /= updated.sum()\n        done = np.abs(updated - scores).max() < tolerance\n        scores = updated\n        if done:\n            break\n    return {n: float(scores[index[n]]) for n in names}\n\n\ndef most_compared(comparisons: list[tuple[str, str, str]], max_names: int) -> list[tuple[str, str, str]]:\n    """The comparisons between the max_names names compared most often (ties by name)."""\n    counts: dict[str, int] = defaultdict(int)\n    for a, b, _ in comparisons:\n        counts[a] += 1\n        counts[b] += 1\n    if len(counts) <= max_names:\n        return comparisons\n    kept = set(sorted(counts, key=lambda n: (-counts[n], n))[:max_names])\n    return [(a, b, w) for a, b, w in comparisons if a in kept and b in kept]\n\n\ndef rankings(rows: Iterable[dict[str, Any]], max_names: int = MAX_NAMES) -> Iterator[dict[str, Any]]:\n    """One row per (app, dimension, source, name): score, rank (1 = best), wins, losses, ties;\n    at most max_names names per (app, dimension, source)."""\n    groups: dict[tuple[str, str, str], list[tuple[str, str, str]]] = defaultdict(list)\n    for row in rows:\n        for dimension in DIMENSIONS:\n            a, b = row[f"{dimension}_a"], row[f"{dimension}_b"]\n            if a is not None and b is not None and a != b:\n                groups[(row["app"], dimension, row["source"])].append((a, b, row["winner"]))\n    for (app, dimension, source), all_comparisons in sorted(groups.items()):\n        comparisons = most_compared(all_comparisons, max_names)\n        if not comparisons:\n            continue\n        scores = bradley_terry(comparisons, max_iterations=MAX_ITERATIONS)\n        tally: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])\n        for a, b, winner in comparisons:\n            if winner == "tie":\n                tally[a][2] += 1\n                tally[b][2] += 1\n            else:\n                tally[a if winner == "a" else b][0] += 1\n                tally[b if winner == "a" else a][1] += 1\n        ordered = sorted(scores, key=lambda n: (-scores[n], n))\n        for position, name in enumerate(ordered, start=1):\n            wins, losses, ties = tally[name]\n            yield {\n                "app": app, "dimension": dimension, "source": source, "name": name,\n                "score": scores[name], "rank": position, "wins": wins, "losses": losses, "ties": ties,\n            }\n\n\ndef ranking(plpy: Any) -> list[dict[str, Any]]:\n    return list(rankings(plpy.execute(PREFERENCES)))\n',
     'metrics_cron': '"""pg_cron schedules read without pg_cron: when a schedule last fired, so that staleness and\n`dbflywheel refresh --loop` agree with what pg_cron would run.\n\nAccepts what pg_cron accepts: five fields (minute hour day-of-month month day-of-week with\n`*`, `a-b`, `*/n`, `a-b/n` and lists), the `@hourly`-style macros, and `N seconds`.\nTimes are UTC, as pg_cron\'s default `cron.timezone` is GMT.\n"""\n\nfrom __future__ import annotations\n\nimport re\nfrom datetime import UTC, datetime, timedelta\nfrom typing import Any\n\n_MACROS = {\n    "@yearly": "0 0 1 1 *",\n    "@annually": "0 0 1 1 *",\n    "@monthly": "0 0 1 * *",\n    "@weekly": "0 0 * * 0",\n    "@daily": "0 0 * * *",\n    "@midnight": "0 0 * * *",\n    "@hourly": "0 * * * *",\n}\n_RANGES = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)]\n_SECONDS = re.compile(r"^\\s*([1-9]|[1-5][0-9])\\s+seconds?\\s*$", re.I)\n\n\nclass ScheduleError(ValueError):\n    pass\n\n\ndef _field(text: str, low: int, high: int) -> set[int]:\n    values: set[int] = set()\n    for part in text.split(","):\n        step = 1\n        if "/" in part:\n            part, step_text = part.split("/", 1)\n            if not step_text.isdigit() or int(step_text) == 0:\n                raise ScheduleError(f"bad step in {text!r}")\n            step = int(step_text)\n        if part == "*":\n            start, end = low, high\n        elif "-" in part:\n            a, b = part.split("-", 1)\n            if not (a.isdigit() and b.isdigit()):\n                raise ScheduleError(f"bad range in {text!r}")\n            start, end = int(a), int(b)\n        elif part.isdigit():\n            start = int(part)\n            end = high if step > 1 else start\n        else:\n            raise ScheduleError(f"bad field {text!r}")\n        if not (low <= start <= high and low <= end <= high and start <= end):\n            raise ScheduleError(f"{text!r} is outside {low}-{high}")\n        values.update(range(start, end + 1, step))\n    return values\n\n\ndef parse(schedule: str) -> tuple[int, list[set[int]], bool, bool]:\n    """(seconds, fields, day-of-month restricted, day-of-week restricted); seconds > 0 for `N seconds`."""\n    if m := _SECONDS.match(schedule):\n        return int(m.group(1)), [], False, False\n    text = _MACROS.get(schedule.strip().lower(), schedule)\n    parts = text.split()\n    if len(parts) != 5:\n        raise ScheduleError(\n            f"{schedule!r} is not a cron schedule (five fields, a macro such as @hourly, or \'N seconds\')")\n    fields = [_field(p, lo, hi) for p, (lo, hi) in zip(parts, _RANGES, strict=True)]\n    if 7 in fields[4]:\n        fields[4] = (fields[4] - {7}) | {0}\n    return 0, fields, parts[2] != "*", parts[4] != "*"\n\n\ndef _day_matches(day: datetime, fields: list[set[int]], dom_set: bool, dow_set: bool) -> bool:\n    if day.month not in fields[3]:\n        return False\n    dom = day.day in fields[2]\n    dow = (day.isoweekday() % 7) in fields[4]\n    if dom_set and dow_set:  # cron: either restriction matches\n        return dom or dow\n    return dom and dow\n\n\ndef previous_fire(schedule: str, at: datetime) -> datetime:\n    """The last time at or before `at` when the schedule fired."""\n    at = at.astimezone(UTC)\n    seconds, fields, dom_set, dow_set = parse(schedule)\n    if seconds:\n        epoch = int(at.timestamp())\n        return datetime.fromtimestamp(epoch - epoch % seconds, UTC)\n    minute = at.replace(second=0, microsecond=0)\n    day = minute.replace(hour=0, minute=0)\n    for _ in range(366 * 8 + 1):  # the sparsest schedule (29 February) fires within 8 years\n        if _day_matches(day, fields, dom_set, dow_set):\n            last = minute if day == minute.replace(hour=0, minute=0) else day.replace(hour=23, minute=59)\n            for hour in sorted((h for h in fields[1] if h <= last.hour), reverse=True):\n                limit = last.minute if hour == last.hour else 59\n                minutes = [m for m in fields[0] if m <= limit]\n                if minutes:\n                    return day.replace(hour=hour, minute=max(minutes))\n        day -= timedelta(days=1)\n    raise ScheduleError(f"{schedule!r} never fires")\n\n\ndef period(schedule: str, at: datetime) -> timedelta:\n    """The time between the last two firings before `at`: how often the schedule runs."""\n    last = previous_fire(schedule, at)\n    return last - previous_fire(schedule, last - timedelta(seconds=1))\n\n\ndef sql_previous_fire(plpy: Any, schedule: str, at_epoch: float) -> float:\n    """For SQL: times cross as epoch seconds, so no text format is parsed."""\n    try:\n        return previous_fire(schedule, datetime.fromtimestamp(at_epoch, UTC)).timestamp()\n    except ScheduleError as e:\n        plpy.error(f"invalid schedule: {e}")\n        raise\n\n\ndef sql_period(plpy: Any, schedule: str, at_epoch: float) -> float:\n    try:\n        return period(schedule, datetime.fromtimestamp(at_epoch, UTC)).total_seconds()\n    except ScheduleError as e:\n        plpy.error(f"invalid schedule: {e}")\n        raise\n',
     'metrics_drift': '"""flywheel.drift(): compares a feature of the traces between two time ranges with the two-sample\nKS test and the population stability index (plpython/metrics_stats.py)."""\n\nfrom __future__ import annotations\n\nimport json\nfrom typing import Any\n\nimport numpy as np\n\n# KS is exact up to 10,000 values a sample, at O(n*m); a random sample of this size per range\n# keeps a check under a second while detecting shifts of a few percent.\nSAMPLE = 5000\nPROJECTIONS = 4  # embeddings are compared along this many fixed random directions\n_SEED = 20240611\n\n_COLUMNS = {\n    "latency": "t.latency_ms",\n    "output_length": "length(t.output)::double precision",\n    "input_length": "length(t.input)::double precision",\n    "tokens_in": "t.tokens_in::double precision",\n    "tokens_out": "t.tokens_out::double precision",\n    "cost": "t.cost_usd",\n}\n_RANGE = ("t.created_at >= coalesce(lower($1::tstzrange), \'-infinity\')"\n          " AND t.created_at < coalesce(upper($1::tstzrange), \'infinity\')")\n\n\ndef _query(plpy: Any, feature: str) -> str:\n    """The sampling query of a feature. Only fixed expressions and quoted names go into the text\n    (hence the noqa: S608); the time range is a parameter."""\n    if feature in _COLUMNS:\n        expr = _COLUMNS[feature]\n        return (f"SELECT {expr} AS x FROM flywheel.traces t WHERE {_RANGE} AND NOT t.shadow"  # noqa: S608\n                f" AND {expr} IS NOT NULL"\n                f" ORDER BY random() LIMIT {SAMPLE}")\n    if feature.startswith("score:"):\n        name = plpy.quote_literal(feature.split(":", 1)[1])\n        return ("SELECT r.score AS x FROM flywheel.validation_results r"  # noqa: S608\n                " JOIN flywheel.validators v ON v.id = r.validator_id JOIN flywheel.traces t ON t.id = r.trace_id"\n                f" WHERE v.name = {name} AND r.score IS NOT NULL AND NOT t.shadow AND {_RANGE}"\n                f" ORDER BY random() LIMIT {SAMPLE}")\n    if feature == "embedding":\n        # The input embeddings of the active embedder (flywheel.embeddings, the semantic index).\n        return ("SELECT e.embedding::text AS x FROM flywheel.embeddings e"  # noqa: S608\n                " JOIN flywheel.embedders m ON m.name = e.embedder AND m.state = \'active\'"\n                " JOIN flywheel.traces t ON t.id = e.trace_id"\n                f" WHERE {_RANGE} AND NOT t.shadow ORDER BY random() LIMIT {SAMPLE}")\n    plpy.error(f"drift: unknown feature {feature!r}; use one of {\', \'.join(sorted(_COLUMNS))}, "\n               "score:<validator> or embedding")\n    raise AssertionError\n\n\ndef _fetch(plpy: Any, sql: str, period: str) -> list[Any]:\n    plan = plpy.prepare(sql, ["text"])\n    return [r["x"] for r in plpy.execute(plan, [period])]\n\n\ndef projections(vectors: list[str], count: int = PROJECTIONS) -> np.ndarray:\n    """Each vector projected on `count` fixed unit directions (the same for every call)."""\n    matrix = np.array([json.loads(v) for v in vectors], dtype=float)\n    directions = np.random.default_rng(_SEED).normal(size=(matrix.shape[1], count))\n    directions /= np.linalg.norm(directions, axis=0)\n    return matrix @ directions\n\n\ndef compare(name: str, reference: Any, current: Any) -> dict[str, Any]:\n    import metrics_stats\n\n    row: dict[str, Any] = {"feature": name, "reference_n": len(reference), "current_n": len(current),\n                           "ks_statistic": None, "p_value": None, "psi": None}\n    if len(reference) and len(current):\n        d, p = metrics_stats.ks_2samp(reference, current)\n        row.update(ks_statistic=d, p_value=p, psi=metrics_stats.psi(reference, current))\n    return row\n\n\ndef drift(plpy: Any, feature: str, reference: str, current: str) -> list[dict[str, Any]]:\n    sql = _query(plpy, feature)\n    ref, cur = _fetch(plpy, sql, reference), _fetch(plpy, sql, current)\n    if feature != "embedding":\n        return [compare(feature, ref, cur)]\n    if not ref or not cur:\n        return [compare(f"embedding:{i}", [], []) for i in range(PROJECTIONS)]\n    ref_p, cur_p = projections(ref), projections(cur)\n    return [compare(f"embedding:{i}", ref_p[:, i], cur_p[:, i]) for i in range(PROJECTIONS)]\n',
     'metrics_experiments': '"""flywheel.experiment_results(): each variant\'s metrics against the baseline variant, with a\nconfidence interval and a p-value (two-proportion z-test for rates, Welch\'s t-test for means)."""\n\nfrom __future__ import annotations\n\nfrom typing import Any\n\n# Per variant: counts for the rates, n/mean/sample variance for the means.\n_SUMMARY = """\nWITH e AS (SELECT * FROM flywheel.experiments WHERE name = $1),\ntr AS (\n    SELECT t.id, t.variant, t.latency_ms, t.cost_usd\n    FROM flywheel.traces t, e\n    WHERE t.variant IN (SELECT jsonb_object_keys(e.variants)) AND NOT t.shadow\n      AND (t.metadata->>\'experiment\' = e.name OR (t.metadata->>\'experiment\' IS NULL AND t.created_at >= e.started_at)))\nSELECT tr.variant,\n       count(*) AS traces,\n       count(v.trace_id) FILTER (WHERE v.verdicts > 0) AS judged,\n       count(v.trace_id) FILTER (WHERE v.verdicts > 0 AND NOT v.failed) AS passed,\n       (SELECT count(*) FROM flywheel.feedback f JOIN tr x ON x.id = f.trace_id\n        WHERE x.variant = tr.variant AND f.kind = \'thumbs\') AS thumbs,\n       (SELECT count(*) FROM flywheel.feedback f JOIN tr x ON x.id = f.trace_id\n        WHERE x.variant = tr.variant AND f.kind = \'thumbs\' AND f.value > 0) AS thumbs_up,\n       (SELECT count(*) FROM flywheel.feedback f JOIN tr x ON x.id = f.trace_id\n        WHERE x.variant = tr.variant AND f.kind = \'rating\') AS ratings,\n       (SELECT avg(f.value) FROM flywheel.feedback f JOIN tr x ON x.id = f.trace_id\n        WHERE x.variant = tr.variant AND f.kind = \'rating\') AS rating_mean,\n       (SELECT var_samp(f.value) FROM flywheel.feedback f JOIN tr x ON x.id = f.trace_id\n        WHERE x.variant = tr.variant AND f.kind = \'rating\') AS rating_var,\n       count(tr.latency_ms) AS latency_n, avg(tr.latency_ms) AS latency_mean, var_samp(tr.latency_ms) AS latency_var,\n       count(tr.cost_usd) AS cost_n, avg(tr.cost_usd) AS cost_mean, var_samp(tr.cost_usd) AS cost_var\nFROM tr LEFT JOIN flywheel._trace_verdicts v ON v.trace_id = tr.id\nGROUP BY tr.variant\n"""\n\n_RATES = [("pass_rate", "passed", "judged"), ("positive_share", "thumbs_up", "thumbs")]\n_MEANS = [("mean_rating", "ratings", "rating_mean", "rating_var"),\n          ("latency_ms", "latency_n", "latency_mean", "latency_var"),\n          ("cost_usd", "cost_n", "cost_mean", "cost_var")]\n\n\ndef results(plpy: Any, experiment: str, confidence: float = 0.95) -> list[dict[str, Any]]:\n    import metrics_stats\n\n    found = plpy.execute(plpy.prepare("SELECT variants, baseline FROM flywheel.experiments WHERE name = $1", ["text"]),\n                         [experiment])\n    if not found:\n        plpy.error(f"experiment_results: no experiment named {experiment!r}")\n    baseline = found[0]["baseline"]\n    rows = {r["variant"]: r for r in plpy.execute(plpy.prepare(_SUMMARY, ["text"]), [experiment])}\n    base = rows.get(baseline)\n    out: list[dict[str, Any]] = []\n    for variant in sorted(rows, key=lambda v: (v != baseline, v)):\n        r = rows[variant]\n        for metric, hits, total in _RATES:\n            n = int(r[total] or 0)\n            row = {"metric": metric, "variant": variant, "n": n, "value": (r[hits] / n) if n else None,\n                   "baseline": baseline, "test": "two-proportion z-test"}\n            if variant != baseline and base is not None:\n                row.update(metrics_stats.two_proportion_test(int(base[hits] or 0), int(base[total] or 0),\n                                                             int(r[hits] or 0), n, confidence))\n            out.append(row)\n        for metric, count, mean, var in _MEANS:\n            n = int(r[count] or 0)\n            row = {"metric": metric, "variant": variant, "n": n, "value": r[mean], "baseline": baseline,\n                   "test": "Welch\'s t-test"}\n            if variant != baseline and base is not None and r[mean] is not None and base[mean] is not None:\n                row.update(metrics_stats.welch_test(int(base[count]), float(base[mean]), float(base[var] or 0),\n                                                    n, float(r[mean]), float(r[var] or 0), confidence))\n            out.append(row)\n    for row in out:\n        for key in ("difference", "ci_low", "ci_high", "p_value"):\n            row[key] = None if row.get(key) is None else float(row[key])\n    return out\n',
@@ -1060,7 +1060,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:9100ecef3d65'] = importlib.import_module
+GD['dbflywheel:0.1.0:d1a038d717cc'] = importlib.import_module
 $python$;
 
 -- 001-privileges-reset.sql
@@ -1255,13 +1255,31 @@ CREATE OR REPLACE TRIGGER feedback_trace_must_exist BEFORE INSERT OR UPDATE OF t
 CREATE OR REPLACE TRIGGER labels_trace_must_exist BEFORE INSERT OR UPDATE OF trace_id
     ON flywheel.labels FOR EACH ROW EXECUTE FUNCTION flywheel._fill_trace_app();
 
+-- The app of a login role: the default for traces.app (one indexed lookup). The caller passes
+-- current_user, because inside a SECURITY DEFINER function current_user is the definer. Only
+-- for a role the session may act as (or for an admin): an app asking for another role's app
+-- gets 'default', as for a role with no app (replaces the first release's migrations/0001).
+CREATE OR REPLACE FUNCTION flywheel._app_of(role_name name) RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    SELECT coalesce((SELECT a.app FROM flywheel.app_roles a
+                     WHERE a.role_name = _app_of.role_name
+                       AND (a.role_name = session_user OR pg_has_role(session_user, a.role_name, 'MEMBER')
+                            OR pg_has_role(session_user, 'flywheel_admin', 'MEMBER'))), 'default')
+$$;
+
 -- The apps whose rows a role may see (those of every app role it is a member of). A group role
 -- is no app: every app login may SET ROLE flywheel_app, which must not open the 'default' app.
+-- Policies pass current_user; asked about a role the session may not act as, it answers no
+-- app unless the session is an admin's, so that an app cannot list other roles' apps.
 CREATE OR REPLACE FUNCTION flywheel._apps_of(member name) RETURNS text[]
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN member IN ('flywheel_app', 'flywheel_reader') THEN ARRAY[]::text[]
+                WHEN NOT (member = session_user OR pg_has_role(session_user, member, 'MEMBER')
+                          OR pg_has_role(session_user, 'flywheel_admin', 'MEMBER')) THEN ARRAY[]::text[]
                 ELSE coalesce(array_agg(a.app), ARRAY['default']) END
     FROM flywheel.app_roles a WHERE pg_has_role(member, a.role_name, 'MEMBER')
 $$;
@@ -1311,15 +1329,16 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:9100ecef3d65')
+_import = GD.get('dbflywheel:0.1.0:d1a038d717cc')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:9100ecef3d65']
+    _import = GD['dbflywheel:0.1.0:d1a038d717cc']
 return _import('environment').describe(plpy)
 $python$;
 
 -- 050-alerts.sql
--- One way to raise an alert: a row the DBA can query and a NOTIFY listeners can wait on.
+-- One way to raise an alert: a row the DBA can query and a NOTIFY listeners can wait on
+-- (payload {"id": <alerts.id>}).
 CREATE OR REPLACE FUNCTION flywheel._raise_alert(kind text, subject text, message text, details jsonb DEFAULT '{}')
 RETURNS bigint
 LANGUAGE plpgsql
@@ -1331,7 +1350,9 @@ BEGIN
     INSERT INTO flywheel.alerts (kind, subject, message, details)
     VALUES (_raise_alert.kind, _raise_alert.subject, _raise_alert.message, coalesce(_raise_alert.details, '{}'))
     RETURNING id INTO _id;
-    PERFORM pg_notify('flywheel_alerts', json_build_object('id', _id, 'kind', kind, 'subject', subject)::text);
+    -- Any role may LISTEN on any channel: the payload is the alert's id only; listeners read the
+    -- alert itself with their own rights (flywheel.alerts is the admin's).
+    PERFORM pg_notify('flywheel_alerts', json_build_object('id', _id)::text);
     RETURN _id;
 END
 $$;
@@ -1385,10 +1406,10 @@ CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config te
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:9100ecef3d65')
+_import = GD.get('dbflywheel:0.1.0:d1a038d717cc')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:9100ecef3d65']
+    _import = GD['dbflywheel:0.1.0:d1a038d717cc']
 return _import('validators_runtime').check_config(plpy, kind, config, applies_to)
 $python$;
 
@@ -1708,10 +1729,10 @@ CREATE OR REPLACE FUNCTION flywheel._evaluate(
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:9100ecef3d65')
+_import = GD.get('dbflywheel:0.1.0:d1a038d717cc')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:9100ecef3d65']
+    _import = GD['dbflywheel:0.1.0:d1a038d717cc']
 return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas)
 $python$;
 
@@ -1731,14 +1752,35 @@ DECLARE
     tokens_outs integer[]; costs float8[]; metadatas text[];
     b record;
     packed flywheel._insert_results[];
+    linked boolean;
+    bad record;
 BEGIN
     SELECT array_agg(t.id), array_agg(t.app), array_agg(t.node), array_agg(t.node_type), array_agg(t.model),
            array_agg(t.prompt_version), array_agg(t.input), array_agg(t.output), array_agg(t.expected),
            array_agg(t.latency_ms), array_agg(t.tokens_in), array_agg(t.tokens_out), array_agg(t.cost_usd),
-           array_agg(t.metadata::text)
+           array_agg(t.metadata::text), bool_or(t.parent_id IS NOT NULL OR t.metadata ? 'shadow_of')
     INTO ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies,
-         tokens_ins, tokens_outs, costs, metadatas
+         tokens_ins, tokens_outs, costs, metadatas, linked
     FROM new_traces t;
+    -- A trace's links (parent_id, metadata.shadow_of) stay within its app: a link to another
+    -- app's trace would join that trace into this app's runs and shadow comparisons. One query
+    -- per statement, only when some row has a link. (A link to no trace yet is allowed: a parent
+    -- may arrive later; the metrics join links within the app.)
+    IF linked THEN
+        SELECT l.id, l.app, l.link, l.target INTO bad
+        FROM (SELECT t.id, t.app, 'parent_id' AS link, t.parent_id AS target
+              FROM new_traces t WHERE t.parent_id IS NOT NULL
+              UNION ALL
+              SELECT t.id, t.app, 'shadow_of', (t.metadata ->> 'shadow_of')::bigint
+              FROM new_traces t WHERE t.metadata ->> 'shadow_of' ~ '^[0-9]{1,18}$') l
+        WHERE EXISTS (SELECT 1 FROM flywheel.traces o WHERE o.id = l.target AND o.app <> l.app)
+        LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'trace %: % % is not a trace of app %', bad.id, bad.link, bad.target, quote_literal(bad.app)
+                USING ERRCODE = 'foreign_key_violation',
+                      HINT = 'parent_id and metadata.shadow_of name traces of the same app';
+        END IF;
+    END IF;
     -- A block of its own: validators run read-only, which PostgreSQL enforces (the flag is
     -- restored when the block ends), and nothing they do can abort the application's INSERT.
     -- The block writes nothing, so it takes no subtransaction id.
@@ -1876,7 +1918,8 @@ $$;
 
 -- The input guards (pii, injection, language and validators whose config says
 -- "input_guard": true) on text that is not a trace yet: an application asks before it calls
--- its LLM. Nothing is stored.
+-- its LLM. Nothing is stored. Applications may call it directly (check_input calls it as
+-- them), so it checks the app itself: one of the session's apps, any app for an admin.
 CREATE OR REPLACE FUNCTION flywheel._check_input(input text, app text)
 RETURNS TABLE (validator text, validator_version integer, status text, score double precision,
                label text, details jsonb)
@@ -1885,7 +1928,12 @@ SET search_path TO pg_catalog, pg_temp
 AS $$
 DECLARE
     b record;
+    _apps text[] := flywheel._visible_apps(session_user);  -- NULL: every app (admins)
 BEGIN
+    IF _apps IS NOT NULL AND NOT coalesce(_check_input.app = ANY (_apps), false) THEN
+        RAISE EXCEPTION 'check_input: app % is not one of yours', coalesce(quote_literal(_check_input.app), 'NULL')
+            USING ERRCODE = 'insufficient_privilege', HINT = 'omit app to use your own';
+    END IF;
     BEGIN  -- read-only, as in the trigger (the EXCEPTION clause makes a block that restores the flag)
         SET LOCAL transaction_read_only = on;
         SELECT e.* INTO b
@@ -1931,10 +1979,10 @@ CREATE OR REPLACE FUNCTION flywheel.redact_pii(input text) RETURNS text
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:9100ecef3d65')
+_import = GD.get('dbflywheel:0.1.0:d1a038d717cc')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:9100ecef3d65']
+    _import = GD['dbflywheel:0.1.0:d1a038d717cc']
 return _import('validators_pii').redact_pii(plpy, input)
 $python$;
 
@@ -1976,9 +2024,10 @@ $$;
 -- Privileges of the validators' objects (sql/900-privileges.sql then grants the admin everything).
 -- An application may ask for a verdict on its input before calling its LLM.
 GRANT EXECUTE ON FUNCTION flywheel.check_input(text, text), flywheel._check_input(text, text) TO flywheel_app;
--- Redaction runs in the judge workers, under the admin role only.
+-- Redaction runs in the judge workers (admins) and in the readers' views that show trace text
+-- (metric_classifier's labels), which call it with the reader's rights. It only computes.
 REVOKE ALL ON FUNCTION flywheel.redact_pii(text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION flywheel.redact_pii(text) TO flywheel_admin;
+GRANT EXECUTE ON FUNCTION flywheel.redact_pii(text) TO flywheel_admin, flywheel_reader;
 
 -- 200-judges-queue.sql
 -- The judge queue: claim with FOR UPDATE SKIP LOCKED and a lease, complete idempotently,
@@ -2055,8 +2104,16 @@ RETURNS TABLE (input text, output text, verdict text, score double precision, co
 LANGUAGE plpgsql STABLE
 SET search_path TO pg_catalog, pg_temp
 AS $$
+DECLARE
+    _app text;
 BEGIN
     IF coalesce(_judge_examples.k, 0) <= 0 THEN
+        RETURN;
+    END IF;
+    -- Examples come from the judged trace's app only: another app's labelled texts must never
+    -- reach this app's judge prompt.
+    SELECT t.app INTO _app FROM flywheel.traces t WHERE t.id = _judge_examples.trace_id;
+    IF NOT FOUND THEN
         RETURN;
     END IF;
     -- The semantic index: the examples of this validator most useful for this trace's input
@@ -2065,7 +2122,7 @@ BEGIN
     SELECT f.input, f.output, l.verdict, l.score, l.comment
     FROM flywheel.traces t
     JOIN flywheel.embeddings e ON e.trace_id = t.id AND e.embedder = flywheel._active_embedder()
-    CROSS JOIN LATERAL flywheel._few_shot(e.embedding, _judge_examples.k + 1, _judge_examples.validator, t.app,
+    CROSS JOIN LATERAL flywheel._few_shot(e.embedding, _judge_examples.k + 1, _judge_examples.validator, _app,
                                           '30 days', current_user) f
     LEFT JOIN LATERAL (
         SELECT lb.verdict, lb.score, lb.comment FROM flywheel.labels lb
@@ -2078,15 +2135,15 @@ BEGIN
         RETURN;
     END IF;
     -- No embedding yet (a worker embedder still filling in) or nothing similar: the most
-    -- recent labelled examples of the validator.
+    -- recent labelled examples of the validator, in the same app.
     RETURN QUERY
     SELECT t.input, t.output, l.verdict, l.score, l.comment
     FROM (SELECT DISTINCT ON (lb.trace_id) lb.*
           FROM flywheel.labels lb
           WHERE lb.validator = _judge_examples.validator AND lb.trace_id <> _judge_examples.trace_id
-            AND (lb.verdict IS NOT NULL OR lb.score IS NOT NULL)
+            AND lb.app = _app AND (lb.verdict IS NOT NULL OR lb.score IS NOT NULL)
           ORDER BY lb.trace_id, lb.created_at DESC, lb.id DESC) l
-    JOIN flywheel.traces t ON t.id = l.trace_id
+    JOIN flywheel.traces t ON t.id = l.trace_id AND t.app = _app
     ORDER BY l.created_at DESC, l.id DESC
     LIMIT _judge_examples.k;
 END
@@ -2496,6 +2553,9 @@ $$;
 -- alert when a judge falls below its floor, and preferences' checks.
 
 -- A preference names two traces that exist; it takes trace_a's app (row-level security).
+-- Who voted is the database's to say: a preference written by anyone but an admin (or the
+-- schema's owner, which writes the judges' verdicts) names the role that wrote it as its
+-- annotator, whatever the row said. (Applications may write only human votes: the policy.)
 CREATE OR REPLACE FUNCTION flywheel._check_preference() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path TO pg_catalog, pg_temp
@@ -2503,6 +2563,10 @@ AS $$
 DECLARE
     _app_b text;
 BEGIN
+    IF NOT pg_has_role(current_user, 'flywheel_admin', 'MEMBER')
+       AND NOT pg_has_role(current_user, (SELECT c.relowner FROM pg_class c WHERE c.oid = TG_RELID), 'MEMBER') THEN
+        NEW.annotator := current_user;
+    END IF;
     SELECT t.app INTO NEW.app FROM flywheel.traces t WHERE t.id = NEW.trace_a;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'preference for trace %, which does not exist', NEW.trace_a USING ERRCODE = 'foreign_key_violation';
@@ -2518,7 +2582,7 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE TRIGGER preferences_traces_must_exist BEFORE INSERT OR UPDATE OF trace_a, trace_b
+CREATE OR REPLACE TRIGGER preferences_traces_must_exist BEFORE INSERT OR UPDATE OF trace_a, trace_b, annotator
     ON flywheel.preferences FOR EACH ROW EXECUTE FUNCTION flywheel._check_preference();
 
 ALTER TABLE flywheel.preferences ENABLE ROW LEVEL SECURITY;
@@ -2678,6 +2742,8 @@ $$;
 -- 230-judges-ranking.sql
 -- Bradley-Terry rankings of models, prompt versions and variants from pairwise verdicts:
 -- human votes and each judge's verdicts ranked separately, then side by side.
+-- At most judges_ranking.MAX_NAMES (100) names per (app, dimension, source), those compared most:
+-- the ranking is computed on every read, and its cost must not grow with one app's variants.
 
 -- One row per (app, dimension, source, name); source is 'human' or the judge's name.
 CREATE OR REPLACE FUNCTION flywheel._bradley_terry()
@@ -2687,10 +2753,10 @@ LANGUAGE plpython3u STABLE
 SECURITY DEFINER  -- readers see the ranking (aggregates), not the traces behind it
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:9100ecef3d65')
+_import = GD.get('dbflywheel:0.1.0:d1a038d717cc')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:9100ecef3d65']
+    _import = GD['dbflywheel:0.1.0:d1a038d717cc']
 return _import('judges_ranking').ranking(plpy)
 $python$;
 
@@ -2734,10 +2800,10 @@ RETURNS TABLE (ordinality integer, embedding text, input_key uuid, error text)
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:9100ecef3d65')
+_import = GD.get('dbflywheel:0.1.0:d1a038d717cc')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:9100ecef3d65']
+    _import = GD['dbflywheel:0.1.0:d1a038d717cc']
 return _import('fewshot_embedder').embed_rows(plpy, embedder, texts)
 $python$;
 
@@ -2746,10 +2812,10 @@ CREATE OR REPLACE FUNCTION flywheel._input_key(text text) RETURNS uuid
 LANGUAGE plpython3u IMMUTABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:9100ecef3d65')
+_import = GD.get('dbflywheel:0.1.0:d1a038d717cc')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:9100ecef3d65']
+    _import = GD['dbflywheel:0.1.0:d1a038d717cc']
 return _import('fewshot_embedder').normalize_key(plpy, text)
 $python$;
 
@@ -2765,10 +2831,10 @@ RETURNS integer
 LANGUAGE plpython3u SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:9100ecef3d65')
+_import = GD.get('dbflywheel:0.1.0:d1a038d717cc')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:9100ecef3d65']
+    _import = GD['dbflywheel:0.1.0:d1a038d717cc']
 return _import('fewshot_store').embed_traces(plpy, embedder, trace_ids, apps, inputs)
 $python$;
 
@@ -3169,17 +3235,25 @@ BEGIN
         EXECUTE 'SELECT count(*) < $6 FROM (SELECT 1 FROM flywheel.examples x WHERE ' || _where || ' LIMIT $6) s'
             INTO _exact USING _embedder, _few_shot.app, _apps, _few_shot.validator, query_embedding, _exact_below;
     END IF;
+    -- Examples are other users' traces: an application (any caller limited to its apps) gets
+    -- their input and output with PII redacted (flywheel.redact_pii), on the k rows returned.
+    -- Admins, who may read the traces anyway, get them as stored (judge workers redact per
+    -- judge, see flywheel._judge_text).
     RETURN QUERY EXECUTE
-        'SELECT c.trace_id, c.input, c.output, coalesce(c.labels ->> $4, c.label), 1 - c.distance,'
+        'SELECT r.trace_id,'
+        || CASE WHEN _apps IS NULL THEN ' r.input, r.output,'
+                ELSE ' flywheel.redact_pii(r.input), flywheel.redact_pii(r.output),' END
+        || ' r.label, r.similarity, r.score FROM ('
+        'SELECT c.trace_id, c.input, c.output, coalesce(c.labels ->> $4, c.label) AS label, 1 - c.distance AS similarity,'
         -- the score (flywheel._example_score, written out: a function call per row costs more)
         '       (1 - c.distance) * (0.5 + 0.5 * power(0.5, greatest(extract(epoch FROM now() - c.labelled_at), 0)'
         '                                                / extract(epoch FROM $9::interval)))'
-        '       * (1 + 0.2 * c.corrected::integer + 0.2 * c.disagreement::integer)'
+        '       * (1 + 0.2 * c.corrected::integer + 0.2 * c.disagreement::integer) AS score'
         ' FROM (SELECT x.trace_id, x.input, x.output, x.labels, x.label, x.labelled_at, x.corrected, x.disagreement,'
         '             x.embedding OPERATOR(@extschema:vector@.<=>) $5 AS distance FROM flywheel.examples x WHERE ' || _where
         || CASE WHEN _exact THEN ' ORDER BY (x.embedding OPERATOR(@extschema:vector@.<=>) $5) + 0'  -- "+ 0": no index can serve it
                 ELSE ' ORDER BY x.embedding OPERATOR(@extschema:vector@.<=>) $5' END
-        || ' LIMIT $7) c ORDER BY 6 DESC, 1 LIMIT $8'
+        || ' LIMIT $7) c ORDER BY 6 DESC, 1 LIMIT $8) r ORDER BY r.score DESC, r.trace_id'
         USING _embedder, _few_shot.app, _apps, _few_shot.validator, query_embedding, _exact_below, _pool,
               _few_shot.k, _few_shot.half_life;
 END
@@ -3208,7 +3282,7 @@ END
 $$;
 
 -- The k most useful examples for a query vector of the active embedder, among the apps the
--- caller may see.
+-- caller may see. Applications get the examples' input and output with PII redacted.
 CREATE OR REPLACE FUNCTION flywheel.few_shot(
     query_embedding @extschema:vector@.vector,
     k integer DEFAULT 5,
@@ -3696,10 +3770,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:9100ecef3d65')
+_import = GD.get('dbflywheel:0.1.0:d1a038d717cc')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:9100ecef3d65']
+    _import = GD['dbflywheel:0.1.0:d1a038d717cc']
 return _import('metrics_cron').sql_previous_fire(plpy, schedule, at_epoch)
 $python$;
 
@@ -3708,10 +3782,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:9100ecef3d65')
+_import = GD.get('dbflywheel:0.1.0:d1a038d717cc')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:9100ecef3d65']
+    _import = GD['dbflywheel:0.1.0:d1a038d717cc']
 return _import('metrics_cron').sql_period(plpy, schedule, at_epoch)
 $python$;
 
@@ -4371,7 +4445,9 @@ WITH c AS (
     SELECT t.app, t.node, t.prompt_version, t.model, btrim(t.output) AS predicted, btrim(t.expected) AS actual
     FROM flywheel.traces t
     WHERE t.node_type = 'classifier' AND t.output IS NOT NULL AND t.expected IS NOT NULL AND NOT t.shadow$q$ || _traces || $q$)
-SELECT c.app, c.node, c.prompt_version, c.model, x.label,
+-- The label is a trace's raw output or expected text: readers see it with PII redacted
+-- (after grouping, so redaction runs once per label, not per trace).
+SELECT c.app, c.node, c.prompt_version, c.model, flywheel.redact_pii(x.label) AS label,
        count(*) FILTER (WHERE x.predicted AND x.actual) AS true_positives,
        count(*) FILTER (WHERE x.predicted AND NOT x.actual) AS false_positives,
        count(*) FILTER (WHERE NOT x.predicted AND x.actual) AS false_negatives,
@@ -4385,10 +4461,11 @@ FROM c
 -- each trace counts once for the label it predicted and, when wrong, once for the true label
 CROSS JOIN LATERAL (VALUES (c.predicted, true, c.predicted = c.actual), (c.actual, false, true)) AS x(label, predicted, actual)
 WHERE x.predicted OR c.predicted <> c.actual
-GROUP BY 1, 2, 3, 4, 5$q$;
+GROUP BY c.app, c.node, c.prompt_version, c.model, x.label$q$;
 
+    -- run_id is the application's own text: a run is a run_id within one app.
     WHEN 'pipeline_runs' THEN RETURN $q$
-SELECT t.run_id, min(t.app) AS app, count(*) AS steps,
+SELECT t.run_id, t.app, count(*) AS steps,
        count(*) FILTER (WHERE v.failed) AS failed_steps,
        (array_agg(t.node ORDER BY t.created_at, t.id) FILTER (WHERE v.failed))[1] AS first_failed_node,
        (array_agg(t.id ORDER BY t.created_at, t.id) FILTER (WHERE v.failed))[1] AS first_failed_trace_id,
@@ -4396,17 +4473,18 @@ SELECT t.run_id, min(t.app) AS app, count(*) AS steps,
 FROM flywheel.traces t
 LEFT JOIN flywheel._trace_verdicts v ON v.trace_id = t.id
 WHERE t.run_id IS NOT NULL AND NOT t.shadow$q$ || _traces || $q$
-GROUP BY t.run_id$q$;
+GROUP BY t.app, t.run_id$q$;
 
     WHEN 'error_propagation' THEN RETURN $q$
 WITH RECURSIVE steps AS (
     SELECT t.id, t.parent_id, t.run_id, t.app, t.node, v.failed
     FROM flywheel.traces t JOIN flywheel._trace_verdicts v ON v.trace_id = t.id
     WHERE t.run_id IS NOT NULL AND v.verdicts > 0 AND NOT t.shadow$q$ || _traces || $q$),
-descent (ancestor, descendant) AS (
-    SELECT p.id, c.id FROM steps c JOIN steps p ON p.id = c.parent_id AND p.run_id = c.run_id
+-- links are followed within one app only (a parent_id may name any number)
+descent (ancestor, descendant, app) AS (
+    SELECT p.id, c.id, c.app FROM steps c JOIN steps p ON p.id = c.parent_id AND p.run_id = c.run_id AND p.app = c.app
     UNION
-    SELECT d.ancestor, c.id FROM descent d JOIN steps c ON c.parent_id = d.descendant)
+    SELECT d.ancestor, c.id, d.app FROM descent d JOIN steps c ON c.parent_id = d.descendant AND c.app = d.app)
 SELECT a.app, a.node,
        count(DISTINCT a.id) FILTER (WHERE a.failed) AS times_failed,
        count(DISTINCT a.id) FILTER (WHERE NOT a.failed) AS times_passed,
@@ -4464,6 +4542,7 @@ SELECT l.app, l.prompt_version AS live_prompt_version, l.model AS live_model,
        avg(s.cost_usd - l.cost_usd) AS mean_cost_diff_usd
 FROM flywheel.traces s
 JOIN flywheel.traces l ON l.id = (CASE WHEN s.metadata->>'shadow_of' ~ '^[0-9]{1,18}$' THEN (s.metadata->>'shadow_of')::bigint END)
+                      AND l.app = s.app
 LEFT JOIN flywheel._trace_verdicts vs ON vs.trace_id = s.id
 LEFT JOIN flywheel._trace_verdicts vl ON vl.trace_id = l.id
 WHERE s.shadow AND NOT l.shadow$q$ || replace(_traces, 't.', 's.') || $q$
@@ -4568,10 +4647,10 @@ RETURNS TABLE (feature text, reference_n integer, current_n integer,
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:9100ecef3d65')
+_import = GD.get('dbflywheel:0.1.0:d1a038d717cc')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:9100ecef3d65']
+    _import = GD['dbflywheel:0.1.0:d1a038d717cc']
 return _import('metrics_drift').drift(plpy, feature, reference, current)
 $python$;
 
@@ -4723,10 +4802,10 @@ RETURNS TABLE (metric text, variant text, n bigint, value double precision, base
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:9100ecef3d65')
+_import = GD.get('dbflywheel:0.1.0:d1a038d717cc')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:9100ecef3d65']
+    _import = GD['dbflywheel:0.1.0:d1a038d717cc']
 return _import('metrics_experiments').results(plpy, experiment, confidence)
 $python$;
 
