@@ -214,8 +214,6 @@ def test_pairwise_ranking_cost_is_bounded(login_role, db: psycopg.Connection, ap
 
 # --- found on the way: an app chose a trace id another app's trace already has -----------
 
-@pytest.mark.xfail(strict=True, reason="needs the column grant in sql/090-privileges-core.sql (the lead's file): "
-                   "GRANT INSERT (every column but id) ON flywheel.traces TO flywheel_app")
 def test_an_app_cannot_reuse_another_apps_trace_id(login_role, db: psycopg.Connection, app_name: str) -> None:  # type: ignore[no-untyped-def]
     # traces' key is (id, created_at): the same id with another time is a second trace, which
     # everything keyed by trace_id alone (results, embeddings, examples, jobs) mixes with the first
