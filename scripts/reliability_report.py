@@ -66,7 +66,9 @@ def render(data: dict[str, dict[str, float]]) -> str:
         " record_feedback and check_input, under the app login and every role it may SET ROLE to (none returned"
         f" or wrote another app's rows); {security.get('refused_statements', 0)} attempts to reach PL/Python or"
         f" change validators refused; {security.get('security_definer_functions', 0)} SECURITY DEFINER functions,"
-        " each with a pinned search_path.",
+        " each with a pinned search_path,"
+        f" {security.get('definers_superuser_owned', 0)} of them owned by a superuser"
+        " (the least-privilege attacks themselves: tests/db/test_attack_*.py, tests/e2e/test_worker_egress.py).",
         "",
         "Writers pace themselves (20 ms between transactions, an application's pace that the judges can follow), so"
         " traces/s measures what the faults cost, not peak ingest (see the INSERT benchmark for that)."

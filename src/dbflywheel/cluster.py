@@ -202,7 +202,10 @@ class Cluster:
             "shared_buffers = '256MB'",
         ]
         if (find_bindir().parent / "lib" / "pg_cron.so").exists():
-            lines += ["shared_preload_libraries = 'pg_cron'", f"cron.database_name = '{DATABASE}'"]
+            # pg_cron connects as each job's user (flywheel_scheduler) through the socket, where
+            # the embedded cluster trusts local logins; over TCP it would need a password.
+            lines += ["shared_preload_libraries = 'pg_cron'", f"cron.database_name = '{DATABASE}'",
+                      f"cron.host = '{self.socket_dir}'"]
         if self.fast:
             lines += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
         return "\n".join(lines) + "\n"

@@ -155,7 +155,8 @@ def test_a_temp_function_cannot_hide_in_a_sql_validator(login_role, marker: str)
 ])
 def test_metric_queries_are_one_select_that_calls_nothing_volatile(login_role, db: psycopg.Connection, query: str) -> None:  # type: ignore[no-untyped-def]
     admin = login_role("flywheel_admin")
-    with pytest.raises((psycopg.errors.InvalidParameterValue, psycopg.errors.InsufficientPrivilege)):
+    with pytest.raises((psycopg.errors.InvalidParameterValue, psycopg.errors.InsufficientPrivilege,
+                        psycopg.errors.SyntaxError)):
         admin.execute("SELECT flywheel.create_metric('sneaky_metric', %s, true)", (query,))
     assert db.execute("SELECT rolsuper FROM pg_roles WHERE rolname = 'flywheel_admin'").fetchone() == (False,)
     assert db.execute("SELECT count(*) FROM flywheel.metrics WHERE name = 'sneaky_metric'").fetchone() == (0,)

@@ -210,7 +210,14 @@ def test_every_security_definer_function_pins_its_search_path(db: psycopg.Connec
              or "search_path=pg_catalog, pg_temp" not in config]
     # pg_cron's own functions (schema cron) are the extension's business, not ours.
     assert [r for r in loose if not r[0].startswith("cron.")] == []
-    record("security definer", {"security_definer_functions": len(rows)})
+    # ... and none of ours runs as a superuser: they belong to NOLOGIN, non-superuser roles.
+    owners = db.execute(
+        """SELECT r.rolname, r.rolsuper, r.rolcanlogin, count(*) FROM pg_proc p JOIN pg_roles r ON r.oid = p.proowner
+           WHERE p.prosecdef AND p.pronamespace = 'flywheel'::regnamespace GROUP BY 1, 2, 3""").fetchall()
+    assert not any(sup for _, sup, _, _ in owners), owners
+    assert all(not login or name == "flywheel_scheduler" for name, _, login, _ in owners), owners
+    record("security definer", {"security_definer_functions": len(rows),
+                                "definers_superuser_owned": sum(n for _, sup, _, n in owners if sup)})
 
 
 # --- generated bad input: validator configs and generated SQL (hypothesis) --------------------
