@@ -933,7 +933,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:b4cffe72e4c8'] = importlib.import_module
+GD['dbflywheel:0.1.0:6ea65db994a2'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -2511,6 +2511,12 @@ class Python:
         raise ValueError(f"the validator returned a {type(value).__name__}; expected bool, number, dict or None")
 
 
+def cancelled(e: BaseException) -> bool:
+    """statement_timeout or a cancel (SQLSTATE 57014): it must stop the statement, never become a
+    verdict or a warning."""
+    return getattr(e, "sqlstate", None) == "57014"
+
+
 def error_result(e: BaseException) -> Result:
     message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     return Result("error", None, type(e).__name__, {"error": _short(message, 500)})
@@ -2779,6 +2785,7 @@ from validators_builtin import (
     Regex,
     Result,
     Sql,
+    cancelled,
     error_result,
 )
 
@@ -2994,12 +3001,16 @@ def run_validator(plpy: Any, v: Validator, rows: list[dict[str, Any]], source: s
         return out
     try:
         return list(impl.check_batch(plpy, rows, source))
-    except Exception:
+    except Exception as e:
+        if cancelled(e):
+            raise
         out = []
         for row in rows:
             try:
                 out.extend(impl.check_batch(plpy, [row], source))
             except Exception as e:
+                if cancelled(e):
+                    raise
                 out.append(error_result(e))
         return out
 
@@ -3038,7 +3049,9 @@ def evaluate(plpy: Any, purpose: str, names: list[str] | None, ids: list[int | N
                tokens_ins, tokens_outs, costs, metadatas)
     try:
         return evaluate_fast(plpy, purpose, names, *columns)
-    except Exception:
+    except Exception as e:
+        if cancelled(e):
+            raise  # the statement is cancelled: running it all again would ignore that
         return evaluate_exact(plpy, purpose, names, *columns)
 
 
@@ -3381,7 +3394,9 @@ def evaluate_fast(plpy: Any, purpose: str, names: list[str] | None, *columns: li
         if e.way is not None:
             try:
                 others = _quick(plpy, e, targets, batch)
-            except Exception:
+            except Exception as error:
+                if cancelled(error):
+                    raise
                 others = None  # the per-row path below isolates the failure
         if others is None:
             shared = None
@@ -3483,7 +3498,7 @@ def evaluate_exact(plpy: Any, purpose: str, names: list[str] | None, ids: list[i
                                  [(str(v.id), str(v.version), _element(v.name), *_result_elements(res))
                                   for found in kept for v, res in found])
     except Exception as e:
-        if purpose != "insert":
+        if purpose != "insert" or cancelled(e):
             raise
         # A bug here must never cost the application its INSERT: say so in the server log.
         plpy.warning(f"dbflywheel: validators did not run on this INSERT: {type(e).__name__}: {e}")
@@ -3513,15 +3528,23 @@ def check_config(plpy: Any, kind: str, config: str, applies_to: str) -> str | No
 $pysrc$),
     ('validators_sql_codegen', $pysrc$"""The `sql_codegen` validator: is a generated query valid SQL for the configured schema?
 
-Checks, in order: it parses (sqlglot, postgres dialect); only allowed statement types appear
-(SELECT by default; a `;`-chained write, DDL, a data-modifying CTE, SELECT INTO or FOR UPDATE
-fail); every table and column it names exists in the schema (from the catalog); optionally it
-plans: EXPLAIN (never ANALYZE) in a read-only subtransaction that is always rolled back. The
-query is never executed, so checking never writes anything.
+Checks, in order: it is at most `max_chars` long (sqlglot's cost grows with the text, and it runs
+inside the application's INSERT, where a cancel is only seen between queries); it parses
+(sqlglot, postgres dialect); only allowed statement types appear (SELECT by default; a
+`;`-chained write, DDL, a data-modifying CTE, SELECT INTO or FOR UPDATE fail); it names nothing
+outside the configured schema: no other schema, no pg_temp, no OPERATOR(...) syntax, no type
+from elsewhere, and no function outside ALLOWED_FUNCTIONS (ordinary read-only built-ins);
+every table and column it names exists in the schema (from the catalog); optionally it plans:
+flywheel._plan_generated_sql() runs EXPLAIN (never ANALYZE) as the role flywheel_sql_planner,
+which may only read the schema, with the search path pg_catalog, the schema, pg_temp, in a
+read-only block that is always rolled back. Planning evaluates IMMUTABLE functions: whatever a
+query reaches runs with the planner role's rights, never the trigger owner's. The query is never
+executed, so checking never writes anything.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -3533,8 +3556,8 @@ from validators_builtin import (
     ConfigError,
     Result,
     _known_keys,
-    _read_only_subtransaction,
     _short,
+    cancelled,
     error_result,
     strip_code_fence,
 )
@@ -3552,6 +3575,46 @@ _SQLSTATE_LABELS = {"42601": "syntax_error", "42P01": "unknown_table", "42703": 
                     "42883": "unknown_function", "42804": "type_mismatch", "42803": "grouping_error",
                     "42702": "ambiguous_column"}
 CATALOG_SECONDS = 10.0
+# sqlglot takes ~3 µs a character (2 MB: 20 s) and PostgreSQL cannot cancel it mid-parse.
+DEFAULT_MAX_CHARS = 20_000
+MAX_CHARS_LIMIT = 200_000
+PLANNER_ROLE = "flywheel_sql_planner"
+_REFUSED = "not_allowed"
+# Built-ins that sqlglot does not know by name (it parses them as Anonymous): ordinary read-only
+# functions of generated queries. Functions sqlglot knows (count, lower, now, coalesce, ...) are
+# its own expression classes and allowed. Not here on purpose: pg_* (pg_sleep, pg_read_file,
+# pg_ls_dir, pg_advisory_*...), lo_*, dblink*, set_config, current_setting, txid_*, nextval and
+# setval, *_to_xml and query_to_*, xpath, has_*_privilege: what reads files, sleeps, locks,
+# writes, runs another query or looks at the server.
+ALLOWED_FUNCTIONS = frozenset("""
+    abs cbrt ceil ceiling degrees div exp factorial floor gcd lcm ln log log10 mod pi power pow radians
+    round scale sign sqrt trunc width_bucket sin cos tan asin acos atan atan2 cot random greatest least
+    avg bit_and bit_or bool_and bool_or corr count covar_pop covar_samp every max min mode percentile_cont
+    percentile_disc regr_avgx regr_avgy regr_count regr_intercept regr_r2 regr_slope regr_sxx regr_sxy
+    regr_syy stddev stddev_pop stddev_samp sum variance var_pop var_samp string_agg array_agg json_agg
+    jsonb_agg json_object_agg jsonb_object_agg
+    row_number rank dense_rank percent_rank cume_dist ntile lag lead first_value last_value nth_value
+    ascii bit_length btrim char_length character_length chr concat concat_ws format initcap left length
+    lower lpad ltrim md5 octet_length overlay position regexp_count regexp_instr regexp_like regexp_match
+    regexp_matches regexp_replace regexp_split_to_array regexp_split_to_table regexp_substr repeat replace
+    reverse right rpad rtrim split_part starts_with strpos substr substring to_hex translate trim upper
+    quote_literal quote_nullable encode decode sha224 sha256 sha384 sha512 string_to_array
+    age clock_timestamp current_date current_time current_timestamp date_bin date_part date_trunc extract
+    isfinite justify_days justify_hours justify_interval localtime localtimestamp make_date make_interval
+    make_time make_timestamp make_timestamptz now statement_timestamp timeofday to_char to_date to_number
+    to_timestamp transaction_timestamp timezone
+    coalesce nullif num_nonnulls num_nulls row
+    array_append array_cat array_dims array_fill array_length array_lower array_ndims array_position
+    array_positions array_prepend array_remove array_replace array_to_string array_upper cardinality unnest
+    generate_series generate_subscripts
+    array_to_json json_array_elements json_array_elements_text json_array_length json_build_array
+    json_build_object json_each json_each_text json_extract_path json_extract_path_text json_object
+    json_object_keys json_strip_nulls json_typeof jsonb_array_elements jsonb_array_elements_text
+    jsonb_array_length jsonb_build_array jsonb_build_object jsonb_each jsonb_each_text jsonb_extract_path
+    jsonb_extract_path_text jsonb_object jsonb_object_keys jsonb_pretty jsonb_strip_nulls jsonb_typeof
+    row_to_json to_json to_jsonb
+""".split())
+_TEMP_SCHEMA = re.compile(r"pg_(toast_)?temp(_\d+)?")
 
 
 def _kind_of(stmt: Any) -> str:
@@ -3563,7 +3626,8 @@ def _kind_of(stmt: Any) -> str:
 
 class SqlCodegen:
     def __init__(self, config: dict[str, Any], plpy: Any = None) -> None:
-        _known_keys(config, {"schema", "allowed_statements", "explain", "max_statements", "lock_timeout_ms"},
+        _known_keys(config, {"schema", "allowed_statements", "explain", "max_statements", "lock_timeout_ms",
+                                 "max_chars"},
                     "sql_codegen")
         schema = config.get("schema")
         if not isinstance(schema, str) or not schema:
@@ -3575,15 +3639,50 @@ class SqlCodegen:
         if isinstance(max_statements, bool) or not isinstance(max_statements, int) or max_statements < 1:
             raise ConfigError("sql_codegen: max_statements must be a positive integer")
         self.schema, self.allowed, self.max_statements = schema, set(allowed), max_statements
+        max_chars = config.get("max_chars", DEFAULT_MAX_CHARS)
+        if isinstance(max_chars, bool) or not isinstance(max_chars, int) or not 1 <= max_chars <= MAX_CHARS_LIMIT:
+            raise ConfigError(f"sql_codegen: max_chars must be an integer from 1 to {MAX_CHARS_LIMIT}")
+        lock_timeout_ms = config.get("lock_timeout_ms", 200)
+        if isinstance(lock_timeout_ms, bool) or not isinstance(lock_timeout_ms, int) \
+                or not 1 <= lock_timeout_ms <= 60_000:
+            raise ConfigError("sql_codegen: lock_timeout_ms must be an integer from 1 to 60000")
+        self.schema, self.allowed, self.max_statements = schema, set(allowed), max_statements
+        self.max_chars, self.lock_timeout_ms = max_chars, lock_timeout_ms
         self.explain = bool(config.get("explain", True))
-        self.lock_timeout_ms = int(config.get("lock_timeout_ms", 200))
         self.catalog: dict[str, dict[str, str]] = {}
+        # Type names the search path (pg_catalog, the schema, pg_temp) finds before pg_temp.
+        self.types: dict[str, frozenset[str]] = {"pg_catalog": frozenset(), schema: frozenset()}
         self.loaded_at = -1e18
         self.explain_plan: Any = None
         if plpy is not None:
             self._load_catalog(plpy, force=True)
             if not self.catalog:
                 raise ConfigError(f"sql_codegen: schema {schema!r} does not exist or has no tables")
+            if self.explain:
+                missing = self._planner_cannot_read(plpy)
+                if missing:
+                    raise ConfigError(f"sql_codegen: the role {PLANNER_ROLE}, which plans generated SQL, cannot read "
+                                      f"{missing}; a DBA grants it: {grant_statement(schema)}")
+
+    def _planner_cannot_read(self, plpy: Any) -> str | None:
+        row = plpy.execute(plpy.prepare(
+            "SELECT NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $2) AS no_role,"
+            " NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $2)"
+            " OR NOT pg_catalog.has_schema_privilege($2, n.oid, 'USAGE') AS no_usage,"
+            " (SELECT pg_catalog.string_agg(c.relname, ', ' ORDER BY c.relname) FROM pg_catalog.pg_class c"
+            "   WHERE c.relnamespace = n.oid AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
+            "   AND EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $2)"
+            "   AND NOT pg_catalog.has_table_privilege($2, c.oid, 'SELECT')) AS no_select"
+            " FROM pg_catalog.pg_namespace n WHERE n.nspname = $1", ["name", "name"]), [self.schema, PLANNER_ROLE])
+        if not row:
+            return None
+        if row[0]["no_role"]:
+            return "anything (it does not exist: re-run the install)"
+        if row[0]["no_usage"]:
+            return f"schema {self.schema!r}"
+        if row[0]["no_select"]:
+            return f"table(s) {_short(row[0]['no_select'])} of schema {self.schema!r}"
+        return None
 
     def _load_catalog(self, plpy: Any, force: bool = False) -> None:
         now = time.monotonic()
@@ -3602,6 +3701,17 @@ class SqlCodegen:
         catalog: dict[str, dict[str, str]] = {}
         for r in rows:
             catalog.setdefault(r["relname"], {})[r["attname"]] = r["type"]
+        types = plpy.execute(
+            plpy.prepare(
+                "SELECT n.nspname, pg_catalog.array_agg(t.typname::text) AS names FROM pg_catalog.pg_type t"
+                " JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace"
+                " WHERE n.nspname IN ('pg_catalog', $1) GROUP BY n.nspname",
+                ["name"],
+            ),
+            [self.schema],
+        )
+        found = {r["nspname"]: frozenset(r["names"] or ()) for r in types}
+        self.types = {name: found.get(name, frozenset()) for name in ("pg_catalog", self.schema)}
         self.catalog, self.loaded_at = catalog, now
 
     def check_batch(self, plpy: Any, rows: list[dict[str, Any]], source: str) -> list[Result]:
@@ -3611,17 +3721,24 @@ class SqlCodegen:
             try:
                 out.append(self.check_sql(plpy, row.get("output")))
             except Exception as e:
+                if cancelled(e):
+                    raise  # statement_timeout or a cancel: the statement stops, it is not a verdict
                 out.append(error_result(e))
         return out
 
     def check_sql(self, plpy: Any, text: str | None) -> Result:
         if text is None or not text.strip():
             return Result("fail", 0.0, "missing", {"reason": "no SQL in the output"})
+        if len(text) > self.max_chars:
+            return Result("fail", 0.0, "too_long", {"reason": f"{len(text)} characters: more than max_chars "
+                                                              f"({self.max_chars}), not parsed"})
         sql = strip_code_fence(text).strip().rstrip(";").strip()
         try:
             statements = [s for s in sqlglot.parse(sql, read="postgres") if s is not None]
         except (ParseError, TokenError) as e:
             return Result("fail", 0.0, "syntax_error", {"reason": _short(str(e).splitlines()[0])})
+        except RecursionError:
+            return Result("fail", 0.0, "too_complex", {"reason": "nested too deeply to parse"})
         if not statements:
             return Result("fail", 0.0, "missing", {"reason": "no SQL statement"})
         kinds = [_kind_of(s) for s in statements]
@@ -3629,12 +3746,63 @@ class SqlCodegen:
             return Result("fail", 0.0, "statement_not_allowed",
                           {"statements": kinds, "allowed": sorted(self.allowed), "max_statements": self.max_statements})
         for stmt in statements:
-            verdict = self._check_statement(stmt)
+            try:
+                verdict = self._refused(stmt) or self._check_statement(stmt)
+            except RecursionError:
+                return Result("fail", 0.0, "too_complex", {"reason": "nested too deeply to check"})
             if verdict is not None:
                 return verdict
         if self.explain:
             return self._plan(plpy, sql)
         return Result("pass", 1.0, None, {"statements": kinds})
+
+    def _refused(self, stmt: Any) -> Result | None:
+        """Anything that reaches beyond the configured schema and the allowed built-ins, refused
+        before planning: planning runs IMMUTABLE functions, and whatever is named can be one."""
+        def no(reason: str) -> Result:
+            return Result("fail", 0.0, _REFUSED, {"reason": _short(reason)})
+
+        for node in stmt.walk():
+            if isinstance(node, exp.Identifier) and _TEMP_SCHEMA.fullmatch(node.name.lower()):
+                return no(f"{node.name} (temporary objects) may not be named")
+            if isinstance(node, exp.Operator):
+                return no("OPERATOR(...) syntax is not allowed")
+            if isinstance(node, exp.Table | exp.Column):
+                for part in ("db", "catalog"):
+                    name = node.text(part)
+                    if name and (part == "catalog" or name != self.schema):
+                        what = "schema" if part == "db" else "catalog"
+                        return no(f"{what} {name!r} is not the configured schema {self.schema!r}")
+                if isinstance(node, exp.Table) and isinstance(node.this, exp.Func) and node.text("db"):
+                    return no(f"function {node.text('db')}.{_function_name(node.this)} is qualified by a schema")
+            elif isinstance(node, exp.Dot) and isinstance(node.expression, exp.Func):
+                qualifier = node.this
+                if not (isinstance(qualifier, exp.Identifier) and qualifier.name == "pg_catalog"):
+                    return no(f"function {qualifier.sql(dialect='postgres')}.{_function_name(node.expression)} is "
+                              "qualified by a schema other than pg_catalog")
+            elif isinstance(node, exp.Anonymous):
+                name = _function_name(node)
+                if name not in ALLOWED_FUNCTIONS:
+                    return no(f"function {name} is not in the allowed built-ins")
+            elif isinstance(node, exp.DataType) and node.this == exp.DataType.Type.USERDEFINED:
+                reason = self._type_refused(node.args.get("kind"))
+                if reason:
+                    return no(reason)
+        return None
+
+    def _type_refused(self, kind: Any) -> str | None:
+        if isinstance(kind, exp.Dot) and isinstance(kind.this, exp.Identifier) and isinstance(
+                kind.expression, exp.Identifier):
+            schema, name = kind.this.name, kind.expression.name
+            if schema in self.types and name in self.types[schema]:
+                return None
+            return f"type {schema}.{name} is not a type of pg_catalog or {self.schema!r}"
+        if isinstance(kind, exp.Identifier):
+            name = kind.name if kind.quoted else kind.name.lower()
+            if any(name in names for names in self.types.values()):
+                return None
+            return f"type {name} is not a type of pg_catalog or {self.schema!r}"
+        return f"type {kind} is not a type of pg_catalog or {self.schema!r}"
 
     def _check_statement(self, stmt: Any) -> Result | None:
         if isinstance(stmt, exp.Query):
@@ -3666,20 +3834,39 @@ class SqlCodegen:
         return None
 
     def _plan(self, plpy: Any, sql: str) -> Result:
-        def explain() -> None:
-            plpy.execute(f"SET LOCAL lock_timeout = {self.lock_timeout_ms}")
-            plpy.execute(f"SET LOCAL search_path = pg_catalog, {plpy.quote_ident(self.schema)}")
-            # prepare() takes exactly one statement, whatever sqlglot thought of the text.
-            plpy.execute(plpy.prepare("EXPLAIN (COSTS OFF) " + sql))
+        # As flywheel_sql_planner, read-only, rolled back; a cancel is raised, never returned.
+        if self.explain_plan is None:
+            self.explain_plan = plpy.prepare(
+                "SELECT error_state, error_message FROM flywheel._plan_generated_sql($1, $2, $3)",
+                ["text", "text", "integer"])
+        row = plpy.execute(self.explain_plan, [self.schema, sql, self.lock_timeout_ms])[0]
+        state = row["error_state"]
+        if state is None:
+            return Result("pass", 1.0, None, {"planned": True})
+        message = row["error_message"] or ""
+        if state == "42501" and (f"schema {self.schema}" in message or "permission denied for table" in message):
+            # Not the SQL's fault: the DBA has not let the planner role read the schema.
+            return Result("error", None, "planner_not_granted",
+                          {"error": _short(message.splitlines()[0] if message else state, 500),
+                           "hint": grant_statement(self.schema)})
+        label = _SQLSTATE_LABELS.get(state, "does_not_plan")
+        return Result("fail", 0.0, label, {"reason": _short(message.splitlines()[0] if message else label),
+                                           "sqlstate": state})
 
-        try:
-            _read_only_subtransaction(plpy, explain)
-        except plpy.SPIError as e:
-            state = getattr(e, "sqlstate", None) or ""
-            label = _SQLSTATE_LABELS.get(state, "does_not_plan")
-            return Result("fail", 0.0, label, {"reason": _short(str(e).splitlines()[0] if str(e) else label),
-                                               "sqlstate": state})
-        return Result("pass", 1.0, None, {"planned": True})
+
+def _function_name(node: Any) -> str:
+    """The name PostgreSQL looks up: folded to lower case unless quoted."""
+    this = node.this if isinstance(node, exp.Anonymous) else None
+    if isinstance(this, exp.Identifier):
+        return str(this.name) if this.quoted else str(this.name).lower()
+    return str(node.name).lower() if isinstance(node, exp.Anonymous) else str(node.sql_name()).lower()
+
+
+def grant_statement(schema: str) -> str:
+    """What a DBA runs so that the planner role can plan queries over the schema."""
+    quoted = '"' + schema.replace('"', '""') + '"'
+    return (f"GRANT USAGE ON SCHEMA {quoted} TO {PLANNER_ROLE}; "
+            f"GRANT SELECT ON ALL TABLES IN SCHEMA {quoted} TO {PLANNER_ROLE}")
 $pysrc$)
 ON CONFLICT (name) DO UPDATE SET source = EXCLUDED.source
 WHERE flywheel._python_modules.source IS DISTINCT FROM EXCLUDED.source;
@@ -3817,10 +4004,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:6ea65db994a2')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:6ea65db994a2']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -3876,10 +4063,10 @@ CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config te
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:6ea65db994a2')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:6ea65db994a2']
 return _import('validators_runtime').check_config(plpy, kind, config, applies_to)
 $python$;
 
@@ -4197,10 +4384,10 @@ CREATE OR REPLACE FUNCTION flywheel._evaluate(
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:6ea65db994a2')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:6ea65db994a2']
 return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas)
 $python$;
 
@@ -4420,10 +4607,10 @@ CREATE OR REPLACE FUNCTION flywheel.redact_pii(input text) RETURNS text
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:6ea65db994a2')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:6ea65db994a2']
 return _import('validators_pii').redact_pii(plpy, input)
 $python$;
 
@@ -4468,6 +4655,75 @@ BEGIN
     END IF;
 END
 $cron$;
+
+-- 115-validators-sql-codegen.sql
+-- The sql_codegen validator's planner (plpython/validators_sql_codegen.py).
+--
+-- Planning evaluates IMMUTABLE functions (and STABLE ones for estimates): EXPLAIN of generated
+-- SQL runs code that the SQL reaches. It runs as flywheel_sql_planner, a role with no rights of
+-- its own: a DBA grants it USAGE on the schema a validator checks and SELECT on its tables, and
+-- nothing else, so whatever a query reaches can read that schema at most; it cannot run
+-- programs, read files or write.
+DO $roles$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'flywheel_sql_planner') THEN
+        CREATE ROLE flywheel_sql_planner NOLOGIN NOSUPERUSER NOINHERIT NOCREATEDB NOCREATEROLE NOREPLICATION
+            NOBYPASSRLS;
+    END IF;
+END
+$roles$;
+-- Also when the role was there before: it must stay powerless.
+ALTER ROLE flywheel_sql_planner NOLOGIN NOSUPERUSER NOINHERIT NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
+COMMENT ON ROLE flywheel_sql_planner IS
+    'dbflywheel: plans (EXPLAIN, never runs) generated SQL for sql_codegen validators; grant it USAGE and SELECT on the schemas they check, nothing else';
+
+-- Plans query (EXPLAIN, never ANALYZE) over schema_name and returns NULLs when it plans, else
+-- the error's SQLSTATE and message. SECURITY DEFINER owned by flywheel_sql_planner: anything the
+-- planner runs, runs as that role. Read-only, in a block that is always rolled back (the
+-- settings below with it). The search path puts pg_temp last, so that a temporary table or
+-- view cannot stand in for the schema's (functions and operators are never looked up there).
+-- The query is the generated text itself, by design: it is checked before (sqlglot refuses
+-- other schemas, pg_temp and functions outside an allowlist), and a cursor takes exactly one
+-- statement. WHEN OTHERS does not catch query_canceled: a statement_timeout or cancel stops
+-- the caller's statement.
+CREATE OR REPLACE FUNCTION flywheel._plan_generated_sql(schema_name text, query text, lock_timeout_ms integer,
+                                                        OUT error_state text, OUT error_message text)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _line text;
+BEGIN
+    BEGIN
+        PERFORM pg_catalog.set_config('transaction_read_only', 'on', true);
+        PERFORM pg_catalog.set_config('lock_timeout', greatest(coalesce(lock_timeout_ms, 200), 1)::text, true);
+        PERFORM pg_catalog.set_config('search_path', pg_catalog.format('pg_catalog, %I, pg_temp', schema_name), true);
+        FOR _line IN EXECUTE 'EXPLAIN (COSTS OFF) ' || query LOOP
+        END LOOP;
+        RAISE SQLSTATE 'FWPLN';  -- planned: roll the block back
+    EXCEPTION
+        WHEN SQLSTATE 'FWPLN' THEN
+            RETURN;
+        WHEN OTHERS THEN
+            _plan_generated_sql.error_state := SQLSTATE;
+            _plan_generated_sql.error_message := SQLERRM;
+            RETURN;
+    END;
+END
+$$;
+ALTER FUNCTION flywheel._plan_generated_sql(text, text, integer) OWNER TO flywheel_sql_planner;
+COMMENT ON FUNCTION flywheel._plan_generated_sql(text, text, integer) IS
+    'sql_codegen: EXPLAIN of generated SQL as flywheel_sql_planner, read-only and rolled back; NULLs when it plans, else the error';
+-- Only the insert trigger's owner runs it (900-privileges.sql also grants the admin, for
+-- validate_traces(); as the planner role, that gives nobody more than the planner's rights).
+REVOKE ALL ON FUNCTION flywheel._plan_generated_sql(text, text, integer) FROM PUBLIC;
+DO $grants$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'flywheel_owner') THEN
+        GRANT EXECUTE ON FUNCTION flywheel._plan_generated_sql(text, text, integer) TO flywheel_owner;
+    END IF;
+END
+$grants$;
 
 -- 199-privileges-validators.sql
 -- Privileges of the validators' objects (sql/900-privileges.sql then grants the admin everything).
@@ -5175,10 +5431,10 @@ LANGUAGE plpython3u STABLE
 SECURITY DEFINER  -- readers see the ranking (aggregates), not the traces behind it
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:6ea65db994a2')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:6ea65db994a2']
 return _import('judges_ranking').ranking(plpy)
 $python$;
 
@@ -5224,10 +5480,10 @@ RETURNS TABLE (ordinality integer, embedding text, input_key uuid, error text)
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:6ea65db994a2')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:6ea65db994a2']
 return _import('fewshot_embedder').embed_rows(plpy, embedder, texts)
 $python$;
 
@@ -5236,10 +5492,10 @@ CREATE OR REPLACE FUNCTION flywheel._input_key(text text) RETURNS uuid
 LANGUAGE plpython3u IMMUTABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:6ea65db994a2')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:6ea65db994a2']
 return _import('fewshot_embedder').normalize_key(plpy, text)
 $python$;
 
@@ -5255,10 +5511,10 @@ RETURNS integer
 LANGUAGE plpython3u SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:6ea65db994a2')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:6ea65db994a2']
 return _import('fewshot_store').embed_traces(plpy, embedder, trace_ids, apps, inputs)
 $python$;
 
@@ -6194,10 +6450,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:6ea65db994a2')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:6ea65db994a2']
 return _import('metrics_cron').sql_previous_fire(plpy, schedule, at_epoch)
 $python$;
 
@@ -6206,10 +6462,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:6ea65db994a2')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:6ea65db994a2']
 return _import('metrics_cron').sql_period(plpy, schedule, at_epoch)
 $python$;
 
@@ -6978,10 +7234,10 @@ RETURNS TABLE (feature text, reference_n integer, current_n integer,
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:6ea65db994a2')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:6ea65db994a2']
 return _import('metrics_drift').drift(plpy, feature, reference, current)
 $python$;
 
@@ -7133,10 +7389,10 @@ RETURNS TABLE (metric text, variant text, n bigint, value double precision, base
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:6ea65db994a2')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:6ea65db994a2']
 return _import('metrics_experiments').results(plpy, experiment, confidence)
 $python$;
 
