@@ -296,3 +296,31 @@ def test_the_planner_function_is_not_for_applications(login_role: Login, shop: d
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         app.execute("SELECT * FROM flywheel._plan_generated_sql(%s, 'SELECT 1', 200)", (shop["schema"],))
 
+
+
+def test_a_schema_the_planner_cannot_read_is_refused_with_the_grant_to_make(db: psycopg.Connection, app_name: str,
+                                                                           login_role: Login) -> None:
+    schema = f"ungranted_{uuid.uuid4().hex[:8]}"
+    name = f"codegen_{uuid.uuid4().hex[:8]}"
+    ident = sql.Identifier(schema)
+    db.execute(sql.SQL("CREATE SCHEMA {}").format(ident))
+    db.execute(sql.SQL("CREATE TABLE {}.orders (id integer)").format(ident))
+    try:
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match=f"GRANT USAGE ON SCHEMA \"{schema}\""):
+            db.execute("SELECT flywheel.create_validator(%s, 'sql_codegen', %s)", (name, Jsonb({"schema": schema})))
+        db.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO flywheel_sql_planner").format(ident))
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="cannot read table"):
+            db.execute("SELECT flywheel.create_validator(%s, 'sql_codegen', %s)", (name, Jsonb({"schema": schema})))
+        db.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO flywheel_sql_planner").format(ident))
+        db.execute("SELECT flywheel.create_validator(%s, 'sql_codegen', %s, applies_to => %s)",
+                   (name, Jsonb({"schema": schema}), Jsonb({"app": app_name})))
+        # A table added later without the grant: an error naming the grant, not a verdict on the SQL.
+        db.execute(sql.SQL("CREATE TABLE {}.later (id integer)").format(ident))
+        app = login_role("flywheel_app", app_name)
+        trace_id = _insert(app, "SELECT id FROM later")
+        status, label, details = _verdict(db, {"validator": name}, trace_id)
+        assert (status, label) == ("error", "planner_not_granted")
+        assert "GRANT SELECT ON ALL TABLES" in details["hint"]
+    finally:
+        db.execute("DELETE FROM flywheel.validators WHERE name = %s", (name,))
+        db.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(ident))
