@@ -324,3 +324,27 @@ def test_a_schema_the_planner_cannot_read_is_refused_with_the_grant_to_make(db: 
     finally:
         db.execute("DELETE FROM flywheel.validators WHERE name = %s", (name,))
         db.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(ident))
+
+
+def test_what_slips_past_the_checks_runs_as_the_planner_role_even_for_a_superuser(
+        db: psycopg.Connection, shop: dict[str, str], marker: Path) -> None:
+    # The checks before planning are one layer; the planner role is the other. Called straight
+    # from a superuser session (the insert trigger's owner before flywheel_owner), the function
+    # folded at plan time still runs as flywheel_sql_planner, which may not run programs.
+    db.execute("BEGIN")
+    try:
+        _prepare(db, marker)
+        db.execute("CREATE FUNCTION pg_temp.who() RETURNS int LANGUAGE plpgsql IMMUTABLE AS"
+                   " $$BEGIN RAISE EXCEPTION 'ran as %', current_user; END$$")
+        row = db.execute("SELECT * FROM flywheel._plan_generated_sql(%s, 'SELECT id FROM orders WHERE id = pg_temp.p()',"
+                         " 200)", (shop["schema"],)).fetchone()
+        assert not marker.exists()
+        assert row is not None and row[0] == "42501" and "pg_execute_server_program" in row[1]
+        row = db.execute("SELECT * FROM flywheel._plan_generated_sql(%s, 'SELECT 1 WHERE pg_temp.who() = 1', 200)",
+                         (shop["schema"],)).fetchone()
+        assert row == ("P0001", "ran as flywheel_sql_planner")
+        # Nothing it set outlives it.
+        assert db.execute("SELECT current_user = session_user, current_setting('transaction_read_only'),"
+                          " current_setting('search_path')").fetchone() == (True, "off", '"$user", public')
+    finally:
+        db.execute("ROLLBACK")
