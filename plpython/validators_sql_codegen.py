@@ -99,8 +99,7 @@ def _kind_of(stmt: Any) -> str:
 class SqlCodegen:
     def __init__(self, config: dict[str, Any], plpy: Any = None) -> None:
         _known_keys(config, {"schema", "allowed_statements", "explain", "max_statements", "lock_timeout_ms",
-                                 "max_chars"},
-                    "sql_codegen")
+                             "max_chars"}, "sql_codegen")
         schema = config.get("schema")
         if not isinstance(schema, str) or not schema:
             raise ConfigError('sql_codegen: config needs {"schema": "<the schema whose tables the SQL may use>"}')

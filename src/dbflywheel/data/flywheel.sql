@@ -933,7 +933,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:6ea65db994a2'] = importlib.import_module
+GD['dbflywheel:0.1.0:ec9ab50c7674'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -3627,8 +3627,7 @@ def _kind_of(stmt: Any) -> str:
 class SqlCodegen:
     def __init__(self, config: dict[str, Any], plpy: Any = None) -> None:
         _known_keys(config, {"schema", "allowed_statements", "explain", "max_statements", "lock_timeout_ms",
-                                 "max_chars"},
-                    "sql_codegen")
+                             "max_chars"}, "sql_codegen")
         schema = config.get("schema")
         if not isinstance(schema, str) or not schema:
             raise ConfigError('sql_codegen: config needs {"schema": "<the schema whose tables the SQL may use>"}')
@@ -4004,10 +4003,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:6ea65db994a2')
+_import = GD.get('dbflywheel:0.1.0:ec9ab50c7674')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:6ea65db994a2']
+    _import = GD['dbflywheel:0.1.0:ec9ab50c7674']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -4063,10 +4062,10 @@ CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config te
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:6ea65db994a2')
+_import = GD.get('dbflywheel:0.1.0:ec9ab50c7674')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:6ea65db994a2']
+    _import = GD['dbflywheel:0.1.0:ec9ab50c7674']
 return _import('validators_runtime').check_config(plpy, kind, config, applies_to)
 $python$;
 
@@ -4384,10 +4383,10 @@ CREATE OR REPLACE FUNCTION flywheel._evaluate(
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:6ea65db994a2')
+_import = GD.get('dbflywheel:0.1.0:ec9ab50c7674')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:6ea65db994a2']
+    _import = GD['dbflywheel:0.1.0:ec9ab50c7674']
 return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas)
 $python$;
 
@@ -4607,10 +4606,10 @@ CREATE OR REPLACE FUNCTION flywheel.redact_pii(input text) RETURNS text
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:6ea65db994a2')
+_import = GD.get('dbflywheel:0.1.0:ec9ab50c7674')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:6ea65db994a2']
+    _import = GD['dbflywheel:0.1.0:ec9ab50c7674']
 return _import('validators_pii').redact_pii(plpy, input)
 $python$;
 
@@ -5431,10 +5430,10 @@ LANGUAGE plpython3u STABLE
 SECURITY DEFINER  -- readers see the ranking (aggregates), not the traces behind it
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:6ea65db994a2')
+_import = GD.get('dbflywheel:0.1.0:ec9ab50c7674')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:6ea65db994a2']
+    _import = GD['dbflywheel:0.1.0:ec9ab50c7674']
 return _import('judges_ranking').ranking(plpy)
 $python$;
 
@@ -5480,10 +5479,10 @@ RETURNS TABLE (ordinality integer, embedding text, input_key uuid, error text)
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:6ea65db994a2')
+_import = GD.get('dbflywheel:0.1.0:ec9ab50c7674')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:6ea65db994a2']
+    _import = GD['dbflywheel:0.1.0:ec9ab50c7674']
 return _import('fewshot_embedder').embed_rows(plpy, embedder, texts)
 $python$;
 
@@ -5492,10 +5491,10 @@ CREATE OR REPLACE FUNCTION flywheel._input_key(text text) RETURNS uuid
 LANGUAGE plpython3u IMMUTABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:6ea65db994a2')
+_import = GD.get('dbflywheel:0.1.0:ec9ab50c7674')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:6ea65db994a2']
+    _import = GD['dbflywheel:0.1.0:ec9ab50c7674']
 return _import('fewshot_embedder').normalize_key(plpy, text)
 $python$;
 
@@ -5511,10 +5510,10 @@ RETURNS integer
 LANGUAGE plpython3u SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:6ea65db994a2')
+_import = GD.get('dbflywheel:0.1.0:ec9ab50c7674')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:6ea65db994a2']
+    _import = GD['dbflywheel:0.1.0:ec9ab50c7674']
 return _import('fewshot_store').embed_traces(plpy, embedder, trace_ids, apps, inputs)
 $python$;
 
@@ -6450,10 +6449,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:6ea65db994a2')
+_import = GD.get('dbflywheel:0.1.0:ec9ab50c7674')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:6ea65db994a2']
+    _import = GD['dbflywheel:0.1.0:ec9ab50c7674']
 return _import('metrics_cron').sql_previous_fire(plpy, schedule, at_epoch)
 $python$;
 
@@ -6462,10 +6461,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:6ea65db994a2')
+_import = GD.get('dbflywheel:0.1.0:ec9ab50c7674')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:6ea65db994a2']
+    _import = GD['dbflywheel:0.1.0:ec9ab50c7674']
 return _import('metrics_cron').sql_period(plpy, schedule, at_epoch)
 $python$;
 
@@ -7234,10 +7233,10 @@ RETURNS TABLE (feature text, reference_n integer, current_n integer,
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:6ea65db994a2')
+_import = GD.get('dbflywheel:0.1.0:ec9ab50c7674')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:6ea65db994a2']
+    _import = GD['dbflywheel:0.1.0:ec9ab50c7674']
 return _import('metrics_drift').drift(plpy, feature, reference, current)
 $python$;
 
@@ -7389,10 +7388,10 @@ RETURNS TABLE (metric text, variant text, n bigint, value double precision, base
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:6ea65db994a2')
+_import = GD.get('dbflywheel:0.1.0:ec9ab50c7674')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:6ea65db994a2']
+    _import = GD['dbflywheel:0.1.0:ec9ab50c7674']
 return _import('metrics_experiments').results(plpy, experiment, confidence)
 $python$;
 
