@@ -656,6 +656,12 @@ class Python:
         raise ValueError(f"the validator returned a {type(value).__name__}; expected bool, number, dict or None")
 
 
+def cancelled(e: BaseException) -> bool:
+    """statement_timeout or a cancel (SQLSTATE 57014): it must stop the statement, never become a
+    verdict or a warning."""
+    return getattr(e, "sqlstate", None) == "57014"
+
+
 def error_result(e: BaseException) -> Result:
     message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     return Result("error", None, type(e).__name__, {"error": _short(message, 500)})

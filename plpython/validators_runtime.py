@@ -33,6 +33,7 @@ from validators_builtin import (
     Regex,
     Result,
     Sql,
+    cancelled,
     error_result,
 )
 
@@ -248,12 +249,16 @@ def run_validator(plpy: Any, v: Validator, rows: list[dict[str, Any]], source: s
         return out
     try:
         return list(impl.check_batch(plpy, rows, source))
-    except Exception:
+    except Exception as e:
+        if cancelled(e):
+            raise
         out = []
         for row in rows:
             try:
                 out.extend(impl.check_batch(plpy, [row], source))
             except Exception as e:
+                if cancelled(e):
+                    raise
                 out.append(error_result(e))
         return out
 
@@ -292,7 +297,9 @@ def evaluate(plpy: Any, purpose: str, names: list[str] | None, ids: list[int | N
                tokens_ins, tokens_outs, costs, metadatas)
     try:
         return evaluate_fast(plpy, purpose, names, *columns)
-    except Exception:
+    except Exception as e:
+        if cancelled(e):
+            raise  # the statement is cancelled: running it all again would ignore that
         return evaluate_exact(plpy, purpose, names, *columns)
 
 
@@ -635,7 +642,9 @@ def evaluate_fast(plpy: Any, purpose: str, names: list[str] | None, *columns: li
         if e.way is not None:
             try:
                 others = _quick(plpy, e, targets, batch)
-            except Exception:
+            except Exception as error:
+                if cancelled(error):
+                    raise
                 others = None  # the per-row path below isolates the failure
         if others is None:
             shared = None
@@ -737,7 +746,7 @@ def evaluate_exact(plpy: Any, purpose: str, names: list[str] | None, ids: list[i
                                  [(str(v.id), str(v.version), _element(v.name), *_result_elements(res))
                                   for found in kept for v, res in found])
     except Exception as e:
-        if purpose != "insert":
+        if purpose != "insert" or cancelled(e):
             raise
         # A bug here must never cost the application its INSERT: say so in the server log.
         plpy.warning(f"dbflywheel: validators did not run on this INSERT: {type(e).__name__}: {e}")

@@ -322,7 +322,7 @@ def test_a_transaction_of_many_inserts_takes_no_subtransaction_ids(db: psycopg.C
 def test_sql_codegen_and_classifier_default_to_their_node_type(db: psycopg.Connection) -> None:
     try:
         db.execute("SELECT flywheel.create_validator('t_labels', 'classifier', '{}')")
-        db.execute("SELECT flywheel.create_validator('t_sql', 'sql_codegen', '{\"schema\": \"flywheel\"}')")
+        db.execute("SELECT flywheel.create_validator('t_sql', 'sql_codegen', '{\"schema\": \"flywheel\", \"explain\": false}')")
         rows = dict(db.execute("SELECT name, applies_to FROM flywheel.validators WHERE name IN ('t_labels', 't_sql')").fetchall())
         assert rows == {"t_labels": {"node_type": "classifier"}, "t_sql": {"node_type": "codegen"}}
         # The same call again changes nothing.

@@ -99,6 +99,8 @@ def test_a_chained_write_is_never_executed_even_without_the_statement_check(db: 
     db.execute("SELECT flywheel.create_validator(%s, 'sql_codegen', %s, applies_to => %s)",
                (name, Jsonb({"schema": "sqleval_restaurants", "allowed_statements": ["select", "delete"]}),
                 Jsonb({"node_type": "codegen", "app": f"writes-{run}"})))
+    # EXPLAIN checks the privileges of what it plans: the planner role needs DELETE to plan one.
+    db.execute("GRANT DELETE ON sqleval_restaurants.restaurant TO flywheel_sql_planner")
     try:
         before = _fingerprint(db)
         tid = db.execute("INSERT INTO flywheel.traces (app, node_type, output) VALUES (%s, 'codegen', 'DELETE FROM restaurant')"

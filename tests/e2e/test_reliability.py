@@ -258,7 +258,7 @@ VALID_CONFIGS: dict[str, dict[str, Any]] = {
     "sql": {"expression": "length(output) > 0"}, "regex": {"pattern": "^[A-Z]"}, "length": {"max_chars": 100},
     "json": {}, "pii": {}, "injection": {}, "refusal": {}, "language": {"allowed": ["en"]},
     "classifier": {"labels": ["a", "b"]}, "python": {"body": "return True"},
-    "llm_judge": {"criterion": "Correct.", "redact_pii": False}, "sql_codegen": {"schema": "flywheel"},
+    "llm_judge": {"criterion": "Correct.", "redact_pii": False}, "sql_codegen": {"schema": "flywheel", "explain": False},
 }
 
 
@@ -347,6 +347,9 @@ def codegen(dsn: str) -> Iterator[dict[str, str]]:
                    " total numeric)")
         db.execute("INSERT INTO rel_gen.customers SELECT g, 'c' || g FROM generate_series(1, 5) g")
         db.execute("INSERT INTO rel_gen.orders SELECT g, 1 + g % 5, g * 2.5 FROM generate_series(1, 20) g")
+        # What a DBA grants the role that plans generated SQL (see README, sql_codegen).
+        db.execute("GRANT USAGE ON SCHEMA rel_gen TO flywheel_sql_planner")
+        db.execute("GRANT SELECT ON ALL TABLES IN SCHEMA rel_gen TO flywheel_sql_planner")
         db.execute("SELECT flywheel.create_validator(%s, 'sql_codegen', %s, applies_to => %s)",
                    (name, Jsonb({"schema": "rel_gen"}), Jsonb({"app": app})))
         yield {"app": app, "validator": name}

@@ -75,7 +75,18 @@ def load_schema(conn: psycopg.Connection, db_name: str, schema: str | None = Non
             with conn.cursor().copy(copy_sql.encode()) as copy:
                 for row in data:
                     copy.write(row + "\n")
+        grant_planner(conn, schema)
     return schema
+
+
+def grant_planner(conn: psycopg.Connection, schema: str) -> None:
+    """What a DBA grants so that sql_codegen validators can plan generated SQL over the schema:
+    the planner role reads it, nothing else (see README, sql_codegen)."""
+    if conn.execute("SELECT FROM pg_roles WHERE rolname = 'flywheel_sql_planner'").fetchone() is None:
+        return  # dbflywheel is not installed here yet
+    name = sql.Identifier(schema)
+    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO flywheel_sql_planner").format(name))
+    conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO flywheel_sql_planner").format(name))
 
 
 def normalise(query: str) -> str:
