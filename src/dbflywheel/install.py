@@ -86,7 +86,8 @@ def _place(script: str, vector_schema: str, python_path: str) -> str:
         raise FlywheelError(f"pgvector is installed in schema {vector_schema!r}: dbflywheel names it unquoted, "
                             "so it must be a plain lower-case name")
     if not python_path.startswith("/") or any(c in python_path for c in "'\"\\\n$"):
-        raise FlywheelError(f"--python-path {python_path!r} must be absolute folder(s), separated by ':', without quotes")
+        raise FlywheelError(
+            f"--python-path {python_path!r} must be absolute folder(s), separated by ':', without quotes")
     default_line = PYTHON_PATH_LINE.format(path=DEFAULT_PL_PYTHON_PATH)
     return (script.replace("@extschema:vector@", vector_schema)
             .replace(default_line, PYTHON_PATH_LINE.format(path=python_path)))
