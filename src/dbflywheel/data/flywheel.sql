@@ -933,7 +933,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:b4cffe72e4c8'] = importlib.import_module
+GD['dbflywheel:0.1.0:3b1e7a28e410'] = importlib.import_module
 $python$;
 
 INSERT INTO flywheel._python_modules (name, source) VALUES
@@ -987,6 +987,11 @@ from typing import Any
 
 NAME = "fewshot-hash-384-v1"
 DIMS = 384
+# The embedding looks at the first MAX_CHARS characters of the normalised text (README.md): the
+# n-gram arrays cost ~165 bytes per character, so an 8 MB few_shot() query took 1.3 GB. The cache
+# key (input_key) still covers the whole text.
+MAX_CHARS = 20_000
+CANCEL_SQLSTATE = "57014"  # query_canceled (statement_timeout, pg_cancel_backend)
 CHAR_NGRAMS = (3, 4)
 _WORD = re.compile(r"\w+")
 _SPACE = re.compile(r"\s+")
@@ -1069,9 +1074,10 @@ def _matrix(np: Any, texts: list[str | None]) -> tuple[list[int], list[str], Any
     norm = [norm_all[i] for i in present]
     if not present:
         return present, norm, np.zeros((0, DIMS), dtype=np.float32)
-    (ci, cw), (wi, ww) = _char_features(np, norm), _word_features(np, norm)
+    heads = [n[:MAX_CHARS] for n in norm]
+    (ci, cw), (wi, ww) = _char_features(np, heads), _word_features(np, heads)
     counts = np.bincount(np.concatenate([ci, wi]), weights=np.concatenate([cw, ww]),
-                         minlength=len(norm) * 2 * DIMS).reshape(len(norm), 2, DIMS)
+                         minlength=len(heads) * 2 * DIMS).reshape(len(heads), 2, DIMS)
     # sqrt dampens repeated n-grams; chars and words are normalised apart, so that the many
     # character n-grams do not drown the words, then added.
     damped = np.copysign(np.sqrt(np.abs(counts)), counts)
@@ -1131,8 +1137,16 @@ def embed_rows(plpy: Any, embedder: str, texts: list[str | None]) -> Any:
     try:
         present, literals, keys = literals_and_keys(embedder, texts)
     except Exception as e:
+        if is_cancel(e):
+            raise
         return [(i + 1, None, None, f"{type(e).__name__}: {e}") for i in range(len(texts))]
     return [(i + 1, literal, key, None) for i, literal, key in zip(present, literals, keys, strict=True)]
+
+
+def is_cancel(e: BaseException) -> bool:
+    """PostgreSQL cancelling the statement: never caught (validators_builtin.is_cancel's twin; this
+    file is also loaded on its own by the Python package)."""
+    return getattr(e, "sqlstate", None) == CANCEL_SQLSTATE or type(e).__name__ == "QueryCanceled"
 
 
 def normalize_key(plpy: Any, text: str | None) -> str | None:
@@ -1169,7 +1183,7 @@ def _record_failure(plpy: Any, embedder: str, trace_ids: list[int], error: str) 
 def embed_traces(plpy: Any, embedder: str, trace_ids: list[int], apps: list[str], inputs: list[str | None]) -> int:
     """Embeds with the built-in embedder and stores the vectors, in a subtransaction; whatever
     fails (the embedder, or storing) is recorded in the backlog. Returns how many were stored."""
-    from fewshot_embedder import literals_and_keys
+    from fewshot_embedder import is_cancel, literals_and_keys
 
     if not trace_ids:
         return 0
@@ -1187,11 +1201,15 @@ def embed_traces(plpy: Any, embedder: str, trace_ids: list[int], apps: list[str]
         with plpy.subtransaction():
             plpy.execute(store, [[trace_ids[i] for i in present], embedder, [apps[i] for i in present], literals, keys])
         return len(present)
-    except Exception as e:  # never into the application's INSERT: the backlog retries it
+    except Exception as e:  # never into the application's INSERT (the backlog retries it), but a cancel
+        if is_cancel(e):
+            raise
         try:
             with plpy.subtransaction():
                 _record_failure(plpy, embedder, list(trace_ids), f"{type(e).__name__}: {e}")
         except Exception as again:
+            if is_cancel(again):
+                raise
             plpy.warning(f"dbflywheel: could not embed or record {len(trace_ids)} trace(s): {again}")
         return 0
 $pysrc$),
@@ -1853,7 +1871,9 @@ A kind is a class built from its config (raising ConfigError with a message that
 wrong) whose `check(row)` returns a Result. Kinds that need the database (sql, anomaly, python,
 sql_codegen) instead implement `check_batch(plpy, rows, source)`, called once per statement.
 Rows are dicts with the trace's columns. Nothing here raises into the caller on bad trace data:
-the runner turns an exception into an `error` result.
+the runner turns an exception into an `error` result, except a query cancel (statement_timeout,
+pg_cancel_backend), which always goes up (is_cancel). PL/Python does not check for a cancel while
+Python runs, so each kind's work is capped (MAX_CHARS and the others below; README.md lists them).
 """
 
 from __future__ import annotations
@@ -1886,6 +1906,24 @@ _PASS = Result("pass", 1.0, None, None)
 _CLEAN = Result("pass", 0.0, None, None)
 PASS = _PASS
 MAX_DETAIL_CHARS = 200
+# The text-scanning kinds (regex, injection, json) examine a field's first MAX_CHARS characters
+# (pii: validators_pii.MAX_CHARS, the same); a JSON Schema check stops after MAX_SCHEMA_STEPS
+# keyword evaluations. README.md documents these caps.
+MAX_CHARS = 1_000_000
+MAX_SCHEMA_STEPS = 1_000_000
+CANCEL_SQLSTATE = "57014"  # query_canceled: statement_timeout and pg_cancel_backend() both raise it
+
+
+def is_cancel(e: BaseException) -> bool:
+    """Whether e is PostgreSQL cancelling the statement (plpy.spiexceptions.QueryCanceled, or an
+    SPIError with its sqlstate): it must reach the server, never become an `error` result."""
+    return getattr(e, "sqlstate", None) == CANCEL_SQLSTATE or type(e).__name__ == "QueryCanceled"
+
+
+def reraise_cancel(e: BaseException) -> None:
+    """For every broad `except`: a cancel goes on up, anything else is the caller's to handle."""
+    if is_cancel(e):
+        raise e
 
 
 class Prefilter(NamedTuple):
@@ -1909,17 +1947,43 @@ def _short(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _show(value: Any) -> str:
+    """A config value in a message: its repr, short (a message is one line of bounded length)."""
+    return _short(repr(value), 80)
+
+
 def _known_keys(config: dict[str, Any], allowed: set[str], kind: str) -> None:
     # Every kind also accepts the runner's own keys.
     unknown = set(config) - allowed - {"input_guard", "description", "time_limit_ms"}
     if unknown:
-        raise ConfigError(f"{kind}: unknown config key(s) {sorted(unknown)}; known: {sorted(allowed)}")
+        raise ConfigError(f"{kind}: unknown config key(s) {_short(str(sorted(unknown)))}; known: {sorted(allowed)}")
+    _flag(config, "input_guard", kind)
+    if not isinstance(config.get("description", ""), str):
+        raise ConfigError(f"{kind}: description must be a string, not {_show(config['description'])}")
+    if "time_limit_ms" in config and _number(config, "time_limit_ms", kind, 0.0) <= 0:
+        raise ConfigError(f"{kind}: time_limit_ms must be a positive number, not {_show(config['time_limit_ms'])}")
+
+
+def _flag(config: dict[str, Any], key: str, kind: str, default: bool = False) -> bool:
+    value = config.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{kind}: {key} must be true or false, not {_show(value)}")
+    return value
+
+
+def _names(config: dict[str, Any], key: str, kind: str, allowed: Any, default: list[str]) -> list[str]:
+    """A non-empty list of names, each one of allowed (strings only: a list in it is no name)."""
+    value = config.get(key, default)
+    if (not isinstance(value, list) or not value or not all(isinstance(x, str) for x in value)
+            or not set(value) <= set(allowed)):
+        raise ConfigError(f"{kind}: {key} must be a non-empty list of {list(allowed)}, not {_show(value)}")
+    return value
 
 
 def _field(config: dict[str, Any], kind: str, default: str, allowed: tuple[str, ...] = TEXT_FIELDS) -> str:
     field = config.get("field", default)
     if field not in allowed:
-        raise ConfigError(f"{kind}: field must be one of {list(allowed)}, not {field!r}")
+        raise ConfigError(f"{kind}: field must be one of {list(allowed)}, not {_show(field)}")
     return str(field)
 
 
@@ -1928,15 +1992,19 @@ def _count(config: dict[str, Any], key: str, kind: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{kind}: {key} must be a non-negative integer, not {value!r}")
+        raise ConfigError(f"{kind}: {key} must be a non-negative integer, not {_show(value)}")
     return value
 
 
 def _number(config: dict[str, Any], key: str, kind: str, default: float) -> float:
     value = config.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(f"{kind}: {key} must be a number, not {value!r}")
-    return float(value)
+    try:
+        number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+    except OverflowError:  # an integer of hundreds of digits
+        number = math.nan
+    if not math.isfinite(number):
+        raise ConfigError(f"{kind}: {key} must be a number, not {_show(value)}")
+    return number
 
 
 def compile_re2(pattern: Any, kind: str, case_insensitive: bool = False) -> Any:
@@ -1947,8 +2015,8 @@ def compile_re2(pattern: Any, kind: str, case_insensitive: bool = False) -> Any:
     except Exception as e:  # re2 reports bytes; decode for a readable message
         msg = e.args[0].decode() if e.args and isinstance(e.args[0], bytes) else str(e)
         raise ConfigError(
-            f"{kind}: bad regular expression {pattern!r}: {msg} (patterns are RE2: no backreferences or lookaround)"
-        ) from None
+            f"{kind}: bad regular expression {_show(pattern)}: {_short(msg, 120)} (patterns are RE2: no "
+            "backreferences or lookaround)") from None
 
 
 try:  # re2's C++ matcher without the wrapper's match objects: ~5x faster for a yes/no question
@@ -1973,6 +2041,23 @@ def strip_code_fence(text: str) -> str:
     return text
 
 
+_WORD_CHUNK = 1 << 20
+
+
+def count_words(text: str) -> int:
+    """len(text.split()), a megabyte at a time: the list of every word of a long text costs
+    ~50 bytes a word (a 100 MB text of one-letter words: gigabytes)."""
+    if len(text) <= _WORD_CHUNK:
+        return len(text.split())
+    words = 0
+    for at in range(0, len(text), _WORD_CHUNK):
+        words += len(text[at:at + _WORD_CHUNK].split())
+        # a word that runs across the cut was counted on both sides
+        if at and not text[at - 1].isspace() and not text[at].isspace():
+            words -= 1
+    return words
+
+
 class Length:
     def __init__(self, config: dict[str, Any]) -> None:
         _known_keys(config, {"min_chars", "max_chars", "min_words", "max_words", "field"}, "length")
@@ -1992,7 +2077,7 @@ class Length:
             return False
         measured = {"chars": len(text)}
         if self.count_words:
-            measured["words"] = len(text.split())
+            measured["words"] = count_words(text)
         for unit, n in measured.items():
             lo, hi = self.bounds[f"min_{unit}"], self.bounds[f"max_{unit}"]
             if (lo is not None and n < lo) or (hi is not None and n > hi):
@@ -2007,7 +2092,7 @@ class Length:
         details: dict[str, Any] = {"chars": chars}
         measured = {"chars": chars}
         if self.count_words:
-            measured["words"] = details["words"] = len(text.split())
+            measured["words"] = details["words"] = count_words(text)
         for unit, n in measured.items():
             lo, hi = self.bounds[f"min_{unit}"], self.bounds[f"max_{unit}"]
             if lo is not None and n < lo:
@@ -2021,12 +2106,12 @@ class Regex:
     def __init__(self, config: dict[str, Any]) -> None:
         _known_keys(config, {"pattern", "field", "must_match", "case_insensitive", "label"}, "regex")
         self.field = _field(config, "regex", "output", (*TEXT_FIELDS, "any"))
-        for key in ("must_match", "case_insensitive"):
-            if not isinstance(config.get(key, False), bool):
-                raise ConfigError(f"regex: {key} must be true or false")
-        self.must_match = bool(config.get("must_match", False))
-        self.regex = compile_re2(config.get("pattern"), "regex", bool(config.get("case_insensitive", False)))
-        self.label = str(config.get("label", "matched" if not self.must_match else "no_match"))
+        self.must_match = _flag(config, "must_match", "regex")
+        self.regex = compile_re2(config.get("pattern"), "regex", _flag(config, "case_insensitive", "regex"))
+        label = config.get("label", "matched" if not self.must_match else "no_match")
+        if not isinstance(label, str) or not label:
+            raise ConfigError(f"regex: label must be a non-empty string, not {_show(label)}")
+        self.label = label
         self._no_match = Result("fail", 0.0, self.label, {"reason": "the pattern does not match"})
         self.prefilters: list[Prefilter] = []
         pattern = config["pattern"]
@@ -2034,12 +2119,12 @@ class Regex:
             scoped = ("(?i:" if config.get("case_insensitive", False) else "(?:") + pattern + ")"
             clean = self._no_match if self.must_match else _PASS
             fields = ("input", "output") if self.field == "any" else (self.field,)
-            self.prefilters = [Prefilter(f, scoped, clean) for f in fields]
+            self.prefilters = [Prefilter(f, scoped, clean, MAX_CHARS) for f in fields]
 
     def check(self, row: dict[str, Any]) -> Result:
         fields = ("input", "output") if self.field == "any" else (self.field,)
         for field in fields:
-            text = row.get(field) or ""
+            text = (row.get(field) or "")[:MAX_CHARS]
             m = self.regex.search(text) if re2_found(self.regex, text) else None
             if m is not None:
                 details = {"field": field, "match": _short(m.group()), "at": m.start()}
@@ -2051,29 +2136,205 @@ class Regex:
         return _PASS
 
 
+class _TooComplex(Exception):
+    """A JSON Schema check that ran out of its MAX_SCHEMA_STEPS."""
+
+
+def _canonical(value: Any) -> Any:
+    """A hashable form of a JSON value under JSON Schema's equality (jsonschema's `equal`: true is
+    not 1, 1 is 1.0, objects compare by keys and values)."""
+    if isinstance(value, bool) or value is None:
+        return ("b", value)
+    if isinstance(value, str):
+        return ("s", value)
+    if isinstance(value, list):
+        return ("l", tuple(map(_canonical, value)))
+    if isinstance(value, dict):
+        return ("d", frozenset((k, _canonical(v)) for k, v in value.items()))
+    return ("n", value)
+
+
+def _unique_items(validator: Any, unique: Any, instance: Any, schema: Any) -> Any:
+    # jsonschema's own compares every pair of items it cannot sort (objects): quadratic.
+    if unique and validator.is_type(instance, "array"):
+        seen: set[Any] = set()
+        for item in instance:
+            key = _canonical(item)
+            if key in seen:
+                from jsonschema import ValidationError
+
+                yield ValidationError(f"{_short(repr(instance), 80)} has non-unique elements")
+                return
+            seen.add(key)
+
+
+_RE2_CACHE: dict[str, Any] = {}
+
+
+def _schema_re2(pattern: str) -> Any:
+    rx = _RE2_CACHE.get(pattern)
+    if rx is None:
+        if len(_RE2_CACHE) > 256:
+            _RE2_CACHE.clear()
+        rx = _RE2_CACHE[pattern] = compile_re2(pattern, "json")
+    return rx
+
+
+def _pattern(validator: Any, pattern: Any, instance: Any, schema: Any) -> Any:
+    # re2 (linear time) instead of Python's re, which backtracks: "^(a+)+$" on "aaaa…!" never ends.
+    if validator.is_type(instance, "string") and not re2_found(_schema_re2(pattern), instance):
+        from jsonschema import ValidationError
+
+        yield ValidationError(f"{_short(repr(instance), 80)} does not match {pattern!r}")
+
+
+def _pattern_properties(validator: Any, patterns: Any, instance: Any, schema: Any) -> Any:
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in patterns.items():
+        rx = _schema_re2(pattern)
+        for k, v in instance.items():
+            if re2_found(rx, k):
+                yield from validator.descend(v, subschema, path=k, schema_path=pattern)
+
+
+def _refuse_retrieval(uri: str) -> Any:
+    from referencing.exceptions import NoSuchResource
+
+    raise NoSuchResource(ref=uri)  # type: ignore[call-arg]  # never the network: only what is inside the schema
+
+
+_NOT_SCHEMAS = ("enum", "const", "default", "examples")  # values there are data, not subschemas
+
+
+def _refs(node: Any, base: str, out: list[tuple[str, str]]) -> None:
+    """Every $ref (and $dynamicRef, $recursiveRef) in a schema, with the URI it resolves to."""
+    from urllib.parse import urljoin
+
+    if isinstance(node, list):
+        for item in node:
+            _refs(item, base, out)
+        return
+    if not isinstance(node, dict):
+        return
+    for key in ("$id", "id"):
+        if isinstance(node.get(key), str):
+            base = urljoin(base, node[key])
+    for key, value in node.items():
+        if key in ("$ref", "$dynamicRef", "$recursiveRef") and isinstance(value, str):
+            out.append((value, urljoin(base, value)))
+        elif key not in _NOT_SCHEMAS:
+            _refs(value, base, out)
+
+
+class _Schema:
+    """A JSON Schema check that fetches nothing, matches patterns with re2, checks uniqueItems in
+    linear time and stops after MAX_SCHEMA_STEPS keyword evaluations (anyOf over a recursive $ref
+    doubles the work at each level of nesting: without a cap, 40 levels never end)."""
+
+    def __init__(self, schema: Any) -> None:
+        import jsonschema
+        import referencing
+
+        cls = jsonschema.validators.validator_for(schema)
+        self.steps = 0
+        keywords = {**cls.VALIDATORS, "uniqueItems": _unique_items, "pattern": _pattern,
+                    "patternProperties": _pattern_properties}
+        keywords = {k: self._counted(fn) for k, fn in keywords.items()}
+        self.cls = jsonschema.validators.extend(cls, validators=keywords)
+        self.validator = self.cls(schema, registry=referencing.Registry(retrieve=_refuse_retrieval))  # type: ignore[call-arg]
+
+    def _counted(self, fn: Any) -> Any:
+        def keyword(validator: Any, value: Any, instance: Any, schema: Any) -> Any:
+            self.steps += 1
+            if self.steps > MAX_SCHEMA_STEPS:
+                raise _TooComplex
+            return fn(validator, value, instance, schema)
+
+        return keyword
+
+    def first_error(self, value: Any) -> Any:
+        self.steps = 0
+        return next(iter(self.validator.iter_errors(value)), None)
+
+
+def _schema_validator(schema: Any) -> _Schema:
+    return _Schema(schema)
+
+
+def _check_schema(schema: Any) -> _Schema:
+    """The config's schema, checked: a valid JSON Schema of a known dialect, RE2 patterns, and
+    references only inside it (a $ref to a URL would make the server fetch it during an INSERT)."""
+    import jsonschema
+    from referencing.exceptions import Unresolvable
+
+    if not isinstance(schema, dict | bool):
+        raise ConfigError("json: schema must be a JSON Schema object")
+    if isinstance(schema, dict) and "$schema" in schema:
+        dialect = schema["$schema"]
+        if not isinstance(dialect, str) or jsonschema.validators.validator_for(schema, default=None) is None:
+            raise ConfigError(f"json: unknown $schema {_show(dialect)}; use a JSON Schema draft's URI "
+                              "(draft 4 to 2020-12), or leave it out")
+    cls = jsonschema.validators.validator_for(schema)
+    try:
+        cls.check_schema(schema)
+    except jsonschema.SchemaError as e:
+        raise ConfigError(f"json: the schema is not a valid JSON Schema: {_short(e.message, 200)}") from None
+    except RecursionError:
+        raise ConfigError("json: the schema is nested too deeply") from None
+    checked = _Schema(schema)
+    found: list[tuple[str, str]] = []
+    try:
+        _refs(schema, "", found)
+    except RecursionError:
+        raise ConfigError("json: the schema is nested too deeply") from None
+    resolver = getattr(checked.validator, "_resolver", None)
+    for ref, target in found:
+        try:
+            if resolver is not None:
+                resolver.lookup(target)
+        except Unresolvable:
+            raise ConfigError(f"json: $ref {_show(ref)} does not resolve inside the schema; references outside "
+                              "the schema (URLs, files) are never fetched") from None
+    for pattern in _schema_patterns(schema):
+        _schema_re2(pattern)  # a ConfigError that says RE2
+    return checked
+
+
+def _schema_patterns(node: Any) -> list[str]:
+    out: list[str] = []
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, list):
+            stack.extend(n)
+        elif isinstance(n, dict):
+            for key, value in n.items():
+                if key == "pattern" and isinstance(value, str):
+                    out.append(value)
+                elif key == "patternProperties" and isinstance(value, dict):
+                    out.extend(value)
+                if key not in _NOT_SCHEMAS:
+                    stack.append(value)
+    return out
+
+
 class Json:
     def __init__(self, config: dict[str, Any]) -> None:
         _known_keys(config, {"schema", "field", "strip_code_fence"}, "json")
         self.field = _field(config, "json", "output")
-        self.strip = bool(config.get("strip_code_fence", True))
-        self.validator = None
+        self.strip = _flag(config, "strip_code_fence", "json", True)
+        self.validator: _Schema | None = None
         if "schema" in config:
-            import jsonschema  # imported only when a schema is used: it is slow to import
-
-            schema = config["schema"]
-            if not isinstance(schema, dict | bool):
-                raise ConfigError("json: schema must be a JSON Schema object")
-            cls = jsonschema.validators.validator_for(schema)
-            try:
-                cls.check_schema(schema)
-            except jsonschema.SchemaError as e:
-                raise ConfigError(f"json: the schema is not a valid JSON Schema: {e.message}") from None
-            self.validator = cls(schema)
+            self.validator = _check_schema(config["schema"])
 
     def check(self, row: dict[str, Any]) -> Result:
         text = row.get(self.field)
         if text is None or not text.strip():
             return Result("fail", 0.0, "missing", {"reason": f"no {self.field}"})
+        if len(text) > MAX_CHARS:
+            return Result("fail", 0.0, "too_large", {"reason": f"more than {MAX_CHARS} characters",
+                                                     "chars": len(text)})
         if self.strip:
             text = strip_code_fence(text)
         try:
@@ -2083,10 +2344,17 @@ class Json:
         except ValueError as e:
             return Result("fail", 0.0, "invalid_json", {"reason": _short(str(e))})
         if self.validator is not None:
+            from referencing.exceptions import Unresolvable
+
             try:
-                error = next(iter(self.validator.iter_errors(value)), None)
+                error = self.validator.first_error(value)
             except RecursionError:
                 return Result("fail", 0.0, "too_deep", {"reason": "JSON nested too deeply to validate"})
+            except _TooComplex:
+                return Result("fail", 0.0, "too_complex",
+                              {"reason": f"the schema check took more than {MAX_SCHEMA_STEPS} steps"})
+            except Unresolvable as e:  # a stored config from before references were checked
+                return Result("error", None, "unresolvable_ref", {"error": _short(f"{e}; nothing is fetched", 500)})
             if error is not None:
                 path = "/".join(str(p) for p in error.absolute_path)
                 return Result("fail", 0.0, "schema_mismatch", {"reason": _short(error.message), "path": path})
@@ -2099,26 +2367,29 @@ class Pii:
 
         self.pii = validators_pii
         _known_keys(config, {"fields", "categories"}, "pii")
-        fields = config.get("fields", ["input", "output"])
-        if not isinstance(fields, list) or not fields or not set(fields) <= set(TEXT_FIELDS):
-            raise ConfigError(f"pii: fields must be a non-empty list of {list(TEXT_FIELDS)}")
-        cats = config.get("categories", list(validators_pii.CATEGORIES))
-        if not isinstance(cats, list) or not cats or not set(cats) <= set(validators_pii.CATEGORIES):
-            raise ConfigError(f"pii: categories must be a non-empty list of {list(validators_pii.CATEGORIES)}")
+        fields = _names(config, "fields", "pii", TEXT_FIELDS, ["input", "output"])
+        cats = _names(config, "categories", "pii", validators_pii.CATEGORIES, list(validators_pii.CATEGORIES))
         self.fields, self.categories = fields, set(cats)
-        self.prefilters = [Prefilter(f, validators_pii.MAYBE_ANY, _CLEAN) for f in fields]
+        self.prefilters = [Prefilter(f, validators_pii.MAYBE_ANY, _CLEAN, validators_pii.MAX_CHARS) for f in fields]
 
     def check(self, row: dict[str, Any]) -> Result:
         found: dict[str, dict[str, int]] = {}
+        truncated = []
         for field in self.fields:
-            counts = {c: n for c, n in self.pii.categories(row.get(field)).items() if c in self.categories}
+            counts, capped = self.pii.categories_capped(row.get(field))
+            counts = {c: n for c, n in counts.items() if c in self.categories}
             if counts:
                 found[field] = counts
+                if capped:
+                    truncated.append(field)
         if not found:
             return _CLEAN
         cats = sorted({c for counts in found.values() for c in counts})
         total = sum(n for counts in found.values() for n in counts.values())
-        return Result("fail", float(total), cats[0], {"categories": cats, "fields": found})
+        details: dict[str, Any] = {"categories": cats, "fields": found}
+        if truncated:  # a cap stopped the count (README.md: the validators' caps)
+            details["truncated"] = truncated
+        return Result("fail", float(total), cats[0], details)
 
 
 # Signals of prompt injection and jailbreaks, with a weight each; the score combines them
@@ -2161,10 +2432,10 @@ class Injection:
         self.threshold = _number(config, "threshold", "injection", 0.5)
         if not 0 < self.threshold <= 1:
             raise ConfigError("injection: threshold must be in (0, 1]")
-        self.prefilters = [Prefilter(self.field, _ANY_INJECTION.pattern, _CLEAN)]
+        self.prefilters = [Prefilter(self.field, _ANY_INJECTION.pattern, _CLEAN, MAX_CHARS)]
 
     def check(self, row: dict[str, Any]) -> Result:
-        text = row.get(self.field) or ""
+        text = (row.get(self.field) or "")[:MAX_CHARS]
         if not re2_found(_ANY_INJECTION, text):
             return _CLEAN
         signals = [name for name, (rx, _) in _INJECTION.items() if rx.search(text) is not None]
@@ -2201,7 +2472,7 @@ class Refusal:
     def __init__(self, config: dict[str, Any]) -> None:
         _known_keys(config, {"field", "count_dont_know"}, "refusal")
         self.field = _field(config, "refusal", "output")
-        self.labels = ["refusal"] + (["dont_know"] if config.get("count_dont_know", True) else [])
+        self.labels = ["refusal"] + (["dont_know"] if _flag(config, "count_dont_know", "refusal", True) else [])
         self.prefilters = [Prefilter(self.field, _ANY_REFUSAL.pattern, _CLEAN, REFUSAL_HEAD)]
 
     def check(self, row: dict[str, Any]) -> Result:
@@ -2282,7 +2553,7 @@ class Classifier:
         labels = config.get("labels")
         if labels is not None and (not isinstance(labels, list) or not all(isinstance(x, str) for x in labels)):
             raise ConfigError("classifier: labels must be a list of strings")
-        self.case_sensitive = bool(config.get("case_sensitive", False))
+        self.case_sensitive = _flag(config, "case_sensitive", "classifier")
         self.labels = None if labels is None else {self._norm(x) for x in labels}
 
     def _norm(self, text: str) -> str:
@@ -2402,10 +2673,7 @@ class Anomaly:
 
     def __init__(self, config: dict[str, Any]) -> None:
         _known_keys(config, {"metrics", "threshold", "min_samples"}, "anomaly")
-        metrics = config.get("metrics", ["latency_ms", "cost_usd", "tokens_out"])
-        if not isinstance(metrics, list) or not metrics or not set(metrics) <= set(self.METRICS):
-            raise ConfigError(f"anomaly: metrics must be a non-empty list of {list(self.METRICS)}")
-        self.metrics = metrics
+        self.metrics = _names(config, "metrics", "anomaly", self.METRICS, ["latency_ms", "cost_usd", "tokens_out"])
         self.threshold = _number(config, "threshold", "anomaly", 4.0)
         self.min_samples = _count(config, "min_samples", "anomaly") or 30
         if self.threshold <= 0:
@@ -2471,6 +2739,7 @@ class Python:
             try:
                 out.append(_read_only_subtransaction(plpy, lambda row=row: self._verdict(self._run(row, plpy))))
             except Exception as e:
+                reraise_cancel(e)
                 out.append(error_result(e))
         return out
 
@@ -2525,6 +2794,8 @@ the Luhn check and IBANs the mod-97 check, so order numbers and dates are not fl
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from itertools import islice
 from typing import Any
 
 import re2
@@ -2532,6 +2803,14 @@ import re2
 # In priority order: where two candidates overlap, the earlier category wins.
 CATEGORIES = ("email", "iban", "card", "ssn", "ip", "phone")
 PLACEHOLDERS = {c: f"[{c.upper()}]" for c in CATEGORIES}
+# The pii validator's caps (README.md): it examines a field's first MAX_CHARS characters and stops
+# at MAX_FINDINGS findings or after CANDIDATES_PER_FINDING * MAX_FINDINGS candidates (each costs a
+# few Python operations). PL/Python does not check for a query cancel while Python runs, so these
+# are what bound the time an INSERT spends here. redact() has no caps (everything must go): it is
+# linear instead.
+MAX_CHARS = 1_000_000
+MAX_FINDINGS = 1000
+CANDIDATES_PER_FINDING = 20
 
 _PATTERNS = {
     "email": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
@@ -2581,23 +2860,24 @@ MAYBE_ANY = "@|" + _ANY_MAYBE.pattern
 _MAYBE_RE2 = {name: re2.compile(p) for name, p in _MAYBE_PATTERNS.items()}
 
 
-def _spans(regex: Any, text: str, data: bytes | None) -> list[tuple[int, int]]:
-    """(start, end) of each match, as finditer() gives them; data: text.encode() when text is ASCII
-    (byte offsets are then character offsets), so re2 is called without the wrapper's match objects."""
+def _spans(regex: Any, text: str, data: bytes | None) -> Iterator[tuple[int, int]]:
+    """(start, end) of each match, as finditer() gives them, one at a time (a capped caller stops
+    early); data: text.encode() when text is ASCII (byte offsets are then character offsets), so
+    re2 is called without the wrapper's match objects."""
     if data is None:
-        return [m.span() for m in regex.finditer(text)]
+        for m in regex.finditer(text):
+            yield m.span()
+        return
     match = regex._regexp.Match
-    spans = []
     pos, end = 0, len(data)
     while True:  # finditer's own loop
         start, stop = match(_UNANCHORED, data, pos, end)[0]
         if start < 0:
             break
-        spans.append((start, stop))
+        yield start, stop
         if pos == end:
             break
         pos = pos + 1 if pos == stop else stop
-    return spans
 
 
 def match_at(regex: Any, data: bytes) -> int:
@@ -2615,10 +2895,12 @@ def regex_found(regex: Any, text: str) -> bool:
     return regex.search(text) is not None
 
 
-def _cards(text: str, start: int, end: int) -> list[tuple[int, int]]:
+def _cards(text: str, start: int, end: int, budget: int | None = None) -> list[tuple[int, int]]:
     """Card numbers among the digit groups of text[start:end]: consecutive groups (of 3 or more
-    digits) with 13 to 19 digits in all that pass the Luhn check, leftmost and longest first."""
-    groups = [(m.start(), m.end()) for m in _GROUP.finditer(text, start, end)]
+    digits) with 13 to 19 digits in all that pass the Luhn check, leftmost and longest first.
+    budget: look at no more than that many groups (a run of digits can be the whole text)."""
+    found_groups = _GROUP.finditer(text, start, end)
+    groups = [m.span() for m in (found_groups if budget is None else islice(found_groups, budget))]
     found = []
     i = 0
     while i < len(groups):
@@ -2670,18 +2952,29 @@ def _accept(category: str, text: str) -> bool:
     return True
 
 
-def find(text: str | None) -> list[tuple[int, int, str]]:
-    """(start, end, category) of every finding, non-overlapping, in text order."""
+def find(text: str | None, limit: int | None = None) -> list[tuple[int, int, str]]:
+    """(start, end, category) of every finding, non-overlapping, in text order; with a limit, at
+    most that many (see find_capped)."""
+    return find_capped(text, limit)[0]
+
+
+def find_capped(text: str | None, limit: int | None = None) -> tuple[list[tuple[int, int, str]], bool]:
+    """find(), and whether a cap stopped it early. With a limit: at most that many findings, and
+    no more than limit * CANDIDATES_PER_FINDING candidates (and digit groups) looked at."""
     if not text:
-        return []
+        return [], False
     has_at = "@" in text
     if not has_at and not (_found(_ANY_DIGITS, text) and _found(_ANY_MAYBE, text)):
-        return []
+        return [], False
     data = text.encode() if _LOW_LEVEL and text.isascii() else None
     # With an '@' but none of the others' necessary patterns (an address in prose), one call
     # tells all five to skip.
     others = data is None or not has_at or match_at(_ANY_MAYBE, data) >= 0
+    # The findings so far, sorted and non-overlapping. A category's candidates come in text order,
+    # so one pointer walks the earlier categories' findings once: linear (comparing every
+    # candidate with every finding was quadratic: 24000 IP addresses took half a minute).
     taken: list[tuple[int, int, str]] = []
+    budget = None if limit is None else limit * CANDIDATES_PER_FINDING
     for category in CATEGORIES:
         if category == "email" and not has_at:
             continue
@@ -2693,28 +2986,51 @@ def find(text: str | None) -> list[tuple[int, int, str]]:
                     continue
             elif _MAYBE[category].search(text) is None:
                 continue
+        new: list[tuple[int, int, str]] = []
+        p, n_taken = 0, len(taken)
         for start, end in _spans(_COMPILED[category], text, data):
+            if budget is not None:
+                budget -= 1
+                if budget < 0 or len(taken) + len(new) >= limit:  # type: ignore[operator]
+                    return sorted(taken + new)[:limit], True
             if category == "card":
-                for card_start, card_end in _cards(text, start, end):
-                    if not any(card_start < e and s < card_end for s, e, _ in taken):
-                        taken.append((card_start, card_end, "card"))
+                for card_start, card_end in _cards(text, start, end, budget):
+                    while p < n_taken and taken[p][1] <= card_start:
+                        p += 1
+                    if not (p < n_taken and taken[p][0] < card_end):
+                        new.append((card_start, card_end, "card"))
+                if budget is not None:  # the digit groups it looked at (each 2+ characters with its separator)
+                    budget = max(budget - (end - start) // 2, 0)
                 continue
-            if any(start < e and s < end for s, e, _ in taken):
-                continue
+            while p < n_taken and taken[p][1] <= start:
+                p += 1
+            if p < n_taken and taken[p][0] < end:
+                continue  # overlaps an earlier category's finding
             if category in _DIGIT_BOUNDED and (text[start - 1 : start].isdigit() or text[end : end + 1].isdigit()):
                 continue
             if _accept(category, text[start:end]):
-                taken.append((start, end, category))
-    taken.sort()
-    return taken
+                new.append((start, end, category))
+        if new:
+            taken = sorted(taken + new)  # two sorted runs: one linear merge
+    if limit is not None and len(taken) > limit:
+        return taken[:limit], True
+    return taken, False
 
 
 def categories(text: str | None) -> dict[str, int]:
     """How many findings of each category (never the values)."""
+    return categories_capped(text, None)[0]
+
+
+def categories_capped(text: str | None, limit: int | None = MAX_FINDINGS) -> tuple[dict[str, int], bool]:
+    """categories() with the pii validator's caps (README.md): the first MAX_CHARS characters, at
+    most limit findings; and whether a cap cut the count short."""
+    cut = limit is not None and text is not None and len(text) > MAX_CHARS
+    findings, stopped = find_capped(text[:MAX_CHARS] if cut else text, limit)  # type: ignore[index]
     counts: dict[str, int] = {}
-    for _, _, category in find(text):
+    for _, _, category in findings:
         counts[category] = counts.get(category, 0) + 1
-    return counts
+    return counts, cut or stopped
 
 
 def _replace(text: str, findings: list[tuple[int, int, str]]) -> str:
@@ -2750,7 +3066,9 @@ The insert trigger, validate_traces(), revalidate() and check_input() all come h
 batch as column arrays, and get back result rows and judge jobs as arrays, which SQL writes in
 one INSERT each. Nothing here writes: a validator runs set-wise over the batch (read-only,
 in a subtransaction where it touches the database) and, only if that raises, again one row at
-a time, so a broken validator yields `error` results and never an error in the INSERT.
+a time, so a broken validator yields `error` results and never an error in the INSERT. A query
+cancel (statement_timeout, pg_cancel_backend) is the exception: every `except` here re-raises it
+(reraise_cancel), so the statement fails as the server asked and nothing is committed.
 """
 
 from __future__ import annotations
@@ -2780,6 +3098,7 @@ from validators_builtin import (
     Result,
     Sql,
     error_result,
+    reraise_cancel,
 )
 
 
@@ -2983,6 +3302,7 @@ def run_validator(plpy: Any, v: Validator, rows: list[dict[str, Any]], source: s
     try:
         impl = v.impl()
     except Exception as e:
+        reraise_cancel(e)
         return [error_result(e)] * len(rows)
     if not hasattr(impl, "check_batch"):
         out = []
@@ -2990,16 +3310,19 @@ def run_validator(plpy: Any, v: Validator, rows: list[dict[str, Any]], source: s
             try:
                 out.append(impl.check(row))
             except Exception as e:
+                reraise_cancel(e)
                 out.append(error_result(e))
         return out
     try:
         return list(impl.check_batch(plpy, rows, source))
-    except Exception:
+    except Exception as e:
+        reraise_cancel(e)  # else the retry below would run the cancelled work again, and commit
         out = []
         for row in rows:
             try:
                 out.extend(impl.check_batch(plpy, [row], source))
             except Exception as e:
+                reraise_cancel(e)
                 out.append(error_result(e))
         return out
 
@@ -3038,7 +3361,8 @@ def evaluate(plpy: Any, purpose: str, names: list[str] | None, ids: list[int | N
                tokens_ins, tokens_outs, costs, metadatas)
     try:
         return evaluate_fast(plpy, purpose, names, *columns)
-    except Exception:
+    except Exception as e:
+        reraise_cancel(e)
         return evaluate_exact(plpy, purpose, names, *columns)
 
 
@@ -3184,7 +3508,8 @@ class _Entry:
             return
         try:
             self.impl = v.impl()
-        except Exception:
+        except Exception as e:
+            reraise_cancel(e)
             return  # run_validator() turns it into error results
         shared = None
         prefilters = getattr(self.impl, "prefilters", None)
@@ -3229,7 +3554,8 @@ class _Plan:
             for head, group in patterns.items():
                 try:
                     found[head] = combined(tuple(sorted(group)))
-                except Exception:  # a combination re2 refuses: every row gets the exact check
+                except Exception as e:  # a combination re2 refuses: every row gets the exact check
+                    reraise_cancel(e)
                     found[head] = None
             self.scans[key] = found
         return found
@@ -3285,7 +3611,8 @@ class _Batch:
             texts = [t or "" for t in column] if head is None else [(t or "")[:head] for t in column]
             try:
                 found = set(range(self.n)) if regex is None else flag_rows(regex, texts)
-            except Exception:  # a text re2 cannot take: every row gets the exact check
+            except Exception as e:  # a text re2 cannot take: every row gets the exact check
+                reraise_cancel(e)
                 found = set(range(self.n))
             if None in column or "" in column:
                 found.update(i for i, t in enumerate(column) if not t)
@@ -3298,6 +3625,7 @@ def _exact(impl: Any, row: dict[str, Any]) -> Result:
     try:
         return impl.check(row)  # type: ignore[no-any-return]
     except Exception as e:
+        reraise_cancel(e)
         return error_result(e)
 
 
@@ -3381,7 +3709,8 @@ def evaluate_fast(plpy: Any, purpose: str, names: list[str] | None, *columns: li
         if e.way is not None:
             try:
                 others = _quick(plpy, e, targets, batch)
-            except Exception:
+            except Exception as failure:
+                reraise_cancel(failure)
                 others = None  # the per-row path below isolates the failure
         if others is None:
             shared = None
@@ -3485,6 +3814,7 @@ def evaluate_exact(plpy: Any, purpose: str, names: list[str] | None, ids: list[i
     except Exception as e:
         if purpose != "insert":
             raise
+        reraise_cancel(e)
         # A bug here must never cost the application its INSERT: say so in the server log.
         plpy.warning(f"dbflywheel: validators did not run on this INSERT: {type(e).__name__}: {e}")
         return {**_as_literals({k: [] for k in out}), "p_rows": "{}"}
@@ -3508,8 +3838,16 @@ def check_config(plpy: Any, kind: str, config: str, applies_to: str) -> str | No
         else:
             cls(parsed)
     except ConfigError as e:
-        return str(e)
+        return _one_line(str(e))
+    except Exception as e:  # a shape no check foresaw: still one line, never a Python traceback
+        reraise_cancel(e)
+        return _one_line(f"{kind}: the config is not valid ({e})")
     return None
+
+
+def _one_line(message: str) -> str:
+    line = " ".join(message.split())
+    return line if len(line) <= 500 else line[:499] + "…"
 $pysrc$),
     ('validators_sql_codegen', $pysrc$"""The `sql_codegen` validator: is a generated query valid SQL for the configured schema?
 
@@ -3817,10 +4155,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:3b1e7a28e410')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:3b1e7a28e410']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -3876,10 +4214,10 @@ CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config te
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:3b1e7a28e410')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:3b1e7a28e410']
 return _import('validators_runtime').check_config(plpy, kind, config, applies_to)
 $python$;
 
@@ -4197,10 +4535,10 @@ CREATE OR REPLACE FUNCTION flywheel._evaluate(
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:3b1e7a28e410')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:3b1e7a28e410']
 return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas)
 $python$;
 
@@ -4420,10 +4758,10 @@ CREATE OR REPLACE FUNCTION flywheel.redact_pii(input text) RETURNS text
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:3b1e7a28e410')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:3b1e7a28e410']
 return _import('validators_pii').redact_pii(plpy, input)
 $python$;
 
@@ -5175,10 +5513,10 @@ LANGUAGE plpython3u STABLE
 SECURITY DEFINER  -- readers see the ranking (aggregates), not the traces behind it
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:3b1e7a28e410')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:3b1e7a28e410']
 return _import('judges_ranking').ranking(plpy)
 $python$;
 
@@ -5224,10 +5562,10 @@ RETURNS TABLE (ordinality integer, embedding text, input_key uuid, error text)
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:3b1e7a28e410')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:3b1e7a28e410']
 return _import('fewshot_embedder').embed_rows(plpy, embedder, texts)
 $python$;
 
@@ -5236,10 +5574,10 @@ CREATE OR REPLACE FUNCTION flywheel._input_key(text text) RETURNS uuid
 LANGUAGE plpython3u IMMUTABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:3b1e7a28e410')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:3b1e7a28e410']
 return _import('fewshot_embedder').normalize_key(plpy, text)
 $python$;
 
@@ -5255,10 +5593,10 @@ RETURNS integer
 LANGUAGE plpython3u SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:3b1e7a28e410')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:3b1e7a28e410']
 return _import('fewshot_store').embed_traces(plpy, embedder, trace_ids, apps, inputs)
 $python$;
 
@@ -6194,10 +6532,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:3b1e7a28e410')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:3b1e7a28e410']
 return _import('metrics_cron').sql_previous_fire(plpy, schedule, at_epoch)
 $python$;
 
@@ -6206,10 +6544,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:3b1e7a28e410')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:3b1e7a28e410']
 return _import('metrics_cron').sql_period(plpy, schedule, at_epoch)
 $python$;
 
@@ -6978,10 +7316,10 @@ RETURNS TABLE (feature text, reference_n integer, current_n integer,
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:3b1e7a28e410')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:3b1e7a28e410']
 return _import('metrics_drift').drift(plpy, feature, reference, current)
 $python$;
 
@@ -7133,10 +7471,10 @@ RETURNS TABLE (metric text, variant text, n bigint, value double precision, base
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:b4cffe72e4c8')
+_import = GD.get('dbflywheel:0.1.0:3b1e7a28e410')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:b4cffe72e4c8']
+    _import = GD['dbflywheel:0.1.0:3b1e7a28e410']
 return _import('metrics_experiments').results(plpy, experiment, confidence)
 $python$;
 
