@@ -12,6 +12,8 @@ import pytest
 import validators_builtin as b
 import validators_pii as pii
 import validators_runtime as rt
+from fuzzing import VALID_CONFIGS, configs, examples
+from hypothesis import given, settings
 from plpy_stub import SPIError, StubPlpy
 
 
@@ -233,3 +235,25 @@ def test_check_config_survives_any_exception_from_a_kind(monkeypatch: pytest.Mon
     monkeypatch.setitem(rt.SYNC_KINDS, "length", Broken)
     problem = rt.check_config(StubPlpy(), "length", "{}", "{}")
     assert problem is not None and "TypeError" not in problem and "\n" not in problem
+
+
+# --- generated configs of every shape (make fuzz runs more of them, with random seeds) ----------
+
+_ROWS = [row(), row(input="mail a@b.co, 10.0.0.1", output='```json\n{"a": [1, 1]}\n```'),
+         row(input=None, output=None, expected="b"), row(output="b", expected="B")]
+
+
+@settings(max_examples=examples(400), deadline=None)
+@given(generated=configs([k for k in VALID_CONFIGS if k != "sql"]))
+def test_a_generated_config_is_refused_in_one_line_or_works(generated: tuple[str, Any]) -> None:
+    kind, config = generated
+    problem = rt.check_config(StubPlpy(), kind, json.dumps(config), "{}")
+    if problem is not None:
+        assert problem.startswith(kind) or problem.startswith("config"), problem
+        assert "\n" not in problem and len(problem) <= 500, problem
+        assert "Traceback" not in problem and "TypeError" not in problem, problem
+        return
+    impl = rt.SYNC_KINDS[kind](config)
+    for r in _ROWS:  # a config that was accepted judges any row without raising
+        if hasattr(impl, "check"):
+            assert impl.check(r).status in ("pass", "fail", "skipped", "error")
