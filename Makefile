@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 FLYWHEEL := $(BIN)/dbflywheel
 
-.PHONY: setup models build check-build demo screenshot test lint bench soak up down clean
+.PHONY: setup models build check-build demo screenshot test fuzz lint bench soak up down clean
 
 setup:
 	@bash scripts/setup.sh
@@ -28,6 +28,14 @@ screenshot:
 
 test: setup
 	@$(BIN)/pytest -q tests
+
+# The property tests with random seeds and FUZZ_FACTOR (10) times more examples (make test runs them
+# with a fixed seed): turn whatever it finds into an explicit test.
+FUZZ_TESTS := tests/unit/test_validators_limits.py tests/unit/test_validators_pii.py \
+	tests/unit/test_validators_fastpath.py tests/unit/test_fewshot_embedder.py tests/unit/test_metrics_stats.py \
+	tests/db/test_properties.py
+fuzz: setup
+	@HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q -p no:cacheprovider $(FUZZ_TESTS)
 
 lint: setup
 	@$(BIN)/ruff check src plpython tests

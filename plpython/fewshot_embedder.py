@@ -15,6 +15,11 @@ from typing import Any
 
 NAME = "fewshot-hash-384-v1"
 DIMS = 384
+# The embedding looks at the first MAX_CHARS characters of the normalised text (README.md): the
+# n-gram arrays cost ~165 bytes per character, so an 8 MB few_shot() query took 1.3 GB. The cache
+# key (input_key) still covers the whole text.
+MAX_CHARS = 20_000
+CANCEL_SQLSTATE = "57014"  # query_canceled (statement_timeout, pg_cancel_backend)
 CHAR_NGRAMS = (3, 4)
 _WORD = re.compile(r"\w+")
 _SPACE = re.compile(r"\s+")
@@ -97,9 +102,10 @@ def _matrix(np: Any, texts: list[str | None]) -> tuple[list[int], list[str], Any
     norm = [norm_all[i] for i in present]
     if not present:
         return present, norm, np.zeros((0, DIMS), dtype=np.float32)
-    (ci, cw), (wi, ww) = _char_features(np, norm), _word_features(np, norm)
+    heads = [n[:MAX_CHARS] for n in norm]
+    (ci, cw), (wi, ww) = _char_features(np, heads), _word_features(np, heads)
     counts = np.bincount(np.concatenate([ci, wi]), weights=np.concatenate([cw, ww]),
-                         minlength=len(norm) * 2 * DIMS).reshape(len(norm), 2, DIMS)
+                         minlength=len(heads) * 2 * DIMS).reshape(len(heads), 2, DIMS)
     # sqrt dampens repeated n-grams; chars and words are normalised apart, so that the many
     # character n-grams do not drown the words, then added.
     damped = np.copysign(np.sqrt(np.abs(counts)), counts)
@@ -159,8 +165,16 @@ def embed_rows(plpy: Any, embedder: str, texts: list[str | None]) -> Any:
     try:
         present, literals, keys = literals_and_keys(embedder, texts)
     except Exception as e:
+        if is_cancel(e):
+            raise
         return [(i + 1, None, None, f"{type(e).__name__}: {e}") for i in range(len(texts))]
     return [(i + 1, literal, key, None) for i, literal, key in zip(present, literals, keys, strict=True)]
+
+
+def is_cancel(e: BaseException) -> bool:
+    """PostgreSQL cancelling the statement: never caught (validators_builtin.is_cancel's twin; this
+    file is also loaded on its own by the Python package)."""
+    return getattr(e, "sqlstate", None) == CANCEL_SQLSTATE or type(e).__name__ == "QueryCanceled"
 
 
 def normalize_key(plpy: Any, text: str | None) -> str | None:

@@ -28,7 +28,7 @@ def _record_failure(plpy: Any, embedder: str, trace_ids: list[int], error: str) 
 def embed_traces(plpy: Any, embedder: str, trace_ids: list[int], apps: list[str], inputs: list[str | None]) -> int:
     """Embeds with the built-in embedder and stores the vectors, in a subtransaction; whatever
     fails (the embedder, or storing) is recorded in the backlog. Returns how many were stored."""
-    from fewshot_embedder import literals_and_keys
+    from fewshot_embedder import is_cancel, literals_and_keys
 
     if not trace_ids:
         return 0
@@ -46,10 +46,14 @@ def embed_traces(plpy: Any, embedder: str, trace_ids: list[int], apps: list[str]
         with plpy.subtransaction():
             plpy.execute(store, [[trace_ids[i] for i in present], embedder, [apps[i] for i in present], literals, keys])
         return len(present)
-    except Exception as e:  # never into the application's INSERT: the backlog retries it
+    except Exception as e:  # never into the application's INSERT (the backlog retries it), but a cancel
+        if is_cancel(e):
+            raise
         try:
             with plpy.subtransaction():
                 _record_failure(plpy, embedder, list(trace_ids), f"{type(e).__name__}: {e}")
         except Exception as again:
+            if is_cancel(again):
+                raise
             plpy.warning(f"dbflywheel: could not embed or record {len(trace_ids)} trace(s): {again}")
         return 0

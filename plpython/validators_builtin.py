@@ -4,7 +4,9 @@ A kind is a class built from its config (raising ConfigError with a message that
 wrong) whose `check(row)` returns a Result. Kinds that need the database (sql, anomaly, python,
 sql_codegen) instead implement `check_batch(plpy, rows, source)`, called once per statement.
 Rows are dicts with the trace's columns. Nothing here raises into the caller on bad trace data:
-the runner turns an exception into an `error` result.
+the runner turns an exception into an `error` result, except a query cancel (statement_timeout,
+pg_cancel_backend), which always goes up (is_cancel). PL/Python does not check for a cancel while
+Python runs, so each kind's work is capped (MAX_CHARS and the others below; README.md lists them).
 """
 
 from __future__ import annotations
@@ -37,6 +39,24 @@ _PASS = Result("pass", 1.0, None, None)
 _CLEAN = Result("pass", 0.0, None, None)
 PASS = _PASS
 MAX_DETAIL_CHARS = 200
+# The text-scanning kinds (regex, injection, json) examine a field's first MAX_CHARS characters
+# (pii: validators_pii.MAX_CHARS, the same); a JSON Schema check stops after MAX_SCHEMA_STEPS
+# keyword evaluations. README.md documents these caps.
+MAX_CHARS = 1_000_000
+MAX_SCHEMA_STEPS = 1_000_000
+CANCEL_SQLSTATE = "57014"  # query_canceled: statement_timeout and pg_cancel_backend() both raise it
+
+
+def is_cancel(e: BaseException) -> bool:
+    """Whether e is PostgreSQL cancelling the statement (plpy.spiexceptions.QueryCanceled, or an
+    SPIError with its sqlstate): it must reach the server, never become an `error` result."""
+    return getattr(e, "sqlstate", None) == CANCEL_SQLSTATE or type(e).__name__ == "QueryCanceled"
+
+
+def reraise_cancel(e: BaseException) -> None:
+    """For every broad `except`: a cancel goes on up, anything else is the caller's to handle."""
+    if is_cancel(e):
+        raise e
 
 
 class Prefilter(NamedTuple):
@@ -60,17 +80,43 @@ def _short(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _show(value: Any) -> str:
+    """A config value in a message: its repr, short (a message is one line of bounded length)."""
+    return _short(repr(value), 80)
+
+
 def _known_keys(config: dict[str, Any], allowed: set[str], kind: str) -> None:
     # Every kind also accepts the runner's own keys.
     unknown = set(config) - allowed - {"input_guard", "description", "time_limit_ms"}
     if unknown:
-        raise ConfigError(f"{kind}: unknown config key(s) {sorted(unknown)}; known: {sorted(allowed)}")
+        raise ConfigError(f"{kind}: unknown config key(s) {_short(str(sorted(unknown)))}; known: {sorted(allowed)}")
+    _flag(config, "input_guard", kind)
+    if not isinstance(config.get("description", ""), str):
+        raise ConfigError(f"{kind}: description must be a string, not {_show(config['description'])}")
+    if "time_limit_ms" in config and _number(config, "time_limit_ms", kind, 0.0) <= 0:
+        raise ConfigError(f"{kind}: time_limit_ms must be a positive number, not {_show(config['time_limit_ms'])}")
+
+
+def _flag(config: dict[str, Any], key: str, kind: str, default: bool = False) -> bool:
+    value = config.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{kind}: {key} must be true or false, not {_show(value)}")
+    return value
+
+
+def _names(config: dict[str, Any], key: str, kind: str, allowed: Any, default: list[str]) -> list[str]:
+    """A non-empty list of names, each one of allowed (strings only: a list in it is no name)."""
+    value = config.get(key, default)
+    if (not isinstance(value, list) or not value or not all(isinstance(x, str) for x in value)
+            or not set(value) <= set(allowed)):
+        raise ConfigError(f"{kind}: {key} must be a non-empty list of {list(allowed)}, not {_show(value)}")
+    return value
 
 
 def _field(config: dict[str, Any], kind: str, default: str, allowed: tuple[str, ...] = TEXT_FIELDS) -> str:
     field = config.get("field", default)
     if field not in allowed:
-        raise ConfigError(f"{kind}: field must be one of {list(allowed)}, not {field!r}")
+        raise ConfigError(f"{kind}: field must be one of {list(allowed)}, not {_show(field)}")
     return str(field)
 
 
@@ -79,15 +125,19 @@ def _count(config: dict[str, Any], key: str, kind: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{kind}: {key} must be a non-negative integer, not {value!r}")
+        raise ConfigError(f"{kind}: {key} must be a non-negative integer, not {_show(value)}")
     return value
 
 
 def _number(config: dict[str, Any], key: str, kind: str, default: float) -> float:
     value = config.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(f"{kind}: {key} must be a number, not {value!r}")
-    return float(value)
+    try:
+        number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+    except OverflowError:  # an integer of hundreds of digits
+        number = math.nan
+    if not math.isfinite(number):
+        raise ConfigError(f"{kind}: {key} must be a number, not {_show(value)}")
+    return number
 
 
 def compile_re2(pattern: Any, kind: str, case_insensitive: bool = False) -> Any:
@@ -98,8 +148,8 @@ def compile_re2(pattern: Any, kind: str, case_insensitive: bool = False) -> Any:
     except Exception as e:  # re2 reports bytes; decode for a readable message
         msg = e.args[0].decode() if e.args and isinstance(e.args[0], bytes) else str(e)
         raise ConfigError(
-            f"{kind}: bad regular expression {pattern!r}: {msg} (patterns are RE2: no backreferences or lookaround)"
-        ) from None
+            f"{kind}: bad regular expression {_show(pattern)}: {_short(msg, 120)} (patterns are RE2: no "
+            "backreferences or lookaround)") from None
 
 
 try:  # re2's C++ matcher without the wrapper's match objects: ~5x faster for a yes/no question
@@ -124,6 +174,23 @@ def strip_code_fence(text: str) -> str:
     return text
 
 
+_WORD_CHUNK = 1 << 20
+
+
+def count_words(text: str) -> int:
+    """len(text.split()), a megabyte at a time: the list of every word of a long text costs
+    ~50 bytes a word (a 100 MB text of one-letter words: gigabytes)."""
+    if len(text) <= _WORD_CHUNK:
+        return len(text.split())
+    words = 0
+    for at in range(0, len(text), _WORD_CHUNK):
+        words += len(text[at:at + _WORD_CHUNK].split())
+        # a word that runs across the cut was counted on both sides
+        if at and not text[at - 1].isspace() and not text[at].isspace():
+            words -= 1
+    return words
+
+
 class Length:
     def __init__(self, config: dict[str, Any]) -> None:
         _known_keys(config, {"min_chars", "max_chars", "min_words", "max_words", "field"}, "length")
@@ -143,7 +210,7 @@ class Length:
             return False
         measured = {"chars": len(text)}
         if self.count_words:
-            measured["words"] = len(text.split())
+            measured["words"] = count_words(text)
         for unit, n in measured.items():
             lo, hi = self.bounds[f"min_{unit}"], self.bounds[f"max_{unit}"]
             if (lo is not None and n < lo) or (hi is not None and n > hi):
@@ -158,7 +225,7 @@ class Length:
         details: dict[str, Any] = {"chars": chars}
         measured = {"chars": chars}
         if self.count_words:
-            measured["words"] = details["words"] = len(text.split())
+            measured["words"] = details["words"] = count_words(text)
         for unit, n in measured.items():
             lo, hi = self.bounds[f"min_{unit}"], self.bounds[f"max_{unit}"]
             if lo is not None and n < lo:
@@ -172,12 +239,12 @@ class Regex:
     def __init__(self, config: dict[str, Any]) -> None:
         _known_keys(config, {"pattern", "field", "must_match", "case_insensitive", "label"}, "regex")
         self.field = _field(config, "regex", "output", (*TEXT_FIELDS, "any"))
-        for key in ("must_match", "case_insensitive"):
-            if not isinstance(config.get(key, False), bool):
-                raise ConfigError(f"regex: {key} must be true or false")
-        self.must_match = bool(config.get("must_match", False))
-        self.regex = compile_re2(config.get("pattern"), "regex", bool(config.get("case_insensitive", False)))
-        self.label = str(config.get("label", "matched" if not self.must_match else "no_match"))
+        self.must_match = _flag(config, "must_match", "regex")
+        self.regex = compile_re2(config.get("pattern"), "regex", _flag(config, "case_insensitive", "regex"))
+        label = config.get("label", "matched" if not self.must_match else "no_match")
+        if not isinstance(label, str) or not label:
+            raise ConfigError(f"regex: label must be a non-empty string, not {_show(label)}")
+        self.label = label
         self._no_match = Result("fail", 0.0, self.label, {"reason": "the pattern does not match"})
         self.prefilters: list[Prefilter] = []
         pattern = config["pattern"]
@@ -185,12 +252,12 @@ class Regex:
             scoped = ("(?i:" if config.get("case_insensitive", False) else "(?:") + pattern + ")"
             clean = self._no_match if self.must_match else _PASS
             fields = ("input", "output") if self.field == "any" else (self.field,)
-            self.prefilters = [Prefilter(f, scoped, clean) for f in fields]
+            self.prefilters = [Prefilter(f, scoped, clean, MAX_CHARS) for f in fields]
 
     def check(self, row: dict[str, Any]) -> Result:
         fields = ("input", "output") if self.field == "any" else (self.field,)
         for field in fields:
-            text = row.get(field) or ""
+            text = (row.get(field) or "")[:MAX_CHARS]
             m = self.regex.search(text) if re2_found(self.regex, text) else None
             if m is not None:
                 details = {"field": field, "match": _short(m.group()), "at": m.start()}
@@ -202,29 +269,205 @@ class Regex:
         return _PASS
 
 
+class _TooComplex(Exception):
+    """A JSON Schema check that ran out of its MAX_SCHEMA_STEPS."""
+
+
+def _canonical(value: Any) -> Any:
+    """A hashable form of a JSON value under JSON Schema's equality (jsonschema's `equal`: true is
+    not 1, 1 is 1.0, objects compare by keys and values)."""
+    if isinstance(value, bool) or value is None:
+        return ("b", value)
+    if isinstance(value, str):
+        return ("s", value)
+    if isinstance(value, list):
+        return ("l", tuple(map(_canonical, value)))
+    if isinstance(value, dict):
+        return ("d", frozenset((k, _canonical(v)) for k, v in value.items()))
+    return ("n", value)
+
+
+def _unique_items(validator: Any, unique: Any, instance: Any, schema: Any) -> Any:
+    # jsonschema's own compares every pair of items it cannot sort (objects): quadratic.
+    if unique and validator.is_type(instance, "array"):
+        seen: set[Any] = set()
+        for item in instance:
+            key = _canonical(item)
+            if key in seen:
+                from jsonschema import ValidationError
+
+                yield ValidationError(f"{_short(repr(instance), 80)} has non-unique elements")
+                return
+            seen.add(key)
+
+
+_RE2_CACHE: dict[str, Any] = {}
+
+
+def _schema_re2(pattern: str) -> Any:
+    rx = _RE2_CACHE.get(pattern)
+    if rx is None:
+        if len(_RE2_CACHE) > 256:
+            _RE2_CACHE.clear()
+        rx = _RE2_CACHE[pattern] = compile_re2(pattern, "json")
+    return rx
+
+
+def _pattern(validator: Any, pattern: Any, instance: Any, schema: Any) -> Any:
+    # re2 (linear time) instead of Python's re, which backtracks: "^(a+)+$" on "aaaa…!" never ends.
+    if validator.is_type(instance, "string") and not re2_found(_schema_re2(pattern), instance):
+        from jsonschema import ValidationError
+
+        yield ValidationError(f"{_short(repr(instance), 80)} does not match {pattern!r}")
+
+
+def _pattern_properties(validator: Any, patterns: Any, instance: Any, schema: Any) -> Any:
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in patterns.items():
+        rx = _schema_re2(pattern)
+        for k, v in instance.items():
+            if re2_found(rx, k):
+                yield from validator.descend(v, subschema, path=k, schema_path=pattern)
+
+
+def _refuse_retrieval(uri: str) -> Any:
+    from referencing.exceptions import NoSuchResource
+
+    raise NoSuchResource(ref=uri)  # type: ignore[call-arg]  # never the network: only what is inside the schema
+
+
+_NOT_SCHEMAS = ("enum", "const", "default", "examples")  # values there are data, not subschemas
+
+
+def _refs(node: Any, base: str, out: list[tuple[str, str]]) -> None:
+    """Every $ref (and $dynamicRef, $recursiveRef) in a schema, with the URI it resolves to."""
+    from urllib.parse import urljoin
+
+    if isinstance(node, list):
+        for item in node:
+            _refs(item, base, out)
+        return
+    if not isinstance(node, dict):
+        return
+    for key in ("$id", "id"):
+        if isinstance(node.get(key), str):
+            base = urljoin(base, node[key])
+    for key, value in node.items():
+        if key in ("$ref", "$dynamicRef", "$recursiveRef") and isinstance(value, str):
+            out.append((value, urljoin(base, value)))
+        elif key not in _NOT_SCHEMAS:
+            _refs(value, base, out)
+
+
+class _Schema:
+    """A JSON Schema check that fetches nothing, matches patterns with re2, checks uniqueItems in
+    linear time and stops after MAX_SCHEMA_STEPS keyword evaluations (anyOf over a recursive $ref
+    doubles the work at each level of nesting: without a cap, 40 levels never end)."""
+
+    def __init__(self, schema: Any) -> None:
+        import jsonschema
+        import referencing
+
+        cls = jsonschema.validators.validator_for(schema)
+        self.steps = 0
+        keywords = {**cls.VALIDATORS, "uniqueItems": _unique_items, "pattern": _pattern,
+                    "patternProperties": _pattern_properties}
+        keywords = {k: self._counted(fn) for k, fn in keywords.items()}
+        self.cls = jsonschema.validators.extend(cls, validators=keywords)
+        self.validator = self.cls(schema, registry=referencing.Registry(retrieve=_refuse_retrieval))  # type: ignore[call-arg]
+
+    def _counted(self, fn: Any) -> Any:
+        def keyword(validator: Any, value: Any, instance: Any, schema: Any) -> Any:
+            self.steps += 1
+            if self.steps > MAX_SCHEMA_STEPS:
+                raise _TooComplex
+            return fn(validator, value, instance, schema)
+
+        return keyword
+
+    def first_error(self, value: Any) -> Any:
+        self.steps = 0
+        return next(iter(self.validator.iter_errors(value)), None)
+
+
+def _schema_validator(schema: Any) -> _Schema:
+    return _Schema(schema)
+
+
+def _check_schema(schema: Any) -> _Schema:
+    """The config's schema, checked: a valid JSON Schema of a known dialect, RE2 patterns, and
+    references only inside it (a $ref to a URL would make the server fetch it during an INSERT)."""
+    import jsonschema
+    from referencing.exceptions import Unresolvable
+
+    if not isinstance(schema, dict | bool):
+        raise ConfigError("json: schema must be a JSON Schema object")
+    if isinstance(schema, dict) and "$schema" in schema:
+        dialect = schema["$schema"]
+        if not isinstance(dialect, str) or jsonschema.validators.validator_for(schema, default=None) is None:
+            raise ConfigError(f"json: unknown $schema {_show(dialect)}; use a JSON Schema draft's URI "
+                              "(draft 4 to 2020-12), or leave it out")
+    cls = jsonschema.validators.validator_for(schema)
+    try:
+        cls.check_schema(schema)
+    except jsonschema.SchemaError as e:
+        raise ConfigError(f"json: the schema is not a valid JSON Schema: {_short(e.message, 200)}") from None
+    except RecursionError:
+        raise ConfigError("json: the schema is nested too deeply") from None
+    checked = _Schema(schema)
+    found: list[tuple[str, str]] = []
+    try:
+        _refs(schema, "", found)
+    except RecursionError:
+        raise ConfigError("json: the schema is nested too deeply") from None
+    resolver = getattr(checked.validator, "_resolver", None)
+    for ref, target in found:
+        try:
+            if resolver is not None:
+                resolver.lookup(target)
+        except Unresolvable:
+            raise ConfigError(f"json: $ref {_show(ref)} does not resolve inside the schema; references outside "
+                              "the schema (URLs, files) are never fetched") from None
+    for pattern in _schema_patterns(schema):
+        _schema_re2(pattern)  # a ConfigError that says RE2
+    return checked
+
+
+def _schema_patterns(node: Any) -> list[str]:
+    out: list[str] = []
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, list):
+            stack.extend(n)
+        elif isinstance(n, dict):
+            for key, value in n.items():
+                if key == "pattern" and isinstance(value, str):
+                    out.append(value)
+                elif key == "patternProperties" and isinstance(value, dict):
+                    out.extend(value)
+                if key not in _NOT_SCHEMAS:
+                    stack.append(value)
+    return out
+
+
 class Json:
     def __init__(self, config: dict[str, Any]) -> None:
         _known_keys(config, {"schema", "field", "strip_code_fence"}, "json")
         self.field = _field(config, "json", "output")
-        self.strip = bool(config.get("strip_code_fence", True))
-        self.validator = None
+        self.strip = _flag(config, "strip_code_fence", "json", True)
+        self.validator: _Schema | None = None
         if "schema" in config:
-            import jsonschema  # imported only when a schema is used: it is slow to import
-
-            schema = config["schema"]
-            if not isinstance(schema, dict | bool):
-                raise ConfigError("json: schema must be a JSON Schema object")
-            cls = jsonschema.validators.validator_for(schema)
-            try:
-                cls.check_schema(schema)
-            except jsonschema.SchemaError as e:
-                raise ConfigError(f"json: the schema is not a valid JSON Schema: {e.message}") from None
-            self.validator = cls(schema)
+            self.validator = _check_schema(config["schema"])
 
     def check(self, row: dict[str, Any]) -> Result:
         text = row.get(self.field)
         if text is None or not text.strip():
             return Result("fail", 0.0, "missing", {"reason": f"no {self.field}"})
+        if len(text) > MAX_CHARS:
+            return Result("fail", 0.0, "too_large", {"reason": f"more than {MAX_CHARS} characters",
+                                                     "chars": len(text)})
         if self.strip:
             text = strip_code_fence(text)
         try:
@@ -234,10 +477,17 @@ class Json:
         except ValueError as e:
             return Result("fail", 0.0, "invalid_json", {"reason": _short(str(e))})
         if self.validator is not None:
+            from referencing.exceptions import Unresolvable
+
             try:
-                error = next(iter(self.validator.iter_errors(value)), None)
+                error = self.validator.first_error(value)
             except RecursionError:
                 return Result("fail", 0.0, "too_deep", {"reason": "JSON nested too deeply to validate"})
+            except _TooComplex:
+                return Result("fail", 0.0, "too_complex",
+                              {"reason": f"the schema check took more than {MAX_SCHEMA_STEPS} steps"})
+            except Unresolvable as e:  # a stored config from before references were checked
+                return Result("error", None, "unresolvable_ref", {"error": _short(f"{e}; nothing is fetched", 500)})
             if error is not None:
                 path = "/".join(str(p) for p in error.absolute_path)
                 return Result("fail", 0.0, "schema_mismatch", {"reason": _short(error.message), "path": path})
@@ -250,26 +500,29 @@ class Pii:
 
         self.pii = validators_pii
         _known_keys(config, {"fields", "categories"}, "pii")
-        fields = config.get("fields", ["input", "output"])
-        if not isinstance(fields, list) or not fields or not set(fields) <= set(TEXT_FIELDS):
-            raise ConfigError(f"pii: fields must be a non-empty list of {list(TEXT_FIELDS)}")
-        cats = config.get("categories", list(validators_pii.CATEGORIES))
-        if not isinstance(cats, list) or not cats or not set(cats) <= set(validators_pii.CATEGORIES):
-            raise ConfigError(f"pii: categories must be a non-empty list of {list(validators_pii.CATEGORIES)}")
+        fields = _names(config, "fields", "pii", TEXT_FIELDS, ["input", "output"])
+        cats = _names(config, "categories", "pii", validators_pii.CATEGORIES, list(validators_pii.CATEGORIES))
         self.fields, self.categories = fields, set(cats)
-        self.prefilters = [Prefilter(f, validators_pii.MAYBE_ANY, _CLEAN) for f in fields]
+        self.prefilters = [Prefilter(f, validators_pii.MAYBE_ANY, _CLEAN, validators_pii.MAX_CHARS) for f in fields]
 
     def check(self, row: dict[str, Any]) -> Result:
         found: dict[str, dict[str, int]] = {}
+        truncated = []
         for field in self.fields:
-            counts = {c: n for c, n in self.pii.categories(row.get(field)).items() if c in self.categories}
+            counts, capped = self.pii.categories_capped(row.get(field))
+            counts = {c: n for c, n in counts.items() if c in self.categories}
             if counts:
                 found[field] = counts
+                if capped:
+                    truncated.append(field)
         if not found:
             return _CLEAN
         cats = sorted({c for counts in found.values() for c in counts})
         total = sum(n for counts in found.values() for n in counts.values())
-        return Result("fail", float(total), cats[0], {"categories": cats, "fields": found})
+        details: dict[str, Any] = {"categories": cats, "fields": found}
+        if truncated:  # a cap stopped the count (README.md: the validators' caps)
+            details["truncated"] = truncated
+        return Result("fail", float(total), cats[0], details)
 
 
 # Signals of prompt injection and jailbreaks, with a weight each; the score combines them
@@ -312,10 +565,10 @@ class Injection:
         self.threshold = _number(config, "threshold", "injection", 0.5)
         if not 0 < self.threshold <= 1:
             raise ConfigError("injection: threshold must be in (0, 1]")
-        self.prefilters = [Prefilter(self.field, _ANY_INJECTION.pattern, _CLEAN)]
+        self.prefilters = [Prefilter(self.field, _ANY_INJECTION.pattern, _CLEAN, MAX_CHARS)]
 
     def check(self, row: dict[str, Any]) -> Result:
-        text = row.get(self.field) or ""
+        text = (row.get(self.field) or "")[:MAX_CHARS]
         if not re2_found(_ANY_INJECTION, text):
             return _CLEAN
         signals = [name for name, (rx, _) in _INJECTION.items() if rx.search(text) is not None]
@@ -352,7 +605,7 @@ class Refusal:
     def __init__(self, config: dict[str, Any]) -> None:
         _known_keys(config, {"field", "count_dont_know"}, "refusal")
         self.field = _field(config, "refusal", "output")
-        self.labels = ["refusal"] + (["dont_know"] if config.get("count_dont_know", True) else [])
+        self.labels = ["refusal"] + (["dont_know"] if _flag(config, "count_dont_know", "refusal", True) else [])
         self.prefilters = [Prefilter(self.field, _ANY_REFUSAL.pattern, _CLEAN, REFUSAL_HEAD)]
 
     def check(self, row: dict[str, Any]) -> Result:
@@ -433,7 +686,7 @@ class Classifier:
         labels = config.get("labels")
         if labels is not None and (not isinstance(labels, list) or not all(isinstance(x, str) for x in labels)):
             raise ConfigError("classifier: labels must be a list of strings")
-        self.case_sensitive = bool(config.get("case_sensitive", False))
+        self.case_sensitive = _flag(config, "case_sensitive", "classifier")
         self.labels = None if labels is None else {self._norm(x) for x in labels}
 
     def _norm(self, text: str) -> str:
@@ -547,10 +800,7 @@ class Anomaly:
 
     def __init__(self, config: dict[str, Any]) -> None:
         _known_keys(config, {"metrics", "threshold", "min_samples"}, "anomaly")
-        metrics = config.get("metrics", ["latency_ms", "cost_usd", "tokens_out"])
-        if not isinstance(metrics, list) or not metrics or not set(metrics) <= set(self.METRICS):
-            raise ConfigError(f"anomaly: metrics must be a non-empty list of {list(self.METRICS)}")
-        self.metrics = metrics
+        self.metrics = _names(config, "metrics", "anomaly", self.METRICS, ["latency_ms", "cost_usd", "tokens_out"])
         self.threshold = _number(config, "threshold", "anomaly", 4.0)
         self.min_samples = _count(config, "min_samples", "anomaly") or 30
         if self.threshold <= 0:
@@ -616,6 +866,7 @@ class Python:
             try:
                 out.append(_read_only_subtransaction(plpy, lambda row=row: self._verdict(self._run(row, plpy))))
             except Exception as e:
+                reraise_cancel(e)
                 out.append(error_result(e))
         return out
 
@@ -654,12 +905,6 @@ class Python:
             return Result(status, None if score is None else float(score), None if label is None else str(label),
                           details if isinstance(details, dict) else {"value": details})
         raise ValueError(f"the validator returned a {type(value).__name__}; expected bool, number, dict or None")
-
-
-def cancelled(e: BaseException) -> bool:
-    """statement_timeout or a cancel (SQLSTATE 57014): it must stop the statement, never become a
-    verdict or a warning."""
-    return getattr(e, "sqlstate", None) == "57014"
 
 
 def error_result(e: BaseException) -> Result:

@@ -8,6 +8,8 @@ the Luhn check and IBANs the mod-97 check, so order numbers and dates are not fl
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from itertools import islice
 from typing import Any
 
 import re2
@@ -15,6 +17,14 @@ import re2
 # In priority order: where two candidates overlap, the earlier category wins.
 CATEGORIES = ("email", "iban", "card", "ssn", "ip", "phone")
 PLACEHOLDERS = {c: f"[{c.upper()}]" for c in CATEGORIES}
+# The pii validator's caps (README.md): it examines a field's first MAX_CHARS characters and stops
+# at MAX_FINDINGS findings or after CANDIDATES_PER_FINDING * MAX_FINDINGS candidates (each costs a
+# few Python operations). PL/Python does not check for a query cancel while Python runs, so these
+# are what bound the time an INSERT spends here. redact() has no caps (everything must go): it is
+# linear instead.
+MAX_CHARS = 1_000_000
+MAX_FINDINGS = 1000
+CANDIDATES_PER_FINDING = 20
 
 _PATTERNS = {
     "email": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
@@ -64,23 +74,24 @@ MAYBE_ANY = "@|" + _ANY_MAYBE.pattern
 _MAYBE_RE2 = {name: re2.compile(p) for name, p in _MAYBE_PATTERNS.items()}
 
 
-def _spans(regex: Any, text: str, data: bytes | None) -> list[tuple[int, int]]:
-    """(start, end) of each match, as finditer() gives them; data: text.encode() when text is ASCII
-    (byte offsets are then character offsets), so re2 is called without the wrapper's match objects."""
+def _spans(regex: Any, text: str, data: bytes | None) -> Iterator[tuple[int, int]]:
+    """(start, end) of each match, as finditer() gives them, one at a time (a capped caller stops
+    early); data: text.encode() when text is ASCII (byte offsets are then character offsets), so
+    re2 is called without the wrapper's match objects."""
     if data is None:
-        return [m.span() for m in regex.finditer(text)]
+        for m in regex.finditer(text):
+            yield m.span()
+        return
     match = regex._regexp.Match
-    spans = []
     pos, end = 0, len(data)
     while True:  # finditer's own loop
         start, stop = match(_UNANCHORED, data, pos, end)[0]
         if start < 0:
             break
-        spans.append((start, stop))
+        yield start, stop
         if pos == end:
             break
         pos = pos + 1 if pos == stop else stop
-    return spans
 
 
 def match_at(regex: Any, data: bytes) -> int:
@@ -98,10 +109,12 @@ def regex_found(regex: Any, text: str) -> bool:
     return regex.search(text) is not None
 
 
-def _cards(text: str, start: int, end: int) -> list[tuple[int, int]]:
+def _cards(text: str, start: int, end: int, budget: int | None = None) -> list[tuple[int, int]]:
     """Card numbers among the digit groups of text[start:end]: consecutive groups (of 3 or more
-    digits) with 13 to 19 digits in all that pass the Luhn check, leftmost and longest first."""
-    groups = [(m.start(), m.end()) for m in _GROUP.finditer(text, start, end)]
+    digits) with 13 to 19 digits in all that pass the Luhn check, leftmost and longest first.
+    budget: look at no more than that many groups (a run of digits can be the whole text)."""
+    found_groups = _GROUP.finditer(text, start, end)
+    groups = [m.span() for m in (found_groups if budget is None else islice(found_groups, budget))]
     found = []
     i = 0
     while i < len(groups):
@@ -153,18 +166,29 @@ def _accept(category: str, text: str) -> bool:
     return True
 
 
-def find(text: str | None) -> list[tuple[int, int, str]]:
-    """(start, end, category) of every finding, non-overlapping, in text order."""
+def find(text: str | None, limit: int | None = None) -> list[tuple[int, int, str]]:
+    """(start, end, category) of every finding, non-overlapping, in text order; with a limit, at
+    most that many (see find_capped)."""
+    return find_capped(text, limit)[0]
+
+
+def find_capped(text: str | None, limit: int | None = None) -> tuple[list[tuple[int, int, str]], bool]:
+    """find(), and whether a cap stopped it early. With a limit: at most that many findings, and
+    no more than limit * CANDIDATES_PER_FINDING candidates (and digit groups) looked at."""
     if not text:
-        return []
+        return [], False
     has_at = "@" in text
     if not has_at and not (_found(_ANY_DIGITS, text) and _found(_ANY_MAYBE, text)):
-        return []
+        return [], False
     data = text.encode() if _LOW_LEVEL and text.isascii() else None
     # With an '@' but none of the others' necessary patterns (an address in prose), one call
     # tells all five to skip.
     others = data is None or not has_at or match_at(_ANY_MAYBE, data) >= 0
+    # The findings so far, sorted and non-overlapping. A category's candidates come in text order,
+    # so one pointer walks the earlier categories' findings once: linear (comparing every
+    # candidate with every finding was quadratic: 24000 IP addresses took half a minute).
     taken: list[tuple[int, int, str]] = []
+    budget = None if limit is None else limit * CANDIDATES_PER_FINDING
     for category in CATEGORIES:
         if category == "email" and not has_at:
             continue
@@ -176,28 +200,51 @@ def find(text: str | None) -> list[tuple[int, int, str]]:
                     continue
             elif _MAYBE[category].search(text) is None:
                 continue
+        new: list[tuple[int, int, str]] = []
+        p, n_taken = 0, len(taken)
         for start, end in _spans(_COMPILED[category], text, data):
+            if budget is not None:
+                budget -= 1
+                if budget < 0 or len(taken) + len(new) >= limit:  # type: ignore[operator]
+                    return sorted(taken + new)[:limit], True
             if category == "card":
-                for card_start, card_end in _cards(text, start, end):
-                    if not any(card_start < e and s < card_end for s, e, _ in taken):
-                        taken.append((card_start, card_end, "card"))
+                for card_start, card_end in _cards(text, start, end, budget):
+                    while p < n_taken and taken[p][1] <= card_start:
+                        p += 1
+                    if not (p < n_taken and taken[p][0] < card_end):
+                        new.append((card_start, card_end, "card"))
+                if budget is not None:  # the digit groups it looked at (each 2+ characters with its separator)
+                    budget = max(budget - (end - start) // 2, 0)
                 continue
-            if any(start < e and s < end for s, e, _ in taken):
-                continue
+            while p < n_taken and taken[p][1] <= start:
+                p += 1
+            if p < n_taken and taken[p][0] < end:
+                continue  # overlaps an earlier category's finding
             if category in _DIGIT_BOUNDED and (text[start - 1 : start].isdigit() or text[end : end + 1].isdigit()):
                 continue
             if _accept(category, text[start:end]):
-                taken.append((start, end, category))
-    taken.sort()
-    return taken
+                new.append((start, end, category))
+        if new:
+            taken = sorted(taken + new)  # two sorted runs: one linear merge
+    if limit is not None and len(taken) > limit:
+        return taken[:limit], True
+    return taken, False
 
 
 def categories(text: str | None) -> dict[str, int]:
     """How many findings of each category (never the values)."""
+    return categories_capped(text, None)[0]
+
+
+def categories_capped(text: str | None, limit: int | None = MAX_FINDINGS) -> tuple[dict[str, int], bool]:
+    """categories() with the pii validator's caps (README.md): the first MAX_CHARS characters, at
+    most limit findings; and whether a cap cut the count short."""
+    cut = limit is not None and text is not None and len(text) > MAX_CHARS
+    findings, stopped = find_capped(text[:MAX_CHARS] if cut else text, limit)  # type: ignore[index]
     counts: dict[str, int] = {}
-    for _, _, category in find(text):
+    for _, _, category in findings:
         counts[category] = counts.get(category, 0) + 1
-    return counts
+    return counts, cut or stopped
 
 
 def _replace(text: str, findings: list[tuple[int, int, str]]) -> str:

@@ -4,7 +4,9 @@ The insert trigger, validate_traces(), revalidate() and check_input() all come h
 batch as column arrays, and get back result rows and judge jobs as arrays, which SQL writes in
 one INSERT each. Nothing here writes: a validator runs set-wise over the batch (read-only,
 in a subtransaction where it touches the database) and, only if that raises, again one row at
-a time, so a broken validator yields `error` results and never an error in the INSERT.
+a time, so a broken validator yields `error` results and never an error in the INSERT. A query
+cancel (statement_timeout, pg_cancel_backend) is the exception: every `except` here re-raises it
+(reraise_cancel), so the statement fails as the server asked and nothing is committed.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ from validators_builtin import (
     Regex,
     Result,
     Sql,
-    cancelled,
     error_result,
+    is_cancel,
+    reraise_cancel,
 )
 
 
@@ -238,6 +241,7 @@ def run_validator(plpy: Any, v: Validator, rows: list[dict[str, Any]], source: s
     try:
         impl = v.impl()
     except Exception as e:
+        reraise_cancel(e)
         return [error_result(e)] * len(rows)
     if not hasattr(impl, "check_batch"):
         out = []
@@ -245,20 +249,19 @@ def run_validator(plpy: Any, v: Validator, rows: list[dict[str, Any]], source: s
             try:
                 out.append(impl.check(row))
             except Exception as e:
+                reraise_cancel(e)
                 out.append(error_result(e))
         return out
     try:
         return list(impl.check_batch(plpy, rows, source))
     except Exception as e:
-        if cancelled(e):
-            raise
+        reraise_cancel(e)  # else the retry below would run the cancelled work again, and commit
         out = []
         for row in rows:
             try:
                 out.extend(impl.check_batch(plpy, [row], source))
             except Exception as e:
-                if cancelled(e):
-                    raise
+                reraise_cancel(e)
                 out.append(error_result(e))
         return out
 
@@ -298,8 +301,7 @@ def evaluate(plpy: Any, purpose: str, names: list[str] | None, ids: list[int | N
     try:
         return evaluate_fast(plpy, purpose, names, *columns)
     except Exception as e:
-        if cancelled(e):
-            raise  # the statement is cancelled: running it all again would ignore that
+        reraise_cancel(e)
         return evaluate_exact(plpy, purpose, names, *columns)
 
 
@@ -445,7 +447,8 @@ class _Entry:
             return
         try:
             self.impl = v.impl()
-        except Exception:
+        except Exception as e:
+            reraise_cancel(e)
             return  # run_validator() turns it into error results
         shared = None
         prefilters = getattr(self.impl, "prefilters", None)
@@ -490,7 +493,8 @@ class _Plan:
             for head, group in patterns.items():
                 try:
                     found[head] = combined(tuple(sorted(group)))
-                except Exception:  # a combination re2 refuses: every row gets the exact check
+                except Exception as e:  # a combination re2 refuses: every row gets the exact check
+                    reraise_cancel(e)
                     found[head] = None
             self.scans[key] = found
         return found
@@ -546,7 +550,8 @@ class _Batch:
             texts = [t or "" for t in column] if head is None else [(t or "")[:head] for t in column]
             try:
                 found = set(range(self.n)) if regex is None else flag_rows(regex, texts)
-            except Exception:  # a text re2 cannot take: every row gets the exact check
+            except Exception as e:  # a text re2 cannot take: every row gets the exact check
+                reraise_cancel(e)
                 found = set(range(self.n))
             if None in column or "" in column:
                 found.update(i for i, t in enumerate(column) if not t)
@@ -559,6 +564,7 @@ def _exact(impl: Any, row: dict[str, Any]) -> Result:
     try:
         return impl.check(row)  # type: ignore[no-any-return]
     except Exception as e:
+        reraise_cancel(e)
         return error_result(e)
 
 
@@ -642,9 +648,8 @@ def evaluate_fast(plpy: Any, purpose: str, names: list[str] | None, *columns: li
         if e.way is not None:
             try:
                 others = _quick(plpy, e, targets, batch)
-            except Exception as error:
-                if cancelled(error):
-                    raise
+            except Exception as failure:
+                reraise_cancel(failure)
                 others = None  # the per-row path below isolates the failure
         if others is None:
             shared = None
@@ -746,7 +751,7 @@ def evaluate_exact(plpy: Any, purpose: str, names: list[str] | None, ids: list[i
                                  [(str(v.id), str(v.version), _element(v.name), *_result_elements(res))
                                   for found in kept for v, res in found])
     except Exception as e:
-        if purpose != "insert" or cancelled(e):
+        if purpose != "insert" or is_cancel(e):
             raise
         # A bug here must never cost the application its INSERT: say so in the server log.
         plpy.warning(f"dbflywheel: validators did not run on this INSERT: {type(e).__name__}: {e}")
@@ -771,5 +776,13 @@ def check_config(plpy: Any, kind: str, config: str, applies_to: str) -> str | No
         else:
             cls(parsed)
     except ConfigError as e:
-        return str(e)
+        return _one_line(str(e))
+    except Exception as e:  # a shape no check foresaw: still one line, never a Python traceback
+        reraise_cancel(e)
+        return _one_line(f"{kind}: the config is not valid ({e})")
     return None
+
+
+def _one_line(message: str) -> str:
+    line = " ".join(message.split())
+    return line if len(line) <= 500 else line[:499] + "…"

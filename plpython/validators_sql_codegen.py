@@ -29,8 +29,8 @@ from validators_builtin import (
     Result,
     _known_keys,
     _short,
-    cancelled,
     error_result,
+    reraise_cancel,
     strip_code_fence,
 )
 
@@ -192,8 +192,7 @@ class SqlCodegen:
             try:
                 out.append(self.check_sql(plpy, row.get("output")))
             except Exception as e:
-                if cancelled(e):
-                    raise  # statement_timeout or a cancel: the statement stops, it is not a verdict
+                reraise_cancel(e)  # statement_timeout or a cancel: the statement stops, it is not a verdict
                 out.append(error_result(e))
         return out
 

@@ -12,11 +12,18 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import settings
 from psycopg.conninfo import make_conninfo
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "plpython"))  # PL/Python modules run under the stub plpy too
 sys.path.insert(0, str(REPO / "tests"))
+
+# Property tests (tests/fuzzing.py): `make test` runs them with a fixed seed, so a fresh clone
+# gets the same examples every time; `make fuzz` explores with random seeds and more examples.
+settings.register_profile("repeatable", derandomize=True, database=None, print_blob=True)
+settings.register_profile("fuzz", derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -4,10 +4,12 @@ or refused with a clear error, and a refusal writes nothing."""
 from __future__ import annotations
 
 import math
+import uuid
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings
+from fuzzing import configs, examples
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from psycopg.types.json import Jsonb
 
@@ -24,7 +26,7 @@ json_values = st.recursive(
     lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(texts, inner, max_size=3)),
     max_leaves=10,
 )
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def _count(db: psycopg.Connection, table: str, app: str) -> int:
@@ -114,3 +116,35 @@ def test_feedback_is_stored_or_refused_as_its_rules_say(
         return
     assert expected, f"accepted invalid feedback {kind!r} {value!r}"
     assert _count(db, "feedback", app_name) == before + 1
+
+
+@SETTINGS
+@given(generated=configs())
+@example(generated=("classifier", {"labels": None}))  # found by make fuzz: applies to classifier traces only
+@example(generated=("pii", {"fields": [[]]}))  # the audit's: a Python TypeError
+def test_a_validator_config_of_any_shape_is_refused_in_one_line_or_works(
+        db: psycopg.Connection, app_name: str, generated: tuple[str, object]) -> None:
+    """Every built-in kind, each key set to anything (create_validator('x', 'pii', '{"fields": [[]]}')
+    was a Python TypeError): refused with one clear line and nothing written, or created and usable."""
+    kind, config = generated
+    name = f"prop_{kind}_{uuid.uuid4().hex[:8]}"
+    try:
+        vid = db.execute("SELECT flywheel.create_validator(%s, %s, %s, applies_to => %s)",
+                         (name, kind, Jsonb(config), Jsonb({"app": app_name}))).fetchone()[0]  # type: ignore[index]
+    except psycopg.Error as e:
+        message = e.diag.message_primary or ""
+        assert e.sqlstate in ("22023", "P0001"), (e.sqlstate, str(e))  # invalid_parameter_value, raise_exception
+        assert message.startswith("create_validator: ") and "\n" not in message and len(message) < 600, message
+        assert "Traceback" not in str(e) and "TypeError" not in str(e), str(e)
+        assert db.execute("SELECT count(*) FROM flywheel.validators WHERE name = %s", (name,)).fetchone() == (0,)
+        return
+    try:
+        # (create_validator points classifier validators at classifier traces)
+        trace = db.execute("INSERT INTO flywheel.traces (app, node_type, input, output)"
+                           " VALUES (%s, %s, 'mail a@b.co', '{\"a\": 1}') RETURNING id",
+                           (app_name, "classifier" if kind == "classifier" else "writer")).fetchone()[0]  # type: ignore[index]
+        status = db.execute("SELECT status FROM flywheel.validation_results WHERE trace_id = %s AND validator_id = %s",
+                            (trace, vid)).fetchone()
+        assert status is not None and status[0] in ("pass", "fail", "skipped"), (config, status)
+    finally:
+        db.execute("DELETE FROM flywheel.validators WHERE id = %s", (vid,))

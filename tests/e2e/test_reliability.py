@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 from fake_openai import FakeOpenAI
+from fuzzing import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
@@ -243,7 +244,7 @@ _applies = st.one_of(st.just({}), st.dictionaries(
     st.one_of(_scalars, st.lists(_texts, max_size=2)), max_size=3), _json)
 _names = st.one_of(st.from_regex(r"\Agen_[a-z0-9_]{1,20}\Z"), _texts)
 _rates = st.one_of(st.floats(0, 1, width=32), st.floats(width=32), st.none())
-HYPOTHESIS = settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+HYPOTHESIS = settings(max_examples=examples(120), deadline=None, suppress_health_check=list(HealthCheck))
 
 
 def _validator_rows(db: psycopg.Connection, name: str) -> tuple[int, int]:

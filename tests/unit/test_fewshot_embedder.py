@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fewshot_embedder as fe
 import numpy as np
+from fuzzing import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from plpy_stub import StubPlpy
@@ -54,7 +55,7 @@ def test_empty_and_blank_texts_have_no_embedding() -> None:
     assert fe.embed_batch([None, "", "   \n\t"]) == [None, None, None]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(st.one_of(st.none(), st.text(max_size=300)), max_size=8))
 def test_any_text_gives_a_unit_vector_or_none(texts: list[str | None]) -> None:
     for text, vector in zip(texts, fe.embed_batch(texts), strict=True):

@@ -9,6 +9,7 @@ import metrics_stats as ms
 import numpy as np
 import pytest
 import scipy.stats as st
+from fuzzing import examples
 from hypothesis import given, settings
 from hypothesis import strategies as strat
 
@@ -45,7 +46,7 @@ def test_ks_large_samples_agree_with_scipy_asymptotic(m: int, n: int, shift: flo
     assert p == pytest.approx(expected.pvalue, abs=2e-3)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(strat.lists(strat.integers(-5, 5), min_size=1, max_size=30), strat.lists(strat.integers(-5, 5), min_size=1, max_size=30))
 def test_ks_p_value_is_scipys_on_any_small_samples(a: list[int], b: list[int]) -> None:
     d, p = ms.ks_2samp(a, b)

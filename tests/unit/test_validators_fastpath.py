@@ -13,6 +13,7 @@ import pytest
 import validators_batch as vb
 import validators_builtin as b
 import validators_runtime as rt
+from fuzzing import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from plpy_stub import StubPlpy
@@ -176,7 +177,7 @@ TRIGGERS = [
 text = st.one_of(st.none(), st.lists(st.sampled_from(TRIGGERS) | st.text(max_size=8), max_size=12).map("".join))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(st.lists(st.tuples(text, text), min_size=1, max_size=12))
 def test_random_texts_from_the_validators_own_trigger_words(texts: list[tuple[Any, Any]]) -> None:
     assert_same(texts)
@@ -317,7 +318,7 @@ def test_the_pii_detector_finds_what_it_found_before() -> None:
         assert p.find(t) == find_as_before(t), t
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(text)
 def test_the_pii_detector_finds_what_it_found_before_on_random_texts(t: str | None) -> None:
     import validators_pii as p

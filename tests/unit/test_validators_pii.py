@@ -6,6 +6,7 @@ import time
 
 import pytest
 import validators_pii as pii
+from fuzzing import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -79,7 +80,7 @@ _fragments = st.sampled_from([
 ])
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(_fragments, max_size=12).map(" ".join))
 def test_redacted_text_has_no_findings_left(text: str) -> None:
     assert pii.find(pii.redact(text)) == []
