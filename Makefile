@@ -31,7 +31,7 @@ test: setup
 
 # The property tests with random seeds and FUZZ_FACTOR (10) times more examples (make test runs them
 # with a fixed seed): turn whatever it finds into an explicit test.
-FUZZ_TESTS := tests/unit/test_validators_limits.py tests/unit/test_validators_pii.py \
+FUZZ_TESTS := tests/unit/test_validators_caps.py tests/unit/test_validators_pii.py \
 	tests/unit/test_validators_fastpath.py tests/unit/test_fewshot_embedder.py tests/unit/test_metrics_stats.py \
 	tests/db/test_properties.py
 fuzz: setup
