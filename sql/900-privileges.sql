@@ -63,21 +63,23 @@ REVOKE INSERT, UPDATE, DELETE ON
     flywheel._anomaly_baselines, flywheel.deletion_audit
 FROM flywheel_admin;
 
--- Every routine but the internals that only the extension itself calls.
-GRANT EXECUTE ON ALL ROUTINES IN SCHEMA flywheel TO flywheel_admin;
-REVOKE EXECUTE ON FUNCTION
-    flywheel._schedule(text, text), flywheel._unschedule(text), flywheel._schedule_metric(text),
-    flywheel._apply_metric(text), flywheel._refresh_rollup(text, boolean)
-FROM flywheel_admin;
-
 -- flywheel_sql_checker opens (never fetches) a cursor over an admin's query to learn that it is
 -- one SELECT (flywheel._one_select_problem): it reads what the admin reads, and nothing else.
 GRANT USAGE ON SCHEMA flywheel TO flywheel_sql_checker;
 GRANT SELECT ON ALL TABLES IN SCHEMA flywheel TO flywheel_sql_checker;
-GRANT EXECUTE ON ALL ROUTINES IN SCHEMA flywheel TO flywheel_sql_checker;
-REVOKE EXECUTE ON FUNCTION
-    flywheel._schedule(text, text), flywheel._unschedule(text), flywheel._schedule_metric(text),
-    flywheel._apply_metric(text), flywheel._refresh_rollup(text, boolean),
-    flywheel._unsafe_calls(text, text[])
-FROM flywheel_sql_checker;
+
+-- Both may execute every routine but the internals that only the extension itself calls (they
+-- change what runs, or run what the registry says without checking it again).
+DO $internal$
+DECLARE
+    _role text;
+BEGIN
+    FOREACH _role IN ARRAY ARRAY['flywheel_admin', 'flywheel_sql_checker'] LOOP
+        EXECUTE format('GRANT EXECUTE ON ALL ROUTINES IN SCHEMA flywheel TO %I', _role);
+        EXECUTE format('REVOKE EXECUTE ON FUNCTION flywheel._schedule(text, text), flywheel._unschedule(text),'
+                       ' flywheel._schedule_metric(text), flywheel._apply_metric(text),'
+                       ' flywheel._refresh_rollup(text, boolean) FROM %I', _role);
+    END LOOP;
+END
+$internal$;
 GRANT EXECUTE ON FUNCTION flywheel._one_select_problem(text, boolean) TO flywheel_owner, flywheel_admin;
