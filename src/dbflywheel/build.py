@@ -124,6 +124,8 @@ def _expand_plpython(sql: str, modules: dict[str, str], key: str) -> str:
 # The line of the boot function that names PL/Python's package folder; `dbflywheel install
 # --python-path` rewrites it (a superuser's choice at install time, never a session's setting).
 PYTHON_PATH_LINE = "PYTHON_PATH = {path!r}"
+# The package the PL/Python modules are imported under, inside the server.
+PL_PACKAGE = "dbflywheel_plpython"
 
 
 def _boot_function(key: str, modules: dict[str, str]) -> str:
@@ -132,6 +134,7 @@ def _boot_function(key: str, modules: dict[str, str]) -> str:
     function, so no table or setting that anyone else can write decides what Python runs."""
     sources = ",\n".join(f"    {name!r}: {src!r}" for name, src in sorted(modules.items()))
     body = f"""
+import builtins
 import importlib
 import importlib.abc
 import importlib.util
@@ -144,8 +147,21 @@ for folder in reversed([p for p in PYTHON_PATH.split(":") if p]):
 sources = {{
 {sources}
 }}
-for name in sources:
-    sys.modules.pop(name, None)  # a newer install in this session replaces older modules
+# The modules live in a package of their own: their plain names (environment, ...) are never
+# taken from, or given to, any other code that imports in this backend.
+PACKAGE = {PL_PACKAGE!r}
+for name in [m for m in sys.modules if m == PACKAGE or m.startswith(PACKAGE + ".")]:
+    del sys.modules[name]  # a newer install in this session replaces older modules
+
+
+def _import(name, globals=None, locals=None, fromlist=(), level=0):
+    # Our modules import each other by their plain names; those resolve inside the package.
+    if level == 0 and name in sources:
+        return importlib.import_module(PACKAGE + "." + name)
+    return builtins.__import__(name, globals, locals, fromlist, level)
+
+
+_builtins = dict(vars(builtins), __import__=_import)
 
 
 class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -153,21 +169,27 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     python_path = PYTHON_PATH
 
     def find_spec(self, name, path=None, target=None):
-        if name in sources:
-            return importlib.util.spec_from_loader(name, self, origin=f"plpython/{{name}}.py")
+        if name == PACKAGE:
+            return importlib.util.spec_from_loader(name, self, is_package=True)
+        if name.startswith(PACKAGE + ".") and name[len(PACKAGE) + 1:] in sources:
+            short = name[len(PACKAGE) + 1:]
+            return importlib.util.spec_from_loader(name, self, origin=f"plpython/{{short}}.py")
         return None
 
     def create_module(self, spec):
         return None
 
     def exec_module(self, module):
-        code = compile(sources[module.__name__], module.__spec__.origin, "exec")
+        if module.__name__ == PACKAGE:
+            return
+        module.__dict__["__builtins__"] = _builtins
+        code = compile(sources[module.__name__[len(PACKAGE) + 1:]], module.__spec__.origin, "exec")
         exec(code, module.__dict__)
 
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD[{key!r}] = importlib.import_module
+GD[{key!r}] = lambda name: importlib.import_module(PACKAGE + "." + name)
 """
     return f"""
 CREATE OR REPLACE FUNCTION flywheel._python_boot() RETURNS void

@@ -305,3 +305,24 @@ def test_a_session_setting_cannot_put_a_folder_on_pl_pythons_path(login_role, ap
     assert not planted.exists()
     described = app.execute("SELECT 1").fetchone()
     assert described == (1,)
+
+
+def test_the_modules_live_under_a_package_of_their_own(db: psycopg.Connection, app_name: str) -> None:
+    """Our modules neither take a plain name (environment, validators_runtime, ...) from other
+    code in the backend nor give theirs to it: they live in dbflywheel_plpython."""
+    db.execute("INSERT INTO flywheel.traces (app, input, output) VALUES (%s, 'a@b.com', 'ok')", (app_name,))
+    seen: list[str] = []
+    db.add_notice_handler(lambda d: seen.append(d.message_primary or ""))
+    db.execute("""DO $$
+import sys
+plain = sorted(m for m in sys.modules if m in ('environment', 'validators_runtime', 'validators_builtin', 'fewshot_store'))
+ours = [m for m in sys.modules if m.startswith('dbflywheel_plpython.')]
+try:
+    import validators_runtime  # noqa
+    found = 'found'
+except ImportError:
+    found = 'absent'
+plpy.notice('%s|%d|%s' % (','.join(plain), len(ours), found))
+$$ LANGUAGE plpython3u""")
+    plain, ours, found = seen[-1].split("|")
+    assert plain == "" and int(ours) > 0 and found == "absent"
