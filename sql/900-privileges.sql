@@ -77,7 +77,7 @@ GRANT SELECT ON ALL TABLES IN SCHEMA flywheel TO flywheel_sql_checker;
 GRANT EXECUTE ON ALL ROUTINES IN SCHEMA flywheel TO flywheel_sql_checker;
 REVOKE EXECUTE ON FUNCTION
     flywheel._schedule(text, text), flywheel._unschedule(text), flywheel._schedule_metric(text),
-    flywheel._apply_metric(text), flywheel._refresh_rollup(text, boolean),
-    flywheel._unsafe_calls(text, text[])
+    flywheel._apply_metric(text), flywheel._refresh_rollup(text, boolean)
 FROM flywheel_sql_checker;
-GRANT EXECUTE ON FUNCTION flywheel._one_select_problem(text, boolean) TO flywheel_owner, flywheel_admin;
+GRANT EXECUTE ON FUNCTION flywheel._one_select_problem(text, boolean), flywheel._unsafe_calls(text, text[])
+TO flywheel_owner, flywheel_admin;
