@@ -736,8 +736,10 @@ class Sql:
         self.expression = expr
         self.plans: dict[str, Any] = {}
         if plpy is not None:  # create_validator: checked once, where writing is possible
-            self._plan(plpy, "table")
+            # Checked (parsed as flywheel_sql_checker, rolled back) before the owner ever parses
+            # it: parsing runs the input functions of its literals, a domain's CHECK included.
             self._refuse_volatile(plpy)
+            self._plan(plpy, "table")
 
     def _plan(self, plpy: Any, source: str) -> Any:
         plan = self.plans.get(source)
@@ -762,6 +764,11 @@ class Sql:
         # Checked on what PostgreSQL parsed, by oid (flywheel._unsafe_calls): no volatile function
         # (pg_sleep, nextval, writes), nothing outside the flywheel schema (pg_authid, temp objects).
         query = f"SELECT ({self.expression})::boolean AS ok FROM flywheel.traces t"  # noqa: S608
+        problem = plpy.execute(
+            plpy.prepare("SELECT flywheel._one_select_problem($1) AS problem", ["text"]), [query]
+        )[0]["problem"]
+        if problem:
+            raise ConfigError(f"sql: the expression does not compile against a trace row: {problem}")
         problem = plpy.execute(
             plpy.prepare("SELECT flywheel._unsafe_calls($1, ARRAY['flywheel']) AS problem", ["text"]), [query]
         )[0]["problem"]

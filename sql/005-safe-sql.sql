@@ -12,17 +12,29 @@ SET search_path TO pg_catalog, pg_temp
 AS $$
 DECLARE
     _cursor refcursor;
+    _opened boolean := false;
 BEGIN
     IF query IS NULL OR btrim(query) = '' THEN
         RETURN 'the query is empty';
     ELSIF length(query) > 100000 THEN
         RETURN format('the query is %s characters long; at most 100000', length(query));
     END IF;
+    -- Read-only and always rolled back: what the planner runs here runs as this function's
+    -- owner, who could otherwise ALTER or GRANT this very function (SECURITY INVOKER, PUBLIC).
+    -- A plpgsql variable survives the rollback, so the block's own exit cannot be forged by
+    -- code that raises the same SQLSTATE.
     BEGIN
+        PERFORM pg_catalog.set_config('transaction_read_only', 'on', true);
         OPEN _cursor NO SCROLL FOR EXECUTE query;
         CLOSE _cursor;
+        _opened := true;
+        RAISE SQLSTATE 'FWSEL';
     EXCEPTION WHEN query_canceled THEN
         RAISE;
+    WHEN SQLSTATE 'FWSEL' THEN
+        IF NOT _opened THEN
+            RETURN 'it raised the checker''s own condition';
+        END IF;
     WHEN insufficient_privilege THEN
         -- Table and function rights are checked when the cursor starts, after it counted the
         -- statements: one SELECT that this role may not read. Anything else (a schema) is refused.
@@ -50,7 +62,8 @@ ALTER FUNCTION flywheel._one_select_problem(text, boolean) OWNER TO flywheel_sql
 -- allowed schemas other than a plain table without row-level security (so no pg_authid, no
 -- temporary table, no view of someone else's).
 -- Read from the parsed tree PostgreSQL stored for the view (every function, operator and
--- relation by oid: pg_depend omits built-in objects), never from the text. NULL when nothing.
+-- relation by oid: pg_depend omits built-in objects) and from pg_depend (every object that is
+-- not built in), never from the text. NULL when nothing.
 CREATE OR REPLACE FUNCTION flywheel._view_problem(view_oid oid, schemas text[]) RETURNS text
 LANGUAGE sql STABLE
 SET search_path TO pg_catalog, pg_temp
@@ -89,14 +102,27 @@ AS $$
         WHERE r.field IN ('resulttype', 'consttype', 'typeId') AND t.typnamespace <> 'pg_catalog'::regnamespace
           AND NOT t.typnamespace::regnamespace::text = ANY (schemas)
           AND t.typrelid = 0  -- a table's row type comes with its relation, checked above
+        UNION ALL
+        -- Everything else the view's rule depends on that is not built in (pg_depend records
+        -- every non-pinned object, wherever the tree names it: a column definition list's
+        -- types, a composite type's, a collation) must be in pg_catalog or the allowed schemas:
+        -- a type defined elsewhere may be a domain whose CHECK calls anything.
+        SELECT pg_catalog.pg_describe_object(d.refclassid, d.refobjid, 0)
+        FROM pg_catalog.pg_rewrite w
+        JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = w.oid
+        WHERE w.ev_class = view_oid AND d.refclassid <> 'pg_catalog.pg_class'::pg_catalog.regclass
+          AND NOT coalesce((pg_catalog.pg_identify_object(d.refclassid, d.refobjid, 0)).schema = ANY (schemas || 'pg_catalog'::text), false)
     )
     SELECT string_agg(DISTINCT p.what, ', ') FROM problems p
 $$;
 
 -- The same check for a query given as text: one statement, then a temporary view of it whose
--- dependencies are read and which is rolled back at once. NULL when the query is safe to run.
+-- parsed tree is read, in a block that is always rolled back. NULL when the query is safe to run.
+-- SECURITY DEFINER owned by flywheel_sql_checker: parsing runs code too (the input function of
+-- a literal checks a domain's CHECK, which may call anything), so the first parse of the text is
+-- this role's, and the owner's CREATE VIEW parses only what this check let through.
 CREATE OR REPLACE FUNCTION flywheel._unsafe_calls(query text, schemas text[]) RETURNS text
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER  -- owned by flywheel_sql_checker (below)
 SET search_path TO pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -111,9 +137,22 @@ BEGIN
         EXECUTE format('CREATE TEMP VIEW %I AS %s', _view, query);
         _problem := coalesce('it reaches ' || flywheel._view_problem(format('pg_temp.%I', _view)::regclass, schemas), '');
         RAISE EXCEPTION USING ERRCODE = 'FWCHK';  -- rolls the view back
-    EXCEPTION WHEN SQLSTATE 'FWCHK' THEN
-        NULL;
+    EXCEPTION WHEN query_canceled THEN
+        RAISE;
+    WHEN SQLSTATE 'FWCHK' THEN
+        -- _problem is set (to '' at least) only when the check itself got this far: the same
+        -- state raised by code the query ran is a refusal, not a pass.
+        _problem := coalesce(_problem, 'it raised the checker''s own condition');
+    WHEN OTHERS THEN
+        _problem := SQLERRM;
     END;
     RETURN nullif(_problem, '');
 END
 $$;
+ALTER FUNCTION flywheel._unsafe_calls(text, text[]) OWNER TO flywheel_sql_checker;
+-- The temporary view needs TEMP on the database, which a DBA may have revoked from PUBLIC.
+DO $temp$
+BEGIN
+    EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO flywheel_sql_checker', pg_catalog.current_database());
+END
+$temp$;

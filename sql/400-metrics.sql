@@ -172,11 +172,19 @@ DECLARE
     _problem text;
 BEGIN
     SELECT * INTO STRICT _m FROM flywheel.metrics WHERE name = metric;
-    -- Built-in metrics are the install script's own SQL; anyone else's is checked first.
+    -- Built-in metrics are the install script's own SQL; anyone else's is checked first, parsed
+    -- and planned as flywheel_sql_checker (read-only, rolled back): the owner's CREATE VIEW below
+    -- parses it too, and parsing runs the input functions of its literals (a domain's CHECK).
     _problem := CASE WHEN NOT _m.builtin THEN flywheel._one_select_problem(_m.query, true) END;
     IF _problem IS NOT NULL THEN
         RAISE EXCEPTION 'metric %: the query must be one SELECT: %', metric, _problem
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    _problem := CASE WHEN NOT _m.builtin THEN flywheel._unsafe_calls(_m.query, ARRAY['flywheel']) END;
+    IF _problem IS NOT NULL THEN
+        RAISE EXCEPTION 'metric %: the query is refused: %', metric, _problem
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'a metric reads the flywheel schema through non-volatile functions';
     END IF;
     SELECT c.relkind INTO _kind FROM pg_catalog.pg_class c
     WHERE c.relname = _rel AND c.relnamespace = 'flywheel'::regnamespace;
@@ -196,7 +204,9 @@ BEGIN
     ELSIF _m.kind = 'rollup' THEN
         EXECUTE format('CREATE VIEW flywheel.%I AS SELECT * FROM flywheel.%I', _rel, _m.rollup_table);
     ELSE
-        EXECUTE format('CREATE MATERIALIZED VIEW flywheel.%I AS %s WITH NO DATA', _rel, _m.query);
+        -- WITH NO DATA on a line of its own: a trailing '--' comment in the query cannot eat it
+        -- (the view would be filled, running the query as the owner, before the check below).
+        EXECUTE format(E'CREATE MATERIALIZED VIEW flywheel.%I AS %s\nWITH NO DATA', _rel, _m.query);
     END IF;
     _problem := CASE WHEN NOT _m.builtin THEN flywheel._view_problem(format('flywheel.%I', _rel)::regclass, ARRAY['flywheel']) END;
     IF _problem IS NOT NULL THEN
@@ -222,7 +232,8 @@ BEGIN
             RAISE NOTICE 'metric %: its rows are not unique, so it is refreshed without CONCURRENTLY (readers wait)', metric;
         END;
     END IF;
-    EXECUTE format('GRANT SELECT ON flywheel.%I TO flywheel_reader', _rel);
+    -- A view made again has lost the install's grants: the admin reads every metric too.
+    EXECUTE format('GRANT SELECT ON flywheel.%I TO flywheel_reader, flywheel_admin', _rel);
     PERFORM flywheel._schedule_metric(metric);
     IF _m.kind = 'rollup' THEN
         CALL flywheel.refresh(metric, true);
