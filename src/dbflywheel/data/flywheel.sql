@@ -5349,7 +5349,6 @@ FROM flywheel_admin;
 -- one SELECT (flywheel._one_select_problem): it reads what the admin reads, and nothing else.
 GRANT USAGE ON SCHEMA flywheel TO flywheel_sql_checker;
 GRANT SELECT ON ALL TABLES IN SCHEMA flywheel TO flywheel_sql_checker;
-<<<<<<< HEAD
 
 -- Both may execute every routine but the internals that only the extension itself calls (they
 -- change what runs, or run what the registry says without checking it again).
@@ -5365,13 +5364,5 @@ BEGIN
     END LOOP;
 END
 $internal$;
-GRANT EXECUTE ON FUNCTION flywheel._one_select_problem(text, boolean) TO flywheel_owner, flywheel_admin;
-=======
-GRANT EXECUTE ON ALL ROUTINES IN SCHEMA flywheel TO flywheel_sql_checker;
-REVOKE EXECUTE ON FUNCTION
-    flywheel._schedule(text, text), flywheel._unschedule(text), flywheel._schedule_metric(text),
-    flywheel._apply_metric(text), flywheel._refresh_rollup(text, boolean)
-FROM flywheel_sql_checker;
 GRANT EXECUTE ON FUNCTION flywheel._one_select_problem(text, boolean), flywheel._unsafe_calls(text, text[])
 TO flywheel_owner, flywheel_admin;
->>>>>>> sec-review
