@@ -852,10 +852,11 @@ class Python:
     (status, score, label, details) or None (skipped). Runs read-only with a time limit."""
 
     def __init__(self, config: dict[str, Any]) -> None:
-        _known_keys(config, {"body", "threshold"}, "python")
+        _known_keys(config, {"body", "threshold", "time_limit_ms", "signature"}, "python")
         body = config.get("body")
         if not isinstance(body, str) or not body.strip():
             raise ConfigError('python: config needs {"body": "<python code that returns a verdict>"}')
+        self.body, self.signature = body, config.get("signature")
         self.threshold = _number(config, "threshold", "python", 0.5)
         self.time_limit = _number(config, "time_limit_ms", "python", 1000.0) / 1000
         source = "def _validate(trace, plpy):\n" + "\n".join("    " + line for line in body.splitlines())
@@ -868,6 +869,12 @@ class Python:
         self.fn = namespace["_validate"]
 
     def check_batch(self, plpy: Any, rows: list[dict[str, Any]], source: str) -> list[Result]:
+        from python_bodies import approved
+
+        if not approved(self.body, self.signature):
+            # Written by someone other than a superuser's create_validator (or on another server).
+            why = "this python body was not approved by a superuser on this server: create_validator it again as one"
+            return [Result("error", None, "not_approved", {"error": why})] * len(rows)
         out = []
         for row in rows:
             try:

@@ -19,6 +19,13 @@ LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$ # plpython: validators_runtime.check_config $python$;
 
+-- The signature that makes a python validator's body runnable on this server
+-- (plpython/python_bodies.py): for a superuser's login session only.
+CREATE OR REPLACE FUNCTION flywheel._sign_python_body(body text) RETURNS text
+LANGUAGE plpython3u STRICT
+SET search_path TO pg_catalog, pg_temp
+AS $python$ # plpython: python_bodies.sign $python$;
+
 -- Creates a validator, or a new version of it when anything but its name changed; the same
 -- definition again changes nothing. Returns the validator's id.
 CREATE OR REPLACE FUNCTION flywheel.create_validator(
@@ -82,6 +89,11 @@ BEGIN
        AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = session_user) THEN
         RAISE EXCEPTION 'create_validator: a python validator runs arbitrary code as the database owner: only a superuser may create one'
             USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF create_validator.kind = 'python' THEN
+        -- What the trigger runs is what a superuser approved here, not whatever the table says.
+        _config := (_config - 'signature')
+            || jsonb_build_object('signature', flywheel._sign_python_body(coalesce(_config->>'body', '')));
     END IF;
     IF _llm THEN
         PERFORM flywheel._check_llm_judge_config(create_validator.kind, _config);

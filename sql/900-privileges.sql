@@ -78,7 +78,7 @@ BEGIN
         EXECUTE format('GRANT EXECUTE ON ALL ROUTINES IN SCHEMA flywheel TO %I', _role);
         EXECUTE format('REVOKE EXECUTE ON FUNCTION flywheel._schedule(text, text), flywheel._unschedule(text),'
                        ' flywheel._schedule_metric(text), flywheel._apply_metric(text),'
-                       ' flywheel._refresh_rollup(text, boolean) FROM %I', _role);
+                       ' flywheel._refresh_rollup(text, boolean), flywheel._sign_python_body(text) FROM %I', _role);
     END LOOP;
 END
 $internal$;

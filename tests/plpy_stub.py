@@ -65,3 +65,15 @@ class StubPlpy:
     @staticmethod
     def quote_literal(text: str) -> str:
         return "'" + text.replace("'", "''") + "'"
+
+
+def signed(config: dict[str, Any]) -> dict[str, Any]:
+    """A python validator's config as create_validator stores it: with its body's signature (unit
+    tests sign in-process, under a key of their own, never with the server's key file)."""
+    import os
+
+    import python_bodies
+
+    if python_bodies._key is None:
+        python_bodies._key = os.urandom(32)
+    return {**config, "signature": python_bodies.signature(config["body"])}

@@ -326,3 +326,35 @@ plpy.notice('%s|%d|%s' % (','.join(plain), len(ours), found))
 $$ LANGUAGE plpython3u""")
     plain, ours, found = seen[-1].split("|")
     assert plain == "" and int(ours) > 0 and found == "absent"
+
+
+def test_a_python_body_the_owner_wrote_never_runs(db: psycopg.Connection, app_name: str) -> None:
+    """flywheel_owner can write flywheel.validators (a bug in a SECURITY DEFINER function would
+    let an attacker do so as it): a python body that no superuser's create_validator signed on
+    this server is an error result, never run. Here the owner's write is played by SET ROLE."""
+    planted = _os_marker()
+    body = f"open({str(planted)!r}, 'w').write('ran')\nreturn True"
+    db.execute("SET ROLE flywheel_owner")
+    try:
+        db.execute("INSERT INTO flywheel.validators (name, kind, config, applies_to) VALUES ('owner_py', 'python', %s, %s)",
+                   (psycopg.types.json.Jsonb({"body": body, "signature": "0" * 64}),
+                    psycopg.types.json.Jsonb({"app": app_name})))
+    finally:
+        db.execute("RESET ROLE")
+    try:
+        trace = db.execute("INSERT INTO flywheel.traces (app, input, output) VALUES (%s, 'q', 'a') RETURNING id",
+                           (app_name,)).fetchone()[0]  # type: ignore[index]
+        result = db.execute("SELECT r.status, r.label FROM flywheel.validation_results r JOIN flywheel.validators v"
+                            " ON v.id = r.validator_id WHERE r.trace_id = %s AND v.name = 'owner_py'", (trace,)).fetchone()
+        assert result == ("error", "not_approved")
+        assert not planted.exists()
+        # The same body through a superuser's create_validator is signed, and runs.
+        db.execute("DELETE FROM flywheel.validators WHERE name = 'owner_py'")
+        db.execute("SELECT flywheel.create_validator('owner_py', 'python', %s, applies_to => %s)",
+                   (psycopg.types.json.Jsonb({"body": "return True"}), psycopg.types.json.Jsonb({"app": app_name})))
+        trace = db.execute("INSERT INTO flywheel.traces (app, input, output) VALUES (%s, 'q', 'a') RETURNING id",
+                           (app_name,)).fetchone()[0]  # type: ignore[index]
+        assert db.execute("SELECT r.status FROM flywheel.validation_results r JOIN flywheel.validators v"
+                          " ON v.id = r.validator_id WHERE r.trace_id = %s AND v.name = 'owner_py'", (trace,)).fetchone() == ("pass",)
+    finally:
+        db.execute("DELETE FROM flywheel.validators WHERE name = 'owner_py'")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import validators_builtin as b
-from plpy_stub import StubPlpy
+from plpy_stub import StubPlpy, signed
 
 
 def row(**cols: Any) -> dict[str, Any]:
@@ -150,14 +150,14 @@ def test_anomaly_against_a_baseline() -> None:
 
 def test_python_validator_verdicts_errors_and_time_limit() -> None:
     plpy = StubPlpy()
-    verdict = b.Python({"body": "return {'score': len(trace['output']) / 10, 'label': 'len'}"})
+    verdict = b.Python(signed({"body": "return {'score': len(trace['output']) / 10, 'label': 'len'}"}))
     assert verdict.check_batch(plpy, [row(output="Paris is nice")], "table")[0].status == "pass"
-    boolean = b.Python({"body": "return trace['output'].endswith('.')"})
+    boolean = b.Python(signed({"body": "return trace['output'].endswith('.')"}))
     assert [r.status for r in boolean.check_batch(plpy, [row(output="a."), row(output="a")], "table")] == ["pass", "fail"]
-    raising = b.Python({"body": "return 1 / 0"}).check_batch(plpy, [row()], "table")[0]
+    raising = b.Python(signed({"body": "return 1 / 0"})).check_batch(plpy, [row()], "table")[0]
     assert (raising.status, raising.label) == ("error", "ZeroDivisionError")
     started = time.monotonic()
-    looping = b.Python({"body": "while True:\n    pass", "time_limit_ms": 200}).check_batch(plpy, [row()], "table")[0]
+    looping = b.Python(signed({"body": "while True:\n    pass", "time_limit_ms": 200})).check_batch(plpy, [row()], "table")[0]
     assert looping.status == "error" and "time limit" in looping.details["error"]
     assert time.monotonic() - started < 5
 

@@ -14,7 +14,7 @@ import validators_pii as pii
 import validators_runtime as rt
 from fuzzing import VALID_CONFIGS, configs, examples
 from hypothesis import given, settings
-from plpy_stub import SPIError, StubPlpy
+from plpy_stub import SPIError, StubPlpy, signed
 
 
 def row(**cols: Any) -> dict[str, Any]:
@@ -60,7 +60,7 @@ def test_a_python_validator_does_not_swallow_a_cancel() -> None:
         def execute(self, query: Any, args: list[Any] | None = None, limit: int = 0) -> list[dict[str, Any]]:
             raise QueryCanceled("canceling statement due to statement timeout")
 
-    impl = b.Python({"body": "plpy.execute('SELECT pg_sleep(10)')\nreturn True"})
+    impl = b.Python(signed({"body": "plpy.execute('SELECT pg_sleep(10)')\nreturn True"}))
     with pytest.raises(QueryCanceled):
         impl.check_batch(Plpy(), [row()], "table")
 

@@ -16,7 +16,7 @@ import validators_runtime as rt
 from fuzzing import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from plpy_stub import StubPlpy
+from plpy_stub import StubPlpy, signed
 
 REPO = Path(__file__).resolve().parents[2]
 DATASETS = REPO / "src" / "dbflywheel" / "data" / "datasets"
@@ -55,8 +55,8 @@ EXTRA = [
     validator(31, "two_keys", "length", {"max_chars": 50}, applies_to={"node_type": "writer", "model": "m1"}),
     validator(32, "anomaly_tokens", "anomaly", {"metrics": ["tokens_in", "latency_ms"], "min_samples": 5}),
     validator(33, "anomaly_twice", "anomaly", {"metrics": ["latency_ms", "latency_ms"], "min_samples": 5}),
-    validator(34, "breaks", "python", {"body": "if 'boom' in (trace['input'] or ''): raise ValueError('boom')\n"
-                                               "return len(trace['output'] or '') > 10"}),
+    validator(34, "breaks", "python", signed({"body": "if 'boom' in (trace['input'] or ''): raise ValueError('boom')\n"
+                                                      "return len(trace['output'] or '') > 10"})),
     validator(35, "judge", "llm_judge", {}, mode="async", sample_rate=0.5),
     validator(36, "bad_regex", "regex", {"pattern": "("}),
     validator(37, "guard_topic", "regex", {"pattern": "(?i)casino|poker", "field": "input", "input_guard": True}),

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import validators_runtime as rt
-from plpy_stub import StubPlpy
+from plpy_stub import StubPlpy, signed
 
 
 def validator(id: int, name: str, kind: str, config: dict[str, Any], **kw: Any) -> dict[str, Any]:
@@ -75,7 +75,7 @@ def test_sampling_is_deterministic_and_near_the_rate() -> None:
 
 
 def test_a_broken_validator_yields_errors_and_the_others_still_run() -> None:
-    plpy = stub(validator(1, "broken", "python", {"body": "raise RuntimeError('boom')"}),
+    plpy = stub(validator(1, "broken", "python", signed({"body": "raise RuntimeError('boom')"})),
                 validator(2, "bad_config", "regex", {"pattern": "("}),
                 validator(3, "short", "length", {"max_chars": 5}))
     out = run(plpy, [{"id": 1, "output": "a"}])
