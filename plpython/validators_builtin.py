@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import secrets
 import sys
 import time
 from typing import Any, NamedTuple
@@ -746,10 +747,11 @@ class Sql:
         if plan is None:
             # The expression is the admin's SQL, like a view's; prepare() below refuses a second statement.
             if source == "table":
-                query = f"SELECT t.id, ({self.expression})::boolean AS ok FROM flywheel.traces t WHERE t.id = ANY($1)"  # noqa: S608
+                query = (f"SELECT t.id, (\n{self.expression}\n)::boolean AS ok"  # noqa: S608
+                         " FROM flywheel.traces t WHERE t.id = ANY($1)")
                 types = ["bigint[]"]
             else:  # a trace that is not stored (check_input): one row built from JSON
-                query = (f"SELECT t.id, ({self.expression})::boolean AS ok"  # noqa: S608
+                query = (f"SELECT t.id, (\n{self.expression}\n)::boolean AS ok"  # noqa: S608
                          " FROM jsonb_populate_record(NULL::flywheel.traces, $1) t")
                 types = ["jsonb"]
             try:
@@ -763,14 +765,18 @@ class Sql:
     def _refuse_volatile(self, plpy: Any) -> None:
         # Checked on what PostgreSQL parsed, by oid (flywheel._unsafe_calls): no volatile function
         # (pg_sleep, nextval, writes), nothing outside the flywheel schema (pg_authid, temp objects).
-        query = f"SELECT ({self.expression})::boolean AS ok FROM flywheel.traces t"  # noqa: S608
+        # A column named by a nonce after the expression: text that closes the parentheses early or
+        # comments out the rest cannot produce it (checked in _unsafe_calls).
+        nonce = "end_" + secrets.token_hex(8)
+        query = f"SELECT (\n{self.expression}\n)::boolean AS ok, 1 AS {nonce} FROM flywheel.traces t"  # noqa: S608
         problem = plpy.execute(
             plpy.prepare("SELECT flywheel._one_select_problem($1) AS problem", ["text"]), [query]
         )[0]["problem"]
         if problem:
             raise ConfigError(f"sql: the expression does not compile against a trace row: {problem}")
         problem = plpy.execute(
-            plpy.prepare("SELECT flywheel._unsafe_calls($1, ARRAY['flywheel']) AS problem", ["text"]), [query]
+            plpy.prepare("SELECT flywheel._unsafe_calls($1, ARRAY['flywheel'], ARRAY['ok', $2]) AS problem",
+                         ["text", "text"]), [query, nonce]
         )[0]["problem"]
         if problem:
             raise ConfigError(f"sql: the expression is refused: {problem}; a check only reads the trace "

@@ -121,7 +121,7 @@ $$;
 -- SECURITY DEFINER owned by flywheel_sql_checker: parsing runs code too (the input function of
 -- a literal checks a domain's CHECK, which may call anything), so the first parse of the text is
 -- this role's, and the owner's CREATE VIEW parses only what this check let through.
-CREATE OR REPLACE FUNCTION flywheel._unsafe_calls(query text, schemas text[]) RETURNS text
+CREATE OR REPLACE FUNCTION flywheel._unsafe_calls(query text, schemas text[], columns text[] DEFAULT NULL) RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER  -- owned by flywheel_sql_checker (below)
 SET search_path TO pg_catalog, pg_temp
 AS $$
@@ -136,6 +136,13 @@ BEGIN
     BEGIN
         EXECUTE format('CREATE TEMP VIEW %I AS %s', _view, query);
         _problem := coalesce('it reaches ' || flywheel._view_problem(format('pg_temp.%I', _view)::regclass, schemas), '');
+        -- The columns the caller wrapped around a piece of text (one of them a name it made up):
+        -- text that closed the wrapping early, or commented its end out, does not give them.
+        IF _problem = '' AND columns IS NOT NULL AND columns IS DISTINCT FROM (
+                SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
+                WHERE a.attrelid = format('pg_temp.%I', _view)::regclass AND a.attnum > 0) THEN
+            _problem := 'it is not one expression (it closes the parentheses around it or comments out what follows)';
+        END IF;
         RAISE EXCEPTION USING ERRCODE = 'FWCHK';  -- rolls the view back
     EXCEPTION WHEN query_canceled THEN
         RAISE;
@@ -149,7 +156,7 @@ BEGIN
     RETURN nullif(_problem, '');
 END
 $$;
-ALTER FUNCTION flywheel._unsafe_calls(text, text[]) OWNER TO flywheel_sql_checker;
+ALTER FUNCTION flywheel._unsafe_calls(text, text[], text[]) OWNER TO flywheel_sql_checker;
 -- The temporary view needs TEMP on the database, which a DBA may have revoked from PUBLIC.
 DO $temp$
 BEGIN

@@ -82,5 +82,5 @@ BEGIN
     END LOOP;
 END
 $internal$;
-GRANT EXECUTE ON FUNCTION flywheel._one_select_problem(text, boolean), flywheel._unsafe_calls(text, text[])
+GRANT EXECUTE ON FUNCTION flywheel._one_select_problem(text, boolean), flywheel._unsafe_calls(text, text[], text[])
 TO flywheel_owner, flywheel_admin;

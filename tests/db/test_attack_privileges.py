@@ -129,10 +129,14 @@ def test_an_admin_cannot_create_a_python_validator(login_role) -> None:  # type:
     "length(current_setting('flywheel.secret', true)) > 0",
     "nextval('flywheel.traces_id_seq') > 0",
     "t.input = 'x' OR (SELECT pg_catalog.set_config('role', 'postgres', true)) IS NULL",
+    # one expression only: closing the parentheses early would drop the runtime query's WHERE
+    "true) AS ok FROM flywheel.traces t --",
+    "true) AS ok, 1 AS end_0123456789abcdef FROM flywheel.traces t --",
+    "true) AS ok FROM flywheel.traces t /*",
 ])
 def test_sql_validator_expressions_are_checked_by_what_they_call(login_role, expression: str) -> None:  # type: ignore[no-untyped-def]
     admin = login_role("flywheel_admin")
-    with pytest.raises(psycopg.errors.InvalidParameterValue, match="refused|volatile|does not compile"):
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="refused|volatile|does not compile|one expression"):
         admin.execute("SELECT flywheel.create_validator('sneaky_sql', 'sql', %s)",
                       (psycopg.types.json.Jsonb({"expression": expression}),))
 
