@@ -33,7 +33,8 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $$
 DECLARE
-    _line text;
+    _line    text;
+    _planned boolean := false;
 BEGIN
     BEGIN
         PERFORM pg_catalog.set_config('transaction_read_only', 'on', true);
@@ -41,9 +42,14 @@ BEGIN
         PERFORM pg_catalog.set_config('search_path', pg_catalog.format('pg_catalog, %I, pg_temp', schema_name), true);
         FOR _line IN EXECUTE 'EXPLAIN (COSTS OFF) ' || query LOOP
         END LOOP;
+        _planned := true;  -- set here only: the same state raised by code the planner ran is no pass
         RAISE SQLSTATE 'FWPLN';  -- planned: roll the block back
     EXCEPTION
         WHEN SQLSTATE 'FWPLN' THEN
+            IF NOT _planned THEN
+                _plan_generated_sql.error_state := 'FWPLN';
+                _plan_generated_sql.error_message := 'the query raised the planner''s own condition';
+            END IF;
             RETURN;
         WHEN OTHERS THEN
             _plan_generated_sql.error_state := SQLSTATE;

@@ -362,3 +362,12 @@ def test_a_python_body_the_owner_wrote_never_runs(db: psycopg.Connection, app_na
                           " ON v.id = r.validator_id WHERE r.trace_id = %s AND v.name = 'owner_py'", (trace,)).fetchone() == ("pass",)
     finally:
         db.execute("DELETE FROM flywheel.validators WHERE name = 'owner_py'")
+
+
+def test_the_planners_rollback_signal_cannot_be_forged(db: psycopg.Connection) -> None:
+    """Code that planning folds may raise the planner function's own 'planned' condition; that
+    is an error verdict, not a pass."""
+    db.execute("""CREATE FUNCTION pg_temp.forge() RETURNS int LANGUAGE plpgsql IMMUTABLE AS
+        $$BEGIN RAISE SQLSTATE 'FWPLN'; END$$""")
+    state = db.execute("SELECT error_state FROM flywheel._plan_generated_sql('flywheel', 'SELECT pg_temp.forge()', 200)").fetchone()
+    assert state == ("FWPLN",)
