@@ -7,7 +7,8 @@ PG_MAJOR=15
 PG_SHARE=/usr/share/postgresql/$PG_MAJOR/extension
 VENV=${VENV:-.venv}
 # Python packages that PL/Python functions import; Debian's python3 finds them through
-# flywheel.python_path (see src/dbflywheel/build.py), never through the virtual environment.
+# the folder fixed into the install (dbflywheel install --python-path, DBFLYWHEEL_PL_PYTHON_DIR;
+# see src/dbflywheel/build.py), never through the virtual environment.
 PL_PYTHON_DIR=${DBFLYWHEEL_PL_PYTHON_DIR:-/usr/local/lib/dbflywheel/python3.11}
 PL_REQUIREMENTS=plpython/requirements.txt
 
