@@ -392,10 +392,6 @@ class _Schema:
         return next(iter(self.validator.iter_errors(value)), None)
 
 
-def _schema_validator(schema: Any) -> _Schema:
-    return _Schema(schema)
-
-
 def _check_schema(schema: Any) -> _Schema:
     """The config's schema, checked: a valid JSON Schema of a known dialect, RE2 patterns, and
     references only inside it (a $ref to a URL would make the server fetch it during an INSERT)."""

@@ -35,6 +35,7 @@ from validators_builtin import (
     Regex,
     Result,
     Sql,
+    _short,
     error_result,
     is_cancel,
     reraise_cancel,
@@ -784,5 +785,4 @@ def check_config(plpy: Any, kind: str, config: str, applies_to: str) -> str | No
 
 
 def _one_line(message: str) -> str:
-    line = " ".join(message.split())
-    return line if len(line) <= 500 else line[:499] + "…"
+    return _short(" ".join(message.split()), 500)

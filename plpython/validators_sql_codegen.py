@@ -109,7 +109,6 @@ class SqlCodegen:
         max_statements = config.get("max_statements", 1)
         if isinstance(max_statements, bool) or not isinstance(max_statements, int) or max_statements < 1:
             raise ConfigError("sql_codegen: max_statements must be a positive integer")
-        self.schema, self.allowed, self.max_statements = schema, set(allowed), max_statements
         max_chars = config.get("max_chars", DEFAULT_MAX_CHARS)
         if isinstance(max_chars, bool) or not isinstance(max_chars, int) or not 1 <= max_chars <= MAX_CHARS_LIMIT:
             raise ConfigError(f"sql_codegen: max_chars must be an integer from 1 to {MAX_CHARS_LIMIT}")

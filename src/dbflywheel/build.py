@@ -128,11 +128,23 @@ PYTHON_PATH_LINE = "PYTHON_PATH = {path!r}"
 PL_PACKAGE = "dbflywheel_plpython"
 
 
+# One module per line of the boot function's table: its name, then repr() of its source.
+_MODULE_LINE = "    {name!r}: {source!r}"
+
+
+def shipped_module(name: str, script: str | None = None) -> str | None:
+    """A PL/Python module's source as the shipped install script carries it (None when absent),
+    so the package runs exactly the code the database runs."""
+    prefix = _MODULE_LINE.format(name=name, source="")[: -len(repr(""))]
+    found = re.search(rf"^{re.escape(prefix)}('.*'|\".*\"),$", shipped_script() if script is None else script, re.M)
+    return ast.literal_eval(found.group(1)) if found else None
+
+
 def _boot_function(key: str, modules: dict[str, str]) -> str:
     """The loader every PL/Python function calls once per session. The module sources and the
     package folder are part of its body: only a superuser can create or replace a plpython3u
     function, so no table or setting that anyone else can write decides what Python runs."""
-    sources = ",\n".join(f"    {name!r}: {src!r}" for name, src in sorted(modules.items()))
+    sources = ",\n".join(_MODULE_LINE.format(name=name, source=src) for name, src in sorted(modules.items()))
     body = f"""
 import builtins
 import importlib

@@ -3,12 +3,10 @@ drains the embedding backlog (`dbflywheel embed`)."""
 
 from __future__ import annotations
 
-import ast
 import functools
 import importlib.util
 import json
 import os
-import re
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +15,7 @@ from typing import Any
 
 import psycopg
 
-from dbflywheel.build import shipped_script
+from dbflywheel.build import shipped_module
 from dbflywheel.errors import FlywheelError
 
 BUILTIN_MODULE = "fewshot_embedder"
@@ -27,14 +25,12 @@ BUILTIN_MODULE = "fewshot_embedder"
 def builtin() -> types.ModuleType:
     """plpython/fewshot_embedder.py as installed: read from the shipped install script, so the
     package, the worker and the database embed with exactly the same code."""
-    script = shipped_script()
-    # One line of the boot function's module table (src/dbflywheel/build.py): name, then repr(source).
-    match = re.search(rf"^    '{BUILTIN_MODULE}': ('.*'|\".*\"),$", script, re.M)
-    if not match:
+    source = shipped_module(BUILTIN_MODULE)
+    if source is None:
         raise FlywheelError(f"the shipped install script has no {BUILTIN_MODULE} module: run `dbflywheel build`")
     module = types.ModuleType(f"dbflywheel._{BUILTIN_MODULE}")
     module.__file__ = f"plpython/{BUILTIN_MODULE}.py"
-    exec(compile(ast.literal_eval(match.group(1)), module.__file__, "exec"), module.__dict__)  # noqa: S102 - our own shipped source
+    exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 - our own shipped source
     return module
 
 

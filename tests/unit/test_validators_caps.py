@@ -194,7 +194,7 @@ def test_a_stored_remote_reference_errors_at_run_time_without_fetching(monkeypat
 
     monkeypatch.setattr(urllib.request, "urlopen", no_network)
     impl = b.Json({})
-    impl.validator = b._schema_validator({"$ref": "http://127.0.0.1:9/s.json"})
+    impl.validator = b._Schema({"$ref": "http://127.0.0.1:9/s.json"})
     res = b.Json.check(impl, row(output="{}"))
     assert res.status in ("error", "fail") and res.details is not None
 
