@@ -343,5 +343,27 @@ def revalidate_cmd(name: str, since: Any, dsn: str | None, home: Path | None) ->
 # --- end validators ---
 
 
+# --- serve (HTTP) ---
+@main.command()
+@dsn_option
+@home_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8321, show_default=True, help="TCP port.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="Server processes.")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@friendly
+def serve(dsn: str | None, home: Path | None, host: str, port: int, workers: int, log_level: str) -> None:
+    """Serve the HTTP API and the review web app; SIGTERM finishes the requests in hand and exits."""
+    import uvicorn
+
+    from dbflywheel.server.app import DSN_ENV
+
+    os.environ[DSN_ENV] = _resolve_dsn(dsn, home)
+    uvicorn.run("dbflywheel.server.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level=log_level, timeout_graceful_shutdown=30)
+# --- end serve ---
+
+
 if __name__ == "__main__":
     main()
