@@ -280,6 +280,8 @@ CREATE OR REPLACE FUNCTION flywheel.few_shot(
 LANGUAGE sql STABLE
 SET search_path TO pg_catalog, pg_temp
 AS $$ SELECT * FROM flywheel._few_shot(query_embedding, k, validator, app, half_life, current_user) $$;
+COMMENT ON FUNCTION flywheel.few_shot(@extschema:vector@.vector, integer, text, text, interval) IS
+    'The k most useful labelled examples for a query embedding (similar, recent, corrected), among the apps the caller may see.';
 
 -- The same for a text, embedded by the active embedder (when it runs in the database).
 CREATE OR REPLACE FUNCTION flywheel.few_shot(
@@ -292,6 +294,8 @@ CREATE OR REPLACE FUNCTION flywheel.few_shot(
 LANGUAGE sql STABLE
 SET search_path TO pg_catalog, pg_temp
 AS $$ SELECT * FROM flywheel._few_shot(flywheel._embed_query(query), k, validator, app, half_life, current_user) $$;
+COMMENT ON FUNCTION flywheel.few_shot(text, integer, text, text, interval) IS
+    'The k most useful labelled examples for a query text, embedded by the active in-database embedder.';
 
 -- Whether an earlier trace's output may be served again: it has an output, passed every
 -- validator it was checked by (the latest version of each; at least one), and has no negative
@@ -361,4 +365,9 @@ RETURNS TABLE (trace_id bigint, output text, similarity double precision, matche
 LANGUAGE sql STABLE
 SET search_path TO pg_catalog, pg_temp
 AS $$ SELECT * FROM flywheel._cache_lookup(query, threshold, current_user) $$;
+COMMENT ON FUNCTION flywheel.cache_lookup(text, real) IS
+    'A semantic cache: the output of an earlier trace whose input is the same or similar enough (threshold), among the caller''s apps.';
 
+-- The catalog's comments of this area's tables (created in migrations/0300): `\dt+ flywheel.*` shows them.
+COMMENT ON TABLE flywheel.examples IS
+    'The few-shot examples (labelled, corrected or golden traces) per embedder, with what few_shot returns; only these are in the HNSW index.';

@@ -1008,6 +1008,7 @@ CREATE OR REPLACE FUNCTION flywheel.version() RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path TO pg_catalog, pg_temp
 AS $$ SELECT '0.1.0' $$;
+COMMENT ON FUNCTION flywheel.version() IS 'The version of dbflywheel installed in this database.';
 
 CREATE OR REPLACE FUNCTION flywheel._python_boot() RETURNS void
 LANGUAGE plpython3u  -- runs as its caller: it reads nothing from the database
@@ -1402,6 +1403,8 @@ if _import is None:
     _import = GD['dbflywheel:0.1.0:92b8b8bf6410']
 return _import('environment').describe(plpy)
 $python$;
+COMMENT ON FUNCTION flywheel.python_environment() IS
+    'PL/Python health: the interpreter that runs the flywheel''s Python and whether the packages it imports are there.';
 
 -- 050-alerts.sql
 -- One way to raise an alert: a row the DBA can query and a NOTIFY listeners can wait on
@@ -1423,6 +1426,10 @@ BEGIN
     RETURN _id;
 END
 $$;
+
+-- The catalog's comments of this area's tables (created in migrations/0002): `\dt+ flywheel.*` shows them.
+COMMENT ON TABLE flywheel.alerts IS
+    'Alerts from every part of the flywheel (judge agreement, drift, satisfaction trend); each is also NOTIFYed on flywheel_alerts.';
 
 -- 090-privileges-core.sql
 -- Privileges of the core tables (traces, feedback): flywheel_app writes its own app's rows.
@@ -2569,6 +2576,8 @@ BEGIN
     RETURN _n;
 END
 $$;
+COMMENT ON FUNCTION flywheel.requeue_dead(text, bigint[]) IS
+    'Puts dead-lettered judge jobs (all, one validator''s, or the given ids) back in the queue with a fresh attempt count; returns how many.';
 
 -- The queue per async validator: what waits, what is in hand, what is done or dead, and why
 -- jobs wait when a budget holds them.
@@ -2595,6 +2604,18 @@ LEFT JOIN LATERAL (
     SELECT count(*) AS dead FROM flywheel.judge_dead_letters d WHERE d.validator_id = v.id) d ON true
 LEFT JOIN LATERAL flywheel._judge_budget(v.id) b ON true
 WHERE v.mode = 'async' OR q.pending + q.leased > 0 OR d.dead > 0;
+COMMENT ON VIEW flywheel.queue_status IS
+    'The judge queue per async validator: jobs pending, leased, done and dead, and why jobs wait when a budget holds them.';
+
+-- The catalog's comments of this area's tables (created in migrations/0002 and 0200): `\dt+ flywheel.*` shows them.
+COMMENT ON TABLE flywheel.judge_jobs IS
+    'The queue of asynchronous validator jobs (LLM judges): enqueued by the insert trigger, leased by workers.';
+COMMENT ON TABLE flywheel.judge_dead_letters IS
+    'Judge jobs that failed max_attempts times or for good, with their last error; flywheel.requeue_dead puts them back.';
+COMMENT ON TABLE flywheel.judge_workers IS
+    'One row per judge worker: its host, pid, concurrency and counters, updated by its heartbeat.';
+COMMENT ON TABLE flywheel.judge_calls IS
+    'Every provider call a judge worker made, successful or not: what budgets count and what it cost.';
 
 -- 210-judges-config.sql
 -- The configuration of an LLM judge (kind llm_judge or llm_pairwise), checked when a validator
@@ -2849,6 +2870,8 @@ SELECT i.validator, i.validator_version, a.n, a.agreement, a.coverage, a.false_f
 FROM (SELECT validator, validator_version, array_agg(human) AS humans, array_agg(judge) AS judges
       FROM flywheel._alignment_items GROUP BY validator, validator_version) i,
      flywheel._agreement(i.humans, i.judges) a;
+COMMENT ON VIEW flywheel.validator_alignment IS
+    'How far each validator version agrees with human labels: n, agreement, coverage, false failure rate and Cohen''s kappa.';
 
 -- The same per week of judging.
 CREATE OR REPLACE VIEW flywheel.validator_alignment_weekly AS
@@ -2857,6 +2880,8 @@ FROM (SELECT validator, validator_version, date_trunc('week', judged_at) AS week
              array_agg(human) AS humans, array_agg(judge) AS judges
       FROM flywheel._alignment_items GROUP BY validator, validator_version, date_trunc('week', judged_at)) i,
      flywheel._agreement(i.humans, i.judges) a;
+COMMENT ON VIEW flywheel.validator_alignment_weekly IS
+    'validator_alignment per week of judging.';
 
 -- Raises a judge_agreement alert (flywheel.alerts + NOTIFY flywheel_alerts) for every judge
 -- whose agreement over its window (config agreement_window, default 7 days; at least
@@ -2898,6 +2923,8 @@ BEGIN
     END LOOP;
 END
 $$;
+COMMENT ON FUNCTION flywheel.check_judge_agreement() IS
+    'Raises a judge_agreement alert for every judge whose agreement with people over its window is below its agreement_floor.';
 
 -- 230-judges-ranking.sql
 -- Bradley-Terry rankings of models, prompt versions and variants from pairwise verdicts:
@@ -2931,6 +2958,12 @@ SELECT coalesce(j.app, h.app) AS app, coalesce(j.dimension, h.dimension) AS dime
 FROM (SELECT * FROM bt WHERE source = 'human') h
 FULL JOIN (SELECT * FROM bt WHERE source <> 'human') j
     ON j.app = h.app AND j.dimension = h.dimension AND j.name = h.name;
+COMMENT ON VIEW flywheel.pairwise_ranking IS
+    'Bradley-Terry rankings of models, prompt versions and variants from pairwise verdicts: the human ranking next to each judge''s.';
+
+-- The catalog's comments of this area's tables (created in migrations/0200): `\dt+ flywheel.*` shows them.
+COMMENT ON TABLE flywheel.preferences IS
+    'Pairwise verdicts: which of two traces answering the same input is better, by people or by a judge.';
 
 -- 299-privileges-judges.sql
 -- Privileges of the judges' objects (sql/900-privileges.sql then re-grants admin everything).
@@ -3453,6 +3486,8 @@ CREATE OR REPLACE FUNCTION flywheel.few_shot(
 LANGUAGE sql STABLE
 SET search_path TO pg_catalog, pg_temp
 AS $$ SELECT * FROM flywheel._few_shot(query_embedding, k, validator, app, half_life, current_user) $$;
+COMMENT ON FUNCTION flywheel.few_shot(@extschema:vector@.vector, integer, text, text, interval) IS
+    'The k most useful labelled examples for a query embedding (similar, recent, corrected), among the apps the caller may see.';
 
 -- The same for a text, embedded by the active embedder (when it runs in the database).
 CREATE OR REPLACE FUNCTION flywheel.few_shot(
@@ -3465,6 +3500,8 @@ CREATE OR REPLACE FUNCTION flywheel.few_shot(
 LANGUAGE sql STABLE
 SET search_path TO pg_catalog, pg_temp
 AS $$ SELECT * FROM flywheel._few_shot(flywheel._embed_query(query), k, validator, app, half_life, current_user) $$;
+COMMENT ON FUNCTION flywheel.few_shot(text, integer, text, text, interval) IS
+    'The k most useful labelled examples for a query text, embedded by the active in-database embedder.';
 
 -- Whether an earlier trace's output may be served again: it has an output, passed every
 -- validator it was checked by (the latest version of each; at least one), and has no negative
@@ -3534,6 +3571,12 @@ RETURNS TABLE (trace_id bigint, output text, similarity double precision, matche
 LANGUAGE sql STABLE
 SET search_path TO pg_catalog, pg_temp
 AS $$ SELECT * FROM flywheel._cache_lookup(query, threshold, current_user) $$;
+COMMENT ON FUNCTION flywheel.cache_lookup(text, real) IS
+    'A semantic cache: the output of an earlier trace whose input is the same or similar enough (threshold), among the caller''s apps.';
+
+-- The catalog's comments of this area's tables (created in migrations/0300): `\dt+ flywheel.*` shows them.
+COMMENT ON TABLE flywheel.examples IS
+    'The few-shot examples (labelled, corrected or golden traces) per embedder, with what few_shot returns; only these are in the HNSW index.';
 
 -- 320-fewshot-feedback.sql
 -- flywheel.record_feedback: one call for every kind of feedback, by trace id or external uid,
@@ -3584,6 +3627,8 @@ BEGIN
     RETURN _id;
 END
 $$;
+COMMENT ON FUNCTION flywheel.record_feedback(bigint, text, double precision, text, text, text, text) IS
+    'Records feedback on a trace by id: thumbs, rating, correction or comment, checked and written in one INSERT.';
 
 CREATE OR REPLACE FUNCTION flywheel.record_feedback(
     trace_uid uuid,
@@ -3609,6 +3654,8 @@ BEGIN
     RETURN flywheel.record_feedback(_trace_id, kind, value, corrected_output, comment, source, user_id);
 END
 $$;
+COMMENT ON FUNCTION flywheel.record_feedback(uuid, text, double precision, text, text, text, text) IS
+    'Records feedback on a trace by its external uid: thumbs, rating, correction or comment.';
 
 -- A quoted literal ('42' or 'a0ee...') is text: read it as an id when it is all digits, else as a uid.
 CREATE OR REPLACE FUNCTION flywheel.record_feedback(
@@ -3633,6 +3680,12 @@ BEGIN
         USING ERRCODE = 'invalid_text_representation';
 END
 $$;
+COMMENT ON FUNCTION flywheel.record_feedback(text, text, double precision, text, text, text, text) IS
+    'Records feedback on a trace given as text: an id when all digits, else a uid.';
+
+-- The catalog's comments of this area's tables (created in migrations/0001): `\dt+ flywheel.*` shows them.
+COMMENT ON TABLE flywheel.feedback IS
+    'Feedback on traces from users and people: thumbs, ratings, corrections and comments (written by record_feedback).';
 
 -- 330-fewshot-labelling.sql
 -- What people should label next: the annotation queue, stratified review samples, and the
@@ -3653,6 +3706,8 @@ JOIN flywheel.validators v ON v.name = l.validator
 CROSS JOIN LATERAL (SELECT * FROM flywheel.validation_results r0
                     WHERE r0.trace_id = l.trace_id AND r0.validator_id = v.id OFFSET 0) r
 WHERE l.verdict IS NOT NULL AND r.status IN ('pass', 'fail') AND r.status <> l.verdict;
+COMMENT ON VIEW flywheel.disagreements IS
+    'Traces where a human verdict and the same validator''s result differ on pass/fail.';
 
 -- A person already said what is right for this trace: a label or a correction.
 CREATE OR REPLACE FUNCTION flywheel._is_labelled(trace_id bigint) RETURNS boolean
@@ -3741,6 +3796,8 @@ $$;
 
 CREATE OR REPLACE VIEW flywheel.annotation_queue AS
 SELECT * FROM flywheel._annotation_queue();
+COMMENT ON VIEW flywheel.annotation_queue IS
+    'What people should label next, most useful first: uncertain, novel, bad and recent traces, with the reasons.';
 
 -- A stratified sample for the periodic human review of one validator: traces it judged in the
 -- last 30 days and nobody has labelled for it yet, spread over every (model, prompt version,
@@ -3785,6 +3842,12 @@ BEGIN
     LIMIT n;
 END
 $$;
+COMMENT ON FUNCTION flywheel.sample_for_labeling(text, integer) IS
+    'A stratified sample of one validator''s unlabelled traces of the last 30 days, for its periodic human review.';
+
+-- The catalog's comments of this area's tables (created in migrations/0001): `\dt+ flywheel.*` shows them.
+COMMENT ON TABLE flywheel.labels IS
+    'Human verdicts on a trace for one validator (or metric), by name: what judges are aligned against.';
 
 -- 340-fewshot-golden.sql
 -- Golden sets: named, versioned sets of traces with expected verdicts or outputs, grown from
@@ -3849,6 +3912,8 @@ BEGIN
     RETURN _version;
 END
 $$;
+COMMENT ON FUNCTION flywheel.promote_to_golden(bigint, text, jsonb, text) IS
+    'Adds a trace to a golden set (or replaces its expectation there) and returns the set''s new version.';
 
 -- Takes a trace out of a golden set (it stays in the older versions); returns the new version.
 CREATE OR REPLACE FUNCTION flywheel.remove_from_golden(trace_id bigint, set_name text) RETURNS integer
@@ -3872,6 +3937,8 @@ BEGIN
     RETURN _version;
 END
 $$;
+COMMENT ON FUNCTION flywheel.remove_from_golden(bigint, text) IS
+    'Takes a trace out of a golden set (its older versions keep it) and returns the new version.';
 
 -- The traces of a golden set as it was at a version (default: the current one).
 CREATE OR REPLACE FUNCTION flywheel.golden_set_traces(set_name text, version integer DEFAULT NULL)
@@ -3901,6 +3968,14 @@ BEGIN
     ORDER BY i.trace_id;
 END
 $$;
+COMMENT ON FUNCTION flywheel.golden_set_traces(text, integer) IS
+    'The traces and expectations of a golden set at a version (default: the current one).';
+
+-- The catalog's comments of this area's tables (created in migrations/0300): `\dt+ flywheel.*` shows them.
+COMMENT ON TABLE flywheel.golden_sets IS
+    'Named, versioned sets of traces with expected verdicts or outputs: the release gate of `dbflywheel eval`.';
+COMMENT ON TABLE flywheel.golden_set_items IS
+    'The traces of the golden sets, with the versions they were added and removed in, so an old version can be re-run.';
 
 -- 399-privileges-fewshot.sql
 -- Privileges of the semantic index (sql/900-privileges.sql then re-grants admin everything).
@@ -4105,6 +4180,7 @@ DECLARE
     _kind    "char";
     _columns text;
     _problem text;
+    _comment text;  -- what \dv+ says of the view: kept when the view is made again
 BEGIN
     SELECT * INTO STRICT _m FROM flywheel.metrics WHERE name = metric;
     -- Built-in metrics are the install script's own SQL; anyone else's is checked first, parsed
@@ -4121,7 +4197,7 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'a metric reads the flywheel schema through non-volatile functions';
     END IF;
-    SELECT c.relkind INTO _kind FROM pg_catalog.pg_class c
+    SELECT c.relkind, pg_catalog.obj_description(c.oid, 'pg_class') INTO _kind, _comment FROM pg_catalog.pg_class c
     WHERE c.relname = _rel AND c.relnamespace = 'flywheel'::regnamespace;
     IF _kind = 'v' THEN
         EXECUTE format('DROP VIEW flywheel.%I', _rel);
@@ -4167,6 +4243,8 @@ BEGIN
             RAISE NOTICE 'metric %: its rows are not unique, so it is refreshed without CONCURRENTLY (readers wait)', metric;
         END;
     END IF;
+    EXECUTE format('COMMENT ON %s flywheel.%I IS %L', CASE _m.kind WHEN 'materialized' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END,
+                   _rel, coalesce(_comment, format('The metric %s, made by flywheel.create_metric.', metric)));
     -- A view made again has lost the install's grants: the admin reads every metric too.
     EXECUTE format('GRANT SELECT ON flywheel.%I TO flywheel_reader, flywheel_admin', _rel);
     PERFORM flywheel._schedule_metric(metric);
@@ -4209,6 +4287,8 @@ BEGIN
     RETURN format('flywheel.%I', 'metric_' || name);
 END
 $$;
+COMMENT ON FUNCTION flywheel.create_metric(text, text, boolean, text) IS
+    'Makes flywheel.metric_<name> from one SELECT: a view computed on read, or a materialized view refreshed on a schedule.';
 
 -- Switches a metric between computed on read ('view'), 'materialized' and, where it has a
 -- rollup, 'rollup' (changed days recomputed incrementally), keeping its name.
@@ -4238,6 +4318,8 @@ BEGIN
     RETURN format('flywheel.%I', 'metric_' || name);
 END
 $$;
+COMMENT ON FUNCTION flywheel.set_metric_mode(text, text, text) IS
+    'Switches a metric between view, materialized and (where it has one) rollup, keeping its name.';
 
 CREATE OR REPLACE FUNCTION flywheel.drop_metric(name text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER  -- admins change the registry only through it
@@ -4258,6 +4340,8 @@ BEGIN
     PERFORM flywheel._unschedule('flywheel_metric_' || name);
 END
 $$;
+COMMENT ON FUNCTION flywheel.drop_metric(text) IS
+    'Drops a metric made by create_metric: its view, its schedule and its registration.';
 
 -- Recomputes a rollup: the days marked dirty since the last refresh, or (full) everything.
 -- Returns (rows written, days recomputed).
@@ -4358,6 +4442,8 @@ BEGIN
     END IF;
 END
 $$;
+COMMENT ON PROCEDURE flywheel.refresh(text, boolean) IS
+    'Refreshes one metric (concurrently where it can, rollups only their changed days) and logs it in refresh_log.';
 
 -- Runs every schedule that is due (its last firing is after its last run) and that pg_cron
 -- does not run itself: the work of `dbflywheel refresh --loop` where pg_cron is absent.
@@ -4389,6 +4475,8 @@ BEGIN
     END LOOP;
 END
 $$;
+COMMENT ON PROCEDURE flywheel.refresh_due(boolean) IS
+    'Runs every due metric schedule that pg_cron does not run itself: the work of `dbflywheel refresh --loop`.';
 
 -- Per metric: kind, schedule, the last refresh, how stale it is against its schedule, the last error.
 CREATE OR REPLACE VIEW flywheel.refresh_status AS
@@ -4415,6 +4503,8 @@ FROM flywheel.metrics m
 LEFT JOIN LATERAL (SELECT * FROM flywheel.refresh_log l WHERE l.metric = m.name ORDER BY l.started_at DESC LIMIT 1) last ON true
 LEFT JOIN LATERAL (SELECT * FROM flywheel.refresh_log l WHERE l.metric = m.name AND l.error IS NULL
                    ORDER BY l.started_at DESC LIMIT 1) ok ON true;
+COMMENT ON VIEW flywheel.refresh_status IS
+    'Per metric: kind, schedule, last refresh, staleness against its schedule and the last error.';
 
 -- Dirty-day marks for the rollups, set-wise per statement (transition tables): validation
 -- results mark their traces' days, feedback its own days.
@@ -4492,6 +4582,16 @@ CREATE OR REPLACE TRIGGER feedback_mark_rollup_delete AFTER DELETE ON flywheel.f
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_satisfaction_days();
 
 SELECT flywheel._schedule('flywheel_anomaly_baselines', '*/10 * * * *');
+
+-- The catalog's comments of this area's tables (created in migrations/0400): `\dt+ flywheel.*` shows them.
+COMMENT ON TABLE flywheel.metrics IS
+    'The metric registry: one row per flywheel.metric_<name>, its query, kind (view, materialized, rollup) and schedule.';
+COMMENT ON TABLE flywheel.refresh_log IS
+    'Every metric refresh, successful or not: when, how long, how many rows, the error.';
+COMMENT ON TABLE flywheel.schedules IS
+    'Everything that runs on a schedule (metric refreshes, checks): run by pg_cron, else by `dbflywheel refresh --loop`.';
+COMMENT ON TABLE flywheel.prompt_versions IS
+    'The prompt registry: what each prompt_version on the traces was (template, notes).';
 
 -- 410-metrics-builtin.sql
 -- The built-in metrics: their queries (one place), and their registration on every install.
@@ -4765,6 +4865,28 @@ SELECT flywheel._register_builtin_metric('error_propagation', 'view', NULL);
 SELECT flywheel._register_builtin_metric('prompt_versions', 'view', NULL);
 SELECT flywheel._register_builtin_metric('shadow_comparison', 'view', NULL);
 
+-- The metric views' comments (flywheel._apply_metric keeps a view's comment when it makes it again).
+COMMENT ON VIEW flywheel.metric_pass_rate IS
+    'Per day, app, validator version, prompt version and model: results, passed, failed, errors and the pass rate.';
+COMMENT ON VIEW flywheel.metric_satisfaction IS
+    'Per day and app: thumbs, the share of positive thumbs, ratings and the mean rating.';
+COMMENT ON VIEW flywheel.metric_satisfaction_trend IS
+    'Per day and app: positive share and mean rating, over 30 days and with their slopes per day.';
+COMMENT ON VIEW flywheel.metric_latency IS
+    'Per day, app, model and node: traces, p50/p95 latency, tokens and cost.';
+COMMENT ON VIEW flywheel.metric_failure_modes IS
+    'Per app, prompt version and model: failed traces by failure mode (out of scope, hallucination, refusal, format).';
+COMMENT ON VIEW flywheel.metric_classifier IS
+    'Per app, node, prompt version, model and label: true and false positives, false negatives, precision, recall, F1.';
+COMMENT ON VIEW flywheel.metric_pipeline_runs IS
+    'Per pipeline run: its steps, failed steps and the first node that failed.';
+COMMENT ON VIEW flywheel.metric_error_propagation IS
+    'Per app and node: how often the steps after it fail when it failed and when it passed.';
+COMMENT ON VIEW flywheel.metric_prompt_versions IS
+    'Per app, prompt version and model: the registered prompt, traffic, pass rate, satisfaction, latency and cost.';
+COMMENT ON VIEW flywheel.metric_shadow_comparison IS
+    'Live against shadow prompt version or model: pairs, share of same outputs, pass rates, latency and cost differences.';
+
 -- Alerts when user satisfaction trends down: per app, the slope of the daily share of positive
 -- thumbs over the last 30 days, with at least min_days days of thumbs. Returns the alerts raised.
 CREATE OR REPLACE FUNCTION flywheel.check_satisfaction_trend(
@@ -4804,6 +4926,8 @@ BEGIN
     RETURN _raised;
 END
 $$;
+COMMENT ON FUNCTION flywheel.check_satisfaction_trend(double precision, integer) IS
+    'Raises a satisfaction_trend alert for each app whose share of positive thumbs falls over the last 30 days.';
 
 -- 420-drift.sql
 -- Drift: a feature of the traces in one time range against another (KS and PSI), and the
@@ -4824,6 +4948,8 @@ if _import is None:
     _import = GD['dbflywheel:0.1.0:92b8b8bf6410']
 return _import('metrics_drift').drift(plpy, feature, reference, current)
 $python$;
+COMMENT ON FUNCTION flywheel.drift(text, tstzrange, tstzrange) IS
+    'Drift of one feature between two time ranges: the KS statistic with its p-value, and the PSI.';
 
 -- Compares the last `window` with the `reference_window` before it for every feature with data
 -- (and every scored validator); raises a 'drift' alert (and NOTIFY) where PSI reaches
@@ -4873,6 +4999,8 @@ BEGIN
     RETURN _raised;
 END
 $$;
+COMMENT ON FUNCTION flywheel.check_drift(interval, interval, double precision, double precision, double precision) IS
+    'Raises a drift alert for every feature whose last window drifted from the window before it (PSI or KS).';
 
 SELECT flywheel._schedule('flywheel_check_drift', '7 * * * *');
 SELECT flywheel._schedule('flywheel_check_satisfaction_trend', '13 6 * * *');
@@ -4921,6 +5049,8 @@ BEGIN
     RETURN _variants;
 END
 $$;
+COMMENT ON FUNCTION flywheel.create_experiment(text, jsonb) IS
+    'Creates an A/B experiment from its variants'' weights (the heaviest is the baseline); returns the normalized weights.';
 
 CREATE OR REPLACE FUNCTION flywheel.set_experiment_status(name text, status text) RETURNS void
 LANGUAGE plpgsql
@@ -4934,6 +5064,8 @@ BEGIN
     END IF;
 END
 $$;
+COMMENT ON FUNCTION flywheel.set_experiment_status(text, text) IS
+    'Sets an experiment''s status (running, paused, stopped...): one that is not running serves its baseline.';
 
 -- The variant of a unit (user, session...): a hash of (experiment, unit) placed on the variants'
 -- cumulative weights in name order. The same unit always gets the same variant while the
@@ -4965,6 +5097,8 @@ BEGIN
     RETURN coalesce(_variant, (SELECT max(k) FROM jsonb_object_keys(_e.variants) k));  -- rounding at 1.0
 END
 $$;
+COMMENT ON FUNCTION flywheel.assign_variant(text, text) IS
+    'The variant a unit (user, session) gets in an experiment: a stable hash placed on the variants'' weights.';
 
 CREATE OR REPLACE FUNCTION flywheel.experiment_results(experiment text, confidence double precision DEFAULT 0.95)
 RETURNS TABLE (metric text, variant text, n bigint, value double precision, baseline text,
@@ -4979,6 +5113,8 @@ if _import is None:
     _import = GD['dbflywheel:0.1.0:92b8b8bf6410']
 return _import('metrics_experiments').results(plpy, experiment, confidence)
 $python$;
+COMMENT ON FUNCTION flywheel.experiment_results(text, double precision) IS
+    'Per metric and variant of an experiment: the value, its difference from the baseline with a confidence interval and a p-value.';
 
 -- Starts a canary: `variant` gets steps[1] of the traffic (the others share the rest in their
 -- proportions); flywheel.advance_canaries() moves it to the next step once it has min_traces
@@ -5016,6 +5152,8 @@ BEGIN
     RETURN _e.variants;
 END
 $$;
+COMMENT ON FUNCTION flywheel.start_canary(text, text, double precision[], double precision, integer, interval) IS
+    'Starts a canary: a variant''s share of traffic raised step by step by advance_canaries() while its pass rate holds.';
 
 -- The variants with `variant` at `weight` and the others sharing 1 - weight in their proportions.
 CREATE OR REPLACE FUNCTION flywheel._variants_with_weight(variants jsonb, variant text, weight double precision)
@@ -5088,8 +5226,14 @@ BEGIN
     END LOOP;
 END
 $$;
+COMMENT ON FUNCTION flywheel.advance_canaries() IS
+    'One step of every running canary: advanced, held or rolled back on its pass rate against the baseline''s.';
 
 SELECT flywheel._schedule('flywheel_advance_canaries', '*/5 * * * *');
+
+-- The catalog's comments of this area's tables (created in migrations/0410): `\dt+ flywheel.*` shows them.
+COMMENT ON TABLE flywheel.experiments IS
+    'A/B experiments and canaries: variants with weights, baseline, status and the canary''s state.';
 
 -- 440-retention.sql
 -- Retention and privacy: old trace partitions are dropped, a user can be forgotten, and every
@@ -5194,6 +5338,8 @@ BEGIN
     RETURN _counts;
 END
 $$;
+COMMENT ON FUNCTION flywheel.forget_user(text) IS
+    'Deletes a user''s traces and everything keyed by them, and records the deletion with a hash of the id.';
 
 -- Sets how long traces are kept (NULL: forever) and schedules the daily retention job.
 CREATE OR REPLACE FUNCTION flywheel.set_retention(keep interval) RETURNS void
@@ -5207,6 +5353,8 @@ BEGIN
     UPDATE flywheel.retention SET keep = set_retention.keep, updated_at = now();
 END
 $$;
+COMMENT ON FUNCTION flywheel.set_retention(interval) IS
+    'Sets how long traces are kept (NULL: forever) and schedules the daily retention job.';
 
 -- Drops every trace partition that ends before now() - keep, and deletes older rows from the
 -- default partition, with everything keyed by those traces. Returns what it deleted.
@@ -5260,8 +5408,16 @@ BEGIN
     RETURN _counts;
 END
 $$;
+COMMENT ON FUNCTION flywheel.apply_retention() IS
+    'Deletes the traces older than the retention period (whole partitions where it can) and everything keyed by them.';
 
 SELECT flywheel._schedule('flywheel_retention', '17 3 * * *');
+
+-- The catalog's comments of this area's tables (created in migrations/0410): `\dt+ flywheel.*` shows them.
+COMMENT ON TABLE flywheel.retention IS
+    'How long traces (and everything keyed by them) are kept; NULL keeps them forever.';
+COMMENT ON TABLE flywheel.deletion_audit IS
+    'What retention and forget_user deleted and why: counts per table, a forgotten user only as a hash of the id.';
 
 -- 499-privileges-metrics.sql
 -- Privileges of the metrics, experiments and retention objects (sql/900-privileges.sql then
