@@ -120,24 +120,43 @@ BEGIN
 END
 $$;
 
-DO $triggers$
-DECLARE
-    _table text;
-    _event text;
-BEGIN
-    FOREACH _table IN ARRAY ARRAY['labels', 'feedback', 'golden_set_items', '_results', '_insert_results', 'embeddings'] LOOP
-        FOREACH _event IN ARRAY ARRAY['insert', 'update', 'delete'] LOOP
-            -- Packed results are inserted only with their (new) traces, never examples yet.
-            CONTINUE WHEN _table = '_insert_results' AND _event = 'insert';
-            EXECUTE format(
-                'CREATE OR REPLACE TRIGGER %I AFTER %s ON flywheel.%I REFERENCING %s TABLE AS changed_rows'
-                ' FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow()',
-                _table || '_examples_' || _event, _event, _table,
-                CASE _event WHEN 'delete' THEN 'OLD' ELSE 'NEW' END);
-        END LOOP;
-    END LOOP;
-END
-$triggers$;
+-- Every change to what makes an example (labels, feedback, golden sets, results, embeddings)
+-- syncs the examples of the traces it touched, once per statement. Packed results are
+-- inserted only with their (new) traces, never examples yet: no insert trigger there.
+CREATE OR REPLACE TRIGGER labels_examples_insert AFTER INSERT ON flywheel.labels
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER labels_examples_update AFTER UPDATE ON flywheel.labels
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER labels_examples_delete AFTER DELETE ON flywheel.labels
+    REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER feedback_examples_insert AFTER INSERT ON flywheel.feedback
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER feedback_examples_update AFTER UPDATE ON flywheel.feedback
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER feedback_examples_delete AFTER DELETE ON flywheel.feedback
+    REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER golden_set_items_examples_insert AFTER INSERT ON flywheel.golden_set_items
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER golden_set_items_examples_update AFTER UPDATE ON flywheel.golden_set_items
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER golden_set_items_examples_delete AFTER DELETE ON flywheel.golden_set_items
+    REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER _results_examples_insert AFTER INSERT ON flywheel._results
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER _results_examples_update AFTER UPDATE ON flywheel._results
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER _results_examples_delete AFTER DELETE ON flywheel._results
+    REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER _insert_results_examples_update AFTER UPDATE ON flywheel._insert_results
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER _insert_results_examples_delete AFTER DELETE ON flywheel._insert_results
+    REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER embeddings_examples_insert AFTER INSERT ON flywheel.embeddings
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER embeddings_examples_update AFTER UPDATE ON flywheel.embeddings
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER embeddings_examples_delete AFTER DELETE ON flywheel.embeddings
+    REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
 
 -- The apps whose examples a role may see, NULL for all (admins). A SECURITY DEFINER function
 -- cannot see its caller, so the public wrappers pass current_user; a role the session could

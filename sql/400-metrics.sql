@@ -546,24 +546,18 @@ BEGIN
 END
 $$;
 
-DO $triggers$
-DECLARE
-    _table text;
-BEGIN
-    -- Results written one by one mark on insert; the insert path's packed rows mark in its
-    -- trigger (sql/110), and both mark on update and delete.
-    CREATE OR REPLACE TRIGGER _results_mark_rollup_insert AFTER INSERT ON flywheel._results
-        REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days();
-    FOREACH _table IN ARRAY ARRAY['_results', '_insert_results'] LOOP
-        EXECUTE format('CREATE OR REPLACE TRIGGER %I AFTER UPDATE ON flywheel.%I REFERENCING NEW TABLE AS new_rows'
-                       ' OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days()',
-                       _table || '_mark_rollup_update', _table);
-        EXECUTE format('CREATE OR REPLACE TRIGGER %I AFTER DELETE ON flywheel.%I REFERENCING OLD TABLE AS old_rows'
-                       ' FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days()',
-                       _table || '_mark_rollup_delete', _table);
-    END LOOP;
-END
-$triggers$;
+-- Results written one by one mark on insert; the insert path's packed rows mark in its
+-- trigger (sql/110), and both mark on update and delete.
+CREATE OR REPLACE TRIGGER _results_mark_rollup_insert AFTER INSERT ON flywheel._results
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days();
+CREATE OR REPLACE TRIGGER _results_mark_rollup_update AFTER UPDATE ON flywheel._results
+    REFERENCING NEW TABLE AS new_rows OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days();
+CREATE OR REPLACE TRIGGER _results_mark_rollup_delete AFTER DELETE ON flywheel._results
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days();
+CREATE OR REPLACE TRIGGER _insert_results_mark_rollup_update AFTER UPDATE ON flywheel._insert_results
+    REFERENCING NEW TABLE AS new_rows OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days();
+CREATE OR REPLACE TRIGGER _insert_results_mark_rollup_delete AFTER DELETE ON flywheel._insert_results
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days();
 CREATE OR REPLACE TRIGGER feedback_mark_rollup_insert AFTER INSERT ON flywheel.feedback
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_satisfaction_days();
 CREATE OR REPLACE TRIGGER feedback_mark_rollup_update AFTER UPDATE ON flywheel.feedback
