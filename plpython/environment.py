@@ -8,7 +8,7 @@ from importlib import metadata
 from typing import Any
 
 # What the PL/Python functions import beyond the standard library (see plpython/requirements.txt).
-REQUIRED = ("numpy", "sqlglot", "jsonschema", "google-re2")
+REQUIRED = ("numpy", "scipy", "sqlglot", "jsonschema", "google-re2")
 
 
 def describe(plpy: Any) -> str:

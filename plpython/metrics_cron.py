@@ -68,7 +68,9 @@ def parse(schedule: str) -> tuple[int, list[set[int]], bool, bool]:
     fields = [_field(p, lo, hi) for p, (lo, hi) in zip(parts, _RANGES, strict=True)]
     if 7 in fields[4]:
         fields[4] = (fields[4] - {7}) | {0}
-    return 0, fields, parts[2] != "*", parts[4] != "*"
+    # pg_cron (vixie cron's entry.c) calls a day field unrestricted when it starts with "*" (so
+    # "*/2" too): then both day fields must match, else either one.
+    return 0, fields, not parts[2].startswith("*"), not parts[4].startswith("*")
 
 
 def _day_matches(day: datetime, fields: list[set[int]], dom_set: bool, dow_set: bool) -> bool:

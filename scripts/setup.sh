@@ -77,7 +77,8 @@ pl_stamp="$PL_PYTHON_DIR/.requirements"
 if [ ! -f "$pl_stamp" ] || ! cmp -s "$PL_REQUIREMENTS" "$pl_stamp"; then
   say "installing PL/Python packages into $PL_PYTHON_DIR"
   as_root mkdir -p "$PL_PYTHON_DIR"
-  as_root "$VENV/bin/pip" install -q --no-compile --upgrade --target "$PL_PYTHON_DIR" \
+  # --no-deps: the file pins every package; numpy is Debian's (python3-numpy), never a wheel.
+  as_root "$VENV/bin/pip" install -q --no-compile --upgrade --no-deps --target "$PL_PYTHON_DIR" \
     --python-version 3.11 --only-binary=:all: -r "$PL_REQUIREMENTS"
   as_root cp "$PL_REQUIREMENTS" "$pl_stamp"
   as_root chmod -R a+rX "$PL_PYTHON_DIR"

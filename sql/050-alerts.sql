@@ -17,3 +17,7 @@ BEGIN
     RETURN _id;
 END
 $$;
+
+-- The catalog's comments of this area's tables (created in migrations/0002): `\dt+ flywheel.*` shows them.
+COMMENT ON TABLE flywheel.alerts IS
+    'Alerts from every part of the flywheel (judge agreement, drift, satisfaction trend); each is also NOTIFYed on flywheel_alerts.';

@@ -377,6 +377,8 @@ BEGIN
     RETURN _n;
 END
 $$;
+COMMENT ON FUNCTION flywheel.requeue_dead(text, bigint[]) IS
+    'Puts dead-lettered judge jobs (all, one validator''s, or the given ids) back in the queue with a fresh attempt count; returns how many.';
 
 -- The queue per async validator: what waits, what is in hand, what is done or dead, and why
 -- jobs wait when a budget holds them.
@@ -403,3 +405,15 @@ LEFT JOIN LATERAL (
     SELECT count(*) AS dead FROM flywheel.judge_dead_letters d WHERE d.validator_id = v.id) d ON true
 LEFT JOIN LATERAL flywheel._judge_budget(v.id) b ON true
 WHERE v.mode = 'async' OR q.pending + q.leased > 0 OR d.dead > 0;
+COMMENT ON VIEW flywheel.queue_status IS
+    'The judge queue per async validator: jobs pending, leased, done and dead, and why jobs wait when a budget holds them.';
+
+-- The catalog's comments of this area's tables (created in migrations/0002 and 0200): `\dt+ flywheel.*` shows them.
+COMMENT ON TABLE flywheel.judge_jobs IS
+    'The queue of asynchronous validator jobs (LLM judges): enqueued by the insert trigger, leased by workers.';
+COMMENT ON TABLE flywheel.judge_dead_letters IS
+    'Judge jobs that failed max_attempts times or for good, with their last error; flywheel.requeue_dead puts them back.';
+COMMENT ON TABLE flywheel.judge_workers IS
+    'One row per judge worker: its host, pid, concurrency and counters, updated by its heartbeat.';
+COMMENT ON TABLE flywheel.judge_calls IS
+    'Every provider call a judge worker made, successful or not: what budgets count and what it cost.';

@@ -139,6 +139,8 @@ SELECT i.validator, i.validator_version, a.n, a.agreement, a.coverage, a.false_f
 FROM (SELECT validator, validator_version, array_agg(human) AS humans, array_agg(judge) AS judges
       FROM flywheel._alignment_items GROUP BY validator, validator_version) i,
      flywheel._agreement(i.humans, i.judges) a;
+COMMENT ON VIEW flywheel.validator_alignment IS
+    'How far each validator version agrees with human labels: n, agreement, coverage, false failure rate and Cohen''s kappa.';
 
 -- The same per week of judging.
 CREATE OR REPLACE VIEW flywheel.validator_alignment_weekly AS
@@ -147,6 +149,8 @@ FROM (SELECT validator, validator_version, date_trunc('week', judged_at) AS week
              array_agg(human) AS humans, array_agg(judge) AS judges
       FROM flywheel._alignment_items GROUP BY validator, validator_version, date_trunc('week', judged_at)) i,
      flywheel._agreement(i.humans, i.judges) a;
+COMMENT ON VIEW flywheel.validator_alignment_weekly IS
+    'validator_alignment per week of judging.';
 
 -- Raises a judge_agreement alert (flywheel.alerts + NOTIFY flywheel_alerts) for every judge
 -- whose agreement over its window (config agreement_window, default 7 days; at least
@@ -188,3 +192,5 @@ BEGIN
     END LOOP;
 END
 $$;
+COMMENT ON FUNCTION flywheel.check_judge_agreement() IS
+    'Raises a judge_agreement alert for every judge whose agreement with people over its window is below its agreement_floor.';

@@ -23,3 +23,9 @@ SELECT coalesce(j.app, h.app) AS app, coalesce(j.dimension, h.dimension) AS dime
 FROM (SELECT * FROM bt WHERE source = 'human') h
 FULL JOIN (SELECT * FROM bt WHERE source <> 'human') j
     ON j.app = h.app AND j.dimension = h.dimension AND j.name = h.name;
+COMMENT ON VIEW flywheel.pairwise_ranking IS
+    'Bradley-Terry rankings of models, prompt versions and variants from pairwise verdicts: the human ranking next to each judge''s.';
+
+-- The catalog's comments of this area's tables (created in migrations/0200): `\dt+ flywheel.*` shows them.
+COMMENT ON TABLE flywheel.preferences IS
+    'Pairwise verdicts: which of two traces answering the same input is better, by people or by a judge.';

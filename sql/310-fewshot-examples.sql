@@ -120,24 +120,43 @@ BEGIN
 END
 $$;
 
-DO $triggers$
-DECLARE
-    _table text;
-    _event text;
-BEGIN
-    FOREACH _table IN ARRAY ARRAY['labels', 'feedback', 'golden_set_items', '_results', '_insert_results', 'embeddings'] LOOP
-        FOREACH _event IN ARRAY ARRAY['insert', 'update', 'delete'] LOOP
-            -- Packed results are inserted only with their (new) traces, never examples yet.
-            CONTINUE WHEN _table = '_insert_results' AND _event = 'insert';
-            EXECUTE format(
-                'CREATE OR REPLACE TRIGGER %I AFTER %s ON flywheel.%I REFERENCING %s TABLE AS changed_rows'
-                ' FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow()',
-                _table || '_examples_' || _event, _event, _table,
-                CASE _event WHEN 'delete' THEN 'OLD' ELSE 'NEW' END);
-        END LOOP;
-    END LOOP;
-END
-$triggers$;
+-- Every change to what makes an example (labels, feedback, golden sets, results, embeddings)
+-- syncs the examples of the traces it touched, once per statement. Packed results are
+-- inserted only with their (new) traces, never examples yet: no insert trigger there.
+CREATE OR REPLACE TRIGGER labels_examples_insert AFTER INSERT ON flywheel.labels
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER labels_examples_update AFTER UPDATE ON flywheel.labels
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER labels_examples_delete AFTER DELETE ON flywheel.labels
+    REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER feedback_examples_insert AFTER INSERT ON flywheel.feedback
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER feedback_examples_update AFTER UPDATE ON flywheel.feedback
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER feedback_examples_delete AFTER DELETE ON flywheel.feedback
+    REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER golden_set_items_examples_insert AFTER INSERT ON flywheel.golden_set_items
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER golden_set_items_examples_update AFTER UPDATE ON flywheel.golden_set_items
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER golden_set_items_examples_delete AFTER DELETE ON flywheel.golden_set_items
+    REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER _results_examples_insert AFTER INSERT ON flywheel._results
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER _results_examples_update AFTER UPDATE ON flywheel._results
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER _results_examples_delete AFTER DELETE ON flywheel._results
+    REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER _insert_results_examples_update AFTER UPDATE ON flywheel._insert_results
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER _insert_results_examples_delete AFTER DELETE ON flywheel._insert_results
+    REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER embeddings_examples_insert AFTER INSERT ON flywheel.embeddings
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER embeddings_examples_update AFTER UPDATE ON flywheel.embeddings
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER embeddings_examples_delete AFTER DELETE ON flywheel.embeddings
+    REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
 
 -- The apps whose examples a role may see, NULL for all (admins). A SECURITY DEFINER function
 -- cannot see its caller, so the public wrappers pass current_user; a role the session could
@@ -280,6 +299,8 @@ CREATE OR REPLACE FUNCTION flywheel.few_shot(
 LANGUAGE sql STABLE
 SET search_path TO pg_catalog, pg_temp
 AS $$ SELECT * FROM flywheel._few_shot(query_embedding, k, validator, app, half_life, current_user) $$;
+COMMENT ON FUNCTION flywheel.few_shot(@extschema:vector@.vector, integer, text, text, interval) IS
+    'The k most useful labelled examples for a query embedding (similar, recent, corrected), among the apps the caller may see.';
 
 -- The same for a text, embedded by the active embedder (when it runs in the database).
 CREATE OR REPLACE FUNCTION flywheel.few_shot(
@@ -292,6 +313,8 @@ CREATE OR REPLACE FUNCTION flywheel.few_shot(
 LANGUAGE sql STABLE
 SET search_path TO pg_catalog, pg_temp
 AS $$ SELECT * FROM flywheel._few_shot(flywheel._embed_query(query), k, validator, app, half_life, current_user) $$;
+COMMENT ON FUNCTION flywheel.few_shot(text, integer, text, text, interval) IS
+    'The k most useful labelled examples for a query text, embedded by the active in-database embedder.';
 
 -- Whether an earlier trace's output may be served again: it has an output, passed every
 -- validator it was checked by (the latest version of each; at least one), and has no negative
@@ -361,4 +384,9 @@ RETURNS TABLE (trace_id bigint, output text, similarity double precision, matche
 LANGUAGE sql STABLE
 SET search_path TO pg_catalog, pg_temp
 AS $$ SELECT * FROM flywheel._cache_lookup(query, threshold, current_user) $$;
+COMMENT ON FUNCTION flywheel.cache_lookup(text, real) IS
+    'A semantic cache: the output of an earlier trace whose input is the same or similar enough (threshold), among the caller''s apps.';
 
+-- The catalog's comments of this area's tables (created in migrations/0300): `\dt+ flywheel.*` shows them.
+COMMENT ON TABLE flywheel.examples IS
+    'The few-shot examples (labelled, corrected or golden traces) per embedder, with what few_shot returns; only these are in the HNSW index.';

@@ -46,6 +46,8 @@ BEGIN
     RETURN _id;
 END
 $$;
+COMMENT ON FUNCTION flywheel.record_feedback(bigint, text, double precision, text, text, text, text) IS
+    'Records feedback on a trace by id: thumbs, rating, correction or comment, checked and written in one INSERT.';
 
 CREATE OR REPLACE FUNCTION flywheel.record_feedback(
     trace_uid uuid,
@@ -71,6 +73,8 @@ BEGIN
     RETURN flywheel.record_feedback(_trace_id, kind, value, corrected_output, comment, source, user_id);
 END
 $$;
+COMMENT ON FUNCTION flywheel.record_feedback(uuid, text, double precision, text, text, text, text) IS
+    'Records feedback on a trace by its external uid: thumbs, rating, correction or comment.';
 
 -- A quoted literal ('42' or 'a0ee...') is text: read it as an id when it is all digits, else as a uid.
 CREATE OR REPLACE FUNCTION flywheel.record_feedback(
@@ -95,3 +99,9 @@ BEGIN
         USING ERRCODE = 'invalid_text_representation';
 END
 $$;
+COMMENT ON FUNCTION flywheel.record_feedback(text, text, double precision, text, text, text, text) IS
+    'Records feedback on a trace given as text: an id when all digits, else a uid.';
+
+-- The catalog's comments of this area's tables (created in migrations/0001): `\dt+ flywheel.*` shows them.
+COMMENT ON TABLE flywheel.feedback IS
+    'Feedback on traces from users and people: thumbs, ratings, corrections and comments (written by record_feedback).';

@@ -16,6 +16,8 @@ JOIN flywheel.validators v ON v.name = l.validator
 CROSS JOIN LATERAL (SELECT * FROM flywheel.validation_results r0
                     WHERE r0.trace_id = l.trace_id AND r0.validator_id = v.id OFFSET 0) r
 WHERE l.verdict IS NOT NULL AND r.status IN ('pass', 'fail') AND r.status <> l.verdict;
+COMMENT ON VIEW flywheel.disagreements IS
+    'Traces where a human verdict and the same validator''s result differ on pass/fail.';
 
 -- A person already said what is right for this trace: a label or a correction.
 CREATE OR REPLACE FUNCTION flywheel._is_labelled(trace_id bigint) RETURNS boolean
@@ -104,6 +106,8 @@ $$;
 
 CREATE OR REPLACE VIEW flywheel.annotation_queue AS
 SELECT * FROM flywheel._annotation_queue();
+COMMENT ON VIEW flywheel.annotation_queue IS
+    'What people should label next, most useful first: uncertain, novel, bad and recent traces, with the reasons.';
 
 -- A stratified sample for the periodic human review of one validator: traces it judged in the
 -- last 30 days and nobody has labelled for it yet, spread over every (model, prompt version,
@@ -148,4 +152,9 @@ BEGIN
     LIMIT n;
 END
 $$;
+COMMENT ON FUNCTION flywheel.sample_for_labeling(text, integer) IS
+    'A stratified sample of one validator''s unlabelled traces of the last 30 days, for its periodic human review.';
 
+-- The catalog's comments of this area's tables (created in migrations/0001): `\dt+ flywheel.*` shows them.
+COMMENT ON TABLE flywheel.labels IS
+    'Human verdicts on a trace for one validator (or metric), by name: what judges are aligned against.';

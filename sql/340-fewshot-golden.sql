@@ -60,6 +60,8 @@ BEGIN
     RETURN _version;
 END
 $$;
+COMMENT ON FUNCTION flywheel.promote_to_golden(bigint, text, jsonb, text) IS
+    'Adds a trace to a golden set (or replaces its expectation there) and returns the set''s new version.';
 
 -- Takes a trace out of a golden set (it stays in the older versions); returns the new version.
 CREATE OR REPLACE FUNCTION flywheel.remove_from_golden(trace_id bigint, set_name text) RETURNS integer
@@ -83,6 +85,8 @@ BEGIN
     RETURN _version;
 END
 $$;
+COMMENT ON FUNCTION flywheel.remove_from_golden(bigint, text) IS
+    'Takes a trace out of a golden set (its older versions keep it) and returns the new version.';
 
 -- The traces of a golden set as it was at a version (default: the current one).
 CREATE OR REPLACE FUNCTION flywheel.golden_set_traces(set_name text, version integer DEFAULT NULL)
@@ -112,3 +116,11 @@ BEGIN
     ORDER BY i.trace_id;
 END
 $$;
+COMMENT ON FUNCTION flywheel.golden_set_traces(text, integer) IS
+    'The traces and expectations of a golden set at a version (default: the current one).';
+
+-- The catalog's comments of this area's tables (created in migrations/0300): `\dt+ flywheel.*` shows them.
+COMMENT ON TABLE flywheel.golden_sets IS
+    'Named, versioned sets of traces with expected verdicts or outputs: the release gate of `dbflywheel eval`.';
+COMMENT ON TABLE flywheel.golden_set_items IS
+    'The traces of the golden sets, with the versions they were added and removed in, so an old version can be re-run.';

@@ -170,6 +170,7 @@ DECLARE
     _kind    "char";
     _columns text;
     _problem text;
+    _comment text;  -- what \dv+ says of the view: kept when the view is made again
 BEGIN
     SELECT * INTO STRICT _m FROM flywheel.metrics WHERE name = metric;
     -- Built-in metrics are the install script's own SQL; anyone else's is checked first, parsed
@@ -186,7 +187,7 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'a metric reads the flywheel schema through non-volatile functions';
     END IF;
-    SELECT c.relkind INTO _kind FROM pg_catalog.pg_class c
+    SELECT c.relkind, pg_catalog.obj_description(c.oid, 'pg_class') INTO _kind, _comment FROM pg_catalog.pg_class c
     WHERE c.relname = _rel AND c.relnamespace = 'flywheel'::regnamespace;
     IF _kind = 'v' THEN
         EXECUTE format('DROP VIEW flywheel.%I', _rel);
@@ -232,6 +233,8 @@ BEGIN
             RAISE NOTICE 'metric %: its rows are not unique, so it is refreshed without CONCURRENTLY (readers wait)', metric;
         END;
     END IF;
+    EXECUTE format('COMMENT ON %s flywheel.%I IS %L', CASE _m.kind WHEN 'materialized' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END,
+                   _rel, coalesce(_comment, format('The metric %s, made by flywheel.create_metric.', metric)));
     -- A view made again has lost the install's grants: the admin reads every metric too.
     EXECUTE format('GRANT SELECT ON flywheel.%I TO flywheel_reader, flywheel_admin', _rel);
     PERFORM flywheel._schedule_metric(metric);
@@ -274,6 +277,8 @@ BEGIN
     RETURN format('flywheel.%I', 'metric_' || name);
 END
 $$;
+COMMENT ON FUNCTION flywheel.create_metric(text, text, boolean, text) IS
+    'Makes flywheel.metric_<name> from one SELECT: a view computed on read, or a materialized view refreshed on a schedule.';
 
 -- Switches a metric between computed on read ('view'), 'materialized' and, where it has a
 -- rollup, 'rollup' (changed days recomputed incrementally), keeping its name.
@@ -303,6 +308,8 @@ BEGIN
     RETURN format('flywheel.%I', 'metric_' || name);
 END
 $$;
+COMMENT ON FUNCTION flywheel.set_metric_mode(text, text, text) IS
+    'Switches a metric between view, materialized and (where it has one) rollup, keeping its name.';
 
 CREATE OR REPLACE FUNCTION flywheel.drop_metric(name text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER  -- admins change the registry only through it
@@ -323,6 +330,8 @@ BEGIN
     PERFORM flywheel._unschedule('flywheel_metric_' || name);
 END
 $$;
+COMMENT ON FUNCTION flywheel.drop_metric(text) IS
+    'Drops a metric made by create_metric: its view, its schedule and its registration.';
 
 -- Recomputes a rollup: the days marked dirty since the last refresh, or (full) everything.
 -- Returns (rows written, days recomputed).
@@ -423,6 +432,8 @@ BEGIN
     END IF;
 END
 $$;
+COMMENT ON PROCEDURE flywheel.refresh(text, boolean) IS
+    'Refreshes one metric (concurrently where it can, rollups only their changed days) and logs it in refresh_log.';
 
 -- Runs every schedule that is due (its last firing is after its last run) and that pg_cron
 -- does not run itself: the work of `dbflywheel refresh --loop` where pg_cron is absent.
@@ -454,6 +465,8 @@ BEGIN
     END LOOP;
 END
 $$;
+COMMENT ON PROCEDURE flywheel.refresh_due(boolean) IS
+    'Runs every due metric schedule that pg_cron does not run itself: the work of `dbflywheel refresh --loop`.';
 
 -- Per metric: kind, schedule, the last refresh, how stale it is against its schedule, the last error.
 CREATE OR REPLACE VIEW flywheel.refresh_status AS
@@ -480,6 +493,8 @@ FROM flywheel.metrics m
 LEFT JOIN LATERAL (SELECT * FROM flywheel.refresh_log l WHERE l.metric = m.name ORDER BY l.started_at DESC LIMIT 1) last ON true
 LEFT JOIN LATERAL (SELECT * FROM flywheel.refresh_log l WHERE l.metric = m.name AND l.error IS NULL
                    ORDER BY l.started_at DESC LIMIT 1) ok ON true;
+COMMENT ON VIEW flywheel.refresh_status IS
+    'Per metric: kind, schedule, last refresh, staleness against its schedule and the last error.';
 
 -- Dirty-day marks for the rollups, set-wise per statement (transition tables): validation
 -- results mark their traces' days, feedback its own days.
@@ -531,24 +546,18 @@ BEGIN
 END
 $$;
 
-DO $triggers$
-DECLARE
-    _table text;
-BEGIN
-    -- Results written one by one mark on insert; the insert path's packed rows mark in its
-    -- trigger (sql/110), and both mark on update and delete.
-    CREATE OR REPLACE TRIGGER _results_mark_rollup_insert AFTER INSERT ON flywheel._results
-        REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days();
-    FOREACH _table IN ARRAY ARRAY['_results', '_insert_results'] LOOP
-        EXECUTE format('CREATE OR REPLACE TRIGGER %I AFTER UPDATE ON flywheel.%I REFERENCING NEW TABLE AS new_rows'
-                       ' OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days()',
-                       _table || '_mark_rollup_update', _table);
-        EXECUTE format('CREATE OR REPLACE TRIGGER %I AFTER DELETE ON flywheel.%I REFERENCING OLD TABLE AS old_rows'
-                       ' FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days()',
-                       _table || '_mark_rollup_delete', _table);
-    END LOOP;
-END
-$triggers$;
+-- Results written one by one mark on insert; the insert path's packed rows mark in its
+-- trigger (sql/110), and both mark on update and delete.
+CREATE OR REPLACE TRIGGER _results_mark_rollup_insert AFTER INSERT ON flywheel._results
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days();
+CREATE OR REPLACE TRIGGER _results_mark_rollup_update AFTER UPDATE ON flywheel._results
+    REFERENCING NEW TABLE AS new_rows OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days();
+CREATE OR REPLACE TRIGGER _results_mark_rollup_delete AFTER DELETE ON flywheel._results
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days();
+CREATE OR REPLACE TRIGGER _insert_results_mark_rollup_update AFTER UPDATE ON flywheel._insert_results
+    REFERENCING NEW TABLE AS new_rows OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days();
+CREATE OR REPLACE TRIGGER _insert_results_mark_rollup_delete AFTER DELETE ON flywheel._insert_results
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days();
 CREATE OR REPLACE TRIGGER feedback_mark_rollup_insert AFTER INSERT ON flywheel.feedback
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_satisfaction_days();
 CREATE OR REPLACE TRIGGER feedback_mark_rollup_update AFTER UPDATE ON flywheel.feedback
@@ -557,3 +566,13 @@ CREATE OR REPLACE TRIGGER feedback_mark_rollup_delete AFTER DELETE ON flywheel.f
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_satisfaction_days();
 
 SELECT flywheel._schedule('flywheel_anomaly_baselines', '*/10 * * * *');
+
+-- The catalog's comments of this area's tables (created in migrations/0400): `\dt+ flywheel.*` shows them.
+COMMENT ON TABLE flywheel.metrics IS
+    'The metric registry: one row per flywheel.metric_<name>, its query, kind (view, materialized, rollup) and schedule.';
+COMMENT ON TABLE flywheel.refresh_log IS
+    'Every metric refresh, successful or not: when, how long, how many rows, the error.';
+COMMENT ON TABLE flywheel.schedules IS
+    'Everything that runs on a schedule (metric refreshes, checks): run by pg_cron, else by `dbflywheel refresh --loop`.';
+COMMENT ON TABLE flywheel.prompt_versions IS
+    'The prompt registry: what each prompt_version on the traces was (template, notes).';

@@ -269,6 +269,28 @@ SELECT flywheel._register_builtin_metric('error_propagation', 'view', NULL);
 SELECT flywheel._register_builtin_metric('prompt_versions', 'view', NULL);
 SELECT flywheel._register_builtin_metric('shadow_comparison', 'view', NULL);
 
+-- The metric views' comments (flywheel._apply_metric keeps a view's comment when it makes it again).
+COMMENT ON VIEW flywheel.metric_pass_rate IS
+    'Per day, app, validator version, prompt version and model: results, passed, failed, errors and the pass rate.';
+COMMENT ON VIEW flywheel.metric_satisfaction IS
+    'Per day and app: thumbs, the share of positive thumbs, ratings and the mean rating.';
+COMMENT ON VIEW flywheel.metric_satisfaction_trend IS
+    'Per day and app: positive share and mean rating, over 30 days and with their slopes per day.';
+COMMENT ON VIEW flywheel.metric_latency IS
+    'Per day, app, model and node: traces, p50/p95 latency, tokens and cost.';
+COMMENT ON VIEW flywheel.metric_failure_modes IS
+    'Per app, prompt version and model: failed traces by failure mode (out of scope, hallucination, refusal, format).';
+COMMENT ON VIEW flywheel.metric_classifier IS
+    'Per app, node, prompt version, model and label: true and false positives, false negatives, precision, recall, F1.';
+COMMENT ON VIEW flywheel.metric_pipeline_runs IS
+    'Per pipeline run: its steps, failed steps and the first node that failed.';
+COMMENT ON VIEW flywheel.metric_error_propagation IS
+    'Per app and node: how often the steps after it fail when it failed and when it passed.';
+COMMENT ON VIEW flywheel.metric_prompt_versions IS
+    'Per app, prompt version and model: the registered prompt, traffic, pass rate, satisfaction, latency and cost.';
+COMMENT ON VIEW flywheel.metric_shadow_comparison IS
+    'Live against shadow prompt version or model: pairs, share of same outputs, pass rates, latency and cost differences.';
+
 -- Alerts when user satisfaction trends down: per app, the slope of the daily share of positive
 -- thumbs over the last 30 days, with at least min_days days of thumbs. Returns the alerts raised.
 CREATE OR REPLACE FUNCTION flywheel.check_satisfaction_trend(
@@ -308,3 +330,5 @@ BEGIN
     RETURN _raised;
 END
 $$;
+COMMENT ON FUNCTION flywheel.check_satisfaction_trend(double precision, integer) IS
+    'Raises a satisfaction_trend alert for each app whose share of positive thumbs falls over the last 30 days.';

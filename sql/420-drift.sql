@@ -10,6 +10,8 @@ RETURNS TABLE (feature text, reference_n integer, current_n integer,
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$ # plpython: metrics_drift.drift $python$;
+COMMENT ON FUNCTION flywheel.drift(text, tstzrange, tstzrange) IS
+    'Drift of one feature between two time ranges: the KS statistic with its p-value, and the PSI.';
 
 -- Compares the last `window` with the `reference_window` before it for every feature with data
 -- (and every scored validator); raises a 'drift' alert (and NOTIFY) where PSI reaches
@@ -59,6 +61,8 @@ BEGIN
     RETURN _raised;
 END
 $$;
+COMMENT ON FUNCTION flywheel.check_drift(interval, interval, double precision, double precision, double precision) IS
+    'Raises a drift alert for every feature whose last window drifted from the window before it (PSI or KS).';
 
 SELECT flywheel._schedule('flywheel_check_drift', '7 * * * *');
 SELECT flywheel._schedule('flywheel_check_satisfaction_trend', '13 6 * * *');

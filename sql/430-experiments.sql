@@ -41,6 +41,8 @@ BEGIN
     RETURN _variants;
 END
 $$;
+COMMENT ON FUNCTION flywheel.create_experiment(text, jsonb) IS
+    'Creates an A/B experiment from its variants'' weights (the heaviest is the baseline); returns the normalized weights.';
 
 CREATE OR REPLACE FUNCTION flywheel.set_experiment_status(name text, status text) RETURNS void
 LANGUAGE plpgsql
@@ -54,6 +56,8 @@ BEGIN
     END IF;
 END
 $$;
+COMMENT ON FUNCTION flywheel.set_experiment_status(text, text) IS
+    'Sets an experiment''s status (running, paused, stopped...): one that is not running serves its baseline.';
 
 -- The variant of a unit (user, session...): a hash of (experiment, unit) placed on the variants'
 -- cumulative weights in name order. The same unit always gets the same variant while the
@@ -85,6 +89,8 @@ BEGIN
     RETURN coalesce(_variant, (SELECT max(k) FROM jsonb_object_keys(_e.variants) k));  -- rounding at 1.0
 END
 $$;
+COMMENT ON FUNCTION flywheel.assign_variant(text, text) IS
+    'The variant a unit (user, session) gets in an experiment: a stable hash placed on the variants'' weights.';
 
 CREATE OR REPLACE FUNCTION flywheel.experiment_results(experiment text, confidence double precision DEFAULT 0.95)
 RETURNS TABLE (metric text, variant text, n bigint, value double precision, baseline text,
@@ -93,6 +99,8 @@ RETURNS TABLE (metric text, variant text, n bigint, value double precision, base
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$ # plpython: metrics_experiments.results $python$;
+COMMENT ON FUNCTION flywheel.experiment_results(text, double precision) IS
+    'Per metric and variant of an experiment: the value, its difference from the baseline with a confidence interval and a p-value.';
 
 -- Starts a canary: `variant` gets steps[1] of the traffic (the others share the rest in their
 -- proportions); flywheel.advance_canaries() moves it to the next step once it has min_traces
@@ -130,6 +138,8 @@ BEGIN
     RETURN _e.variants;
 END
 $$;
+COMMENT ON FUNCTION flywheel.start_canary(text, text, double precision[], double precision, integer, interval) IS
+    'Starts a canary: a variant''s share of traffic raised step by step by advance_canaries() while its pass rate holds.';
 
 -- The variants with `variant` at `weight` and the others sharing 1 - weight in their proportions.
 CREATE OR REPLACE FUNCTION flywheel._variants_with_weight(variants jsonb, variant text, weight double precision)
@@ -202,5 +212,11 @@ BEGIN
     END LOOP;
 END
 $$;
+COMMENT ON FUNCTION flywheel.advance_canaries() IS
+    'One step of every running canary: advanced, held or rolled back on its pass rate against the baseline''s.';
 
 SELECT flywheel._schedule('flywheel_advance_canaries', '*/5 * * * *');
+
+-- The catalog's comments of this area's tables (created in migrations/0410): `\dt+ flywheel.*` shows them.
+COMMENT ON TABLE flywheel.experiments IS
+    'A/B experiments and canaries: variants with weights, baseline, status and the canary''s state.';

@@ -100,6 +100,8 @@ BEGIN
     RETURN _counts;
 END
 $$;
+COMMENT ON FUNCTION flywheel.forget_user(text) IS
+    'Deletes a user''s traces and everything keyed by them, and records the deletion with a hash of the id.';
 
 -- Sets how long traces are kept (NULL: forever) and schedules the daily retention job.
 CREATE OR REPLACE FUNCTION flywheel.set_retention(keep interval) RETURNS void
@@ -113,6 +115,8 @@ BEGIN
     UPDATE flywheel.retention SET keep = set_retention.keep, updated_at = now();
 END
 $$;
+COMMENT ON FUNCTION flywheel.set_retention(interval) IS
+    'Sets how long traces are kept (NULL: forever) and schedules the daily retention job.';
 
 -- Drops every trace partition that ends before now() - keep, and deletes older rows from the
 -- default partition, with everything keyed by those traces. Returns what it deleted.
@@ -166,5 +170,13 @@ BEGIN
     RETURN _counts;
 END
 $$;
+COMMENT ON FUNCTION flywheel.apply_retention() IS
+    'Deletes the traces older than the retention period (whole partitions where it can) and everything keyed by them.';
 
 SELECT flywheel._schedule('flywheel_retention', '17 3 * * *');
+
+-- The catalog's comments of this area's tables (created in migrations/0410): `\dt+ flywheel.*` shows them.
+COMMENT ON TABLE flywheel.retention IS
+    'How long traces (and everything keyed by them) are kept; NULL keeps them forever.';
+COMMENT ON TABLE flywheel.deletion_audit IS
+    'What retention and forget_user deleted and why: counts per table, a forgotten user only as a hash of the id.';

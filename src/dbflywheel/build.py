@@ -227,6 +227,7 @@ CREATE OR REPLACE FUNCTION flywheel.version() RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path TO pg_catalog, pg_temp
 AS $$ SELECT {_literal(__version__)} $$;
+COMMENT ON FUNCTION flywheel.version() IS 'The version of dbflywheel installed in this database.';
 """,
         _boot_function(key, src.modules),
         *(

@@ -1,4 +1,9 @@
-"""The `dbflywheel` command: the embedded cluster, install, build, demo."""
+"""The `dbflywheel` command (`dbflywheel --help` lists them all):
+- the embedded cluster: up, down, status, dsn;
+- the extension: build, install, python-env;
+- the flywheel's jobs: worker (LLM judges), embed, refresh, revalidate, validators, eval;
+- the shipped data: demo, load-llmfao.
+New commands go in a block at the end of this file."""
 
 from __future__ import annotations
 
