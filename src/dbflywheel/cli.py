@@ -358,8 +358,9 @@ def serve(dsn: str | None, home: Path | None, host: str, port: int, workers: int
     import uvicorn
 
     from dbflywheel.server.app import DSN_ENV
+    from dbflywheel.server.login import server_dsn
 
-    os.environ[DSN_ENV] = _resolve_dsn(dsn, home)
+    os.environ[DSN_ENV] = server_dsn(_resolve_dsn(dsn, home), lambda line: click.echo(line, err=True))
     uvicorn.run("dbflywheel.server.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level, timeout_graceful_shutdown=30)
 # --- end serve ---
