@@ -24,7 +24,10 @@ CREATE TABLE flywheel.otel_spans (
     otel_trace_id text NOT NULL CHECK (otel_trace_id ~ '^[0-9a-f]{32}$'),
     span_id       text NOT NULL CHECK (span_id ~ '^[0-9a-f]{16}$'),
     trace_row     bigint NOT NULL,
+    parent_span_id text CHECK (parent_span_id ~ '^[0-9a-f]{16}$'),
     PRIMARY KEY (app, otel_trace_id, span_id)
 );
+-- A parent that arrives after its children (exporters send a span when it ends) finds them here.
+CREATE INDEX otel_spans_parent ON flywheel.otel_spans (app, otel_trace_id, parent_span_id) WHERE parent_span_id IS NOT NULL;
 COMMENT ON TABLE flywheel._api_keys IS 'API keys of dbflywheel serve: the sha256 of each token, its app role and its rate-limit buckets';
 COMMENT ON TABLE flywheel.otel_spans IS 'The OTel spans each app ingested over OTLP, with the trace row each became (re-sent spans are not doubled)';

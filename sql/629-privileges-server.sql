@@ -18,4 +18,5 @@ CREATE POLICY own_app ON flywheel.otel_spans TO flywheel_app
     USING (ARRAY[app] <@ (SELECT flywheel._apps_of(current_user)))
     WITH CHECK (ARRAY[app] <@ (SELECT flywheel._apps_of(current_user)));
 CREATE POLICY admin_all ON flywheel.otel_spans TO flywheel_admin USING (true) WITH CHECK (true);
-GRANT SELECT, INSERT (app, otel_trace_id, span_id, trace_row) ON flywheel.otel_spans TO flywheel_app;
+GRANT SELECT, INSERT (app, otel_trace_id, span_id, trace_row, parent_span_id) ON flywheel.otel_spans TO flywheel_app;
+GRANT EXECUTE ON FUNCTION flywheel.link_otel_parents(text[]), flywheel._link_otel_parents(text[], name) TO flywheel_app;

@@ -1040,14 +1040,17 @@ CREATE TABLE flywheel.otel_spans (
     otel_trace_id text NOT NULL CHECK (otel_trace_id ~ '^[0-9a-f]{32}$'),
     span_id       text NOT NULL CHECK (span_id ~ '^[0-9a-f]{16}$'),
     trace_row     bigint NOT NULL,
+    parent_span_id text CHECK (parent_span_id ~ '^[0-9a-f]{16}$'),
     PRIMARY KEY (app, otel_trace_id, span_id)
 );
+-- A parent that arrives after its children (exporters send a span when it ends) finds them here.
+CREATE INDEX otel_spans_parent ON flywheel.otel_spans (app, otel_trace_id, parent_span_id) WHERE parent_span_id IS NOT NULL;
 COMMENT ON TABLE flywheel._api_keys IS 'API keys of dbflywheel serve: the sha256 of each token, its app role and its rate-limit buckets';
 COMMENT ON TABLE flywheel.otel_spans IS 'The OTel spans each app ingested over OTLP, with the trace row each became (re-sent spans are not doubled)';
 $migration_body$;
         INSERT INTO flywheel._migrations (name, checksum, version)
-        VALUES ('0800-api-keys-otel.sql', 'b37cfb47c4c0d41bde7cc86d75e2f5312897c6141f77188d32a405e7309d3cd5', '0.1.0');
-    ELSIF _applied OPERATOR(pg_catalog.<>) 'b37cfb47c4c0d41bde7cc86d75e2f5312897c6141f77188d32a405e7309d3cd5' THEN
+        VALUES ('0800-api-keys-otel.sql', '56116cd5bb1be2a29bca12ce1b351d499172532ab98f903affd71003107cd6e7', '0.1.0');
+    ELSIF _applied OPERATOR(pg_catalog.<>) '56116cd5bb1be2a29bca12ce1b351d499172532ab98f903affd71003107cd6e7' THEN
         RAISE EXCEPTION 'migration % was changed after it was applied', '0800-api-keys-otel.sql'
             USING HINT = 'an applied migration is never edited: restore migrations/'
                 || '0800-api-keys-otel.sql' || ' and put the change in a new numbered migration';
@@ -5534,6 +5537,36 @@ LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $$ SELECT count(*) FROM flywheel.judge_jobs $$;
 
+-- 610-otlp-ingest.sql
+-- OTLP ingestion (issue 14): spans whose parent arrived later are linked to it.
+
+-- Sets parent_id of the caller's traces whose OTel parent span has arrived, for the OTel traces
+-- named. Applications may not UPDATE traces, so this runs as the owner, for `member`'s apps only
+-- (_apps_of refuses a member the session may not act as).
+CREATE OR REPLACE FUNCTION flywheel._link_otel_parents(otel_trace_ids text[], member name) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _n integer;
+BEGIN
+    UPDATE flywheel.traces t SET parent_id = p.trace_row
+    FROM flywheel.otel_spans c
+    JOIN flywheel.otel_spans p ON p.app = c.app AND p.otel_trace_id = c.otel_trace_id AND p.span_id = c.parent_span_id
+    WHERE c.app = ANY (flywheel._apps_of(member)) AND c.otel_trace_id = ANY (otel_trace_ids)
+      AND c.parent_span_id IS NOT NULL AND t.id = c.trace_row AND t.app = c.app AND t.parent_id IS NULL;
+    GET DIAGNOSTICS _n = ROW_COUNT;
+    RETURN _n;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION flywheel.link_otel_parents(otel_trace_ids text[]) RETURNS integer
+LANGUAGE sql
+SET search_path TO pg_catalog, pg_temp
+AS $$ SELECT flywheel._link_otel_parents(otel_trace_ids, current_user) $$;
+COMMENT ON FUNCTION flywheel.link_otel_parents(text[]) IS
+    'Links the caller''s OTel spans to parents that arrived after them (dbflywheel serve calls it after each batch)';
+
 -- 629-privileges-server.sql
 -- Privileges of dbflywheel serve (issue 14). flywheel_server, the server's login, may only
 -- authenticate keys and take from their buckets; everything else it does, it does after SET ROLE
@@ -5555,7 +5588,8 @@ CREATE POLICY own_app ON flywheel.otel_spans TO flywheel_app
     USING (ARRAY[app] <@ (SELECT flywheel._apps_of(current_user)))
     WITH CHECK (ARRAY[app] <@ (SELECT flywheel._apps_of(current_user)));
 CREATE POLICY admin_all ON flywheel.otel_spans TO flywheel_admin USING (true) WITH CHECK (true);
-GRANT SELECT, INSERT (app, otel_trace_id, span_id, trace_row) ON flywheel.otel_spans TO flywheel_app;
+GRANT SELECT, INSERT (app, otel_trace_id, span_id, trace_row, parent_span_id) ON flywheel.otel_spans TO flywheel_app;
+GRANT EXECUTE ON FUNCTION flywheel.link_otel_parents(text[]), flywheel._link_otel_parents(text[], name) TO flywheel_app;
 
 -- 900-privileges.sql
 -- Privileges, last step, after every object exists.

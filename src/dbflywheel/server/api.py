@@ -298,13 +298,17 @@ def score_feedback(s: LangfuseScore) -> tuple[str, float | None, str | None]:
     return "comment", None, text
 
 
-@router.post("/api/public/scores", tags=["langfuse"], responses=ERRORS)
-async def langfuse_score(body: LangfuseScore, request: Request, key: KeyDep) -> LangfuseScoreOut:
-    """Langfuse's score call: lands as feedback on the trace of its OTel trace (and observation) id."""
-    kind, value, comment = score_feedback(body)
+class LangfuseBatchResult(BaseModel):
+    accepted: int
+    rejected: int
+    errors: list[Error]
+
+
+async def _record_score(request: Request, key: Key, score: LangfuseScore) -> None:
+    kind, value, comment = score_feedback(score)
     try:
         async with acting_as(request.app.state.pool, key.role) as conn:
-            trace_id = await trace_of_span(conn, body.traceId, body.observationId)
+            trace_id = await trace_of_span(conn, score.traceId, score.observationId)
             if trace_id is None:
                 raise HTTPException(404, "no such trace")
             await conn.execute("SELECT flywheel.record_feedback(%s::bigint, %s, %s, NULL, %s, 'langfuse')",
@@ -312,7 +316,28 @@ async def langfuse_score(body: LangfuseScore, request: Request, key: KeyDep) -> 
     except psycopg.Error as e:
         raise db_error(e) from None
     metrics.ROWS.inc("feedback")
-    return LangfuseScoreOut(id=body.id or str(uuid.uuid4()))
+
+
+@router.post("/api/public/scores", tags=["langfuse"], responses={**ERRORS, 207: {"model": LangfuseBatchResult}})
+async def langfuse_score(body: LangfuseScore | list[LangfuseScore], request: Request,
+                         key: KeyDep) -> LangfuseScoreOut | LangfuseBatchResult:
+    """Langfuse's score call (one score, or the SDK's batch): lands as feedback on the trace of its OTel
+    trace (and observation) id. A batch answers 207 with what was accepted and why the rest was not."""
+    if isinstance(body, LangfuseScore):
+        await _record_score(request, key, body)
+        return LangfuseScoreOut(id=body.id or str(uuid.uuid4()))
+    if len(body) > 1000:
+        raise HTTPException(413, "at most 1000 scores a batch")
+    errors = []
+    for score in body:
+        try:
+            await _record_score(request, key, score)
+        except HTTPException as e:
+            if e.status_code == 503:
+                raise
+            errors.append(Error(detail=f"{score.id or score.name}: {e.detail}"))
+    result = LangfuseBatchResult(accepted=len(body) - len(errors), rejected=len(errors), errors=errors)
+    return JSONResponse(result.model_dump(), status_code=207)  # type: ignore[return-value]
 
 
 # --- /metrics ---

@@ -69,10 +69,15 @@ async def write_spans(conn: AsyncConnection, rows: list[Row]) -> int:
             known[(r.otel_trace_id, r.span_id)] = ids[r.uid]
             del todo[(r.otel_trace_id, r.span_id)]
         await conn.execute(
-            "INSERT INTO flywheel.otel_spans (otel_trace_id, span_id, trace_row)"
-            " SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[])",
-            ([r.otel_trace_id for r in ready], [r.span_id for r in ready], [ids[r.uid] for r in ready]))
+            "INSERT INTO flywheel.otel_spans (otel_trace_id, span_id, trace_row, parent_span_id)"
+            " SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[])",
+            ([r.otel_trace_id for r in ready], [r.span_id for r in ready], [ids[r.uid] for r in ready],
+             [r.parent_span_id for r in ready]))
         written += len(ready)
+    if written:
+        # children that came before their parent (an exporter sends each span as it ends)
+        await conn.execute("SELECT flywheel.link_otel_parents(%s::text[])",
+                           (sorted({r.otel_trace_id for r in by_key.values()}),))
     return written
 
 

@@ -130,11 +130,12 @@ _OPENINFERENCE_KINDS = {"LLM": "writer", "RETRIEVER": "retriever", "TOOL": "tool
 _GENAI_OPERATIONS = {"chat": "writer", "text_completion": "writer", "generate_content": "writer",
                      "execute_tool": "tool"}
 _LANGFUSE_TYPES = {"generation": "writer", "retriever": "retriever", "tool": "tool", "guardrail": "guard"}
-_MODEL = ("gen_ai.response.model", "gen_ai.request.model", "llm.model_name")
+_MODEL = ("gen_ai.response.model", "gen_ai.request.model", "llm.model_name",
+          "langfuse.observation.model.name")
 _TOKENS_IN = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt")
 _TOKENS_OUT = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens", "llm.token_count.completion")
-_INPUT = ("input.value", "gen_ai.input.messages", "gen_ai.prompt", "langfuse.observation.input")
-_OUTPUT = ("output.value", "gen_ai.output.messages", "gen_ai.completion", "langfuse.observation.output")
+_INPUT = ("input.value", "gen_ai.prompt", "langfuse.observation.input")
+_OUTPUT = ("output.value", "gen_ai.completion", "langfuse.observation.output")
 _USER = ("user.id", "langfuse.user.id", "enduser.id")
 _SESSION = ("session.id", "langfuse.session.id", "gen_ai.conversation.id")
 _INPUT_EVENTS = ("gen_ai.system.message", "gen_ai.user.message", "gen_ai.assistant.message", "gen_ai.tool.message")
@@ -160,6 +161,39 @@ def _count(v: Any) -> int | None:
     except (TypeError, ValueError):
         return None
     return n if 0 <= n < 2**31 else None
+
+
+def _message_text(m: Any) -> Any:
+    """A semconv message's text: its content, or its text parts joined."""
+    if not isinstance(m, dict):
+        return m
+    if m.get("content") is not None:
+        return m["content"]
+    parts = m.get("parts")
+    if isinstance(parts, list):
+        texts = [p.get("content") or p.get("text") for p in parts if isinstance(p, dict)]
+        if texts and all(isinstance(t, str) for t in texts):
+            return "\n".join(texts)
+    return m
+
+
+def _messages(attrs: dict[str, Any], name: str, used: set[str]) -> str | None:
+    """gen_ai.input.messages / gen_ai.output.messages (a JSON list of messages): one message gives its
+    text; several, a JSON list of {role, content}."""
+    raw = attrs.get(name)
+    if raw in (None, ""):
+        return None
+    used.add(name)
+    try:
+        msgs = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return _text(raw)
+    if not isinstance(msgs, list) or not msgs:
+        return _text(msgs)
+    if len(msgs) == 1:
+        return _text(_message_text(msgs[0]))
+    return json.dumps([{"role": m.get("role") if isinstance(m, dict) else None, "content": _message_text(m)}
+                       for m in msgs])
 
 
 def _indexed_messages(attrs: dict[str, Any], prefix: str, content: str, used: set[str]) -> str | None:
@@ -194,10 +228,25 @@ def span_row(span: Any, resource: dict[str, Any], scope: str) -> Row:
     row.model = _text(_take(attrs, _MODEL, used))
     row.tokens_in = _count(_take(attrs, _TOKENS_IN, used))
     row.tokens_out = _count(_take(attrs, _TOKENS_OUT, used))
-    row.input = (_text(_take(attrs, _INPUT, used)) or _indexed_messages(attrs, "gen_ai.prompt", "content", used)
-                 or _indexed_messages(attrs, "llm.input_messages", "message.content", used))
-    row.output = (_text(_take(attrs, _OUTPUT, used)) or _indexed_messages(attrs, "gen_ai.completion", "content", used)
-                  or _indexed_messages(attrs, "llm.output_messages", "message.content", used))
+    # The messages first (OpenInference's input.value is the whole request body), then the plain values.
+    row.input = (_messages(attrs, "gen_ai.input.messages", used)
+                 or _indexed_messages(attrs, "gen_ai.prompt", "content", used)
+                 or _indexed_messages(attrs, "llm.input_messages", "message.content", used)
+                 or _text(_take(attrs, _INPUT, used)))
+    row.output = (_messages(attrs, "gen_ai.output.messages", used)
+                  or _indexed_messages(attrs, "gen_ai.completion", "content", used)
+                  or _indexed_messages(attrs, "llm.output_messages", "message.content", used)
+                  or _text(_take(attrs, _OUTPUT, used)))
+    usage = attrs.get("langfuse.observation.usage_details")  # Langfuse: a JSON object of counts
+    if isinstance(usage, str) and (row.tokens_in is None or row.tokens_out is None):
+        try:
+            counts = json.loads(usage)
+        except ValueError:
+            counts = None
+        if isinstance(counts, dict):
+            used.add("langfuse.observation.usage_details")
+            row.tokens_in = row.tokens_in if row.tokens_in is not None else _count(counts.get("input"))
+            row.tokens_out = row.tokens_out if row.tokens_out is not None else _count(counts.get("output"))
     row.user_id = _text(_take(attrs, _USER, used))
     row.session_id = _text(_take(attrs, _SESSION, used))
     # Message events (the semconv's event form): inputs in order, the choice as output.
