@@ -173,7 +173,7 @@ def _message_text(m: Any) -> Any:
     if isinstance(parts, list):
         texts = [p.get("content") or p.get("text") for p in parts if isinstance(p, dict)]
         if texts and all(isinstance(t, str) for t in texts):
-            return "\n".join(texts)
+            return "\n".join(str(t) for t in texts)
     return m
 
 
