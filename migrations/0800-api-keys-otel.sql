@@ -27,6 +27,8 @@ CREATE TABLE flywheel.otel_spans (
     parent_span_id text CHECK (parent_span_id ~ '^[0-9a-f]{16}$'),
     PRIMARY KEY (app, otel_trace_id, span_id)
 );
+-- Re-sends are looked up by (trace id, span id) under row-level security (app is its filter, not a key).
+CREATE INDEX otel_spans_ids ON flywheel.otel_spans (otel_trace_id, span_id);
 -- A parent that arrives after its children (exporters send a span when it ends) finds them here.
 CREATE INDEX otel_spans_parent ON flywheel.otel_spans (app, otel_trace_id, parent_span_id) WHERE parent_span_id IS NOT NULL;
 COMMENT ON TABLE flywheel._api_keys IS 'API keys of dbflywheel serve: the sha256 of each token, its app role and its rate-limit buckets';

@@ -1043,14 +1043,16 @@ CREATE TABLE flywheel.otel_spans (
     parent_span_id text CHECK (parent_span_id ~ '^[0-9a-f]{16}$'),
     PRIMARY KEY (app, otel_trace_id, span_id)
 );
+-- Re-sends are looked up by (trace id, span id) under row-level security (app is its filter, not a key).
+CREATE INDEX otel_spans_ids ON flywheel.otel_spans (otel_trace_id, span_id);
 -- A parent that arrives after its children (exporters send a span when it ends) finds them here.
 CREATE INDEX otel_spans_parent ON flywheel.otel_spans (app, otel_trace_id, parent_span_id) WHERE parent_span_id IS NOT NULL;
 COMMENT ON TABLE flywheel._api_keys IS 'API keys of dbflywheel serve: the sha256 of each token, its app role and its rate-limit buckets';
 COMMENT ON TABLE flywheel.otel_spans IS 'The OTel spans each app ingested over OTLP, with the trace row each became (re-sent spans are not doubled)';
 $migration_body$;
         INSERT INTO flywheel._migrations (name, checksum, version)
-        VALUES ('0800-api-keys-otel.sql', '56116cd5bb1be2a29bca12ce1b351d499172532ab98f903affd71003107cd6e7', '0.1.0');
-    ELSIF _applied OPERATOR(pg_catalog.<>) '56116cd5bb1be2a29bca12ce1b351d499172532ab98f903affd71003107cd6e7' THEN
+        VALUES ('0800-api-keys-otel.sql', 'd345f0635039a59a30c1a3cc35c903970791ee6fc7cd74ccd611bc0507ea1644', '0.1.0');
+    ELSIF _applied OPERATOR(pg_catalog.<>) 'd345f0635039a59a30c1a3cc35c903970791ee6fc7cd74ccd611bc0507ea1644' THEN
         RAISE EXCEPTION 'migration % was changed after it was applied', '0800-api-keys-otel.sql'
             USING HINT = 'an applied migration is never edited: restore migrations/'
                 || '0800-api-keys-otel.sql' || ' and put the change in a new numbered migration';
