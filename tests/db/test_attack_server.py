@@ -60,3 +60,17 @@ def test_create_api_key_refuses_bad_input_in_one_line(db: psycopg.Connection) ->
         db.execute("SELECT flywheel.create_api_key('', 'x')")
     with pytest.raises(psycopg.errors.CheckViolation):
         db.execute("SELECT flywheel.create_api_key('a', %s, requests_per_s => -1)", (os.urandom(4).hex(),))
+
+
+def test_a_forged_trace_row_never_links_another_apps_trace(
+        db: psycopg.Connection, login_role: Callable[..., psycopg.Connection], app_name: str) -> None:
+    victim = login_role("flywheel_app", app=app_name)
+    attacker = login_role("flywheel_app", app=app_name + "-evil")
+    (theirs,) = victim.execute("INSERT INTO flywheel.traces (node) VALUES ('v') RETURNING id").fetchone()  # type: ignore[misc]
+    (mine,) = attacker.execute("INSERT INTO flywheel.traces (node) VALUES ('a') RETURNING id").fetchone()  # type: ignore[misc]
+    tid, parent = os.urandom(16).hex(), os.urandom(8).hex()
+    attacker.execute("INSERT INTO flywheel.otel_spans (otel_trace_id, span_id, trace_row, parent_span_id)"
+                     " VALUES (%s, %s, %s, %s), (%s, %s, %s, NULL)",
+                     (tid, os.urandom(8).hex(), theirs, parent, tid, parent, mine))
+    assert attacker.execute("SELECT flywheel.link_otel_parents(%s)", ([tid],)).fetchone() == (0,)
+    assert db.execute("SELECT parent_id FROM flywheel.traces WHERE id = %s", (theirs,)).fetchone() == (None,)

@@ -106,7 +106,7 @@ def run(ctx: Context) -> str:
         bodies = [_batch(i) for i in range(rounds * batches)]
         otlp_rates, direct_rates = [], []
         headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/x-protobuf"}
-        with httpx.Client(base_url=url, headers=headers) as client, psycopg.connect(ctx.dsn) as conn:
+        with httpx.Client(base_url=url, headers=headers, timeout=120) as client, psycopg.connect(ctx.dsn) as conn:
             for r in range(rounds):
                 t = time.perf_counter()
                 for b in bodies[r * batches:(r + 1) * batches]:
