@@ -118,6 +118,13 @@ def run(ctx: Context) -> str:
                 direct_rates.append(batches * SPANS / (time.perf_counter() - t))
             trace_id = json.loads(client.post("/v1/feedback", json={"question": "q", "response": "a", "rating": 5},
                                               headers={"Content-Type": "application/json"}).text)["trace_id"]
+            alone = []  # one request at a time: the latency without queueing
+            for _ in range(100 if ctx.quick else 300):
+                t = time.perf_counter()
+                client.post("/v1/feedback", json={"trace_id": trace_id, "kind": "click"},
+                            headers={"Content-Type": "application/json"}).raise_for_status()
+                alone.append((time.perf_counter() - t) * 1000)
+        alone.sort()
         lat = sorted(asyncio.run(_feedback_at_rate(url, key, trace_id, 2 if ctx.quick else 5)))
     finally:
         server.terminate()
@@ -133,6 +140,8 @@ def run(ctx: Context) -> str:
         f"POST /v1/feedback at a fixed {FEEDBACK_RATE} requests/s for {len(lat) / FEEDBACK_RATE:.0f} s "
         f"({len(lat)} requests): p50 {p50:.1f} ms, p95 {p95:.1f} ms "
         f"(target p95 <= 10 ms: {'met' if p95 <= 10 else 'NOT met'}); failed: {sum(x == float('inf') for x in lat)}.",
+        f"The same, one request at a time ({len(alone)}): p50 {alone[len(alone) // 2]:.1f} ms, "
+        f"p95 {alone[int(len(alone) * 0.95)]:.1f} ms.",
         "",
         "Medians of rounds measured in turns in the same run; the machine (2 cores) was shared with other work.",
     ])
