@@ -22,6 +22,7 @@ check-build: setup
 demo: setup
 	@$(FLYWHEEL) up >/dev/null
 	@$(FLYWHEEL) demo
+	@$(FLYWHEEL) serve-demo
 
 screenshot:
 	@bash scripts/screenshot.sh

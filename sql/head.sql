@@ -24,9 +24,14 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'flywheel_scheduler') THEN
         CREATE ROLE flywheel_scheduler LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS;
     END IF;
-    FOR _r IN SELECT * FROM pg_catalog.pg_roles WHERE rolname IN ('flywheel_owner', 'flywheel_scheduler', 'flywheel_sql_checker') LOOP
+    -- flywheel_server is the login `dbflywheel serve` uses: it may authenticate API keys and SET ROLE
+    -- to the roles of the apps that have keys (NOINHERIT: it holds none of their rights itself).
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'flywheel_server') THEN
+        CREATE ROLE flywheel_server LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS;
+    END IF;
+    FOR _r IN SELECT * FROM pg_catalog.pg_roles WHERE rolname IN ('flywheel_owner', 'flywheel_scheduler', 'flywheel_sql_checker', 'flywheel_server') LOOP
         IF _r.rolsuper OR _r.rolcreaterole OR _r.rolbypassrls OR _r.rolreplication
-           OR (_r.rolname = 'flywheel_owner' AND _r.rolcanlogin) THEN
+           OR (_r.rolname = 'flywheel_owner' AND _r.rolcanlogin) OR (_r.rolname = 'flywheel_server' AND _r.rolinherit) THEN
             RAISE EXCEPTION 'role % has more rights than dbflywheel gives it (superuser, createrole, bypassrls, replication or login)', _r.rolname
                 USING HINT = 'the role is created by the install; ALTER it back to NOSUPERUSER NOCREATEROLE NOBYPASSRLS NOREPLICATION (and NOLOGIN for flywheel_owner)';
         END IF;

@@ -363,10 +363,48 @@ def serve(dsn: str | None, home: Path | None, host: str, port: int, workers: int
     import uvicorn
 
     from dbflywheel.server.app import DSN_ENV
+    from dbflywheel.server.login import server_dsn
 
-    os.environ[DSN_ENV] = _resolve_dsn(dsn, home)
+    os.environ[DSN_ENV] = server_dsn(_resolve_dsn(dsn, home), lambda line: click.echo(line, err=True))
     uvicorn.run("dbflywheel.server.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level, timeout_graceful_shutdown=30)
+
+
+@main.command("serve-demo")
+@dsn_option
+@home_option
+@click.option("--port", type=click.IntRange(1, 65535), default=8321, show_default=True, help="TCP port.")
+@friendly
+def serve_demo(dsn: str | None, home: Path | None, port: int) -> None:
+    """Start `dbflywheel serve` in the background with a fresh key for app 'demo' (make demo's last step)."""
+    import subprocess
+    import time
+    import uuid
+
+    import httpx
+    import psycopg
+
+    target = _resolve_dsn(dsn, home)
+    with psycopg.connect(target, autocommit=True) as conn:
+        (key,) = conn.execute("SELECT flywheel.create_api_key('demo', %s)",
+                              (f"demo-{uuid.uuid4().hex[:8]}",)).fetchone()  # type: ignore[misc]
+    url = f"http://127.0.0.1:{port}"
+    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"dbflywheel-serve-{port}.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "dbflywheel.cli", "serve", "--dsn", target, "--port", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    for _ in range(300):
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            if proc.poll() is not None:
+                raise click.ClickException(f"serve exited (port {port} taken?); see {log}") from None
+            time.sleep(0.1)
+    click.echo(f"dbflywheel serve: {url} (pid {proc.pid}, log {log}; stop with kill {proc.pid})")
+    click.echo(f"API key for app 'demo' (shown once): {key}")
+    click.echo(f"try: curl -s -X POST {url}/v1/feedback -H 'Authorization: Bearer {key}'"
+               " -H 'Content-Type: application/json' -d '{\"question\": \"2+2?\", \"response\": \"4\", \"rating\": 5}'")
 # --- end serve ---
 
 

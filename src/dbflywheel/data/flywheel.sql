@@ -27,9 +27,14 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'flywheel_scheduler') THEN
         CREATE ROLE flywheel_scheduler LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS;
     END IF;
-    FOR _r IN SELECT * FROM pg_catalog.pg_roles WHERE rolname IN ('flywheel_owner', 'flywheel_scheduler', 'flywheel_sql_checker') LOOP
+    -- flywheel_server is the login `dbflywheel serve` uses: it may authenticate API keys and SET ROLE
+    -- to the roles of the apps that have keys (NOINHERIT: it holds none of their rights itself).
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'flywheel_server') THEN
+        CREATE ROLE flywheel_server LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS;
+    END IF;
+    FOR _r IN SELECT * FROM pg_catalog.pg_roles WHERE rolname IN ('flywheel_owner', 'flywheel_scheduler', 'flywheel_sql_checker', 'flywheel_server') LOOP
         IF _r.rolsuper OR _r.rolcreaterole OR _r.rolbypassrls OR _r.rolreplication
-           OR (_r.rolname = 'flywheel_owner' AND _r.rolcanlogin) THEN
+           OR (_r.rolname = 'flywheel_owner' AND _r.rolcanlogin) OR (_r.rolname = 'flywheel_server' AND _r.rolinherit) THEN
             RAISE EXCEPTION 'role % has more rights than dbflywheel gives it (superuser, createrole, bypassrls, replication or login)', _r.rolname
                 USING HINT = 'the role is created by the install; ALTER it back to NOSUPERUSER NOCREATEROLE NOBYPASSRLS NOREPLICATION (and NOLOGIN for flywheel_owner)';
         END IF;
@@ -998,6 +1003,59 @@ $migration_body$;
         RAISE EXCEPTION 'migration % was changed after it was applied', '0600-least-privilege.sql'
             USING HINT = 'an applied migration is never edited: restore migrations/'
                 || '0600-least-privilege.sql' || ' and put the change in a new numbered migration';
+    END IF;
+END
+$migration$;
+
+-- migration 0800-api-keys-otel.sql
+DO $migration$
+DECLARE
+    _applied text;
+BEGIN
+    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name OPERATOR(pg_catalog.=) '0800-api-keys-otel.sql';
+    IF _applied IS NULL THEN
+        EXECUTE $migration_body$-- dbflywheel serve (issue 14): API keys with their rate-limit buckets, and the OTel spans already ingested.
+
+-- One row per API key: only the sha256 of the token is kept. A key acts as `role_name` (a NOLOGIN
+-- role mapped to `app` in app_roles); its token buckets are shared by every server process.
+CREATE TABLE flywheel._api_keys (
+    id              bigserial PRIMARY KEY,
+    name            text NOT NULL UNIQUE CHECK (name <> ''),
+    app             text NOT NULL CHECK (app <> ''),
+    role_name       name NOT NULL,
+    token_sha256    bytea NOT NULL UNIQUE,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    revoked_at      timestamptz,
+    requests_per_s  double precision NOT NULL DEFAULT 50 CHECK (requests_per_s > 0),
+    rows_per_s      double precision NOT NULL DEFAULT 5000 CHECK (rows_per_s > 0),
+    request_tokens  double precision NOT NULL DEFAULT 50,
+    row_tokens      double precision NOT NULL DEFAULT 5000,
+    refilled_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+    last_used_at    timestamptz
+);
+
+-- Each OTel span ingested once per app: a re-sent span is recognised here and not doubled.
+CREATE TABLE flywheel.otel_spans (
+    app           text NOT NULL DEFAULT flywheel._app_of(current_user),
+    otel_trace_id text NOT NULL CHECK (otel_trace_id ~ '^[0-9a-f]{32}$'),
+    span_id       text NOT NULL CHECK (span_id ~ '^[0-9a-f]{16}$'),
+    trace_row     bigint NOT NULL,
+    parent_span_id text CHECK (parent_span_id ~ '^[0-9a-f]{16}$'),
+    PRIMARY KEY (app, otel_trace_id, span_id)
+);
+-- Re-sends are looked up by (trace id, span id) under row-level security (app is its filter, not a key).
+CREATE INDEX otel_spans_ids ON flywheel.otel_spans (otel_trace_id, span_id);
+-- A parent that arrives after its children (exporters send a span when it ends) finds them here.
+CREATE INDEX otel_spans_parent ON flywheel.otel_spans (app, otel_trace_id, parent_span_id) WHERE parent_span_id IS NOT NULL;
+COMMENT ON TABLE flywheel._api_keys IS 'API keys of dbflywheel serve: the sha256 of each token, its app role and its rate-limit buckets';
+COMMENT ON TABLE flywheel.otel_spans IS 'The OTel spans each app ingested over OTLP, with the trace row each became (re-sent spans are not doubled)';
+$migration_body$;
+        INSERT INTO flywheel._migrations (name, checksum, version)
+        VALUES ('0800-api-keys-otel.sql', 'd345f0635039a59a30c1a3cc35c903970791ee6fc7cd74ccd611bc0507ea1644', '0.1.0');
+    ELSIF _applied OPERATOR(pg_catalog.<>) 'd345f0635039a59a30c1a3cc35c903970791ee6fc7cd74ccd611bc0507ea1644' THEN
+        RAISE EXCEPTION 'migration % was changed after it was applied', '0800-api-keys-otel.sql'
+            USING HINT = 'an applied migration is never edited: restore migrations/'
+                || '0800-api-keys-otel.sql' || ' and put the change in a new numbered migration';
     END IF;
 END
 $migration$;
@@ -5480,6 +5538,240 @@ CREATE OR REPLACE TRIGGER embedders_delete_embeddings AFTER DELETE ON flywheel.e
     REFERENCING OLD TABLE AS old_embedders
     FOR EACH STATEMENT EXECUTE FUNCTION flywheel._delete_embedder_embeddings();
 
+-- 600-api-keys.sql
+-- API keys of `dbflywheel serve` (issue 14): a key acts as its app's role; rate limits per key.
+
+-- The role a key of `app` acts as: one NOLOGIN role per app, named after a digest of the app
+-- (role names are short and app names are anything).
+CREATE OR REPLACE FUNCTION flywheel._api_role_of(app text) RETURNS name
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path TO pg_catalog, pg_temp
+AS $$ SELECT ('flywheel_app_' || left(md5(app), 16))::name $$;
+
+-- A new key for `app`, returned once: only its sha256 is kept. Makes the app's role the first
+-- time (NOLOGIN, a member of flywheel_app mapped to the app, SET ROLE-able by flywheel_server),
+-- so it runs as the caller: the DBA (a superuser, or a role that may create roles and grant them).
+CREATE OR REPLACE FUNCTION flywheel.create_api_key(app text, name text,
+                                                   requests_per_s double precision DEFAULT 50,
+                                                   rows_per_s double precision DEFAULT 5000) RETURNS text
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    _role  name := flywheel._api_role_of(app);
+    _token text := 'fwk_' || replace(gen_random_uuid()::text, '-', '') || replace(gen_random_uuid()::text, '-', '');
+BEGIN
+    IF app IS NULL OR app = '' OR name IS NULL OR name = '' THEN
+        RAISE EXCEPTION 'create_api_key: app and name must be non-empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT 1 FROM flywheel._api_keys k WHERE k.name = name) THEN
+        RAISE EXCEPTION 'create_api_key: a key named % exists', quote_literal(name)
+            USING ERRCODE = 'unique_violation', HINT = 'names are never reused; pick another, or revoke_api_key the old one';
+    END IF;
+    IF EXISTS (SELECT 1 FROM flywheel.app_roles a WHERE a.role_name = _role AND a.app <> app) THEN
+        RAISE EXCEPTION 'create_api_key: role % is mapped to another app', _role USING ERRCODE = 'duplicate_object';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = _role) THEN
+        EXECUTE format('CREATE ROLE %I NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS', _role);
+    END IF;
+    PERFORM flywheel.grant_app(_role, app);
+    EXECUTE format('GRANT %I TO flywheel_server', _role);
+    INSERT INTO flywheel._api_keys (name, app, role_name, token_sha256, requests_per_s, rows_per_s, request_tokens, row_tokens)
+    VALUES (name, app, _role, sha256(convert_to(_token, 'UTF8')), requests_per_s, rows_per_s,
+            greatest(requests_per_s, 1), rows_per_s);
+    RETURN _token;
+END
+$$;
+COMMENT ON FUNCTION flywheel.create_api_key(text, text, double precision, double precision) IS
+    'A new API key for an app, returned once (stored as its sha256); requests and rows per second are its rate limits';
+
+-- Revoking only takes rights away: admins may do it.
+CREATE OR REPLACE FUNCTION flywheel.revoke_api_key(name text) RETURNS boolean
+LANGUAGE sql SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    WITH r AS (UPDATE flywheel._api_keys k SET revoked_at = now()
+               WHERE k.name = revoke_api_key.name AND k.revoked_at IS NULL RETURNING 1)
+    SELECT EXISTS (SELECT 1 FROM r)
+$$;
+COMMENT ON FUNCTION flywheel.revoke_api_key(text) IS 'Revokes an API key by name (true when one was live): its requests get 401 from then on';
+
+CREATE OR REPLACE FUNCTION flywheel.set_api_key_limits(name text, requests_per_s double precision,
+                                                       rows_per_s double precision) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT (requests_per_s > 0 AND rows_per_s > 0) THEN
+        RAISE EXCEPTION 'set_api_key_limits: limits must be positive' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE flywheel._api_keys k SET requests_per_s = set_api_key_limits.requests_per_s,
+                                    rows_per_s = set_api_key_limits.rows_per_s
+    WHERE k.name = set_api_key_limits.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'set_api_key_limits: no key named %', quote_literal(name) USING ERRCODE = 'no_data_found';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION flywheel.set_api_key_limits(text, double precision, double precision) IS
+    'Sets an API key''s rate limits (requests and rows per second), shared by every server process';
+
+CREATE OR REPLACE VIEW flywheel.api_keys AS
+    SELECT k.id, k.name, k.app, k.role_name, k.created_at, k.revoked_at, k.requests_per_s, k.rows_per_s, k.last_used_at
+    FROM flywheel._api_keys k;
+COMMENT ON VIEW flywheel.api_keys IS 'The API keys of dbflywheel serve, without their secrets';
+
+-- Takes `n` tokens from a bucket of `rate` per second (capacity: one second's worth, at least n
+-- when the bucket is full, so a big batch waits for a full bucket rather than never passing).
+-- Returns the new level and the seconds to wait (0 when taken).
+CREATE OR REPLACE FUNCTION flywheel._bucket_take(level double precision, rate double precision, elapsed double precision,
+                                                 n double precision, OUT new_level double precision, OUT wait double precision)
+LANGUAGE plpgsql IMMUTABLE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _cap double precision := greatest(rate, 1);
+    _have double precision := least(_cap, level + rate * greatest(elapsed, 0));
+BEGIN
+    IF _have >= least(n, _cap) THEN
+        new_level := _have - n;  -- may go below zero for a batch bigger than the bucket: a debt
+        wait := 0;
+    ELSE
+        new_level := _have;
+        wait := (least(n, _cap) - _have) / rate;
+    END IF;
+END
+$$;
+
+-- The key of a token (NULLs when unknown or revoked) and one request taken from its bucket:
+-- retry_after > 0 means over the limit. The server's login calls it, and may do nothing else.
+CREATE OR REPLACE FUNCTION flywheel._authenticate_api_key(token text, OUT key_id bigint, OUT role_name name,
+                                                          OUT app text, OUT retry_after double precision)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _k   flywheel._api_keys;
+    _now timestamptz := clock_timestamp();
+    _el  double precision;
+    _req record;
+BEGIN
+    SELECT * INTO _k FROM flywheel._api_keys k
+    WHERE k.token_sha256 = sha256(convert_to(coalesce(token, ''), 'UTF8')) AND k.revoked_at IS NULL
+    FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    _el := extract(epoch FROM _now - _k.refilled_at);
+    _req := flywheel._bucket_take(_k.request_tokens, _k.requests_per_s, _el, 1);
+    UPDATE flywheel._api_keys k
+    SET request_tokens = _req.new_level,
+        row_tokens = least(_k.rows_per_s, _k.row_tokens + _k.rows_per_s * greatest(_el, 0)),
+        refilled_at = _now, last_used_at = _now
+    WHERE k.id = _k.id;
+    key_id := _k.id;
+    role_name := _k.role_name;
+    app := _k.app;
+    retry_after := _req.wait;
+END
+$$;
+
+-- Takes `n` rows from a key's row bucket: the seconds to wait (0 when taken).
+CREATE OR REPLACE FUNCTION flywheel._api_take_rows(key_id bigint, n integer) RETURNS double precision
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _k   flywheel._api_keys;
+    _now timestamptz := clock_timestamp();
+    _r   record;
+BEGIN
+    SELECT * INTO _k FROM flywheel._api_keys k WHERE k.id = _api_take_rows.key_id AND k.revoked_at IS NULL FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    _r := flywheel._bucket_take(_k.row_tokens, _k.rows_per_s, extract(epoch FROM _now - _k.refilled_at), n);
+    UPDATE flywheel._api_keys k
+    SET row_tokens = _r.new_level,
+        request_tokens = least(greatest(_k.requests_per_s, 1),
+                               _k.request_tokens + _k.requests_per_s * greatest(extract(epoch FROM _now - _k.refilled_at), 0)),
+        refilled_at = _now
+    WHERE k.id = _k.id;
+    RETURN _r.wait;
+END
+$$;
+
+-- The judge queue's depth for the server's /metrics (a count, no rows).
+CREATE OR REPLACE FUNCTION flywheel._judge_queue_depth() RETURNS bigint
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$ SELECT count(*) FROM flywheel.judge_jobs $$;
+
+-- 610-otlp-ingest.sql
+-- OTLP ingestion (issue 14): spans whose parent arrived later are linked to it.
+
+-- Sets parent_id of the caller's traces whose OTel parent span has arrived, for the OTel traces
+-- named. Applications may not UPDATE traces, so this runs as the owner, for `member`'s apps only
+-- (_apps_of refuses a member the session may not act as).
+CREATE OR REPLACE FUNCTION flywheel._link_otel_parents(otel_trace_ids text[], member name) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _apps     text[] := flywheel._apps_of(member);
+    _children bigint[];
+    _parents  bigint[];
+    _n        integer;
+BEGIN
+    -- the pairs first (a few rows by index), so the UPDATE never scans the partitioned traces
+    SELECT array_agg(c.trace_row), array_agg(p.trace_row) INTO _children, _parents
+    FROM flywheel.otel_spans c
+    JOIN flywheel.otel_spans p ON p.app = c.app AND p.otel_trace_id = c.otel_trace_id AND p.span_id = c.parent_span_id
+    WHERE c.app = ANY (_apps) AND c.otel_trace_id = ANY (otel_trace_ids) AND c.parent_span_id IS NOT NULL;
+    IF _children IS NULL THEN
+        RETURN 0;
+    END IF;
+    -- t.app: an app could write any trace_row into its own otel_spans rows; only its traces change
+    UPDATE flywheel.traces t SET parent_id = u.parent
+    FROM unnest(_children, _parents) AS u(child, parent)
+    WHERE t.id = u.child AND t.app = ANY (_apps) AND t.parent_id IS NULL;
+    GET DIAGNOSTICS _n = ROW_COUNT;
+    RETURN _n;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION flywheel.link_otel_parents(otel_trace_ids text[]) RETURNS integer
+LANGUAGE sql
+SET search_path TO pg_catalog, pg_temp
+AS $$ SELECT flywheel._link_otel_parents(otel_trace_ids, current_user) $$;
+COMMENT ON FUNCTION flywheel.link_otel_parents(text[]) IS
+    'Links the caller''s OTel spans to parents that arrived after them (dbflywheel serve calls it after each batch)';
+
+-- 629-privileges-server.sql
+-- Privileges of dbflywheel serve (issue 14). flywheel_server, the server's login, may only
+-- authenticate keys and take from their buckets; everything else it does, it does after SET ROLE
+-- to a key's app role (NOINHERIT: it holds none of that role's rights itself).
+GRANT USAGE ON SCHEMA flywheel TO flywheel_server;
+GRANT EXECUTE ON FUNCTION flywheel._authenticate_api_key(text), flywheel._api_take_rows(bigint, integer),
+    flywheel._judge_queue_depth() TO flywheel_server;
+-- Key management: creating needs CREATEROLE (the DBA); admins may list, revoke and set limits.
+REVOKE ALL ON FUNCTION flywheel.create_api_key(text, text, double precision, double precision) FROM PUBLIC;
+GRANT SELECT ON flywheel.api_keys TO flywheel_admin;
+GRANT EXECUTE ON FUNCTION flywheel.revoke_api_key(text), flywheel.set_api_key_limits(text, double precision, double precision)
+TO flywheel_admin;
+
+-- The spans an app ingested, under the same row-level security as its traces.
+ALTER TABLE flywheel.otel_spans ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS own_app ON flywheel.otel_spans;
+DROP POLICY IF EXISTS admin_all ON flywheel.otel_spans;
+CREATE POLICY own_app ON flywheel.otel_spans TO flywheel_app
+    USING (ARRAY[app] <@ (SELECT flywheel._apps_of(current_user)))
+    WITH CHECK (ARRAY[app] <@ (SELECT flywheel._apps_of(current_user)));
+CREATE POLICY admin_all ON flywheel.otel_spans TO flywheel_admin USING (true) WITH CHECK (true);
+GRANT SELECT, INSERT (app, otel_trace_id, span_id, trace_row, parent_span_id) ON flywheel.otel_spans TO flywheel_app;
+GRANT EXECUTE ON FUNCTION flywheel.link_otel_parents(text[]), flywheel._link_otel_parents(text[], name) TO flywheel_app;
+
 -- 900-privileges.sql
 -- Privileges, last step, after every object exists.
 
@@ -5543,7 +5835,8 @@ REVOKE INSERT, UPDATE, DELETE ON
     flywheel.validators, flywheel.validator_versions, flywheel.metrics, flywheel.schedules,
     flywheel._migrations, flywheel._install, flywheel.app_roles, flywheel.refresh_log,
     flywheel._rollup_dirty_days, flywheel._rollup_pass_rate, flywheel._rollup_satisfaction,
-    flywheel._anomaly_baselines, flywheel.deletion_audit
+    flywheel._anomaly_baselines, flywheel.deletion_audit,
+    flywheel._api_keys, flywheel.otel_spans  -- keys change through create/revoke_api_key; spans are the apps'
 FROM flywheel_admin;
 
 -- flywheel_sql_checker opens (never fetches) a cursor over an admin's query to learn that it is

@@ -50,6 +50,7 @@ def create_app(dsn: str, *, pool_min: int = 1, pool_max: int = 10) -> FastAPI:
     from dbflywheel.server import api
     from dbflywheel.web import router as web_router
 
+    api.setup(app)
     app.include_router(api.router)
     app.include_router(web_router, prefix="/ui")
     return app
