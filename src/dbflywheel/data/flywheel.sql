@@ -5518,8 +5518,11 @@ LANGUAGE plpgsql
 SET search_path TO pg_catalog, pg_temp
 AS $$
 DECLARE
-    _name text := flywheel._reviewer_name(current_user);
+    _name text;
 BEGIN
+    IF pg_has_role(current_user, 'flywheel_reviewer', 'MEMBER') THEN
+        _name := flywheel._reviewer_name(current_user);
+    END IF;
     IF _name IS NOT NULL THEN
         IF TG_TABLE_NAME = 'feedback' THEN
             NEW.source := 'reviewer';
