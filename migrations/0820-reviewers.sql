@@ -29,6 +29,7 @@ CREATE TABLE flywheel.review_leases (
     trace_id   bigint PRIMARY KEY,
     app        text NOT NULL,  -- copied from the trace, for row-level security
     reviewer   text NOT NULL,
+    skipped    boolean NOT NULL DEFAULT false,  -- skipped: held (not shown again) until it expires
     expires_at timestamptz NOT NULL
 );
 

@@ -11,7 +11,7 @@ GRANT SELECT (trace_id, embedder, embedding) ON flywheel.embeddings TO flywheel_
 GRANT INSERT (trace_id, validator, verdict, score, label, comment) ON flywheel.labels TO flywheel_reviewer;
 GRANT INSERT (trace_id, app, kind, value, corrected_output, comment, source, user_id) ON flywheel.feedback TO flywheel_reviewer;
 GRANT INSERT (trace_a, trace_b, winner, reason) ON flywheel.preferences TO flywheel_reviewer;
-GRANT INSERT (trace_id, reviewer, expires_at), UPDATE (reviewer, expires_at), DELETE ON flywheel.review_leases TO flywheel_reviewer;
+GRANT INSERT (trace_id, reviewer, expires_at), UPDATE (reviewer, skipped, expires_at), DELETE ON flywheel.review_leases TO flywheel_reviewer;
 GRANT USAGE ON SEQUENCE flywheel.labels_id_seq, flywheel.feedback_id_seq, flywheel.preferences_id_seq TO flywheel_reviewer;
 GRANT EXECUTE ON FUNCTION flywheel._reviewer_apps(name), flywheel._reviewer_name(name), flywheel._is_labelled(bigint),
     flywheel._active_embedder(), flywheel._annotation_queue(),

@@ -1040,6 +1040,7 @@ CREATE TABLE flywheel.review_leases (
     trace_id   bigint PRIMARY KEY,
     app        text NOT NULL,  -- copied from the trace, for row-level security
     reviewer   text NOT NULL,
+    skipped    boolean NOT NULL DEFAULT false,  -- skipped: held (not shown again) until it expires
     expires_at timestamptz NOT NULL
 );
 
@@ -1066,8 +1067,8 @@ CREATE INDEX alert_deliveries_pending ON flywheel.alert_deliveries (next_try) WH
 CREATE INDEX labels_annotator_created_at ON flywheel.labels (annotator, created_at);
 $migration_body$;
         INSERT INTO flywheel._migrations (name, checksum, version)
-        VALUES ('0820-reviewers.sql', '2f6febffc23781e3ef5a40024ef2a0ff96431891c730f4fd3cacd183774254b4', '0.1.0');
-    ELSIF _applied OPERATOR(pg_catalog.<>) '2f6febffc23781e3ef5a40024ef2a0ff96431891c730f4fd3cacd183774254b4' THEN
+        VALUES ('0820-reviewers.sql', '7e33ef830c5497c26af0f3c2e273703cd15213d7de4f0c584ea70e159bf181b2', '0.1.0');
+    ELSIF _applied OPERATOR(pg_catalog.<>) '7e33ef830c5497c26af0f3c2e273703cd15213d7de4f0c584ea70e159bf181b2' THEN
         RAISE EXCEPTION 'migration % was changed after it was applied', '0820-reviewers.sql'
             USING HINT = 'an applied migration is never edited: restore migrations/'
                 || '0820-reviewers.sql' || ' and put the change in a new numbered migration';
@@ -5587,7 +5588,7 @@ GRANT SELECT (trace_id, embedder, embedding) ON flywheel.embeddings TO flywheel_
 GRANT INSERT (trace_id, validator, verdict, score, label, comment) ON flywheel.labels TO flywheel_reviewer;
 GRANT INSERT (trace_id, app, kind, value, corrected_output, comment, source, user_id) ON flywheel.feedback TO flywheel_reviewer;
 GRANT INSERT (trace_a, trace_b, winner, reason) ON flywheel.preferences TO flywheel_reviewer;
-GRANT INSERT (trace_id, reviewer, expires_at), UPDATE (reviewer, expires_at), DELETE ON flywheel.review_leases TO flywheel_reviewer;
+GRANT INSERT (trace_id, reviewer, expires_at), UPDATE (reviewer, skipped, expires_at), DELETE ON flywheel.review_leases TO flywheel_reviewer;
 GRANT USAGE ON SEQUENCE flywheel.labels_id_seq, flywheel.feedback_id_seq, flywheel.preferences_id_seq TO flywheel_reviewer;
 GRANT EXECUTE ON FUNCTION flywheel._reviewer_apps(name), flywheel._reviewer_name(name), flywheel._is_labelled(bigint),
     flywheel._active_embedder(), flywheel._annotation_queue(),
