@@ -11,6 +11,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -70,6 +71,7 @@ def browser_session() -> Iterator[object]:
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or ""), options=options)
     driver.set_page_load_timeout(60)
+    driver.implicitly_wait(5)  # elements of a page that is still loading
     try:
         yield driver
     finally:
@@ -102,12 +104,26 @@ def new_reviewer(db: psycopg.Connection, apps: list[str]) -> str:
     return name
 
 
+@contextmanager
+def page_change(driver: object, timeout: float = 20) -> Iterator[None]:
+    """Waits, after the block, until the page it started on has been replaced by another."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.expected_conditions import staleness_of
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    old = driver.find_element(By.TAG_NAME, "html")  # type: ignore[attr-defined]
+    yield
+    WebDriverWait(driver, timeout).until(staleness_of(old))  # type: ignore[arg-type]
+
+
 def sign_in(driver: object, base: str, name: str, password: str = PASSWORD) -> None:
+    """Fills in the sign-in form on the page (the one a POST without a session showed, or a fresh one)."""
     from selenium.webdriver.common.by import By
 
     d = driver
-    if "/sign-in" not in d.current_url:  # type: ignore[attr-defined]
+    if not d.find_elements(By.ID, "sign-in"):  # type: ignore[attr-defined]
         d.get(base + "/ui/sign-in")  # type: ignore[attr-defined]
     d.find_element(By.ID, "name").send_keys(name)  # type: ignore[attr-defined]
     d.find_element(By.ID, "password").send_keys(password)  # type: ignore[attr-defined]
-    d.find_element(By.ID, "sign-in-button").click()  # type: ignore[attr-defined]
+    with page_change(d):
+        d.find_element(By.ID, "sign-in-button").click()  # type: ignore[attr-defined]

@@ -5605,7 +5605,12 @@ BEGIN
     END LOOP;
 END
 $grants$;
-GRANT SELECT ON flywheel.refresh_status, flywheel.validator_alignment_weekly, flywheel.alerts TO flywheel_reviewer;
+GRANT SELECT ON flywheel.refresh_status, flywheel.validator_alignment_weekly, flywheel.queue_status, flywheel.alerts
+TO flywheel_reviewer;
+-- Functions those views call (as the reader): aggregates only, as for flywheel_reader.
+GRANT EXECUTE ON FUNCTION flywheel._agreement(text[], text[]), flywheel._judge_budget(bigint),
+    flywheel._pg_cron_installed(), flywheel._cron_previous_fire(text, timestamptz),
+    flywheel._cron_previous_fire_epoch(text, double precision) TO flywheel_reviewer;
 
 -- The server's login signs reviewers in and reads sessions; nobody else needs to.
 DO $server$
