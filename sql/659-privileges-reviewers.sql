@@ -42,7 +42,8 @@ DECLARE
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'flywheel_server') THEN
         GRANT EXECUTE ON FUNCTION flywheel.reviewer_sign_in(text, text), flywheel.reviewer_session(text),
-            flywheel.reviewer_sign_out(text) TO flywheel_server;
+            flywheel.reviewer_sign_out(text), flywheel.due_alert_deliveries(integer),
+            flywheel.record_alert_delivery(bigint, text, boolean, text, integer) TO flywheel_server;
         FOR _r IN SELECT v.role_name FROM flywheel.reviewers v LOOP
             EXECUTE format('GRANT %I TO flywheel_server', _r.role_name);
         END LOOP;
