@@ -17,7 +17,7 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 apt_packages=(postgresql-$PG_MAJOR postgresql-client-$PG_MAJOR postgresql-contrib
   postgresql-plpython3-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-$PG_MAJOR-cron
-  python3 python3-venv python3-numpy build-essential dpkg-dev)
+  python3 python3-venv python3-numpy build-essential dpkg-dev chromium chromium-driver)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

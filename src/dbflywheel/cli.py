@@ -408,5 +408,21 @@ def serve_demo(dsn: str | None, home: Path | None, port: int) -> None:
 # --- end serve ---
 
 
+# --- review web app (issue 15) ---
+@main.command("send-alerts")
+@dsn_option
+@home_option
+@click.option("--watch", type=click.FloatRange(1, 3600), default=None,
+              help="Keep sending every this many seconds (default: one pass).")
+@friendly
+def send_alerts(dsn: str | None, home: Path | None, watch: float | None) -> None:
+    """Post new alerts to the webhooks set with flywheel.set_alert_webhook (Slack-compatible JSON, with retries)."""
+    from dbflywheel import webhooks
+
+    counts = webhooks.run(_resolve_dsn(dsn, home), watch=watch)
+    click.echo(f"alerts: {counts['sent']} sent, {counts['pending']} to retry, {counts['failed']} given up")
+# --- end review web app ---
+
+
 if __name__ == "__main__":
     main()

@@ -1,7 +1,7 @@
-"""The review web app under /ui (issue 15 fills it)."""
+"""The review web app under /ui: sign-in, review queue, pairwise review, trace explorer and dashboards."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from dbflywheel.web.pages import router
 
-router = APIRouter()
+__all__ = ["router"]
