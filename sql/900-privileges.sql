@@ -61,7 +61,9 @@ REVOKE INSERT, UPDATE, DELETE ON
     flywheel._migrations, flywheel._install, flywheel.app_roles, flywheel.refresh_log,
     flywheel._rollup_dirty_days, flywheel._rollup_pass_rate, flywheel._rollup_satisfaction,
     flywheel._anomaly_baselines, flywheel.deletion_audit,
-    flywheel._api_keys, flywheel.otel_spans  -- keys change through create/revoke_api_key; spans are the apps'
+    flywheel._api_keys, flywheel.otel_spans,  -- keys change through create/revoke_api_key; spans are the apps'
+    -- training set snapshots are immutable: built by create_training_set, never edited
+    flywheel.training_sets, flywheel.training_set_versions, flywheel.training_set_rows
 FROM flywheel_admin;
 
 -- flywheel_sql_checker opens (never fetches) a cursor over an admin's query to learn that it is

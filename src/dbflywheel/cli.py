@@ -424,5 +424,36 @@ def send_alerts(dsn: str | None, home: Path | None, watch: float | None) -> None
 # --- end review web app ---
 
 
+# --- training sets ---
+@main.command("export-training")
+@click.argument("name")
+@click.option("--version", "set_version", type=click.IntRange(1), default=None,
+              help="A snapshot (default: the newest).")
+@click.option("--format", "fmt", type=click.Choice(["openai", "jsonl", "trl"]), default="openai", show_default=True,
+              help="openai: chat messages (sft) or DPO pairs (preference); jsonl: input/output; "
+                   "trl: prompt/completion or prompt/chosen/rejected.")
+@click.option("-o", "--output", "out", required=True, help="File to write ('-': standard output).")
+@dsn_option
+@home_option
+@friendly
+def export_training(name: str, set_version: int | None, fmt: str, out: str, dsn: str | None, home: Path | None) -> None:
+    """Write a training set snapshot as JSONL for a fine-tuning run (streamed; the file appears whole)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from dbflywheel.install import connect
+    from dbflywheel.training import check_format, export, snapshot
+
+    with connect(_resolve_dsn(dsn, home)) as conn:
+        snap = snapshot(conn, name, set_version)
+        check_format(snap, fmt)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      console=Console(stderr=True), transient=out == "-") as bar:
+            task = bar.add_task(f"exporting {name} version {snap.version}", total=snap.row_count)
+            written = export(conn, snap, fmt, out, lambda done, total: bar.update(task, completed=done))
+    click.echo(f"exported {name} version {snap.version} ({snap.kind}): {written} row(s) as {fmt} to {out}", err=True)
+# --- end training sets ---
+
+
 if __name__ == "__main__":
     main()

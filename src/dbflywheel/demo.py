@@ -28,6 +28,7 @@ from dbflywheel.install import connect
 
 APP_ANSWERS = "demo-llmfao"
 APP_SQL = "demo-sqleval"
+GOLDEN_SET = "demo-llmfao-eval"
 DEMO_USER = "flywheel-demo"  # every demo trace carries it, so forget_user() clears a previous run
 JUDGE = "helpfulness"
 JUDGE_PREFIX = "demo"  # imported verdicts: demo_gpt4, demo_gpt35
@@ -62,6 +63,7 @@ class Summary:
     alignment: list[tuple[Any, ...]] = field(default_factory=list)
     failure_modes: list[tuple[Any, ...]] = field(default_factory=list)
     few_shot: list[tuple[Any, ...]] = field(default_factory=list)
+    training: list[tuple[Any, ...]] = field(default_factory=list)
     report: Path | None = None
 
 
@@ -258,6 +260,27 @@ def _summarise(conn: psycopg.Connection, summary: Summary) -> None:
     ).fetchall()
 
 
+def _training_sets(conn: psycopg.Connection, ids: dict[tuple[int, int], int]) -> list[tuple[Any, ...]]:
+    """The loop into the model: five answers to one llmfao prompt become a golden set, then an SFT set
+    (corrected and approved answers) and a DPO set (the crowd's preferences) are built from the rest;
+    the leak guard holds back the golden traces and every other answer to the golden prompt."""
+    row = conn.execute(
+        """SELECT t.input FROM flywheel.preferences p JOIN flywheel.traces t ON t.id = p.trace_a
+           WHERE p.judged_by = 'human' AND t.id = ANY (%s) GROUP BY t.input ORDER BY count(*), t.input LIMIT 1""",
+        (list(ids.values()),)).fetchone()
+    if row is not None:
+        conn.execute("SELECT flywheel.promote_to_golden(t.id, %s, NULL, t.output) FROM"
+                     " (SELECT t.id, t.output FROM flywheel.traces t WHERE t.id = ANY (%s) AND t.input = %s"
+                     "  ORDER BY t.id LIMIT 5) t", (GOLDEN_SET, list(ids.values()), row[0]))
+    rows = []
+    for name, kind in (("demo-sft", "sft"), ("demo-dpo", "preference")):
+        version, count, held = conn.execute("SELECT * FROM flywheel.create_training_set(%s, %s, %s)",
+                                            (name, kind, Jsonb({"apps": [APP_ANSWERS]}))).fetchone()  # type: ignore[misc]
+        rows.append((name, kind, version, count, ", ".join(f"{n} {why}" for why, n in sorted(held.items())) or "-"))
+    conn.commit()
+    return rows
+
+
 def _show(console: Console, summary: Summary) -> None:
     def table(title: str, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
         t = Table(title=title, title_justify="left")
@@ -274,6 +297,8 @@ def _show(console: Console, summary: Summary) -> None:
     table("Worst failure modes", ["failure", "count"], summary.failure_modes)
     table(f"few_shot({SAMPLE_QUERY!r}, k => 3)", ["trace", "label", "similarity", "score", "output"],
           summary.few_shot)
+    table("Training sets for the model (export: dbflywheel export-training NAME --format openai|trl -o FILE)",
+          ["set", "kind", "version", "rows", "held back by the leak guard"], summary.training)
     console.print(
         f"[bold]{summary.traces}[/bold] traces, {summary.feedback} feedback rows, {summary.labels} labels, "
         f"{summary.judged} judge verdicts in {summary.seconds:.0f} s. Report: {summary.report}"
@@ -316,6 +341,7 @@ def run_demo(dsn: str, *, report_dir: Path = Path("report"), seed: int = 7, cons
             task = progress.add_task("metrics refresh", total=1)
             _refresh_metrics(conn)
             progress.advance(task)
+            summary.training = _training_sets(conn, ids)
         _summarise(conn, summary)
         summary.report = write_report(conn, report_dir, apps=(APP_ANSWERS, APP_SQL), judges=(
             JUDGE, f"{JUDGE_PREFIX}_gpt4", f"{JUDGE_PREFIX}_gpt35"))

@@ -49,6 +49,19 @@ def test_the_demo_runs_the_flywheel_on_real_data_and_writes_a_report(dsn: str, t
         assert gpt4 == (2139, 0.387)
     assert len(summary.few_shot) == 3
     assert "Judges against people" in out.getvalue()
+    # The loop into the model: both training sets are built, each re-run a new version, and the leak
+    # guard keeps the golden prompt's answers out of both.
+    for run in (summary, again):
+        (sft, kind_s, _, sft_rows, sft_held), (dpo, kind_p, _, dpo_rows, dpo_held) = run.training
+        assert (sft, kind_s, dpo, kind_p) == ("demo-sft", "sft", "demo-dpo", "preference")
+        assert sft_rows > 50 and dpo_rows > 500 and "golden" in dpo_held
+    assert again.training[0][2] == summary.training[0][2] + 1
+    with psycopg.connect(dsn) as conn:
+        leaked = conn.execute(
+            "SELECT count(*) FROM flywheel.training_set_rows(%s) r JOIN flywheel.traces t ON t.id IN (r.trace_id, r.trace_b)"
+            " WHERE t.input IN (SELECT g.input FROM flywheel.golden_set_items i JOIN flywheel.traces g ON g.id = i.trace_id"
+            " WHERE i.set_name = %s)", ("demo-dpo", demo.GOLDEN_SET)).fetchone()
+        assert leaked == (0,)
 
     html = (tmp_path / "index.html").read_text()
     svgs = [ET.fromstring("<svg" + chunk.split("</svg>")[0] + "</svg>") for chunk in html.split("<svg")[1:] if chunk]

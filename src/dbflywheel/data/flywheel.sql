@@ -1002,76 +1002,64 @@ $migration_body$;
 END
 $migration$;
 
--- migration 0820-reviewers.sql
+-- migration 0870-training-sets.sql
 DO $migration$
 DECLARE
     _applied text;
 BEGIN
-    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name OPERATOR(pg_catalog.=) '0820-reviewers.sql';
+    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name OPERATOR(pg_catalog.=) '0870-training-sets.sql';
     IF _applied IS NULL THEN
-        EXECUTE $migration_body$-- The review web app's records: reviewer accounts, their server-side sessions, and the leases
--- that keep two reviewers off the same queue item.
-
--- One row per reviewer. role_name is the NOLOGIN role a request runs as (SET LOCAL ROLE), so
--- row-level security gives the reviewer exactly the rows of `apps`.
-CREATE TABLE flywheel.reviewers (
-    name            text PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9_]{0,39}$'),
-    role_name       name NOT NULL UNIQUE,
-    apps            text[] NOT NULL,
-    password_hash   text NOT NULL,  -- argon2id (argon2-cffi), never the password
-    failed_attempts integer NOT NULL DEFAULT 0,
-    locked_until    timestamptz,
-    created_at      timestamptz NOT NULL DEFAULT now()
-);
-
--- A signed-in browser. Only the SHA-256 of the cookie's value is kept: a reader of this table
--- cannot sign in as anyone.
-CREATE TABLE flywheel.web_sessions (
-    token_sha256 bytea PRIMARY KEY,
-    reviewer     text NOT NULL REFERENCES flywheel.reviewers (name) ON DELETE CASCADE,
-    csrf_token   text NOT NULL,
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    expires_at   timestamptz NOT NULL
-);
-CREATE INDEX web_sessions_expires_at ON flywheel.web_sessions (expires_at);
-
--- The queue item a reviewer has open: nobody else is given it until the lease expires.
-CREATE TABLE flywheel.review_leases (
-    trace_id   bigint PRIMARY KEY,
-    app        text NOT NULL,  -- copied from the trace, for row-level security
-    reviewer   text NOT NULL,
-    skipped    boolean NOT NULL DEFAULT false,  -- skipped: held (not shown again) until it expires
-    expires_at timestamptz NOT NULL
-);
-
--- Where alerts are posted (Slack-compatible JSON), and what was sent.
-CREATE TABLE flywheel.alert_webhooks (
-    name       text PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9_]{0,39}$'),
-    url        text NOT NULL CHECK (url ~ '^https?://'),
-    enabled    boolean NOT NULL DEFAULT true,
+        EXECUTE $migration_body$-- Training sets: what flows back into the model. A set is a named selection (kind + filter); every
+-- build of it is a numbered snapshot whose rows (texts as exported, already redacted) never change,
+-- so a fine-tuned model can name exactly what it learned from.
+CREATE TABLE flywheel.training_sets (
+    name       text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$'),
+    kind       text NOT NULL CHECK (kind IN ('sft', 'preference')),
+    filter     jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(filter) = 'object'),
+    created_by text NOT NULL DEFAULT current_user,
     created_at timestamptz NOT NULL DEFAULT now()
 );
-CREATE TABLE flywheel.alert_deliveries (
-    alert_id   bigint NOT NULL,
-    webhook    text NOT NULL REFERENCES flywheel.alert_webhooks (name) ON DELETE CASCADE,
-    attempts   integer NOT NULL DEFAULT 0,
-    status     text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
-    last_error text,
-    next_try   timestamptz NOT NULL DEFAULT now(),
-    sent_at    timestamptz,
-    PRIMARY KEY (alert_id, webhook)
-);
-CREATE INDEX alert_deliveries_pending ON flywheel.alert_deliveries (next_try) WHERE status = 'pending';
 
--- Reviewers' labels of today and the explorer's text search.
-CREATE INDEX labels_annotator_created_at ON flywheel.labels (annotator, created_at);
+CREATE TABLE flywheel.training_set_versions (
+    set_name       text NOT NULL REFERENCES flywheel.training_sets (name) ON DELETE CASCADE,
+    version        integer NOT NULL CHECK (version >= 1),
+    filter         jsonb NOT NULL,            -- the filter this build used
+    row_count      integer NOT NULL,
+    sources        jsonb NOT NULL DEFAULT '{}',  -- rows per source: correction, approved, validators, human, llm
+    held_back      jsonb NOT NULL DEFAULT '{}',  -- reason -> candidates the leak guard kept out
+    forgotten_rows integer NOT NULL DEFAULT 0,   -- rows deleted since (forget_user, retention)
+    forgotten_at   timestamptz,
+    built_by       text NOT NULL DEFAULT current_user,
+    built_at       timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (set_name, version)
+);
+
+-- trace_id / trace_b name the traces, so forget_user and retention delete a forgotten user's rows
+-- here too (flywheel._trace_key_columns finds them), and the version is marked.
+CREATE TABLE flywheel.training_set_rows (
+    set_name text NOT NULL,
+    version  integer NOT NULL,
+    position integer NOT NULL,
+    trace_id bigint NOT NULL,  -- sft: the trace learned from; preference: the chosen answer
+    trace_b  bigint,           -- preference: the rejected answer
+    app      text NOT NULL,
+    input    text NOT NULL,
+    output   text NOT NULL,    -- sft: the output to learn; preference: the chosen answer
+    rejected text,             -- preference: the rejected answer
+    source   text NOT NULL,
+    metadata jsonb NOT NULL DEFAULT '{}',
+    PRIMARY KEY (set_name, version, position),
+    FOREIGN KEY (set_name, version) REFERENCES flywheel.training_set_versions ON DELETE CASCADE
+);
+CREATE INDEX training_set_rows_trace_id ON flywheel.training_set_rows (trace_id);
+CREATE INDEX training_set_rows_trace_b ON flywheel.training_set_rows (trace_b) WHERE trace_b IS NOT NULL;
 $migration_body$;
         INSERT INTO flywheel._migrations (name, checksum, version)
-        VALUES ('0820-reviewers.sql', '7e33ef830c5497c26af0f3c2e273703cd15213d7de4f0c584ea70e159bf181b2', '0.1.0');
-    ELSIF _applied OPERATOR(pg_catalog.<>) '7e33ef830c5497c26af0f3c2e273703cd15213d7de4f0c584ea70e159bf181b2' THEN
-        RAISE EXCEPTION 'migration % was changed after it was applied', '0820-reviewers.sql'
+        VALUES ('0870-training-sets.sql', '08e236fcc297f70b928d2d1842ce72968e88ed2729877076cb3f64ced65c73d9', '0.1.0');
+    ELSIF _applied OPERATOR(pg_catalog.<>) '08e236fcc297f70b928d2d1842ce72968e88ed2729877076cb3f64ced65c73d9' THEN
+        RAISE EXCEPTION 'migration % was changed after it was applied', '0870-training-sets.sql'
             USING HINT = 'an applied migration is never edited: restore migrations/'
-                || '0820-reviewers.sql' || ' and put the change in a new numbered migration';
+                || '0870-training-sets.sql' || ' and put the change in a new numbered migration';
     END IF;
 END
 $migration$;
@@ -1107,7 +1095,6 @@ sources = {
     'metrics_experiments': '"""flywheel.experiment_results(): each variant\'s metrics against the baseline variant, with a\nconfidence interval and a p-value (two-proportion z-test for rates, Welch\'s t-test for means)."""\n\nfrom __future__ import annotations\n\nfrom typing import Any\n\n# Per variant: counts for the rates, n/mean/sample variance for the means.\n_SUMMARY = """\nWITH e AS (SELECT * FROM flywheel.experiments WHERE name = $1),\ntr AS (\n    SELECT t.id, t.variant, t.latency_ms, t.cost_usd\n    FROM flywheel.traces t, e\n    WHERE t.variant IN (SELECT jsonb_object_keys(e.variants)) AND NOT t.shadow\n      AND (t.metadata->>\'experiment\' = e.name OR (t.metadata->>\'experiment\' IS NULL AND t.created_at >= e.started_at)))\nSELECT tr.variant,\n       count(*) AS traces,\n       count(v.trace_id) FILTER (WHERE v.verdicts > 0) AS judged,\n       count(v.trace_id) FILTER (WHERE v.verdicts > 0 AND NOT v.failed) AS passed,\n       (SELECT count(*) FROM flywheel.feedback f JOIN tr x ON x.id = f.trace_id\n        WHERE x.variant = tr.variant AND f.kind = \'thumbs\') AS thumbs,\n       (SELECT count(*) FROM flywheel.feedback f JOIN tr x ON x.id = f.trace_id\n        WHERE x.variant = tr.variant AND f.kind = \'thumbs\' AND f.value > 0) AS thumbs_up,\n       (SELECT count(*) FROM flywheel.feedback f JOIN tr x ON x.id = f.trace_id\n        WHERE x.variant = tr.variant AND f.kind = \'rating\') AS ratings,\n       (SELECT avg(f.value) FROM flywheel.feedback f JOIN tr x ON x.id = f.trace_id\n        WHERE x.variant = tr.variant AND f.kind = \'rating\') AS rating_mean,\n       (SELECT var_samp(f.value) FROM flywheel.feedback f JOIN tr x ON x.id = f.trace_id\n        WHERE x.variant = tr.variant AND f.kind = \'rating\') AS rating_var,\n       count(tr.latency_ms) AS latency_n, avg(tr.latency_ms) AS latency_mean, var_samp(tr.latency_ms) AS latency_var,\n       count(tr.cost_usd) AS cost_n, avg(tr.cost_usd) AS cost_mean, var_samp(tr.cost_usd) AS cost_var\nFROM tr LEFT JOIN flywheel._trace_verdicts v ON v.trace_id = tr.id\nGROUP BY tr.variant\n"""\n\n_RATES = [("pass_rate", "passed", "judged"), ("positive_share", "thumbs_up", "thumbs")]\n_MEANS = [("mean_rating", "ratings", "rating_mean", "rating_var"),\n          ("latency_ms", "latency_n", "latency_mean", "latency_var"),\n          ("cost_usd", "cost_n", "cost_mean", "cost_var")]\n\n\ndef results(plpy: Any, experiment: str, confidence: float = 0.95) -> list[dict[str, Any]]:\n    import metrics_stats\n\n    found = plpy.execute(plpy.prepare("SELECT variants, baseline FROM flywheel.experiments WHERE name = $1", ["text"]),\n                         [experiment])\n    if not found:\n        plpy.error(f"experiment_results: no experiment named {experiment!r}")\n    baseline = found[0]["baseline"]\n    rows = {r["variant"]: r for r in plpy.execute(plpy.prepare(_SUMMARY, ["text"]), [experiment])}\n    base = rows.get(baseline)\n    out: list[dict[str, Any]] = []\n    for variant in sorted(rows, key=lambda v: (v != baseline, v)):\n        r = rows[variant]\n        for metric, hits, total in _RATES:\n            n = int(r[total] or 0)\n            row = {"metric": metric, "variant": variant, "n": n, "value": (r[hits] / n) if n else None,\n                   "baseline": baseline, "test": "two-proportion z-test"}\n            if variant != baseline and base is not None:\n                row.update(metrics_stats.two_proportion_test(int(base[hits] or 0), int(base[total] or 0),\n                                                             int(r[hits] or 0), n, confidence))\n            out.append(row)\n        for metric, count, mean, var in _MEANS:\n            n = int(r[count] or 0)\n            row = {"metric": metric, "variant": variant, "n": n, "value": r[mean], "baseline": baseline,\n                   "test": "Welch\'s t-test"}\n            if variant != baseline and base is not None and r[mean] is not None and base[mean] is not None:\n                row.update(metrics_stats.welch_test(int(base[count]), float(base[mean]), float(base[var] or 0),\n                                                    n, float(r[mean]), float(r[var] or 0), confidence))\n            out.append(row)\n    for row in out:\n        for key in ("difference", "ci_low", "ci_high", "p_value"):\n            row[key] = None if row.get(key) is None else float(row[key])\n    return out\n',
     'metrics_stats': '"""Statistics for drift and experiments with numpy only (PL/Python has no scipy): the two-sample\nKolmogorov-Smirnov test, the population stability index, the two-proportion z-test and\nWelch\'s t-test. tests/unit/test_metrics_stats.py checks them against scipy.stats.\n"""\n\nfrom __future__ import annotations\n\nimport math\nfrom collections.abc import Sequence\n\nimport numpy as np\n\n# scipy.stats.ks_2samp(method=\'auto\') is exact while both samples have at most this many values.\nEXACT_KS_MAX_N = 10000\n\n\ndef ks_statistic(a: Sequence[float], b: Sequence[float]) -> float:\n    """The largest distance between the two empirical CDFs (ties handled as scipy does)."""\n    x, y = np.sort(np.asarray(a, dtype=float)), np.sort(np.asarray(b, dtype=float))\n    both = np.concatenate([x, y])\n    cdf_x = np.searchsorted(x, both, side="right") / len(x)\n    cdf_y = np.searchsorted(y, both, side="right") / len(y)\n    return float(np.max(np.abs(cdf_x - cdf_y)))\n\n\ndef _ks_exact_p(m: int, n: int, d: float) -> float:\n    """P(D >= d) under H0 by walking the lattice of paths from (0,0) to (m,n) one anti-diagonal at\n    a time; a cell holds the probability that a uniformly random path reaches it without having\n    left the band |i/m - j/n| < d. Integer arithmetic on the lcm grid keeps ties exact."""\n    g = math.gcd(m, n)\n    lcm = m // g * n\n    h = round(d * lcm)  # the statistic is a multiple of 1/lcm\n    if h == 0:\n        return 1.0\n    step_i, step_j = lcm // m, lcm // n\n    inside = np.array([1.0])  # diagonal k = 0: the cell (0, 0)\n    for k in range(1, m + n + 1):\n        lo, hi = max(0, k - n), min(k, m)  # i on this diagonal; j = k - i\n        i = np.arange(lo, hi + 1)\n        prev_lo = max(0, k - 1 - n)\n        cur = np.zeros(len(i))\n        # from (i-1, j): a step in the first sample, probability i/k of all paths through (i, j)\n        from_up = i - 1 - prev_lo\n        ok = (i >= 1) & (from_up >= 0) & (from_up < len(inside))\n        cur[ok] += inside[from_up[ok]] * (i[ok] / k)\n        from_left = i - prev_lo\n        ok = (from_left >= 0) & (from_left < len(inside)) & (k - i >= 1)\n        cur[ok] += inside[from_left[ok]] * ((k - i[ok]) / k)\n        cur[np.abs(i * step_i - (k - i) * step_j) >= h] = 0.0\n        inside = cur\n    return float(min(1.0, max(0.0, 1.0 - inside[-1])))\n\n\ndef _kolmogorov_sf(x: float) -> float:\n    """P(K > x) for the limiting Kolmogorov distribution."""\n    if x < 0.2:\n        return 1.0\n    total = sum((-1) ** (k - 1) * math.exp(-2 * k * k * x * x) for k in range(1, 101))\n    return float(min(1.0, max(0.0, 2 * total)))\n\n\ndef ks_2samp(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:\n    """Two-sided two-sample KS test: (statistic, p-value). Exact for samples of up to 10,000\n    values, as scipy\'s default; beyond, the Kolmogorov limit with Stephens\' small-sample\n    correction (scipy uses the finite-n Kolmogorov distribution there; they agree to ~1e-3)."""\n    m, n = len(a), len(b)\n    if m == 0 or n == 0:\n        raise ValueError("ks_2samp needs two non-empty samples")\n    d = ks_statistic(a, b)\n    if max(m, n) <= EXACT_KS_MAX_N:\n        return d, _ks_exact_p(m, n, d)\n    en = m * n / (m + n)\n    return d, _kolmogorov_sf((math.sqrt(en) + 0.12 + 0.11 / math.sqrt(en)) * d)\n\n\ndef psi(reference: Sequence[float], current: Sequence[float], bins: int = 10) -> float:\n    """Population stability index over the reference\'s quantile bins (0.1: watch, 0.25: drifted)."""\n    ref, cur = np.asarray(reference, dtype=float), np.asarray(current, dtype=float)\n    if len(ref) == 0 or len(cur) == 0:\n        raise ValueError("psi needs two non-empty samples")\n    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1))[1:-1])\n    ref_share = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=len(edges) + 1) / len(ref)\n    cur_share = np.bincount(np.searchsorted(edges, cur, side="right"), minlength=len(edges) + 1) / len(cur)\n    ref_share, cur_share = np.clip(ref_share, 1e-4, None), np.clip(cur_share, 1e-4, None)  # empty bins\n    return float(np.sum((cur_share - ref_share) * np.log(cur_share / ref_share)))\n\n\ndef normal_sf(z: float) -> float:\n    return 0.5 * math.erfc(z / math.sqrt(2))\n\n\ndef normal_ppf(p: float) -> float:\n    """Inverse of the standard normal CDF, by bisection (enough for confidence intervals)."""\n    lo, hi = -40.0, 40.0\n    for _ in range(200):\n        mid = (lo + hi) / 2\n        if 1 - normal_sf(mid) < p:\n            lo = mid\n        else:\n            hi = mid\n    return (lo + hi) / 2\n\n\ndef _betacf(a: float, b: float, x: float) -> float:\n    """Continued fraction of the incomplete beta function (modified Lentz)."""\n    tiny = 1e-300\n    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)\n    d = 1.0 / (d if abs(d) > tiny else tiny)\n    h = d\n    for m in range(1, 1000):\n        m2 = 2 * m\n        even = m * (b - m) * x / ((a + m2 - 1) * (a + m2))\n        odd = -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1))\n        for num in (even, odd):\n            d = 1.0 + num * d\n            d = 1.0 / (d if abs(d) > tiny else tiny)\n            c = 1.0 + num / c\n            c = c if abs(c) > tiny else tiny\n            h *= d * c\n        if abs(d * c - 1.0) < 1e-15:\n            break\n    return h\n\n\ndef betainc(a: float, b: float, x: float) -> float:\n    """The regularized incomplete beta function I_x(a, b)."""\n    if x <= 0:\n        return 0.0\n    if x >= 1:\n        return 1.0\n    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))\n    if x < (a + 1) / (a + b + 2):\n        return front * _betacf(a, b, x) / a\n    return 1.0 - front * _betacf(b, a, 1 - x) / b\n\n\ndef t_sf(t: float, df: float) -> float:\n    """P(T > t) for Student\'s t with df degrees of freedom."""\n    tail = 0.5 * betainc(df / 2, 0.5, df / (df + t * t))\n    return tail if t >= 0 else 1 - tail\n\n\ndef t_ppf(p: float, df: float) -> float:\n    lo, hi = -1e3, 1e3\n    for _ in range(200):\n        mid = (lo + hi) / 2\n        if 1 - t_sf(mid, df) < p:\n            lo = mid\n        else:\n            hi = mid\n    return (lo + hi) / 2\n\n\ndef two_proportion_test(x_a: int, n_a: int, x_b: int, n_b: int, confidence: float = 0.95) -> dict[str, float | None]:\n    """B\'s rate minus A\'s: the difference, its (unpooled) Wald interval and the pooled z-test\'s p-value."""\n    if n_a == 0 or n_b == 0:\n        return {"difference": None, "ci_low": None, "ci_high": None, "p_value": None}\n    p_a, p_b = x_a / n_a, x_b / n_b\n    diff = p_b - p_a\n    pooled = (x_a + x_b) / (n_a + n_b)\n    se_pooled = math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))\n    p_value = 1.0 if se_pooled == 0 else 2 * normal_sf(abs(diff) / se_pooled)\n    se = math.sqrt(p_a * (1 - p_a) / n_a + p_b * (1 - p_b) / n_b)\n    z = normal_ppf(1 - (1 - confidence) / 2)\n    return {"difference": diff, "ci_low": diff - z * se, "ci_high": diff + z * se, "p_value": p_value}\n\n\ndef welch_test(n_a: int, mean_a: float, var_a: float, n_b: int, mean_b: float, var_b: float,\n               confidence: float = 0.95) -> dict[str, float | None]:\n    """B\'s mean minus A\'s: Welch\'s t-test (unequal variances) with its interval; var is the sample variance."""\n    if n_a < 2 or n_b < 2:\n        return {"difference": None, "ci_low": None, "ci_high": None, "p_value": None}\n    diff = mean_b - mean_a\n    va, vb = var_a / n_a, var_b / n_b\n    se = math.sqrt(va + vb)\n    if se == 0:\n        return {"difference": diff, "ci_low": diff, "ci_high": diff, "p_value": 1.0 if diff == 0 else 0.0}\n    df = (va + vb) ** 2 / (va * va / (n_a - 1) + vb * vb / (n_b - 1))\n    p_value = 2 * t_sf(abs(diff) / se, df)\n    t = t_ppf(1 - (1 - confidence) / 2, df)\n    return {"difference": diff, "ci_low": diff - t * se, "ci_high": diff + t * se, "p_value": min(1.0, p_value)}\n',
     'python_bodies': '"""Which `python` validator bodies a superuser approved on this server. The body sits in\nflywheel.validators, which flywheel_owner can write; what makes it runnable is an HMAC of it under\na key that only the server\'s OS user can read (a file in the data directory, made on first use).\ncreate_validator signs a body only for a superuser\'s login session; the insert trigger runs only\nbodies whose signature matches."""\n\nfrom __future__ import annotations\n\nimport hashlib\nimport hmac\nimport os\nfrom typing import Any\n\nKEY_FILE = "dbflywheel_python.key"  # in the backend\'s working directory: the data directory\n_key: bytes | None = None\n\n\ndef _key_path() -> str:\n    return os.environ.get("DBFLYWHEEL_PYTHON_KEY_FILE") or os.path.join(os.getcwd(), KEY_FILE)\n\n\ndef key() -> bytes:\n    global _key\n    if _key is None:\n        path = _key_path()\n        try:\n            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)\n        except FileExistsError:\n            pass\n        else:\n            with os.fdopen(fd, "wb") as f:\n                f.write(os.urandom(32))\n        with open(path, "rb") as f:\n            _key = f.read()\n        if len(_key) < 32:\n            raise RuntimeError(f"{path} is not a dbflywheel key (too short)")\n    return _key\n\n\ndef signature(body: str) -> str:\n    return hmac.new(key(), body.encode(), hashlib.sha256).hexdigest()\n\n\ndef approved(body: str, sig: Any) -> bool:\n    return isinstance(sig, str) and hmac.compare_digest(signature(body), sig)\n\n\ndef sign(plpy: Any, body: str) -> str:\n    """The signature of a body, for a superuser\'s login session only (session_user: inside a\n    SECURITY DEFINER function current_user is the definer)."""\n    row = plpy.execute("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = session_user")\n    if not row or not row[0]["rolsuper"]:\n        raise plpy.Error("only a superuser\'s session may approve a python validator")\n    return signature(body)\n',
-    'reviewers_auth': '"""Reviewers\' passwords and sign-in for the review web app (sql/630-reviewers.sql).\n\nPasswords are argon2id hashes (argon2-cffi). Sign-in answers the same way whatever was wrong\n(no such reviewer, wrong password, locked out), and costs one hash verification in every case,\nso neither the answer nor its time tells which."""\n\nfrom __future__ import annotations\n\nimport hashlib\nimport secrets\nfrom typing import Any\n\nMAX_FAILURES = 5  # failed sign-ins in a row before the account locks\nLOCK_MINUTES = 15\nSESSION_HOURS = 12\nMIN_PASSWORD = 10\n\n_hasher: Any = None\n_dummy_hash: str | None = None\n\n\ndef _argon() -> Any:\n    global _hasher, _dummy_hash\n    if _hasher is None:\n        from argon2 import PasswordHasher\n\n        _hasher = PasswordHasher()  # argon2id, the library\'s recommended cost\n        _dummy_hash = _hasher.hash(secrets.token_urlsafe(16))\n    return _hasher\n\n\ndef hash_password(plpy: Any, password: str | None) -> str:\n    if password is None or len(password) < MIN_PASSWORD:\n        plpy.error(f"create_reviewer: a password needs at least {MIN_PASSWORD} characters",\n                   sqlstate="22023", hint="choose a longer password (a passphrase is fine)")\n    return str(_argon().hash(password))\n\n\ndef _verify(stored: str, password: str) -> bool:\n    from argon2.exceptions import InvalidHashError, VerificationError\n\n    try:\n        return bool(_argon().verify(stored, password))\n    except (VerificationError, InvalidHashError):\n        return False\n\n\ndef sign_in(plpy: Any, name: str | None, password: str | None) -> list[dict[str, Any]]:\n    """One row (session token, CSRF token, reviewer, role) on success; no row otherwise."""\n    hasher = _argon()\n    rows = plpy.execute(plpy.prepare(\n        "SELECT r.name, r.role_name, r.password_hash, r.failed_attempts,"\n        " coalesce(r.locked_until > now(), false) AS locked"\n        " FROM flywheel.reviewers r WHERE r.name = $1", ["text"]), [name or ""])\n    if not rows:\n        _verify(_dummy_hash or hasher.hash("x"), password or "")  # the same cost as a real check\n        return []\n    row = rows[0]\n    good = _verify(row["password_hash"], password or "")\n    if row["locked"] or not good:\n        if not row["locked"]:\n            plpy.execute(plpy.prepare(\n                "UPDATE flywheel.reviewers SET"\n                " failed_attempts = CASE WHEN failed_attempts + 1 >= $2 THEN 0 ELSE failed_attempts + 1 END,"\n                " locked_until = CASE WHEN failed_attempts + 1 >= $2 THEN now() + make_interval(mins => $3)"\n                " ELSE locked_until END WHERE name = $1", ["text", "integer", "integer"]),\n                [row["name"], MAX_FAILURES, LOCK_MINUTES])\n        return []\n    token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)\n    plpy.execute(plpy.prepare(\n        "UPDATE flywheel.reviewers SET failed_attempts = 0, locked_until = NULL WHERE name = $1", ["text"]),\n        [row["name"]])\n    plpy.execute("DELETE FROM flywheel.web_sessions WHERE expires_at < now()")\n    plpy.execute(plpy.prepare(\n        "INSERT INTO flywheel.web_sessions (token_sha256, reviewer, csrf_token, expires_at)"\n        " VALUES ($1, $2, $3, now() + make_interval(hours => $4))", ["bytea", "text", "text", "integer"]),\n        [hashlib.sha256(token.encode()).digest(), row["name"], csrf, SESSION_HOURS])\n    return [{"session_token": token, "csrf_token": csrf, "reviewer": row["name"], "role_name": row["role_name"]}]\n',
     'validators_batch': '"""Which rows of a batch a set of re2 patterns can match, with one scan of all their texts at once.\n\nThe runtime joins one field\'s texts of a batch with SEPARATOR and scans the joined text once with\nthe alternation of every prefilter on that field (validators_builtin.Prefilter). A row is flagged\nwhen a match touches it; only flagged rows need their validators\' exact check().\n\nWhy no row with a match is missed: the separator starts and ends with a newline, which is what\n`\\\\b`, `(?m)^` and `(?m)$` see at a text\'s start and end on their own too (the prefilters use\nno other anchors), so a match inside a row on its own is also a match at the same place in the\njoined text. A scan from a position at or before it finds a match that starts at or before it,\nand that match either reaches it (the row is flagged) or ends before it, and the scan goes on\nfrom there. Matches that span the separator, or hide others, only flag rows.\n"""\n\nfrom __future__ import annotations\n\nfrom bisect import bisect_left, bisect_right\nfrom itertools import accumulate\nfrom typing import Any\n\nimport re2\n\nSEPARATOR = "\\n\\x00\\n"\n_SEP = SEPARATOR.encode()\n_COMPILED: dict[tuple[str, ...], Any] = {}\n# Only where a match is counts: re2 skips finding the patterns\' groups (the same matches).\n_OPTIONS = re2.Options()\n_OPTIONS.never_capture = True\n\ntry:  # re2\'s C++ matcher on bytes, without the wrapper\'s match objects and offset decoding\n    _UNANCHORED = re2._Anchor.UNANCHORED\n    _LOW_LEVEL = True\nexcept AttributeError:  # another google-re2 version: the public API on str\n    _LOW_LEVEL = False\n\n\ndef combined(patterns: tuple[str, ...]) -> Any:\n    """One regex for the alternation of several patterns (each a self-contained group)."""\n    rx = _COMPILED.get(patterns)\n    if rx is None:\n        rx = _COMPILED[patterns] = re2.compile("|".join(f"(?:{p})" for p in patterns), _OPTIONS)\n    return rx\n\n\ndef flag_rows(regex: Any, texts: list[str]) -> set[int]:\n    """Indexes of texts that regex may match (each text scanned as if on its own: see above)."""\n    if len(texts) == 1 and _LOW_LEVEL:\n        one = texts[0].encode()\n        return {0} if regex._regexp.Match(_UNANCHORED, one, 0, len(one))[0][0] >= 0 else set()\n    data: Any\n    if _LOW_LEVEL:\n        joined = SEPARATOR.join(texts)\n        if joined.isascii():  # bytes are characters: no text needs encoding on its own\n            chunks: list[Any] = texts\n            data = joined.encode()\n        else:\n            chunks = [t.encode() for t in texts]\n            data = _SEP.join(chunks)\n        match = regex._regexp.Match\n\n        def search(pos: int) -> tuple[int, int]:\n            return match(_UNANCHORED, data, pos, len(data))[0]  # type: ignore[no-any-return]\n    else:\n        chunks = texts\n        data = SEPARATOR.join(texts)\n\n        def search(pos: int) -> tuple[int, int]:\n            m = regex.search(data, pos)\n            return (-1, -1) if m is None else m.span()\n    flagged: set[int] = set()\n    starts: list[int] = []\n    ends: list[int] = []\n    pos, end = 0, len(data)\n    while pos <= end:\n        start, stop = search(pos)\n        if start < 0:\n            break\n        if not ends:  # where each text starts and ends in data (only once something matched)\n            sep = len(SEPARATOR)\n            ends = list(accumulate(len(chunk) + sep for chunk in chunks))\n            starts = [e - len(chunk) - sep for e, chunk in zip(ends, chunks, strict=True)]\n            ends = [e - sep for e in ends]\n        first = bisect_left(ends, start)  # rows whose [start, end] the match\'s [start, stop] touches\n        last = bisect_right(starts, stop) - 1\n        if first <= last:\n            flagged.update(range(first, last + 1))\n            # The rest of a flagged row needs no scan: go on after it (in the separator, ASCII).\n            pos = max(stop, ends[last] + 1)\n        else:  # a match within a separator\n            pos = stop if stop > start else start + 1\n    return flagged\n',
     'validators_builtin': '"""The built-in validator kinds: each checks its config once (at creation) and then judges traces.\n\nA kind is a class built from its config (raising ConfigError with a message that says what is\nwrong) whose `check(row)` returns a Result. Kinds that need the database (sql, anomaly, python,\nsql_codegen) instead implement `check_batch(plpy, rows, source)`, called once per statement.\nRows are dicts with the trace\'s columns. Nothing here raises into the caller on bad trace data:\nthe runner turns an exception into an `error` result, except a query cancel (statement_timeout,\npg_cancel_backend), which always goes up (is_cancel). PL/Python does not check for a cancel while\nPython runs, so each kind\'s work is capped (MAX_CHARS and the others below; README.md lists them).\n"""\n\nfrom __future__ import annotations\n\nimport json\nimport math\nimport re\nimport secrets\nimport sys\nimport time\nfrom typing import Any, NamedTuple\n\nimport re2\n\n\nclass ConfigError(ValueError):\n    """A validator config that cannot work; the message is shown to whoever created it."""\n\n\nclass Result(NamedTuple):\n    status: str  # pass | fail | error | skipped\n    score: float | None = None\n    label: str | None = None\n    details: dict[str, Any] | None = None\n\n\nTEXT_FIELDS = ("input", "output", "expected")\n# The common verdicts, shared: nothing to say beyond them. A score of 0 means "none found"\n# for the detectors (pii, injection, refusal), whose score measures what they found.\n_PASS = Result("pass", 1.0, None, None)\n_CLEAN = Result("pass", 0.0, None, None)\nPASS = _PASS\nMAX_DETAIL_CHARS = 200\n# The text-scanning kinds (regex, injection, json) examine a field\'s first MAX_CHARS characters\n# (pii: validators_pii.MAX_CHARS, the same); a JSON Schema check stops after MAX_SCHEMA_STEPS\n# keyword evaluations. README.md documents these caps.\nMAX_CHARS = 1_000_000\nMAX_SCHEMA_STEPS = 1_000_000\nCANCEL_SQLSTATE = "57014"  # query_canceled: statement_timeout and pg_cancel_backend() both raise it\n\n\ndef is_cancel(e: BaseException) -> bool:\n    """Whether e is PostgreSQL cancelling the statement (plpy.spiexceptions.QueryCanceled, or an\n    SPIError with its sqlstate): it must reach the server, never become an `error` result."""\n    return getattr(e, "sqlstate", None) == CANCEL_SQLSTATE or type(e).__name__ == "QueryCanceled"\n\n\ndef reraise_cancel(e: BaseException) -> None:\n    """For every broad `except`: a cancel goes on up, anything else is the caller\'s to handle."""\n    if is_cancel(e):\n        raise e\n\n\nclass Prefilter(NamedTuple):\n    """A promise of a kind that scans text, which lets the runtime judge a whole batch with one re2\n    scan per field: a row whose `field` text (its first `head` characters, if given) is not NULL\n    or empty and has no match of `pattern` gets exactly `clean` from check(). The pattern must not\n    use the anchors ^ $ \\\\A \\\\z outside (?m) (the runtime scans the texts joined by newlines)."""\n\n    field: str\n    pattern: str\n    clean: Result\n    head: int | None = None\n\n\n# An admin\'s regex is a prefilter only without these: anchors that mean "start or end of the text",\n# \\Q (it quotes up to the end, the wrapping group\'s parenthesis too) and \\C (any byte).\n_NOT_PREFILTERABLE = ("^", "$", "\\\\A", "\\\\z", "\\\\Q", "\\\\C")\n\n\ndef _short(text: str, limit: int = MAX_DETAIL_CHARS) -> str:\n    return text if len(text) <= limit else text[: limit - 1] + "…"\n\n\ndef _show(value: Any) -> str:\n    """A config value in a message: its repr, short (a message is one line of bounded length)."""\n    return _short(repr(value), 80)\n\n\ndef _known_keys(config: dict[str, Any], allowed: set[str], kind: str) -> None:\n    # Every kind also accepts the runner\'s own keys.\n    unknown = set(config) - allowed - {"input_guard", "description", "time_limit_ms"}\n    if unknown:\n        raise ConfigError(f"{kind}: unknown config key(s) {_short(str(sorted(unknown)))}; known: {sorted(allowed)}")\n    _flag(config, "input_guard", kind)\n    if not isinstance(config.get("description", ""), str):\n        raise ConfigError(f"{kind}: description must be a string, not {_show(config[\'description\'])}")\n    if "time_limit_ms" in config and _number(config, "time_limit_ms", kind, 0.0) <= 0:\n        raise ConfigError(f"{kind}: time_limit_ms must be a positive number, not {_show(config[\'time_limit_ms\'])}")\n\n\ndef _flag(config: dict[str, Any], key: str, kind: str, default: bool = False) -> bool:\n    value = config.get(key, default)\n    if not isinstance(value, bool):\n        raise ConfigError(f"{kind}: {key} must be true or false, not {_show(value)}")\n    return value\n\n\ndef _names(config: dict[str, Any], key: str, kind: str, allowed: Any, default: list[str]) -> list[str]:\n    """A non-empty list of names, each one of allowed (strings only: a list in it is no name)."""\n    value = config.get(key, default)\n    if (not isinstance(value, list) or not value or not all(isinstance(x, str) for x in value)\n            or not set(value) <= set(allowed)):\n        raise ConfigError(f"{kind}: {key} must be a non-empty list of {list(allowed)}, not {_show(value)}")\n    return value\n\n\ndef _field(config: dict[str, Any], kind: str, default: str, allowed: tuple[str, ...] = TEXT_FIELDS) -> str:\n    field = config.get("field", default)\n    if field not in allowed:\n        raise ConfigError(f"{kind}: field must be one of {list(allowed)}, not {_show(field)}")\n    return str(field)\n\n\ndef _count(config: dict[str, Any], key: str, kind: str) -> int | None:\n    value = config.get(key)\n    if value is None:\n        return None\n    if isinstance(value, bool) or not isinstance(value, int) or value < 0:\n        raise ConfigError(f"{kind}: {key} must be a non-negative integer, not {_show(value)}")\n    return value\n\n\ndef _number(config: dict[str, Any], key: str, kind: str, default: float) -> float:\n    value = config.get(key, default)\n    try:\n        number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan\n    except OverflowError:  # an integer of hundreds of digits\n        number = math.nan\n    if not math.isfinite(number):\n        raise ConfigError(f"{kind}: {key} must be a number, not {_show(value)}")\n    return number\n\n\ndef compile_re2(pattern: Any, kind: str, case_insensitive: bool = False) -> Any:\n    if not isinstance(pattern, str) or not pattern:\n        raise ConfigError(f"{kind}: pattern must be a non-empty string")\n    try:\n        return re2.compile(("(?i)" if case_insensitive else "") + pattern)\n    except Exception as e:  # re2 reports bytes; decode for a readable message\n        msg = e.args[0].decode() if e.args and isinstance(e.args[0], bytes) else str(e)\n        raise ConfigError(\n            f"{kind}: bad regular expression {_show(pattern)}: {_short(msg, 120)} (patterns are RE2: no "\n            "backreferences or lookaround)") from None\n\n\ntry:  # re2\'s C++ matcher without the wrapper\'s match objects: ~5x faster for a yes/no question\n    _UNANCHORED = re2._Anchor.UNANCHORED\n\n    def re2_found(regex: Any, text: str) -> bool:\n        encoded = text.encode()\n        return bool(regex._regexp.Match(_UNANCHORED, encoded, 0, len(encoded))[0][0] >= 0)\nexcept AttributeError:  # another google-re2 version: the public API\n    def re2_found(regex: Any, text: str) -> bool:\n        return regex.search(text) is not None\n\n\ndef strip_code_fence(text: str) -> str:\n    """LLMs wrap code in ```lang ... ```; the content is what counts."""\n    stripped = text.strip()\n    if stripped.startswith("```"):\n        first_newline = stripped.find("\\n")\n        body = stripped[first_newline + 1 :] if first_newline >= 0 else ""\n        end = body.rfind("```")\n        return body[:end] if end >= 0 else body\n    return text\n\n\n_WORD_CHUNK = 1 << 20\n\n\ndef count_words(text: str) -> int:\n    """len(text.split()), a megabyte at a time: the list of every word of a long text costs\n    ~50 bytes a word (a 100 MB text of one-letter words: gigabytes)."""\n    if len(text) <= _WORD_CHUNK:\n        return len(text.split())\n    words = 0\n    for at in range(0, len(text), _WORD_CHUNK):\n        words += len(text[at:at + _WORD_CHUNK].split())\n        # a word that runs across the cut was counted on both sides\n        if at and not text[at - 1].isspace() and not text[at].isspace():\n            words -= 1\n    return words\n\n\nclass Length:\n    def __init__(self, config: dict[str, Any]) -> None:\n        _known_keys(config, {"min_chars", "max_chars", "min_words", "max_words", "field"}, "length")\n        self.field = _field(config, "length", "output")\n        self.bounds = {k: _count(config, k, "length") for k in ("min_chars", "max_chars", "min_words", "max_words")}\n        if all(v is None for v in self.bounds.values()):\n            raise ConfigError("length: give at least one of min_chars, max_chars, min_words, max_words")\n        for unit in ("chars", "words"):\n            lo, hi = self.bounds[f"min_{unit}"], self.bounds[f"max_{unit}"]\n            if lo is not None and hi is not None and lo > hi:\n                raise ConfigError(f"length: min_{unit} ({lo}) is greater than max_{unit} ({hi})")\n        self.count_words = self.bounds["min_words"] is not None or self.bounds["max_words"] is not None\n\n    def passes(self, text: str | None) -> bool:\n        """Whether check() gives exactly _PASS for a row with this text (the runtime\'s quick path)."""\n        if text is None:\n            return False\n        measured = {"chars": len(text)}\n        if self.count_words:\n            measured["words"] = count_words(text)\n        for unit, n in measured.items():\n            lo, hi = self.bounds[f"min_{unit}"], self.bounds[f"max_{unit}"]\n            if (lo is not None and n < lo) or (hi is not None and n > hi):\n                return False\n        return True\n\n    def check(self, row: dict[str, Any]) -> Result:\n        text = row.get(self.field)\n        if text is None:\n            return Result("fail", 0.0, "missing", {"reason": f"no {self.field}"})\n        chars = len(text)\n        details: dict[str, Any] = {"chars": chars}\n        measured = {"chars": chars}\n        if self.count_words:\n            measured["words"] = details["words"] = count_words(text)\n        for unit, n in measured.items():\n            lo, hi = self.bounds[f"min_{unit}"], self.bounds[f"max_{unit}"]\n            if lo is not None and n < lo:\n                return Result("fail", 0.0, "too_short", {**details, "reason": f"{n} {unit} < min_{unit} {lo}"})\n            if hi is not None and n > hi:\n                return Result("fail", 0.0, "too_long", {**details, "reason": f"{n} {unit} > max_{unit} {hi}"})\n        return _PASS\n\n\nclass Regex:\n    def __init__(self, config: dict[str, Any]) -> None:\n        _known_keys(config, {"pattern", "field", "must_match", "case_insensitive", "label"}, "regex")\n        self.field = _field(config, "regex", "output", (*TEXT_FIELDS, "any"))\n        self.must_match = _flag(config, "must_match", "regex")\n        self.regex = compile_re2(config.get("pattern"), "regex", _flag(config, "case_insensitive", "regex"))\n        label = config.get("label", "matched" if not self.must_match else "no_match")\n        if not isinstance(label, str) or not label:\n            raise ConfigError(f"regex: label must be a non-empty string, not {_show(label)}")\n        self.label = label\n        self._no_match = Result("fail", 0.0, self.label, {"reason": "the pattern does not match"})\n        self.prefilters: list[Prefilter] = []\n        pattern = config["pattern"]\n        if not any(s in pattern for s in _NOT_PREFILTERABLE) and not re2_found(self.regex, ""):\n            scoped = ("(?i:" if config.get("case_insensitive", False) else "(?:") + pattern + ")"\n            clean = self._no_match if self.must_match else _PASS\n            fields = ("input", "output") if self.field == "any" else (self.field,)\n            self.prefilters = [Prefilter(f, scoped, clean, MAX_CHARS) for f in fields]\n\n    def check(self, row: dict[str, Any]) -> Result:\n        fields = ("input", "output") if self.field == "any" else (self.field,)\n        for field in fields:\n            text = (row.get(field) or "")[:MAX_CHARS]\n            m = self.regex.search(text) if re2_found(self.regex, text) else None\n            if m is not None:\n                details = {"field": field, "match": _short(m.group()), "at": m.start()}\n                if self.must_match:\n                    return Result("pass", 1.0, None, details)\n                return Result("fail", 0.0, self.label, details)\n        if self.must_match:\n            return self._no_match\n        return _PASS\n\n\nclass _TooComplex(Exception):\n    """A JSON Schema check that ran out of its MAX_SCHEMA_STEPS."""\n\n\ndef _canonical(value: Any) -> Any:\n    """A hashable form of a JSON value under JSON Schema\'s equality (jsonschema\'s `equal`: true is\n    not 1, 1 is 1.0, objects compare by keys and values)."""\n    if isinstance(value, bool) or value is None:\n        return ("b", value)\n    if isinstance(value, str):\n        return ("s", value)\n    if isinstance(value, list):\n        return ("l", tuple(map(_canonical, value)))\n    if isinstance(value, dict):\n        return ("d", frozenset((k, _canonical(v)) for k, v in value.items()))\n    return ("n", value)\n\n\ndef _unique_items(validator: Any, unique: Any, instance: Any, schema: Any) -> Any:\n    # jsonschema\'s own compares every pair of items it cannot sort (objects): quadratic.\n    if unique and validator.is_type(instance, "array"):\n        seen: set[Any] = set()\n        for item in instance:\n            key = _canonical(item)\n            if key in seen:\n                from jsonschema import ValidationError\n\n                yield ValidationError(f"{_short(repr(instance), 80)} has non-unique elements")\n                return\n            seen.add(key)\n\n\n_RE2_CACHE: dict[str, Any] = {}\n\n\ndef _schema_re2(pattern: str) -> Any:\n    rx = _RE2_CACHE.get(pattern)\n    if rx is None:\n        if len(_RE2_CACHE) > 256:\n            _RE2_CACHE.clear()\n        rx = _RE2_CACHE[pattern] = compile_re2(pattern, "json")\n    return rx\n\n\ndef _pattern(validator: Any, pattern: Any, instance: Any, schema: Any) -> Any:\n    # re2 (linear time) instead of Python\'s re, which backtracks: "^(a+)+$" on "aaaa…!" never ends.\n    if validator.is_type(instance, "string") and not re2_found(_schema_re2(pattern), instance):\n        from jsonschema import ValidationError\n\n        yield ValidationError(f"{_short(repr(instance), 80)} does not match {pattern!r}")\n\n\ndef _pattern_properties(validator: Any, patterns: Any, instance: Any, schema: Any) -> Any:\n    if not validator.is_type(instance, "object"):\n        return\n    for pattern, subschema in patterns.items():\n        rx = _schema_re2(pattern)\n        for k, v in instance.items():\n            if re2_found(rx, k):\n                yield from validator.descend(v, subschema, path=k, schema_path=pattern)\n\n\ndef _refuse_retrieval(uri: str) -> Any:\n    from referencing.exceptions import NoSuchResource\n\n    raise NoSuchResource(ref=uri)  # type: ignore[call-arg]  # never the network: only what is inside the schema\n\n\n_NOT_SCHEMAS = ("enum", "const", "default", "examples")  # values there are data, not subschemas\n\n\ndef _refs(node: Any, base: str, out: list[tuple[str, str]]) -> None:\n    """Every $ref (and $dynamicRef, $recursiveRef) in a schema, with the URI it resolves to."""\n    from urllib.parse import urljoin\n\n    if isinstance(node, list):\n        for item in node:\n            _refs(item, base, out)\n        return\n    if not isinstance(node, dict):\n        return\n    for key in ("$id", "id"):\n        if isinstance(node.get(key), str):\n            base = urljoin(base, node[key])\n    for key, value in node.items():\n        if key in ("$ref", "$dynamicRef", "$recursiveRef") and isinstance(value, str):\n            out.append((value, urljoin(base, value)))\n        elif key not in _NOT_SCHEMAS:\n            _refs(value, base, out)\n\n\nclass _Schema:\n    """A JSON Schema check that fetches nothing, matches patterns with re2, checks uniqueItems in\n    linear time and stops after MAX_SCHEMA_STEPS keyword evaluations (anyOf over a recursive $ref\n    doubles the work at each level of nesting: without a cap, 40 levels never end)."""\n\n    def __init__(self, schema: Any) -> None:\n        import jsonschema\n        import referencing\n\n        cls = jsonschema.validators.validator_for(schema)\n        self.steps = 0\n        keywords = {**cls.VALIDATORS, "uniqueItems": _unique_items, "pattern": _pattern,\n                    "patternProperties": _pattern_properties}\n        keywords = {k: self._counted(fn) for k, fn in keywords.items()}\n        self.cls = jsonschema.validators.extend(cls, validators=keywords)\n        self.validator = self.cls(schema, registry=referencing.Registry(retrieve=_refuse_retrieval))  # type: ignore[call-arg]\n\n    def _counted(self, fn: Any) -> Any:\n        def keyword(validator: Any, value: Any, instance: Any, schema: Any) -> Any:\n            self.steps += 1\n            if self.steps > MAX_SCHEMA_STEPS:\n                raise _TooComplex\n            return fn(validator, value, instance, schema)\n\n        return keyword\n\n    def first_error(self, value: Any) -> Any:\n        self.steps = 0\n        return next(iter(self.validator.iter_errors(value)), None)\n\n\ndef _check_schema(schema: Any) -> _Schema:\n    """The config\'s schema, checked: a valid JSON Schema of a known dialect, RE2 patterns, and\n    references only inside it (a $ref to a URL would make the server fetch it during an INSERT)."""\n    import jsonschema\n    from referencing.exceptions import Unresolvable\n\n    if not isinstance(schema, dict | bool):\n        raise ConfigError("json: schema must be a JSON Schema object")\n    if isinstance(schema, dict) and "$schema" in schema:\n        dialect = schema["$schema"]\n        if not isinstance(dialect, str) or jsonschema.validators.validator_for(schema, default=None) is None:\n            raise ConfigError(f"json: unknown $schema {_show(dialect)}; use a JSON Schema draft\'s URI "\n                              "(draft 4 to 2020-12), or leave it out")\n    cls = jsonschema.validators.validator_for(schema)\n    try:\n        cls.check_schema(schema)\n    except jsonschema.SchemaError as e:\n        raise ConfigError(f"json: the schema is not a valid JSON Schema: {_short(e.message, 200)}") from None\n    except RecursionError:\n        raise ConfigError("json: the schema is nested too deeply") from None\n    checked = _Schema(schema)\n    found: list[tuple[str, str]] = []\n    try:\n        _refs(schema, "", found)\n    except RecursionError:\n        raise ConfigError("json: the schema is nested too deeply") from None\n    resolver = getattr(checked.validator, "_resolver", None)\n    for ref, target in found:\n        try:\n            if resolver is not None:\n                resolver.lookup(target)\n        except Unresolvable:\n            raise ConfigError(f"json: $ref {_show(ref)} does not resolve inside the schema; references outside "\n                              "the schema (URLs, files) are never fetched") from None\n    for pattern in _schema_patterns(schema):\n        _schema_re2(pattern)  # a ConfigError that says RE2\n    return checked\n\n\ndef _schema_patterns(node: Any) -> list[str]:\n    out: list[str] = []\n    stack = [node]\n    while stack:\n        n = stack.pop()\n        if isinstance(n, list):\n            stack.extend(n)\n        elif isinstance(n, dict):\n            for key, value in n.items():\n                if key == "pattern" and isinstance(value, str):\n                    out.append(value)\n                elif key == "patternProperties" and isinstance(value, dict):\n                    out.extend(value)\n                if key not in _NOT_SCHEMAS:\n                    stack.append(value)\n    return out\n\n\nclass Json:\n    def __init__(self, config: dict[str, Any]) -> None:\n        _known_keys(config, {"schema", "field", "strip_code_fence"}, "json")\n        self.field = _field(config, "json", "output")\n        self.strip = _flag(config, "strip_code_fence", "json", True)\n        self.validator: _Schema | None = None\n        if "schema" in config:\n            self.validator = _check_schema(config["schema"])\n\n    def check(self, row: dict[str, Any]) -> Result:\n        text = row.get(self.field)\n        if text is None or not text.strip():\n            return Result("fail", 0.0, "missing", {"reason": f"no {self.field}"})\n        if len(text) > MAX_CHARS:\n            return Result("fail", 0.0, "too_large", {"reason": f"more than {MAX_CHARS} characters",\n                                                     "chars": len(text)})\n        if self.strip:\n            text = strip_code_fence(text)\n        try:\n            value = json.loads(text)\n        except RecursionError:\n            return Result("fail", 0.0, "too_deep", {"reason": "JSON nested too deeply to parse"})\n        except ValueError as e:\n            return Result("fail", 0.0, "invalid_json", {"reason": _short(str(e))})\n        if self.validator is not None:\n            from referencing.exceptions import Unresolvable\n\n            try:\n                error = self.validator.first_error(value)\n            except RecursionError:\n                return Result("fail", 0.0, "too_deep", {"reason": "JSON nested too deeply to validate"})\n            except _TooComplex:\n                return Result("fail", 0.0, "too_complex",\n                              {"reason": f"the schema check took more than {MAX_SCHEMA_STEPS} steps"})\n            except Unresolvable as e:  # a stored config from before references were checked\n                return Result("error", None, "unresolvable_ref", {"error": _short(f"{e}; nothing is fetched", 500)})\n            if error is not None:\n                path = "/".join(str(p) for p in error.absolute_path)\n                return Result("fail", 0.0, "schema_mismatch", {"reason": _short(error.message), "path": path})\n        return _PASS\n\n\nclass Pii:\n    def __init__(self, config: dict[str, Any]) -> None:\n        import validators_pii\n\n        self.pii = validators_pii\n        _known_keys(config, {"fields", "categories"}, "pii")\n        fields = _names(config, "fields", "pii", TEXT_FIELDS, ["input", "output"])\n        cats = _names(config, "categories", "pii", validators_pii.CATEGORIES, list(validators_pii.CATEGORIES))\n        self.fields, self.categories = fields, set(cats)\n        self.prefilters = [Prefilter(f, validators_pii.MAYBE_ANY, _CLEAN, validators_pii.MAX_CHARS) for f in fields]\n\n    def check(self, row: dict[str, Any]) -> Result:\n        found: dict[str, dict[str, int]] = {}\n        truncated = []\n        for field in self.fields:\n            counts, capped = self.pii.categories_capped(row.get(field))\n            counts = {c: n for c, n in counts.items() if c in self.categories}\n            if counts:\n                found[field] = counts\n                if capped:\n                    truncated.append(field)\n        if not found:\n            return _CLEAN\n        cats = sorted({c for counts in found.values() for c in counts})\n        total = sum(n for counts in found.values() for n in counts.values())\n        details: dict[str, Any] = {"categories": cats, "fields": found}\n        if truncated:  # a cap stopped the count (README.md: the validators\' caps)\n            details["truncated"] = truncated\n        return Result("fail", float(total), cats[0], details)\n\n\n# Signals of prompt injection and jailbreaks, with a weight each; the score combines them\n# as independent evidence: 1 - prod(1 - w).\nINJECTION_SIGNALS = {\n    "ignore_instructions": (\n        r"(?i)\\b(ignore|disregard|forget|override|bypass)\\b[^.\\n]{0,40}\\b(instructions?|prompts?|rules|"\n        r"directions|guidelines|guardrails|context)\\b",\n        0.8,\n    ),\n    "reveal_prompt": (\n        r"(?i)\\b(reveal|show|print|repeat|output|leak|tell me|what is|what are)\\b[^.\\n]{0,30}\\b(system|hidden|"\n        r"initial|original|secret)\\s+(prompt|instructions|message)",\n        0.6,\n    ),\n    "role_override": (\n        r"(?i)(\\byou are now\\b|\\bfrom now on,? you\\b|\\bpretend (to be|you are)\\b|\\bact as (an? )?(unrestricted|"\n        r"unfiltered|jailbroken|evil|uncensored)\\b|\\broleplay as\\b)",\n        0.5,\n    ),\n    "jailbreak_persona": (r"(\\bDAN\\b|(?i:\\b(do anything now|developer mode|jailbreak|jailbroken|god mode)\\b))", 0.6),\n    "chat_markup": (r"(<\\|im_start\\|>|<\\|system\\|>|\\[/?INST\\]|<<SYS>>|(?im:^[ \\t]*(system|assistant)[ \\t]*:))", 0.5),\n    "no_restrictions": (\n        r"(?i)\\b(without|no|ignore (any|all|your)?)\\s+(restrictions|filters|limitations|censorship|"\n        r"safety (guidelines|rules))\\b",\n        0.4,\n    ),\n    "encoded_payload": (r"[A-Za-z0-9+/]{200,}={0,2}", 0.2),\n}\n# re2 runs in linear time on untrusted text. One search for any signal at all keeps the common\n# case (no signal) to a single pass; the signals are told apart only when there is one.\n_INJECTION = {name: (re2.compile(p), w) for name, (p, w) in INJECTION_SIGNALS.items()}\n_ANY_INJECTION = re2.compile("|".join(f"(?:{p})" for p, _ in INJECTION_SIGNALS.values()))\n\n\nclass Injection:\n    def __init__(self, config: dict[str, Any]) -> None:\n        _known_keys(config, {"threshold", "field"}, "injection")\n        self.field = _field(config, "injection", "input")\n        self.threshold = _number(config, "threshold", "injection", 0.5)\n        if not 0 < self.threshold <= 1:\n            raise ConfigError("injection: threshold must be in (0, 1]")\n        self.prefilters = [Prefilter(self.field, _ANY_INJECTION.pattern, _CLEAN, MAX_CHARS)]\n\n    def check(self, row: dict[str, Any]) -> Result:\n        text = (row.get(self.field) or "")[:MAX_CHARS]\n        if not re2_found(_ANY_INJECTION, text):\n            return _CLEAN\n        signals = [name for name, (rx, _) in _INJECTION.items() if rx.search(text) is not None]\n        keep = 1.0\n        for name in signals:\n            keep *= 1 - _INJECTION[name][1]\n        score = round(1 - keep, 4)\n        details = {"signals": signals} if signals else {}\n        if score >= self.threshold:\n            return Result("fail", score, "injection", details)\n        return Result("pass", score, None, details)\n\n\nREFUSAL_PATTERNS = {\n    "refusal": (\n        r"(?i)(\\bI(\'m| am)( really| very)? sorry,? but I (can\'t|cannot|won\'t|am unable|\'m unable|am not able)\\b|"\n        r"\\bI (can\'t|cannot|won\'t|will not) (help|assist|comply|provide|do that|fulfill)\\b|"\n        r"\\bI(\'m| am) (unable|not able) to (help|assist|comply|provide)\\b|"\n        r"\\bas an AI( language model)?,? I (can\'t|cannot|don\'t|do not)\\b|"\n        r"\\b(this|that) (request )?(goes against|violates) (my|the) (guidelines|policies|policy)\\b)"\n    ),\n    "dont_know": (\n        r"(?i)(\\bI (don\'t|do not) know\\b|\\bI(\'m| am) not sure\\b|\\bI (don\'t|do not) have (enough )?(information|"\n        r"access|data)\\b|\\bI (couldn\'t|could not|can\'t|cannot) find (any )?(information|anything)\\b|"\n        r"\\bno information (is )?available\\b)"\n    ),\n}\n_REFUSAL = {label: re2.compile(p) for label, p in REFUSAL_PATTERNS.items()}\nREFUSAL_HEAD = 2000\n_ANY_REFUSAL = re2.compile("|".join(f"(?:{p})" for p in REFUSAL_PATTERNS.values()))\n\n\nclass Refusal:\n    def __init__(self, config: dict[str, Any]) -> None:\n        _known_keys(config, {"field", "count_dont_know"}, "refusal")\n        self.field = _field(config, "refusal", "output")\n        self.labels = ["refusal"] + (["dont_know"] if _flag(config, "count_dont_know", "refusal", True) else [])\n        self.prefilters = [Prefilter(self.field, _ANY_REFUSAL.pattern, _CLEAN, REFUSAL_HEAD)]\n\n    def check(self, row: dict[str, Any]) -> Result:\n        text = row.get(self.field)\n        if not text:\n            return Result("skipped", None, None, {"reason": f"no {self.field}"})\n        head = text[:REFUSAL_HEAD]  # a refusal says so up front; do not scan a megabyte for it\n        if not re2_found(_ANY_REFUSAL, head):\n            return _CLEAN\n        for label in self.labels:\n            m = _REFUSAL[label].search(head)\n            if m is not None:\n                return Result("fail", 1.0, label, {"match": _short(m.group())})\n        return Result("pass", 0.0, None, {})\n\n\n# Scripts that identify a language (or a small family) on their own.\n_SCRIPTS = [\n    ("ru", "[\\u0400-\\u04FF]"), ("el", "[\\u0370-\\u03FF]"), ("he", "[\\u0590-\\u05FF]"),\n    ("ar", "[\\u0600-\\u06FF]"), ("hi", "[\\u0900-\\u097F]"), ("th", "[\\u0E00-\\u0E7F]"),\n    ("ko", "[\\uAC00-\\uD7AF]"), ("ja", "[\\u3040-\\u30FF]"), ("zh", "[\\u4E00-\\u9FFF]"),\n]\n_SCRIPT_RX = [(lang, re.compile(p)) for lang, p in _SCRIPTS]\n# The most frequent function words of the Latin-script languages told apart here.\n_STOPWORDS = {\n    "en": "the and is are of to in that it for you with on this what how was not be have",\n    "de": "der die das und ist nicht ich sie es zu mit den ein eine auf für von wie was",\n    "fr": "le la les et est des une un que qui pas pour dans sur vous ce il je du",\n    "es": "el la los las y es de que en un una por para con no se como qué su",\n    "it": "il lo la gli le e è di che un una per non con sono come del della",\n    "pt": "o a os as e é de que em um uma para com não se do da como você",\n    "nl": "de het een en is van dat die niet ik je op te met voor zijn wat",\n}\n_STOP = {lang: set(words.split()) for lang, words in _STOPWORDS.items()}\n_WORD = re.compile(r"[^\\W\\d_]+")\nLANGUAGES = sorted({lang for lang, _ in _SCRIPTS} | set(_STOP))\n\n\ndef detect_language(text: str) -> str | None:\n    sample = text[:2000]\n    for lang, rx in _SCRIPT_RX:\n        if len(rx.findall(sample)) >= 3:\n            return lang\n    words = [w.lower() for w in _WORD.findall(sample)]\n    if len(words) < 3:\n        return None\n    hits = {lang: sum(1 for w in words if w in stop) for lang, stop in _STOP.items()}\n    best = max(hits, key=lambda k: hits[k])\n    return best if hits[best] >= 2 else None\n\n\nclass Language:\n    def __init__(self, config: dict[str, Any]) -> None:\n        _known_keys(config, {"allowed", "field", "min_chars"}, "language")\n        allowed = config.get("allowed")\n        if not isinstance(allowed, list) or not allowed or not all(isinstance(a, str) for a in allowed):\n            raise ConfigError(f"language: allowed must be a non-empty list of language codes, e.g. {LANGUAGES}")\n        unknown = set(allowed) - set(LANGUAGES)\n        if unknown:\n            raise ConfigError(f"language: unknown language code(s) {sorted(unknown)}; known: {LANGUAGES}")\n        self.allowed = set(allowed)\n        self.field = _field(config, "language", "input")\n        self.min_chars = _count(config, "min_chars", "language") or 20\n\n    def check(self, row: dict[str, Any]) -> Result:\n        text = row.get(self.field) or ""\n        if len(text.strip()) < self.min_chars:\n            return Result("skipped", None, None, {"reason": f"{self.field} shorter than {self.min_chars} characters"})\n        lang = detect_language(text)\n        if lang is None:\n            return Result("skipped", None, None, {"reason": "language not recognised"})\n        return Result("pass" if lang in self.allowed else "fail", None, lang, {"language": lang})\n\n\nclass Classifier:\n    def __init__(self, config: dict[str, Any]) -> None:\n        _known_keys(config, {"labels", "case_sensitive"}, "classifier")\n        labels = config.get("labels")\n        if labels is not None and (not isinstance(labels, list) or not all(isinstance(x, str) for x in labels)):\n            raise ConfigError("classifier: labels must be a list of strings")\n        self.case_sensitive = _flag(config, "case_sensitive", "classifier")\n        self.labels = None if labels is None else {self._norm(x) for x in labels}\n\n    def _norm(self, text: str) -> str:\n        text = text.strip().strip(".").strip()\n        return text if self.case_sensitive else text.casefold()\n\n    def check(self, row: dict[str, Any]) -> Result:\n        output = row.get("output")\n        if output is None:\n            return Result("fail", 0.0, "missing", {"reason": "no output"})\n        got = self._norm(output)\n        if self.labels is not None and got not in self.labels:\n            return Result("fail", 0.0, "unknown_label", {"reason": f"{_short(got, 60)!r} is not one of the labels"})\n        expected = row.get("expected")\n        if expected is None:\n            return Result("skipped", None, got, {"reason": "no expected label"})\n        ok = got == self._norm(expected)\n        return Result("pass" if ok else "fail", 1.0 if ok else 0.0, got, {"expected": _short(self._norm(expected), 60)})\n\n\nclass Rollback(Exception):\n    """Raised to leave a subtransaction that must never keep what it did."""\n\n\ndef _read_only_subtransaction(plpy: Any, fn: Any) -> Any:\n    """Run fn() in a subtransaction that is always rolled back, and return its value. (The\n    callers in SQL make the whole evaluation read-only: a SET LOCAL here would not last, since\n    PostgreSQL restores the read-only flag when PL/Python\'s own subtransaction of each execute ends.)"""\n    box: list[Any] = []\n    try:\n        with plpy.subtransaction():\n            box.append(fn())\n            raise Rollback\n    except Rollback:\n        pass\n    return box[0]\n\n\nclass Sql:\n    """A boolean SQL expression over the trace row, run set-wise on the batch."""\n\n    def __init__(self, config: dict[str, Any], plpy: Any = None) -> None:\n        _known_keys(config, {"expression"}, "sql")\n        expr = config.get("expression")\n        if not isinstance(expr, str) or not expr.strip():\n            raise ConfigError(\'sql: config needs {"expression": "<boolean SQL over the trace row>"}\')\n        self.expression = expr\n        self.plans: dict[str, Any] = {}\n        if plpy is not None:  # create_validator: checked once, where writing is possible\n            # Checked (parsed as flywheel_sql_checker, rolled back) before the owner ever parses\n            # it: parsing runs the input functions of its literals, a domain\'s CHECK included.\n            self._refuse_volatile(plpy)\n            self._plan(plpy, "table")\n\n    def _plan(self, plpy: Any, source: str) -> Any:\n        plan = self.plans.get(source)\n        if plan is None:\n            # The expression is the admin\'s SQL, like a view\'s; prepare() below refuses a second statement.\n            if source == "table":\n                query = (f"SELECT t.id, (\\n{self.expression}\\n)::boolean AS ok"  # noqa: S608\n                         " FROM flywheel.traces t WHERE t.id = ANY($1)")\n                types = ["bigint[]"]\n            else:  # a trace that is not stored (check_input): one row built from JSON\n                query = (f"SELECT t.id, (\\n{self.expression}\\n)::boolean AS ok"  # noqa: S608\n                         " FROM jsonb_populate_record(NULL::flywheel.traces, $1) t")\n                types = ["jsonb"]\n            try:\n                # prepare() refuses several statements, so the expression cannot smuggle one in.\n                plan = plpy.prepare(query, types)\n            except plpy.SPIError as e:\n                raise ConfigError(f"sql: the expression does not compile against a trace row: {e}") from None\n            self.plans[source] = plan\n        return plan\n\n    def _refuse_volatile(self, plpy: Any) -> None:\n        # Checked on what PostgreSQL parsed, by oid (flywheel._unsafe_calls): no volatile function\n        # (pg_sleep, nextval, writes), nothing outside the flywheel schema (pg_authid, temp objects).\n        # A column named by a nonce after the expression: text that closes the parentheses early or\n        # comments out the rest cannot produce it (checked in _unsafe_calls).\n        nonce = "end_" + secrets.token_hex(8)\n        query = f"SELECT (\\n{self.expression}\\n)::boolean AS ok, 1 AS {nonce} FROM flywheel.traces t"  # noqa: S608\n        problem = plpy.execute(\n            plpy.prepare("SELECT flywheel._one_select_problem($1) AS problem", ["text"]), [query]\n        )[0]["problem"]\n        if problem:\n            raise ConfigError(f"sql: the expression does not compile against a trace row: {problem}")\n        problem = plpy.execute(\n            plpy.prepare("SELECT flywheel._unsafe_calls($1, ARRAY[\'flywheel\'], ARRAY[\'ok\', $2]) AS problem",\n                         ["text", "text"]), [query, nonce]\n        )[0]["problem"]\n        if problem:\n            raise ConfigError(f"sql: the expression is refused: {problem}; a check only reads the trace "\n                              "with non-volatile built-in functions")\n\n    def check_batch(self, plpy: Any, rows: list[dict[str, Any]], source: str) -> list[Result]:\n        plan = self._plan(plpy, source)\n        args: list[Any]\n        if source == "table":\n            args = [[r["id"] for r in rows]]\n        else:\n            args = [json.dumps({k: v for k, v in rows[0].items() if k != "metadata"})]\n        found = _read_only_subtransaction(plpy, lambda: {r["id"]: r["ok"] for r in plpy.execute(plan, args)})\n        out = []\n        for r in rows:\n            ok = found.get(r["id"], None)\n            if ok is None:\n                out.append(Result("skipped", None, None, {"reason": "the expression is NULL for this trace"}))\n            else:\n                out.append(Result("pass" if ok else "fail", 1.0 if ok else 0.0, None, {}))\n        return out\n\n\n_NO_BASELINE = Result("skipped", None, None, {"reason": "no baseline yet for this model and node"})\n\n\nclass Anomaly:\n    """Latency, cost or tokens far from the recent norm of the same model and node: a robust\n    z-score on the log scale against flywheel._anomaly_baselines (median and MAD per metric),\n    which flywheel.refresh_anomaly_baselines() recomputes off the insert path."""\n\n    METRICS = ("latency_ms", "cost_usd", "tokens_in", "tokens_out")\n    CACHE_SECONDS = 60.0\n\n    def __init__(self, config: dict[str, Any]) -> None:\n        _known_keys(config, {"metrics", "threshold", "min_samples"}, "anomaly")\n        self.metrics = _names(config, "metrics", "anomaly", self.METRICS, ["latency_ms", "cost_usd", "tokens_out"])\n        self.threshold = _number(config, "threshold", "anomaly", 4.0)\n        self.min_samples = _count(config, "min_samples", "anomaly") or 30\n        if self.threshold <= 0:\n            raise ConfigError("anomaly: threshold must be positive")\n        self.baselines: dict[tuple[Any, Any, str], tuple[int, float, float]] = {}\n        self.loaded_at = -math.inf\n\n    def _load(self, plpy: Any) -> None:\n        now = time.monotonic()\n        if now - self.loaded_at < self.CACHE_SECONDS:\n            return\n        rows = plpy.execute("SELECT model, node, metric, n, median_log, mad_log FROM flywheel._anomaly_baselines")\n        self.baselines = {(r["model"], r["node"], r["metric"]): (r["n"], r["median_log"], r["mad_log"]) for r in rows}\n        self.loaded_at = now\n\n    def check_batch(self, plpy: Any, rows: list[dict[str, Any]], source: str) -> list[Result]:\n        self._load(plpy)\n        return [self.check(r) for r in rows]\n\n    def check(self, row: dict[str, Any]) -> Result:\n        worst: tuple[float, str] | None = None\n        measured: dict[str, float] = {}\n        for metric in self.metrics:\n            value = row.get(metric)\n            base = self.baselines.get((row.get("model"), row.get("node"), metric))\n            if value is None or base is None or base[0] < self.min_samples:\n                continue\n            spread = max(1.4826 * base[2], 0.05)  # a floor, so a constant history does not flag noise\n            z = abs(math.log1p(max(float(value), 0.0)) - base[1]) / spread\n            measured[metric] = round(z, 2)\n            if worst is None or z > worst[0]:\n                worst = (z, metric)\n        if worst is None:\n            return _NO_BASELINE\n        if worst[0] > self.threshold:\n            return Result("fail", round(worst[0], 2), worst[1], {"z": measured})\n        return Result("pass", round(worst[0], 2), None, {"z": measured})\n\n\nclass Python:\n    """An admin\'s PL/Python body: `trace` is a dict of the row; return True/False, a score, a dict\n    (status, score, label, details) or None (skipped). Runs read-only with a time limit."""\n\n    def __init__(self, config: dict[str, Any]) -> None:\n        _known_keys(config, {"body", "threshold", "time_limit_ms", "signature"}, "python")\n        body = config.get("body")\n        if not isinstance(body, str) or not body.strip():\n            raise ConfigError(\'python: config needs {"body": "<python code that returns a verdict>"}\')\n        self.body, self.signature = body, config.get("signature")\n        self.threshold = _number(config, "threshold", "python", 0.5)\n        self.time_limit = _number(config, "time_limit_ms", "python", 1000.0) / 1000\n        source = "def _validate(trace, plpy):\\n" + "\\n".join("    " + line for line in body.splitlines())\n        try:\n            code = compile(source, "<python validator>", "exec")\n        except SyntaxError as e:\n            raise ConfigError(f"python: the body does not compile: {e.msg} (line {e.lineno})") from None\n        namespace: dict[str, Any] = {}\n        exec(code, namespace)  # noqa: S102 (an admin\'s validator body, checked at creation)\n        self.fn = namespace["_validate"]\n\n    def check_batch(self, plpy: Any, rows: list[dict[str, Any]], source: str) -> list[Result]:\n        from python_bodies import approved\n\n        if not approved(self.body, self.signature):\n            # Written by someone other than a superuser\'s create_validator (or on another server).\n            why = "this python body was not approved by a superuser on this server: create_validator it again as one"\n            return [Result("error", None, "not_approved", {"error": why})] * len(rows)\n        out = []\n        for row in rows:\n            try:\n                out.append(_read_only_subtransaction(plpy, lambda row=row: self._verdict(self._run(row, plpy))))\n            except Exception as e:\n                reraise_cancel(e)\n                out.append(error_result(e))\n        return out\n\n    def _run(self, row: dict[str, Any], plpy: Any) -> Any:\n        deadline = time.monotonic() + self.time_limit\n        limit_ms = int(self.time_limit * 1000)\n\n        def tracer(frame: Any, event: str, arg: Any) -> Any:\n            if time.monotonic() > deadline:\n                raise TimeoutError(f"the validator ran longer than its time limit of {limit_ms} ms")\n            return tracer\n\n        previous = sys.gettrace()\n        sys.settrace(tracer)\n        try:\n            return self.fn(dict(row), plpy)\n        finally:\n            sys.settrace(previous)\n\n    def _verdict(self, value: Any) -> Result:\n        if value is None:\n            return Result("skipped", None, None, {"reason": "the validator returned None"})\n        if isinstance(value, bool):\n            return Result("pass" if value else "fail", 1.0 if value else 0.0, None, {})\n        if isinstance(value, int | float):\n            return Result("pass" if value >= self.threshold else "fail", float(value), None, {})\n        if isinstance(value, dict):\n            status = value.get("status")\n            score = value.get("score")\n            if status is None and score is not None:\n                status = "pass" if float(score) >= self.threshold else "fail"\n            if status not in ("pass", "fail", "skipped"):\n                raise ValueError(f"the validator returned status {status!r}; expected pass, fail or skipped")\n            details = value.get("details") or {}\n            label = value.get("label")\n            return Result(status, None if score is None else float(score), None if label is None else str(label),\n                          details if isinstance(details, dict) else {"value": details})\n        raise ValueError(f"the validator returned a {type(value).__name__}; expected bool, number, dict or None")\n\n\ndef error_result(e: BaseException) -> Result:\n    message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__\n    return Result("error", None, type(e).__name__, {"error": _short(message, 500)})\n',
     'validators_pii': '"""Finds personal data (e-mail, phone, payment card, IBAN, SSN, IP address) in text, and redacts it.\n\nOne detector serves the `pii` validator and flywheel.redact_pii(): what the validator flags is\nexactly what redaction removes. Candidates come from linear-time re2 patterns; cards must pass\nthe Luhn check and IBANs the mod-97 check, so order numbers and dates are not flagged.\n"""\n\nfrom __future__ import annotations\n\nimport re\nfrom collections.abc import Iterator\nfrom itertools import islice\nfrom typing import Any\n\nimport re2\n\n# In priority order: where two candidates overlap, the earlier category wins.\nCATEGORIES = ("email", "iban", "card", "ssn", "ip", "phone")\nPLACEHOLDERS = {c: f"[{c.upper()}]" for c in CATEGORIES}\n# The pii validator\'s caps (README.md): it examines a field\'s first MAX_CHARS characters and stops\n# at MAX_FINDINGS findings or after CANDIDATES_PER_FINDING * MAX_FINDINGS candidates (each costs a\n# few Python operations). PL/Python does not check for a query cancel while Python runs, so these\n# are what bound the time an INSERT spends here. redact() has no caps (everything must go): it is\n# linear instead.\nMAX_CHARS = 1_000_000\nMAX_FINDINGS = 1000\nCANDIDATES_PER_FINDING = 20\n\n_PATTERNS = {\n    "email": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\\.[A-Za-z0-9-]+)*\\.[A-Za-z]{2,}",\n    "iban": r"\\b[A-Z]{2}\\d{2}(?: ?[A-Z0-9]){11,30}\\b",\n    # A run of digit groups; _cards() looks for a card number among its groups. Not \\b: a number\n    # glued to a word ("com4111 1111...") is still a number.\n    "card": r"\\d+(?:[ -]\\d+)*",\n    # Not \\b either; find() checks that no digit touches either end instead.\n    "ssn": r"\\d{3}-\\d{2}-\\d{4}",\n    "ip": r"\\b(?:(?:25[0-5]|2[0-4]\\d|1?\\d?\\d)\\.){3}(?:25[0-5]|2[0-4]\\d|1?\\d?\\d)\\b",\n    "phone": r"(?:\\+\\d{1,3}[ .-]?)?(?:\\(\\d{1,4}\\)[ .-]?)?\\d{2,4}(?:[ .-]\\d{2,5}){1,4}\\b",\n}\n_COMPILED = {name: re2.compile(p) for name, p in _PATTERNS.items()}\ntry:  # re2\'s C++ matcher, without the wrapper\'s match objects (else: the public API)\n    _UNANCHORED = re2._Anchor.UNANCHORED\n    _LOW_LEVEL = hasattr(_COMPILED["email"], "_regexp")\nexcept AttributeError:\n    _LOW_LEVEL = False\n# Cheap pre-filter: most texts have no \'@\' and no run of digits long enough to be personal data.\n# (Python\'s re where the pattern cannot backtrack badly: several times faster per call than re2\'s wrapper.)\n_DIGITS = re.compile(r"\\d[\\d ().+-]{5,}\\d")\n_DATE = re.compile(r"^\\d{4}[-./]\\d{1,2}[-./]\\d{1,2}$|^\\d{1,2}[-./]\\d{1,2}[-./]\\d{4}$")\n_NOT_DIGITS = re.compile(r"\\D")\n_DIGIT_BOUNDED = ("ssn",)\n_GROUP = re.compile(r"\\d+")\n# What each category\'s pattern cannot match without (a necessary condition, so skipping a\n# category whose check fails changes nothing): ids, ticket and order numbers, times and prices\n# then skip the re2 scans they would otherwise each pay for.\n_MAYBE_PATTERNS = {\n    "iban": r"[A-Z]{2}\\d{2}",\n    "card": r"\\d(?:[ -]?\\d){12}",\n    "ssn": r"\\d{3}-\\d{2}-\\d{4}",\n    "ip": r"\\d\\.\\d{1,3}\\.\\d{1,3}\\.\\d",\n    "phone": r"\\d\\d[ .-]\\d\\d",\n}\n_MAYBE = {name: re.compile(p) for name, p in _MAYBE_PATTERNS.items()}\n# All of them in one linear re2 pass, called without the wrapper\'s match objects (the common\n# text, with no personal data, stops here).\n_ANY_DIGITS = re2.compile(_DIGITS.pattern)\n_ANY_MAYBE = re2.compile("|".join(f"(?:{p})" for p in _MAYBE_PATTERNS.values()))\n# What find() cannot find anything without (an \'@\', or one of the above): a text with no match of\n# this has no personal data, which lets the pii validator clear a whole batch with one scan.\nMAYBE_ANY = "@|" + _ANY_MAYBE.pattern\n\n\n# The same, in re2 (on ASCII text, where Python\'s \\d is [0-9] too, they agree): one C call each.\n_MAYBE_RE2 = {name: re2.compile(p) for name, p in _MAYBE_PATTERNS.items()}\n\n\ndef _spans(regex: Any, text: str, data: bytes | None) -> Iterator[tuple[int, int]]:\n    """(start, end) of each match, as finditer() gives them, one at a time (a capped caller stops\n    early); data: text.encode() when text is ASCII (byte offsets are then character offsets), so\n    re2 is called without the wrapper\'s match objects."""\n    if data is None:\n        for m in regex.finditer(text):\n            yield m.span()\n        return\n    match = regex._regexp.Match\n    pos, end = 0, len(data)\n    while True:  # finditer\'s own loop\n        start, stop = match(_UNANCHORED, data, pos, end)[0]\n        if start < 0:\n            break\n        yield start, stop\n        if pos == end:\n            break\n        pos = pos + 1 if pos == stop else stop\n\n\ndef match_at(regex: Any, data: bytes) -> int:\n    """Where the first match in data starts, or -1 (re2\'s C++ matcher, _LOW_LEVEL only)."""\n    return regex._regexp.Match(_UNANCHORED, data, 0, len(data))[0][0]  # type: ignore[no-any-return]\n\n\ndef _found(regex: Any, text: str) -> bool:\n    if _LOW_LEVEL:\n        return match_at(regex, text.encode()) >= 0\n    return regex_found(regex, text)\n\n\ndef regex_found(regex: Any, text: str) -> bool:\n    return regex.search(text) is not None\n\n\ndef _cards(text: str, start: int, end: int, budget: int | None = None) -> list[tuple[int, int]]:\n    """Card numbers among the digit groups of text[start:end]: consecutive groups (of 3 or more\n    digits) with 13 to 19 digits in all that pass the Luhn check, leftmost and longest first.\n    budget: look at no more than that many groups (a run of digits can be the whole text)."""\n    found_groups = _GROUP.finditer(text, start, end)\n    groups = [m.span() for m in (found_groups if budget is None else islice(found_groups, budget))]\n    found = []\n    i = 0\n    while i < len(groups):\n        hit, digits = None, ""\n        for j in range(i, len(groups)):  # at most 19 digits: a few groups, never the whole run\n            if groups[j][1] - groups[j][0] < 3:\n                break  # card numbers are written in groups of 3 or more digits\n            digits += text[groups[j][0] : groups[j][1]]\n            if len(digits) > 19:\n                break\n            if len(digits) >= 13 and luhn_ok(digits):\n                hit = j\n        if hit is None:\n            i += 1\n        else:\n            found.append((groups[i][0], groups[hit][1]))\n            i = hit + 1\n    return found\n\n\ndef luhn_ok(digits: str) -> bool:\n    total = 0\n    for i, ch in enumerate(reversed(digits)):\n        d = ord(ch) - 48\n        if i % 2 == 1:\n            d = d * 2 - 9 if d > 4 else d * 2\n        total += d\n    return total % 10 == 0\n\n\ndef iban_ok(candidate: str) -> bool:\n    s = candidate.replace(" ", "")\n    if not 15 <= len(s) <= 34:\n        return False\n    rearranged = s[4:] + s[:4]\n    number = "".join(str(int(ch, 36)) for ch in rearranged)\n    return int(number) % 97 == 1\n\n\ndef _accept(category: str, text: str) -> bool:\n    if category == "iban":\n        return iban_ok(text)\n    if category == "phone":\n        digits = _NOT_DIGITS.sub("", text)\n        if not 7 <= len(digits) <= 15 or _DATE.search(text.strip()):\n            return False\n        # A bare run of digits is an id, not a phone number: ask for a +, parentheses or separators.\n        return text.startswith("+") or "(" in text or sum(text.count(c) for c in " .-") >= 2\n    return True\n\n\ndef find(text: str | None, limit: int | None = None) -> list[tuple[int, int, str]]:\n    """(start, end, category) of every finding, non-overlapping, in text order; with a limit, at\n    most that many (see find_capped)."""\n    return find_capped(text, limit)[0]\n\n\ndef find_capped(text: str | None, limit: int | None = None) -> tuple[list[tuple[int, int, str]], bool]:\n    """find(), and whether a cap stopped it early. With a limit: at most that many findings, and\n    no more than limit * CANDIDATES_PER_FINDING candidates (and digit groups) looked at."""\n    if not text:\n        return [], False\n    has_at = "@" in text\n    if not has_at and not (_found(_ANY_DIGITS, text) and _found(_ANY_MAYBE, text)):\n        return [], False\n    data = text.encode() if _LOW_LEVEL and text.isascii() else None\n    # With an \'@\' but none of the others\' necessary patterns (an address in prose), one call\n    # tells all five to skip.\n    others = data is None or not has_at or match_at(_ANY_MAYBE, data) >= 0\n    # The findings so far, sorted and non-overlapping. A category\'s candidates come in text order,\n    # so one pointer walks the earlier categories\' findings once: linear (comparing every\n    # candidate with every finding was quadratic: 24000 IP addresses took half a minute).\n    taken: list[tuple[int, int, str]] = []\n    budget = None if limit is None else limit * CANDIDATES_PER_FINDING\n    for category in CATEGORIES:\n        if category == "email" and not has_at:\n            continue\n        if category in _MAYBE:\n            if not others:\n                continue\n            if data is not None:\n                if match_at(_MAYBE_RE2[category], data) < 0:\n                    continue\n            elif _MAYBE[category].search(text) is None:\n                continue\n        new: list[tuple[int, int, str]] = []\n        p, n_taken = 0, len(taken)\n        for start, end in _spans(_COMPILED[category], text, data):\n            if budget is not None:\n                budget -= 1\n                if budget < 0 or len(taken) + len(new) >= limit:  # type: ignore[operator]\n                    return sorted(taken + new)[:limit], True\n            if category == "card":\n                for card_start, card_end in _cards(text, start, end, budget):\n                    while p < n_taken and taken[p][1] <= card_start:\n                        p += 1\n                    if not (p < n_taken and taken[p][0] < card_end):\n                        new.append((card_start, card_end, "card"))\n                if budget is not None:  # the digit groups it looked at (each 2+ characters with its separator)\n                    budget = max(budget - (end - start) // 2, 0)\n                continue\n            while p < n_taken and taken[p][1] <= start:\n                p += 1\n            if p < n_taken and taken[p][0] < end:\n                continue  # overlaps an earlier category\'s finding\n            if category in _DIGIT_BOUNDED and (text[start - 1 : start].isdigit() or text[end : end + 1].isdigit()):\n                continue\n            if _accept(category, text[start:end]):\n                new.append((start, end, category))\n        if new:\n            taken = sorted(taken + new)  # two sorted runs: one linear merge\n    if limit is not None and len(taken) > limit:\n        return taken[:limit], True\n    return taken, False\n\n\ndef categories(text: str | None) -> dict[str, int]:\n    """How many findings of each category (never the values)."""\n    return categories_capped(text, None)[0]\n\n\ndef categories_capped(text: str | None, limit: int | None = MAX_FINDINGS) -> tuple[dict[str, int], bool]:\n    """categories() with the pii validator\'s caps (README.md): the first MAX_CHARS characters, at\n    most limit findings; and whether a cap cut the count short."""\n    cut = limit is not None and text is not None and len(text) > MAX_CHARS\n    findings, stopped = find_capped(text[:MAX_CHARS] if cut else text, limit)  # type: ignore[index]\n    counts: dict[str, int] = {}\n    for _, _, category in findings:\n        counts[category] = counts.get(category, 0) + 1\n    return counts, cut or stopped\n\n\ndef _replace(text: str, findings: list[tuple[int, int, str]]) -> str:\n    parts: list[str] = []\n    last = 0\n    for start, end, category in findings:\n        parts.append(text[last:start])\n        parts.append(PLACEHOLDERS[category])\n        last = end\n    parts.append(text[last:])\n    return "".join(parts)\n\n\ndef redact(text: str | None) -> str | None:\n    """Every finding replaced by its placeholder; again until nothing is found, because taking a\n    match out can join what was around it into a new one (digits either side of a phone number)."""\n    if text is None:\n        return None\n    for _ in range(5):\n        findings = find(text)\n        if not findings:\n            break\n        text = _replace(text, findings)\n    return text\n\n\ndef redact_pii(plpy: Any, input: str | None) -> str | None:\n    return redact(input)\n',
@@ -1156,7 +1143,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:16e823a4d76a'] = lambda name: importlib.import_module(PACKAGE + "." + name)
+GD['dbflywheel:0.1.0:92b8b8bf6410'] = lambda name: importlib.import_module(PACKAGE + "." + name)
 $python$;
 
 -- 001-privileges-reset.sql
@@ -1471,10 +1458,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:16e823a4d76a')
+_import = GD.get('dbflywheel:0.1.0:92b8b8bf6410')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:16e823a4d76a']
+    _import = GD['dbflywheel:0.1.0:92b8b8bf6410']
 return _import('environment').describe(plpy)
 $python$;
 
@@ -1548,10 +1535,10 @@ CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config te
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:16e823a4d76a')
+_import = GD.get('dbflywheel:0.1.0:92b8b8bf6410')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:16e823a4d76a']
+    _import = GD['dbflywheel:0.1.0:92b8b8bf6410']
 return _import('validators_runtime').check_config(plpy, kind, config, applies_to)
 $python$;
 
@@ -1561,10 +1548,10 @@ CREATE OR REPLACE FUNCTION flywheel._sign_python_body(body text) RETURNS text
 LANGUAGE plpython3u STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:16e823a4d76a')
+_import = GD.get('dbflywheel:0.1.0:92b8b8bf6410')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:16e823a4d76a']
+    _import = GD['dbflywheel:0.1.0:92b8b8bf6410']
 return _import('python_bodies').sign(plpy, body)
 $python$;
 
@@ -1889,10 +1876,10 @@ CREATE OR REPLACE FUNCTION flywheel._evaluate(
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:16e823a4d76a')
+_import = GD.get('dbflywheel:0.1.0:92b8b8bf6410')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:16e823a4d76a']
+    _import = GD['dbflywheel:0.1.0:92b8b8bf6410']
 return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas)
 $python$;
 
@@ -2139,10 +2126,10 @@ CREATE OR REPLACE FUNCTION flywheel.redact_pii(input text) RETURNS text
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:16e823a4d76a')
+_import = GD.get('dbflywheel:0.1.0:92b8b8bf6410')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:16e823a4d76a']
+    _import = GD['dbflywheel:0.1.0:92b8b8bf6410']
 return _import('validators_pii').redact_pii(plpy, input)
 $python$;
 
@@ -2988,10 +2975,10 @@ LANGUAGE plpython3u STABLE
 SECURITY DEFINER  -- readers see the ranking (aggregates), not the traces behind it
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:16e823a4d76a')
+_import = GD.get('dbflywheel:0.1.0:92b8b8bf6410')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:16e823a4d76a']
+    _import = GD['dbflywheel:0.1.0:92b8b8bf6410']
 return _import('judges_ranking').ranking(plpy)
 $python$;
 
@@ -3035,10 +3022,10 @@ RETURNS TABLE (ordinality integer, embedding text, input_key uuid, error text)
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:16e823a4d76a')
+_import = GD.get('dbflywheel:0.1.0:92b8b8bf6410')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:16e823a4d76a']
+    _import = GD['dbflywheel:0.1.0:92b8b8bf6410']
 return _import('fewshot_embedder').embed_rows(plpy, embedder, texts)
 $python$;
 
@@ -3047,10 +3034,10 @@ CREATE OR REPLACE FUNCTION flywheel._input_key(text text) RETURNS uuid
 LANGUAGE plpython3u IMMUTABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:16e823a4d76a')
+_import = GD.get('dbflywheel:0.1.0:92b8b8bf6410')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:16e823a4d76a']
+    _import = GD['dbflywheel:0.1.0:92b8b8bf6410']
 return _import('fewshot_embedder').normalize_key(plpy, text)
 $python$;
 
@@ -3066,10 +3053,10 @@ RETURNS integer
 LANGUAGE plpython3u SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:16e823a4d76a')
+_import = GD.get('dbflywheel:0.1.0:92b8b8bf6410')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:16e823a4d76a']
+    _import = GD['dbflywheel:0.1.0:92b8b8bf6410']
 return _import('fewshot_store').embed_traces(plpy, embedder, trace_ids, apps, inputs)
 $python$;
 
@@ -3977,6 +3964,460 @@ BEGIN
 END
 $$;
 
+-- 360-training-sets.sql
+-- Training sets: supervised fine-tuning pairs from corrections and approved outputs, preference
+-- pairs (DPO) from people's (and, where allowed, judges') preferences. Builds are numbered,
+-- immutable snapshots (migrations/0870); the leak guard keeps golden-set traces and near
+-- duplicates of their inputs out of every build. Admins build them (SECURITY DEFINER: admins hold
+-- no DML on the snapshot tables); `dbflywheel export-training` and training_set_rows() read them.
+
+-- The filter keys a set accepts, per kind, with what each means (the refusal's HINT lists them).
+CREATE OR REPLACE FUNCTION flywheel._training_filter_keys(kind text) RETURNS text[]
+LANGUAGE sql IMMUTABLE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    SELECT ARRAY['apps', 'models', 'prompt_versions', 'node_types', 'since', 'until', 'sources', 'validators',
+                 'near_duplicate_threshold', 'redact_pii']
+           || CASE kind WHEN 'preference' THEN ARRAY['judges', 'min_agreement'] ELSE ARRAY[]::text[] END
+$$;
+
+-- Refuses a bad filter in one line (unknown key, app, validator or judge; wrong types), before any build.
+CREATE OR REPLACE FUNCTION flywheel._check_training_filter(kind text, filter jsonb) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _key     text;
+    _list    text;
+    _name    text;
+    _sources text[] := CASE kind WHEN 'sft' THEN ARRAY['correction', 'approved', 'validators']
+                                 ELSE ARRAY['human', 'llm'] END;
+BEGIN
+    IF kind IS NULL OR kind NOT IN ('sft', 'preference') THEN
+        RAISE EXCEPTION 'training set kind must be sft or preference, not %', coalesce(quote_literal(kind), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF filter IS NULL OR jsonb_typeof(filter) <> 'object' THEN
+        RAISE EXCEPTION 'training set filter must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR _key IN SELECT k FROM jsonb_object_keys(filter) k ORDER BY 1 LOOP
+        IF NOT _key = ANY (flywheel._training_filter_keys(kind)) THEN
+            RAISE EXCEPTION 'training set filter: unknown key "%" for kind %', _key, kind
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'known keys: ' || array_to_string(flywheel._training_filter_keys(kind), ', ');
+        END IF;
+    END LOOP;
+    FOREACH _list IN ARRAY ARRAY['apps', 'models', 'prompt_versions', 'node_types', 'sources', 'validators', 'judges'] LOOP
+        IF filter ? _list AND (jsonb_typeof(filter -> _list) <> 'array' OR EXISTS (
+                SELECT 1 FROM jsonb_array_elements(filter -> _list) e WHERE jsonb_typeof(e) <> 'string')) THEN
+            RAISE EXCEPTION 'training set filter: % must be a list of names', _list USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END LOOP;
+    FOR _name IN SELECT jsonb_array_elements_text(filter -> 'sources') LOOP
+        IF NOT _name = ANY (_sources) THEN
+            RAISE EXCEPTION 'training set filter: unknown source "%" for kind %', _name, kind
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'sources: ' || array_to_string(_sources, ', ');
+        END IF;
+    END LOOP;
+    FOR _name IN SELECT jsonb_array_elements_text(filter -> 'apps') LOOP
+        IF NOT EXISTS (SELECT 1 FROM flywheel.app_roles a WHERE a.app = _name)
+           AND NOT EXISTS (SELECT 1 FROM flywheel.traces t WHERE t.app = _name) THEN
+            RAISE EXCEPTION 'training set filter: unknown app "%"', _name USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END LOOP;
+    FOR _name IN SELECT jsonb_array_elements_text(filter -> 'validators')
+                 UNION ALL SELECT jsonb_array_elements_text(filter -> 'judges') LOOP
+        IF NOT EXISTS (SELECT 1 FROM flywheel.validators v WHERE v.name = _name)
+           AND NOT EXISTS (SELECT 1 FROM flywheel.preferences p WHERE p.validator = _name) THEN
+            RAISE EXCEPTION 'training set filter: unknown validator "%"', _name USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END LOOP;
+    FOREACH _key IN ARRAY ARRAY['since', 'until'] LOOP
+        IF filter ? _key THEN
+            BEGIN
+                PERFORM (filter ->> _key)::timestamptz;
+            EXCEPTION WHEN datetime_field_overflow OR invalid_datetime_format OR invalid_text_representation THEN
+                RAISE EXCEPTION 'training set filter: % must be a timestamp, not %', _key, filter -> _key
+                    USING ERRCODE = 'invalid_parameter_value';
+            END;
+        END IF;
+    END LOOP;
+    FOREACH _key IN ARRAY ARRAY['near_duplicate_threshold', 'min_agreement'] LOOP
+        IF filter ? _key AND (jsonb_typeof(filter -> _key) <> 'number'
+                              OR (filter ->> _key)::float8 NOT BETWEEN 0 AND 1) THEN
+            RAISE EXCEPTION 'training set filter: % must be a number from 0 to 1', _key
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END LOOP;
+    IF filter ? 'redact_pii' AND jsonb_typeof(filter -> 'redact_pii') <> 'boolean' THEN
+        RAISE EXCEPTION 'training set filter: redact_pii must be true or false' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+
+-- The traces a filter selects (app, model, prompt version, node type, dates), with a non-empty input.
+CREATE OR REPLACE FUNCTION flywheel._training_candidates(filter jsonb)
+RETURNS TABLE (id bigint, app text, input text, output text)
+LANGUAGE sql STABLE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    SELECT t.id, t.app, t.input, t.output
+    FROM flywheel.traces t
+    WHERE coalesce(t.input, '') <> ''
+      AND (NOT filter ? 'apps' OR t.app IN (SELECT jsonb_array_elements_text(filter -> 'apps')))
+      AND (NOT filter ? 'models' OR t.model IN (SELECT jsonb_array_elements_text(filter -> 'models')))
+      AND (NOT filter ? 'prompt_versions'
+           OR t.prompt_version IN (SELECT jsonb_array_elements_text(filter -> 'prompt_versions')))
+      AND (NOT filter ? 'node_types' OR t.node_type IN (SELECT jsonb_array_elements_text(filter -> 'node_types')))
+      AND (NOT filter ? 'since' OR t.created_at >= (filter ->> 'since')::timestamptz)
+      AND (NOT filter ? 'until' OR t.created_at < (filter ->> 'until')::timestamptz)
+$$;
+
+-- The leak guard: which of the given traces may not be trained on, and why. 'golden': the trace is
+-- (or was) in a golden set; 'golden_input': its input is a golden trace's input (same normalised
+-- text); 'near_duplicate': its input's embedding is within `threshold` cosine similarity of a golden
+-- input's; 'not_embedded': it has no embedding to check and the active embedder runs outside the
+-- database (kept out rather than trusted).
+CREATE OR REPLACE FUNCTION flywheel._training_leaks(trace_ids bigint[], threshold double precision)
+RETURNS TABLE (trace_id bigint, reason text)
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    _embedder text := flywheel._active_embedder();
+    _in_db    boolean;
+BEGIN
+    SELECT e.runs_in = 'database' INTO _in_db FROM flywheel.embedders e WHERE e.name = _embedder;
+    CREATE TEMP TABLE IF NOT EXISTS _training_golden (input_key uuid, embedding @extschema:vector@.vector) ON COMMIT DROP;
+    CREATE TEMP TABLE IF NOT EXISTS _training_cand (trace_id bigint PRIMARY KEY, input text, input_key uuid,
+                                                    embedding @extschema:vector@.vector) ON COMMIT DROP;
+    TRUNCATE _training_golden, _training_cand;
+    INSERT INTO _training_cand (trace_id, input, input_key, embedding)
+    SELECT t.id, t.input, flywheel._input_key(t.input), e.embedding
+    FROM flywheel.traces t
+    LEFT JOIN flywheel.embeddings e ON e.trace_id = t.id AND e.embedder = _embedder
+    WHERE t.id = ANY (trace_ids);
+    INSERT INTO _training_golden (input_key, embedding)
+    SELECT flywheel._input_key(g.input), e.embedding
+    FROM (SELECT DISTINCT t.id, t.input FROM flywheel.golden_set_items i JOIN flywheel.traces t ON t.id = i.trace_id
+          WHERE coalesce(t.input, '') <> '') g
+    LEFT JOIN flywheel.embeddings e ON e.trace_id = g.id AND e.embedder = _embedder;
+    IF _in_db THEN  -- what the deferred embedder has not reached yet is embedded here, the same way
+        UPDATE _training_cand c SET embedding = r.embedding::@extschema:vector@.vector
+        FROM (SELECT array_agg(c2.trace_id ORDER BY c2.trace_id) AS ids, array_agg(c2.input ORDER BY c2.trace_id) AS texts
+              FROM _training_cand c2 WHERE c2.embedding IS NULL HAVING count(*) > 0) a
+        CROSS JOIN LATERAL flywheel._embed_texts(_embedder, a.texts) r
+        WHERE c.trace_id = a.ids[r.ordinality] AND r.error IS NULL;
+        UPDATE _training_golden g SET embedding = r.embedding::@extschema:vector@.vector
+        FROM (SELECT array_agg(g2.input_key) AS keys, array_agg(g2.input) AS texts
+              FROM (SELECT DISTINCT ON (k.input_key) k.input_key, t.input
+                    FROM flywheel.golden_set_items i JOIN flywheel.traces t ON t.id = i.trace_id
+                    CROSS JOIN LATERAL (SELECT flywheel._input_key(t.input) AS input_key) k
+                    WHERE coalesce(t.input, '') <> '' ORDER BY k.input_key, t.id) g2
+              HAVING count(*) > 0) a
+        CROSS JOIN LATERAL flywheel._embed_texts(_embedder, a.texts) r
+        WHERE g.embedding IS NULL AND g.input_key = a.keys[r.ordinality] AND r.error IS NULL;
+    END IF;
+    RETURN QUERY
+    SELECT c.trace_id,
+           CASE WHEN EXISTS (SELECT 1 FROM flywheel.golden_set_items i WHERE i.trace_id = c.trace_id) THEN 'golden'
+                WHEN EXISTS (SELECT 1 FROM _training_golden g WHERE g.input_key = c.input_key) THEN 'golden_input'
+                WHEN c.embedding IS NULL THEN CASE WHEN EXISTS (SELECT 1 FROM _training_golden) THEN 'not_embedded' END
+                WHEN EXISTS (SELECT 1 FROM _training_golden g
+                             WHERE 1 - (g.embedding OPERATOR(@extschema:vector@.<=>) c.embedding) >= threshold)
+                    THEN 'near_duplicate'
+           END
+    FROM _training_cand c;
+END
+$$;
+
+-- Builds the next numbered snapshot of a set: selects, guards, redacts, stores. Returns the
+-- version, its row count and what the leak guard held back.
+CREATE OR REPLACE FUNCTION flywheel._build_training_set(set_name text)
+RETURNS TABLE (version integer, row_count integer, held_back jsonb)
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    _set      flywheel.training_sets;
+    _f        jsonb;
+    _version  integer;
+    _redact   boolean;
+    _sources  text[];
+    _held     jsonb;
+    _counts   jsonb;
+    _n        integer;
+BEGIN
+    SELECT * INTO _set FROM flywheel.training_sets s WHERE s.name = _build_training_set.set_name FOR UPDATE;
+    _f := _set.filter;
+    _redact := coalesce((_f ->> 'redact_pii')::boolean, true);
+    _sources := coalesce(nullif(ARRAY(SELECT jsonb_array_elements_text(_f -> 'sources')), '{}'),
+                         CASE _set.kind WHEN 'sft' THEN ARRAY['correction', 'approved'] ELSE ARRAY['human'] END);
+    SELECT coalesce(max(v.version), 0) + 1 INTO _version FROM flywheel.training_set_versions v
+    WHERE v.set_name = _set.name;
+
+    CREATE TEMP TABLE IF NOT EXISTS _training_pick (trace_id bigint, trace_b bigint, app text, input text,
+        output text, rejected text, source text, metadata jsonb) ON COMMIT DROP;
+    TRUNCATE _training_pick;
+    IF _set.kind = 'sft' THEN
+        -- The best known output of each selected trace: its latest correction; else its output, where
+        -- people approved it (every latest human verdict is pass) or, if the filter allows, where
+        -- every (named) validator passed it and no one gave negative feedback.
+        INSERT INTO _training_pick
+        SELECT c.id, NULL, c.app, c.input,
+               CASE WHEN fix.corrected_output IS NOT NULL THEN fix.corrected_output ELSE c.output END,
+               NULL,
+               CASE WHEN fix.corrected_output IS NOT NULL THEN 'correction'
+                    WHEN ok.approved THEN 'approved' ELSE 'validators' END,
+               jsonb_strip_nulls(jsonb_build_object('feedback_id', fix.id))
+        FROM flywheel._training_candidates(_f) c
+        LEFT JOIN LATERAL (
+            SELECT f.id, f.corrected_output FROM flywheel.feedback f
+            WHERE f.trace_id = c.id AND f.kind = 'correction' AND 'correction' = ANY (_sources)
+            ORDER BY f.created_at DESC, f.id DESC LIMIT 1) fix ON true
+        LEFT JOIN LATERAL (
+            SELECT bool_and(l.verdict = 'pass') AS approved
+            FROM (SELECT DISTINCT ON (l.validator) l.verdict FROM flywheel.labels l
+                  WHERE l.trace_id = c.id AND l.verdict IS NOT NULL
+                  ORDER BY l.validator, l.created_at DESC, l.id DESC) l) ok ON true
+        LEFT JOIN LATERAL (
+            SELECT count(*) > 0 AND bool_and(r.status = 'pass') AS passed
+            FROM flywheel.validation_results r JOIN flywheel.validators v ON v.id = r.validator_id
+            WHERE r.trace_id = c.id AND 'validators' = ANY (_sources)
+              AND (NOT _f ? 'validators' OR v.name IN (SELECT jsonb_array_elements_text(_f -> 'validators')))
+              AND r.status <> 'skipped') val ON true
+        WHERE fix.corrected_output IS NOT NULL
+           OR (coalesce(c.output, '') <> '' AND (
+                  ('approved' = ANY (_sources) AND ok.approved)
+               OR ('validators' = ANY (_sources) AND val.passed AND ok.approved IS DISTINCT FROM false
+                   AND NOT EXISTS (SELECT 1 FROM flywheel.feedback f WHERE f.trace_id = c.id
+                                   AND ((f.kind = 'thumbs' AND f.value < 0) OR (f.kind = 'rating' AND f.value <= 2))))));
+        DELETE FROM _training_pick p WHERE coalesce(p.output, '') = '';
+    ELSE
+        -- Each unordered pair of selected traces with the same input: the people's majority (a side
+        -- with more votes than the other side and than ties); judges' verdicts only where the filter
+        -- names 'llm' and no person voted. Agreement (the majority's share) goes into the metadata.
+        INSERT INTO _training_pick
+        WITH c AS (SELECT * FROM flywheel._training_candidates(_f)),
+        votes AS (
+            SELECT least(p.trace_a, p.trace_b) AS lo, greatest(p.trace_a, p.trace_b) AS hi, p.judged_by,
+                   p.validator,
+                   CASE WHEN p.winner = 'tie' THEN 'tie'
+                        WHEN (p.winner = 'a') = (p.trace_a < p.trace_b) THEN 'lo' ELSE 'hi' END AS side
+            FROM flywheel.preferences p
+            WHERE p.trace_a IN (SELECT c.id FROM c) AND p.trace_b IN (SELECT c.id FROM c)
+              AND (p.judged_by = 'human'  -- judges' votes: pairs of their own, or the agreement of people's pairs
+                   OR NOT _f ? 'judges' OR p.validator IN (SELECT jsonb_array_elements_text(_f -> 'judges')))),
+        pairs AS (
+            SELECT v.lo, v.hi,
+                   CASE WHEN bool_or(v.judged_by = 'human') THEN 'human' ELSE 'llm' END AS source,
+                   count(*) FILTER (WHERE v.side = 'lo' AND v.judged_by = 'human') AS h_lo,
+                   count(*) FILTER (WHERE v.side = 'hi' AND v.judged_by = 'human') AS h_hi,
+                   count(*) FILTER (WHERE v.side = 'tie' AND v.judged_by = 'human') AS h_tie,
+                   count(*) FILTER (WHERE v.side = 'lo' AND v.judged_by = 'llm') AS j_lo,
+                   count(*) FILTER (WHERE v.side = 'hi' AND v.judged_by = 'llm') AS j_hi,
+                   count(*) FILTER (WHERE v.side = 'tie' AND v.judged_by = 'llm') AS j_tie
+            FROM votes v GROUP BY v.lo, v.hi),
+        decided AS (
+            SELECT p.*, CASE WHEN p.source = 'human' THEN p.h_lo ELSE p.j_lo END AS n_lo,
+                        CASE WHEN p.source = 'human' THEN p.h_hi ELSE p.j_hi END AS n_hi,
+                        CASE WHEN p.source = 'human' THEN p.h_tie ELSE p.j_tie END AS n_tie
+            FROM pairs p WHERE p.source = ANY (_sources))
+        SELECT CASE WHEN d.n_lo > d.n_hi THEN d.lo ELSE d.hi END,
+               CASE WHEN d.n_lo > d.n_hi THEN d.hi ELSE d.lo END,
+               a.app, a.input,
+               CASE WHEN d.n_lo > d.n_hi THEN a.output ELSE b.output END,
+               CASE WHEN d.n_lo > d.n_hi THEN b.output ELSE a.output END,
+               d.source,
+               jsonb_build_object(
+                   'votes', d.n_lo + d.n_hi + d.n_tie,
+                   'agreement', round(greatest(d.n_lo, d.n_hi)::numeric / (d.n_lo + d.n_hi + d.n_tie), 3),
+                   'judge_votes', d.j_lo + d.j_hi + d.j_tie,
+                   'judge_agreement', CASE WHEN d.source = 'human' AND d.j_lo + d.j_hi + d.j_tie > 0 THEN
+                       round((CASE WHEN d.n_lo > d.n_hi THEN d.j_lo ELSE d.j_hi END)::numeric
+                             / (d.j_lo + d.j_hi + d.j_tie), 3) END)
+        FROM decided d
+        JOIN c a ON a.id = d.lo
+        JOIN c b ON b.id = d.hi
+        WHERE d.n_lo <> d.n_hi AND greatest(d.n_lo, d.n_hi) > d.n_tie
+          AND a.input = b.input AND coalesce(a.output, '') <> '' AND coalesce(b.output, '') <> ''
+          AND a.output <> b.output
+          AND greatest(d.n_lo, d.n_hi)::float8 / (d.n_lo + d.n_hi + d.n_tie)
+              >= coalesce((_f ->> 'min_agreement')::float8, 0);
+    END IF;
+
+    -- The leak guard, over every trace a row would teach (both sides of a pair).
+    WITH leaks AS (
+        SELECT l.trace_id, l.reason FROM flywheel._training_leaks(
+            ARRAY(SELECT p.trace_id FROM _training_pick p UNION SELECT p.trace_b FROM _training_pick p
+                  WHERE p.trace_b IS NOT NULL),
+            coalesce((_f ->> 'near_duplicate_threshold')::float8, 0.95)) l
+        WHERE l.reason IS NOT NULL),
+    held AS (
+        DELETE FROM _training_pick p USING leaks l
+        WHERE l.trace_id = p.trace_id OR l.trace_id = p.trace_b
+        RETURNING p.trace_id, p.trace_b, l.reason)
+    SELECT coalesce(jsonb_object_agg(h.reason, h.n), '{}') INTO _held
+    FROM (SELECT h.reason, count(DISTINCT (h.trace_id, h.trace_b)) AS n FROM held h GROUP BY h.reason) h;
+
+    INSERT INTO flywheel.training_set_versions (set_name, version, filter, row_count, held_back)
+    VALUES (_set.name, _version, _f, 0, _held);
+    INSERT INTO flywheel.training_set_rows
+        (set_name, version, position, trace_id, trace_b, app, input, output, rejected, source, metadata)
+    SELECT _set.name, _version, row_number() OVER (ORDER BY p.trace_id, p.trace_b), p.trace_id, p.trace_b, p.app,
+           CASE WHEN _redact THEN flywheel.redact_pii(p.input) ELSE p.input END,
+           CASE WHEN _redact THEN flywheel.redact_pii(p.output) ELSE p.output END,
+           CASE WHEN _redact THEN flywheel.redact_pii(p.rejected) ELSE p.rejected END,
+           p.source, p.metadata
+    FROM (SELECT DISTINCT ON (p.trace_id, p.trace_b) * FROM _training_pick p ORDER BY p.trace_id, p.trace_b) p;
+    GET DIAGNOSTICS _n = ROW_COUNT;
+    SELECT coalesce(jsonb_object_agg(s.source, s.n), '{}') INTO _counts
+    FROM (SELECT r.source, count(*) AS n FROM flywheel.training_set_rows r
+          WHERE r.set_name = _set.name AND r.version = _version GROUP BY r.source) s;
+    UPDATE flywheel.training_set_versions v SET row_count = _n, sources = _counts
+    WHERE v.set_name = _set.name AND v.version = _version;
+    IF _n = 0 THEN
+        RAISE NOTICE 'training set % version %: the selection is empty (held back: %)', _set.name, _version, _held
+            USING HINT = 'widen the filter, or label, correct and compare more traces';
+    END IF;
+    RETURN QUERY SELECT _version, _n, _held;
+END
+$$;
+
+-- Defines (or redefines) a training set and builds its next numbered snapshot.
+CREATE OR REPLACE FUNCTION flywheel.create_training_set(name text, kind text, filter jsonb DEFAULT '{}')
+RETURNS TABLE (version integer, row_count integer, held_back jsonb)
+LANGUAGE plpgsql SECURITY DEFINER  -- admins hold no DML on the snapshot tables: builds go through here
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    _old text;
+BEGIN
+    IF name IS NULL OR name !~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$' THEN
+        RAISE EXCEPTION 'training set name must be 1-63 letters, digits, _ . - (not %)', coalesce(quote_literal(name), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM flywheel._check_training_filter(kind, coalesce(filter, '{}'));
+    SELECT s.kind INTO _old FROM flywheel.training_sets s WHERE s.name = create_training_set.name;
+    IF _old IS NOT NULL AND _old <> kind THEN
+        RAISE EXCEPTION 'training set % is of kind %, not %', name, _old, kind USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'choose another name for a set of another kind';
+    END IF;
+    INSERT INTO flywheel.training_sets AS s (name, kind, filter, created_by) VALUES (name, kind, coalesce(filter, '{}'), session_user)
+    ON CONFLICT ON CONSTRAINT training_sets_pkey DO UPDATE SET filter = EXCLUDED.filter;
+    RETURN QUERY SELECT * FROM flywheel._build_training_set(name);
+END
+$$;
+
+-- Builds the next snapshot of an existing set with its stored filter (new labels, corrections...).
+CREATE OR REPLACE FUNCTION flywheel.rebuild_training_set(name text)
+RETURNS TABLE (version integer, row_count integer, held_back jsonb)
+LANGUAGE plpgsql SECURITY DEFINER  -- as create_training_set
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM flywheel.training_sets s WHERE s.name = rebuild_training_set.name) THEN
+        RAISE EXCEPTION 'no training set named %', coalesce(quote_literal(name), 'NULL')
+            USING ERRCODE = 'undefined_object', HINT = 'define one with flywheel.create_training_set(name, kind, filter)';
+    END IF;
+    RETURN QUERY SELECT * FROM flywheel._build_training_set(name);
+END
+$$;
+
+-- Drops a set and all its snapshots.
+CREATE OR REPLACE FUNCTION flywheel.drop_training_set(name text) RETURNS boolean
+LANGUAGE sql SECURITY DEFINER  -- as create_training_set
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    WITH d AS (DELETE FROM flywheel.training_sets s WHERE s.name = drop_training_set.name RETURNING 1)
+    SELECT EXISTS (SELECT 1 FROM d)
+$$;
+
+-- The version a read means: the one asked for, else the newest; a clear error for neither.
+CREATE OR REPLACE FUNCTION flywheel._training_set_version(set_name text, version integer)
+RETURNS flywheel.training_set_versions
+LANGUAGE plpgsql STABLE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    _v flywheel.training_set_versions;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM flywheel.training_sets s WHERE s.name = set_name) THEN
+        RAISE EXCEPTION 'no training set named %', coalesce(quote_literal(set_name), 'NULL')
+            USING ERRCODE = 'undefined_object', HINT = 'define one with flywheel.create_training_set(name, kind, filter)';
+    END IF;
+    SELECT * INTO _v FROM flywheel.training_set_versions v
+    WHERE v.set_name = _training_set_version.set_name AND (version IS NULL OR v.version = version)
+    ORDER BY v.version DESC LIMIT 1;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'training set % has no version %', set_name, coalesce(version::text, '(none built)')
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN _v;
+END
+$$;
+
+-- The rows of one snapshot (the newest when version is NULL), in their fixed order: what any
+-- trainer can pull with SQL, and what `dbflywheel export-training` streams.
+CREATE OR REPLACE FUNCTION flywheel.training_set_rows(set_name text, version integer DEFAULT NULL)
+RETURNS TABLE (set_version integer, "position" integer, trace_id bigint, trace_b bigint, input text, output text,
+               rejected text, source text, metadata jsonb)
+LANGUAGE plpgsql STABLE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    _v flywheel.training_set_versions := flywheel._training_set_version(set_name, version);
+BEGIN
+    RETURN QUERY
+    SELECT r.version, r.position, r.trace_id, r.trace_b, r.input, r.output, r.rejected, r.source, r.metadata
+    FROM flywheel.training_set_rows r
+    WHERE r.set_name = _v.set_name AND r.version = _v.version
+    ORDER BY r.position;
+END
+$$;
+
+-- Snapshots never change; deleting their rows (forget_user, retention) marks the version instead.
+CREATE OR REPLACE FUNCTION flywheel._training_rows_are_immutable() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION 'training set snapshots are immutable' USING ERRCODE = 'object_not_in_prerequisite_state',
+        HINT = 'build a new version with flywheel.rebuild_training_set(name)';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION flywheel._mark_forgotten_training_rows() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE flywheel.training_set_versions v SET forgotten_rows = v.forgotten_rows + d.n, forgotten_at = now()
+    FROM (SELECT o.set_name, o.version, count(*) AS n FROM old_rows o GROUP BY 1, 2) d
+    WHERE v.set_name = d.set_name AND v.version = d.version;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER training_set_rows_immutable BEFORE UPDATE ON flywheel.training_set_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION flywheel._training_rows_are_immutable();
+CREATE OR REPLACE TRIGGER training_set_rows_forgotten AFTER DELETE ON flywheel.training_set_rows
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_forgotten_training_rows();
+
+COMMENT ON TABLE flywheel.training_sets IS 'training sets for fine-tuning: name, kind (sft | preference) and filter';
+COMMENT ON TABLE flywheel.training_set_versions IS 'every build of a training set: its counts, what the leak guard held back, rows forgotten since';
+COMMENT ON TABLE flywheel.training_set_rows IS 'the immutable rows of each training set snapshot, redacted, in export order';
+COMMENT ON FUNCTION flywheel.create_training_set(text, text, jsonb) IS 'define a training set (sft or preference) and build its next numbered snapshot';
+COMMENT ON FUNCTION flywheel.rebuild_training_set(text) IS 'build the next snapshot of a training set with its stored filter';
+COMMENT ON FUNCTION flywheel.drop_training_set(text) IS 'drop a training set and all its snapshots';
+COMMENT ON FUNCTION flywheel.training_set_rows(text, integer) IS 'the rows of a training set snapshot (the newest by default), in export order';
+
 -- 399-privileges-fewshot.sql
 -- Privileges of the semantic index (sql/900-privileges.sql then re-grants admin everything).
 -- Applications read examples only through few_shot and cache_lookup, which run as their owner
@@ -4005,10 +4446,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:16e823a4d76a')
+_import = GD.get('dbflywheel:0.1.0:92b8b8bf6410')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:16e823a4d76a']
+    _import = GD['dbflywheel:0.1.0:92b8b8bf6410']
 return _import('metrics_cron').sql_previous_fire(plpy, schedule, at_epoch)
 $python$;
 
@@ -4017,10 +4458,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:16e823a4d76a')
+_import = GD.get('dbflywheel:0.1.0:92b8b8bf6410')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:16e823a4d76a']
+    _import = GD['dbflywheel:0.1.0:92b8b8bf6410']
 return _import('metrics_cron').sql_period(plpy, schedule, at_epoch)
 $python$;
 
@@ -4893,10 +5334,10 @@ RETURNS TABLE (feature text, reference_n integer, current_n integer,
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:16e823a4d76a')
+_import = GD.get('dbflywheel:0.1.0:92b8b8bf6410')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:16e823a4d76a']
+    _import = GD['dbflywheel:0.1.0:92b8b8bf6410']
 return _import('metrics_drift').drift(plpy, feature, reference, current)
 $python$;
 
@@ -5048,10 +5489,10 @@ RETURNS TABLE (metric text, variant text, n bigint, value double precision, base
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:16e823a4d76a')
+_import = GD.get('dbflywheel:0.1.0:92b8b8bf6410')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:16e823a4d76a']
+    _import = GD['dbflywheel:0.1.0:92b8b8bf6410']
 return _import('metrics_experiments').results(plpy, experiment, confidence)
 $python$;
 
@@ -5386,329 +5827,6 @@ CREATE OR REPLACE TRIGGER embedders_delete_embeddings AFTER DELETE ON flywheel.e
     REFERENCING OLD TABLE AS old_embedders
     FOR EACH STATEMENT EXECUTE FUNCTION flywheel._delete_embedder_embeddings();
 
--- 630-reviewers.sql
--- Reviewers of the web app: accounts, sign-in, sessions, and the row-level security that gives
--- each reviewer the rows of their apps only.
---
--- The role model: each reviewer is a NOLOGIN role (flywheel_rv_<name>), member of the group
--- flywheel_reviewer, which holds the grants (sql/659). The server signs a reviewer in through
--- reviewer_sign_in (SECURITY DEFINER, owned by flywheel_owner), then runs each request under
--- SET LOCAL ROLE of the reviewer's role: the policies below see current_user = that role.
--- Whoever writes a label, a correction or a preference as a reviewer, the database fills in
--- the reviewer's name (triggers below), never a form.
-
-DO $roles$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'flywheel_reviewer') THEN
-        CREATE ROLE flywheel_reviewer NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS;
-    END IF;
-END
-$roles$;
-
--- argon2id hash of a new password (plpython/reviewers_auth.py).
-CREATE OR REPLACE FUNCTION flywheel._hash_password(password text) RETURNS text
-LANGUAGE plpython3u VOLATILE
-SET search_path TO pg_catalog, pg_temp
-AS $python$
-_import = GD.get('dbflywheel:0.1.0:16e823a4d76a')
-if _import is None:
-    plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:16e823a4d76a']
-return _import('reviewers_auth').hash_password(plpy, password)
-$python$;
-
--- The reviewer a role is, and their apps (NULL and none for any other role). Asked about a role
--- the session may not act as (and not by an admin), they answer as for a stranger, as _apps_of does.
-CREATE OR REPLACE FUNCTION flywheel._reviewer_name(member name) RETURNS text
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path TO pg_catalog, pg_temp
-AS $$
-    SELECT r.name FROM flywheel.reviewers r
-    WHERE r.role_name = member
-      AND (member = session_user OR pg_has_role(session_user, member, 'MEMBER')
-           OR pg_has_role(session_user, 'flywheel_admin', 'MEMBER'))
-$$;
-
-CREATE OR REPLACE FUNCTION flywheel._reviewer_apps(member name) RETURNS text[]
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path TO pg_catalog, pg_temp
-AS $$
-    SELECT coalesce((SELECT r.apps FROM flywheel.reviewers r
-                     WHERE r.role_name = member
-                       AND (member = session_user OR pg_has_role(session_user, member, 'MEMBER')
-                            OR pg_has_role(session_user, 'flywheel_admin', 'MEMBER'))), ARRAY[]::text[])
-$$;
-
--- Creates (or updates) a reviewer: the NOLOGIN role, its apps and its password. The caller
--- needs CREATEROLE (a superuser, or an admin given it), as CREATE ROLE does.
-CREATE OR REPLACE FUNCTION flywheel.create_reviewer(name text, password text, apps text[]) RETURNS name
-LANGUAGE plpgsql
-SET search_path TO pg_catalog, pg_temp
-AS $$
-#variable_conflict use_variable
-DECLARE
-    _role name;
-BEGIN
-    IF name IS NULL OR name !~ '^[a-z][a-z0-9_]{0,39}$' THEN
-        RAISE EXCEPTION 'create_reviewer: % is not a reviewer name', coalesce(quote_literal(name), 'NULL')
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'lower-case letters, digits and _, starting with a letter, at most 40';
-    END IF;
-    IF apps IS NULL OR cardinality(apps) = 0 OR array_position(apps, NULL) IS NOT NULL OR '' = ANY (apps) THEN
-        RAISE EXCEPTION 'create_reviewer: a reviewer needs at least one app'
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'pass the apps as text[], e.g. ARRAY[''support'']';
-    END IF;
-    _role := 'flywheel_rv_' || name;
-    IF NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = _role) THEN
-        EXECUTE format('CREATE ROLE %I NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT NOREPLICATION NOBYPASSRLS', _role);
-    ELSIF NOT EXISTS (SELECT 1 FROM flywheel.reviewers r WHERE r.role_name = _role) THEN
-        RAISE EXCEPTION 'create_reviewer: role % exists and is not a reviewer''s', _role
-            USING ERRCODE = 'duplicate_object', HINT = 'choose another reviewer name';
-    END IF;
-    EXECUTE format('GRANT flywheel_reviewer TO %I', _role);
-    -- The server's login (issue 14's flywheel_server) acts as reviewers with SET ROLE.
-    IF EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = 'flywheel_server') THEN
-        EXECUTE format('GRANT %I TO flywheel_server', _role);
-    END IF;
-    INSERT INTO flywheel.reviewers AS r (name, role_name, apps, password_hash)
-    VALUES (name, _role, apps, flywheel._hash_password(password))
-    ON CONFLICT ON CONSTRAINT reviewers_pkey DO UPDATE
-        SET apps = EXCLUDED.apps, password_hash = EXCLUDED.password_hash, failed_attempts = 0, locked_until = NULL;
-    DELETE FROM flywheel.web_sessions s WHERE s.reviewer = name;  -- a new password ends old sessions
-    RETURN _role;
-END
-$$;
-
--- Checks a reviewer's password; on success opens a session and returns its tokens and the
--- role to act as, otherwise returns no row (whatever was wrong, in the same time).
--- Five failures in a row lock the account for 15 minutes.
-CREATE OR REPLACE FUNCTION flywheel.reviewer_sign_in(name text, password text)
-RETURNS TABLE (session_token text, csrf_token text, reviewer text, role_name name)
-LANGUAGE plpython3u VOLATILE SECURITY DEFINER
-SET search_path TO pg_catalog, pg_temp
-AS $python$
-_import = GD.get('dbflywheel:0.1.0:16e823a4d76a')
-if _import is None:
-    plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:16e823a4d76a']
-return _import('reviewers_auth').sign_in(plpy, name, password)
-$python$;
-
--- The signed-in reviewer of a session cookie, while the session lasts.
-CREATE OR REPLACE FUNCTION flywheel.reviewer_session(session_token text)
-RETURNS TABLE (reviewer text, role_name name, csrf_token text, apps text[])
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path TO pg_catalog, pg_temp
-AS $$
-    SELECT r.name, r.role_name, s.csrf_token, r.apps
-    FROM flywheel.web_sessions s JOIN flywheel.reviewers r ON r.name = s.reviewer
-    WHERE s.token_sha256 = sha256(convert_to(coalesce(session_token, ''), 'UTF8')) AND s.expires_at > now()
-$$;
-
--- Ends a session (sign out).
-CREATE OR REPLACE FUNCTION flywheel.reviewer_sign_out(session_token text) RETURNS void
-LANGUAGE sql VOLATILE SECURITY DEFINER
-SET search_path TO pg_catalog, pg_temp
-AS $$
-    DELETE FROM flywheel.web_sessions s WHERE s.token_sha256 = sha256(convert_to(coalesce(session_token, ''), 'UTF8'))
-$$;
-
--- What a reviewer writes carries the reviewer's name, whatever the statement said. The triggers'
--- names start with z_: row triggers fire in name order, so this one has the last word.
-CREATE OR REPLACE FUNCTION flywheel._reviewer_signs() RETURNS trigger
-LANGUAGE plpgsql
-SET search_path TO pg_catalog, pg_temp
-AS $$
-DECLARE
-    _name text;
-BEGIN
-    IF pg_has_role(current_user, 'flywheel_reviewer', 'MEMBER') THEN
-        _name := flywheel._reviewer_name(current_user);
-    END IF;
-    IF _name IS NOT NULL THEN
-        IF TG_TABLE_NAME = 'feedback' THEN
-            NEW.source := 'reviewer';
-            NEW.user_id := _name;
-        ELSIF TG_TABLE_NAME = 'review_leases' THEN
-            NEW.reviewer := _name;
-        ELSE
-            NEW.annotator := _name;
-        END IF;
-    END IF;
-    RETURN NEW;
-END
-$$;
-CREATE OR REPLACE TRIGGER labels_z_signed_by_reviewer BEFORE INSERT OR UPDATE ON flywheel.labels
-    FOR EACH ROW EXECUTE FUNCTION flywheel._reviewer_signs();
-CREATE OR REPLACE TRIGGER feedback_z_signed_by_reviewer BEFORE INSERT OR UPDATE ON flywheel.feedback
-    FOR EACH ROW EXECUTE FUNCTION flywheel._reviewer_signs();
-CREATE OR REPLACE TRIGGER preferences_z_signed_by_reviewer BEFORE INSERT OR UPDATE ON flywheel.preferences
-    FOR EACH ROW EXECUTE FUNCTION flywheel._reviewer_signs();
-CREATE OR REPLACE TRIGGER review_leases_z_signed_by_reviewer BEFORE INSERT OR UPDATE ON flywheel.review_leases
-    FOR EACH ROW EXECUTE FUNCTION flywheel._reviewer_signs();
-CREATE OR REPLACE TRIGGER review_leases_trace_must_exist BEFORE INSERT OR UPDATE OF trace_id
-    ON flywheel.review_leases FOR EACH ROW EXECUTE FUNCTION flywheel._fill_trace_app();
-
--- Reviewers see and write the rows of their apps, as app roles do theirs (human verdicts only).
-ALTER TABLE flywheel.review_leases ENABLE ROW LEVEL SECURITY;
-DO $policies$
-DECLARE
-    _table text;
-BEGIN
-    FOREACH _table IN ARRAY ARRAY['traces', 'feedback', 'labels', 'preferences', 'review_leases'] LOOP
-        EXECUTE format('DROP POLICY IF EXISTS reviewer_apps ON flywheel.%I', _table);
-        EXECUTE format($p$CREATE POLICY reviewer_apps ON flywheel.%I TO flywheel_reviewer
-            USING (ARRAY[app] <@ (SELECT flywheel._reviewer_apps(current_user)))
-            WITH CHECK (ARRAY[app] <@ (SELECT flywheel._reviewer_apps(current_user))%s)$p$,
-            _table, CASE WHEN _table = 'preferences' THEN ' AND judged_by = ''human''' ELSE '' END);
-    END LOOP;
-    DROP POLICY IF EXISTS admin_all ON flywheel.review_leases;
-    CREATE POLICY admin_all ON flywheel.review_leases TO flywheel_admin USING (true) WITH CHECK (true);
-END
-$policies$;
-
-COMMENT ON TABLE flywheel.reviewers IS 'Reviewer accounts of the web app: the role each acts as, their apps, an argon2id password hash and lock-out state.';
-COMMENT ON TABLE flywheel.web_sessions IS 'Server-side sessions of the web app (only the SHA-256 of each cookie) with their CSRF token.';
-COMMENT ON TABLE flywheel.review_leases IS 'Queue items a reviewer has open, so that no other reviewer is given them until the lease expires.';
-COMMENT ON FUNCTION flywheel.create_reviewer(text, text, text[]) IS 'Creates or updates a reviewer of the web app: a NOLOGIN role in flywheel_reviewer that sees the given apps.';
-COMMENT ON FUNCTION flywheel.reviewer_sign_in(text, text) IS 'Checks a reviewer''s password; on success opens a web session and returns its tokens and the role to act as.';
-COMMENT ON FUNCTION flywheel.reviewer_session(text) IS 'The reviewer, role, CSRF token and apps of a live web session cookie.';
-COMMENT ON FUNCTION flywheel.reviewer_sign_out(text) IS 'Ends a web session.';
-
--- 640-alert-webhooks.sql
--- Alerts reach people: Slack-compatible webhooks configured in SQL. Every new alert gets one
--- pending delivery per enabled webhook; a sender (`dbflywheel send-alerts`, src/dbflywheel/
--- webhooks.py) posts them and records the outcome, retrying with backoff.
-
--- Adds or changes a webhook (Slack's incoming-webhook URL, or anything taking {"text": ...}).
-CREATE OR REPLACE FUNCTION flywheel.set_alert_webhook(name text, url text, enabled boolean DEFAULT true) RETURNS void
-LANGUAGE plpgsql
-SET search_path TO pg_catalog, pg_temp
-AS $$
-#variable_conflict use_variable
-BEGIN
-    IF name IS NULL OR name !~ '^[a-z][a-z0-9_]{0,39}$' THEN
-        RAISE EXCEPTION 'set_alert_webhook: % is not a webhook name', coalesce(quote_literal(name), 'NULL')
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'lower-case letters, digits and _, starting with a letter';
-    END IF;
-    IF url IS NULL OR url !~ '^https?://[^\s/]+' THEN
-        RAISE EXCEPTION 'set_alert_webhook: the URL must start with http:// or https://, not %', coalesce(quote_literal(url), 'NULL')
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'paste the incoming-webhook URL Slack (or another tool) gave you';
-    END IF;
-    INSERT INTO flywheel.alert_webhooks AS w (name, url, enabled) VALUES (name, url, enabled)
-    ON CONFLICT ON CONSTRAINT alert_webhooks_pkey DO UPDATE SET url = EXCLUDED.url, enabled = EXCLUDED.enabled;
-END
-$$;
-
--- A new alert is owed to every enabled webhook.
-CREATE OR REPLACE FUNCTION flywheel._queue_alert_deliveries() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path TO pg_catalog, pg_temp
-AS $$
-BEGIN
-    INSERT INTO flywheel.alert_deliveries (alert_id, webhook)
-    SELECT n.id, w.name FROM new_alerts n CROSS JOIN flywheel.alert_webhooks w WHERE w.enabled
-    ON CONFLICT DO NOTHING;
-    RETURN NULL;
-END
-$$;
-CREATE OR REPLACE TRIGGER alerts_reach_webhooks AFTER INSERT ON flywheel.alerts
-    REFERENCING NEW TABLE AS new_alerts FOR EACH STATEMENT EXECUTE FUNCTION flywheel._queue_alert_deliveries();
-
--- Up to n deliveries that are due, locked for the caller's transaction (several senders never
--- post the same one), with what to post.
-CREATE OR REPLACE FUNCTION flywheel.due_alert_deliveries(n integer DEFAULT 50)
-RETURNS TABLE (alert_id bigint, webhook text, url text, attempts integer, kind text, subject text, message text,
-               created_at timestamptz)
-LANGUAGE sql VOLATILE SECURITY DEFINER
-SET search_path TO pg_catalog, pg_temp
-AS $$
-    SELECT d.alert_id, d.webhook, w.url, d.attempts, a.kind, a.subject, a.message, a.created_at
-    FROM flywheel.alert_deliveries d
-    JOIN flywheel.alert_webhooks w ON w.name = d.webhook
-    JOIN flywheel.alerts a ON a.id = d.alert_id
-    WHERE d.status = 'pending' AND d.next_try <= now()
-    ORDER BY d.next_try
-    LIMIT greatest(n, 1)
-    FOR UPDATE OF d SKIP LOCKED
-$$;
-
--- Records one attempt: sent, or retried after 1, 2, 4, ... minutes, failed after `max_attempts`.
-CREATE OR REPLACE FUNCTION flywheel.record_alert_delivery(alert_id bigint, webhook text, ok boolean,
-                                                          error text DEFAULT NULL, max_attempts integer DEFAULT 8)
-RETURNS text
-LANGUAGE sql VOLATILE SECURITY DEFINER
-SET search_path TO pg_catalog, pg_temp
-AS $$
-    UPDATE flywheel.alert_deliveries d
-    SET attempts = d.attempts + 1,
-        status = CASE WHEN ok THEN 'sent' WHEN d.attempts + 1 >= max_attempts THEN 'failed' ELSE 'pending' END,
-        sent_at = CASE WHEN ok THEN now() END,
-        last_error = CASE WHEN ok THEN NULL ELSE left(error, 500) END,
-        next_try = now() + make_interval(mins => power(2, least(d.attempts, 10))::integer)
-    WHERE d.alert_id = record_alert_delivery.alert_id AND d.webhook = record_alert_delivery.webhook
-    RETURNING d.status
-$$;
-
-COMMENT ON TABLE flywheel.alert_webhooks IS 'Where alerts are posted: Slack-compatible incoming webhooks, by name.';
-COMMENT ON TABLE flywheel.alert_deliveries IS 'One row per (alert, webhook): pending, sent or failed, with attempts and the last error.';
-COMMENT ON FUNCTION flywheel.set_alert_webhook(text, text, boolean) IS 'Adds or changes a webhook that every new alert is posted to.';
-COMMENT ON FUNCTION flywheel.due_alert_deliveries(integer) IS 'Alert deliveries that are due, locked for the caller (SKIP LOCKED), with the text to post.';
-COMMENT ON FUNCTION flywheel.record_alert_delivery(bigint, text, boolean, text, integer) IS 'Records one delivery attempt: sent, retried with backoff, or failed.';
-
--- 659-privileges-reviewers.sql
--- Privileges of the review web app. A reviewer's role (member of flywheel_reviewer) reads the
--- traces, feedback, labels and preferences of its apps (policies in sql/630) and what the
--- annotation queue and trace pages read; it writes labels, corrections, preferences and its
--- leases, never the columns that say who wrote them or which app a row belongs to.
-GRANT USAGE ON SCHEMA flywheel TO flywheel_reviewer;
-GRANT SELECT ON flywheel.traces, flywheel.feedback, flywheel.labels, flywheel.preferences, flywheel.review_leases,
-    flywheel.validation_results, flywheel.validators TO flywheel_reviewer;
--- The queue's novelty needs the examples' and embeddings' vectors only, not their text.
-GRANT SELECT (embedder, embedding) ON flywheel.examples TO flywheel_reviewer;
-GRANT SELECT (trace_id, embedder, embedding) ON flywheel.embeddings TO flywheel_reviewer;
-GRANT INSERT (trace_id, validator, verdict, score, label, comment) ON flywheel.labels TO flywheel_reviewer;
-GRANT INSERT (trace_id, app, kind, value, corrected_output, comment, source, user_id) ON flywheel.feedback TO flywheel_reviewer;
-GRANT INSERT (trace_a, trace_b, winner, reason) ON flywheel.preferences TO flywheel_reviewer;
-GRANT INSERT (trace_id, reviewer, expires_at), UPDATE (reviewer, skipped, expires_at), DELETE ON flywheel.review_leases TO flywheel_reviewer;
-GRANT USAGE ON SEQUENCE flywheel.labels_id_seq, flywheel.feedback_id_seq, flywheel.preferences_id_seq TO flywheel_reviewer;
-GRANT EXECUTE ON FUNCTION flywheel._reviewer_apps(name), flywheel._reviewer_name(name), flywheel._is_labelled(bigint),
-    flywheel._active_embedder(), flywheel._annotation_queue(),
-    flywheel.record_feedback(bigint, text, double precision, text, text, text, text) TO flywheel_reviewer;
-GRANT SELECT ON flywheel.annotation_queue TO flywheel_reviewer;
--- Dashboards read the metric views (filtered to the reviewer's apps by the server), as readers do.
-DO $grants$
-DECLARE
-    _rel text;
-BEGIN
-    FOR _rel IN SELECT c.relname FROM pg_catalog.pg_class c
-                WHERE c.relnamespace = 'flywheel'::regnamespace AND c.relname LIKE 'metric\_%' AND c.relkind IN ('v', 'm') LOOP
-        EXECUTE format('GRANT SELECT ON flywheel.%I TO flywheel_reviewer', _rel);
-    END LOOP;
-END
-$grants$;
-GRANT SELECT ON flywheel.refresh_status, flywheel.validator_alignment_weekly, flywheel.queue_status, flywheel.alerts
-TO flywheel_reviewer;
--- Functions those views call (as the reader): aggregates only, as for flywheel_reader.
-GRANT EXECUTE ON FUNCTION flywheel._agreement(text[], text[]), flywheel._judge_budget(bigint),
-    flywheel._pg_cron_installed(), flywheel._cron_previous_fire(text, timestamptz),
-    flywheel._cron_previous_fire_epoch(text, double precision) TO flywheel_reviewer;
-
--- The server's login signs reviewers in and reads sessions; nobody else needs to.
-DO $server$
-DECLARE
-    _r record;
-BEGIN
-    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'flywheel_server') THEN
-        GRANT EXECUTE ON FUNCTION flywheel.reviewer_sign_in(text, text), flywheel.reviewer_session(text),
-            flywheel.reviewer_sign_out(text), flywheel.due_alert_deliveries(integer),
-            flywheel.record_alert_delivery(bigint, text, boolean, text, integer) TO flywheel_server;
-        FOR _r IN SELECT v.role_name FROM flywheel.reviewers v LOOP
-            EXECUTE format('GRANT %I TO flywheel_server', _r.role_name);
-        END LOOP;
-    END IF;
-END
-$server$;
-
 -- 900-privileges.sql
 -- Privileges, last step, after every object exists.
 
@@ -5772,7 +5890,9 @@ REVOKE INSERT, UPDATE, DELETE ON
     flywheel.validators, flywheel.validator_versions, flywheel.metrics, flywheel.schedules,
     flywheel._migrations, flywheel._install, flywheel.app_roles, flywheel.refresh_log,
     flywheel._rollup_dirty_days, flywheel._rollup_pass_rate, flywheel._rollup_satisfaction,
-    flywheel._anomaly_baselines, flywheel.deletion_audit
+    flywheel._anomaly_baselines, flywheel.deletion_audit,
+    -- training set snapshots are immutable: built by create_training_set, never edited
+    flywheel.training_sets, flywheel.training_set_versions, flywheel.training_set_rows
 FROM flywheel_admin;
 
 -- flywheel_sql_checker opens (never fetches) a cursor over an admin's query to learn that it is
