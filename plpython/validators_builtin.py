@@ -567,19 +567,20 @@ INJECTION_SIGNALS = {
 # case (no signal) to a single pass; the signals are told apart only when there is one.
 _INJECTION = {name: (re2.compile(p), w) for name, (p, w) in INJECTION_SIGNALS.items()}
 # A prefilter must match the raw text whenever a signal matches the normalised one (see
-# normalise_for_injection), hence its two extra alternatives: any non-ASCII character (zero-width
-# characters, homoglyphs) and a word spelt out letter by letter.
+# normalise_for_injection), hence its extra alternatives: a character that normalisation changes
+# (invisible, look-alike, full-width or mathematical letters; not accented letters, so German or
+# French text is still cleared by the one scan) and a word spelt out letter by letter.
+_INVISIBLE_CHARS = "\u00ad\u180e\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064\ufeff"
+_LOOKALIKES = "аеорсухіјѕԁһӏАВЕКМНОРСТХІЈЅαεικνορτυχΑΒΕΖΗΙΚΜΝΟΡΤΥΧ"
 _ANY_INJECTION = re2.compile(
-    "|".join(f"(?:{p})" for p, _ in INJECTION_SIGNALS.values()) + r"|[^\x00-\x7F]|(?:\b\w ){3}\w\b"
+    "|".join(f"(?:{p})" for p, _ in INJECTION_SIGNALS.values())
+    + f"|[{_INVISIBLE_CHARS}{_LOOKALIKES}\uff01-\uff5e\U0001d400-\U0001d7ff]|(?:\\b\\w ){{3}}\\w\\b"
 )
 # Characters that render as nothing (zero-width space/joiners, word joiner, BOM, soft hyphen).
-_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u180e\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064\ufeff"))
+_INVISIBLE = dict.fromkeys(map(ord, _INVISIBLE_CHARS))
 # Cyrillic and Greek letters that look like Latin ones ("іgnоre" with Cyrillic і and о); NFKC
 # covers full-width and mathematical letters.
-_HOMOGLYPHS = str.maketrans(
-    "аеорсухіјѕԁһӏАВЕКМНОРСТХІЈЅαεικνορτυχΑΒΕΖΗΙΚΜΝΟΡΤΥΧ",
-    "aeopcyxijsdhlABEKMHOPCTXIJSaeiknoptuxABEZHIKMNOPTYX",
-)
+_HOMOGLYPHS = str.maketrans(_LOOKALIKES, "aeopcyxijsdhlABEKMHOPCTXIJSaeiknoptuxABEZHIKMNOPTYX")
 
 _SPELT_OUT = re.compile(r"(?:\b\w ){3}\w\b")
 
