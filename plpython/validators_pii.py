@@ -63,7 +63,8 @@ _MAYBE_PATTERNS = {
     "iban": r"[A-Za-z]{2} ?\d{2}",
     "card": r"\d(?:[ -]?\d){11}",
     "ssn": r"\d{3}-\d{2}-\d{4}",
-    "ip": r"\d\.\d{1,3}\.\d{1,3}\.\d|:[0-9A-Fa-f]{0,4}:",
+    # An IPv6 address has a "::" or all 7 colons (so 3 "group:" in a row); a time (12:30:45) has neither.
+    "ip": r"\d\.\d{1,3}\.\d{1,3}\.\d|::|(?:[0-9A-Fa-f]{1,4}:){3}",
     "phone": r"\d\d[ .-]\d\d",
 }
 _MAYBE = {name: re.compile(p) for name, p in _MAYBE_PATTERNS.items()}
