@@ -17,6 +17,7 @@ import re
 import secrets
 import sys
 import time
+import unicodedata
 from typing import Any, NamedTuple
 
 import re2
@@ -527,8 +528,21 @@ class Pii:
 INJECTION_SIGNALS = {
     "ignore_instructions": (
         r"(?i)\b(ignore|disregard|forget|override|bypass)\b[^.\n]{0,40}\b(instructions?|prompts?|rules|"
-        r"directions|guidelines|guardrails|context)\b",
+        r"directions|guidelines|guardrails|context)\b|"
+        # "ignore all previous text", "forget everything above": what to ignore named by its place
+        r"(?i)\b(ignore|disregard|forget)\s+(all|everything|anything|any|the|your|my)?\s*(previous|prior|preceding|"
+        r"above|earlier|before|that came before)\b",
         0.8,
+    ),
+    # System-prompt extraction: "repeat the instructions you were given at the beginning".
+    "extract_prompt": (
+        r"(?i)\b(repeat|reveal|show|print|output|leak|recite|spell out|tell me|write out|what (are|were))\b[^.\n]{0,40}"
+        r"\b(instructions|prompt|rules|directives|guidelines|system message)\b[^.\n]{0,40}"
+        r"\b(you were given|you received|given to you|above|at the (beginning|start|top)|before (this|my)|so far|"
+        r"initially|verbatim|word for word)|"
+        r"(?i)\b(repeat|print|output|recite)\b[^.\n]{0,20}\b(everything|all( of)? the (text|words))\b[^.\n]{0,20}"
+        r"\b(above|before)\b",
+        0.6,
     ),
     "reveal_prompt": (
         r"(?i)\b(reveal|show|print|repeat|output|leak|tell me|what is|what are)\b[^.\n]{0,30}\b(system|hidden|"
@@ -552,7 +566,43 @@ INJECTION_SIGNALS = {
 # re2 runs in linear time on untrusted text. One search for any signal at all keeps the common
 # case (no signal) to a single pass; the signals are told apart only when there is one.
 _INJECTION = {name: (re2.compile(p), w) for name, (p, w) in INJECTION_SIGNALS.items()}
-_ANY_INJECTION = re2.compile("|".join(f"(?:{p})" for p, _ in INJECTION_SIGNALS.values()))
+# A prefilter must match the raw text whenever a signal matches the normalised one (see
+# normalise_for_injection), hence its extra alternatives: a character that normalisation changes
+# (invisible, look-alike, full-width or mathematical letters; not accented letters, so German or
+# French text is still cleared by the one scan) and a word spelt out letter by letter.
+_INVISIBLE_CHARS = "\u00ad\u180e\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064\ufeff"
+_LOOKALIKES = "аеорсухіјѕԁһӏАВЕКМНОРСТХІЈЅαεικνορτυχΑΒΕΖΗΙΚΜΝΟΡΤΥΧ"
+_ANY_INJECTION = re2.compile(
+    "|".join(f"(?:{p})" for p, _ in INJECTION_SIGNALS.values())
+    + f"|[{_INVISIBLE_CHARS}{_LOOKALIKES}\uff01-\uff5e\U0001d400-\U0001d7ff]|(?:\\b\\w ){{3}}\\w\\b"
+)
+# Characters that render as nothing (zero-width space/joiners, word joiner, BOM, soft hyphen).
+_INVISIBLE = dict.fromkeys(map(ord, _INVISIBLE_CHARS))
+# Cyrillic and Greek letters that look like Latin ones ("іgnоre" with Cyrillic і and о); NFKC
+# covers full-width and mathematical letters.
+_HOMOGLYPHS = str.maketrans(_LOOKALIKES, "aeopcyxijsdhlABEKMHOPCTXIJSaeiknoptuxABEZHIKMNOPTYX")
+
+_SPELT_OUT = re.compile(r"(?:\b\w ){3}\w\b")
+
+
+def normalise_for_injection(text: str) -> str:
+    """The text as a reader sees it: invisible characters dropped, look-alike letters made Latin
+    (NFKC, then the Cyrillic/Greek table), and words spelt out letter by letter ("i g n o r e")
+    joined. Linear in the text."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text.translate(_INVISIBLE)).translate(_HOMOGLYPHS)
+    if not _SPELT_OUT.search(text):
+        return text
+    words, out, run = text.split(" "), [], []
+    for word in words:  # join each run of 4+ one-letter words into one word
+        if len(word) == 1 and word.isalnum():
+            run.append(word)
+            continue
+        out.extend(["".join(run)] if len(run) >= 4 else run)
+        run = []
+        out.append(word)
+    out.extend(["".join(run)] if len(run) >= 4 else run)
+    return " ".join(w for w in out if w)
 
 
 class Injection:
@@ -568,6 +618,7 @@ class Injection:
         text = (row.get(self.field) or "")[:MAX_CHARS]
         if not re2_found(_ANY_INJECTION, text):
             return _CLEAN
+        text = normalise_for_injection(text)
         signals = [name for name, (rx, _) in _INJECTION.items() if rx.search(text) is not None]
         keep = 1.0
         for name in signals:
@@ -585,7 +636,13 @@ REFUSAL_PATTERNS = {
         r"\bI (can't|cannot|won't|will not) (help|assist|comply|provide|do that|fulfill)\b|"
         r"\bI('m| am) (unable|not able) to (help|assist|comply|provide)\b|"
         r"\bas an AI( language model)?,? I (can't|cannot|don't|do not)\b|"
-        r"\b(this|that) (request )?(goes against|violates) (my|the) (guidelines|policies|policy)\b)"
+        r"\b(this|that) (request )?(goes against|violates) (my|the) (guidelines|policies|policy)\b|"
+        r"\b(it is|it's|it would be) (not |never |in)appropriate (for me )?to\b|\bit('s| is) not appropriate\b|"
+        r"\bI('m| am) (just|only) an AI\b[^.\n]{0,60}\b(can't|cannot|not appropriate|not able|unable)\b|"
+        r"\bI (must|have to|need to) (respectfully )?(decline|refuse)\b|"
+        r"\bI('m| am) not (comfortable|going to|able to)\b|"
+        r"\bI apologi[sz]e,? but I\b|\bI (won't|will not|can't|cannot) (be able to )?(help|assist|provide|create|write|"
+        r"generate|give|share|engage|support)\b)"
     ),
     "dont_know": (
         r"(?i)(\bI (don't|do not) know\b|\bI('m| am) not sure\b|\bI (don't|do not) have (enough )?(information|"
@@ -594,15 +651,29 @@ REFUSAL_PATTERNS = {
     ),
 }
 _REFUSAL = {label: re2.compile(p) for label, p in REFUSAL_PATTERNS.items()}
+# A disclaimer, not a refusal, when an answer follows it ("As an AI, I don't have personal
+# opinions. However, ..."); a refusal followed by an alternative is a partial refusal.
+_DISCLAIMER = re2.compile(
+    r"(?i)\bas an AI( language model)?,? I (don't|do not) have (personal )?(opinions|feelings|beliefs|"
+    r"preferences|emotions|experiences|views)\b"
+)
+_BUT_HERE = re2.compile(
+    r"(?i)\b(however|but|that said|instead|nevertheless|nonetheless)\b[^.\n]{0,80}|\bhere (is|are)\b|"
+    r"\bI can (help|offer|suggest|provide|tell|give)\b"
+)
+# What must follow a disclaimer or a refusal for the rest to count as an answer.
+MIN_ANSWER_CHARS = 40
 REFUSAL_HEAD = 2000
 _ANY_REFUSAL = re2.compile("|".join(f"(?:{p})" for p in REFUSAL_PATTERNS.values()))
 
 
 class Refusal:
     def __init__(self, config: dict[str, Any]) -> None:
-        _known_keys(config, {"field", "count_dont_know"}, "refusal")
+        _known_keys(config, {"field", "count_dont_know", "count_partial"}, "refusal")
         self.field = _field(config, "refusal", "output")
         self.labels = ["refusal"] + (["dont_know"] if _flag(config, "count_dont_know", "refusal", True) else [])
+        # A refusal that offers something instead is labelled partial_refusal (or passes, if not counted).
+        self.count_partial = _flag(config, "count_partial", "refusal", True)
         self.prefilters = [Prefilter(self.field, _ANY_REFUSAL.pattern, _CLEAN, REFUSAL_HEAD)]
 
     def check(self, row: dict[str, Any]) -> Result:
@@ -614,8 +685,18 @@ class Refusal:
             return _CLEAN
         for label in self.labels:
             m = _REFUSAL[label].search(head)
-            if m is not None:
-                return Result("fail", 1.0, label, {"match": _short(m.group())})
+            if m is None:
+                continue
+            rest = head[m.end() :]
+            answer = _BUT_HERE.search(rest)
+            answered = answer is not None and len(rest) - answer.start() >= MIN_ANSWER_CHARS
+            if label == "refusal" and _DISCLAIMER.search(head) is not None and answered:
+                continue  # a disclaimer followed by the answer: not a refusal
+            if label == "refusal" and answered:
+                if self.count_partial:
+                    return Result("fail", 0.5, "partial_refusal", {"match": _short(m.group())})
+                continue
+            return Result("fail", 1.0, label, {"match": _short(m.group())})
         return Result("pass", 0.0, None, {})
 
 

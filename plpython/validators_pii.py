@@ -7,6 +7,7 @@ the Luhn check and IBANs the mod-97 check, so order numbers and dates are not fl
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterator
 from itertools import islice
@@ -28,13 +29,18 @@ CANDIDATES_PER_FINDING = 20
 
 _PATTERNS = {
     "email": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
-    "iban": r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b",
+    # Country code (either case, maybe a space after it), check digits, then groups of 4 as IBANs
+    # are printed: _iban_end() cuts the candidate to its country's registry length, so a word
+    # after the IBAN is not swallowed into it (which failed the checksum: the IBAN was missed).
+    "iban": r"\b[A-Za-z]{2} ?\d{2}(?: ?[A-Za-z0-9]{4})*(?: ?[A-Za-z0-9]{1,4})?",
     # A run of digit groups; _cards() looks for a card number among its groups. Not \b: a number
     # glued to a word ("com4111 1111...") is still a number.
     "card": r"\d+(?:[ -]\d+)*",
     # Not \b either; find() checks that no digit touches either end instead.
     "ssn": r"\d{3}-\d{2}-\d{4}",
-    "ip": r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b",
+    # IPv4 or IPv6 candidates; _ip_ok() lets the ipaddress module decide (no leading zeros, IPv6's
+    # rules for '::' and an embedded IPv4 tail).
+    "ip": r"\b\d{1,3}(?:\.\d{1,3}){3}\b|(?:[0-9A-Fa-f]{0,4}:){2,7}(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{1,4})?",
     "phone": r"(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,5}){1,4}\b",
 }
 _COMPILED = {name: re2.compile(p) for name, p in _PATTERNS.items()}
@@ -54,10 +60,11 @@ _GROUP = re.compile(r"\d+")
 # category whose check fails changes nothing): ids, ticket and order numbers, times and prices
 # then skip the re2 scans they would otherwise each pay for.
 _MAYBE_PATTERNS = {
-    "iban": r"[A-Z]{2}\d{2}",
-    "card": r"\d(?:[ -]?\d){12}",
+    "iban": r"[A-Za-z]{2} ?\d{2}",
+    "card": r"\d(?:[ -]?\d){11}",
     "ssn": r"\d{3}-\d{2}-\d{4}",
-    "ip": r"\d\.\d{1,3}\.\d{1,3}\.\d",
+    # An IPv6 address has a "::" or all 7 colons (so 3 "group:" in a row); a time (12:30:45) has neither.
+    "ip": r"\d\.\d{1,3}\.\d{1,3}\.\d|::|(?:[0-9A-Fa-f]{1,4}:){3}",
     "phone": r"\d\d[ .-]\d\d",
 }
 _MAYBE = {name: re.compile(p) for name, p in _MAYBE_PATTERNS.items()}
@@ -125,7 +132,7 @@ def _cards(text: str, start: int, end: int, budget: int | None = None) -> list[t
             digits += text[groups[j][0] : groups[j][1]]
             if len(digits) > 19:
                 break
-            if len(digits) >= 13 and luhn_ok(digits):
+            if (len(digits) >= 13 or digits.startswith(_MAESTRO_12) and len(digits) == 12) and luhn_ok(digits):
                 hit = j
         if hit is None:
             i += 1
@@ -133,6 +140,10 @@ def _cards(text: str, start: int, end: int, budget: int | None = None) -> list[t
             found.append((groups[i][0], groups[hit][1]))
             i = hit + 1
     return found
+
+
+# Maestro numbers may have 12 digits (ISO/IEC 7812 IIN ranges 50, 56-58, 639, 67); other cards have 13+.
+_MAESTRO_12 = ("50", "56", "57", "58", "639", "67")
 
 
 def luhn_ok(digits: str) -> bool:
@@ -145,9 +156,66 @@ def luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
+# IBAN length per country, from the SWIFT IBAN Registry (the countries that issue IBANs). A
+# candidate of another length is not an IBAN even if its mod-97 check happens to pass.
+IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BI": 27,
+    "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DJ": 27, "DK": 18, "DO": 28,
+    "EE": 20, "EG": 29, "ES": 24, "FI": 18, "FK": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23,
+    "GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26, "IT": 27,
+    "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "LY": 25,
+    "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MN": 20, "MR": 27, "MT": 31, "MU": 30, "NI": 28, "NL": 18,
+    "NO": 15, "OM": 23, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "RU": 33,
+    "SA": 24, "SC": 31, "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SO": 23, "ST": 25, "SV": 28,
+    "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
+}
+# Every registry BBAN has at least this many digits: prose of 4-letter words is not an account.
+_IBAN_MIN_BBAN_DIGITS = 6
+
+
+def _iban_end(text: str, start: int, end: int) -> int | None:
+    """Where the IBAN starting at text[start] ends (its country's registry length of letters and
+    digits, spaces between them allowed), if text[start:end] begins with a valid IBAN; else None."""
+    length = IBAN_LENGTHS.get(text[start : start + 2].upper())
+    if length is None:
+        return None
+    count, i = 0, start
+    while i < end and count < length:
+        if text[i] != " ":
+            count += 1
+        i += 1
+    if count < length or text[i : i + 1].isalnum():  # too short, or glued to more letters/digits
+        return None
+    return i if iban_ok(text[start:i]) else None
+
+
+def _ip_span(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """The IP address in the candidate text[start:end], if it is one standing alone (not part of a
+    longer dotted number or a word): ipaddress validates it."""
+    candidate = text[start:end]
+    if ":" in candidate:
+        # "ip:2001:db8::1" matches from the first ':'; "std::vector" must not count.
+        if candidate.startswith(":") and not candidate.startswith("::"):
+            start, candidate = start + 1, candidate[1:]
+        if candidate.endswith(":") and not candidate.endswith("::"):
+            end, candidate = end - 1, candidate[:-1]
+        if not any(ch.isdigit() for ch in candidate):
+            return None
+    before, after = text[start - 1 : start], text[end : end + 2]
+    if before.isalnum() or after[:1].isalnum() or (before == "." and text[start - 2 : start - 1].isdigit()):
+        return None
+    if after[:1] == "." and after[1:2].isdigit():
+        return None
+    try:
+        ipaddress.ip_address(candidate)
+    except ValueError:
+        return None
+    return start, end
+
+
 def iban_ok(candidate: str) -> bool:
-    s = candidate.replace(" ", "")
-    if not 15 <= len(s) <= 34:
+    s = candidate.replace(" ", "").upper()
+    if IBAN_LENGTHS.get(s[:2]) != len(s) or sum(ch.isdigit() for ch in s[4:]) < _IBAN_MIN_BBAN_DIGITS:
         return False
     rearranged = s[4:] + s[:4]
     number = "".join(str(int(ch, 36)) for ch in rearranged)
@@ -155,8 +223,6 @@ def iban_ok(candidate: str) -> bool:
 
 
 def _accept(category: str, text: str) -> bool:
-    if category == "iban":
-        return iban_ok(text)
     if category == "phone":
         digits = _NOT_DIGITS.sub("", text)
         if not 7 <= len(digits) <= 15 or _DATE.search(text.strip()):
@@ -164,6 +230,17 @@ def _accept(category: str, text: str) -> bool:
         # A bare run of digits is an id, not a phone number: ask for a +, parentheses or separators.
         return text.startswith("+") or "(" in text or sum(text.count(c) for c in " .-") >= 2
     return True
+
+
+def finding(category: str, text: str, start: int, end: int) -> tuple[int, int] | None:
+    """The finding a candidate match text[start:end] of category (not card) holds: its span (an
+    IBAN cut to its registry length, an IP without a ':' it was matched with), or None."""
+    if category == "iban":
+        iban_end = _iban_end(text, start, end)
+        return None if iban_end is None else (start, iban_end)
+    if category == "ip":
+        return _ip_span(text, start, end)
+    return (start, end) if _accept(category, text[start:end]) else None
 
 
 def find(text: str | None, limit: int | None = None) -> list[tuple[int, int, str]]:
@@ -178,7 +255,8 @@ def find_capped(text: str | None, limit: int | None = None) -> tuple[list[tuple[
     if not text:
         return [], False
     has_at = "@" in text
-    if not has_at and not (_found(_ANY_DIGITS, text) and _found(_ANY_MAYBE, text)):
+    # (An IPv6 address need not have a run of digits: a ':' lets it through.)
+    if not has_at and not ((":" in text or _found(_ANY_DIGITS, text)) and _found(_ANY_MAYBE, text)):
         return [], False
     data = text.encode() if _LOW_LEVEL and text.isascii() else None
     # With an '@' but none of the others' necessary patterns (an address in prose), one call
@@ -222,8 +300,9 @@ def find_capped(text: str | None, limit: int | None = None) -> tuple[list[tuple[
                 continue  # overlaps an earlier category's finding
             if category in _DIGIT_BOUNDED and (text[start - 1 : start].isdigit() or text[end : end + 1].isdigit()):
                 continue
-            if _accept(category, text[start:end]):
-                new.append((start, end, category))
+            span = finding(category, text, start, end)
+            if span is not None:
+                new.append((*span, category))
         if new:
             taken = sorted(taken + new)  # two sorted runs: one linear merge
     if limit is not None and len(taken) > limit:

@@ -285,7 +285,7 @@ def find_as_before(text: str | None) -> list[tuple[int, int, str]]:
     if not text:
         return []
     has_at = "@" in text
-    if not has_at and not (p.regex_found(p._ANY_DIGITS, text) and p.regex_found(p._ANY_MAYBE, text)):
+    if not has_at and not ((":" in text or p.regex_found(p._ANY_DIGITS, text)) and p.regex_found(p._ANY_MAYBE, text)):
         return []
     taken: list[tuple[int, int, str]] = []
     for category in p.CATEGORIES:
@@ -305,8 +305,9 @@ def find_as_before(text: str | None) -> list[tuple[int, int, str]]:
                 continue
             if category in p._DIGIT_BOUNDED and (text[start - 1 : start].isdigit() or text[end : end + 1].isdigit()):
                 continue
-            if p._accept(category, m.group()):
-                taken.append((start, end, category))
+            span = p.finding(category, text, start, end)
+            if span is not None:
+                taken.append((*span, category))
     taken.sort()
     return taken
 
