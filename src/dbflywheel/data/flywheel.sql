@@ -27,9 +27,14 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'flywheel_scheduler') THEN
         CREATE ROLE flywheel_scheduler LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS;
     END IF;
-    FOR _r IN SELECT * FROM pg_catalog.pg_roles WHERE rolname IN ('flywheel_owner', 'flywheel_scheduler', 'flywheel_sql_checker') LOOP
+    -- flywheel_server is the login `dbflywheel serve` uses: it may authenticate API keys and SET ROLE
+    -- to the roles of the apps that have keys (NOINHERIT: it holds none of their rights itself).
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'flywheel_server') THEN
+        CREATE ROLE flywheel_server LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS;
+    END IF;
+    FOR _r IN SELECT * FROM pg_catalog.pg_roles WHERE rolname IN ('flywheel_owner', 'flywheel_scheduler', 'flywheel_sql_checker', 'flywheel_server') LOOP
         IF _r.rolsuper OR _r.rolcreaterole OR _r.rolbypassrls OR _r.rolreplication
-           OR (_r.rolname = 'flywheel_owner' AND _r.rolcanlogin) THEN
+           OR (_r.rolname = 'flywheel_owner' AND _r.rolcanlogin) OR (_r.rolname = 'flywheel_server' AND _r.rolinherit) THEN
             RAISE EXCEPTION 'role % has more rights than dbflywheel gives it (superuser, createrole, bypassrls, replication or login)', _r.rolname
                 USING HINT = 'the role is created by the install; ALTER it back to NOSUPERUSER NOCREATEROLE NOBYPASSRLS NOREPLICATION (and NOLOGIN for flywheel_owner)';
         END IF;
@@ -1002,6 +1007,133 @@ $migration_body$;
 END
 $migration$;
 
+-- migration 0800-api-keys-otel.sql
+DO $migration$
+DECLARE
+    _applied text;
+BEGIN
+    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name OPERATOR(pg_catalog.=) '0800-api-keys-otel.sql';
+    IF _applied IS NULL THEN
+        EXECUTE $migration_body$-- dbflywheel serve (issue 14): API keys with their rate-limit buckets, and the OTel spans already ingested.
+
+-- One row per API key: only the sha256 of the token is kept. A key acts as `role_name` (a NOLOGIN
+-- role mapped to `app` in app_roles); its token buckets are shared by every server process.
+CREATE TABLE flywheel._api_keys (
+    id              bigserial PRIMARY KEY,
+    name            text NOT NULL UNIQUE CHECK (name <> ''),
+    app             text NOT NULL CHECK (app <> ''),
+    role_name       name NOT NULL,
+    token_sha256    bytea NOT NULL UNIQUE,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    revoked_at      timestamptz,
+    requests_per_s  double precision NOT NULL DEFAULT 50 CHECK (requests_per_s > 0),
+    rows_per_s      double precision NOT NULL DEFAULT 5000 CHECK (rows_per_s > 0),
+    request_tokens  double precision NOT NULL DEFAULT 50,
+    row_tokens      double precision NOT NULL DEFAULT 5000,
+    refilled_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+    last_used_at    timestamptz
+);
+
+-- Each OTel span ingested once per app: a re-sent span is recognised here and not doubled.
+CREATE TABLE flywheel.otel_spans (
+    app           text NOT NULL DEFAULT flywheel._app_of(current_user),
+    otel_trace_id text NOT NULL CHECK (otel_trace_id ~ '^[0-9a-f]{32}$'),
+    span_id       text NOT NULL CHECK (span_id ~ '^[0-9a-f]{16}$'),
+    trace_row     bigint NOT NULL,
+    parent_span_id text CHECK (parent_span_id ~ '^[0-9a-f]{16}$'),
+    PRIMARY KEY (app, otel_trace_id, span_id)
+);
+-- Re-sends are looked up by (trace id, span id) under row-level security (app is its filter, not a key).
+CREATE INDEX otel_spans_ids ON flywheel.otel_spans (otel_trace_id, span_id);
+-- A parent that arrives after its children (exporters send a span when it ends) finds them here.
+CREATE INDEX otel_spans_parent ON flywheel.otel_spans (app, otel_trace_id, parent_span_id) WHERE parent_span_id IS NOT NULL;
+COMMENT ON TABLE flywheel._api_keys IS 'API keys of dbflywheel serve: the sha256 of each token, its app role and its rate-limit buckets';
+COMMENT ON TABLE flywheel.otel_spans IS 'The OTel spans each app ingested over OTLP, with the trace row each became (re-sent spans are not doubled)';
+$migration_body$;
+        INSERT INTO flywheel._migrations (name, checksum, version)
+        VALUES ('0800-api-keys-otel.sql', 'd345f0635039a59a30c1a3cc35c903970791ee6fc7cd74ccd611bc0507ea1644', '0.1.0');
+    ELSIF _applied OPERATOR(pg_catalog.<>) 'd345f0635039a59a30c1a3cc35c903970791ee6fc7cd74ccd611bc0507ea1644' THEN
+        RAISE EXCEPTION 'migration % was changed after it was applied', '0800-api-keys-otel.sql'
+            USING HINT = 'an applied migration is never edited: restore migrations/'
+                || '0800-api-keys-otel.sql' || ' and put the change in a new numbered migration';
+    END IF;
+END
+$migration$;
+
+-- migration 0820-reviewers.sql
+DO $migration$
+DECLARE
+    _applied text;
+BEGIN
+    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name OPERATOR(pg_catalog.=) '0820-reviewers.sql';
+    IF _applied IS NULL THEN
+        EXECUTE $migration_body$-- The review web app's records: reviewer accounts, their server-side sessions, and the leases
+-- that keep two reviewers off the same queue item.
+
+-- One row per reviewer. role_name is the NOLOGIN role a request runs as (SET LOCAL ROLE), so
+-- row-level security gives the reviewer exactly the rows of `apps`.
+CREATE TABLE flywheel.reviewers (
+    name            text PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9_]{0,39}$'),
+    role_name       name NOT NULL UNIQUE,
+    apps            text[] NOT NULL,
+    password_hash   text NOT NULL,  -- argon2id (argon2-cffi), never the password
+    failed_attempts integer NOT NULL DEFAULT 0,
+    locked_until    timestamptz,
+    created_at      timestamptz NOT NULL DEFAULT now()
+);
+
+-- A signed-in browser. Only the SHA-256 of the cookie's value is kept: a reader of this table
+-- cannot sign in as anyone.
+CREATE TABLE flywheel.web_sessions (
+    token_sha256 bytea PRIMARY KEY,
+    reviewer     text NOT NULL REFERENCES flywheel.reviewers (name) ON DELETE CASCADE,
+    csrf_token   text NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    expires_at   timestamptz NOT NULL
+);
+CREATE INDEX web_sessions_expires_at ON flywheel.web_sessions (expires_at);
+
+-- The queue item a reviewer has open: nobody else is given it until the lease expires.
+CREATE TABLE flywheel.review_leases (
+    trace_id   bigint PRIMARY KEY,
+    app        text NOT NULL,  -- copied from the trace, for row-level security
+    reviewer   text NOT NULL,
+    skipped    boolean NOT NULL DEFAULT false,  -- skipped: held (not shown again) until it expires
+    expires_at timestamptz NOT NULL
+);
+
+-- Where alerts are posted (Slack-compatible JSON), and what was sent.
+CREATE TABLE flywheel.alert_webhooks (
+    name       text PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9_]{0,39}$'),
+    url        text NOT NULL CHECK (url ~ '^https?://'),
+    enabled    boolean NOT NULL DEFAULT true,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE flywheel.alert_deliveries (
+    alert_id   bigint NOT NULL,
+    webhook    text NOT NULL REFERENCES flywheel.alert_webhooks (name) ON DELETE CASCADE,
+    attempts   integer NOT NULL DEFAULT 0,
+    status     text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
+    last_error text,
+    next_try   timestamptz NOT NULL DEFAULT now(),
+    sent_at    timestamptz,
+    PRIMARY KEY (alert_id, webhook)
+);
+CREATE INDEX alert_deliveries_pending ON flywheel.alert_deliveries (next_try) WHERE status = 'pending';
+
+-- Reviewers' labels of today and the explorer's text search.
+CREATE INDEX labels_annotator_created_at ON flywheel.labels (annotator, created_at);
+$migration_body$;
+        INSERT INTO flywheel._migrations (name, checksum, version)
+        VALUES ('0820-reviewers.sql', '7e33ef830c5497c26af0f3c2e273703cd15213d7de4f0c584ea70e159bf181b2', '0.1.0');
+    ELSIF _applied OPERATOR(pg_catalog.<>) '7e33ef830c5497c26af0f3c2e273703cd15213d7de4f0c584ea70e159bf181b2' THEN
+        RAISE EXCEPTION 'migration % was changed after it was applied', '0820-reviewers.sql'
+            USING HINT = 'an applied migration is never edited: restore migrations/'
+                || '0820-reviewers.sql' || ' and put the change in a new numbered migration';
+    END IF;
+END
+$migration$;
+
 -- migration 0870-training-sets.sql
 DO $migration$
 DECLARE
@@ -1070,6 +1202,7 @@ CREATE OR REPLACE FUNCTION flywheel.version() RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path TO pg_catalog, pg_temp
 AS $$ SELECT '0.1.0' $$;
+COMMENT ON FUNCTION flywheel.version() IS 'The version of dbflywheel installed in this database.';
 
 CREATE OR REPLACE FUNCTION flywheel._python_boot() RETURNS void
 LANGUAGE plpython3u  -- runs as its caller: it reads nothing from the database
@@ -1086,15 +1219,16 @@ for folder in reversed([p for p in PYTHON_PATH.split(":") if p]):
     if folder not in sys.path:
         sys.path.insert(0, folder)
 sources = {
-    'environment': '"""Describes the Python that runs PL/Python functions, so a DBA can see what is missing."""\n\nfrom __future__ import annotations\n\nimport json\nimport sys\nfrom importlib import metadata\nfrom typing import Any\n\n# What the PL/Python functions import beyond the standard library (see plpython/requirements.txt).\nREQUIRED = ("numpy", "sqlglot", "jsonschema", "google-re2")\n\n\ndef describe(plpy: Any) -> str:\n    packages: dict[str, str | None] = {}\n    for name in REQUIRED:\n        try:\n            packages[name] = metadata.version(name)\n        except metadata.PackageNotFoundError:\n            packages[name] = None\n    # The package folder fixed at install time (see _python_boot in src/dbflywheel/build.py).\n    path = next((getattr(f, "python_path", None) for f in sys.meta_path if getattr(f, "dbflywheel", False)), None)\n    return json.dumps(\n        {\n            "python": sys.version.split()[0],\n            "executable": sys.executable,\n            "python_path": path,\n            "packages": packages,\n            "missing": sorted(n for n, v in packages.items() if v is None),\n        }\n    )\n',
+    'environment': '"""Describes the Python that runs PL/Python functions, so a DBA can see what is missing."""\n\nfrom __future__ import annotations\n\nimport json\nimport sys\nfrom importlib import metadata\nfrom typing import Any\n\n# What the PL/Python functions import beyond the standard library (see plpython/requirements.txt).\nREQUIRED = ("numpy", "scipy", "sqlglot", "jsonschema", "google-re2")\n\n\ndef describe(plpy: Any) -> str:\n    packages: dict[str, str | None] = {}\n    for name in REQUIRED:\n        try:\n            packages[name] = metadata.version(name)\n        except metadata.PackageNotFoundError:\n            packages[name] = None\n    # The package folder fixed at install time (see _python_boot in src/dbflywheel/build.py).\n    path = next((getattr(f, "python_path", None) for f in sys.meta_path if getattr(f, "dbflywheel", False)), None)\n    return json.dumps(\n        {\n            "python": sys.version.split()[0],\n            "executable": sys.executable,\n            "python_path": path,\n            "packages": packages,\n            "missing": sorted(n for n, v in packages.items() if v is None),\n        }\n    )\n',
     'fewshot_embedder': '"""The built-in embedder: hashed word and character n-grams, signed, L2-normalised, numpy only.\n\nDeterministic (no per-process hash seed, no network, no model), fast enough for the insert\npath, and importable both by PL/Python and by the Python package (dbflywheel.embeddings loads\nthis very file), so the database, the worker and the CLI embed identically.\n"""\n\nfrom __future__ import annotations\n\nimport hashlib\nimport re\nimport unicodedata\nimport zlib\nfrom typing import Any\n\nNAME = "fewshot-hash-384-v1"\nDIMS = 384\n# The embedding looks at the first MAX_CHARS characters of the normalised text (README.md): the\n# n-gram arrays cost ~165 bytes per character, so an 8 MB few_shot() query took 1.3 GB. The cache\n# key (input_key) still covers the whole text.\nMAX_CHARS = 20_000\nCANCEL_SQLSTATE = "57014"  # query_canceled (statement_timeout, pg_cancel_backend)\nCHAR_NGRAMS = (3, 4)\n_WORD = re.compile(r"\\w+")\n_SPACE = re.compile(r"\\s+")\n_MASK = (1 << 64) - 1\n\n\ndef normalize(text: str) -> str:\n    """The form two inputs must share to count as the same question (also the cache key)."""\n    return _SPACE.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()\n\n\ndef input_key(text: str | None) -> str | None:\n    """md5 of the normalised text, as a uuid literal: the exact-match key of the cache."""\n    return None if text is None else _key_of_normalized(normalize(text))\n\n\ndef _mix(np: Any, h: Any) -> Any:\n    """murmur3\'s 64-bit finaliser: spreads every input bit over the bucket and sign bits."""\n    h = h ^ (h >> np.uint64(33))\n    h = h * np.uint64(0xFF51AFD7ED558CCD)\n    h = h ^ (h >> np.uint64(33))\n    h = h * np.uint64(0xC4CEB9FE1A85EC53)\n    return h ^ (h >> np.uint64(33))\n\n\ndef _scatter(np: Any, owners: Any, hashes: Any, n_texts: int, offset: int) -> Any:\n    """+1/-1 per feature into column offset + hash % DIMS (sign from the top bit) of its\n    owner\'s row, as flat (index, weight) pairs for one bincount over everything."""\n    mixed = _mix(np, hashes)\n    buckets = (mixed % np.uint64(DIMS)).astype(np.int64) + offset\n    signs = 1.0 - 2.0 * (mixed >> np.uint64(63)).astype(np.float64)\n    return owners * (2 * DIMS) + buckets, signs\n\n\ndef _char_features(np: Any, texts: list[str]) -> tuple[Any, Any]:\n    """Byte n-grams of every text at once: one rolling hash over the concatenation, keeping\n    only the n-grams that do not cross from one text into the next."""\n    encoded = [(" " + t + " ").encode() for t in texts]\n    lengths = np.array([len(b) for b in encoded], dtype=np.int64)\n    data = np.frombuffer(b"".join(encoded), dtype=np.uint8).astype(np.uint64)\n    ends = np.cumsum(lengths)\n    owner_of_byte = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)\n    owners_parts, hash_parts = [], []\n    for n in CHAR_NGRAMS:\n        count = len(data) - n + 1\n        if count <= 0:\n            continue\n        h = np.full(count, np.uint64(n * 0x9E3779B97F4A7C15 & _MASK))\n        for j in range(n):\n            h = h * np.uint64(0x100000001B3) + data[j:j + count]\n        owners = owner_of_byte[:count]\n        inside = np.arange(count, dtype=np.int64) + n <= ends[owners]\n        owners_parts.append(owners[inside])\n        hash_parts.append(h[inside])\n    return _scatter(np, np.concatenate(owners_parts), np.concatenate(hash_parts), len(texts), 0)\n\n\ndef _word_features(np: Any, texts: list[str]) -> tuple[Any, Any]:\n    """Words and word bigrams (crc32, then mixed with a seed that keeps the two kinds apart)."""\n    owners: list[int] = []\n    hashes: list[int] = []\n    for i, text in enumerate(texts):\n        words = [zlib.crc32(w.encode()) for w in _WORD.findall(text)]\n        owners.extend([i] * (2 * len(words) - (1 if words else 0)))\n        hashes.extend(words)\n        hashes.extend((a << 32 | b) ^ 0x5BD1E995 for a, b in zip(words, words[1:], strict=False))\n    return _scatter(np, np.array(owners, dtype=np.int64), np.array(hashes, dtype=np.uint64), len(texts), DIMS)\n\n\ndef _unit_rows(np: Any, m: Any) -> Any:\n    norms = np.linalg.norm(m, axis=1, keepdims=True)\n    return np.divide(m, norms, out=np.zeros_like(m), where=norms > 0)\n\n\ndef _matrix(np: Any, texts: list[str | None]) -> tuple[list[int], list[str], Any]:\n    """The indexes of the texts with something to embed, their normalised forms, and their unit\n    vectors (float32 rows)."""\n    norm_all = [normalize(t) if t is not None else "" for t in texts]\n    present = [i for i, t in enumerate(norm_all) if t]\n    norm = [norm_all[i] for i in present]\n    if not present:\n        return present, norm, np.zeros((0, DIMS), dtype=np.float32)\n    heads = [n[:MAX_CHARS] for n in norm]\n    (ci, cw), (wi, ww) = _char_features(np, heads), _word_features(np, heads)\n    counts = np.bincount(np.concatenate([ci, wi]), weights=np.concatenate([cw, ww]),\n                         minlength=len(heads) * 2 * DIMS).reshape(len(heads), 2, DIMS)\n    # sqrt dampens repeated n-grams; chars and words are normalised apart, so that the many\n    # character n-grams do not drown the words, then added.\n    damped = np.copysign(np.sqrt(np.abs(counts)), counts)\n    norms = np.linalg.norm(damped, axis=2, keepdims=True)\n    vectors = np.divide(damped, norms, out=np.zeros_like(damped), where=norms > 0).sum(axis=1)\n    return present, norm, _unit_rows(np, vectors).astype(np.float32)\n\n\ndef embed_batch(texts: list[str | None]) -> list[list[float] | None]:\n    """One 384-float unit vector per text; None for a NULL or empty text (nothing to embed)."""\n    import numpy as np\n\n    present, _, vectors = _matrix(np, texts)\n    result: list[list[float] | None] = [None] * len(texts)\n    for row, i in enumerate(present):\n        result[i] = vectors[row].tolist()\n    return result\n\n\ndef vector_literals(np: Any, vectors: Any) -> list[str]:\n    """pgvector text literals of unit-vector rows, written by numpy (\'[+0.0123457,-0.0000001,...]\'):\n    PL/Python converts a list of floats to real[] one string per element, far slower."""\n    n = len(vectors)\n    if n == 0:\n        return []\n    scaled = np.rint(np.abs(vectors.astype(np.float64)) * 1e7).astype(np.int64)  # |v| <= 1: d.ddddddd\n    cells = np.empty((n, DIMS, 11), dtype=np.uint8)\n    cells[..., 0] = np.where(vectors < 0, ord("-"), ord("+"))\n    cells[..., 2] = ord(".")\n    cells[..., 10] = ord(",")\n    for position in (9, 8, 7, 6, 5, 4, 3, 1):\n        cells[..., position] = scaled % 10 + ord("0")\n        scaled //= 10\n    rows = cells.reshape(n, DIMS * 11)\n    rows[:, -1] = ord("]")\n    return ["[" + r.tobytes().decode("ascii") for r in rows]\n\n\ndef _key_of_normalized(norm: str) -> str:\n    digest = hashlib.md5(norm.encode(), usedforsecurity=False).hexdigest()\n    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:]}"\n\n\ndef literals_and_keys(embedder: str, texts: list[str | None]) -> tuple[list[int], list[str], list[str]]:\n    """For the texts with something to embed: their indexes, pgvector literals and input keys."""\n    import numpy as np\n\n    if embedder != NAME:\n        raise LookupError(f"the database runs only the built-in embedder {NAME}, not {embedder!r}")\n    present, norm, vectors = _matrix(np, texts)\n    return present, vector_literals(np, vectors), [_key_of_normalized(n) for n in norm]\n\n\ndef embed_rows(plpy: Any, embedder: str, texts: list[str | None]) -> Any:\n    """PL/Python: (ordinality, embedding literal, input_key, error) for every text with something\n    to embed. Never raises: a failure comes back as the error of every row."""\n    try:\n        present, literals, keys = literals_and_keys(embedder, texts)\n    except Exception as e:\n        if is_cancel(e):\n            raise\n        return [(i + 1, None, None, f"{type(e).__name__}: {e}") for i in range(len(texts))]\n    return [(i + 1, literal, key, None) for i, literal, key in zip(present, literals, keys, strict=True)]\n\n\ndef is_cancel(e: BaseException) -> bool:\n    """PostgreSQL cancelling the statement: never caught (validators_builtin.is_cancel\'s twin; this\n    file is also loaded on its own by the Python package)."""\n    return getattr(e, "sqlstate", None) == CANCEL_SQLSTATE or type(e).__name__ == "QueryCanceled"\n\n\ndef normalize_key(plpy: Any, text: str | None) -> str | None:\n    """PL/Python: the cache key of one query."""\n    return input_key(text)\n',
     'fewshot_store': '"""Stores embeddings from inside the database: the statement-level trigger on flywheel.traces\n(flywheel._embed_new_traces) and the background re-embed both come here, one call per statement\nor batch."""\n\nfrom __future__ import annotations\n\nfrom typing import Any\n\n_plans: dict[str, Any] = {}  # prepared once per session\n\n\ndef _plan(plpy: Any, name: str, query: str, types: list[str]) -> Any:\n    if name not in _plans:\n        _plans[name] = plpy.prepare(query, types)\n    return _plans[name]\n\n\ndef _record_failure(plpy: Any, embedder: str, trace_ids: list[int], error: str) -> None:\n    plan = _plan(plpy, "failed", """\n        INSERT INTO flywheel.embedding_backlog AS b (trace_id, embedder, reason, last_error)\n        SELECT i, $2, \'failed\', $3 FROM unnest($1::bigint[]) i\n        ON CONFLICT ON CONSTRAINT embedding_backlog_pkey\n        DO UPDATE SET attempts = b.attempts + 1, last_error = EXCLUDED.last_error""", ["bigint[]", "text", "text"])\n    plan_args = [trace_ids, embedder, error[:2000]]\n    plpy.execute(plan, plan_args)\n\n\ndef embed_traces(plpy: Any, embedder: str, trace_ids: list[int], apps: list[str], inputs: list[str | None]) -> int:\n    """Embeds with the built-in embedder and stores the vectors, in a subtransaction; whatever\n    fails (the embedder, or storing) is recorded in the backlog. Returns how many were stored."""\n    from fewshot_embedder import is_cancel, literals_and_keys\n\n    if not trace_ids:\n        return 0\n    try:\n        present, literals, keys = literals_and_keys(embedder, inputs)\n        if not present:\n            return 0\n        store = _plan(plpy, "store", """\n            INSERT INTO flywheel.embeddings AS e (trace_id, embedder, app, embedding, input_key)\n            SELECT t, $2, a, v::@extschema:vector@.vector, k\n            FROM unnest($1::bigint[], $3::text[], $4::text[], $5::uuid[]) AS u(t, a, v, k)\n            ON CONFLICT ON CONSTRAINT embeddings_pkey\n            DO UPDATE SET embedding = EXCLUDED.embedding, input_key = EXCLUDED.input_key, created_at = now()""",\n            ["bigint[]", "text", "text[]", "text[]", "uuid[]"])\n        with plpy.subtransaction():\n            plpy.execute(store, [[trace_ids[i] for i in present], embedder, [apps[i] for i in present], literals, keys])\n        return len(present)\n    except Exception as e:  # never into the application\'s INSERT (the backlog retries it), but a cancel\n        if is_cancel(e):\n            raise\n        try:\n            with plpy.subtransaction():\n                _record_failure(plpy, embedder, list(trace_ids), f"{type(e).__name__}: {e}")\n        except Exception as again:\n            if is_cancel(again):\n                raise\n            plpy.warning(f"dbflywheel: could not embed or record {len(trace_ids)} trace(s): {again}")\n        return 0\n',
     'judges_ranking': '"""Bradley-Terry scores of models, prompt versions and variants from pairwise verdicts."""\n\nfrom __future__ import annotations\n\nfrom collections import defaultdict\nfrom collections.abc import Iterable, Iterator\nfrom typing import Any\n\n# Which trace attribute a ranking compares: the column of flywheel.traces.\nDIMENSIONS = ("model", "prompt_version", "variant")\n\n# The most names ranked per (app, dimension, source): the view computes on every read, and the\n# fit costs about names^2 per iteration, so one app\'s votes over hundreds of variants would slow\n# every reader (400 names: 22 s). The names with the most comparisons are kept (ties by name);\n# comparisons with the others are left out of that ranking. Votes with no finite estimate (one\n# name always wins) never converge: the fit stops after MAX_ITERATIONS (the order is found long\n# before). Together they bound a group\'s fit to about a second.\nMAX_NAMES = 100\nMAX_ITERATIONS = 5_000\n\nPREFERENCES = """\nSELECT p.app, CASE WHEN p.judged_by = \'human\' THEN \'human\' ELSE p.validator END AS source, p.winner,\n       ta.model AS model_a, tb.model AS model_b,\n       ta.prompt_version AS prompt_version_a, tb.prompt_version AS prompt_version_b,\n       ta.variant AS variant_a, tb.variant AS variant_b\nFROM flywheel.preferences p\nJOIN flywheel.traces ta ON ta.id = p.trace_a\nJOIN flywheel.traces tb ON tb.id = p.trace_b\n"""\n\n\ndef bradley_terry(\n    comparisons: Iterable[tuple[str, str, str]], *, tolerance: float = 1e-10, max_iterations: int = 100_000\n) -> dict[str, float]:\n    """Scores (summing to 1) from (x, y, winner in \'a\'|\'b\'|\'tie\') by the MM algorithm\n    (Hunter 2004); a tie counts as half a win for each side."""\n    import numpy as np\n\n    pairs = [(x, y, w) for x, y, w in comparisons if x != y]\n    names = sorted({n for x, y, _ in pairs for n in (x, y)})\n    if not names:\n        return {}\n    index = {n: i for i, n in enumerate(names)}\n    size = len(names)\n    wins = np.zeros((size, size))  # wins[i, j]: how often i beat j (ties: half each)\n    for x, y, w in pairs:\n        i, j = index[x], index[y]\n        if w == "a":\n            wins[i, j] += 1.0\n        elif w == "b":\n            wins[j, i] += 1.0\n        else:\n            wins[i, j] += 0.5\n            wins[j, i] += 0.5\n    games = wins + wins.T\n    won = wins.sum(axis=1)\n    scores = np.full(size, 1.0 / size)\n    for _ in range(max_iterations):\n        sums = scores[:, None] + scores[None, :]\n        denominator = np.divide(games, sums, out=np.zeros_like(games), where=games > 0).sum(axis=1)\n        updated = np.divide(won, denominator, out=np.zeros(size), where=denominator > 0)\n        updated /= updated.sum()\n        done = np.abs(updated - scores).max() < tolerance\n        scores = updated\n        if done:\n            break\n    return {n: float(scores[index[n]]) for n in names}\n\n\ndef most_compared(comparisons: list[tuple[str, str, str]], max_names: int) -> list[tuple[str, str, str]]:\n    """The comparisons between the max_names names compared most often (ties by name)."""\n    counts: dict[str, int] = defaultdict(int)\n    for a, b, _ in comparisons:\n        counts[a] += 1\n        counts[b] += 1\n    if len(counts) <= max_names:\n        return comparisons\n    kept = set(sorted(counts, key=lambda n: (-counts[n], n))[:max_names])\n    return [(a, b, w) for a, b, w in comparisons if a in kept and b in kept]\n\n\ndef rankings(rows: Iterable[dict[str, Any]], max_names: int = MAX_NAMES) -> Iterator[dict[str, Any]]:\n    """One row per (app, dimension, source, name): score, rank (1 = best), wins, losses, ties;\n    at most max_names names per (app, dimension, source)."""\n    groups: dict[tuple[str, str, str], list[tuple[str, str, str]]] = defaultdict(list)\n    for row in rows:\n        for dimension in DIMENSIONS:\n            a, b = row[f"{dimension}_a"], row[f"{dimension}_b"]\n            if a is not None and b is not None and a != b:\n                groups[(row["app"], dimension, row["source"])].append((a, b, row["winner"]))\n    for (app, dimension, source), all_comparisons in sorted(groups.items()):\n        comparisons = most_compared(all_comparisons, max_names)\n        if not comparisons:\n            continue\n        scores = bradley_terry(comparisons, max_iterations=MAX_ITERATIONS)\n        tally: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])\n        for a, b, winner in comparisons:\n            if winner == "tie":\n                tally[a][2] += 1\n                tally[b][2] += 1\n            else:\n                tally[a if winner == "a" else b][0] += 1\n                tally[b if winner == "a" else a][1] += 1\n        ordered = sorted(scores, key=lambda n: (-scores[n], n))\n        for position, name in enumerate(ordered, start=1):\n            wins, losses, ties = tally[name]\n            yield {\n                "app": app, "dimension": dimension, "source": source, "name": name,\n                "score": scores[name], "rank": position, "wins": wins, "losses": losses, "ties": ties,\n            }\n\n\ndef ranking(plpy: Any) -> list[dict[str, Any]]:\n    return list(rankings(plpy.execute(PREFERENCES)))\n',
-    'metrics_cron': '"""pg_cron schedules read without pg_cron: when a schedule last fired, so that staleness and\n`dbflywheel refresh --loop` agree with what pg_cron would run.\n\nAccepts what pg_cron accepts: five fields (minute hour day-of-month month day-of-week with\n`*`, `a-b`, `*/n`, `a-b/n` and lists), the `@hourly`-style macros, and `N seconds`.\nTimes are UTC, as pg_cron\'s default `cron.timezone` is GMT.\n"""\n\nfrom __future__ import annotations\n\nimport re\nfrom datetime import UTC, datetime, timedelta\nfrom typing import Any\n\n_MACROS = {\n    "@yearly": "0 0 1 1 *",\n    "@annually": "0 0 1 1 *",\n    "@monthly": "0 0 1 * *",\n    "@weekly": "0 0 * * 0",\n    "@daily": "0 0 * * *",\n    "@midnight": "0 0 * * *",\n    "@hourly": "0 * * * *",\n}\n_RANGES = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)]\n_SECONDS = re.compile(r"^\\s*([1-9]|[1-5][0-9])\\s+seconds?\\s*$", re.I)\n\n\nclass ScheduleError(ValueError):\n    pass\n\n\ndef _field(text: str, low: int, high: int) -> set[int]:\n    values: set[int] = set()\n    for part in text.split(","):\n        step = 1\n        if "/" in part:\n            part, step_text = part.split("/", 1)\n            if not step_text.isdigit() or int(step_text) == 0:\n                raise ScheduleError(f"bad step in {text!r}")\n            step = int(step_text)\n        if part == "*":\n            start, end = low, high\n        elif "-" in part:\n            a, b = part.split("-", 1)\n            if not (a.isdigit() and b.isdigit()):\n                raise ScheduleError(f"bad range in {text!r}")\n            start, end = int(a), int(b)\n        elif part.isdigit():\n            start = int(part)\n            end = high if step > 1 else start\n        else:\n            raise ScheduleError(f"bad field {text!r}")\n        if not (low <= start <= high and low <= end <= high and start <= end):\n            raise ScheduleError(f"{text!r} is outside {low}-{high}")\n        values.update(range(start, end + 1, step))\n    return values\n\n\ndef parse(schedule: str) -> tuple[int, list[set[int]], bool, bool]:\n    """(seconds, fields, day-of-month restricted, day-of-week restricted); seconds > 0 for `N seconds`."""\n    if m := _SECONDS.match(schedule):\n        return int(m.group(1)), [], False, False\n    text = _MACROS.get(schedule.strip().lower(), schedule)\n    parts = text.split()\n    if len(parts) != 5:\n        raise ScheduleError(\n            f"{schedule!r} is not a cron schedule (five fields, a macro such as @hourly, or \'N seconds\')")\n    fields = [_field(p, lo, hi) for p, (lo, hi) in zip(parts, _RANGES, strict=True)]\n    if 7 in fields[4]:\n        fields[4] = (fields[4] - {7}) | {0}\n    return 0, fields, parts[2] != "*", parts[4] != "*"\n\n\ndef _day_matches(day: datetime, fields: list[set[int]], dom_set: bool, dow_set: bool) -> bool:\n    if day.month not in fields[3]:\n        return False\n    dom = day.day in fields[2]\n    dow = (day.isoweekday() % 7) in fields[4]\n    if dom_set and dow_set:  # cron: either restriction matches\n        return dom or dow\n    return dom and dow\n\n\ndef previous_fire(schedule: str, at: datetime) -> datetime:\n    """The last time at or before `at` when the schedule fired."""\n    at = at.astimezone(UTC)\n    seconds, fields, dom_set, dow_set = parse(schedule)\n    if seconds:\n        epoch = int(at.timestamp())\n        return datetime.fromtimestamp(epoch - epoch % seconds, UTC)\n    minute = at.replace(second=0, microsecond=0)\n    day = minute.replace(hour=0, minute=0)\n    for _ in range(366 * 8 + 1):  # the sparsest schedule (29 February) fires within 8 years\n        if _day_matches(day, fields, dom_set, dow_set):\n            last = minute if day == minute.replace(hour=0, minute=0) else day.replace(hour=23, minute=59)\n            for hour in sorted((h for h in fields[1] if h <= last.hour), reverse=True):\n                limit = last.minute if hour == last.hour else 59\n                minutes = [m for m in fields[0] if m <= limit]\n                if minutes:\n                    return day.replace(hour=hour, minute=max(minutes))\n        day -= timedelta(days=1)\n    raise ScheduleError(f"{schedule!r} never fires")\n\n\ndef period(schedule: str, at: datetime) -> timedelta:\n    """The time between the last two firings before `at`: how often the schedule runs."""\n    last = previous_fire(schedule, at)\n    return last - previous_fire(schedule, last - timedelta(seconds=1))\n\n\ndef sql_previous_fire(plpy: Any, schedule: str, at_epoch: float) -> float:\n    """For SQL: times cross as epoch seconds, so no text format is parsed."""\n    try:\n        return previous_fire(schedule, datetime.fromtimestamp(at_epoch, UTC)).timestamp()\n    except ScheduleError as e:\n        plpy.error(f"invalid schedule: {e}")\n        raise\n\n\ndef sql_period(plpy: Any, schedule: str, at_epoch: float) -> float:\n    try:\n        return period(schedule, datetime.fromtimestamp(at_epoch, UTC)).total_seconds()\n    except ScheduleError as e:\n        plpy.error(f"invalid schedule: {e}")\n        raise\n',
+    'metrics_cron': '"""pg_cron schedules read without pg_cron: when a schedule last fired, so that staleness and\n`dbflywheel refresh --loop` agree with what pg_cron would run.\n\nAccepts what pg_cron accepts: five fields (minute hour day-of-month month day-of-week with\n`*`, `a-b`, `*/n`, `a-b/n` and lists), the `@hourly`-style macros, and `N seconds`.\nTimes are UTC, as pg_cron\'s default `cron.timezone` is GMT.\n"""\n\nfrom __future__ import annotations\n\nimport re\nfrom datetime import UTC, datetime, timedelta\nfrom typing import Any\n\n_MACROS = {\n    "@yearly": "0 0 1 1 *",\n    "@annually": "0 0 1 1 *",\n    "@monthly": "0 0 1 * *",\n    "@weekly": "0 0 * * 0",\n    "@daily": "0 0 * * *",\n    "@midnight": "0 0 * * *",\n    "@hourly": "0 * * * *",\n}\n_RANGES = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)]\n_SECONDS = re.compile(r"^\\s*([1-9]|[1-5][0-9])\\s+seconds?\\s*$", re.I)\n\n\nclass ScheduleError(ValueError):\n    pass\n\n\ndef _field(text: str, low: int, high: int) -> set[int]:\n    values: set[int] = set()\n    for part in text.split(","):\n        step = 1\n        if "/" in part:\n            part, step_text = part.split("/", 1)\n            if not step_text.isdigit() or int(step_text) == 0:\n                raise ScheduleError(f"bad step in {text!r}")\n            step = int(step_text)\n        if part == "*":\n            start, end = low, high\n        elif "-" in part:\n            a, b = part.split("-", 1)\n            if not (a.isdigit() and b.isdigit()):\n                raise ScheduleError(f"bad range in {text!r}")\n            start, end = int(a), int(b)\n        elif part.isdigit():\n            start = int(part)\n            end = high if step > 1 else start\n        else:\n            raise ScheduleError(f"bad field {text!r}")\n        if not (low <= start <= high and low <= end <= high and start <= end):\n            raise ScheduleError(f"{text!r} is outside {low}-{high}")\n        values.update(range(start, end + 1, step))\n    return values\n\n\ndef parse(schedule: str) -> tuple[int, list[set[int]], bool, bool]:\n    """(seconds, fields, day-of-month restricted, day-of-week restricted); seconds > 0 for `N seconds`."""\n    if m := _SECONDS.match(schedule):\n        return int(m.group(1)), [], False, False\n    text = _MACROS.get(schedule.strip().lower(), schedule)\n    parts = text.split()\n    if len(parts) != 5:\n        raise ScheduleError(\n            f"{schedule!r} is not a cron schedule (five fields, a macro such as @hourly, or \'N seconds\')")\n    fields = [_field(p, lo, hi) for p, (lo, hi) in zip(parts, _RANGES, strict=True)]\n    if 7 in fields[4]:\n        fields[4] = (fields[4] - {7}) | {0}\n    # pg_cron (vixie cron\'s entry.c) calls a day field unrestricted when it starts with "*" (so\n    # "*/2" too): then both day fields must match, else either one.\n    return 0, fields, not parts[2].startswith("*"), not parts[4].startswith("*")\n\n\ndef _day_matches(day: datetime, fields: list[set[int]], dom_set: bool, dow_set: bool) -> bool:\n    if day.month not in fields[3]:\n        return False\n    dom = day.day in fields[2]\n    dow = (day.isoweekday() % 7) in fields[4]\n    if dom_set and dow_set:  # cron: either restriction matches\n        return dom or dow\n    return dom and dow\n\n\ndef previous_fire(schedule: str, at: datetime) -> datetime:\n    """The last time at or before `at` when the schedule fired."""\n    at = at.astimezone(UTC)\n    seconds, fields, dom_set, dow_set = parse(schedule)\n    if seconds:\n        epoch = int(at.timestamp())\n        return datetime.fromtimestamp(epoch - epoch % seconds, UTC)\n    minute = at.replace(second=0, microsecond=0)\n    day = minute.replace(hour=0, minute=0)\n    for _ in range(366 * 8 + 1):  # the sparsest schedule (29 February) fires within 8 years\n        if _day_matches(day, fields, dom_set, dow_set):\n            last = minute if day == minute.replace(hour=0, minute=0) else day.replace(hour=23, minute=59)\n            for hour in sorted((h for h in fields[1] if h <= last.hour), reverse=True):\n                limit = last.minute if hour == last.hour else 59\n                minutes = [m for m in fields[0] if m <= limit]\n                if minutes:\n                    return day.replace(hour=hour, minute=max(minutes))\n        day -= timedelta(days=1)\n    raise ScheduleError(f"{schedule!r} never fires")\n\n\ndef period(schedule: str, at: datetime) -> timedelta:\n    """The time between the last two firings before `at`: how often the schedule runs."""\n    last = previous_fire(schedule, at)\n    return last - previous_fire(schedule, last - timedelta(seconds=1))\n\n\ndef sql_previous_fire(plpy: Any, schedule: str, at_epoch: float) -> float:\n    """For SQL: times cross as epoch seconds, so no text format is parsed."""\n    try:\n        return previous_fire(schedule, datetime.fromtimestamp(at_epoch, UTC)).timestamp()\n    except ScheduleError as e:\n        plpy.error(f"invalid schedule: {e}")\n        raise\n\n\ndef sql_period(plpy: Any, schedule: str, at_epoch: float) -> float:\n    try:\n        return period(schedule, datetime.fromtimestamp(at_epoch, UTC)).total_seconds()\n    except ScheduleError as e:\n        plpy.error(f"invalid schedule: {e}")\n        raise\n',
     'metrics_drift': '"""flywheel.drift(): compares a feature of the traces between two time ranges with the two-sample\nKS test and the population stability index (plpython/metrics_stats.py)."""\n\nfrom __future__ import annotations\n\nimport json\nfrom typing import Any\n\nimport numpy as np\n\n# KS is exact up to 10,000 values a sample, at O(n*m); a random sample of this size per range\n# keeps a check under a second while detecting shifts of a few percent.\nSAMPLE = 5000\nPROJECTIONS = 4  # embeddings are compared along this many fixed random directions\n_SEED = 20240611\n\n_COLUMNS = {\n    "latency": "t.latency_ms",\n    "output_length": "length(t.output)::double precision",\n    "input_length": "length(t.input)::double precision",\n    "tokens_in": "t.tokens_in::double precision",\n    "tokens_out": "t.tokens_out::double precision",\n    "cost": "t.cost_usd",\n}\n_RANGE = ("t.created_at >= coalesce(lower($1::tstzrange), \'-infinity\')"\n          " AND t.created_at < coalesce(upper($1::tstzrange), \'infinity\')")\n\n\ndef _query(plpy: Any, feature: str) -> str:\n    """The sampling query of a feature. Only fixed expressions and quoted names go into the text\n    (hence the noqa: S608); the time range is a parameter."""\n    if feature in _COLUMNS:\n        expr = _COLUMNS[feature]\n        return (f"SELECT {expr} AS x FROM flywheel.traces t WHERE {_RANGE} AND NOT t.shadow"  # noqa: S608\n                f" AND {expr} IS NOT NULL"\n                f" ORDER BY random() LIMIT {SAMPLE}")\n    if feature.startswith("score:"):\n        name = plpy.quote_literal(feature.split(":", 1)[1])\n        return ("SELECT r.score AS x FROM flywheel.validation_results r"  # noqa: S608\n                " JOIN flywheel.validators v ON v.id = r.validator_id JOIN flywheel.traces t ON t.id = r.trace_id"\n                f" WHERE v.name = {name} AND r.score IS NOT NULL AND NOT t.shadow AND {_RANGE}"\n                f" ORDER BY random() LIMIT {SAMPLE}")\n    if feature == "embedding":\n        # The input embeddings of the active embedder (flywheel.embeddings, the semantic index).\n        return ("SELECT e.embedding::text AS x FROM flywheel.embeddings e"  # noqa: S608\n                " JOIN flywheel.embedders m ON m.name = e.embedder AND m.state = \'active\'"\n                " JOIN flywheel.traces t ON t.id = e.trace_id"\n                f" WHERE {_RANGE} AND NOT t.shadow ORDER BY random() LIMIT {SAMPLE}")\n    plpy.error(f"drift: unknown feature {feature!r}; use one of {\', \'.join(sorted(_COLUMNS))}, "\n               "score:<validator> or embedding")\n    raise AssertionError\n\n\ndef _fetch(plpy: Any, sql: str, period: str) -> list[Any]:\n    plan = plpy.prepare(sql, ["text"])\n    return [r["x"] for r in plpy.execute(plan, [period])]\n\n\ndef projections(vectors: list[str], count: int = PROJECTIONS) -> np.ndarray:\n    """Each vector projected on `count` fixed unit directions (the same for every call)."""\n    matrix = np.array([json.loads(v) for v in vectors], dtype=float)\n    directions = np.random.default_rng(_SEED).normal(size=(matrix.shape[1], count))\n    directions /= np.linalg.norm(directions, axis=0)\n    return matrix @ directions\n\n\ndef compare(name: str, reference: Any, current: Any) -> dict[str, Any]:\n    import metrics_stats\n\n    row: dict[str, Any] = {"feature": name, "reference_n": len(reference), "current_n": len(current),\n                           "ks_statistic": None, "p_value": None, "psi": None}\n    if len(reference) and len(current):\n        d, p = metrics_stats.ks_2samp(reference, current)\n        row.update(ks_statistic=d, p_value=p, psi=metrics_stats.psi(reference, current))\n    return row\n\n\ndef drift(plpy: Any, feature: str, reference: str, current: str) -> list[dict[str, Any]]:\n    sql = _query(plpy, feature)\n    ref, cur = _fetch(plpy, sql, reference), _fetch(plpy, sql, current)\n    if feature != "embedding":\n        return [compare(feature, ref, cur)]\n    if not ref or not cur:\n        return [compare(f"embedding:{i}", [], []) for i in range(PROJECTIONS)]\n    ref_p, cur_p = projections(ref), projections(cur)\n    return [compare(f"embedding:{i}", ref_p[:, i], cur_p[:, i]) for i in range(PROJECTIONS)]\n',
     'metrics_experiments': '"""flywheel.experiment_results(): each variant\'s metrics against the baseline variant, with a\nconfidence interval and a p-value (two-proportion z-test for rates, Welch\'s t-test for means)."""\n\nfrom __future__ import annotations\n\nfrom typing import Any\n\n# Per variant: counts for the rates, n/mean/sample variance for the means.\n_SUMMARY = """\nWITH e AS (SELECT * FROM flywheel.experiments WHERE name = $1),\ntr AS (\n    SELECT t.id, t.variant, t.latency_ms, t.cost_usd\n    FROM flywheel.traces t, e\n    WHERE t.variant IN (SELECT jsonb_object_keys(e.variants)) AND NOT t.shadow\n      AND (t.metadata->>\'experiment\' = e.name OR (t.metadata->>\'experiment\' IS NULL AND t.created_at >= e.started_at)))\nSELECT tr.variant,\n       count(*) AS traces,\n       count(v.trace_id) FILTER (WHERE v.verdicts > 0) AS judged,\n       count(v.trace_id) FILTER (WHERE v.verdicts > 0 AND NOT v.failed) AS passed,\n       (SELECT count(*) FROM flywheel.feedback f JOIN tr x ON x.id = f.trace_id\n        WHERE x.variant = tr.variant AND f.kind = \'thumbs\') AS thumbs,\n       (SELECT count(*) FROM flywheel.feedback f JOIN tr x ON x.id = f.trace_id\n        WHERE x.variant = tr.variant AND f.kind = \'thumbs\' AND f.value > 0) AS thumbs_up,\n       (SELECT count(*) FROM flywheel.feedback f JOIN tr x ON x.id = f.trace_id\n        WHERE x.variant = tr.variant AND f.kind = \'rating\') AS ratings,\n       (SELECT avg(f.value) FROM flywheel.feedback f JOIN tr x ON x.id = f.trace_id\n        WHERE x.variant = tr.variant AND f.kind = \'rating\') AS rating_mean,\n       (SELECT var_samp(f.value) FROM flywheel.feedback f JOIN tr x ON x.id = f.trace_id\n        WHERE x.variant = tr.variant AND f.kind = \'rating\') AS rating_var,\n       count(tr.latency_ms) AS latency_n, avg(tr.latency_ms) AS latency_mean, var_samp(tr.latency_ms) AS latency_var,\n       count(tr.cost_usd) AS cost_n, avg(tr.cost_usd) AS cost_mean, var_samp(tr.cost_usd) AS cost_var\nFROM tr LEFT JOIN flywheel._trace_verdicts v ON v.trace_id = tr.id\nGROUP BY tr.variant\n"""\n\n_RATES = [("pass_rate", "passed", "judged"), ("positive_share", "thumbs_up", "thumbs")]\n_MEANS = [("mean_rating", "ratings", "rating_mean", "rating_var"),\n          ("latency_ms", "latency_n", "latency_mean", "latency_var"),\n          ("cost_usd", "cost_n", "cost_mean", "cost_var")]\n\n\ndef results(plpy: Any, experiment: str, confidence: float = 0.95) -> list[dict[str, Any]]:\n    import metrics_stats\n\n    found = plpy.execute(plpy.prepare("SELECT variants, baseline FROM flywheel.experiments WHERE name = $1", ["text"]),\n                         [experiment])\n    if not found:\n        plpy.error(f"experiment_results: no experiment named {experiment!r}")\n    baseline = found[0]["baseline"]\n    rows = {r["variant"]: r for r in plpy.execute(plpy.prepare(_SUMMARY, ["text"]), [experiment])}\n    base = rows.get(baseline)\n    out: list[dict[str, Any]] = []\n    for variant in sorted(rows, key=lambda v: (v != baseline, v)):\n        r = rows[variant]\n        for metric, hits, total in _RATES:\n            n = int(r[total] or 0)\n            row = {"metric": metric, "variant": variant, "n": n, "value": (r[hits] / n) if n else None,\n                   "baseline": baseline, "test": "two-proportion z-test"}\n            if variant != baseline and base is not None:\n                row.update(metrics_stats.two_proportion_test(int(base[hits] or 0), int(base[total] or 0),\n                                                             int(r[hits] or 0), n, confidence))\n            out.append(row)\n        for metric, count, mean, var in _MEANS:\n            n = int(r[count] or 0)\n            row = {"metric": metric, "variant": variant, "n": n, "value": r[mean], "baseline": baseline,\n                   "test": "Welch\'s t-test"}\n            if variant != baseline and base is not None and r[mean] is not None and base[mean] is not None:\n                row.update(metrics_stats.welch_test(int(base[count]), float(base[mean]), float(base[var] or 0),\n                                                    n, float(r[mean]), float(r[var] or 0), confidence))\n            out.append(row)\n    for row in out:\n        for key in ("difference", "ci_low", "ci_high", "p_value"):\n            row[key] = None if row.get(key) is None else float(row[key])\n    return out\n',
-    'metrics_stats': '"""Statistics for drift and experiments with numpy only (PL/Python has no scipy): the two-sample\nKolmogorov-Smirnov test, the population stability index, the two-proportion z-test and\nWelch\'s t-test. tests/unit/test_metrics_stats.py checks them against scipy.stats.\n"""\n\nfrom __future__ import annotations\n\nimport math\nfrom collections.abc import Sequence\n\nimport numpy as np\n\n# scipy.stats.ks_2samp(method=\'auto\') is exact while both samples have at most this many values.\nEXACT_KS_MAX_N = 10000\n\n\ndef ks_statistic(a: Sequence[float], b: Sequence[float]) -> float:\n    """The largest distance between the two empirical CDFs (ties handled as scipy does)."""\n    x, y = np.sort(np.asarray(a, dtype=float)), np.sort(np.asarray(b, dtype=float))\n    both = np.concatenate([x, y])\n    cdf_x = np.searchsorted(x, both, side="right") / len(x)\n    cdf_y = np.searchsorted(y, both, side="right") / len(y)\n    return float(np.max(np.abs(cdf_x - cdf_y)))\n\n\ndef _ks_exact_p(m: int, n: int, d: float) -> float:\n    """P(D >= d) under H0 by walking the lattice of paths from (0,0) to (m,n) one anti-diagonal at\n    a time; a cell holds the probability that a uniformly random path reaches it without having\n    left the band |i/m - j/n| < d. Integer arithmetic on the lcm grid keeps ties exact."""\n    g = math.gcd(m, n)\n    lcm = m // g * n\n    h = round(d * lcm)  # the statistic is a multiple of 1/lcm\n    if h == 0:\n        return 1.0\n    step_i, step_j = lcm // m, lcm // n\n    inside = np.array([1.0])  # diagonal k = 0: the cell (0, 0)\n    for k in range(1, m + n + 1):\n        lo, hi = max(0, k - n), min(k, m)  # i on this diagonal; j = k - i\n        i = np.arange(lo, hi + 1)\n        prev_lo = max(0, k - 1 - n)\n        cur = np.zeros(len(i))\n        # from (i-1, j): a step in the first sample, probability i/k of all paths through (i, j)\n        from_up = i - 1 - prev_lo\n        ok = (i >= 1) & (from_up >= 0) & (from_up < len(inside))\n        cur[ok] += inside[from_up[ok]] * (i[ok] / k)\n        from_left = i - prev_lo\n        ok = (from_left >= 0) & (from_left < len(inside)) & (k - i >= 1)\n        cur[ok] += inside[from_left[ok]] * ((k - i[ok]) / k)\n        cur[np.abs(i * step_i - (k - i) * step_j) >= h] = 0.0\n        inside = cur\n    return float(min(1.0, max(0.0, 1.0 - inside[-1])))\n\n\ndef _kolmogorov_sf(x: float) -> float:\n    """P(K > x) for the limiting Kolmogorov distribution."""\n    if x < 0.2:\n        return 1.0\n    total = sum((-1) ** (k - 1) * math.exp(-2 * k * k * x * x) for k in range(1, 101))\n    return float(min(1.0, max(0.0, 2 * total)))\n\n\ndef ks_2samp(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:\n    """Two-sided two-sample KS test: (statistic, p-value). Exact for samples of up to 10,000\n    values, as scipy\'s default; beyond, the Kolmogorov limit with Stephens\' small-sample\n    correction (scipy uses the finite-n Kolmogorov distribution there; they agree to ~1e-3)."""\n    m, n = len(a), len(b)\n    if m == 0 or n == 0:\n        raise ValueError("ks_2samp needs two non-empty samples")\n    d = ks_statistic(a, b)\n    if max(m, n) <= EXACT_KS_MAX_N:\n        return d, _ks_exact_p(m, n, d)\n    en = m * n / (m + n)\n    return d, _kolmogorov_sf((math.sqrt(en) + 0.12 + 0.11 / math.sqrt(en)) * d)\n\n\ndef psi(reference: Sequence[float], current: Sequence[float], bins: int = 10) -> float:\n    """Population stability index over the reference\'s quantile bins (0.1: watch, 0.25: drifted)."""\n    ref, cur = np.asarray(reference, dtype=float), np.asarray(current, dtype=float)\n    if len(ref) == 0 or len(cur) == 0:\n        raise ValueError("psi needs two non-empty samples")\n    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1))[1:-1])\n    ref_share = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=len(edges) + 1) / len(ref)\n    cur_share = np.bincount(np.searchsorted(edges, cur, side="right"), minlength=len(edges) + 1) / len(cur)\n    ref_share, cur_share = np.clip(ref_share, 1e-4, None), np.clip(cur_share, 1e-4, None)  # empty bins\n    return float(np.sum((cur_share - ref_share) * np.log(cur_share / ref_share)))\n\n\ndef normal_sf(z: float) -> float:\n    return 0.5 * math.erfc(z / math.sqrt(2))\n\n\ndef normal_ppf(p: float) -> float:\n    """Inverse of the standard normal CDF, by bisection (enough for confidence intervals)."""\n    lo, hi = -40.0, 40.0\n    for _ in range(200):\n        mid = (lo + hi) / 2\n        if 1 - normal_sf(mid) < p:\n            lo = mid\n        else:\n            hi = mid\n    return (lo + hi) / 2\n\n\ndef _betacf(a: float, b: float, x: float) -> float:\n    """Continued fraction of the incomplete beta function (modified Lentz)."""\n    tiny = 1e-300\n    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)\n    d = 1.0 / (d if abs(d) > tiny else tiny)\n    h = d\n    for m in range(1, 1000):\n        m2 = 2 * m\n        even = m * (b - m) * x / ((a + m2 - 1) * (a + m2))\n        odd = -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1))\n        for num in (even, odd):\n            d = 1.0 + num * d\n            d = 1.0 / (d if abs(d) > tiny else tiny)\n            c = 1.0 + num / c\n            c = c if abs(c) > tiny else tiny\n            h *= d * c\n        if abs(d * c - 1.0) < 1e-15:\n            break\n    return h\n\n\ndef betainc(a: float, b: float, x: float) -> float:\n    """The regularized incomplete beta function I_x(a, b)."""\n    if x <= 0:\n        return 0.0\n    if x >= 1:\n        return 1.0\n    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))\n    if x < (a + 1) / (a + b + 2):\n        return front * _betacf(a, b, x) / a\n    return 1.0 - front * _betacf(b, a, 1 - x) / b\n\n\ndef t_sf(t: float, df: float) -> float:\n    """P(T > t) for Student\'s t with df degrees of freedom."""\n    tail = 0.5 * betainc(df / 2, 0.5, df / (df + t * t))\n    return tail if t >= 0 else 1 - tail\n\n\ndef t_ppf(p: float, df: float) -> float:\n    lo, hi = -1e3, 1e3\n    for _ in range(200):\n        mid = (lo + hi) / 2\n        if 1 - t_sf(mid, df) < p:\n            lo = mid\n        else:\n            hi = mid\n    return (lo + hi) / 2\n\n\ndef two_proportion_test(x_a: int, n_a: int, x_b: int, n_b: int, confidence: float = 0.95) -> dict[str, float | None]:\n    """B\'s rate minus A\'s: the difference, its (unpooled) Wald interval and the pooled z-test\'s p-value."""\n    if n_a == 0 or n_b == 0:\n        return {"difference": None, "ci_low": None, "ci_high": None, "p_value": None}\n    p_a, p_b = x_a / n_a, x_b / n_b\n    diff = p_b - p_a\n    pooled = (x_a + x_b) / (n_a + n_b)\n    se_pooled = math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))\n    p_value = 1.0 if se_pooled == 0 else 2 * normal_sf(abs(diff) / se_pooled)\n    se = math.sqrt(p_a * (1 - p_a) / n_a + p_b * (1 - p_b) / n_b)\n    z = normal_ppf(1 - (1 - confidence) / 2)\n    return {"difference": diff, "ci_low": diff - z * se, "ci_high": diff + z * se, "p_value": p_value}\n\n\ndef welch_test(n_a: int, mean_a: float, var_a: float, n_b: int, mean_b: float, var_b: float,\n               confidence: float = 0.95) -> dict[str, float | None]:\n    """B\'s mean minus A\'s: Welch\'s t-test (unequal variances) with its interval; var is the sample variance."""\n    if n_a < 2 or n_b < 2:\n        return {"difference": None, "ci_low": None, "ci_high": None, "p_value": None}\n    diff = mean_b - mean_a\n    va, vb = var_a / n_a, var_b / n_b\n    se = math.sqrt(va + vb)\n    if se == 0:\n        return {"difference": diff, "ci_low": diff, "ci_high": diff, "p_value": 1.0 if diff == 0 else 0.0}\n    df = (va + vb) ** 2 / (va * va / (n_a - 1) + vb * vb / (n_b - 1))\n    p_value = 2 * t_sf(abs(diff) / se, df)\n    t = t_ppf(1 - (1 - confidence) / 2, df)\n    return {"difference": diff, "ci_low": diff - t * se, "ci_high": diff + t * se, "p_value": min(1.0, p_value)}\n',
+    'metrics_stats': '"""Statistics for drift and experiments: the two-sample Kolmogorov-Smirnov test (scipy.stats), the\npopulation stability index, the two-proportion z-test and Welch\'s t-test (their distributions from\nscipy.special). tests/unit/test_metrics_stats.py checks them against scipy.stats\' own tests.\n"""\n\nfrom __future__ import annotations\n\nimport math\nfrom collections.abc import Sequence\n\nimport numpy as np\nfrom scipy import special\n\n\ndef ks_2samp(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:\n    """Two-sided two-sample KS test: (statistic, p-value), exact while both samples have at most\n    10,000 values (scipy\'s method=\'auto\'). scipy.stats is imported on the first call only: it\n    costs about 0.8 s per database session, which experiments never pay."""\n    from scipy import stats\n\n    if len(a) == 0 or len(b) == 0:\n        raise ValueError("ks_2samp needs two non-empty samples")\n    result = stats.ks_2samp(np.asarray(a, dtype=float), np.asarray(b, dtype=float))\n    return float(result.statistic), float(result.pvalue)\n\n\ndef psi(reference: Sequence[float], current: Sequence[float], bins: int = 10) -> float:\n    """Population stability index over the reference\'s quantile bins (0.1: watch, 0.25: drifted)."""\n    ref, cur = np.asarray(reference, dtype=float), np.asarray(current, dtype=float)\n    if len(ref) == 0 or len(cur) == 0:\n        raise ValueError("psi needs two non-empty samples")\n    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1))[1:-1])\n    ref_share = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=len(edges) + 1) / len(ref)\n    cur_share = np.bincount(np.searchsorted(edges, cur, side="right"), minlength=len(edges) + 1) / len(cur)\n    ref_share, cur_share = np.clip(ref_share, 1e-4, None), np.clip(cur_share, 1e-4, None)  # empty bins\n    return float(np.sum((cur_share - ref_share) * np.log(cur_share / ref_share)))\n\n\ndef normal_sf(z: float) -> float:\n    return float(special.ndtr(-z))\n\n\ndef normal_ppf(p: float) -> float:\n    """Inverse of the standard normal CDF."""\n    return float(special.ndtri(p))\n\n\ndef t_sf(t: float, df: float) -> float:\n    """P(T > t) for Student\'s t with df degrees of freedom."""\n    return float(special.stdtr(df, -t))\n\n\ndef t_ppf(p: float, df: float) -> float:\n    return float(special.stdtrit(df, p))\n\n\ndef two_proportion_test(x_a: int, n_a: int, x_b: int, n_b: int, confidence: float = 0.95) -> dict[str, float | None]:\n    """B\'s rate minus A\'s: the difference, its (unpooled) Wald interval and the pooled z-test\'s p-value."""\n    if n_a == 0 or n_b == 0:\n        return {"difference": None, "ci_low": None, "ci_high": None, "p_value": None}\n    p_a, p_b = x_a / n_a, x_b / n_b\n    diff = p_b - p_a\n    pooled = (x_a + x_b) / (n_a + n_b)\n    se_pooled = math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))\n    p_value = 1.0 if se_pooled == 0 else 2 * normal_sf(abs(diff) / se_pooled)\n    se = math.sqrt(p_a * (1 - p_a) / n_a + p_b * (1 - p_b) / n_b)\n    z = normal_ppf(1 - (1 - confidence) / 2)\n    return {"difference": diff, "ci_low": diff - z * se, "ci_high": diff + z * se, "p_value": p_value}\n\n\ndef welch_test(n_a: int, mean_a: float, var_a: float, n_b: int, mean_b: float, var_b: float,\n               confidence: float = 0.95) -> dict[str, float | None]:\n    """B\'s mean minus A\'s: Welch\'s t-test (unequal variances) with its interval; var is the sample variance."""\n    if n_a < 2 or n_b < 2:\n        return {"difference": None, "ci_low": None, "ci_high": None, "p_value": None}\n    diff = mean_b - mean_a\n    va, vb = var_a / n_a, var_b / n_b\n    se = math.sqrt(va + vb)\n    if se == 0:\n        return {"difference": diff, "ci_low": diff, "ci_high": diff, "p_value": 1.0 if diff == 0 else 0.0}\n    df = (va + vb) ** 2 / (va * va / (n_a - 1) + vb * vb / (n_b - 1))\n    p_value = 2 * t_sf(abs(diff) / se, df)\n    t = t_ppf(1 - (1 - confidence) / 2, df)\n    return {"difference": diff, "ci_low": diff - t * se, "ci_high": diff + t * se, "p_value": min(1.0, p_value)}\n',
     'python_bodies': '"""Which `python` validator bodies a superuser approved on this server. The body sits in\nflywheel.validators, which flywheel_owner can write; what makes it runnable is an HMAC of it under\na key that only the server\'s OS user can read (a file in the data directory, made on first use).\ncreate_validator signs a body only for a superuser\'s login session; the insert trigger runs only\nbodies whose signature matches."""\n\nfrom __future__ import annotations\n\nimport hashlib\nimport hmac\nimport os\nfrom typing import Any\n\nKEY_FILE = "dbflywheel_python.key"  # in the backend\'s working directory: the data directory\n_key: bytes | None = None\n\n\ndef _key_path() -> str:\n    return os.environ.get("DBFLYWHEEL_PYTHON_KEY_FILE") or os.path.join(os.getcwd(), KEY_FILE)\n\n\ndef key() -> bytes:\n    global _key\n    if _key is None:\n        path = _key_path()\n        try:\n            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)\n        except FileExistsError:\n            pass\n        else:\n            with os.fdopen(fd, "wb") as f:\n                f.write(os.urandom(32))\n        with open(path, "rb") as f:\n            _key = f.read()\n        if len(_key) < 32:\n            raise RuntimeError(f"{path} is not a dbflywheel key (too short)")\n    return _key\n\n\ndef signature(body: str) -> str:\n    return hmac.new(key(), body.encode(), hashlib.sha256).hexdigest()\n\n\ndef approved(body: str, sig: Any) -> bool:\n    return isinstance(sig, str) and hmac.compare_digest(signature(body), sig)\n\n\ndef sign(plpy: Any, body: str) -> str:\n    """The signature of a body, for a superuser\'s login session only (session_user: inside a\n    SECURITY DEFINER function current_user is the definer)."""\n    row = plpy.execute("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = session_user")\n    if not row or not row[0]["rolsuper"]:\n        raise plpy.Error("only a superuser\'s session may approve a python validator")\n    return signature(body)\n',
+    'reviewers_auth': '"""Reviewers\' passwords and sign-in for the review web app (sql/630-reviewers.sql).\n\nPasswords are argon2id hashes (argon2-cffi). Sign-in answers the same way whatever was wrong\n(no such reviewer, wrong password, locked out), and costs one hash verification in every case,\nso neither the answer nor its time tells which."""\n\nfrom __future__ import annotations\n\nimport hashlib\nimport secrets\nfrom typing import Any\n\nMAX_FAILURES = 5  # failed sign-ins in a row before the account locks\nLOCK_MINUTES = 15\nSESSION_HOURS = 12\nMIN_PASSWORD = 10\n\n_hasher: Any = None\n_dummy_hash: str | None = None\n\n\ndef _argon() -> Any:\n    global _hasher, _dummy_hash\n    if _hasher is None:\n        from argon2 import PasswordHasher\n\n        _hasher = PasswordHasher()  # argon2id, the library\'s recommended cost\n        _dummy_hash = _hasher.hash(secrets.token_urlsafe(16))\n    return _hasher\n\n\ndef hash_password(plpy: Any, password: str | None) -> str:\n    if password is None or len(password) < MIN_PASSWORD:\n        plpy.error(f"create_reviewer: a password needs at least {MIN_PASSWORD} characters",\n                   sqlstate="22023", hint="choose a longer password (a passphrase is fine)")\n    return str(_argon().hash(password))\n\n\ndef _verify(stored: str, password: str) -> bool:\n    from argon2.exceptions import InvalidHashError, VerificationError\n\n    try:\n        return bool(_argon().verify(stored, password))\n    except (VerificationError, InvalidHashError):\n        return False\n\n\ndef sign_in(plpy: Any, name: str | None, password: str | None) -> list[dict[str, Any]]:\n    """One row (session token, CSRF token, reviewer, role) on success; no row otherwise."""\n    hasher = _argon()\n    rows = plpy.execute(plpy.prepare(\n        "SELECT r.name, r.role_name, r.password_hash, r.failed_attempts,"\n        " coalesce(r.locked_until > now(), false) AS locked"\n        " FROM flywheel.reviewers r WHERE r.name = $1", ["text"]), [name or ""])\n    if not rows:\n        _verify(_dummy_hash or hasher.hash("x"), password or "")  # the same cost as a real check\n        return []\n    row = rows[0]\n    good = _verify(row["password_hash"], password or "")\n    if row["locked"] or not good:\n        if not row["locked"]:\n            plpy.execute(plpy.prepare(\n                "UPDATE flywheel.reviewers SET"\n                " failed_attempts = CASE WHEN failed_attempts + 1 >= $2 THEN 0 ELSE failed_attempts + 1 END,"\n                " locked_until = CASE WHEN failed_attempts + 1 >= $2 THEN now() + make_interval(mins => $3)"\n                " ELSE locked_until END WHERE name = $1", ["text", "integer", "integer"]),\n                [row["name"], MAX_FAILURES, LOCK_MINUTES])\n        return []\n    token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)\n    plpy.execute(plpy.prepare(\n        "UPDATE flywheel.reviewers SET failed_attempts = 0, locked_until = NULL WHERE name = $1", ["text"]),\n        [row["name"]])\n    plpy.execute("DELETE FROM flywheel.web_sessions WHERE expires_at < now()")\n    plpy.execute(plpy.prepare(\n        "INSERT INTO flywheel.web_sessions (token_sha256, reviewer, csrf_token, expires_at)"\n        " VALUES ($1, $2, $3, now() + make_interval(hours => $4))", ["bytea", "text", "text", "integer"]),\n        [hashlib.sha256(token.encode()).digest(), row["name"], csrf, SESSION_HOURS])\n    return [{"session_token": token, "csrf_token": csrf, "reviewer": row["name"], "role_name": row["role_name"]}]\n',
     'validators_batch': '"""Which rows of a batch a set of re2 patterns can match, with one scan of all their texts at once.\n\nThe runtime joins one field\'s texts of a batch with SEPARATOR and scans the joined text once with\nthe alternation of every prefilter on that field (validators_builtin.Prefilter). A row is flagged\nwhen a match touches it; only flagged rows need their validators\' exact check().\n\nWhy no row with a match is missed: the separator starts and ends with a newline, which is what\n`\\\\b`, `(?m)^` and `(?m)$` see at a text\'s start and end on their own too (the prefilters use\nno other anchors), so a match inside a row on its own is also a match at the same place in the\njoined text. A scan from a position at or before it finds a match that starts at or before it,\nand that match either reaches it (the row is flagged) or ends before it, and the scan goes on\nfrom there. Matches that span the separator, or hide others, only flag rows.\n"""\n\nfrom __future__ import annotations\n\nfrom bisect import bisect_left, bisect_right\nfrom itertools import accumulate\nfrom typing import Any\n\nimport re2\n\nSEPARATOR = "\\n\\x00\\n"\n_SEP = SEPARATOR.encode()\n_COMPILED: dict[tuple[str, ...], Any] = {}\n# Only where a match is counts: re2 skips finding the patterns\' groups (the same matches).\n_OPTIONS = re2.Options()\n_OPTIONS.never_capture = True\n\ntry:  # re2\'s C++ matcher on bytes, without the wrapper\'s match objects and offset decoding\n    _UNANCHORED = re2._Anchor.UNANCHORED\n    _LOW_LEVEL = True\nexcept AttributeError:  # another google-re2 version: the public API on str\n    _LOW_LEVEL = False\n\n\ndef combined(patterns: tuple[str, ...]) -> Any:\n    """One regex for the alternation of several patterns (each a self-contained group)."""\n    rx = _COMPILED.get(patterns)\n    if rx is None:\n        rx = _COMPILED[patterns] = re2.compile("|".join(f"(?:{p})" for p in patterns), _OPTIONS)\n    return rx\n\n\ndef flag_rows(regex: Any, texts: list[str]) -> set[int]:\n    """Indexes of texts that regex may match (each text scanned as if on its own: see above)."""\n    if len(texts) == 1 and _LOW_LEVEL:\n        one = texts[0].encode()\n        return {0} if regex._regexp.Match(_UNANCHORED, one, 0, len(one))[0][0] >= 0 else set()\n    data: Any\n    if _LOW_LEVEL:\n        joined = SEPARATOR.join(texts)\n        if joined.isascii():  # bytes are characters: no text needs encoding on its own\n            chunks: list[Any] = texts\n            data = joined.encode()\n        else:\n            chunks = [t.encode() for t in texts]\n            data = _SEP.join(chunks)\n        match = regex._regexp.Match\n\n        def search(pos: int) -> tuple[int, int]:\n            return match(_UNANCHORED, data, pos, len(data))[0]  # type: ignore[no-any-return]\n    else:\n        chunks = texts\n        data = SEPARATOR.join(texts)\n\n        def search(pos: int) -> tuple[int, int]:\n            m = regex.search(data, pos)\n            return (-1, -1) if m is None else m.span()\n    flagged: set[int] = set()\n    starts: list[int] = []\n    ends: list[int] = []\n    pos, end = 0, len(data)\n    while pos <= end:\n        start, stop = search(pos)\n        if start < 0:\n            break\n        if not ends:  # where each text starts and ends in data (only once something matched)\n            sep = len(SEPARATOR)\n            ends = list(accumulate(len(chunk) + sep for chunk in chunks))\n            starts = [e - len(chunk) - sep for e, chunk in zip(ends, chunks, strict=True)]\n            ends = [e - sep for e in ends]\n        first = bisect_left(ends, start)  # rows whose [start, end] the match\'s [start, stop] touches\n        last = bisect_right(starts, stop) - 1\n        if first <= last:\n            flagged.update(range(first, last + 1))\n            # The rest of a flagged row needs no scan: go on after it (in the separator, ASCII).\n            pos = max(stop, ends[last] + 1)\n        else:  # a match within a separator\n            pos = stop if stop > start else start + 1\n    return flagged\n',
     'validators_builtin': '"""The built-in validator kinds: each checks its config once (at creation) and then judges traces.\n\nA kind is a class built from its config (raising ConfigError with a message that says what is\nwrong) whose `check(row)` returns a Result. Kinds that need the database (sql, anomaly, python,\nsql_codegen) instead implement `check_batch(plpy, rows, source)`, called once per statement.\nRows are dicts with the trace\'s columns. Nothing here raises into the caller on bad trace data:\nthe runner turns an exception into an `error` result, except a query cancel (statement_timeout,\npg_cancel_backend), which always goes up (is_cancel). PL/Python does not check for a cancel while\nPython runs, so each kind\'s work is capped (MAX_CHARS and the others below; README.md lists them).\n"""\n\nfrom __future__ import annotations\n\nimport json\nimport math\nimport re\nimport secrets\nimport sys\nimport time\nimport unicodedata\nfrom typing import Any, NamedTuple\n\nimport re2\n\n\nclass ConfigError(ValueError):\n    """A validator config that cannot work; the message is shown to whoever created it."""\n\n\nclass Result(NamedTuple):\n    status: str  # pass | fail | error | skipped\n    score: float | None = None\n    label: str | None = None\n    details: dict[str, Any] | None = None\n\n\nTEXT_FIELDS = ("input", "output", "expected")\n# The common verdicts, shared: nothing to say beyond them. A score of 0 means "none found"\n# for the detectors (pii, injection, refusal), whose score measures what they found.\n_PASS = Result("pass", 1.0, None, None)\n_CLEAN = Result("pass", 0.0, None, None)\nPASS = _PASS\nMAX_DETAIL_CHARS = 200\n# The text-scanning kinds (regex, injection, json) examine a field\'s first MAX_CHARS characters\n# (pii: validators_pii.MAX_CHARS, the same); a JSON Schema check stops after MAX_SCHEMA_STEPS\n# keyword evaluations. README.md documents these caps.\nMAX_CHARS = 1_000_000\nMAX_SCHEMA_STEPS = 1_000_000\nCANCEL_SQLSTATE = "57014"  # query_canceled: statement_timeout and pg_cancel_backend() both raise it\n\n\ndef is_cancel(e: BaseException) -> bool:\n    """Whether e is PostgreSQL cancelling the statement (plpy.spiexceptions.QueryCanceled, or an\n    SPIError with its sqlstate): it must reach the server, never become an `error` result."""\n    return getattr(e, "sqlstate", None) == CANCEL_SQLSTATE or type(e).__name__ == "QueryCanceled"\n\n\ndef reraise_cancel(e: BaseException) -> None:\n    """For every broad `except`: a cancel goes on up, anything else is the caller\'s to handle."""\n    if is_cancel(e):\n        raise e\n\n\nclass Prefilter(NamedTuple):\n    """A promise of a kind that scans text, which lets the runtime judge a whole batch with one re2\n    scan per field: a row whose `field` text (its first `head` characters, if given) is not NULL\n    or empty and has no match of `pattern` gets exactly `clean` from check(). The pattern must not\n    use the anchors ^ $ \\\\A \\\\z outside (?m) (the runtime scans the texts joined by newlines)."""\n\n    field: str\n    pattern: str\n    clean: Result\n    head: int | None = None\n\n\n# An admin\'s regex is a prefilter only without these: anchors that mean "start or end of the text",\n# \\Q (it quotes up to the end, the wrapping group\'s parenthesis too) and \\C (any byte).\n_NOT_PREFILTERABLE = ("^", "$", "\\\\A", "\\\\z", "\\\\Q", "\\\\C")\n\n\ndef _short(text: str, limit: int = MAX_DETAIL_CHARS) -> str:\n    return text if len(text) <= limit else text[: limit - 1] + "…"\n\n\ndef _show(value: Any) -> str:\n    """A config value in a message: its repr, short (a message is one line of bounded length)."""\n    return _short(repr(value), 80)\n\n\ndef _known_keys(config: dict[str, Any], allowed: set[str], kind: str) -> None:\n    # Every kind also accepts the runner\'s own keys.\n    unknown = set(config) - allowed - {"input_guard", "description", "time_limit_ms"}\n    if unknown:\n        raise ConfigError(f"{kind}: unknown config key(s) {_short(str(sorted(unknown)))}; known: {sorted(allowed)}")\n    _flag(config, "input_guard", kind)\n    if not isinstance(config.get("description", ""), str):\n        raise ConfigError(f"{kind}: description must be a string, not {_show(config[\'description\'])}")\n    if "time_limit_ms" in config and _number(config, "time_limit_ms", kind, 0.0) <= 0:\n        raise ConfigError(f"{kind}: time_limit_ms must be a positive number, not {_show(config[\'time_limit_ms\'])}")\n\n\ndef _flag(config: dict[str, Any], key: str, kind: str, default: bool = False) -> bool:\n    value = config.get(key, default)\n    if not isinstance(value, bool):\n        raise ConfigError(f"{kind}: {key} must be true or false, not {_show(value)}")\n    return value\n\n\ndef _names(config: dict[str, Any], key: str, kind: str, allowed: Any, default: list[str]) -> list[str]:\n    """A non-empty list of names, each one of allowed (strings only: a list in it is no name)."""\n    value = config.get(key, default)\n    if (not isinstance(value, list) or not value or not all(isinstance(x, str) for x in value)\n            or not set(value) <= set(allowed)):\n        raise ConfigError(f"{kind}: {key} must be a non-empty list of {list(allowed)}, not {_show(value)}")\n    return value\n\n\ndef _field(config: dict[str, Any], kind: str, default: str, allowed: tuple[str, ...] = TEXT_FIELDS) -> str:\n    field = config.get("field", default)\n    if field not in allowed:\n        raise ConfigError(f"{kind}: field must be one of {list(allowed)}, not {_show(field)}")\n    return str(field)\n\n\ndef _count(config: dict[str, Any], key: str, kind: str) -> int | None:\n    value = config.get(key)\n    if value is None:\n        return None\n    if isinstance(value, bool) or not isinstance(value, int) or value < 0:\n        raise ConfigError(f"{kind}: {key} must be a non-negative integer, not {_show(value)}")\n    return value\n\n\ndef _number(config: dict[str, Any], key: str, kind: str, default: float) -> float:\n    value = config.get(key, default)\n    try:\n        number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan\n    except OverflowError:  # an integer of hundreds of digits\n        number = math.nan\n    if not math.isfinite(number):\n        raise ConfigError(f"{kind}: {key} must be a number, not {_show(value)}")\n    return number\n\n\ndef compile_re2(pattern: Any, kind: str, case_insensitive: bool = False) -> Any:\n    if not isinstance(pattern, str) or not pattern:\n        raise ConfigError(f"{kind}: pattern must be a non-empty string")\n    try:\n        return re2.compile(("(?i)" if case_insensitive else "") + pattern)\n    except Exception as e:  # re2 reports bytes; decode for a readable message\n        msg = e.args[0].decode() if e.args and isinstance(e.args[0], bytes) else str(e)\n        raise ConfigError(\n            f"{kind}: bad regular expression {_show(pattern)}: {_short(msg, 120)} (patterns are RE2: no "\n            "backreferences or lookaround)") from None\n\n\ntry:  # re2\'s C++ matcher without the wrapper\'s match objects: ~5x faster for a yes/no question\n    _UNANCHORED = re2._Anchor.UNANCHORED\n\n    def re2_found(regex: Any, text: str) -> bool:\n        encoded = text.encode()\n        return bool(regex._regexp.Match(_UNANCHORED, encoded, 0, len(encoded))[0][0] >= 0)\nexcept AttributeError:  # another google-re2 version: the public API\n    def re2_found(regex: Any, text: str) -> bool:\n        return regex.search(text) is not None\n\n\ndef strip_code_fence(text: str) -> str:\n    """LLMs wrap code in ```lang ... ```; the content is what counts."""\n    stripped = text.strip()\n    if stripped.startswith("```"):\n        first_newline = stripped.find("\\n")\n        body = stripped[first_newline + 1 :] if first_newline >= 0 else ""\n        end = body.rfind("```")\n        return body[:end] if end >= 0 else body\n    return text\n\n\n_WORD_CHUNK = 1 << 20\n\n\ndef count_words(text: str) -> int:\n    """len(text.split()), a megabyte at a time: the list of every word of a long text costs\n    ~50 bytes a word (a 100 MB text of one-letter words: gigabytes)."""\n    if len(text) <= _WORD_CHUNK:\n        return len(text.split())\n    words = 0\n    for at in range(0, len(text), _WORD_CHUNK):\n        words += len(text[at:at + _WORD_CHUNK].split())\n        # a word that runs across the cut was counted on both sides\n        if at and not text[at - 1].isspace() and not text[at].isspace():\n            words -= 1\n    return words\n\n\nclass Length:\n    def __init__(self, config: dict[str, Any]) -> None:\n        _known_keys(config, {"min_chars", "max_chars", "min_words", "max_words", "field"}, "length")\n        self.field = _field(config, "length", "output")\n        self.bounds = {k: _count(config, k, "length") for k in ("min_chars", "max_chars", "min_words", "max_words")}\n        if all(v is None for v in self.bounds.values()):\n            raise ConfigError("length: give at least one of min_chars, max_chars, min_words, max_words")\n        for unit in ("chars", "words"):\n            lo, hi = self.bounds[f"min_{unit}"], self.bounds[f"max_{unit}"]\n            if lo is not None and hi is not None and lo > hi:\n                raise ConfigError(f"length: min_{unit} ({lo}) is greater than max_{unit} ({hi})")\n        self.count_words = self.bounds["min_words"] is not None or self.bounds["max_words"] is not None\n\n    def passes(self, text: str | None) -> bool:\n        """Whether check() gives exactly _PASS for a row with this text (the runtime\'s quick path)."""\n        if text is None:\n            return False\n        measured = {"chars": len(text)}\n        if self.count_words:\n            measured["words"] = count_words(text)\n        for unit, n in measured.items():\n            lo, hi = self.bounds[f"min_{unit}"], self.bounds[f"max_{unit}"]\n            if (lo is not None and n < lo) or (hi is not None and n > hi):\n                return False\n        return True\n\n    def check(self, row: dict[str, Any]) -> Result:\n        text = row.get(self.field)\n        if text is None:\n            return Result("fail", 0.0, "missing", {"reason": f"no {self.field}"})\n        chars = len(text)\n        details: dict[str, Any] = {"chars": chars}\n        measured = {"chars": chars}\n        if self.count_words:\n            measured["words"] = details["words"] = count_words(text)\n        for unit, n in measured.items():\n            lo, hi = self.bounds[f"min_{unit}"], self.bounds[f"max_{unit}"]\n            if lo is not None and n < lo:\n                return Result("fail", 0.0, "too_short", {**details, "reason": f"{n} {unit} < min_{unit} {lo}"})\n            if hi is not None and n > hi:\n                return Result("fail", 0.0, "too_long", {**details, "reason": f"{n} {unit} > max_{unit} {hi}"})\n        return _PASS\n\n\nclass Regex:\n    def __init__(self, config: dict[str, Any]) -> None:\n        _known_keys(config, {"pattern", "field", "must_match", "case_insensitive", "label"}, "regex")\n        self.field = _field(config, "regex", "output", (*TEXT_FIELDS, "any"))\n        self.must_match = _flag(config, "must_match", "regex")\n        self.regex = compile_re2(config.get("pattern"), "regex", _flag(config, "case_insensitive", "regex"))\n        label = config.get("label", "matched" if not self.must_match else "no_match")\n        if not isinstance(label, str) or not label:\n            raise ConfigError(f"regex: label must be a non-empty string, not {_show(label)}")\n        self.label = label\n        self._no_match = Result("fail", 0.0, self.label, {"reason": "the pattern does not match"})\n        self.prefilters: list[Prefilter] = []\n        pattern = config["pattern"]\n        if not any(s in pattern for s in _NOT_PREFILTERABLE) and not re2_found(self.regex, ""):\n            scoped = ("(?i:" if config.get("case_insensitive", False) else "(?:") + pattern + ")"\n            clean = self._no_match if self.must_match else _PASS\n            fields = ("input", "output") if self.field == "any" else (self.field,)\n            self.prefilters = [Prefilter(f, scoped, clean, MAX_CHARS) for f in fields]\n\n    def check(self, row: dict[str, Any]) -> Result:\n        fields = ("input", "output") if self.field == "any" else (self.field,)\n        for field in fields:\n            text = (row.get(field) or "")[:MAX_CHARS]\n            m = self.regex.search(text) if re2_found(self.regex, text) else None\n            if m is not None:\n                details = {"field": field, "match": _short(m.group()), "at": m.start()}\n                if self.must_match:\n                    return Result("pass", 1.0, None, details)\n                return Result("fail", 0.0, self.label, details)\n        if self.must_match:\n            return self._no_match\n        return _PASS\n\n\nclass _TooComplex(Exception):\n    """A JSON Schema check that ran out of its MAX_SCHEMA_STEPS."""\n\n\ndef _canonical(value: Any) -> Any:\n    """A hashable form of a JSON value under JSON Schema\'s equality (jsonschema\'s `equal`: true is\n    not 1, 1 is 1.0, objects compare by keys and values)."""\n    if isinstance(value, bool) or value is None:\n        return ("b", value)\n    if isinstance(value, str):\n        return ("s", value)\n    if isinstance(value, list):\n        return ("l", tuple(map(_canonical, value)))\n    if isinstance(value, dict):\n        return ("d", frozenset((k, _canonical(v)) for k, v in value.items()))\n    return ("n", value)\n\n\ndef _unique_items(validator: Any, unique: Any, instance: Any, schema: Any) -> Any:\n    # jsonschema\'s own compares every pair of items it cannot sort (objects): quadratic.\n    if unique and validator.is_type(instance, "array"):\n        seen: set[Any] = set()\n        for item in instance:\n            key = _canonical(item)\n            if key in seen:\n                from jsonschema import ValidationError\n\n                yield ValidationError(f"{_short(repr(instance), 80)} has non-unique elements")\n                return\n            seen.add(key)\n\n\n_RE2_CACHE: dict[str, Any] = {}\n\n\ndef _schema_re2(pattern: str) -> Any:\n    rx = _RE2_CACHE.get(pattern)\n    if rx is None:\n        if len(_RE2_CACHE) > 256:\n            _RE2_CACHE.clear()\n        rx = _RE2_CACHE[pattern] = compile_re2(pattern, "json")\n    return rx\n\n\ndef _pattern(validator: Any, pattern: Any, instance: Any, schema: Any) -> Any:\n    # re2 (linear time) instead of Python\'s re, which backtracks: "^(a+)+$" on "aaaa…!" never ends.\n    if validator.is_type(instance, "string") and not re2_found(_schema_re2(pattern), instance):\n        from jsonschema import ValidationError\n\n        yield ValidationError(f"{_short(repr(instance), 80)} does not match {pattern!r}")\n\n\ndef _pattern_properties(validator: Any, patterns: Any, instance: Any, schema: Any) -> Any:\n    if not validator.is_type(instance, "object"):\n        return\n    for pattern, subschema in patterns.items():\n        rx = _schema_re2(pattern)\n        for k, v in instance.items():\n            if re2_found(rx, k):\n                yield from validator.descend(v, subschema, path=k, schema_path=pattern)\n\n\ndef _refuse_retrieval(uri: str) -> Any:\n    from referencing.exceptions import NoSuchResource\n\n    raise NoSuchResource(ref=uri)  # type: ignore[call-arg]  # never the network: only what is inside the schema\n\n\n_NOT_SCHEMAS = ("enum", "const", "default", "examples")  # values there are data, not subschemas\n\n\ndef _refs(node: Any, base: str, out: list[tuple[str, str]]) -> None:\n    """Every $ref (and $dynamicRef, $recursiveRef) in a schema, with the URI it resolves to."""\n    from urllib.parse import urljoin\n\n    if isinstance(node, list):\n        for item in node:\n            _refs(item, base, out)\n        return\n    if not isinstance(node, dict):\n        return\n    for key in ("$id", "id"):\n        if isinstance(node.get(key), str):\n            base = urljoin(base, node[key])\n    for key, value in node.items():\n        if key in ("$ref", "$dynamicRef", "$recursiveRef") and isinstance(value, str):\n            out.append((value, urljoin(base, value)))\n        elif key not in _NOT_SCHEMAS:\n            _refs(value, base, out)\n\n\nclass _Schema:\n    """A JSON Schema check that fetches nothing, matches patterns with re2, checks uniqueItems in\n    linear time and stops after MAX_SCHEMA_STEPS keyword evaluations (anyOf over a recursive $ref\n    doubles the work at each level of nesting: without a cap, 40 levels never end)."""\n\n    def __init__(self, schema: Any) -> None:\n        import jsonschema\n        import referencing\n\n        cls = jsonschema.validators.validator_for(schema)\n        self.steps = 0\n        keywords = {**cls.VALIDATORS, "uniqueItems": _unique_items, "pattern": _pattern,\n                    "patternProperties": _pattern_properties}\n        keywords = {k: self._counted(fn) for k, fn in keywords.items()}\n        self.cls = jsonschema.validators.extend(cls, validators=keywords)\n        self.validator = self.cls(schema, registry=referencing.Registry(retrieve=_refuse_retrieval))  # type: ignore[call-arg]\n\n    def _counted(self, fn: Any) -> Any:\n        def keyword(validator: Any, value: Any, instance: Any, schema: Any) -> Any:\n            self.steps += 1\n            if self.steps > MAX_SCHEMA_STEPS:\n                raise _TooComplex\n            return fn(validator, value, instance, schema)\n\n        return keyword\n\n    def first_error(self, value: Any) -> Any:\n        self.steps = 0\n        return next(iter(self.validator.iter_errors(value)), None)\n\n\ndef _check_schema(schema: Any) -> _Schema:\n    """The config\'s schema, checked: a valid JSON Schema of a known dialect, RE2 patterns, and\n    references only inside it (a $ref to a URL would make the server fetch it during an INSERT)."""\n    import jsonschema\n    from referencing.exceptions import Unresolvable\n\n    if not isinstance(schema, dict | bool):\n        raise ConfigError("json: schema must be a JSON Schema object")\n    if isinstance(schema, dict) and "$schema" in schema:\n        dialect = schema["$schema"]\n        if not isinstance(dialect, str) or jsonschema.validators.validator_for(schema, default=None) is None:\n            raise ConfigError(f"json: unknown $schema {_show(dialect)}; use a JSON Schema draft\'s URI "\n                              "(draft 4 to 2020-12), or leave it out")\n    cls = jsonschema.validators.validator_for(schema)\n    try:\n        cls.check_schema(schema)\n    except jsonschema.SchemaError as e:\n        raise ConfigError(f"json: the schema is not a valid JSON Schema: {_short(e.message, 200)}") from None\n    except RecursionError:\n        raise ConfigError("json: the schema is nested too deeply") from None\n    checked = _Schema(schema)\n    found: list[tuple[str, str]] = []\n    try:\n        _refs(schema, "", found)\n    except RecursionError:\n        raise ConfigError("json: the schema is nested too deeply") from None\n    resolver = getattr(checked.validator, "_resolver", None)\n    for ref, target in found:\n        try:\n            if resolver is not None:\n                resolver.lookup(target)\n        except Unresolvable:\n            raise ConfigError(f"json: $ref {_show(ref)} does not resolve inside the schema; references outside "\n                              "the schema (URLs, files) are never fetched") from None\n    for pattern in _schema_patterns(schema):\n        _schema_re2(pattern)  # a ConfigError that says RE2\n    return checked\n\n\ndef _schema_patterns(node: Any) -> list[str]:\n    out: list[str] = []\n    stack = [node]\n    while stack:\n        n = stack.pop()\n        if isinstance(n, list):\n            stack.extend(n)\n        elif isinstance(n, dict):\n            for key, value in n.items():\n                if key == "pattern" and isinstance(value, str):\n                    out.append(value)\n                elif key == "patternProperties" and isinstance(value, dict):\n                    out.extend(value)\n                if key not in _NOT_SCHEMAS:\n                    stack.append(value)\n    return out\n\n\nclass Json:\n    def __init__(self, config: dict[str, Any]) -> None:\n        _known_keys(config, {"schema", "field", "strip_code_fence"}, "json")\n        self.field = _field(config, "json", "output")\n        self.strip = _flag(config, "strip_code_fence", "json", True)\n        self.validator: _Schema | None = None\n        if "schema" in config:\n            self.validator = _check_schema(config["schema"])\n\n    def check(self, row: dict[str, Any]) -> Result:\n        text = row.get(self.field)\n        if text is None or not text.strip():\n            return Result("fail", 0.0, "missing", {"reason": f"no {self.field}"})\n        if len(text) > MAX_CHARS:\n            return Result("fail", 0.0, "too_large", {"reason": f"more than {MAX_CHARS} characters",\n                                                     "chars": len(text)})\n        if self.strip:\n            text = strip_code_fence(text)\n        try:\n            value = json.loads(text)\n        except RecursionError:\n            return Result("fail", 0.0, "too_deep", {"reason": "JSON nested too deeply to parse"})\n        except ValueError as e:\n            return Result("fail", 0.0, "invalid_json", {"reason": _short(str(e))})\n        if self.validator is not None:\n            from referencing.exceptions import Unresolvable\n\n            try:\n                error = self.validator.first_error(value)\n            except RecursionError:\n                return Result("fail", 0.0, "too_deep", {"reason": "JSON nested too deeply to validate"})\n            except _TooComplex:\n                return Result("fail", 0.0, "too_complex",\n                              {"reason": f"the schema check took more than {MAX_SCHEMA_STEPS} steps"})\n            except Unresolvable as e:  # a stored config from before references were checked\n                return Result("error", None, "unresolvable_ref", {"error": _short(f"{e}; nothing is fetched", 500)})\n            if error is not None:\n                path = "/".join(str(p) for p in error.absolute_path)\n                return Result("fail", 0.0, "schema_mismatch", {"reason": _short(error.message), "path": path})\n        return _PASS\n\n\nclass Pii:\n    def __init__(self, config: dict[str, Any]) -> None:\n        import validators_pii\n\n        self.pii = validators_pii\n        _known_keys(config, {"fields", "categories"}, "pii")\n        fields = _names(config, "fields", "pii", TEXT_FIELDS, ["input", "output"])\n        cats = _names(config, "categories", "pii", validators_pii.CATEGORIES, list(validators_pii.CATEGORIES))\n        self.fields, self.categories = fields, set(cats)\n        self.prefilters = [Prefilter(f, validators_pii.MAYBE_ANY, _CLEAN, validators_pii.MAX_CHARS) for f in fields]\n\n    def check(self, row: dict[str, Any]) -> Result:\n        found: dict[str, dict[str, int]] = {}\n        truncated = []\n        for field in self.fields:\n            counts, capped = self.pii.categories_capped(row.get(field))\n            counts = {c: n for c, n in counts.items() if c in self.categories}\n            if counts:\n                found[field] = counts\n                if capped:\n                    truncated.append(field)\n        if not found:\n            return _CLEAN\n        cats = sorted({c for counts in found.values() for c in counts})\n        total = sum(n for counts in found.values() for n in counts.values())\n        details: dict[str, Any] = {"categories": cats, "fields": found}\n        if truncated:  # a cap stopped the count (README.md: the validators\' caps)\n            details["truncated"] = truncated\n        return Result("fail", float(total), cats[0], details)\n\n\n# Signals of prompt injection and jailbreaks, with a weight each; the score combines them\n# as independent evidence: 1 - prod(1 - w).\nINJECTION_SIGNALS = {\n    "ignore_instructions": (\n        r"(?i)\\b(ignore|disregard|forget|override|bypass)\\b[^.\\n]{0,40}\\b(instructions?|prompts?|rules|"\n        r"directions|guidelines|guardrails|context)\\b|"\n        # "ignore all previous text", "forget everything above": what to ignore named by its place\n        r"(?i)\\b(ignore|disregard|forget)\\s+(all|everything|anything|any|the|your|my)?\\s*(previous|prior|preceding|"\n        r"above|earlier|before|that came before)\\b",\n        0.8,\n    ),\n    # System-prompt extraction: "repeat the instructions you were given at the beginning".\n    "extract_prompt": (\n        r"(?i)\\b(repeat|reveal|show|print|output|leak|recite|spell out|tell me|write out|what (are|were))\\b[^.\\n]{0,40}"\n        r"\\b(instructions|prompt|rules|directives|guidelines|system message)\\b[^.\\n]{0,40}"\n        r"\\b(you were given|you received|given to you|above|at the (beginning|start|top)|before (this|my)|so far|"\n        r"initially|verbatim|word for word)|"\n        r"(?i)\\b(repeat|print|output|recite)\\b[^.\\n]{0,20}\\b(everything|all( of)? the (text|words))\\b[^.\\n]{0,20}"\n        r"\\b(above|before)\\b",\n        0.6,\n    ),\n    "reveal_prompt": (\n        r"(?i)\\b(reveal|show|print|repeat|output|leak|tell me|what is|what are)\\b[^.\\n]{0,30}\\b(system|hidden|"\n        r"initial|original|secret)\\s+(prompt|instructions|message)",\n        0.6,\n    ),\n    "role_override": (\n        r"(?i)(\\byou are now\\b|\\bfrom now on,? you\\b|\\bpretend (to be|you are)\\b|\\bact as (an? )?(unrestricted|"\n        r"unfiltered|jailbroken|evil|uncensored)\\b|\\broleplay as\\b)",\n        0.5,\n    ),\n    "jailbreak_persona": (r"(\\bDAN\\b|(?i:\\b(do anything now|developer mode|jailbreak|jailbroken|god mode)\\b))", 0.6),\n    "chat_markup": (r"(<\\|im_start\\|>|<\\|system\\|>|\\[/?INST\\]|<<SYS>>|(?im:^[ \\t]*(system|assistant)[ \\t]*:))", 0.5),\n    "no_restrictions": (\n        r"(?i)\\b(without|no|ignore (any|all|your)?)\\s+(restrictions|filters|limitations|censorship|"\n        r"safety (guidelines|rules))\\b",\n        0.4,\n    ),\n    "encoded_payload": (r"[A-Za-z0-9+/]{200,}={0,2}", 0.2),\n}\n# re2 runs in linear time on untrusted text. One search for any signal at all keeps the common\n# case (no signal) to a single pass; the signals are told apart only when there is one.\n_INJECTION = {name: (re2.compile(p), w) for name, (p, w) in INJECTION_SIGNALS.items()}\n# A prefilter must match the raw text whenever a signal matches the normalised one (see\n# normalise_for_injection), hence its extra alternatives: a character that normalisation changes\n# (invisible, look-alike, full-width or mathematical letters; not accented letters, so German or\n# French text is still cleared by the one scan) and a word spelt out letter by letter.\n_INVISIBLE_CHARS = "\\u00ad\\u180e\\u200b\\u200c\\u200d\\u200e\\u200f\\u2060\\u2061\\u2062\\u2063\\u2064\\ufeff"\n_LOOKALIKES = "аеорсухіјѕԁһӏАВЕКМНОРСТХІЈЅαεικνορτυχΑΒΕΖΗΙΚΜΝΟΡΤΥΧ"\n_ANY_INJECTION = re2.compile(\n    "|".join(f"(?:{p})" for p, _ in INJECTION_SIGNALS.values())\n    + f"|[{_INVISIBLE_CHARS}{_LOOKALIKES}\\uff01-\\uff5e\\U0001d400-\\U0001d7ff]|(?:\\\\b\\\\w ){{3}}\\\\w\\\\b"\n)\n# Characters that render as nothing (zero-width space/joiners, word joiner, BOM, soft hyphen).\n_INVISIBLE = dict.fromkeys(map(ord, _INVISIBLE_CHARS))\n# Cyrillic and Greek letters that look like Latin ones ("іgnоre" with Cyrillic і and о); NFKC\n# covers full-width and mathematical letters.\n_HOMOGLYPHS = str.maketrans(_LOOKALIKES, "aeopcyxijsdhlABEKMHOPCTXIJSaeiknoptuxABEZHIKMNOPTYX")\n\n_SPELT_OUT = re.compile(r"(?:\\b\\w ){3}\\w\\b")\n\n\ndef normalise_for_injection(text: str) -> str:\n    """The text as a reader sees it: invisible characters dropped, look-alike letters made Latin\n    (NFKC, then the Cyrillic/Greek table), and words spelt out letter by letter ("i g n o r e")\n    joined. Linear in the text."""\n    if not text.isascii():\n        text = unicodedata.normalize("NFKC", text.translate(_INVISIBLE)).translate(_HOMOGLYPHS)\n    if not _SPELT_OUT.search(text):\n        return text\n    words, out, run = text.split(" "), [], []\n    for word in words:  # join each run of 4+ one-letter words into one word\n        if len(word) == 1 and word.isalnum():\n            run.append(word)\n            continue\n        out.extend(["".join(run)] if len(run) >= 4 else run)\n        run = []\n        out.append(word)\n    out.extend(["".join(run)] if len(run) >= 4 else run)\n    return " ".join(w for w in out if w)\n\n\nclass Injection:\n    def __init__(self, config: dict[str, Any]) -> None:\n        _known_keys(config, {"threshold", "field"}, "injection")\n        self.field = _field(config, "injection", "input")\n        self.threshold = _number(config, "threshold", "injection", 0.5)\n        if not 0 < self.threshold <= 1:\n            raise ConfigError("injection: threshold must be in (0, 1]")\n        self.prefilters = [Prefilter(self.field, _ANY_INJECTION.pattern, _CLEAN, MAX_CHARS)]\n\n    def check(self, row: dict[str, Any]) -> Result:\n        text = (row.get(self.field) or "")[:MAX_CHARS]\n        if not re2_found(_ANY_INJECTION, text):\n            return _CLEAN\n        text = normalise_for_injection(text)\n        signals = [name for name, (rx, _) in _INJECTION.items() if rx.search(text) is not None]\n        keep = 1.0\n        for name in signals:\n            keep *= 1 - _INJECTION[name][1]\n        score = round(1 - keep, 4)\n        details = {"signals": signals} if signals else {}\n        if score >= self.threshold:\n            return Result("fail", score, "injection", details)\n        return Result("pass", score, None, details)\n\n\nREFUSAL_PATTERNS = {\n    "refusal": (\n        r"(?i)(\\bI(\'m| am)( really| very)? sorry,? but I (can\'t|cannot|won\'t|am unable|\'m unable|am not able)\\b|"\n        r"\\bI (can\'t|cannot|won\'t|will not) (help|assist|comply|provide|do that|fulfill)\\b|"\n        r"\\bI(\'m| am) (unable|not able) to (help|assist|comply|provide)\\b|"\n        r"\\bas an AI( language model)?,? I (can\'t|cannot|don\'t|do not)\\b|"\n        r"\\b(this|that) (request )?(goes against|violates) (my|the) (guidelines|policies|policy)\\b|"\n        r"\\b(it is|it\'s|it would be) (not |never |in)appropriate (for me )?to\\b|\\bit(\'s| is) not appropriate\\b|"\n        r"\\bI(\'m| am) (just|only) an AI\\b[^.\\n]{0,60}\\b(can\'t|cannot|not appropriate|not able|unable)\\b|"\n        r"\\bI (must|have to|need to) (respectfully )?(decline|refuse)\\b|"\n        r"\\bI(\'m| am) not (comfortable|going to|able to)\\b|"\n        r"\\bI apologi[sz]e,? but I\\b|\\bI (won\'t|will not|can\'t|cannot) (be able to )?(help|assist|provide|create|write|"\n        r"generate|give|share|engage|support)\\b)"\n    ),\n    "dont_know": (\n        r"(?i)(\\bI (don\'t|do not) know\\b|\\bI(\'m| am) not sure\\b|\\bI (don\'t|do not) have (enough )?(information|"\n        r"access|data)\\b|\\bI (couldn\'t|could not|can\'t|cannot) find (any )?(information|anything)\\b|"\n        r"\\bno information (is )?available\\b)"\n    ),\n}\n_REFUSAL = {label: re2.compile(p) for label, p in REFUSAL_PATTERNS.items()}\n# A disclaimer, not a refusal, when an answer follows it ("As an AI, I don\'t have personal\n# opinions. However, ..."); a refusal followed by an alternative is a partial refusal.\n_DISCLAIMER = re2.compile(\n    r"(?i)\\bas an AI( language model)?,? I (don\'t|do not) have (personal )?(opinions|feelings|beliefs|"\n    r"preferences|emotions|experiences|views)\\b"\n)\n_BUT_HERE = re2.compile(\n    r"(?i)\\b(however|but|that said|instead|nevertheless|nonetheless)\\b[^.\\n]{0,80}|\\bhere (is|are)\\b|"\n    r"\\bI can (help|offer|suggest|provide|tell|give)\\b"\n)\n# What must follow a disclaimer or a refusal for the rest to count as an answer.\nMIN_ANSWER_CHARS = 40\nREFUSAL_HEAD = 2000\n_ANY_REFUSAL = re2.compile("|".join(f"(?:{p})" for p in REFUSAL_PATTERNS.values()))\n\n\nclass Refusal:\n    def __init__(self, config: dict[str, Any]) -> None:\n        _known_keys(config, {"field", "count_dont_know", "count_partial"}, "refusal")\n        self.field = _field(config, "refusal", "output")\n        self.labels = ["refusal"] + (["dont_know"] if _flag(config, "count_dont_know", "refusal", True) else [])\n        # A refusal that offers something instead is labelled partial_refusal (or passes, if not counted).\n        self.count_partial = _flag(config, "count_partial", "refusal", True)\n        self.prefilters = [Prefilter(self.field, _ANY_REFUSAL.pattern, _CLEAN, REFUSAL_HEAD)]\n\n    def check(self, row: dict[str, Any]) -> Result:\n        text = row.get(self.field)\n        if not text:\n            return Result("skipped", None, None, {"reason": f"no {self.field}"})\n        head = text[:REFUSAL_HEAD]  # a refusal says so up front; do not scan a megabyte for it\n        if not re2_found(_ANY_REFUSAL, head):\n            return _CLEAN\n        for label in self.labels:\n            m = _REFUSAL[label].search(head)\n            if m is None:\n                continue\n            rest = head[m.end() :]\n            answer = _BUT_HERE.search(rest)\n            answered = answer is not None and len(rest) - answer.start() >= MIN_ANSWER_CHARS\n            if label == "refusal" and _DISCLAIMER.search(head) is not None and answered:\n                continue  # a disclaimer followed by the answer: not a refusal\n            if label == "refusal" and answered:\n                if self.count_partial:\n                    return Result("fail", 0.5, "partial_refusal", {"match": _short(m.group())})\n                continue\n            return Result("fail", 1.0, label, {"match": _short(m.group())})\n        return Result("pass", 0.0, None, {})\n\n\n# Scripts that identify a language (or a small family) on their own.\n_SCRIPTS = [\n    ("ru", "[\\u0400-\\u04FF]"), ("el", "[\\u0370-\\u03FF]"), ("he", "[\\u0590-\\u05FF]"),\n    ("ar", "[\\u0600-\\u06FF]"), ("hi", "[\\u0900-\\u097F]"), ("th", "[\\u0E00-\\u0E7F]"),\n    ("ko", "[\\uAC00-\\uD7AF]"), ("ja", "[\\u3040-\\u30FF]"), ("zh", "[\\u4E00-\\u9FFF]"),\n]\n_SCRIPT_RX = [(lang, re.compile(p)) for lang, p in _SCRIPTS]\n# The most frequent function words of the Latin-script languages told apart here.\n_STOPWORDS = {\n    "en": "the and is are of to in that it for you with on this what how was not be have",\n    "de": "der die das und ist nicht ich sie es zu mit den ein eine auf für von wie was",\n    "fr": "le la les et est des une un que qui pas pour dans sur vous ce il je du",\n    "es": "el la los las y es de que en un una por para con no se como qué su",\n    "it": "il lo la gli le e è di che un una per non con sono come del della",\n    "pt": "o a os as e é de que em um uma para com não se do da como você",\n    "nl": "de het een en is van dat die niet ik je op te met voor zijn wat",\n}\n_STOP = {lang: set(words.split()) for lang, words in _STOPWORDS.items()}\n_WORD = re.compile(r"[^\\W\\d_]+")\nLANGUAGES = sorted({lang for lang, _ in _SCRIPTS} | set(_STOP))\n\n\ndef detect_language(text: str) -> str | None:\n    sample = text[:2000]\n    for lang, rx in _SCRIPT_RX:\n        if len(rx.findall(sample)) >= 3:\n            return lang\n    words = [w.lower() for w in _WORD.findall(sample)]\n    if len(words) < 3:\n        return None\n    hits = {lang: sum(1 for w in words if w in stop) for lang, stop in _STOP.items()}\n    best = max(hits, key=lambda k: hits[k])\n    return best if hits[best] >= 2 else None\n\n\nclass Language:\n    def __init__(self, config: dict[str, Any]) -> None:\n        _known_keys(config, {"allowed", "field", "min_chars"}, "language")\n        allowed = config.get("allowed")\n        if not isinstance(allowed, list) or not allowed or not all(isinstance(a, str) for a in allowed):\n            raise ConfigError(f"language: allowed must be a non-empty list of language codes, e.g. {LANGUAGES}")\n        unknown = set(allowed) - set(LANGUAGES)\n        if unknown:\n            raise ConfigError(f"language: unknown language code(s) {sorted(unknown)}; known: {LANGUAGES}")\n        self.allowed = set(allowed)\n        self.field = _field(config, "language", "input")\n        self.min_chars = _count(config, "min_chars", "language") or 20\n\n    def check(self, row: dict[str, Any]) -> Result:\n        text = row.get(self.field) or ""\n        if len(text.strip()) < self.min_chars:\n            return Result("skipped", None, None, {"reason": f"{self.field} shorter than {self.min_chars} characters"})\n        lang = detect_language(text)\n        if lang is None:\n            return Result("skipped", None, None, {"reason": "language not recognised"})\n        return Result("pass" if lang in self.allowed else "fail", None, lang, {"language": lang})\n\n\nclass Classifier:\n    def __init__(self, config: dict[str, Any]) -> None:\n        _known_keys(config, {"labels", "case_sensitive"}, "classifier")\n        labels = config.get("labels")\n        if labels is not None and (not isinstance(labels, list) or not all(isinstance(x, str) for x in labels)):\n            raise ConfigError("classifier: labels must be a list of strings")\n        self.case_sensitive = _flag(config, "case_sensitive", "classifier")\n        self.labels = None if labels is None else {self._norm(x) for x in labels}\n\n    def _norm(self, text: str) -> str:\n        text = text.strip().strip(".").strip()\n        return text if self.case_sensitive else text.casefold()\n\n    def check(self, row: dict[str, Any]) -> Result:\n        output = row.get("output")\n        if output is None:\n            return Result("fail", 0.0, "missing", {"reason": "no output"})\n        got = self._norm(output)\n        if self.labels is not None and got not in self.labels:\n            return Result("fail", 0.0, "unknown_label", {"reason": f"{_short(got, 60)!r} is not one of the labels"})\n        expected = row.get("expected")\n        if expected is None:\n            return Result("skipped", None, got, {"reason": "no expected label"})\n        ok = got == self._norm(expected)\n        return Result("pass" if ok else "fail", 1.0 if ok else 0.0, got, {"expected": _short(self._norm(expected), 60)})\n\n\nclass Rollback(Exception):\n    """Raised to leave a subtransaction that must never keep what it did."""\n\n\ndef _read_only_subtransaction(plpy: Any, fn: Any) -> Any:\n    """Run fn() in a subtransaction that is always rolled back, and return its value. (The\n    callers in SQL make the whole evaluation read-only: a SET LOCAL here would not last, since\n    PostgreSQL restores the read-only flag when PL/Python\'s own subtransaction of each execute ends.)"""\n    box: list[Any] = []\n    try:\n        with plpy.subtransaction():\n            box.append(fn())\n            raise Rollback\n    except Rollback:\n        pass\n    return box[0]\n\n\nclass Sql:\n    """A boolean SQL expression over the trace row, run set-wise on the batch."""\n\n    def __init__(self, config: dict[str, Any], plpy: Any = None) -> None:\n        _known_keys(config, {"expression"}, "sql")\n        expr = config.get("expression")\n        if not isinstance(expr, str) or not expr.strip():\n            raise ConfigError(\'sql: config needs {"expression": "<boolean SQL over the trace row>"}\')\n        self.expression = expr\n        self.plans: dict[str, Any] = {}\n        if plpy is not None:  # create_validator: checked once, where writing is possible\n            # Checked (parsed as flywheel_sql_checker, rolled back) before the owner ever parses\n            # it: parsing runs the input functions of its literals, a domain\'s CHECK included.\n            self._refuse_volatile(plpy)\n            self._plan(plpy, "table")\n\n    def _plan(self, plpy: Any, source: str) -> Any:\n        plan = self.plans.get(source)\n        if plan is None:\n            # The expression is the admin\'s SQL, like a view\'s; prepare() below refuses a second statement.\n            if source == "table":\n                query = (f"SELECT t.id, (\\n{self.expression}\\n)::boolean AS ok"  # noqa: S608\n                         " FROM flywheel.traces t WHERE t.id = ANY($1)")\n                types = ["bigint[]"]\n            else:  # a trace that is not stored (check_input): one row built from JSON\n                query = (f"SELECT t.id, (\\n{self.expression}\\n)::boolean AS ok"  # noqa: S608\n                         " FROM jsonb_populate_record(NULL::flywheel.traces, $1) t")\n                types = ["jsonb"]\n            try:\n                # prepare() refuses several statements, so the expression cannot smuggle one in.\n                plan = plpy.prepare(query, types)\n            except plpy.SPIError as e:\n                raise ConfigError(f"sql: the expression does not compile against a trace row: {e}") from None\n            self.plans[source] = plan\n        return plan\n\n    def _refuse_volatile(self, plpy: Any) -> None:\n        # Checked on what PostgreSQL parsed, by oid (flywheel._unsafe_calls): no volatile function\n        # (pg_sleep, nextval, writes), nothing outside the flywheel schema (pg_authid, temp objects).\n        # A column named by a nonce after the expression: text that closes the parentheses early or\n        # comments out the rest cannot produce it (checked in _unsafe_calls).\n        nonce = "end_" + secrets.token_hex(8)\n        query = f"SELECT (\\n{self.expression}\\n)::boolean AS ok, 1 AS {nonce} FROM flywheel.traces t"  # noqa: S608\n        problem = plpy.execute(\n            plpy.prepare("SELECT flywheel._one_select_problem($1) AS problem", ["text"]), [query]\n        )[0]["problem"]\n        if problem:\n            raise ConfigError(f"sql: the expression does not compile against a trace row: {problem}")\n        problem = plpy.execute(\n            plpy.prepare("SELECT flywheel._unsafe_calls($1, ARRAY[\'flywheel\'], ARRAY[\'ok\', $2]) AS problem",\n                         ["text", "text"]), [query, nonce]\n        )[0]["problem"]\n        if problem:\n            raise ConfigError(f"sql: the expression is refused: {problem}; a check only reads the trace "\n                              "with non-volatile built-in functions")\n\n    def check_batch(self, plpy: Any, rows: list[dict[str, Any]], source: str) -> list[Result]:\n        plan = self._plan(plpy, source)\n        args: list[Any]\n        if source == "table":\n            args = [[r["id"] for r in rows]]\n        else:\n            args = [json.dumps({k: v for k, v in rows[0].items() if k != "metadata"})]\n        found = _read_only_subtransaction(plpy, lambda: {r["id"]: r["ok"] for r in plpy.execute(plan, args)})\n        out = []\n        for r in rows:\n            ok = found.get(r["id"], None)\n            if ok is None:\n                out.append(Result("skipped", None, None, {"reason": "the expression is NULL for this trace"}))\n            else:\n                out.append(Result("pass" if ok else "fail", 1.0 if ok else 0.0, None, {}))\n        return out\n\n\n_NO_BASELINE = Result("skipped", None, None, {"reason": "no baseline yet for this model and node"})\n\n\nclass Anomaly:\n    """Latency, cost or tokens far from the recent norm of the same model and node: a robust\n    z-score on the log scale against flywheel._anomaly_baselines (median and MAD per metric),\n    which flywheel.refresh_anomaly_baselines() recomputes off the insert path."""\n\n    METRICS = ("latency_ms", "cost_usd", "tokens_in", "tokens_out")\n    CACHE_SECONDS = 60.0\n\n    def __init__(self, config: dict[str, Any]) -> None:\n        _known_keys(config, {"metrics", "threshold", "min_samples"}, "anomaly")\n        self.metrics = _names(config, "metrics", "anomaly", self.METRICS, ["latency_ms", "cost_usd", "tokens_out"])\n        self.threshold = _number(config, "threshold", "anomaly", 4.0)\n        self.min_samples = _count(config, "min_samples", "anomaly") or 30\n        if self.threshold <= 0:\n            raise ConfigError("anomaly: threshold must be positive")\n        self.baselines: dict[tuple[Any, Any, str], tuple[int, float, float]] = {}\n        self.loaded_at = -math.inf\n\n    def _load(self, plpy: Any) -> None:\n        now = time.monotonic()\n        if now - self.loaded_at < self.CACHE_SECONDS:\n            return\n        rows = plpy.execute("SELECT model, node, metric, n, median_log, mad_log FROM flywheel._anomaly_baselines")\n        self.baselines = {(r["model"], r["node"], r["metric"]): (r["n"], r["median_log"], r["mad_log"]) for r in rows}\n        self.loaded_at = now\n\n    def check_batch(self, plpy: Any, rows: list[dict[str, Any]], source: str) -> list[Result]:\n        self._load(plpy)\n        return [self.check(r) for r in rows]\n\n    def check(self, row: dict[str, Any]) -> Result:\n        worst: tuple[float, str] | None = None\n        measured: dict[str, float] = {}\n        for metric in self.metrics:\n            value = row.get(metric)\n            base = self.baselines.get((row.get("model"), row.get("node"), metric))\n            if value is None or base is None or base[0] < self.min_samples:\n                continue\n            spread = max(1.4826 * base[2], 0.05)  # a floor, so a constant history does not flag noise\n            z = abs(math.log1p(max(float(value), 0.0)) - base[1]) / spread\n            measured[metric] = round(z, 2)\n            if worst is None or z > worst[0]:\n                worst = (z, metric)\n        if worst is None:\n            return _NO_BASELINE\n        if worst[0] > self.threshold:\n            return Result("fail", round(worst[0], 2), worst[1], {"z": measured})\n        return Result("pass", round(worst[0], 2), None, {"z": measured})\n\n\nclass Python:\n    """An admin\'s PL/Python body: `trace` is a dict of the row; return True/False, a score, a dict\n    (status, score, label, details) or None (skipped). Runs read-only with a time limit."""\n\n    def __init__(self, config: dict[str, Any]) -> None:\n        _known_keys(config, {"body", "threshold", "time_limit_ms", "signature"}, "python")\n        body = config.get("body")\n        if not isinstance(body, str) or not body.strip():\n            raise ConfigError(\'python: config needs {"body": "<python code that returns a verdict>"}\')\n        self.body, self.signature = body, config.get("signature")\n        self.threshold = _number(config, "threshold", "python", 0.5)\n        self.time_limit = _number(config, "time_limit_ms", "python", 1000.0) / 1000\n        source = "def _validate(trace, plpy):\\n" + "\\n".join("    " + line for line in body.splitlines())\n        try:\n            code = compile(source, "<python validator>", "exec")\n        except SyntaxError as e:\n            raise ConfigError(f"python: the body does not compile: {e.msg} (line {e.lineno})") from None\n        namespace: dict[str, Any] = {}\n        exec(code, namespace)  # noqa: S102 (an admin\'s validator body, checked at creation)\n        self.fn = namespace["_validate"]\n\n    def check_batch(self, plpy: Any, rows: list[dict[str, Any]], source: str) -> list[Result]:\n        from python_bodies import approved\n\n        if not approved(self.body, self.signature):\n            # Written by someone other than a superuser\'s create_validator (or on another server).\n            why = "this python body was not approved by a superuser on this server: create_validator it again as one"\n            return [Result("error", None, "not_approved", {"error": why})] * len(rows)\n        out = []\n        for row in rows:\n            try:\n                out.append(_read_only_subtransaction(plpy, lambda row=row: self._verdict(self._run(row, plpy))))\n            except Exception as e:\n                reraise_cancel(e)\n                out.append(error_result(e))\n        return out\n\n    def _run(self, row: dict[str, Any], plpy: Any) -> Any:\n        deadline = time.monotonic() + self.time_limit\n        limit_ms = int(self.time_limit * 1000)\n\n        def tracer(frame: Any, event: str, arg: Any) -> Any:\n            if time.monotonic() > deadline:\n                raise TimeoutError(f"the validator ran longer than its time limit of {limit_ms} ms")\n            return tracer\n\n        previous = sys.gettrace()\n        sys.settrace(tracer)\n        try:\n            return self.fn(dict(row), plpy)\n        finally:\n            sys.settrace(previous)\n\n    def _verdict(self, value: Any) -> Result:\n        if value is None:\n            return Result("skipped", None, None, {"reason": "the validator returned None"})\n        if isinstance(value, bool):\n            return Result("pass" if value else "fail", 1.0 if value else 0.0, None, {})\n        if isinstance(value, int | float):\n            return Result("pass" if value >= self.threshold else "fail", float(value), None, {})\n        if isinstance(value, dict):\n            status = value.get("status")\n            score = value.get("score")\n            if status is None and score is not None:\n                status = "pass" if float(score) >= self.threshold else "fail"\n            if status not in ("pass", "fail", "skipped"):\n                raise ValueError(f"the validator returned status {status!r}; expected pass, fail or skipped")\n            details = value.get("details") or {}\n            label = value.get("label")\n            return Result(status, None if score is None else float(score), None if label is None else str(label),\n                          details if isinstance(details, dict) else {"value": details})\n        raise ValueError(f"the validator returned a {type(value).__name__}; expected bool, number, dict or None")\n\n\ndef error_result(e: BaseException) -> Result:\n    message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__\n    return Result("error", None, type(e).__name__, {"error": _short(message, 500)})\n',
     'validators_pii': '"""Finds personal data (e-mail, phone, payment card, IBAN, SSN, IP address) in text, and redacts it.\n\nOne detector serves the `pii` validator and flywheel.redact_pii(): what the validator flags is\nexactly what redaction removes. Candidates come from linear-time re2 patterns; cards must pass\nthe Luhn check and IBANs the mod-97 check, so order numbers and dates are not flagged.\n"""\n\nfrom __future__ import annotations\n\nimport ipaddress\nimport re\nfrom collections.abc import Iterator\nfrom itertools import islice\nfrom typing import Any\n\nimport re2\n\n# In priority order: where two candidates overlap, the earlier category wins.\nCATEGORIES = ("email", "iban", "card", "ssn", "ip", "phone")\nPLACEHOLDERS = {c: f"[{c.upper()}]" for c in CATEGORIES}\n# The pii validator\'s caps (README.md): it examines a field\'s first MAX_CHARS characters and stops\n# at MAX_FINDINGS findings or after CANDIDATES_PER_FINDING * MAX_FINDINGS candidates (each costs a\n# few Python operations). PL/Python does not check for a query cancel while Python runs, so these\n# are what bound the time an INSERT spends here. redact() has no caps (everything must go): it is\n# linear instead.\nMAX_CHARS = 1_000_000\nMAX_FINDINGS = 1000\nCANDIDATES_PER_FINDING = 20\n\n_PATTERNS = {\n    "email": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\\.[A-Za-z0-9-]+)*\\.[A-Za-z]{2,}",\n    # Country code (either case, maybe a space after it), check digits, then groups of 4 as IBANs\n    # are printed: _iban_end() cuts the candidate to its country\'s registry length, so a word\n    # after the IBAN is not swallowed into it (which failed the checksum: the IBAN was missed).\n    "iban": r"\\b[A-Za-z]{2} ?\\d{2}(?: ?[A-Za-z0-9]{4})*(?: ?[A-Za-z0-9]{1,4})?",\n    # A run of digit groups; _cards() looks for a card number among its groups. Not \\b: a number\n    # glued to a word ("com4111 1111...") is still a number.\n    "card": r"\\d+(?:[ -]\\d+)*",\n    # Not \\b either; find() checks that no digit touches either end instead.\n    "ssn": r"\\d{3}-\\d{2}-\\d{4}",\n    # IPv4 or IPv6 candidates; _ip_ok() lets the ipaddress module decide (no leading zeros, IPv6\'s\n    # rules for \'::\' and an embedded IPv4 tail).\n    "ip": r"\\b\\d{1,3}(?:\\.\\d{1,3}){3}\\b|(?:[0-9A-Fa-f]{0,4}:){2,7}(?:\\d{1,3}(?:\\.\\d{1,3}){3}|[0-9A-Fa-f]{1,4})?",\n    "phone": r"(?:\\+\\d{1,3}[ .-]?)?(?:\\(\\d{1,4}\\)[ .-]?)?\\d{2,4}(?:[ .-]\\d{2,5}){1,4}\\b",\n}\n_COMPILED = {name: re2.compile(p) for name, p in _PATTERNS.items()}\ntry:  # re2\'s C++ matcher, without the wrapper\'s match objects (else: the public API)\n    _UNANCHORED = re2._Anchor.UNANCHORED\n    _LOW_LEVEL = hasattr(_COMPILED["email"], "_regexp")\nexcept AttributeError:\n    _LOW_LEVEL = False\n# Cheap pre-filter: most texts have no \'@\' and no run of digits long enough to be personal data.\n# (Python\'s re where the pattern cannot backtrack badly: several times faster per call than re2\'s wrapper.)\n_DIGITS = re.compile(r"\\d[\\d ().+-]{5,}\\d")\n_DATE = re.compile(r"^\\d{4}[-./]\\d{1,2}[-./]\\d{1,2}$|^\\d{1,2}[-./]\\d{1,2}[-./]\\d{4}$")\n_NOT_DIGITS = re.compile(r"\\D")\n_DIGIT_BOUNDED = ("ssn",)\n_GROUP = re.compile(r"\\d+")\n# What each category\'s pattern cannot match without (a necessary condition, so skipping a\n# category whose check fails changes nothing): ids, ticket and order numbers, times and prices\n# then skip the re2 scans they would otherwise each pay for.\n_MAYBE_PATTERNS = {\n    "iban": r"[A-Za-z]{2} ?\\d{2}",\n    "card": r"\\d(?:[ -]?\\d){11}",\n    "ssn": r"\\d{3}-\\d{2}-\\d{4}",\n    # An IPv6 address has a "::" or all 7 colons (so 3 "group:" in a row); a time (12:30:45) has neither.\n    "ip": r"\\d\\.\\d{1,3}\\.\\d{1,3}\\.\\d|::|(?:[0-9A-Fa-f]{1,4}:){3}",\n    "phone": r"\\d\\d[ .-]\\d\\d",\n}\n_MAYBE = {name: re.compile(p) for name, p in _MAYBE_PATTERNS.items()}\n# All of them in one linear re2 pass, called without the wrapper\'s match objects (the common\n# text, with no personal data, stops here).\n_ANY_DIGITS = re2.compile(_DIGITS.pattern)\n_ANY_MAYBE = re2.compile("|".join(f"(?:{p})" for p in _MAYBE_PATTERNS.values()))\n# What find() cannot find anything without (an \'@\', or one of the above): a text with no match of\n# this has no personal data, which lets the pii validator clear a whole batch with one scan.\nMAYBE_ANY = "@|" + _ANY_MAYBE.pattern\n\n\n# The same, in re2 (on ASCII text, where Python\'s \\d is [0-9] too, they agree): one C call each.\n_MAYBE_RE2 = {name: re2.compile(p) for name, p in _MAYBE_PATTERNS.items()}\n\n\ndef _spans(regex: Any, text: str, data: bytes | None) -> Iterator[tuple[int, int]]:\n    """(start, end) of each match, as finditer() gives them, one at a time (a capped caller stops\n    early); data: text.encode() when text is ASCII (byte offsets are then character offsets), so\n    re2 is called without the wrapper\'s match objects."""\n    if data is None:\n        for m in regex.finditer(text):\n            yield m.span()\n        return\n    match = regex._regexp.Match\n    pos, end = 0, len(data)\n    while True:  # finditer\'s own loop\n        start, stop = match(_UNANCHORED, data, pos, end)[0]\n        if start < 0:\n            break\n        yield start, stop\n        if pos == end:\n            break\n        pos = pos + 1 if pos == stop else stop\n\n\ndef match_at(regex: Any, data: bytes) -> int:\n    """Where the first match in data starts, or -1 (re2\'s C++ matcher, _LOW_LEVEL only)."""\n    return regex._regexp.Match(_UNANCHORED, data, 0, len(data))[0][0]  # type: ignore[no-any-return]\n\n\ndef _found(regex: Any, text: str) -> bool:\n    if _LOW_LEVEL:\n        return match_at(regex, text.encode()) >= 0\n    return regex_found(regex, text)\n\n\ndef regex_found(regex: Any, text: str) -> bool:\n    return regex.search(text) is not None\n\n\ndef _cards(text: str, start: int, end: int, budget: int | None = None) -> list[tuple[int, int]]:\n    """Card numbers among the digit groups of text[start:end]: consecutive groups (of 3 or more\n    digits) with 13 to 19 digits in all that pass the Luhn check, leftmost and longest first.\n    budget: look at no more than that many groups (a run of digits can be the whole text)."""\n    found_groups = _GROUP.finditer(text, start, end)\n    groups = [m.span() for m in (found_groups if budget is None else islice(found_groups, budget))]\n    found = []\n    i = 0\n    while i < len(groups):\n        hit, digits = None, ""\n        for j in range(i, len(groups)):  # at most 19 digits: a few groups, never the whole run\n            if groups[j][1] - groups[j][0] < 3:\n                break  # card numbers are written in groups of 3 or more digits\n            digits += text[groups[j][0] : groups[j][1]]\n            if len(digits) > 19:\n                break\n            if (len(digits) >= 13 or digits.startswith(_MAESTRO_12) and len(digits) == 12) and luhn_ok(digits):\n                hit = j\n        if hit is None:\n            i += 1\n        else:\n            found.append((groups[i][0], groups[hit][1]))\n            i = hit + 1\n    return found\n\n\n# Maestro numbers may have 12 digits (ISO/IEC 7812 IIN ranges 50, 56-58, 639, 67); other cards have 13+.\n_MAESTRO_12 = ("50", "56", "57", "58", "639", "67")\n\n\ndef luhn_ok(digits: str) -> bool:\n    total = 0\n    for i, ch in enumerate(reversed(digits)):\n        d = ord(ch) - 48\n        if i % 2 == 1:\n            d = d * 2 - 9 if d > 4 else d * 2\n        total += d\n    return total % 10 == 0\n\n\n# IBAN length per country, from the SWIFT IBAN Registry (the countries that issue IBANs). A\n# candidate of another length is not an IBAN even if its mod-97 check happens to pass.\nIBAN_LENGTHS = {\n    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BI": 27,\n    "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DJ": 27, "DK": 18, "DO": 28,\n    "EE": 20, "EG": 29, "ES": 24, "FI": 18, "FK": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23,\n    "GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26, "IT": 27,\n    "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "LY": 25,\n    "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MN": 20, "MR": 27, "MT": 31, "MU": 30, "NI": 28, "NL": 18,\n    "NO": 15, "OM": 23, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "RU": 33,\n    "SA": 24, "SC": 31, "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SO": 23, "ST": 25, "SV": 28,\n    "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,\n}\n# Every registry BBAN has at least this many digits: prose of 4-letter words is not an account.\n_IBAN_MIN_BBAN_DIGITS = 6\n\n\ndef _iban_end(text: str, start: int, end: int) -> int | None:\n    """Where the IBAN starting at text[start] ends (its country\'s registry length of letters and\n    digits, spaces between them allowed), if text[start:end] begins with a valid IBAN; else None."""\n    length = IBAN_LENGTHS.get(text[start : start + 2].upper())\n    if length is None:\n        return None\n    count, i = 0, start\n    while i < end and count < length:\n        if text[i] != " ":\n            count += 1\n        i += 1\n    if count < length or text[i : i + 1].isalnum():  # too short, or glued to more letters/digits\n        return None\n    return i if iban_ok(text[start:i]) else None\n\n\ndef _ip_span(text: str, start: int, end: int) -> tuple[int, int] | None:\n    """The IP address in the candidate text[start:end], if it is one standing alone (not part of a\n    longer dotted number or a word): ipaddress validates it."""\n    candidate = text[start:end]\n    if ":" in candidate:\n        # "ip:2001:db8::1" matches from the first \':\'; "std::vector" must not count.\n        if candidate.startswith(":") and not candidate.startswith("::"):\n            start, candidate = start + 1, candidate[1:]\n        if candidate.endswith(":") and not candidate.endswith("::"):\n            end, candidate = end - 1, candidate[:-1]\n        if not any(ch.isdigit() for ch in candidate):\n            return None\n    before, after = text[start - 1 : start], text[end : end + 2]\n    if before.isalnum() or after[:1].isalnum() or (before == "." and text[start - 2 : start - 1].isdigit()):\n        return None\n    if after[:1] == "." and after[1:2].isdigit():\n        return None\n    try:\n        ipaddress.ip_address(candidate)\n    except ValueError:\n        return None\n    return start, end\n\n\ndef iban_ok(candidate: str) -> bool:\n    s = candidate.replace(" ", "").upper()\n    if IBAN_LENGTHS.get(s[:2]) != len(s) or sum(ch.isdigit() for ch in s[4:]) < _IBAN_MIN_BBAN_DIGITS:\n        return False\n    rearranged = s[4:] + s[:4]\n    number = "".join(str(int(ch, 36)) for ch in rearranged)\n    return int(number) % 97 == 1\n\n\ndef _accept(category: str, text: str) -> bool:\n    if category == "phone":\n        digits = _NOT_DIGITS.sub("", text)\n        if not 7 <= len(digits) <= 15 or _DATE.search(text.strip()):\n            return False\n        # A bare run of digits is an id, not a phone number: ask for a +, parentheses or separators.\n        return text.startswith("+") or "(" in text or sum(text.count(c) for c in " .-") >= 2\n    return True\n\n\ndef finding(category: str, text: str, start: int, end: int) -> tuple[int, int] | None:\n    """The finding a candidate match text[start:end] of category (not card) holds: its span (an\n    IBAN cut to its registry length, an IP without a \':\' it was matched with), or None."""\n    if category == "iban":\n        iban_end = _iban_end(text, start, end)\n        return None if iban_end is None else (start, iban_end)\n    if category == "ip":\n        return _ip_span(text, start, end)\n    return (start, end) if _accept(category, text[start:end]) else None\n\n\ndef find(text: str | None, limit: int | None = None) -> list[tuple[int, int, str]]:\n    """(start, end, category) of every finding, non-overlapping, in text order; with a limit, at\n    most that many (see find_capped)."""\n    return find_capped(text, limit)[0]\n\n\ndef find_capped(text: str | None, limit: int | None = None) -> tuple[list[tuple[int, int, str]], bool]:\n    """find(), and whether a cap stopped it early. With a limit: at most that many findings, and\n    no more than limit * CANDIDATES_PER_FINDING candidates (and digit groups) looked at."""\n    if not text:\n        return [], False\n    has_at = "@" in text\n    # (An IPv6 address need not have a run of digits: a \':\' lets it through.)\n    if not has_at and not ((":" in text or _found(_ANY_DIGITS, text)) and _found(_ANY_MAYBE, text)):\n        return [], False\n    data = text.encode() if _LOW_LEVEL and text.isascii() else None\n    # With an \'@\' but none of the others\' necessary patterns (an address in prose), one call\n    # tells all five to skip.\n    others = data is None or not has_at or match_at(_ANY_MAYBE, data) >= 0\n    # The findings so far, sorted and non-overlapping. A category\'s candidates come in text order,\n    # so one pointer walks the earlier categories\' findings once: linear (comparing every\n    # candidate with every finding was quadratic: 24000 IP addresses took half a minute).\n    taken: list[tuple[int, int, str]] = []\n    budget = None if limit is None else limit * CANDIDATES_PER_FINDING\n    for category in CATEGORIES:\n        if category == "email" and not has_at:\n            continue\n        if category in _MAYBE:\n            if not others:\n                continue\n            if data is not None:\n                if match_at(_MAYBE_RE2[category], data) < 0:\n                    continue\n            elif _MAYBE[category].search(text) is None:\n                continue\n        new: list[tuple[int, int, str]] = []\n        p, n_taken = 0, len(taken)\n        for start, end in _spans(_COMPILED[category], text, data):\n            if budget is not None:\n                budget -= 1\n                if budget < 0 or len(taken) + len(new) >= limit:  # type: ignore[operator]\n                    return sorted(taken + new)[:limit], True\n            if category == "card":\n                for card_start, card_end in _cards(text, start, end, budget):\n                    while p < n_taken and taken[p][1] <= card_start:\n                        p += 1\n                    if not (p < n_taken and taken[p][0] < card_end):\n                        new.append((card_start, card_end, "card"))\n                if budget is not None:  # the digit groups it looked at (each 2+ characters with its separator)\n                    budget = max(budget - (end - start) // 2, 0)\n                continue\n            while p < n_taken and taken[p][1] <= start:\n                p += 1\n            if p < n_taken and taken[p][0] < end:\n                continue  # overlaps an earlier category\'s finding\n            if category in _DIGIT_BOUNDED and (text[start - 1 : start].isdigit() or text[end : end + 1].isdigit()):\n                continue\n            span = finding(category, text, start, end)\n            if span is not None:\n                new.append((*span, category))\n        if new:\n            taken = sorted(taken + new)  # two sorted runs: one linear merge\n    if limit is not None and len(taken) > limit:\n        return taken[:limit], True\n    return taken, False\n\n\ndef categories(text: str | None) -> dict[str, int]:\n    """How many findings of each category (never the values)."""\n    return categories_capped(text, None)[0]\n\n\ndef categories_capped(text: str | None, limit: int | None = MAX_FINDINGS) -> tuple[dict[str, int], bool]:\n    """categories() with the pii validator\'s caps (README.md): the first MAX_CHARS characters, at\n    most limit findings; and whether a cap cut the count short."""\n    cut = limit is not None and text is not None and len(text) > MAX_CHARS\n    findings, stopped = find_capped(text[:MAX_CHARS] if cut else text, limit)  # type: ignore[index]\n    counts: dict[str, int] = {}\n    for _, _, category in findings:\n        counts[category] = counts.get(category, 0) + 1\n    return counts, cut or stopped\n\n\ndef _replace(text: str, findings: list[tuple[int, int, str]]) -> str:\n    parts: list[str] = []\n    last = 0\n    for start, end, category in findings:\n        parts.append(text[last:start])\n        parts.append(PLACEHOLDERS[category])\n        last = end\n    parts.append(text[last:])\n    return "".join(parts)\n\n\ndef redact(text: str | None) -> str | None:\n    """Every finding replaced by its placeholder; again until nothing is found, because taking a\n    match out can join what was around it into a new one (digits either side of a phone number)."""\n    if text is None:\n        return None\n    for _ in range(5):\n        findings = find(text)\n        if not findings:\n            break\n        text = _replace(text, findings)\n    return text\n\n\ndef redact_pii(plpy: Any, input: str | None) -> str | None:\n    return redact(input)\n',
@@ -1143,7 +1277,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:393bd5fd7522'] = lambda name: importlib.import_module(PACKAGE + "." + name)
+GD['dbflywheel:0.1.0:e353dbc4a90e'] = lambda name: importlib.import_module(PACKAGE + "." + name)
 $python$;
 
 -- 001-privileges-reset.sql
@@ -1458,12 +1592,14 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:393bd5fd7522')
+_import = GD.get('dbflywheel:0.1.0:e353dbc4a90e')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:393bd5fd7522']
+    _import = GD['dbflywheel:0.1.0:e353dbc4a90e']
 return _import('environment').describe(plpy)
 $python$;
+COMMENT ON FUNCTION flywheel.python_environment() IS
+    'PL/Python health: the interpreter that runs the flywheel''s Python and whether the packages it imports are there.';
 
 -- 050-alerts.sql
 -- One way to raise an alert: a row the DBA can query and a NOTIFY listeners can wait on
@@ -1485,6 +1621,10 @@ BEGIN
     RETURN _id;
 END
 $$;
+
+-- The catalog's comments of this area's tables (created in migrations/0002): `\dt+ flywheel.*` shows them.
+COMMENT ON TABLE flywheel.alerts IS
+    'Alerts from every part of the flywheel (judge agreement, drift, satisfaction trend); each is also NOTIFYed on flywheel_alerts.';
 
 -- 090-privileges-core.sql
 -- Privileges of the core tables (traces, feedback): flywheel_app writes its own app's rows.
@@ -1535,10 +1675,10 @@ CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config te
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:393bd5fd7522')
+_import = GD.get('dbflywheel:0.1.0:e353dbc4a90e')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:393bd5fd7522']
+    _import = GD['dbflywheel:0.1.0:e353dbc4a90e']
 return _import('validators_runtime').check_config(plpy, kind, config, applies_to)
 $python$;
 
@@ -1548,10 +1688,10 @@ CREATE OR REPLACE FUNCTION flywheel._sign_python_body(body text) RETURNS text
 LANGUAGE plpython3u STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:393bd5fd7522')
+_import = GD.get('dbflywheel:0.1.0:e353dbc4a90e')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:393bd5fd7522']
+    _import = GD['dbflywheel:0.1.0:e353dbc4a90e']
 return _import('python_bodies').sign(plpy, body)
 $python$;
 
@@ -1876,10 +2016,10 @@ CREATE OR REPLACE FUNCTION flywheel._evaluate(
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:393bd5fd7522')
+_import = GD.get('dbflywheel:0.1.0:e353dbc4a90e')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:393bd5fd7522']
+    _import = GD['dbflywheel:0.1.0:e353dbc4a90e']
 return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas)
 $python$;
 
@@ -2126,10 +2266,10 @@ CREATE OR REPLACE FUNCTION flywheel.redact_pii(input text) RETURNS text
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:393bd5fd7522')
+_import = GD.get('dbflywheel:0.1.0:e353dbc4a90e')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:393bd5fd7522']
+    _import = GD['dbflywheel:0.1.0:e353dbc4a90e']
 return _import('validators_pii').redact_pii(plpy, input)
 $python$;
 
@@ -2631,6 +2771,8 @@ BEGIN
     RETURN _n;
 END
 $$;
+COMMENT ON FUNCTION flywheel.requeue_dead(text, bigint[]) IS
+    'Puts dead-lettered judge jobs (all, one validator''s, or the given ids) back in the queue with a fresh attempt count; returns how many.';
 
 -- The queue per async validator: what waits, what is in hand, what is done or dead, and why
 -- jobs wait when a budget holds them.
@@ -2657,6 +2799,18 @@ LEFT JOIN LATERAL (
     SELECT count(*) AS dead FROM flywheel.judge_dead_letters d WHERE d.validator_id = v.id) d ON true
 LEFT JOIN LATERAL flywheel._judge_budget(v.id) b ON true
 WHERE v.mode = 'async' OR q.pending + q.leased > 0 OR d.dead > 0;
+COMMENT ON VIEW flywheel.queue_status IS
+    'The judge queue per async validator: jobs pending, leased, done and dead, and why jobs wait when a budget holds them.';
+
+-- The catalog's comments of this area's tables (created in migrations/0002 and 0200): `\dt+ flywheel.*` shows them.
+COMMENT ON TABLE flywheel.judge_jobs IS
+    'The queue of asynchronous validator jobs (LLM judges): enqueued by the insert trigger, leased by workers.';
+COMMENT ON TABLE flywheel.judge_dead_letters IS
+    'Judge jobs that failed max_attempts times or for good, with their last error; flywheel.requeue_dead puts them back.';
+COMMENT ON TABLE flywheel.judge_workers IS
+    'One row per judge worker: its host, pid, concurrency and counters, updated by its heartbeat.';
+COMMENT ON TABLE flywheel.judge_calls IS
+    'Every provider call a judge worker made, successful or not: what budgets count and what it cost.';
 
 -- 210-judges-config.sql
 -- The configuration of an LLM judge (kind llm_judge or llm_pairwise), checked when a validator
@@ -2911,6 +3065,8 @@ SELECT i.validator, i.validator_version, a.n, a.agreement, a.coverage, a.false_f
 FROM (SELECT validator, validator_version, array_agg(human) AS humans, array_agg(judge) AS judges
       FROM flywheel._alignment_items GROUP BY validator, validator_version) i,
      flywheel._agreement(i.humans, i.judges) a;
+COMMENT ON VIEW flywheel.validator_alignment IS
+    'How far each validator version agrees with human labels: n, agreement, coverage, false failure rate and Cohen''s kappa.';
 
 -- The same per week of judging.
 CREATE OR REPLACE VIEW flywheel.validator_alignment_weekly AS
@@ -2919,6 +3075,8 @@ FROM (SELECT validator, validator_version, date_trunc('week', judged_at) AS week
              array_agg(human) AS humans, array_agg(judge) AS judges
       FROM flywheel._alignment_items GROUP BY validator, validator_version, date_trunc('week', judged_at)) i,
      flywheel._agreement(i.humans, i.judges) a;
+COMMENT ON VIEW flywheel.validator_alignment_weekly IS
+    'validator_alignment per week of judging.';
 
 -- Raises a judge_agreement alert (flywheel.alerts + NOTIFY flywheel_alerts) for every judge
 -- whose agreement over its window (config agreement_window, default 7 days; at least
@@ -2960,6 +3118,8 @@ BEGIN
     END LOOP;
 END
 $$;
+COMMENT ON FUNCTION flywheel.check_judge_agreement() IS
+    'Raises a judge_agreement alert for every judge whose agreement with people over its window is below its agreement_floor.';
 
 -- 230-judges-ranking.sql
 -- Bradley-Terry rankings of models, prompt versions and variants from pairwise verdicts:
@@ -2975,10 +3135,10 @@ LANGUAGE plpython3u STABLE
 SECURITY DEFINER  -- readers see the ranking (aggregates), not the traces behind it
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:393bd5fd7522')
+_import = GD.get('dbflywheel:0.1.0:e353dbc4a90e')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:393bd5fd7522']
+    _import = GD['dbflywheel:0.1.0:e353dbc4a90e']
 return _import('judges_ranking').ranking(plpy)
 $python$;
 
@@ -2993,6 +3153,12 @@ SELECT coalesce(j.app, h.app) AS app, coalesce(j.dimension, h.dimension) AS dime
 FROM (SELECT * FROM bt WHERE source = 'human') h
 FULL JOIN (SELECT * FROM bt WHERE source <> 'human') j
     ON j.app = h.app AND j.dimension = h.dimension AND j.name = h.name;
+COMMENT ON VIEW flywheel.pairwise_ranking IS
+    'Bradley-Terry rankings of models, prompt versions and variants from pairwise verdicts: the human ranking next to each judge''s.';
+
+-- The catalog's comments of this area's tables (created in migrations/0200): `\dt+ flywheel.*` shows them.
+COMMENT ON TABLE flywheel.preferences IS
+    'Pairwise verdicts: which of two traces answering the same input is better, by people or by a judge.';
 
 -- 299-privileges-judges.sql
 -- Privileges of the judges' objects (sql/900-privileges.sql then re-grants admin everything).
@@ -3022,10 +3188,10 @@ RETURNS TABLE (ordinality integer, embedding text, input_key uuid, error text)
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:393bd5fd7522')
+_import = GD.get('dbflywheel:0.1.0:e353dbc4a90e')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:393bd5fd7522']
+    _import = GD['dbflywheel:0.1.0:e353dbc4a90e']
 return _import('fewshot_embedder').embed_rows(plpy, embedder, texts)
 $python$;
 
@@ -3034,10 +3200,10 @@ CREATE OR REPLACE FUNCTION flywheel._input_key(text text) RETURNS uuid
 LANGUAGE plpython3u IMMUTABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:393bd5fd7522')
+_import = GD.get('dbflywheel:0.1.0:e353dbc4a90e')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:393bd5fd7522']
+    _import = GD['dbflywheel:0.1.0:e353dbc4a90e']
 return _import('fewshot_embedder').normalize_key(plpy, text)
 $python$;
 
@@ -3053,10 +3219,10 @@ RETURNS integer
 LANGUAGE plpython3u SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:393bd5fd7522')
+_import = GD.get('dbflywheel:0.1.0:e353dbc4a90e')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:393bd5fd7522']
+    _import = GD['dbflywheel:0.1.0:e353dbc4a90e']
 return _import('fewshot_store').embed_traces(plpy, embedder, trace_ids, apps, inputs)
 $python$;
 
@@ -3355,24 +3521,43 @@ BEGIN
 END
 $$;
 
-DO $triggers$
-DECLARE
-    _table text;
-    _event text;
-BEGIN
-    FOREACH _table IN ARRAY ARRAY['labels', 'feedback', 'golden_set_items', '_results', '_insert_results', 'embeddings'] LOOP
-        FOREACH _event IN ARRAY ARRAY['insert', 'update', 'delete'] LOOP
-            -- Packed results are inserted only with their (new) traces, never examples yet.
-            CONTINUE WHEN _table = '_insert_results' AND _event = 'insert';
-            EXECUTE format(
-                'CREATE OR REPLACE TRIGGER %I AFTER %s ON flywheel.%I REFERENCING %s TABLE AS changed_rows'
-                ' FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow()',
-                _table || '_examples_' || _event, _event, _table,
-                CASE _event WHEN 'delete' THEN 'OLD' ELSE 'NEW' END);
-        END LOOP;
-    END LOOP;
-END
-$triggers$;
+-- Every change to what makes an example (labels, feedback, golden sets, results, embeddings)
+-- syncs the examples of the traces it touched, once per statement. Packed results are
+-- inserted only with their (new) traces, never examples yet: no insert trigger there.
+CREATE OR REPLACE TRIGGER labels_examples_insert AFTER INSERT ON flywheel.labels
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER labels_examples_update AFTER UPDATE ON flywheel.labels
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER labels_examples_delete AFTER DELETE ON flywheel.labels
+    REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER feedback_examples_insert AFTER INSERT ON flywheel.feedback
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER feedback_examples_update AFTER UPDATE ON flywheel.feedback
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER feedback_examples_delete AFTER DELETE ON flywheel.feedback
+    REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER golden_set_items_examples_insert AFTER INSERT ON flywheel.golden_set_items
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER golden_set_items_examples_update AFTER UPDATE ON flywheel.golden_set_items
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER golden_set_items_examples_delete AFTER DELETE ON flywheel.golden_set_items
+    REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER _results_examples_insert AFTER INSERT ON flywheel._results
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER _results_examples_update AFTER UPDATE ON flywheel._results
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER _results_examples_delete AFTER DELETE ON flywheel._results
+    REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER _insert_results_examples_update AFTER UPDATE ON flywheel._insert_results
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER _insert_results_examples_delete AFTER DELETE ON flywheel._insert_results
+    REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER embeddings_examples_insert AFTER INSERT ON flywheel.embeddings
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER embeddings_examples_update AFTER UPDATE ON flywheel.embeddings
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
+CREATE OR REPLACE TRIGGER embeddings_examples_delete AFTER DELETE ON flywheel.embeddings
+    REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._examples_follow();
 
 -- The apps whose examples a role may see, NULL for all (admins). A SECURITY DEFINER function
 -- cannot see its caller, so the public wrappers pass current_user; a role the session could
@@ -3515,6 +3700,8 @@ CREATE OR REPLACE FUNCTION flywheel.few_shot(
 LANGUAGE sql STABLE
 SET search_path TO pg_catalog, pg_temp
 AS $$ SELECT * FROM flywheel._few_shot(query_embedding, k, validator, app, half_life, current_user) $$;
+COMMENT ON FUNCTION flywheel.few_shot(@extschema:vector@.vector, integer, text, text, interval) IS
+    'The k most useful labelled examples for a query embedding (similar, recent, corrected), among the apps the caller may see.';
 
 -- The same for a text, embedded by the active embedder (when it runs in the database).
 CREATE OR REPLACE FUNCTION flywheel.few_shot(
@@ -3527,6 +3714,8 @@ CREATE OR REPLACE FUNCTION flywheel.few_shot(
 LANGUAGE sql STABLE
 SET search_path TO pg_catalog, pg_temp
 AS $$ SELECT * FROM flywheel._few_shot(flywheel._embed_query(query), k, validator, app, half_life, current_user) $$;
+COMMENT ON FUNCTION flywheel.few_shot(text, integer, text, text, interval) IS
+    'The k most useful labelled examples for a query text, embedded by the active in-database embedder.';
 
 -- Whether an earlier trace's output may be served again: it has an output, passed every
 -- validator it was checked by (the latest version of each; at least one), and has no negative
@@ -3596,6 +3785,12 @@ RETURNS TABLE (trace_id bigint, output text, similarity double precision, matche
 LANGUAGE sql STABLE
 SET search_path TO pg_catalog, pg_temp
 AS $$ SELECT * FROM flywheel._cache_lookup(query, threshold, current_user) $$;
+COMMENT ON FUNCTION flywheel.cache_lookup(text, real) IS
+    'A semantic cache: the output of an earlier trace whose input is the same or similar enough (threshold), among the caller''s apps.';
+
+-- The catalog's comments of this area's tables (created in migrations/0300): `\dt+ flywheel.*` shows them.
+COMMENT ON TABLE flywheel.examples IS
+    'The few-shot examples (labelled, corrected or golden traces) per embedder, with what few_shot returns; only these are in the HNSW index.';
 
 -- 320-fewshot-feedback.sql
 -- flywheel.record_feedback: one call for every kind of feedback, by trace id or external uid,
@@ -3646,6 +3841,8 @@ BEGIN
     RETURN _id;
 END
 $$;
+COMMENT ON FUNCTION flywheel.record_feedback(bigint, text, double precision, text, text, text, text) IS
+    'Records feedback on a trace by id: thumbs, rating, correction or comment, checked and written in one INSERT.';
 
 CREATE OR REPLACE FUNCTION flywheel.record_feedback(
     trace_uid uuid,
@@ -3671,6 +3868,8 @@ BEGIN
     RETURN flywheel.record_feedback(_trace_id, kind, value, corrected_output, comment, source, user_id);
 END
 $$;
+COMMENT ON FUNCTION flywheel.record_feedback(uuid, text, double precision, text, text, text, text) IS
+    'Records feedback on a trace by its external uid: thumbs, rating, correction or comment.';
 
 -- A quoted literal ('42' or 'a0ee...') is text: read it as an id when it is all digits, else as a uid.
 CREATE OR REPLACE FUNCTION flywheel.record_feedback(
@@ -3695,6 +3894,12 @@ BEGIN
         USING ERRCODE = 'invalid_text_representation';
 END
 $$;
+COMMENT ON FUNCTION flywheel.record_feedback(text, text, double precision, text, text, text, text) IS
+    'Records feedback on a trace given as text: an id when all digits, else a uid.';
+
+-- The catalog's comments of this area's tables (created in migrations/0001): `\dt+ flywheel.*` shows them.
+COMMENT ON TABLE flywheel.feedback IS
+    'Feedback on traces from users and people: thumbs, ratings, corrections and comments (written by record_feedback).';
 
 -- 330-fewshot-labelling.sql
 -- What people should label next: the annotation queue, stratified review samples, and the
@@ -3715,6 +3920,8 @@ JOIN flywheel.validators v ON v.name = l.validator
 CROSS JOIN LATERAL (SELECT * FROM flywheel.validation_results r0
                     WHERE r0.trace_id = l.trace_id AND r0.validator_id = v.id OFFSET 0) r
 WHERE l.verdict IS NOT NULL AND r.status IN ('pass', 'fail') AND r.status <> l.verdict;
+COMMENT ON VIEW flywheel.disagreements IS
+    'Traces where a human verdict and the same validator''s result differ on pass/fail.';
 
 -- A person already said what is right for this trace: a label or a correction.
 CREATE OR REPLACE FUNCTION flywheel._is_labelled(trace_id bigint) RETURNS boolean
@@ -3803,6 +4010,8 @@ $$;
 
 CREATE OR REPLACE VIEW flywheel.annotation_queue AS
 SELECT * FROM flywheel._annotation_queue();
+COMMENT ON VIEW flywheel.annotation_queue IS
+    'What people should label next, most useful first: uncertain, novel, bad and recent traces, with the reasons.';
 
 -- A stratified sample for the periodic human review of one validator: traces it judged in the
 -- last 30 days and nobody has labelled for it yet, spread over every (model, prompt version,
@@ -3847,6 +4056,12 @@ BEGIN
     LIMIT n;
 END
 $$;
+COMMENT ON FUNCTION flywheel.sample_for_labeling(text, integer) IS
+    'A stratified sample of one validator''s unlabelled traces of the last 30 days, for its periodic human review.';
+
+-- The catalog's comments of this area's tables (created in migrations/0001): `\dt+ flywheel.*` shows them.
+COMMENT ON TABLE flywheel.labels IS
+    'Human verdicts on a trace for one validator (or metric), by name: what judges are aligned against.';
 
 -- 340-fewshot-golden.sql
 -- Golden sets: named, versioned sets of traces with expected verdicts or outputs, grown from
@@ -3911,6 +4126,8 @@ BEGIN
     RETURN _version;
 END
 $$;
+COMMENT ON FUNCTION flywheel.promote_to_golden(bigint, text, jsonb, text) IS
+    'Adds a trace to a golden set (or replaces its expectation there) and returns the set''s new version.';
 
 -- Takes a trace out of a golden set (it stays in the older versions); returns the new version.
 CREATE OR REPLACE FUNCTION flywheel.remove_from_golden(trace_id bigint, set_name text) RETURNS integer
@@ -3934,6 +4151,8 @@ BEGIN
     RETURN _version;
 END
 $$;
+COMMENT ON FUNCTION flywheel.remove_from_golden(bigint, text) IS
+    'Takes a trace out of a golden set (its older versions keep it) and returns the new version.';
 
 -- The traces of a golden set as it was at a version (default: the current one).
 CREATE OR REPLACE FUNCTION flywheel.golden_set_traces(set_name text, version integer DEFAULT NULL)
@@ -3963,6 +4182,14 @@ BEGIN
     ORDER BY i.trace_id;
 END
 $$;
+COMMENT ON FUNCTION flywheel.golden_set_traces(text, integer) IS
+    'The traces and expectations of a golden set at a version (default: the current one).';
+
+-- The catalog's comments of this area's tables (created in migrations/0300): `\dt+ flywheel.*` shows them.
+COMMENT ON TABLE flywheel.golden_sets IS
+    'Named, versioned sets of traces with expected verdicts or outputs: the release gate of `dbflywheel eval`.';
+COMMENT ON TABLE flywheel.golden_set_items IS
+    'The traces of the golden sets, with the versions they were added and removed in, so an old version can be re-run.';
 
 -- 360-training-sets.sql
 -- Training sets: supervised fine-tuning pairs from corrections and approved outputs, preference
@@ -4446,10 +4673,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:393bd5fd7522')
+_import = GD.get('dbflywheel:0.1.0:e353dbc4a90e')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:393bd5fd7522']
+    _import = GD['dbflywheel:0.1.0:e353dbc4a90e']
 return _import('metrics_cron').sql_previous_fire(plpy, schedule, at_epoch)
 $python$;
 
@@ -4458,10 +4685,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:393bd5fd7522')
+_import = GD.get('dbflywheel:0.1.0:e353dbc4a90e')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:393bd5fd7522']
+    _import = GD['dbflywheel:0.1.0:e353dbc4a90e']
 return _import('metrics_cron').sql_period(plpy, schedule, at_epoch)
 $python$;
 
@@ -4621,6 +4848,7 @@ DECLARE
     _kind    "char";
     _columns text;
     _problem text;
+    _comment text;  -- what \dv+ says of the view: kept when the view is made again
 BEGIN
     SELECT * INTO STRICT _m FROM flywheel.metrics WHERE name = metric;
     -- Built-in metrics are the install script's own SQL; anyone else's is checked first, parsed
@@ -4637,7 +4865,7 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'a metric reads the flywheel schema through non-volatile functions';
     END IF;
-    SELECT c.relkind INTO _kind FROM pg_catalog.pg_class c
+    SELECT c.relkind, pg_catalog.obj_description(c.oid, 'pg_class') INTO _kind, _comment FROM pg_catalog.pg_class c
     WHERE c.relname = _rel AND c.relnamespace = 'flywheel'::regnamespace;
     IF _kind = 'v' THEN
         EXECUTE format('DROP VIEW flywheel.%I', _rel);
@@ -4683,6 +4911,8 @@ BEGIN
             RAISE NOTICE 'metric %: its rows are not unique, so it is refreshed without CONCURRENTLY (readers wait)', metric;
         END;
     END IF;
+    EXECUTE format('COMMENT ON %s flywheel.%I IS %L', CASE _m.kind WHEN 'materialized' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END,
+                   _rel, coalesce(_comment, format('The metric %s, made by flywheel.create_metric.', metric)));
     -- A view made again has lost the install's grants: the admin reads every metric too.
     EXECUTE format('GRANT SELECT ON flywheel.%I TO flywheel_reader, flywheel_admin', _rel);
     PERFORM flywheel._schedule_metric(metric);
@@ -4725,6 +4955,8 @@ BEGIN
     RETURN format('flywheel.%I', 'metric_' || name);
 END
 $$;
+COMMENT ON FUNCTION flywheel.create_metric(text, text, boolean, text) IS
+    'Makes flywheel.metric_<name> from one SELECT: a view computed on read, or a materialized view refreshed on a schedule.';
 
 -- Switches a metric between computed on read ('view'), 'materialized' and, where it has a
 -- rollup, 'rollup' (changed days recomputed incrementally), keeping its name.
@@ -4754,6 +4986,8 @@ BEGIN
     RETURN format('flywheel.%I', 'metric_' || name);
 END
 $$;
+COMMENT ON FUNCTION flywheel.set_metric_mode(text, text, text) IS
+    'Switches a metric between view, materialized and (where it has one) rollup, keeping its name.';
 
 CREATE OR REPLACE FUNCTION flywheel.drop_metric(name text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER  -- admins change the registry only through it
@@ -4774,6 +5008,8 @@ BEGIN
     PERFORM flywheel._unschedule('flywheel_metric_' || name);
 END
 $$;
+COMMENT ON FUNCTION flywheel.drop_metric(text) IS
+    'Drops a metric made by create_metric: its view, its schedule and its registration.';
 
 -- Recomputes a rollup: the days marked dirty since the last refresh, or (full) everything.
 -- Returns (rows written, days recomputed).
@@ -4874,6 +5110,8 @@ BEGIN
     END IF;
 END
 $$;
+COMMENT ON PROCEDURE flywheel.refresh(text, boolean) IS
+    'Refreshes one metric (concurrently where it can, rollups only their changed days) and logs it in refresh_log.';
 
 -- Runs every schedule that is due (its last firing is after its last run) and that pg_cron
 -- does not run itself: the work of `dbflywheel refresh --loop` where pg_cron is absent.
@@ -4905,6 +5143,8 @@ BEGIN
     END LOOP;
 END
 $$;
+COMMENT ON PROCEDURE flywheel.refresh_due(boolean) IS
+    'Runs every due metric schedule that pg_cron does not run itself: the work of `dbflywheel refresh --loop`.';
 
 -- Per metric: kind, schedule, the last refresh, how stale it is against its schedule, the last error.
 CREATE OR REPLACE VIEW flywheel.refresh_status AS
@@ -4931,6 +5171,8 @@ FROM flywheel.metrics m
 LEFT JOIN LATERAL (SELECT * FROM flywheel.refresh_log l WHERE l.metric = m.name ORDER BY l.started_at DESC LIMIT 1) last ON true
 LEFT JOIN LATERAL (SELECT * FROM flywheel.refresh_log l WHERE l.metric = m.name AND l.error IS NULL
                    ORDER BY l.started_at DESC LIMIT 1) ok ON true;
+COMMENT ON VIEW flywheel.refresh_status IS
+    'Per metric: kind, schedule, last refresh, staleness against its schedule and the last error.';
 
 -- Dirty-day marks for the rollups, set-wise per statement (transition tables): validation
 -- results mark their traces' days, feedback its own days.
@@ -4982,24 +5224,18 @@ BEGIN
 END
 $$;
 
-DO $triggers$
-DECLARE
-    _table text;
-BEGIN
-    -- Results written one by one mark on insert; the insert path's packed rows mark in its
-    -- trigger (sql/110), and both mark on update and delete.
-    CREATE OR REPLACE TRIGGER _results_mark_rollup_insert AFTER INSERT ON flywheel._results
-        REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days();
-    FOREACH _table IN ARRAY ARRAY['_results', '_insert_results'] LOOP
-        EXECUTE format('CREATE OR REPLACE TRIGGER %I AFTER UPDATE ON flywheel.%I REFERENCING NEW TABLE AS new_rows'
-                       ' OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days()',
-                       _table || '_mark_rollup_update', _table);
-        EXECUTE format('CREATE OR REPLACE TRIGGER %I AFTER DELETE ON flywheel.%I REFERENCING OLD TABLE AS old_rows'
-                       ' FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days()',
-                       _table || '_mark_rollup_delete', _table);
-    END LOOP;
-END
-$triggers$;
+-- Results written one by one mark on insert; the insert path's packed rows mark in its
+-- trigger (sql/110), and both mark on update and delete.
+CREATE OR REPLACE TRIGGER _results_mark_rollup_insert AFTER INSERT ON flywheel._results
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days();
+CREATE OR REPLACE TRIGGER _results_mark_rollup_update AFTER UPDATE ON flywheel._results
+    REFERENCING NEW TABLE AS new_rows OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days();
+CREATE OR REPLACE TRIGGER _results_mark_rollup_delete AFTER DELETE ON flywheel._results
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days();
+CREATE OR REPLACE TRIGGER _insert_results_mark_rollup_update AFTER UPDATE ON flywheel._insert_results
+    REFERENCING NEW TABLE AS new_rows OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days();
+CREATE OR REPLACE TRIGGER _insert_results_mark_rollup_delete AFTER DELETE ON flywheel._insert_results
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_pass_rate_days();
 CREATE OR REPLACE TRIGGER feedback_mark_rollup_insert AFTER INSERT ON flywheel.feedback
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_satisfaction_days();
 CREATE OR REPLACE TRIGGER feedback_mark_rollup_update AFTER UPDATE ON flywheel.feedback
@@ -5008,6 +5244,16 @@ CREATE OR REPLACE TRIGGER feedback_mark_rollup_delete AFTER DELETE ON flywheel.f
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION flywheel._mark_satisfaction_days();
 
 SELECT flywheel._schedule('flywheel_anomaly_baselines', '*/10 * * * *');
+
+-- The catalog's comments of this area's tables (created in migrations/0400): `\dt+ flywheel.*` shows them.
+COMMENT ON TABLE flywheel.metrics IS
+    'The metric registry: one row per flywheel.metric_<name>, its query, kind (view, materialized, rollup) and schedule.';
+COMMENT ON TABLE flywheel.refresh_log IS
+    'Every metric refresh, successful or not: when, how long, how many rows, the error.';
+COMMENT ON TABLE flywheel.schedules IS
+    'Everything that runs on a schedule (metric refreshes, checks): run by pg_cron, else by `dbflywheel refresh --loop`.';
+COMMENT ON TABLE flywheel.prompt_versions IS
+    'The prompt registry: what each prompt_version on the traces was (template, notes).';
 
 -- 410-metrics-builtin.sql
 -- The built-in metrics: their queries (one place), and their registration on every install.
@@ -5281,6 +5527,28 @@ SELECT flywheel._register_builtin_metric('error_propagation', 'view', NULL);
 SELECT flywheel._register_builtin_metric('prompt_versions', 'view', NULL);
 SELECT flywheel._register_builtin_metric('shadow_comparison', 'view', NULL);
 
+-- The metric views' comments (flywheel._apply_metric keeps a view's comment when it makes it again).
+COMMENT ON VIEW flywheel.metric_pass_rate IS
+    'Per day, app, validator version, prompt version and model: results, passed, failed, errors and the pass rate.';
+COMMENT ON VIEW flywheel.metric_satisfaction IS
+    'Per day and app: thumbs, the share of positive thumbs, ratings and the mean rating.';
+COMMENT ON VIEW flywheel.metric_satisfaction_trend IS
+    'Per day and app: positive share and mean rating, over 30 days and with their slopes per day.';
+COMMENT ON VIEW flywheel.metric_latency IS
+    'Per day, app, model and node: traces, p50/p95 latency, tokens and cost.';
+COMMENT ON VIEW flywheel.metric_failure_modes IS
+    'Per app, prompt version and model: failed traces by failure mode (out of scope, hallucination, refusal, format).';
+COMMENT ON VIEW flywheel.metric_classifier IS
+    'Per app, node, prompt version, model and label: true and false positives, false negatives, precision, recall, F1.';
+COMMENT ON VIEW flywheel.metric_pipeline_runs IS
+    'Per pipeline run: its steps, failed steps and the first node that failed.';
+COMMENT ON VIEW flywheel.metric_error_propagation IS
+    'Per app and node: how often the steps after it fail when it failed and when it passed.';
+COMMENT ON VIEW flywheel.metric_prompt_versions IS
+    'Per app, prompt version and model: the registered prompt, traffic, pass rate, satisfaction, latency and cost.';
+COMMENT ON VIEW flywheel.metric_shadow_comparison IS
+    'Live against shadow prompt version or model: pairs, share of same outputs, pass rates, latency and cost differences.';
+
 -- Alerts when user satisfaction trends down: per app, the slope of the daily share of positive
 -- thumbs over the last 30 days, with at least min_days days of thumbs. Returns the alerts raised.
 CREATE OR REPLACE FUNCTION flywheel.check_satisfaction_trend(
@@ -5320,6 +5588,8 @@ BEGIN
     RETURN _raised;
 END
 $$;
+COMMENT ON FUNCTION flywheel.check_satisfaction_trend(double precision, integer) IS
+    'Raises a satisfaction_trend alert for each app whose share of positive thumbs falls over the last 30 days.';
 
 -- 420-drift.sql
 -- Drift: a feature of the traces in one time range against another (KS and PSI), and the
@@ -5334,12 +5604,14 @@ RETURNS TABLE (feature text, reference_n integer, current_n integer,
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:393bd5fd7522')
+_import = GD.get('dbflywheel:0.1.0:e353dbc4a90e')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:393bd5fd7522']
+    _import = GD['dbflywheel:0.1.0:e353dbc4a90e']
 return _import('metrics_drift').drift(plpy, feature, reference, current)
 $python$;
+COMMENT ON FUNCTION flywheel.drift(text, tstzrange, tstzrange) IS
+    'Drift of one feature between two time ranges: the KS statistic with its p-value, and the PSI.';
 
 -- Compares the last `window` with the `reference_window` before it for every feature with data
 -- (and every scored validator); raises a 'drift' alert (and NOTIFY) where PSI reaches
@@ -5389,6 +5661,8 @@ BEGIN
     RETURN _raised;
 END
 $$;
+COMMENT ON FUNCTION flywheel.check_drift(interval, interval, double precision, double precision, double precision) IS
+    'Raises a drift alert for every feature whose last window drifted from the window before it (PSI or KS).';
 
 SELECT flywheel._schedule('flywheel_check_drift', '7 * * * *');
 SELECT flywheel._schedule('flywheel_check_satisfaction_trend', '13 6 * * *');
@@ -5437,6 +5711,8 @@ BEGIN
     RETURN _variants;
 END
 $$;
+COMMENT ON FUNCTION flywheel.create_experiment(text, jsonb) IS
+    'Creates an A/B experiment from its variants'' weights (the heaviest is the baseline); returns the normalized weights.';
 
 CREATE OR REPLACE FUNCTION flywheel.set_experiment_status(name text, status text) RETURNS void
 LANGUAGE plpgsql
@@ -5450,6 +5726,8 @@ BEGIN
     END IF;
 END
 $$;
+COMMENT ON FUNCTION flywheel.set_experiment_status(text, text) IS
+    'Sets an experiment''s status (running, paused, stopped...): one that is not running serves its baseline.';
 
 -- The variant of a unit (user, session...): a hash of (experiment, unit) placed on the variants'
 -- cumulative weights in name order. The same unit always gets the same variant while the
@@ -5481,6 +5759,8 @@ BEGIN
     RETURN coalesce(_variant, (SELECT max(k) FROM jsonb_object_keys(_e.variants) k));  -- rounding at 1.0
 END
 $$;
+COMMENT ON FUNCTION flywheel.assign_variant(text, text) IS
+    'The variant a unit (user, session) gets in an experiment: a stable hash placed on the variants'' weights.';
 
 CREATE OR REPLACE FUNCTION flywheel.experiment_results(experiment text, confidence double precision DEFAULT 0.95)
 RETURNS TABLE (metric text, variant text, n bigint, value double precision, baseline text,
@@ -5489,12 +5769,14 @@ RETURNS TABLE (metric text, variant text, n bigint, value double precision, base
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:393bd5fd7522')
+_import = GD.get('dbflywheel:0.1.0:e353dbc4a90e')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:393bd5fd7522']
+    _import = GD['dbflywheel:0.1.0:e353dbc4a90e']
 return _import('metrics_experiments').results(plpy, experiment, confidence)
 $python$;
+COMMENT ON FUNCTION flywheel.experiment_results(text, double precision) IS
+    'Per metric and variant of an experiment: the value, its difference from the baseline with a confidence interval and a p-value.';
 
 -- Starts a canary: `variant` gets steps[1] of the traffic (the others share the rest in their
 -- proportions); flywheel.advance_canaries() moves it to the next step once it has min_traces
@@ -5532,6 +5814,8 @@ BEGIN
     RETURN _e.variants;
 END
 $$;
+COMMENT ON FUNCTION flywheel.start_canary(text, text, double precision[], double precision, integer, interval) IS
+    'Starts a canary: a variant''s share of traffic raised step by step by advance_canaries() while its pass rate holds.';
 
 -- The variants with `variant` at `weight` and the others sharing 1 - weight in their proportions.
 CREATE OR REPLACE FUNCTION flywheel._variants_with_weight(variants jsonb, variant text, weight double precision)
@@ -5604,8 +5888,14 @@ BEGIN
     END LOOP;
 END
 $$;
+COMMENT ON FUNCTION flywheel.advance_canaries() IS
+    'One step of every running canary: advanced, held or rolled back on its pass rate against the baseline''s.';
 
 SELECT flywheel._schedule('flywheel_advance_canaries', '*/5 * * * *');
+
+-- The catalog's comments of this area's tables (created in migrations/0410): `\dt+ flywheel.*` shows them.
+COMMENT ON TABLE flywheel.experiments IS
+    'A/B experiments and canaries: variants with weights, baseline, status and the canary''s state.';
 
 -- 440-retention.sql
 -- Retention and privacy: old trace partitions are dropped, a user can be forgotten, and every
@@ -5710,6 +6000,8 @@ BEGIN
     RETURN _counts;
 END
 $$;
+COMMENT ON FUNCTION flywheel.forget_user(text) IS
+    'Deletes a user''s traces and everything keyed by them, and records the deletion with a hash of the id.';
 
 -- Sets how long traces are kept (NULL: forever) and schedules the daily retention job.
 CREATE OR REPLACE FUNCTION flywheel.set_retention(keep interval) RETURNS void
@@ -5723,6 +6015,8 @@ BEGIN
     UPDATE flywheel.retention SET keep = set_retention.keep, updated_at = now();
 END
 $$;
+COMMENT ON FUNCTION flywheel.set_retention(interval) IS
+    'Sets how long traces are kept (NULL: forever) and schedules the daily retention job.';
 
 -- Drops every trace partition that ends before now() - keep, and deletes older rows from the
 -- default partition, with everything keyed by those traces. Returns what it deleted.
@@ -5776,8 +6070,16 @@ BEGIN
     RETURN _counts;
 END
 $$;
+COMMENT ON FUNCTION flywheel.apply_retention() IS
+    'Deletes the traces older than the retention period (whole partitions where it can) and everything keyed by them.';
 
 SELECT flywheel._schedule('flywheel_retention', '17 3 * * *');
+
+-- The catalog's comments of this area's tables (created in migrations/0410): `\dt+ flywheel.*` shows them.
+COMMENT ON TABLE flywheel.retention IS
+    'How long traces (and everything keyed by them) are kept; NULL keeps them forever.';
+COMMENT ON TABLE flywheel.deletion_audit IS
+    'What retention and forget_user deleted and why: counts per table, a forgotten user only as a hash of the id.';
 
 -- 499-privileges-metrics.sql
 -- Privileges of the metrics, experiments and retention objects (sql/900-privileges.sql then
@@ -5826,6 +6128,563 @@ $$;
 CREATE OR REPLACE TRIGGER embedders_delete_embeddings AFTER DELETE ON flywheel.embedders
     REFERENCING OLD TABLE AS old_embedders
     FOR EACH STATEMENT EXECUTE FUNCTION flywheel._delete_embedder_embeddings();
+
+-- 600-api-keys.sql
+-- API keys of `dbflywheel serve` (issue 14): a key acts as its app's role; rate limits per key.
+
+-- The role a key of `app` acts as: one NOLOGIN role per app, named after a digest of the app
+-- (role names are short and app names are anything).
+CREATE OR REPLACE FUNCTION flywheel._api_role_of(app text) RETURNS name
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path TO pg_catalog, pg_temp
+AS $$ SELECT ('flywheel_app_' || left(md5(app), 16))::name $$;
+
+-- A new key for `app`, returned once: only its sha256 is kept. Makes the app's role the first
+-- time (NOLOGIN, a member of flywheel_app mapped to the app, SET ROLE-able by flywheel_server),
+-- so it runs as the caller: the DBA (a superuser, or a role that may create roles and grant them).
+CREATE OR REPLACE FUNCTION flywheel.create_api_key(app text, name text,
+                                                   requests_per_s double precision DEFAULT 50,
+                                                   rows_per_s double precision DEFAULT 5000) RETURNS text
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    _role  name := flywheel._api_role_of(app);
+    _token text := 'fwk_' || replace(gen_random_uuid()::text, '-', '') || replace(gen_random_uuid()::text, '-', '');
+BEGIN
+    IF app IS NULL OR app = '' OR name IS NULL OR name = '' THEN
+        RAISE EXCEPTION 'create_api_key: app and name must be non-empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT 1 FROM flywheel._api_keys k WHERE k.name = name) THEN
+        RAISE EXCEPTION 'create_api_key: a key named % exists', quote_literal(name)
+            USING ERRCODE = 'unique_violation', HINT = 'names are never reused; pick another, or revoke_api_key the old one';
+    END IF;
+    IF EXISTS (SELECT 1 FROM flywheel.app_roles a WHERE a.role_name = _role AND a.app <> app) THEN
+        RAISE EXCEPTION 'create_api_key: role % is mapped to another app', _role USING ERRCODE = 'duplicate_object';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = _role) THEN
+        EXECUTE format('CREATE ROLE %I NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS', _role);
+    END IF;
+    PERFORM flywheel.grant_app(_role, app);
+    EXECUTE format('GRANT %I TO flywheel_server', _role);
+    INSERT INTO flywheel._api_keys (name, app, role_name, token_sha256, requests_per_s, rows_per_s, request_tokens, row_tokens)
+    VALUES (name, app, _role, sha256(convert_to(_token, 'UTF8')), requests_per_s, rows_per_s,
+            greatest(requests_per_s, 1), rows_per_s);
+    RETURN _token;
+END
+$$;
+COMMENT ON FUNCTION flywheel.create_api_key(text, text, double precision, double precision) IS
+    'A new API key for an app, returned once (stored as its sha256); requests and rows per second are its rate limits';
+
+-- Revoking only takes rights away: admins may do it.
+CREATE OR REPLACE FUNCTION flywheel.revoke_api_key(name text) RETURNS boolean
+LANGUAGE sql SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    WITH r AS (UPDATE flywheel._api_keys k SET revoked_at = now()
+               WHERE k.name = revoke_api_key.name AND k.revoked_at IS NULL RETURNING 1)
+    SELECT EXISTS (SELECT 1 FROM r)
+$$;
+COMMENT ON FUNCTION flywheel.revoke_api_key(text) IS 'Revokes an API key by name (true when one was live): its requests get 401 from then on';
+
+CREATE OR REPLACE FUNCTION flywheel.set_api_key_limits(name text, requests_per_s double precision,
+                                                       rows_per_s double precision) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT (requests_per_s > 0 AND rows_per_s > 0) THEN
+        RAISE EXCEPTION 'set_api_key_limits: limits must be positive' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE flywheel._api_keys k SET requests_per_s = set_api_key_limits.requests_per_s,
+                                    rows_per_s = set_api_key_limits.rows_per_s
+    WHERE k.name = set_api_key_limits.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'set_api_key_limits: no key named %', quote_literal(name) USING ERRCODE = 'no_data_found';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION flywheel.set_api_key_limits(text, double precision, double precision) IS
+    'Sets an API key''s rate limits (requests and rows per second), shared by every server process';
+
+CREATE OR REPLACE VIEW flywheel.api_keys AS
+    SELECT k.id, k.name, k.app, k.role_name, k.created_at, k.revoked_at, k.requests_per_s, k.rows_per_s, k.last_used_at
+    FROM flywheel._api_keys k;
+COMMENT ON VIEW flywheel.api_keys IS 'The API keys of dbflywheel serve, without their secrets';
+
+-- Takes `n` tokens from a bucket of `rate` per second (capacity: one second's worth, at least n
+-- when the bucket is full, so a big batch waits for a full bucket rather than never passing).
+-- Returns the new level and the seconds to wait (0 when taken).
+CREATE OR REPLACE FUNCTION flywheel._bucket_take(level double precision, rate double precision, elapsed double precision,
+                                                 n double precision, OUT new_level double precision, OUT wait double precision)
+LANGUAGE plpgsql IMMUTABLE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _cap double precision := greatest(rate, 1);
+    _have double precision := least(_cap, level + rate * greatest(elapsed, 0));
+BEGIN
+    IF _have >= least(n, _cap) THEN
+        new_level := _have - n;  -- may go below zero for a batch bigger than the bucket: a debt
+        wait := 0;
+    ELSE
+        new_level := _have;
+        wait := (least(n, _cap) - _have) / rate;
+    END IF;
+END
+$$;
+
+-- The key of a token (NULLs when unknown or revoked) and one request taken from its bucket:
+-- retry_after > 0 means over the limit. The server's login calls it, and may do nothing else.
+CREATE OR REPLACE FUNCTION flywheel._authenticate_api_key(token text, OUT key_id bigint, OUT role_name name,
+                                                          OUT app text, OUT retry_after double precision)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _k   flywheel._api_keys;
+    _now timestamptz := clock_timestamp();
+    _el  double precision;
+    _req record;
+BEGIN
+    SELECT * INTO _k FROM flywheel._api_keys k
+    WHERE k.token_sha256 = sha256(convert_to(coalesce(token, ''), 'UTF8')) AND k.revoked_at IS NULL
+    FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    _el := extract(epoch FROM _now - _k.refilled_at);
+    _req := flywheel._bucket_take(_k.request_tokens, _k.requests_per_s, _el, 1);
+    UPDATE flywheel._api_keys k
+    SET request_tokens = _req.new_level,
+        row_tokens = least(_k.rows_per_s, _k.row_tokens + _k.rows_per_s * greatest(_el, 0)),
+        refilled_at = _now, last_used_at = _now
+    WHERE k.id = _k.id;
+    key_id := _k.id;
+    role_name := _k.role_name;
+    app := _k.app;
+    retry_after := _req.wait;
+END
+$$;
+
+-- Takes `n` rows from a key's row bucket: the seconds to wait (0 when taken).
+CREATE OR REPLACE FUNCTION flywheel._api_take_rows(key_id bigint, n integer) RETURNS double precision
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _k   flywheel._api_keys;
+    _now timestamptz := clock_timestamp();
+    _r   record;
+BEGIN
+    SELECT * INTO _k FROM flywheel._api_keys k WHERE k.id = _api_take_rows.key_id AND k.revoked_at IS NULL FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    _r := flywheel._bucket_take(_k.row_tokens, _k.rows_per_s, extract(epoch FROM _now - _k.refilled_at), n);
+    UPDATE flywheel._api_keys k
+    SET row_tokens = _r.new_level,
+        request_tokens = least(greatest(_k.requests_per_s, 1),
+                               _k.request_tokens + _k.requests_per_s * greatest(extract(epoch FROM _now - _k.refilled_at), 0)),
+        refilled_at = _now
+    WHERE k.id = _k.id;
+    RETURN _r.wait;
+END
+$$;
+
+-- The judge queue's depth for the server's /metrics (a count, no rows).
+CREATE OR REPLACE FUNCTION flywheel._judge_queue_depth() RETURNS bigint
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$ SELECT count(*) FROM flywheel.judge_jobs $$;
+
+-- 610-otlp-ingest.sql
+-- OTLP ingestion (issue 14): spans whose parent arrived later are linked to it.
+
+-- Sets parent_id of the caller's traces whose OTel parent span has arrived, for the OTel traces
+-- named. Applications may not UPDATE traces, so this runs as the owner, for `member`'s apps only
+-- (_apps_of refuses a member the session may not act as).
+CREATE OR REPLACE FUNCTION flywheel._link_otel_parents(otel_trace_ids text[], member name) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _apps     text[] := flywheel._apps_of(member);
+    _children bigint[];
+    _parents  bigint[];
+    _n        integer;
+BEGIN
+    -- the pairs first (a few rows by index), so the UPDATE never scans the partitioned traces
+    SELECT array_agg(c.trace_row), array_agg(p.trace_row) INTO _children, _parents
+    FROM flywheel.otel_spans c
+    JOIN flywheel.otel_spans p ON p.app = c.app AND p.otel_trace_id = c.otel_trace_id AND p.span_id = c.parent_span_id
+    WHERE c.app = ANY (_apps) AND c.otel_trace_id = ANY (otel_trace_ids) AND c.parent_span_id IS NOT NULL;
+    IF _children IS NULL THEN
+        RETURN 0;
+    END IF;
+    -- t.app: an app could write any trace_row into its own otel_spans rows; only its traces change
+    UPDATE flywheel.traces t SET parent_id = u.parent
+    FROM unnest(_children, _parents) AS u(child, parent)
+    WHERE t.id = u.child AND t.app = ANY (_apps) AND t.parent_id IS NULL;
+    GET DIAGNOSTICS _n = ROW_COUNT;
+    RETURN _n;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION flywheel.link_otel_parents(otel_trace_ids text[]) RETURNS integer
+LANGUAGE sql
+SET search_path TO pg_catalog, pg_temp
+AS $$ SELECT flywheel._link_otel_parents(otel_trace_ids, current_user) $$;
+COMMENT ON FUNCTION flywheel.link_otel_parents(text[]) IS
+    'Links the caller''s OTel spans to parents that arrived after them (dbflywheel serve calls it after each batch)';
+
+-- 629-privileges-server.sql
+-- Privileges of dbflywheel serve (issue 14). flywheel_server, the server's login, may only
+-- authenticate keys and take from their buckets; everything else it does, it does after SET ROLE
+-- to a key's app role (NOINHERIT: it holds none of that role's rights itself).
+GRANT USAGE ON SCHEMA flywheel TO flywheel_server;
+GRANT EXECUTE ON FUNCTION flywheel._authenticate_api_key(text), flywheel._api_take_rows(bigint, integer),
+    flywheel._judge_queue_depth() TO flywheel_server;
+-- Key management: creating needs CREATEROLE (the DBA); admins may list, revoke and set limits.
+REVOKE ALL ON FUNCTION flywheel.create_api_key(text, text, double precision, double precision) FROM PUBLIC;
+GRANT SELECT ON flywheel.api_keys TO flywheel_admin;
+GRANT EXECUTE ON FUNCTION flywheel.revoke_api_key(text), flywheel.set_api_key_limits(text, double precision, double precision)
+TO flywheel_admin;
+
+-- The spans an app ingested, under the same row-level security as its traces.
+ALTER TABLE flywheel.otel_spans ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS own_app ON flywheel.otel_spans;
+DROP POLICY IF EXISTS admin_all ON flywheel.otel_spans;
+CREATE POLICY own_app ON flywheel.otel_spans TO flywheel_app
+    USING (ARRAY[app] <@ (SELECT flywheel._apps_of(current_user)))
+    WITH CHECK (ARRAY[app] <@ (SELECT flywheel._apps_of(current_user)));
+CREATE POLICY admin_all ON flywheel.otel_spans TO flywheel_admin USING (true) WITH CHECK (true);
+GRANT SELECT, INSERT (app, otel_trace_id, span_id, trace_row, parent_span_id) ON flywheel.otel_spans TO flywheel_app;
+GRANT EXECUTE ON FUNCTION flywheel.link_otel_parents(text[]), flywheel._link_otel_parents(text[], name) TO flywheel_app;
+
+-- 630-reviewers.sql
+-- Reviewers of the web app: accounts, sign-in, sessions, and the row-level security that gives
+-- each reviewer the rows of their apps only.
+--
+-- The role model: each reviewer is a NOLOGIN role (flywheel_rv_<name>), member of the group
+-- flywheel_reviewer, which holds the grants (sql/659). The server signs a reviewer in through
+-- reviewer_sign_in (SECURITY DEFINER, owned by flywheel_owner), then runs each request under
+-- SET LOCAL ROLE of the reviewer's role: the policies below see current_user = that role.
+-- Whoever writes a label, a correction or a preference as a reviewer, the database fills in
+-- the reviewer's name (triggers below), never a form.
+
+DO $roles$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'flywheel_reviewer') THEN
+        CREATE ROLE flywheel_reviewer NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS;
+    END IF;
+END
+$roles$;
+
+-- argon2id hash of a new password (plpython/reviewers_auth.py).
+CREATE OR REPLACE FUNCTION flywheel._hash_password(password text) RETURNS text
+LANGUAGE plpython3u VOLATILE
+SET search_path TO pg_catalog, pg_temp
+AS $python$
+_import = GD.get('dbflywheel:0.1.0:e353dbc4a90e')
+if _import is None:
+    plpy.execute("SELECT flywheel._python_boot()")
+    _import = GD['dbflywheel:0.1.0:e353dbc4a90e']
+return _import('reviewers_auth').hash_password(plpy, password)
+$python$;
+
+-- The reviewer a role is, and their apps (NULL and none for any other role). Asked about a role
+-- the session may not act as (and not by an admin), they answer as for a stranger, as _apps_of does.
+CREATE OR REPLACE FUNCTION flywheel._reviewer_name(member name) RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    SELECT r.name FROM flywheel.reviewers r
+    WHERE r.role_name = member
+      AND (member = session_user OR pg_has_role(session_user, member, 'MEMBER')
+           OR pg_has_role(session_user, 'flywheel_admin', 'MEMBER'))
+$$;
+
+CREATE OR REPLACE FUNCTION flywheel._reviewer_apps(member name) RETURNS text[]
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    SELECT coalesce((SELECT r.apps FROM flywheel.reviewers r
+                     WHERE r.role_name = member
+                       AND (member = session_user OR pg_has_role(session_user, member, 'MEMBER')
+                            OR pg_has_role(session_user, 'flywheel_admin', 'MEMBER'))), ARRAY[]::text[])
+$$;
+
+-- Creates (or updates) a reviewer: the NOLOGIN role, its apps and its password. The caller
+-- needs CREATEROLE (a superuser, or an admin given it), as CREATE ROLE does.
+CREATE OR REPLACE FUNCTION flywheel.create_reviewer(name text, password text, apps text[]) RETURNS name
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    _role name;
+BEGIN
+    IF name IS NULL OR name !~ '^[a-z][a-z0-9_]{0,39}$' THEN
+        RAISE EXCEPTION 'create_reviewer: % is not a reviewer name', coalesce(quote_literal(name), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'lower-case letters, digits and _, starting with a letter, at most 40';
+    END IF;
+    IF apps IS NULL OR cardinality(apps) = 0 OR array_position(apps, NULL) IS NOT NULL OR '' = ANY (apps) THEN
+        RAISE EXCEPTION 'create_reviewer: a reviewer needs at least one app'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'pass the apps as text[], e.g. ARRAY[''support'']';
+    END IF;
+    _role := 'flywheel_rv_' || name;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = _role) THEN
+        EXECUTE format('CREATE ROLE %I NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT NOREPLICATION NOBYPASSRLS', _role);
+    ELSIF NOT EXISTS (SELECT 1 FROM flywheel.reviewers r WHERE r.role_name = _role) THEN
+        RAISE EXCEPTION 'create_reviewer: role % exists and is not a reviewer''s', _role
+            USING ERRCODE = 'duplicate_object', HINT = 'choose another reviewer name';
+    END IF;
+    EXECUTE format('GRANT flywheel_reviewer TO %I', _role);
+    -- The server's login (issue 14's flywheel_server) acts as reviewers with SET ROLE.
+    IF EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = 'flywheel_server') THEN
+        EXECUTE format('GRANT %I TO flywheel_server', _role);
+    END IF;
+    INSERT INTO flywheel.reviewers AS r (name, role_name, apps, password_hash)
+    VALUES (name, _role, apps, flywheel._hash_password(password))
+    ON CONFLICT ON CONSTRAINT reviewers_pkey DO UPDATE
+        SET apps = EXCLUDED.apps, password_hash = EXCLUDED.password_hash, failed_attempts = 0, locked_until = NULL;
+    DELETE FROM flywheel.web_sessions s WHERE s.reviewer = name;  -- a new password ends old sessions
+    RETURN _role;
+END
+$$;
+
+-- Checks a reviewer's password; on success opens a session and returns its tokens and the
+-- role to act as, otherwise returns no row (whatever was wrong, in the same time).
+-- Five failures in a row lock the account for 15 minutes.
+CREATE OR REPLACE FUNCTION flywheel.reviewer_sign_in(name text, password text)
+RETURNS TABLE (session_token text, csrf_token text, reviewer text, role_name name)
+LANGUAGE plpython3u VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $python$
+_import = GD.get('dbflywheel:0.1.0:e353dbc4a90e')
+if _import is None:
+    plpy.execute("SELECT flywheel._python_boot()")
+    _import = GD['dbflywheel:0.1.0:e353dbc4a90e']
+return _import('reviewers_auth').sign_in(plpy, name, password)
+$python$;
+
+-- The signed-in reviewer of a session cookie, while the session lasts.
+CREATE OR REPLACE FUNCTION flywheel.reviewer_session(session_token text)
+RETURNS TABLE (reviewer text, role_name name, csrf_token text, apps text[])
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    SELECT r.name, r.role_name, s.csrf_token, r.apps
+    FROM flywheel.web_sessions s JOIN flywheel.reviewers r ON r.name = s.reviewer
+    WHERE s.token_sha256 = sha256(convert_to(coalesce(session_token, ''), 'UTF8')) AND s.expires_at > now()
+$$;
+
+-- Ends a session (sign out).
+CREATE OR REPLACE FUNCTION flywheel.reviewer_sign_out(session_token text) RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    DELETE FROM flywheel.web_sessions s WHERE s.token_sha256 = sha256(convert_to(coalesce(session_token, ''), 'UTF8'))
+$$;
+
+-- What a reviewer writes carries the reviewer's name, whatever the statement said. The triggers'
+-- names start with z_: row triggers fire in name order, so this one has the last word.
+CREATE OR REPLACE FUNCTION flywheel._reviewer_signs() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    _name text;
+BEGIN
+    IF pg_has_role(current_user, 'flywheel_reviewer', 'MEMBER') THEN
+        _name := flywheel._reviewer_name(current_user);
+    END IF;
+    IF _name IS NOT NULL THEN
+        IF TG_TABLE_NAME = 'feedback' THEN
+            NEW.source := 'reviewer';
+            NEW.user_id := _name;
+        ELSIF TG_TABLE_NAME = 'review_leases' THEN
+            NEW.reviewer := _name;
+        ELSE
+            NEW.annotator := _name;
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE OR REPLACE TRIGGER labels_z_signed_by_reviewer BEFORE INSERT OR UPDATE ON flywheel.labels
+    FOR EACH ROW EXECUTE FUNCTION flywheel._reviewer_signs();
+CREATE OR REPLACE TRIGGER feedback_z_signed_by_reviewer BEFORE INSERT OR UPDATE ON flywheel.feedback
+    FOR EACH ROW EXECUTE FUNCTION flywheel._reviewer_signs();
+CREATE OR REPLACE TRIGGER preferences_z_signed_by_reviewer BEFORE INSERT OR UPDATE ON flywheel.preferences
+    FOR EACH ROW EXECUTE FUNCTION flywheel._reviewer_signs();
+CREATE OR REPLACE TRIGGER review_leases_z_signed_by_reviewer BEFORE INSERT OR UPDATE ON flywheel.review_leases
+    FOR EACH ROW EXECUTE FUNCTION flywheel._reviewer_signs();
+CREATE OR REPLACE TRIGGER review_leases_trace_must_exist BEFORE INSERT OR UPDATE OF trace_id
+    ON flywheel.review_leases FOR EACH ROW EXECUTE FUNCTION flywheel._fill_trace_app();
+
+-- Reviewers see and write the rows of their apps, as app roles do theirs (human verdicts only).
+ALTER TABLE flywheel.review_leases ENABLE ROW LEVEL SECURITY;
+DO $policies$
+DECLARE
+    _table text;
+BEGIN
+    FOREACH _table IN ARRAY ARRAY['traces', 'feedback', 'labels', 'preferences', 'review_leases'] LOOP
+        EXECUTE format('DROP POLICY IF EXISTS reviewer_apps ON flywheel.%I', _table);
+        EXECUTE format($p$CREATE POLICY reviewer_apps ON flywheel.%I TO flywheel_reviewer
+            USING (ARRAY[app] <@ (SELECT flywheel._reviewer_apps(current_user)))
+            WITH CHECK (ARRAY[app] <@ (SELECT flywheel._reviewer_apps(current_user))%s)$p$,
+            _table, CASE WHEN _table = 'preferences' THEN ' AND judged_by = ''human''' ELSE '' END);
+    END LOOP;
+    DROP POLICY IF EXISTS admin_all ON flywheel.review_leases;
+    CREATE POLICY admin_all ON flywheel.review_leases TO flywheel_admin USING (true) WITH CHECK (true);
+END
+$policies$;
+
+COMMENT ON TABLE flywheel.reviewers IS 'Reviewer accounts of the web app: the role each acts as, their apps, an argon2id password hash and lock-out state.';
+COMMENT ON TABLE flywheel.web_sessions IS 'Server-side sessions of the web app (only the SHA-256 of each cookie) with their CSRF token.';
+COMMENT ON TABLE flywheel.review_leases IS 'Queue items a reviewer has open, so that no other reviewer is given them until the lease expires.';
+COMMENT ON FUNCTION flywheel.create_reviewer(text, text, text[]) IS 'Creates or updates a reviewer of the web app: a NOLOGIN role in flywheel_reviewer that sees the given apps.';
+COMMENT ON FUNCTION flywheel.reviewer_sign_in(text, text) IS 'Checks a reviewer''s password; on success opens a web session and returns its tokens and the role to act as.';
+COMMENT ON FUNCTION flywheel.reviewer_session(text) IS 'The reviewer, role, CSRF token and apps of a live web session cookie.';
+COMMENT ON FUNCTION flywheel.reviewer_sign_out(text) IS 'Ends a web session.';
+
+-- 640-alert-webhooks.sql
+-- Alerts reach people: Slack-compatible webhooks configured in SQL. Every new alert gets one
+-- pending delivery per enabled webhook; a sender (`dbflywheel send-alerts`, src/dbflywheel/
+-- webhooks.py) posts them and records the outcome, retrying with backoff.
+
+-- Adds or changes a webhook (Slack's incoming-webhook URL, or anything taking {"text": ...}).
+CREATE OR REPLACE FUNCTION flywheel.set_alert_webhook(name text, url text, enabled boolean DEFAULT true) RETURNS void
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+    IF name IS NULL OR name !~ '^[a-z][a-z0-9_]{0,39}$' THEN
+        RAISE EXCEPTION 'set_alert_webhook: % is not a webhook name', coalesce(quote_literal(name), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'lower-case letters, digits and _, starting with a letter';
+    END IF;
+    IF url IS NULL OR url !~ '^https?://[^\s/]+' THEN
+        RAISE EXCEPTION 'set_alert_webhook: the URL must start with http:// or https://, not %', coalesce(quote_literal(url), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'paste the incoming-webhook URL Slack (or another tool) gave you';
+    END IF;
+    INSERT INTO flywheel.alert_webhooks AS w (name, url, enabled) VALUES (name, url, enabled)
+    ON CONFLICT ON CONSTRAINT alert_webhooks_pkey DO UPDATE SET url = EXCLUDED.url, enabled = EXCLUDED.enabled;
+END
+$$;
+
+-- A new alert is owed to every enabled webhook.
+CREATE OR REPLACE FUNCTION flywheel._queue_alert_deliveries() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO flywheel.alert_deliveries (alert_id, webhook)
+    SELECT n.id, w.name FROM new_alerts n CROSS JOIN flywheel.alert_webhooks w WHERE w.enabled
+    ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END
+$$;
+CREATE OR REPLACE TRIGGER alerts_reach_webhooks AFTER INSERT ON flywheel.alerts
+    REFERENCING NEW TABLE AS new_alerts FOR EACH STATEMENT EXECUTE FUNCTION flywheel._queue_alert_deliveries();
+
+-- Up to n deliveries that are due, locked for the caller's transaction (several senders never
+-- post the same one), with what to post.
+CREATE OR REPLACE FUNCTION flywheel.due_alert_deliveries(n integer DEFAULT 50)
+RETURNS TABLE (alert_id bigint, webhook text, url text, attempts integer, kind text, subject text, message text,
+               created_at timestamptz)
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    SELECT d.alert_id, d.webhook, w.url, d.attempts, a.kind, a.subject, a.message, a.created_at
+    FROM flywheel.alert_deliveries d
+    JOIN flywheel.alert_webhooks w ON w.name = d.webhook
+    JOIN flywheel.alerts a ON a.id = d.alert_id
+    WHERE d.status = 'pending' AND d.next_try <= now()
+    ORDER BY d.next_try
+    LIMIT greatest(n, 1)
+    FOR UPDATE OF d SKIP LOCKED
+$$;
+
+-- Records one attempt: sent, or retried after 1, 2, 4, ... minutes, failed after `max_attempts`.
+CREATE OR REPLACE FUNCTION flywheel.record_alert_delivery(alert_id bigint, webhook text, ok boolean,
+                                                          error text DEFAULT NULL, max_attempts integer DEFAULT 8)
+RETURNS text
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    UPDATE flywheel.alert_deliveries d
+    SET attempts = d.attempts + 1,
+        status = CASE WHEN ok THEN 'sent' WHEN d.attempts + 1 >= max_attempts THEN 'failed' ELSE 'pending' END,
+        sent_at = CASE WHEN ok THEN now() END,
+        last_error = CASE WHEN ok THEN NULL ELSE left(error, 500) END,
+        next_try = now() + make_interval(mins => power(2, least(d.attempts, 10))::integer)
+    WHERE d.alert_id = record_alert_delivery.alert_id AND d.webhook = record_alert_delivery.webhook
+    RETURNING d.status
+$$;
+
+COMMENT ON TABLE flywheel.alert_webhooks IS 'Where alerts are posted: Slack-compatible incoming webhooks, by name.';
+COMMENT ON TABLE flywheel.alert_deliveries IS 'One row per (alert, webhook): pending, sent or failed, with attempts and the last error.';
+COMMENT ON FUNCTION flywheel.set_alert_webhook(text, text, boolean) IS 'Adds or changes a webhook that every new alert is posted to.';
+COMMENT ON FUNCTION flywheel.due_alert_deliveries(integer) IS 'Alert deliveries that are due, locked for the caller (SKIP LOCKED), with the text to post.';
+COMMENT ON FUNCTION flywheel.record_alert_delivery(bigint, text, boolean, text, integer) IS 'Records one delivery attempt: sent, retried with backoff, or failed.';
+
+-- 659-privileges-reviewers.sql
+-- Privileges of the review web app. A reviewer's role (member of flywheel_reviewer) reads the
+-- traces, feedback, labels and preferences of its apps (policies in sql/630) and what the
+-- annotation queue and trace pages read; it writes labels, corrections, preferences and its
+-- leases, never the columns that say who wrote them or which app a row belongs to.
+GRANT USAGE ON SCHEMA flywheel TO flywheel_reviewer;
+GRANT SELECT ON flywheel.traces, flywheel.feedback, flywheel.labels, flywheel.preferences, flywheel.review_leases,
+    flywheel.validation_results, flywheel.validators TO flywheel_reviewer;
+-- The queue's novelty needs the examples' and embeddings' vectors only, not their text.
+GRANT SELECT (embedder, embedding) ON flywheel.examples TO flywheel_reviewer;
+GRANT SELECT (trace_id, embedder, embedding) ON flywheel.embeddings TO flywheel_reviewer;
+GRANT INSERT (trace_id, validator, verdict, score, label, comment) ON flywheel.labels TO flywheel_reviewer;
+GRANT INSERT (trace_id, app, kind, value, corrected_output, comment, source, user_id) ON flywheel.feedback TO flywheel_reviewer;
+GRANT INSERT (trace_a, trace_b, winner, reason) ON flywheel.preferences TO flywheel_reviewer;
+GRANT INSERT (trace_id, reviewer, expires_at), UPDATE (reviewer, skipped, expires_at), DELETE ON flywheel.review_leases TO flywheel_reviewer;
+GRANT USAGE ON SEQUENCE flywheel.labels_id_seq, flywheel.feedback_id_seq, flywheel.preferences_id_seq TO flywheel_reviewer;
+GRANT EXECUTE ON FUNCTION flywheel._reviewer_apps(name), flywheel._reviewer_name(name), flywheel._is_labelled(bigint),
+    flywheel._active_embedder(), flywheel._annotation_queue(),
+    flywheel.record_feedback(bigint, text, double precision, text, text, text, text) TO flywheel_reviewer;
+GRANT SELECT ON flywheel.annotation_queue TO flywheel_reviewer;
+-- Dashboards read the metric views (filtered to the reviewer's apps by the server), as readers do.
+DO $grants$
+DECLARE
+    _rel text;
+BEGIN
+    FOR _rel IN SELECT c.relname FROM pg_catalog.pg_class c
+                WHERE c.relnamespace = 'flywheel'::regnamespace AND c.relname LIKE 'metric\_%' AND c.relkind IN ('v', 'm') LOOP
+        EXECUTE format('GRANT SELECT ON flywheel.%I TO flywheel_reviewer', _rel);
+    END LOOP;
+END
+$grants$;
+GRANT SELECT ON flywheel.refresh_status, flywheel.validator_alignment_weekly, flywheel.queue_status, flywheel.alerts
+TO flywheel_reviewer;
+-- Functions those views call (as the reader): aggregates only, as for flywheel_reader.
+GRANT EXECUTE ON FUNCTION flywheel._agreement(text[], text[]), flywheel._judge_budget(bigint),
+    flywheel._pg_cron_installed(), flywheel._cron_previous_fire(text, timestamptz),
+    flywheel._cron_previous_fire_epoch(text, double precision) TO flywheel_reviewer;
+
+-- The server's login signs reviewers in and reads sessions; nobody else needs to.
+DO $server$
+DECLARE
+    _r record;
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'flywheel_server') THEN
+        GRANT EXECUTE ON FUNCTION flywheel.reviewer_sign_in(text, text), flywheel.reviewer_session(text),
+            flywheel.reviewer_sign_out(text), flywheel.due_alert_deliveries(integer),
+            flywheel.record_alert_delivery(bigint, text, boolean, text, integer) TO flywheel_server;
+        FOR _r IN SELECT v.role_name FROM flywheel.reviewers v LOOP
+            EXECUTE format('GRANT %I TO flywheel_server', _r.role_name);
+        END LOOP;
+    END IF;
+END
+$server$;
 
 -- 900-privileges.sql
 -- Privileges, last step, after every object exists.
@@ -5891,6 +6750,7 @@ REVOKE INSERT, UPDATE, DELETE ON
     flywheel._migrations, flywheel._install, flywheel.app_roles, flywheel.refresh_log,
     flywheel._rollup_dirty_days, flywheel._rollup_pass_rate, flywheel._rollup_satisfaction,
     flywheel._anomaly_baselines, flywheel.deletion_audit,
+    flywheel._api_keys, flywheel.otel_spans,  -- keys change through create/revoke_api_key; spans are the apps'
     -- training set snapshots are immutable: built by create_training_set, never edited
     flywheel.training_sets, flywheel.training_set_versions, flywheel.training_set_rows
 FROM flywheel_admin;
