@@ -4913,8 +4913,13 @@ BEGIN
     END IF;
     EXECUTE format('COMMENT ON %s flywheel.%I IS %L', CASE _m.kind WHEN 'materialized' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END,
                    _rel, coalesce(_comment, format('The metric %s, made by flywheel.create_metric.', metric)));
-    -- A view made again has lost the install's grants: the admin reads every metric too.
-    EXECUTE format('GRANT SELECT ON flywheel.%I TO flywheel_reader, flywheel_admin', _rel);
+    -- A view made again has lost the install's grants: give back what sql/900 and the area files
+    -- grant on every metric view (the reviewers' role exists once sql/630 has run).
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON flywheel.%I TO flywheel_admin', _rel);
+    EXECUTE format('GRANT SELECT ON flywheel.%I TO flywheel_reader, flywheel_sql_checker', _rel);
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = 'flywheel_reviewer') THEN
+        EXECUTE format('GRANT SELECT ON flywheel.%I TO flywheel_reviewer', _rel);
+    END IF;
     PERFORM flywheel._schedule_metric(metric);
     IF _m.kind = 'rollup' THEN
         CALL flywheel.refresh(metric, true);
