@@ -1,0 +1,68 @@
+"""Calibrated pairwise judges (issue 16): on llmfao, a calibration learnt from the crowd's votes
+beats raw GPT-4 on the newest held-out labels; bad input leaves the raw verdict standing."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from dbflywheel.datasets.llmfao import load
+
+
+@pytest.fixture(scope="module")
+def llmfao(dsn: str) -> tuple[str, str]:
+    app, prefix = "llmfao-test", "llmfaotest"
+    with psycopg.connect(dsn) as conn:
+        if conn.execute("SELECT 1 FROM flywheel.traces WHERE app = %s LIMIT 1", (app,)).fetchone() is None:
+            load(conn, app=app, judge_prefix=prefix)
+    return app, prefix
+
+
+def test_calibration_of_gpt4_beats_the_raw_judge_on_held_out_labels(db: psycopg.Connection,
+                                                                     llmfao: tuple[str, str]) -> None:
+    judge = f"{llmfao[1]}_gpt4"
+    db.execute("DELETE FROM flywheel.calibrations WHERE validator = %s", (judge,))
+    row = db.execute("SELECT * FROM flywheel.calibrate(%s)", (judge,)).fetchone()
+    assert row is not None
+    version, n_labels, n_holdout, kappa, raw_kappa, active_kappa, activated = row
+    assert version == 1 and n_labels > 1000 and n_holdout == n_labels - int(n_labels * 0.75)
+    assert active_kappa is None
+    assert kappa > raw_kappa, (kappa, raw_kappa)
+    assert activated
+    verdicts = db.execute(
+        "SELECT count(*), count(*) FILTER (WHERE calibration_version = 1), count(DISTINCT calibrated_verdict),"
+        " min(confidence), max(confidence) FROM flywheel.calibrated_verdicts WHERE validator = %s",
+        (judge,)).fetchone()
+    assert verdicts is not None and verdicts[0] == 3236 and verdicts[1] == 3236 and verdicts[2] >= 2
+    assert 0 < verdicts[3] <= verdicts[4] <= 1
+    # A second fit on the same labels is not better than the active one: stored, not activated.
+    again = db.execute("SELECT version, activated FROM flywheel.calibrate(%s)", (judge,)).fetchone()
+    assert again == (2, False)
+    assert db.execute("SELECT version FROM flywheel.calibrations WHERE validator = %s AND active",
+                      (judge,)).fetchone() == (1,)
+
+
+def test_an_unknown_judge_is_a_one_line_error(db: psycopg.Connection) -> None:
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="no pairwise LLM verdicts"):
+        db.execute("SELECT * FROM flywheel.calibrate('no-such-judge')")
+    db.rollback()
+
+
+def test_too_few_labels_leave_the_raw_verdict_and_write_nothing(db: psycopg.Connection,
+                                                                llmfao: tuple[str, str]) -> None:
+    # gpt35's verdicts on 5 pairs only, as another judge: too few labels.
+    app, prefix = llmfao
+    db.execute(
+        "INSERT INTO flywheel.preferences (trace_a, trace_b, winner, judged_by, validator)"
+        " SELECT trace_a, trace_b, winner, 'llm', 'calibration-few' FROM flywheel.preferences"
+        " WHERE validator = %s ORDER BY id LIMIT 5", (f"{prefix}_gpt35",))
+    db.commit()
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="fewer than the 30") as info:
+        db.execute("SELECT * FROM flywheel.calibrate('calibration-few')")
+    db.rollback()
+    assert info.value.diag.message_hint == "the raw verdict stands"
+    assert db.execute("SELECT count(*) FROM flywheel.calibrations WHERE validator = 'calibration-few'"
+                      ).fetchone() == (0,)
+    raw = db.execute("SELECT count(*) FILTER (WHERE raw_verdict = calibrated_verdict), count(*)"
+                     " FROM flywheel.calibrated_verdicts WHERE validator = 'calibration-few'").fetchone()
+    assert raw == (5, 5)
