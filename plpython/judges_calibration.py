@@ -13,8 +13,6 @@ from typing import Any
 CLASSES = ("a", "b", "tie")
 # Fewer labelled pairs than this: no calibration, the raw verdict stands.
 MIN_LABELS = 30
-# Forward-chaining folds: fold k is predicted by a model fitted on folds < k (older labels).
-FOLDS = 5
 # The newest share of labels is held out to decide whether a new calibration beats the raw judge
 # and the active calibration.
 HOLDOUT = 0.25
@@ -32,6 +30,20 @@ WITH j AS (
 ), h AS (
     SELECT trace_low, trace_high, max(created_at) AS labelled_at
     FROM flywheel._preference_pairs WHERE judged_by = 'human' GROUP BY trace_low, trace_high
+), others AS (
+    -- Every other LLM judge's latest verdict on the same pair, seen from this judge's trace_a.
+    SELECT j.trace_low, j.trace_high,
+           avg((w = 'a')::int)::float8 AS other_a, avg((w = 'b')::int)::float8 AS other_b,
+           avg((w = 'tie')::int)::float8 AS other_tie
+    FROM j JOIN (
+        SELECT DISTINCT ON (o.validator, o.trace_low, o.trace_high) o.trace_low, o.trace_high, o.trace_a,
+               o.winner_as_given
+        FROM flywheel._preference_pairs o WHERE o.judged_by = 'llm' AND o.validator <> $1
+        ORDER BY o.validator, o.trace_low, o.trace_high, o.created_at DESC, o.id DESC
+    ) o ON o.trace_low = j.trace_low AND o.trace_high = j.trace_high
+    CROSS JOIN LATERAL (SELECT CASE WHEN o.winner_as_given = 'tie' OR o.trace_a = j.trace_a THEN o.winner_as_given
+                                    WHEN o.winner_as_given = 'a' THEN 'b' ELSE 'a' END AS w) oriented
+    GROUP BY j.trace_low, j.trace_high
 )
 SELECT j.trace_a, CASE WHEN j.trace_a = j.trace_low THEN j.trace_high ELSE j.trace_low END AS trace_b,
        j.winner_as_given AS raw,
@@ -39,16 +51,18 @@ SELECT j.trace_a, CASE WHEN j.trace_a = j.trace_low THEN j.trace_high ELSE j.tra
             WHEN m.winner = 'a' THEN 'b' ELSE 'a' END AS human,
        h.labelled_at,
        length(coalesce(ta.output, '')) AS len_a, length(coalesce(tb.output, '')) AS len_b,
-       ta.latency_ms AS latency_a, tb.latency_ms AS latency_b
+       ta.latency_ms AS latency_a, tb.latency_ms AS latency_b,
+       coalesce(o.other_a, 0) AS other_a, coalesce(o.other_b, 0) AS other_b, coalesce(o.other_tie, 0) AS other_tie
 FROM j
+LEFT JOIN others o ON o.trace_low = j.trace_low AND o.trace_high = j.trace_high
 JOIN flywheel.traces ta ON ta.id = j.trace_a
 JOIN flywheel.traces tb ON tb.id = CASE WHEN j.trace_a = j.trace_low THEN j.trace_high ELSE j.trace_low END
 LEFT JOIN flywheel._human_pair_majority m ON m.trace_low = j.trace_low AND m.trace_high = j.trace_high
 LEFT JOIN h ON h.trace_low = j.trace_low AND h.trace_high = j.trace_high
 """
 
-FEATURES = ("bias", "raw_a", "raw_b", "raw_tie", "log_len_ratio", "abs_log_len_ratio", "empty_a", "empty_b",
-            "log_latency_ratio")
+FEATURES = ("bias", "raw_a", "raw_b", "raw_tie", "other_a", "other_b", "other_tie", "log_len_ratio",
+            "abs_log_len_ratio", "empty_a", "empty_b", "log_latency_ratio")
 
 
 class CalibrationError(ValueError):
@@ -61,7 +75,8 @@ def features(row: dict[str, Any]) -> list[float]:
     lat_a, lat_b = row.get("latency_a"), row.get("latency_b")
     latency = math.log1p(lat_a) - math.log1p(lat_b) if lat_a is not None and lat_b is not None else 0.0
     raw = row["raw"]
-    return [1.0, float(raw == "a"), float(raw == "b"), float(raw == "tie"), la - lb, abs(la - lb),
+    others = [float(row.get(k) or 0.0) for k in ("other_a", "other_b", "other_tie")]
+    return [1.0, float(raw == "a"), float(raw == "b"), float(raw == "tie"), *others, la - lb, abs(la - lb),
             float(not row["len_a"]), float(not row["len_b"]), latency]
 
 
@@ -141,22 +156,26 @@ def tune_offsets(logp: Any, y: Any) -> list[float]:
     return best
 
 
-def fit_tuned(x: Any, y: Any) -> dict[str, Any]:
-    """A model fitted on all of (x, y), its offsets tuned on forward-chaining out-of-fold
-    predictions over the same (time-ordered) rows."""
+def _scale(x: Any, mean: Any, std: Any) -> Any:
     import numpy as np
 
-    bounds = np.linspace(0, len(y), FOLDS + 1).astype(int)
-    oof_logp, oof_y = [], []
-    for k in range(1, FOLDS):
-        train, test = slice(0, bounds[k]), slice(bounds[k], bounds[k + 1])
-        if len(set(y[train].tolist())) < 2 or bounds[k + 1] <= bounds[k]:
-            continue
-        oof_logp.append(log_probabilities(x[test], fit_logistic(x[train], y[train])))
-        oof_y.append(y[test])
-    w = fit_logistic(x, y)
-    offsets = tune_offsets(np.vstack(oof_logp), np.concatenate(oof_y)) if oof_logp else [0.0, 0.0, 0.0]
-    return {"weights": w.tolist(), "offsets": offsets, "features": list(FEATURES)}
+    return np.hstack([x[:, :1], (x[:, 1:] - mean) / std])
+
+
+def fit_tuned(x: Any, y: Any) -> dict[str, Any]:
+    """A model fitted on all of (x, y) (features standardised, bias column kept), its offsets
+    tuned for kappa on the same rows: measured on llmfao, in-sample tuning beats tuning on
+    forward-chaining out-of-fold predictions below a few hundred labels (the folds are too small
+    to place thresholds; see ARCHITECTURE.md)."""
+    import numpy as np
+
+    mean, std = x[:, 1:].mean(axis=0), x[:, 1:].std(axis=0)
+    std = np.where(std < 1e-9, 1.0, std)
+    xs = _scale(x, mean, std)
+    w = fit_logistic(xs, y)
+    offsets = tune_offsets(log_probabilities(xs, w), y)
+    return {"weights": w.tolist(), "offsets": offsets, "features": list(FEATURES), "mean": mean.tolist(),
+            "std": std.tolist()}
 
 
 def predict(model: dict[str, Any], rows: list[dict[str, Any]]) -> tuple[list[str], list[float]]:
@@ -164,7 +183,7 @@ def predict(model: dict[str, Any], rows: list[dict[str, Any]]) -> tuple[list[str
 
     if not rows:
         return [], []
-    x = np.array([features(r) for r in rows])
+    x = _scale(np.array([features(r) for r in rows]), np.array(model["mean"]), np.array(model["std"]))
     classes, confidence = decide(log_probabilities(x, np.array(model["weights"])), model["offsets"])
     return [CLASSES[c] for c in classes], confidence.tolist()
 
