@@ -66,3 +66,22 @@ def test_too_few_labels_leave_the_raw_verdict_and_write_nothing(db: psycopg.Conn
     raw = db.execute("SELECT count(*) FILTER (WHERE raw_verdict = calibrated_verdict), count(*)"
                      " FROM flywheel.calibrated_verdicts WHERE validator = 'calibration-few'").fetchone()
     assert raw == (5, 5)
+
+
+def test_people_of_one_class_leave_the_raw_verdict_and_write_nothing(db: psycopg.Connection) -> None:
+    ids = [r[0] for r in db.execute(
+        "INSERT INTO flywheel.traces (app, input, output) SELECT 'calib-one', 'q' || (g / 2), repeat('x', g)"
+        " FROM generate_series(1, 80) g RETURNING id").fetchall()]
+    pairs = list(zip(ids[0::2], ids[1::2], strict=True))
+    with db.cursor() as cur:
+        for i, (a, b) in enumerate(pairs):
+            cur.execute("INSERT INTO flywheel.preferences (trace_a, trace_b, winner, judged_by, annotator)"
+                        " VALUES (%s, %s, 'a', 'human', 'p1')", (a, b))
+            cur.execute("INSERT INTO flywheel.preferences (trace_a, trace_b, winner, judged_by, validator)"
+                        " VALUES (%s, %s, %s, 'llm', 'calib-one')", (a, b, ("a", "b", "tie")[i % 3]))
+    db.commit()
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="one class only") as info:
+        db.execute("SELECT * FROM flywheel.calibrate('calib-one')")
+    db.rollback()
+    assert info.value.diag.message_hint == "the raw verdict stands"
+    assert db.execute("SELECT count(*) FROM flywheel.calibrations WHERE validator = 'calib-one'").fetchone() == (0,)
