@@ -85,3 +85,19 @@ def test_people_of_one_class_leave_the_raw_verdict_and_write_nothing(db: psycopg
     db.rollback()
     assert info.value.diag.message_hint == "the raw verdict stands"
     assert db.execute("SELECT count(*) FROM flywheel.calibrations WHERE validator = 'calib-one'").fetchone() == (0,)
+
+
+def test_cli_calibrate_prints_raw_and_calibrated_kappa(dsn: str, llmfao: tuple[str, str]) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cli = str(Path(sys.executable).parent / "dbflywheel")
+    ok = subprocess.run([cli, "calibrate", f"{llmfao[1]}_gpt4", "--dsn", dsn], capture_output=True, text=True,
+                        timeout=180)
+    assert ok.returncode == 0, ok.stderr
+    assert "kappa raw 0." in ok.stdout and "calibrated" in ok.stdout and "labelled pairs" in ok.stdout
+    bad = subprocess.run([cli, "calibrate", "no-such-judge", "--dsn", dsn], capture_output=True, text=True,
+                         timeout=180)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().count("\n") == 0 and "no pairwise LLM verdicts" in bad.stderr
