@@ -84,9 +84,9 @@ def table(rows: list[dict[str, Any]]) -> str:
         curves = [curve(rows, "random" if split == "random" else "unseen", seed) for seed in range(SEEDS)]
         cells = []
         for n in SIZES:
-            values = [c[n] for c in curves if c[n] is not None]
+            values = [float(v) for c in curves if (v := c[n]) is not None]
             cells.append(f"{mean(values):.3f}" if len(values) == len(curves) else "n/a")
-        lines.append(f"| {split} | {mean(c['n_test'] for c in curves):.0f} | " + " | ".join(cells) + " |")
+        lines.append(f"| {split} | {mean(float(c['n_test'] or 0) for c in curves):.0f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
