@@ -262,8 +262,12 @@ def calibrate(plpy: Any, validator: str) -> dict[str, Any]:
 
 def calibrated(plpy: Any) -> list[dict[str, Any]]:
     """Every pairwise LLM verdict with its calibrated verdict under the active calibration of
-    its judge (the raw verdict, confidence NULL, where none is active)."""
+    its judge (the raw verdict, confidence NULL, where none is active); abstained where the
+    judge's config abstain_below is above the confidence."""
     out: list[dict[str, Any]] = []
+    abstain_below = {r["name"]: float(r["abstain_below"]) for r in plpy.execute(
+        "SELECT name, config ->> 'abstain_below' AS abstain_below FROM flywheel.validators"
+        " WHERE config ? 'abstain_below'")}
     for judge in plpy.execute("SELECT DISTINCT validator FROM flywheel.preferences WHERE judged_by = 'llm'"):
         name = judge["validator"]
         rows = list(plpy.execute(plpy.prepare(ITEMS, ["text"]), [name]))
@@ -277,6 +281,7 @@ def calibrated(plpy: Any) -> list[dict[str, Any]]:
             verdicts, confidence, version = [r["raw"] for r in rows], [None] * len(rows), None
         for r, v, c in zip(rows, verdicts, confidence, strict=True):
             out.append({"validator": name, "trace_id": r["trace_a"], "trace_b": r["trace_b"], "raw_verdict": r["raw"],
-                        "calibrated_verdict": v, "confidence": c, "abstained": False,
+                        "calibrated_verdict": v, "confidence": c,
+                        "abstained": c is not None and name in abstain_below and c < abstain_below[name],
                         "calibration_version": version})
     return out

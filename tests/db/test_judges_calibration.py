@@ -101,3 +101,22 @@ def test_cli_calibrate_prints_raw_and_calibrated_kappa(dsn: str, llmfao: tuple[s
                          timeout=180)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().count("\n") == 0 and "no pairwise LLM verdicts" in bad.stderr
+
+
+def test_abstain_below_marks_unsure_calibrated_verdicts(db: psycopg.Connection, llmfao: tuple[str, str]) -> None:
+    from psycopg.types.json import Jsonb
+
+    judge = f"{llmfao[1]}_gpt4"
+    db.execute("DELETE FROM flywheel.calibrations WHERE validator = %s", (judge,))
+    db.execute("SELECT * FROM flywheel.calibrate(%s)", (judge,))
+    db.execute("SELECT flywheel.create_validator(%s, 'llm_pairwise', %s, 'async', %s)",
+               (judge, Jsonb({"redact_pii": False, "abstain_below": 0.6}), Jsonb({"app": "none"})))
+    row = db.execute("SELECT count(*) FILTER (WHERE abstained), count(*) FILTER (WHERE abstained AND confidence >= 0.6),"
+                     " count(*) FILTER (WHERE NOT abstained AND confidence < 0.6), count(*)"
+                     " FROM flywheel.calibrated_verdicts WHERE validator = %s", (judge,)).fetchone()
+    assert row is not None and 0 < row[0] < row[3] and row[1] == 0 and row[2] == 0
+    db.rollback()
+    with pytest.raises(psycopg.Error, match="abstain_below"):
+        db.execute("SELECT flywheel.create_validator('calib_bad', 'llm_pairwise', %s, 'async', '{}')",
+                   (Jsonb({"abstain_below": 2}),))
+    db.rollback()
