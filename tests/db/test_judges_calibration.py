@@ -120,3 +120,13 @@ def test_abstain_below_marks_unsure_calibrated_verdicts(db: psycopg.Connection, 
         db.execute("SELECT flywheel.create_validator('calib_bad', 'llm_pairwise', %s, 'async', '{}')",
                    (Jsonb({"abstain_below": 2}),))
     db.rollback()
+
+
+def test_calibrated_alignment_shows_raw_and_calibrated_kappa(db: psycopg.Connection, llmfao: tuple[str, str]) -> None:
+    judge = f"{llmfao[1]}_gpt4"
+    db.execute("DELETE FROM flywheel.calibrations WHERE validator = %s", (judge,))
+    made = db.execute("SELECT version, kappa, raw_kappa FROM flywheel.calibrate(%s)", (judge,)).fetchone()
+    row = db.execute("SELECT calibration_version, calibrated_kappa, raw_kappa FROM flywheel.calibrated_alignment"
+                     " WHERE validator = %s", (judge,)).fetchone()
+    assert row == made
+    db.rollback()

@@ -3008,6 +3008,14 @@ CREATE OR REPLACE VIEW flywheel.calibrated_verdicts AS
 SELECT * FROM flywheel._calibrated_verdicts();
 COMMENT ON VIEW flywheel.calibrated_verdicts IS 'Every pairwise LLM verdict, raw and under its judge''s active calibration, with confidence';
 
+-- Raw and calibrated agreement side by side, on held-out labels only: per judge, its active
+-- calibration's kappa on the newest labels it was not fitted on, next to the raw judge's there.
+CREATE OR REPLACE VIEW flywheel.calibrated_alignment AS
+SELECT c.validator, c.version AS calibration_version, c.n_labels, c.n_holdout, c.raw_kappa, c.kappa AS calibrated_kappa,
+       c.created_at
+FROM flywheel.calibrations c WHERE c.active;
+COMMENT ON VIEW flywheel.calibrated_alignment IS 'Per judge: raw and calibrated kappa on the held-out labels of its active calibration';
+
 -- 299-privileges-judges.sql
 -- Privileges of the judges' objects (sql/900-privileges.sql then re-grants admin everything).
 -- Workers connect as a member of flywheel_admin. Applications may record their users' A/B
