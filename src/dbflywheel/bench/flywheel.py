@@ -30,19 +30,31 @@ def _module() -> Any:
 
 
 def items(dsn: str) -> list[dict[str, Any]]:
-    """GPT-4's verdicts with the crowd majority and the two answers' models, in time order."""
-    jc = _module()
+    """Loads llmfao, then GPT-4's verdicts with the crowd majority (see judged_pairs)."""
     with psycopg.connect(dsn) as conn:
         load(conn, app="llmfao", judge_prefix="llmfao")
         conn.commit()
-        with conn.cursor(row_factory=dict_row) as cur:
-            # The module's constant query text, the judge's name a bound parameter.
-            query = ("SELECT i.*, ta.model AS model_a, tb.model AS model_b FROM ("  # noqa: S608
-                     + jc.ITEMS.replace("$1", "%(judge)s") + ") i JOIN flywheel.traces ta ON ta.id = i.trace_a"
-                     " JOIN flywheel.traces tb ON tb.id = i.trace_b WHERE i.human IS NOT NULL"
-                     " ORDER BY least(i.trace_a, i.trace_b), greatest(i.trace_a, i.trace_b)")
-            rows = cur.execute(query, {"judge": "llmfao_gpt4"}).fetchall()
-    return rows
+        return judged_pairs(conn, "llmfao_gpt4")
+
+
+def judged_pairs(conn: psycopg.Connection, judge: str) -> list[dict[str, Any]]:
+    """A pairwise judge's verdicts with the people's majority and the two answers' models, in
+    time order, as flywheel.calibrate reads them."""
+    jc = _module()
+    with conn.cursor(row_factory=dict_row) as cur:
+        # The module's constant query text, the judge's name a bound parameter.
+        query = ("SELECT i.*, ta.model AS model_a, tb.model AS model_b FROM ("  # noqa: S608
+                 + jc.ITEMS.replace("$1", "%(judge)s") + ") i JOIN flywheel.traces ta ON ta.id = i.trace_a"
+                 " JOIN flywheel.traces tb ON tb.id = i.trace_b WHERE i.human IS NOT NULL"
+                 " ORDER BY least(i.trace_a, i.trace_b), greatest(i.trace_a, i.trace_b)")
+        return cur.execute(query, {"judge": judge}).fetchall()
+
+
+def demo_curve(conn: psycopg.Connection, judge: str = "llmfao_gpt4") -> list[tuple[str, int, float | None]]:
+    """For demo.py and its report ("the judge before and after people taught it"): (split,
+    labels, held-out kappa) rows, labels 0 being the raw judge, seed 0."""
+    rows = judged_pairs(conn, judge)
+    return [(split, n, curve(rows, split, 0)[n]) for split in ("random", "unseen") for n in SIZES]
 
 
 def curve(rows: list[dict[str, Any]], split: str, seed: int) -> dict[Any, float | None]:
