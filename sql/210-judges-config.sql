@@ -23,7 +23,7 @@ DECLARE
     _known  text[] := ARRAY['criterion', 'provider', 'model', 'base_url', 'api_key_env', 'scale', 'pass_threshold',
                             'few_shot', 'redact_pii', 'agreement_floor', 'agreement_window', 'agreement_min_n',
                             'budget', 'max_attempts', 'retry_base_seconds', 'retry_max_seconds', 'timeout_seconds',
-                            'temperature', 'latency_ms', 'pair_window'];
+                            'temperature', 'latency_ms', 'pair_window', 'abstain_below'];
     _key    text;
     _provider text := coalesce(config ->> 'provider', 'offline');
     _num    text;
@@ -74,7 +74,8 @@ BEGIN
     FOR _key, _num IN SELECT * FROM (VALUES
         ('few_shot', '0..50'), ('pass_threshold', '1..5'), ('agreement_floor', '0..1'), ('agreement_min_n', '1..1000000'),
         ('max_attempts', '1..100'), ('retry_base_seconds', '0..3600'), ('retry_max_seconds', '0..86400'),
-        ('timeout_seconds', '0.1..3600'), ('temperature', '0..2'), ('latency_ms', '0..600000')) AS r(k, range)
+        ('timeout_seconds', '0.1..3600'), ('temperature', '0..2'), ('latency_ms', '0..600000'),
+        ('abstain_below', '0..1')) AS r(k, range)
     LOOP
         CONTINUE WHEN NOT config ? _key;
         IF jsonb_typeof(config -> _key) <> 'number'

@@ -455,5 +455,36 @@ def export_training(name: str, set_version: int | None, fmt: str, out: str, dsn:
 # --- end training sets ---
 
 
+# --- calibration (issue 16) ---
+@main.command("calibrate")
+@click.argument("name")
+@dsn_option
+@home_option
+@friendly
+def calibrate_cmd(name: str, dsn: str | None, home: Path | None) -> None:
+    """Fit a new calibration of pairwise judge NAME from people's votes; print raw and calibrated
+    kappa on the held-out labels, and whether the new version went live."""
+    import psycopg
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    # The progress bar on stderr (only where it is a terminal); the result on stdout.
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True,
+                  console=Console(stderr=True)) as progress:
+        progress.add_task(f"calibrating {name} (fit, time-ordered hold-out)", total=None)
+        with psycopg.connect(_resolve_dsn(dsn, home), autocommit=True) as conn:
+            row = conn.execute("SELECT * FROM flywheel.calibrate(%s)", (name,)).fetchone()
+    assert row is not None
+    version, n_labels, n_holdout, kappa, raw_kappa, active_kappa, activated = row
+
+    def fmt(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.3f}"
+
+    click.echo(f"{name}: calibration v{version} from {n_labels} labelled pairs; on the newest {n_holdout}:")
+    click.echo(f"  kappa raw {fmt(raw_kappa)}  calibrated {fmt(kappa)}  active before {fmt(active_kappa)}")
+    click.echo(f"  {'activated' if activated else 'not activated (does not beat the raw judge and the active one)'}")
+# --- end calibration ---
+
+
 if __name__ == "__main__":
     main()

@@ -1134,6 +1134,43 @@ $migration_body$;
 END
 $migration$;
 
+-- migration 0850-judges-calibrations.sql
+DO $migration$
+DECLARE
+    _applied text;
+BEGIN
+    SELECT checksum INTO _applied FROM flywheel._migrations WHERE name OPERATOR(pg_catalog.=) '0850-judges-calibrations.sql';
+    IF _applied IS NULL THEN
+        EXECUTE $migration_body$-- Versioned calibrations of pairwise LLM judges (plpython/judges_calibration.py): the model,
+-- how many labels it learnt from, and its kappa on the newest held-out labels next to the raw
+-- judge's and the then-active calibration's. At most one active version per judge.
+CREATE TABLE flywheel.calibrations (
+    id           bigserial PRIMARY KEY,
+    validator    text NOT NULL,
+    version      integer NOT NULL,
+    n_labels     integer NOT NULL,
+    n_holdout    integer NOT NULL,
+    model        jsonb NOT NULL,
+    kappa        double precision,
+    raw_kappa    double precision,
+    active_kappa double precision,
+    active       boolean NOT NULL DEFAULT false,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (validator, version)
+);
+CREATE UNIQUE INDEX calibrations_one_active ON flywheel.calibrations (validator) WHERE active;
+COMMENT ON TABLE flywheel.calibrations IS 'Versioned calibrations of pairwise LLM judges learnt from people''s votes, with held-out kappa';
+$migration_body$;
+        INSERT INTO flywheel._migrations (name, checksum, version)
+        VALUES ('0850-judges-calibrations.sql', '189b1ebb15d9ce647b3d25d77617940e494d3b4e46410bac96e0c6503ac9e512', '0.1.0');
+    ELSIF _applied OPERATOR(pg_catalog.<>) '189b1ebb15d9ce647b3d25d77617940e494d3b4e46410bac96e0c6503ac9e512' THEN
+        RAISE EXCEPTION 'migration % was changed after it was applied', '0850-judges-calibrations.sql'
+            USING HINT = 'an applied migration is never edited: restore migrations/'
+                || '0850-judges-calibrations.sql' || ' and put the change in a new numbered migration';
+    END IF;
+END
+$migration$;
+
 -- migration 0870-training-sets.sql
 DO $migration$
 DECLARE
@@ -1222,6 +1259,7 @@ sources = {
     'environment': '"""Describes the Python that runs PL/Python functions, so a DBA can see what is missing."""\n\nfrom __future__ import annotations\n\nimport json\nimport sys\nfrom importlib import metadata\nfrom typing import Any\n\n# What the PL/Python functions import beyond the standard library (see plpython/requirements.txt).\nREQUIRED = ("numpy", "scipy", "sqlglot", "jsonschema", "google-re2")\n\n\ndef describe(plpy: Any) -> str:\n    packages: dict[str, str | None] = {}\n    for name in REQUIRED:\n        try:\n            packages[name] = metadata.version(name)\n        except metadata.PackageNotFoundError:\n            packages[name] = None\n    # The package folder fixed at install time (see _python_boot in src/dbflywheel/build.py).\n    path = next((getattr(f, "python_path", None) for f in sys.meta_path if getattr(f, "dbflywheel", False)), None)\n    return json.dumps(\n        {\n            "python": sys.version.split()[0],\n            "executable": sys.executable,\n            "python_path": path,\n            "packages": packages,\n            "missing": sorted(n for n, v in packages.items() if v is None),\n        }\n    )\n',
     'fewshot_embedder': '"""The built-in embedder: hashed word and character n-grams, signed, L2-normalised, numpy only.\n\nDeterministic (no per-process hash seed, no network, no model), fast enough for the insert\npath, and importable both by PL/Python and by the Python package (dbflywheel.embeddings loads\nthis very file), so the database, the worker and the CLI embed identically.\n"""\n\nfrom __future__ import annotations\n\nimport hashlib\nimport re\nimport unicodedata\nimport zlib\nfrom typing import Any\n\nNAME = "fewshot-hash-384-v1"\nDIMS = 384\n# The embedding looks at the first MAX_CHARS characters of the normalised text (README.md): the\n# n-gram arrays cost ~165 bytes per character, so an 8 MB few_shot() query took 1.3 GB. The cache\n# key (input_key) still covers the whole text.\nMAX_CHARS = 20_000\nCANCEL_SQLSTATE = "57014"  # query_canceled (statement_timeout, pg_cancel_backend)\nCHAR_NGRAMS = (3, 4)\n_WORD = re.compile(r"\\w+")\n_SPACE = re.compile(r"\\s+")\n_MASK = (1 << 64) - 1\n\n\ndef normalize(text: str) -> str:\n    """The form two inputs must share to count as the same question (also the cache key)."""\n    return _SPACE.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()\n\n\ndef input_key(text: str | None) -> str | None:\n    """md5 of the normalised text, as a uuid literal: the exact-match key of the cache."""\n    return None if text is None else _key_of_normalized(normalize(text))\n\n\ndef _mix(np: Any, h: Any) -> Any:\n    """murmur3\'s 64-bit finaliser: spreads every input bit over the bucket and sign bits."""\n    h = h ^ (h >> np.uint64(33))\n    h = h * np.uint64(0xFF51AFD7ED558CCD)\n    h = h ^ (h >> np.uint64(33))\n    h = h * np.uint64(0xC4CEB9FE1A85EC53)\n    return h ^ (h >> np.uint64(33))\n\n\ndef _scatter(np: Any, owners: Any, hashes: Any, n_texts: int, offset: int) -> Any:\n    """+1/-1 per feature into column offset + hash % DIMS (sign from the top bit) of its\n    owner\'s row, as flat (index, weight) pairs for one bincount over everything."""\n    mixed = _mix(np, hashes)\n    buckets = (mixed % np.uint64(DIMS)).astype(np.int64) + offset\n    signs = 1.0 - 2.0 * (mixed >> np.uint64(63)).astype(np.float64)\n    return owners * (2 * DIMS) + buckets, signs\n\n\ndef _char_features(np: Any, texts: list[str]) -> tuple[Any, Any]:\n    """Byte n-grams of every text at once: one rolling hash over the concatenation, keeping\n    only the n-grams that do not cross from one text into the next."""\n    encoded = [(" " + t + " ").encode() for t in texts]\n    lengths = np.array([len(b) for b in encoded], dtype=np.int64)\n    data = np.frombuffer(b"".join(encoded), dtype=np.uint8).astype(np.uint64)\n    ends = np.cumsum(lengths)\n    owner_of_byte = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)\n    owners_parts, hash_parts = [], []\n    for n in CHAR_NGRAMS:\n        count = len(data) - n + 1\n        if count <= 0:\n            continue\n        h = np.full(count, np.uint64(n * 0x9E3779B97F4A7C15 & _MASK))\n        for j in range(n):\n            h = h * np.uint64(0x100000001B3) + data[j:j + count]\n        owners = owner_of_byte[:count]\n        inside = np.arange(count, dtype=np.int64) + n <= ends[owners]\n        owners_parts.append(owners[inside])\n        hash_parts.append(h[inside])\n    return _scatter(np, np.concatenate(owners_parts), np.concatenate(hash_parts), len(texts), 0)\n\n\ndef _word_features(np: Any, texts: list[str]) -> tuple[Any, Any]:\n    """Words and word bigrams (crc32, then mixed with a seed that keeps the two kinds apart)."""\n    owners: list[int] = []\n    hashes: list[int] = []\n    for i, text in enumerate(texts):\n        words = [zlib.crc32(w.encode()) for w in _WORD.findall(text)]\n        owners.extend([i] * (2 * len(words) - (1 if words else 0)))\n        hashes.extend(words)\n        hashes.extend((a << 32 | b) ^ 0x5BD1E995 for a, b in zip(words, words[1:], strict=False))\n    return _scatter(np, np.array(owners, dtype=np.int64), np.array(hashes, dtype=np.uint64), len(texts), DIMS)\n\n\ndef _unit_rows(np: Any, m: Any) -> Any:\n    norms = np.linalg.norm(m, axis=1, keepdims=True)\n    return np.divide(m, norms, out=np.zeros_like(m), where=norms > 0)\n\n\ndef _matrix(np: Any, texts: list[str | None]) -> tuple[list[int], list[str], Any]:\n    """The indexes of the texts with something to embed, their normalised forms, and their unit\n    vectors (float32 rows)."""\n    norm_all = [normalize(t) if t is not None else "" for t in texts]\n    present = [i for i, t in enumerate(norm_all) if t]\n    norm = [norm_all[i] for i in present]\n    if not present:\n        return present, norm, np.zeros((0, DIMS), dtype=np.float32)\n    heads = [n[:MAX_CHARS] for n in norm]\n    (ci, cw), (wi, ww) = _char_features(np, heads), _word_features(np, heads)\n    counts = np.bincount(np.concatenate([ci, wi]), weights=np.concatenate([cw, ww]),\n                         minlength=len(heads) * 2 * DIMS).reshape(len(heads), 2, DIMS)\n    # sqrt dampens repeated n-grams; chars and words are normalised apart, so that the many\n    # character n-grams do not drown the words, then added.\n    damped = np.copysign(np.sqrt(np.abs(counts)), counts)\n    norms = np.linalg.norm(damped, axis=2, keepdims=True)\n    vectors = np.divide(damped, norms, out=np.zeros_like(damped), where=norms > 0).sum(axis=1)\n    return present, norm, _unit_rows(np, vectors).astype(np.float32)\n\n\ndef embed_batch(texts: list[str | None]) -> list[list[float] | None]:\n    """One 384-float unit vector per text; None for a NULL or empty text (nothing to embed)."""\n    import numpy as np\n\n    present, _, vectors = _matrix(np, texts)\n    result: list[list[float] | None] = [None] * len(texts)\n    for row, i in enumerate(present):\n        result[i] = vectors[row].tolist()\n    return result\n\n\ndef vector_literals(np: Any, vectors: Any) -> list[str]:\n    """pgvector text literals of unit-vector rows, written by numpy (\'[+0.0123457,-0.0000001,...]\'):\n    PL/Python converts a list of floats to real[] one string per element, far slower."""\n    n = len(vectors)\n    if n == 0:\n        return []\n    scaled = np.rint(np.abs(vectors.astype(np.float64)) * 1e7).astype(np.int64)  # |v| <= 1: d.ddddddd\n    cells = np.empty((n, DIMS, 11), dtype=np.uint8)\n    cells[..., 0] = np.where(vectors < 0, ord("-"), ord("+"))\n    cells[..., 2] = ord(".")\n    cells[..., 10] = ord(",")\n    for position in (9, 8, 7, 6, 5, 4, 3, 1):\n        cells[..., position] = scaled % 10 + ord("0")\n        scaled //= 10\n    rows = cells.reshape(n, DIMS * 11)\n    rows[:, -1] = ord("]")\n    return ["[" + r.tobytes().decode("ascii") for r in rows]\n\n\ndef _key_of_normalized(norm: str) -> str:\n    digest = hashlib.md5(norm.encode(), usedforsecurity=False).hexdigest()\n    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:]}"\n\n\ndef literals_and_keys(embedder: str, texts: list[str | None]) -> tuple[list[int], list[str], list[str]]:\n    """For the texts with something to embed: their indexes, pgvector literals and input keys."""\n    import numpy as np\n\n    if embedder != NAME:\n        raise LookupError(f"the database runs only the built-in embedder {NAME}, not {embedder!r}")\n    present, norm, vectors = _matrix(np, texts)\n    return present, vector_literals(np, vectors), [_key_of_normalized(n) for n in norm]\n\n\ndef embed_rows(plpy: Any, embedder: str, texts: list[str | None]) -> Any:\n    """PL/Python: (ordinality, embedding literal, input_key, error) for every text with something\n    to embed. Never raises: a failure comes back as the error of every row."""\n    try:\n        present, literals, keys = literals_and_keys(embedder, texts)\n    except Exception as e:\n        if is_cancel(e):\n            raise\n        return [(i + 1, None, None, f"{type(e).__name__}: {e}") for i in range(len(texts))]\n    return [(i + 1, literal, key, None) for i, literal, key in zip(present, literals, keys, strict=True)]\n\n\ndef is_cancel(e: BaseException) -> bool:\n    """PostgreSQL cancelling the statement: never caught (validators_builtin.is_cancel\'s twin; this\n    file is also loaded on its own by the Python package)."""\n    return getattr(e, "sqlstate", None) == CANCEL_SQLSTATE or type(e).__name__ == "QueryCanceled"\n\n\ndef normalize_key(plpy: Any, text: str | None) -> str | None:\n    """PL/Python: the cache key of one query."""\n    return input_key(text)\n',
     'fewshot_store': '"""Stores embeddings from inside the database: the statement-level trigger on flywheel.traces\n(flywheel._embed_new_traces) and the background re-embed both come here, one call per statement\nor batch."""\n\nfrom __future__ import annotations\n\nfrom typing import Any\n\n_plans: dict[str, Any] = {}  # prepared once per session\n\n\ndef _plan(plpy: Any, name: str, query: str, types: list[str]) -> Any:\n    if name not in _plans:\n        _plans[name] = plpy.prepare(query, types)\n    return _plans[name]\n\n\ndef _record_failure(plpy: Any, embedder: str, trace_ids: list[int], error: str) -> None:\n    plan = _plan(plpy, "failed", """\n        INSERT INTO flywheel.embedding_backlog AS b (trace_id, embedder, reason, last_error)\n        SELECT i, $2, \'failed\', $3 FROM unnest($1::bigint[]) i\n        ON CONFLICT ON CONSTRAINT embedding_backlog_pkey\n        DO UPDATE SET attempts = b.attempts + 1, last_error = EXCLUDED.last_error""", ["bigint[]", "text", "text"])\n    plan_args = [trace_ids, embedder, error[:2000]]\n    plpy.execute(plan, plan_args)\n\n\ndef embed_traces(plpy: Any, embedder: str, trace_ids: list[int], apps: list[str], inputs: list[str | None]) -> int:\n    """Embeds with the built-in embedder and stores the vectors, in a subtransaction; whatever\n    fails (the embedder, or storing) is recorded in the backlog. Returns how many were stored."""\n    from fewshot_embedder import is_cancel, literals_and_keys\n\n    if not trace_ids:\n        return 0\n    try:\n        present, literals, keys = literals_and_keys(embedder, inputs)\n        if not present:\n            return 0\n        store = _plan(plpy, "store", """\n            INSERT INTO flywheel.embeddings AS e (trace_id, embedder, app, embedding, input_key)\n            SELECT t, $2, a, v::@extschema:vector@.vector, k\n            FROM unnest($1::bigint[], $3::text[], $4::text[], $5::uuid[]) AS u(t, a, v, k)\n            ON CONFLICT ON CONSTRAINT embeddings_pkey\n            DO UPDATE SET embedding = EXCLUDED.embedding, input_key = EXCLUDED.input_key, created_at = now()""",\n            ["bigint[]", "text", "text[]", "text[]", "uuid[]"])\n        with plpy.subtransaction():\n            plpy.execute(store, [[trace_ids[i] for i in present], embedder, [apps[i] for i in present], literals, keys])\n        return len(present)\n    except Exception as e:  # never into the application\'s INSERT (the backlog retries it), but a cancel\n        if is_cancel(e):\n            raise\n        try:\n            with plpy.subtransaction():\n                _record_failure(plpy, embedder, list(trace_ids), f"{type(e).__name__}: {e}")\n        except Exception as again:\n            if is_cancel(again):\n                raise\n            plpy.warning(f"dbflywheel: could not embed or record {len(trace_ids)} trace(s): {again}")\n        return 0\n',
+    'judges_calibration': '"""Calibration of pairwise LLM judges from people\'s votes: a regularised multinomial logistic\nregression (Newton) over the judge\'s raw verdict and cheap features of the two traces, with\nper-class offsets chosen for Cohen\'s kappa on time-ordered out-of-fold predictions (a plain\nargmax collapses towards the majority class)."""\n\nfrom __future__ import annotations\n\nimport json\nimport math\nfrom collections.abc import Sequence\nfrom typing import Any\n\nCLASSES = ("a", "b", "tie")\n# Fewer labelled pairs than this: no calibration, the raw verdict stands.\nMIN_LABELS = 30\n# The newest share of labels is held out to decide whether a new calibration beats the raw judge\n# and the active calibration.\nHOLDOUT = 0.25\nL2 = 1.0\nMAX_NEWTON = 50\nOFFSET_GRID = [x / 4 for x in range(-12, 13)]\n\n# The judge\'s latest verdict per pair, in the judge\'s orientation (a = its trace_a), with the\n# people\'s majority seen from the same side and when the pair\'s last human vote came.\nITEMS = """\nWITH j AS (\n    SELECT DISTINCT ON (p.trace_low, p.trace_high) p.*\n    FROM flywheel._preference_pairs p WHERE p.judged_by = \'llm\' AND p.validator = $1\n    ORDER BY p.trace_low, p.trace_high, p.created_at DESC, p.id DESC\n), h AS (\n    SELECT trace_low, trace_high, max(created_at) AS labelled_at\n    FROM flywheel._preference_pairs WHERE judged_by = \'human\' GROUP BY trace_low, trace_high\n), others AS (\n    -- Every other LLM judge\'s latest verdict on the same pair, seen from this judge\'s trace_a.\n    SELECT j.trace_low, j.trace_high,\n           avg((w = \'a\')::int)::float8 AS other_a, avg((w = \'b\')::int)::float8 AS other_b,\n           avg((w = \'tie\')::int)::float8 AS other_tie\n    FROM j JOIN (\n        SELECT DISTINCT ON (o.validator, o.trace_low, o.trace_high) o.trace_low, o.trace_high, o.trace_a,\n               o.winner_as_given\n        FROM flywheel._preference_pairs o WHERE o.judged_by = \'llm\' AND o.validator <> $1\n        ORDER BY o.validator, o.trace_low, o.trace_high, o.created_at DESC, o.id DESC\n    ) o ON o.trace_low = j.trace_low AND o.trace_high = j.trace_high\n    CROSS JOIN LATERAL (SELECT CASE WHEN o.winner_as_given = \'tie\' OR o.trace_a = j.trace_a THEN o.winner_as_given\n                                    WHEN o.winner_as_given = \'a\' THEN \'b\' ELSE \'a\' END AS w) oriented\n    GROUP BY j.trace_low, j.trace_high\n)\nSELECT j.trace_a, CASE WHEN j.trace_a = j.trace_low THEN j.trace_high ELSE j.trace_low END AS trace_b,\n       j.winner_as_given AS raw,\n       CASE WHEN m.winner IS NULL OR m.winner = \'tie\' OR j.trace_a = j.trace_low THEN m.winner\n            WHEN m.winner = \'a\' THEN \'b\' ELSE \'a\' END AS human,\n       h.labelled_at,\n       length(coalesce(ta.output, \'\')) AS len_a, length(coalesce(tb.output, \'\')) AS len_b,\n       ta.latency_ms AS latency_a, tb.latency_ms AS latency_b,\n       coalesce(o.other_a, 0) AS other_a, coalesce(o.other_b, 0) AS other_b, coalesce(o.other_tie, 0) AS other_tie\nFROM j\nLEFT JOIN others o ON o.trace_low = j.trace_low AND o.trace_high = j.trace_high\nJOIN flywheel.traces ta ON ta.id = j.trace_a\nJOIN flywheel.traces tb ON tb.id = CASE WHEN j.trace_a = j.trace_low THEN j.trace_high ELSE j.trace_low END\nLEFT JOIN flywheel._human_pair_majority m ON m.trace_low = j.trace_low AND m.trace_high = j.trace_high\nLEFT JOIN h ON h.trace_low = j.trace_low AND h.trace_high = j.trace_high\n"""\n\nFEATURES = ("bias", "raw_a", "raw_b", "raw_tie", "other_a", "other_b", "other_tie", "log_len_ratio",\n            "abs_log_len_ratio", "empty_a", "empty_b", "log_latency_ratio")\n\n\nclass CalibrationError(ValueError):\n    """Bad input for a calibration: the message says why; the raw verdict stands."""\n\n\ndef features(row: dict[str, Any]) -> list[float]:\n    """The model\'s inputs for one judged pair (symmetric under swapping a and b, up to sign)."""\n    la, lb = math.log1p(row["len_a"] or 0), math.log1p(row["len_b"] or 0)\n    lat_a, lat_b = row.get("latency_a"), row.get("latency_b")\n    latency = math.log1p(lat_a) - math.log1p(lat_b) if lat_a is not None and lat_b is not None else 0.0\n    raw = row["raw"]\n    others = [float(row.get(k) or 0.0) for k in ("other_a", "other_b", "other_tie")]\n    return [1.0, float(raw == "a"), float(raw == "b"), float(raw == "tie"), *others, la - lb, abs(la - lb),\n            float(not row["len_a"]), float(not row["len_b"]), latency]\n\n\ndef kappa(human: Any, judge: Any, k: int = len(CLASSES)) -> float | None:\n    """Cohen\'s kappa of two label sequences over k classes; None when chance agreement is 1."""\n    import numpy as np\n\n    h, j = np.asarray(human), np.asarray(judge)\n    if len(h) == 0:\n        return None\n    p_o = float(np.mean(h == j))\n    p_e = float(sum(np.mean(h == c) * np.mean(j == c) for c in range(k)))\n    return None if p_e >= 1.0 else (p_o - p_e) / (1.0 - p_e)\n\n\ndef fit_logistic(x: Any, y: Any, k: int = len(CLASSES), l2: float = L2) -> Any:\n    """Weights (features x classes) of a multinomial logistic regression with an L2 penalty\n    (not on the bias), by Newton\'s method; the last class is the reference (weights 0)."""\n    import numpy as np\n\n    n, d = x.shape\n    m = k - 1\n    w = np.zeros((d, m))\n    penalty = np.full(d, l2)\n    penalty[0] = 1e-6\n    onehot = np.eye(k)[y][:, :m]\n    for _ in range(MAX_NEWTON):\n        logits = np.hstack([x @ w, np.zeros((n, 1))])\n        logits -= logits.max(axis=1, keepdims=True)\n        p = np.exp(logits)\n        p /= p.sum(axis=1, keepdims=True)\n        pm = p[:, :m]\n        grad = (x.T @ (pm - onehot)) + penalty[:, None] * w\n        hess = np.zeros((d * m, d * m))\n        for a in range(m):\n            for b in range(m):\n                weight = pm[:, a] * ((a == b) - pm[:, b])\n                hess[a * d:(a + 1) * d, b * d:(b + 1) * d] = (x * weight[:, None]).T @ x\n        hess += np.diag(np.tile(penalty, m))\n        step = np.linalg.solve(hess, grad.T.reshape(-1)).reshape(m, d).T\n        w -= step\n        if not np.all(np.isfinite(w)):\n            raise CalibrationError("the calibration did not converge (weights are not finite)")\n        if np.abs(step).max() < 1e-8:\n            return w\n    raise CalibrationError(f"the calibration did not converge in {MAX_NEWTON} Newton steps")\n\n\ndef log_probabilities(x: Any, w: Any) -> Any:\n    import numpy as np\n\n    logits = np.hstack([x @ w, np.zeros((x.shape[0], 1))])\n    logits -= logits.max(axis=1, keepdims=True)\n    return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))\n\n\ndef decide(logp: Any, offsets: Sequence[float]) -> tuple[Any, Any]:\n    """Calibrated class and its confidence (probability after the offsets) per row."""\n    import numpy as np\n\n    shifted = logp + np.asarray(offsets)[None, :]\n    shifted -= shifted.max(axis=1, keepdims=True)\n    p = np.exp(shifted)\n    p /= p.sum(axis=1, keepdims=True)\n    return p.argmax(axis=1), p.max(axis=1)\n\n\ndef tune_offsets(logp: Any, y: Any) -> list[float]:\n    """Per-class offsets (tie fixed at 0) maximising kappa of argmax(log p + offset)."""\n    best, best_kappa = [0.0, 0.0, 0.0], -2.0\n    for oa in OFFSET_GRID:\n        for ob in OFFSET_GRID:\n            predicted, _ = decide(logp, [oa, ob, 0.0])\n            value = kappa(y, predicted)\n            if value is not None and value > best_kappa + 1e-12:\n                best, best_kappa = [oa, ob, 0.0], value\n    return best\n\n\ndef _scale(x: Any, mean: Any, std: Any) -> Any:\n    import numpy as np\n\n    return np.hstack([x[:, :1], (x[:, 1:] - mean) / std])\n\n\ndef fit_tuned(x: Any, y: Any) -> dict[str, Any]:\n    """A model fitted on all of (x, y) (features standardised, bias column kept), its offsets\n    tuned for kappa on the same rows: measured on llmfao, in-sample tuning beats tuning on\n    forward-chaining out-of-fold predictions below a few hundred labels (the folds are too small\n    to place thresholds; see ARCHITECTURE.md)."""\n    import numpy as np\n\n    mean, std = x[:, 1:].mean(axis=0), x[:, 1:].std(axis=0)\n    std = np.where(std < 1e-9, 1.0, std)\n    xs = _scale(x, mean, std)\n    w = fit_logistic(xs, y)\n    offsets = tune_offsets(log_probabilities(xs, w), y)\n    return {"weights": w.tolist(), "offsets": offsets, "features": list(FEATURES), "mean": mean.tolist(),\n            "std": std.tolist()}\n\n\ndef predict(model: dict[str, Any], rows: list[dict[str, Any]]) -> tuple[list[str], list[float]]:\n    import numpy as np\n\n    if not rows:\n        return [], []\n    x = _scale(np.array([features(r) for r in rows]), np.array(model["mean"]), np.array(model["std"]))\n    classes, confidence = decide(log_probabilities(x, np.array(model["weights"])), model["offsets"])\n    return [CLASSES[c] for c in classes], confidence.tolist()\n\n\ndef calibration(rows: list[dict[str, Any]], active: dict[str, Any] | None) -> dict[str, Any]:\n    """Fit and judge a calibration from labelled, time-ordered rows: the new model\'s kappa on\n    the newest HOLDOUT share (fitted on the older rows) against the raw judge\'s and the active\n    calibration\'s on the same rows; then the model refitted on every row."""\n    import numpy as np\n\n    labelled = [r for r in rows if r["human"] in CLASSES and r["raw"] in CLASSES]\n    labelled.sort(key=lambda r: (r["labelled_at"], r["trace_a"], r["trace_b"]))\n    if len(labelled) < MIN_LABELS:\n        raise CalibrationError(f"{len(labelled)} labelled pairs, fewer than the {MIN_LABELS} a calibration needs")\n    y = np.array([CLASSES.index(r["human"]) for r in labelled])\n    if len(set(y.tolist())) < 2:\n        raise CalibrationError("the people\'s verdicts have one class only: nothing to calibrate")\n    raw = np.array([CLASSES.index(r["raw"]) for r in labelled])\n    if len(set(raw.tolist())) < 2:\n        raise CalibrationError("the judge\'s verdicts have one class only: nothing to calibrate")\n    x = np.array([features(r) for r in labelled])\n    if not np.all(np.isfinite(x)):\n        raise CalibrationError("some features are not finite")\n    cut = int(len(y) * (1 - HOLDOUT))\n    if len(set(y[:cut].tolist())) < 2:\n        raise CalibrationError("the older labels have one class only: nothing to calibrate")\n    trial = fit_tuned(x[:cut], y[:cut])\n    new_pred, _ = predict(trial, labelled[cut:])\n    held = y[cut:]\n    new_kappa = kappa(held, [CLASSES.index(c) for c in new_pred])\n    raw_kappa = kappa(held, raw[cut:])\n    active_kappa = None\n    if active is not None:\n        active_pred, _ = predict(active, labelled[cut:])\n        active_kappa = kappa(held, [CLASSES.index(c) for c in active_pred])\n    model = fit_tuned(x, y)\n    better = new_kappa is not None and new_kappa > (raw_kappa if raw_kappa is not None else -1.0) and (\n        active_kappa is None or new_kappa > active_kappa)\n    return {"model": model, "n_labels": len(y), "n_holdout": len(held), "kappa": new_kappa,\n            "raw_kappa": raw_kappa, "active_kappa": active_kappa, "better": better}\n\n\ndef calibrate(plpy: Any, validator: str) -> dict[str, Any]:\n    """flywheel.calibrate(validator): fit, store a new version, activate it only if it beats\n    the raw judge and the active calibration on the newest labels."""\n    # Imported judges (llmfao\'s GPT-4) have verdicts in flywheel.preferences but no validator row.\n    judged = plpy.execute(plpy.prepare(\n        "SELECT 1 FROM flywheel.preferences WHERE judged_by = \'llm\' AND validator = $1 LIMIT 1", ["text"]),\n        [validator])\n    if not judged:\n        plpy.error(f"no pairwise LLM verdicts of a judge named {validator}", sqlstate="22023",\n                   hint="calibration learns pairwise judges from their verdicts in flywheel.preferences")\n    rows = list(plpy.execute(plpy.prepare(ITEMS, ["text"]), [validator]))\n    current = plpy.execute(plpy.prepare(\n        "SELECT model FROM flywheel.calibrations WHERE validator = $1 AND active", ["text"]), [validator])\n    active = json.loads(current[0]["model"]) if current else None\n    try:\n        result = calibration(rows, active)\n    except CalibrationError as e:\n        plpy.error(f"calibration of {validator}: {e}", sqlstate="22023", hint="the raw verdict stands")\n    if result["better"]:\n        plpy.execute(plpy.prepare("UPDATE flywheel.calibrations SET active = false WHERE validator = $1 AND active",\n                                  ["text"]), [validator])\n    inserted = plpy.execute(plpy.prepare(\n        """INSERT INTO flywheel.calibrations (validator, version, n_labels, n_holdout, model, kappa, raw_kappa,\n                                              active_kappa, active)\n           SELECT $1, coalesce(max(version), 0) + 1, $2, $3, $4, $5, $6, $7, $8\n           FROM flywheel.calibrations WHERE validator = $1 RETURNING version""",\n        ["text", "integer", "integer", "jsonb", "float8", "float8", "float8", "boolean"]),\n        [validator, result["n_labels"], result["n_holdout"], json.dumps(result["model"]), result["kappa"],\n         result["raw_kappa"], result["active_kappa"], result["better"]])\n    return {"version": inserted[0]["version"], "n_labels": result["n_labels"], "n_holdout": result["n_holdout"],\n            "kappa": result["kappa"], "raw_kappa": result["raw_kappa"], "active_kappa": result["active_kappa"],\n            "activated": result["better"]}\n\n\ndef calibrated(plpy: Any) -> list[dict[str, Any]]:\n    """Every pairwise LLM verdict with its calibrated verdict under the active calibration of\n    its judge (the raw verdict, confidence NULL, where none is active); abstained where the\n    judge\'s config abstain_below is above the confidence."""\n    out: list[dict[str, Any]] = []\n    abstain_below = {r["name"]: float(r["abstain_below"]) for r in plpy.execute(\n        "SELECT name, config ->> \'abstain_below\' AS abstain_below FROM flywheel.validators"\n        " WHERE config ? \'abstain_below\'")}\n    for judge in plpy.execute("SELECT DISTINCT validator FROM flywheel.preferences WHERE judged_by = \'llm\'"):\n        name = judge["validator"]\n        rows = list(plpy.execute(plpy.prepare(ITEMS, ["text"]), [name]))\n        current = plpy.execute(plpy.prepare(\n            "SELECT version, model FROM flywheel.calibrations WHERE validator = $1 AND active", ["text"]), [name])\n        confidence: list[float | None]\n        if current:\n            verdicts, scores = predict(json.loads(current[0]["model"]), rows)\n            confidence, version = list(scores), current[0]["version"]\n        else:\n            verdicts, confidence, version = [r["raw"] for r in rows], [None] * len(rows), None\n        for r, v, c in zip(rows, verdicts, confidence, strict=True):\n            out.append({"validator": name, "trace_id": r["trace_a"], "trace_b": r["trace_b"], "raw_verdict": r["raw"],\n                        "calibrated_verdict": v, "confidence": c,\n                        "abstained": c is not None and name in abstain_below and c < abstain_below[name],\n                        "calibration_version": version})\n    return out\n',
     'judges_ranking': '"""Bradley-Terry scores of models, prompt versions and variants from pairwise verdicts."""\n\nfrom __future__ import annotations\n\nfrom collections import defaultdict\nfrom collections.abc import Iterable, Iterator\nfrom typing import Any\n\n# Which trace attribute a ranking compares: the column of flywheel.traces.\nDIMENSIONS = ("model", "prompt_version", "variant")\n\n# The most names ranked per (app, dimension, source): the view computes on every read, and the\n# fit costs about names^2 per iteration, so one app\'s votes over hundreds of variants would slow\n# every reader (400 names: 22 s). The names with the most comparisons are kept (ties by name);\n# comparisons with the others are left out of that ranking. Votes with no finite estimate (one\n# name always wins) never converge: the fit stops after MAX_ITERATIONS (the order is found long\n# before). Together they bound a group\'s fit to about a second.\nMAX_NAMES = 100\nMAX_ITERATIONS = 5_000\n\nPREFERENCES = """\nSELECT p.app, CASE WHEN p.judged_by = \'human\' THEN \'human\' ELSE p.validator END AS source, p.winner,\n       ta.model AS model_a, tb.model AS model_b,\n       ta.prompt_version AS prompt_version_a, tb.prompt_version AS prompt_version_b,\n       ta.variant AS variant_a, tb.variant AS variant_b\nFROM flywheel.preferences p\nJOIN flywheel.traces ta ON ta.id = p.trace_a\nJOIN flywheel.traces tb ON tb.id = p.trace_b\n"""\n\n\ndef bradley_terry(\n    comparisons: Iterable[tuple[str, str, str]], *, tolerance: float = 1e-10, max_iterations: int = 100_000\n) -> dict[str, float]:\n    """Scores (summing to 1) from (x, y, winner in \'a\'|\'b\'|\'tie\') by the MM algorithm\n    (Hunter 2004); a tie counts as half a win for each side."""\n    import numpy as np\n\n    pairs = [(x, y, w) for x, y, w in comparisons if x != y]\n    names = sorted({n for x, y, _ in pairs for n in (x, y)})\n    if not names:\n        return {}\n    index = {n: i for i, n in enumerate(names)}\n    size = len(names)\n    wins = np.zeros((size, size))  # wins[i, j]: how often i beat j (ties: half each)\n    for x, y, w in pairs:\n        i, j = index[x], index[y]\n        if w == "a":\n            wins[i, j] += 1.0\n        elif w == "b":\n            wins[j, i] += 1.0\n        else:\n            wins[i, j] += 0.5\n            wins[j, i] += 0.5\n    games = wins + wins.T\n    won = wins.sum(axis=1)\n    scores = np.full(size, 1.0 / size)\n    for _ in range(max_iterations):\n        sums = scores[:, None] + scores[None, :]\n        denominator = np.divide(games, sums, out=np.zeros_like(games), where=games > 0).sum(axis=1)\n        updated = np.divide(won, denominator, out=np.zeros(size), where=denominator > 0)\n        updated /= updated.sum()\n        done = np.abs(updated - scores).max() < tolerance\n        scores = updated\n        if done:\n            break\n    return {n: float(scores[index[n]]) for n in names}\n\n\ndef most_compared(comparisons: list[tuple[str, str, str]], max_names: int) -> list[tuple[str, str, str]]:\n    """The comparisons between the max_names names compared most often (ties by name)."""\n    counts: dict[str, int] = defaultdict(int)\n    for a, b, _ in comparisons:\n        counts[a] += 1\n        counts[b] += 1\n    if len(counts) <= max_names:\n        return comparisons\n    kept = set(sorted(counts, key=lambda n: (-counts[n], n))[:max_names])\n    return [(a, b, w) for a, b, w in comparisons if a in kept and b in kept]\n\n\ndef rankings(rows: Iterable[dict[str, Any]], max_names: int = MAX_NAMES) -> Iterator[dict[str, Any]]:\n    """One row per (app, dimension, source, name): score, rank (1 = best), wins, losses, ties;\n    at most max_names names per (app, dimension, source)."""\n    groups: dict[tuple[str, str, str], list[tuple[str, str, str]]] = defaultdict(list)\n    for row in rows:\n        for dimension in DIMENSIONS:\n            a, b = row[f"{dimension}_a"], row[f"{dimension}_b"]\n            if a is not None and b is not None and a != b:\n                groups[(row["app"], dimension, row["source"])].append((a, b, row["winner"]))\n    for (app, dimension, source), all_comparisons in sorted(groups.items()):\n        comparisons = most_compared(all_comparisons, max_names)\n        if not comparisons:\n            continue\n        scores = bradley_terry(comparisons, max_iterations=MAX_ITERATIONS)\n        tally: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])\n        for a, b, winner in comparisons:\n            if winner == "tie":\n                tally[a][2] += 1\n                tally[b][2] += 1\n            else:\n                tally[a if winner == "a" else b][0] += 1\n                tally[b if winner == "a" else a][1] += 1\n        ordered = sorted(scores, key=lambda n: (-scores[n], n))\n        for position, name in enumerate(ordered, start=1):\n            wins, losses, ties = tally[name]\n            yield {\n                "app": app, "dimension": dimension, "source": source, "name": name,\n                "score": scores[name], "rank": position, "wins": wins, "losses": losses, "ties": ties,\n            }\n\n\ndef ranking(plpy: Any) -> list[dict[str, Any]]:\n    return list(rankings(plpy.execute(PREFERENCES)))\n',
     'metrics_cron': '"""pg_cron schedules read without pg_cron: when a schedule last fired, so that staleness and\n`dbflywheel refresh --loop` agree with what pg_cron would run.\n\nAccepts what pg_cron accepts: five fields (minute hour day-of-month month day-of-week with\n`*`, `a-b`, `*/n`, `a-b/n` and lists), the `@hourly`-style macros, and `N seconds`.\nTimes are UTC, as pg_cron\'s default `cron.timezone` is GMT.\n"""\n\nfrom __future__ import annotations\n\nimport re\nfrom datetime import UTC, datetime, timedelta\nfrom typing import Any\n\n_MACROS = {\n    "@yearly": "0 0 1 1 *",\n    "@annually": "0 0 1 1 *",\n    "@monthly": "0 0 1 * *",\n    "@weekly": "0 0 * * 0",\n    "@daily": "0 0 * * *",\n    "@midnight": "0 0 * * *",\n    "@hourly": "0 * * * *",\n}\n_RANGES = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)]\n_SECONDS = re.compile(r"^\\s*([1-9]|[1-5][0-9])\\s+seconds?\\s*$", re.I)\n\n\nclass ScheduleError(ValueError):\n    pass\n\n\ndef _field(text: str, low: int, high: int) -> set[int]:\n    values: set[int] = set()\n    for part in text.split(","):\n        step = 1\n        if "/" in part:\n            part, step_text = part.split("/", 1)\n            if not step_text.isdigit() or int(step_text) == 0:\n                raise ScheduleError(f"bad step in {text!r}")\n            step = int(step_text)\n        if part == "*":\n            start, end = low, high\n        elif "-" in part:\n            a, b = part.split("-", 1)\n            if not (a.isdigit() and b.isdigit()):\n                raise ScheduleError(f"bad range in {text!r}")\n            start, end = int(a), int(b)\n        elif part.isdigit():\n            start = int(part)\n            end = high if step > 1 else start\n        else:\n            raise ScheduleError(f"bad field {text!r}")\n        if not (low <= start <= high and low <= end <= high and start <= end):\n            raise ScheduleError(f"{text!r} is outside {low}-{high}")\n        values.update(range(start, end + 1, step))\n    return values\n\n\ndef parse(schedule: str) -> tuple[int, list[set[int]], bool, bool]:\n    """(seconds, fields, day-of-month restricted, day-of-week restricted); seconds > 0 for `N seconds`."""\n    if m := _SECONDS.match(schedule):\n        return int(m.group(1)), [], False, False\n    text = _MACROS.get(schedule.strip().lower(), schedule)\n    parts = text.split()\n    if len(parts) != 5:\n        raise ScheduleError(\n            f"{schedule!r} is not a cron schedule (five fields, a macro such as @hourly, or \'N seconds\')")\n    fields = [_field(p, lo, hi) for p, (lo, hi) in zip(parts, _RANGES, strict=True)]\n    if 7 in fields[4]:\n        fields[4] = (fields[4] - {7}) | {0}\n    # pg_cron (vixie cron\'s entry.c) calls a day field unrestricted when it starts with "*" (so\n    # "*/2" too): then both day fields must match, else either one.\n    return 0, fields, not parts[2].startswith("*"), not parts[4].startswith("*")\n\n\ndef _day_matches(day: datetime, fields: list[set[int]], dom_set: bool, dow_set: bool) -> bool:\n    if day.month not in fields[3]:\n        return False\n    dom = day.day in fields[2]\n    dow = (day.isoweekday() % 7) in fields[4]\n    if dom_set and dow_set:  # cron: either restriction matches\n        return dom or dow\n    return dom and dow\n\n\ndef previous_fire(schedule: str, at: datetime) -> datetime:\n    """The last time at or before `at` when the schedule fired."""\n    at = at.astimezone(UTC)\n    seconds, fields, dom_set, dow_set = parse(schedule)\n    if seconds:\n        epoch = int(at.timestamp())\n        return datetime.fromtimestamp(epoch - epoch % seconds, UTC)\n    minute = at.replace(second=0, microsecond=0)\n    day = minute.replace(hour=0, minute=0)\n    for _ in range(366 * 8 + 1):  # the sparsest schedule (29 February) fires within 8 years\n        if _day_matches(day, fields, dom_set, dow_set):\n            last = minute if day == minute.replace(hour=0, minute=0) else day.replace(hour=23, minute=59)\n            for hour in sorted((h for h in fields[1] if h <= last.hour), reverse=True):\n                limit = last.minute if hour == last.hour else 59\n                minutes = [m for m in fields[0] if m <= limit]\n                if minutes:\n                    return day.replace(hour=hour, minute=max(minutes))\n        day -= timedelta(days=1)\n    raise ScheduleError(f"{schedule!r} never fires")\n\n\ndef period(schedule: str, at: datetime) -> timedelta:\n    """The time between the last two firings before `at`: how often the schedule runs."""\n    last = previous_fire(schedule, at)\n    return last - previous_fire(schedule, last - timedelta(seconds=1))\n\n\ndef sql_previous_fire(plpy: Any, schedule: str, at_epoch: float) -> float:\n    """For SQL: times cross as epoch seconds, so no text format is parsed."""\n    try:\n        return previous_fire(schedule, datetime.fromtimestamp(at_epoch, UTC)).timestamp()\n    except ScheduleError as e:\n        plpy.error(f"invalid schedule: {e}")\n        raise\n\n\ndef sql_period(plpy: Any, schedule: str, at_epoch: float) -> float:\n    try:\n        return period(schedule, datetime.fromtimestamp(at_epoch, UTC)).total_seconds()\n    except ScheduleError as e:\n        plpy.error(f"invalid schedule: {e}")\n        raise\n',
     'metrics_drift': '"""flywheel.drift(): compares a feature of the traces between two time ranges with the two-sample\nKS test and the population stability index (plpython/metrics_stats.py)."""\n\nfrom __future__ import annotations\n\nimport json\nfrom typing import Any\n\nimport numpy as np\n\n# KS is exact up to 10,000 values a sample, at O(n*m); a random sample of this size per range\n# keeps a check under a second while detecting shifts of a few percent.\nSAMPLE = 5000\nPROJECTIONS = 4  # embeddings are compared along this many fixed random directions\n_SEED = 20240611\n\n_COLUMNS = {\n    "latency": "t.latency_ms",\n    "output_length": "length(t.output)::double precision",\n    "input_length": "length(t.input)::double precision",\n    "tokens_in": "t.tokens_in::double precision",\n    "tokens_out": "t.tokens_out::double precision",\n    "cost": "t.cost_usd",\n}\n_RANGE = ("t.created_at >= coalesce(lower($1::tstzrange), \'-infinity\')"\n          " AND t.created_at < coalesce(upper($1::tstzrange), \'infinity\')")\n\n\ndef _query(plpy: Any, feature: str) -> str:\n    """The sampling query of a feature. Only fixed expressions and quoted names go into the text\n    (hence the noqa: S608); the time range is a parameter."""\n    if feature in _COLUMNS:\n        expr = _COLUMNS[feature]\n        return (f"SELECT {expr} AS x FROM flywheel.traces t WHERE {_RANGE} AND NOT t.shadow"  # noqa: S608\n                f" AND {expr} IS NOT NULL"\n                f" ORDER BY random() LIMIT {SAMPLE}")\n    if feature.startswith("score:"):\n        name = plpy.quote_literal(feature.split(":", 1)[1])\n        return ("SELECT r.score AS x FROM flywheel.validation_results r"  # noqa: S608\n                " JOIN flywheel.validators v ON v.id = r.validator_id JOIN flywheel.traces t ON t.id = r.trace_id"\n                f" WHERE v.name = {name} AND r.score IS NOT NULL AND NOT t.shadow AND {_RANGE}"\n                f" ORDER BY random() LIMIT {SAMPLE}")\n    if feature == "embedding":\n        # The input embeddings of the active embedder (flywheel.embeddings, the semantic index).\n        return ("SELECT e.embedding::text AS x FROM flywheel.embeddings e"  # noqa: S608\n                " JOIN flywheel.embedders m ON m.name = e.embedder AND m.state = \'active\'"\n                " JOIN flywheel.traces t ON t.id = e.trace_id"\n                f" WHERE {_RANGE} AND NOT t.shadow ORDER BY random() LIMIT {SAMPLE}")\n    plpy.error(f"drift: unknown feature {feature!r}; use one of {\', \'.join(sorted(_COLUMNS))}, "\n               "score:<validator> or embedding")\n    raise AssertionError\n\n\ndef _fetch(plpy: Any, sql: str, period: str) -> list[Any]:\n    plan = plpy.prepare(sql, ["text"])\n    return [r["x"] for r in plpy.execute(plan, [period])]\n\n\ndef projections(vectors: list[str], count: int = PROJECTIONS) -> np.ndarray:\n    """Each vector projected on `count` fixed unit directions (the same for every call)."""\n    matrix = np.array([json.loads(v) for v in vectors], dtype=float)\n    directions = np.random.default_rng(_SEED).normal(size=(matrix.shape[1], count))\n    directions /= np.linalg.norm(directions, axis=0)\n    return matrix @ directions\n\n\ndef compare(name: str, reference: Any, current: Any) -> dict[str, Any]:\n    import metrics_stats\n\n    row: dict[str, Any] = {"feature": name, "reference_n": len(reference), "current_n": len(current),\n                           "ks_statistic": None, "p_value": None, "psi": None}\n    if len(reference) and len(current):\n        d, p = metrics_stats.ks_2samp(reference, current)\n        row.update(ks_statistic=d, p_value=p, psi=metrics_stats.psi(reference, current))\n    return row\n\n\ndef drift(plpy: Any, feature: str, reference: str, current: str) -> list[dict[str, Any]]:\n    sql = _query(plpy, feature)\n    ref, cur = _fetch(plpy, sql, reference), _fetch(plpy, sql, current)\n    if feature != "embedding":\n        return [compare(feature, ref, cur)]\n    if not ref or not cur:\n        return [compare(f"embedding:{i}", [], []) for i in range(PROJECTIONS)]\n    ref_p, cur_p = projections(ref), projections(cur)\n    return [compare(f"embedding:{i}", ref_p[:, i], cur_p[:, i]) for i in range(PROJECTIONS)]\n',
@@ -1277,7 +1315,7 @@ class FlywheelModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dbflywheel", False)]
 sys.meta_path.insert(0, FlywheelModules())
-GD['dbflywheel:0.1.0:e353dbc4a90e'] = lambda name: importlib.import_module(PACKAGE + "." + name)
+GD['dbflywheel:0.1.0:347361ea9eb5'] = lambda name: importlib.import_module(PACKAGE + "." + name)
 $python$;
 
 -- 001-privileges-reset.sql
@@ -1592,10 +1630,10 @@ CREATE OR REPLACE FUNCTION flywheel.python_environment() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:e353dbc4a90e')
+_import = GD.get('dbflywheel:0.1.0:347361ea9eb5')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:e353dbc4a90e']
+    _import = GD['dbflywheel:0.1.0:347361ea9eb5']
 return _import('environment').describe(plpy)
 $python$;
 COMMENT ON FUNCTION flywheel.python_environment() IS
@@ -1675,10 +1713,10 @@ CREATE OR REPLACE FUNCTION flywheel._check_validator_config(kind text, config te
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:e353dbc4a90e')
+_import = GD.get('dbflywheel:0.1.0:347361ea9eb5')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:e353dbc4a90e']
+    _import = GD['dbflywheel:0.1.0:347361ea9eb5']
 return _import('validators_runtime').check_config(plpy, kind, config, applies_to)
 $python$;
 
@@ -1688,10 +1726,10 @@ CREATE OR REPLACE FUNCTION flywheel._sign_python_body(body text) RETURNS text
 LANGUAGE plpython3u STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:e353dbc4a90e')
+_import = GD.get('dbflywheel:0.1.0:347361ea9eb5')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:e353dbc4a90e']
+    _import = GD['dbflywheel:0.1.0:347361ea9eb5']
 return _import('python_bodies').sign(plpy, body)
 $python$;
 
@@ -2016,10 +2054,10 @@ CREATE OR REPLACE FUNCTION flywheel._evaluate(
 LANGUAGE plpython3u
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:e353dbc4a90e')
+_import = GD.get('dbflywheel:0.1.0:347361ea9eb5')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:e353dbc4a90e']
+    _import = GD['dbflywheel:0.1.0:347361ea9eb5']
 return _import('validators_runtime').evaluate(plpy, purpose, names, ids, apps, nodes, node_types, models, prompt_versions, inputs, outputs, expecteds, latencies, tokens_ins, tokens_outs, costs, metadatas)
 $python$;
 
@@ -2266,10 +2304,10 @@ CREATE OR REPLACE FUNCTION flywheel.redact_pii(input text) RETURNS text
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:e353dbc4a90e')
+_import = GD.get('dbflywheel:0.1.0:347361ea9eb5')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:e353dbc4a90e']
+    _import = GD['dbflywheel:0.1.0:347361ea9eb5']
 return _import('validators_pii').redact_pii(plpy, input)
 $python$;
 
@@ -2838,7 +2876,7 @@ DECLARE
     _known  text[] := ARRAY['criterion', 'provider', 'model', 'base_url', 'api_key_env', 'scale', 'pass_threshold',
                             'few_shot', 'redact_pii', 'agreement_floor', 'agreement_window', 'agreement_min_n',
                             'budget', 'max_attempts', 'retry_base_seconds', 'retry_max_seconds', 'timeout_seconds',
-                            'temperature', 'latency_ms', 'pair_window'];
+                            'temperature', 'latency_ms', 'pair_window', 'abstain_below'];
     _key    text;
     _provider text := coalesce(config ->> 'provider', 'offline');
     _num    text;
@@ -2889,7 +2927,8 @@ BEGIN
     FOR _key, _num IN SELECT * FROM (VALUES
         ('few_shot', '0..50'), ('pass_threshold', '1..5'), ('agreement_floor', '0..1'), ('agreement_min_n', '1..1000000'),
         ('max_attempts', '1..100'), ('retry_base_seconds', '0..3600'), ('retry_max_seconds', '0..86400'),
-        ('timeout_seconds', '0.1..3600'), ('temperature', '0..2'), ('latency_ms', '0..600000')) AS r(k, range)
+        ('timeout_seconds', '0.1..3600'), ('temperature', '0..2'), ('latency_ms', '0..600000'),
+        ('abstain_below', '0..1')) AS r(k, range)
     LOOP
         CONTINUE WHEN NOT config ? _key;
         IF jsonb_typeof(config -> _key) <> 'number'
@@ -3135,10 +3174,10 @@ LANGUAGE plpython3u STABLE
 SECURITY DEFINER  -- readers see the ranking (aggregates), not the traces behind it
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:e353dbc4a90e')
+_import = GD.get('dbflywheel:0.1.0:347361ea9eb5')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:e353dbc4a90e']
+    _import = GD['dbflywheel:0.1.0:347361ea9eb5']
 return _import('judges_ranking').ranking(plpy)
 $python$;
 
@@ -3159,6 +3198,51 @@ COMMENT ON VIEW flywheel.pairwise_ranking IS
 -- The catalog's comments of this area's tables (created in migrations/0200): `\dt+ flywheel.*` shows them.
 COMMENT ON TABLE flywheel.preferences IS
     'Pairwise verdicts: which of two traces answering the same input is better, by people or by a judge.';
+
+-- 240-judges-calibration.sql
+-- Judges that learn from their reviewers: flywheel.calibrate(validator) fits a calibration of a
+-- pairwise judge from the people's majority votes (plpython/judges_calibration.py) and activates
+-- it only when it beats the raw judge and the active calibration on the newest labels;
+-- flywheel.calibrated_verdicts shows every LLM verdict raw and calibrated.
+
+CREATE OR REPLACE FUNCTION flywheel.calibrate(validator text,
+    OUT version integer, OUT n_labels integer, OUT n_holdout integer, OUT kappa double precision,
+    OUT raw_kappa double precision, OUT active_kappa double precision, OUT activated boolean)
+LANGUAGE plpython3u VOLATILE
+SET search_path TO pg_catalog, pg_temp
+AS $python$
+_import = GD.get('dbflywheel:0.1.0:347361ea9eb5')
+if _import is None:
+    plpy.execute("SELECT flywheel._python_boot()")
+    _import = GD['dbflywheel:0.1.0:347361ea9eb5']
+return _import('judges_calibration').calibrate(plpy, validator)
+$python$;
+COMMENT ON FUNCTION flywheel.calibrate(text) IS 'Fit a new calibration version of a pairwise LLM judge from human votes; activate it only if it beats the raw judge and the active one on held-out labels';
+
+CREATE OR REPLACE FUNCTION flywheel._calibrated_verdicts()
+RETURNS TABLE (validator text, trace_id bigint, trace_b bigint, raw_verdict text, calibrated_verdict text,
+               confidence double precision, abstained boolean, calibration_version integer)
+LANGUAGE plpython3u STABLE
+SET search_path TO pg_catalog, pg_temp
+AS $python$
+_import = GD.get('dbflywheel:0.1.0:347361ea9eb5')
+if _import is None:
+    plpy.execute("SELECT flywheel._python_boot()")
+    _import = GD['dbflywheel:0.1.0:347361ea9eb5']
+return _import('judges_calibration').calibrated(plpy)
+$python$;
+
+CREATE OR REPLACE VIEW flywheel.calibrated_verdicts AS
+SELECT * FROM flywheel._calibrated_verdicts();
+COMMENT ON VIEW flywheel.calibrated_verdicts IS 'Every pairwise LLM verdict, raw and under its judge''s active calibration, with confidence';
+
+-- Raw and calibrated agreement side by side, on held-out labels only: per judge, its active
+-- calibration's kappa on the newest labels it was not fitted on, next to the raw judge's there.
+CREATE OR REPLACE VIEW flywheel.calibrated_alignment AS
+SELECT c.validator, c.version AS calibration_version, c.n_labels, c.n_holdout, c.raw_kappa, c.kappa AS calibrated_kappa,
+       c.created_at
+FROM flywheel.calibrations c WHERE c.active;
+COMMENT ON VIEW flywheel.calibrated_alignment IS 'Per judge: raw and calibrated kappa on the held-out labels of its active calibration';
 
 -- 299-privileges-judges.sql
 -- Privileges of the judges' objects (sql/900-privileges.sql then re-grants admin everything).
@@ -3188,10 +3272,10 @@ RETURNS TABLE (ordinality integer, embedding text, input_key uuid, error text)
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:e353dbc4a90e')
+_import = GD.get('dbflywheel:0.1.0:347361ea9eb5')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:e353dbc4a90e']
+    _import = GD['dbflywheel:0.1.0:347361ea9eb5']
 return _import('fewshot_embedder').embed_rows(plpy, embedder, texts)
 $python$;
 
@@ -3200,10 +3284,10 @@ CREATE OR REPLACE FUNCTION flywheel._input_key(text text) RETURNS uuid
 LANGUAGE plpython3u IMMUTABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:e353dbc4a90e')
+_import = GD.get('dbflywheel:0.1.0:347361ea9eb5')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:e353dbc4a90e']
+    _import = GD['dbflywheel:0.1.0:347361ea9eb5']
 return _import('fewshot_embedder').normalize_key(plpy, text)
 $python$;
 
@@ -3219,10 +3303,10 @@ RETURNS integer
 LANGUAGE plpython3u SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:e353dbc4a90e')
+_import = GD.get('dbflywheel:0.1.0:347361ea9eb5')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:e353dbc4a90e']
+    _import = GD['dbflywheel:0.1.0:347361ea9eb5']
 return _import('fewshot_store').embed_traces(plpy, embedder, trace_ids, apps, inputs)
 $python$;
 
@@ -4673,10 +4757,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:e353dbc4a90e')
+_import = GD.get('dbflywheel:0.1.0:347361ea9eb5')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:e353dbc4a90e']
+    _import = GD['dbflywheel:0.1.0:347361ea9eb5']
 return _import('metrics_cron').sql_previous_fire(plpy, schedule, at_epoch)
 $python$;
 
@@ -4685,10 +4769,10 @@ RETURNS double precision
 LANGUAGE plpython3u IMMUTABLE STRICT
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:e353dbc4a90e')
+_import = GD.get('dbflywheel:0.1.0:347361ea9eb5')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:e353dbc4a90e']
+    _import = GD['dbflywheel:0.1.0:347361ea9eb5']
 return _import('metrics_cron').sql_period(plpy, schedule, at_epoch)
 $python$;
 
@@ -5609,10 +5693,10 @@ RETURNS TABLE (feature text, reference_n integer, current_n integer,
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:e353dbc4a90e')
+_import = GD.get('dbflywheel:0.1.0:347361ea9eb5')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:e353dbc4a90e']
+    _import = GD['dbflywheel:0.1.0:347361ea9eb5']
 return _import('metrics_drift').drift(plpy, feature, reference, current)
 $python$;
 COMMENT ON FUNCTION flywheel.drift(text, tstzrange, tstzrange) IS
@@ -5774,10 +5858,10 @@ RETURNS TABLE (metric text, variant text, n bigint, value double precision, base
 LANGUAGE plpython3u STABLE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:e353dbc4a90e')
+_import = GD.get('dbflywheel:0.1.0:347361ea9eb5')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:e353dbc4a90e']
+    _import = GD['dbflywheel:0.1.0:347361ea9eb5']
 return _import('metrics_experiments').results(plpy, experiment, confidence)
 $python$;
 COMMENT ON FUNCTION flywheel.experiment_results(text, double precision) IS
@@ -6392,10 +6476,10 @@ CREATE OR REPLACE FUNCTION flywheel._hash_password(password text) RETURNS text
 LANGUAGE plpython3u VOLATILE
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:e353dbc4a90e')
+_import = GD.get('dbflywheel:0.1.0:347361ea9eb5')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:e353dbc4a90e']
+    _import = GD['dbflywheel:0.1.0:347361ea9eb5']
 return _import('reviewers_auth').hash_password(plpy, password)
 $python$;
 
@@ -6468,10 +6552,10 @@ RETURNS TABLE (session_token text, csrf_token text, reviewer text, role_name nam
 LANGUAGE plpython3u VOLATILE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $python$
-_import = GD.get('dbflywheel:0.1.0:e353dbc4a90e')
+_import = GD.get('dbflywheel:0.1.0:347361ea9eb5')
 if _import is None:
     plpy.execute("SELECT flywheel._python_boot()")
-    _import = GD['dbflywheel:0.1.0:e353dbc4a90e']
+    _import = GD['dbflywheel:0.1.0:347361ea9eb5']
 return _import('reviewers_auth').sign_in(plpy, name, password)
 $python$;
 
