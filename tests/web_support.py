@@ -3,7 +3,6 @@ browser tests of the review web app (tests/e2e/test_web_*.py)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess

@@ -194,5 +194,9 @@ def test_metrics_and_no_admin_rights(server: Served, db: psycopg.Connection, app
     granted = db.execute(
         "SELECT p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace = 'flywheel'::regnamespace"
         " AND has_function_privilege('flywheel_server', p.oid, 'EXECUTE') ORDER BY 1").fetchall()
+    # API keys (issue 14), and the review app's sign-in and alert webhooks (issue 15): nothing else
     assert [g[0] for g in granted] == ["flywheel._api_take_rows(bigint,integer)", "flywheel._authenticate_api_key(text)",
-                                       "flywheel._judge_queue_depth()"]
+                                       "flywheel._judge_queue_depth()", "flywheel.due_alert_deliveries(integer)",
+                                       "flywheel.record_alert_delivery(bigint,text,boolean,text,integer)",
+                                       "flywheel.reviewer_session(text)", "flywheel.reviewer_sign_in(text,text)",
+                                       "flywheel.reviewer_sign_out(text)"]

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable, Coroutine
 from datetime import date, timedelta
 from pathlib import Path
-from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.routing import APIRoute
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from psycopg import AsyncConnection
 
 from dbflywheel import charts
@@ -114,13 +114,12 @@ async def sign_in(request: Request) -> Response:
         row = await cur.fetchone()
     pending = json.loads(form["pending"]) if form.get("pending") else {}
     if row is None:
-        response = sign_in_page(request, message="Wrong name or password, or the account is locked for a while.",
-                                pending=pending, status=401)
-        return response
+        return sign_in_page(request, message="Wrong name or password, or the account is locked for a while.",
+                            pending=pending, status=401)
     action = form.get("action", "")
     if pending and action.startswith("/ui/") and "//" not in action:
         # Back to what the browser was saving, with the new session's CSRF token.
-        response = page("resubmit.html", action=action, fields=pending, csrf=row[1])
+        response: Response = page("resubmit.html", action=action, fields=pending, csrf=row[1])
     else:
         response = RedirectResponse("/ui/queue", status_code=303)
     auth.set_cookie(response, auth.SESSION_COOKIE, row[0], auth.SESSION_SECONDS)
@@ -235,8 +234,8 @@ async def label(request: Request, trace_id: int) -> Response:
         if verdict == "skip":
             await conn.execute("UPDATE flywheel.review_leases SET skipped = true WHERE trace_id = %s", (trace_id,))
             return RedirectResponse("/ui/queue", 303)
-        await conn.execute("INSERT INTO flywheel.labels (trace_id, validator, verdict, comment) VALUES (%s, %s, %s, %s)",
-                           (trace_id, validator, verdict, form.get("comment") or None))
+        await conn.execute("INSERT INTO flywheel.labels (trace_id, validator, verdict, comment)"
+                           " VALUES (%s, %s, %s, %s)", (trace_id, validator, verdict, form.get("comment") or None))
         if correction:  # the existing path: a correction is a few-shot example at once
             await conn.execute("SELECT flywheel.record_feedback(%s, 'correction', corrected_output => %s)",
                                (trace_id, correction))
@@ -279,7 +278,8 @@ async def vote(request: Request) -> Response:
     if winner is None:
         return RedirectResponse("/ui/pairs", 303)
     async with acting_as(request.app.state.pool, reviewer.role) as conn:
-        await conn.execute("INSERT INTO flywheel.preferences (trace_a, trace_b, winner, reason) VALUES (%s, %s, %s, %s)",
+        await conn.execute("INSERT INTO flywheel.preferences (trace_a, trace_b, winner, reason)"
+                           " VALUES (%s, %s, %s, %s)",
                            (int(form["left"]), int(form["right"]), winner, "web review: trace_a was shown on the left"))
     return RedirectResponse("/ui/pairs", 303)
 
@@ -290,7 +290,8 @@ FILTERS = ("q", "app", "model", "prompt_version", "validator", "status", "feedba
 
 def explorer_query(f: dict[str, str]) -> tuple[str, list[Any]]:
     """The filtered list's SQL: fixed fragments, every value a parameter."""
-    where, params = ["true"], []
+    where: list[str] = ["true"]
+    params: list[Any] = []
     if f.get("q"):
         where.append("(t.input ILIKE %s OR t.output ILIKE %s)")
         like = "%" + f["q"].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -305,7 +306,8 @@ def explorer_query(f: dict[str, str]) -> tuple[str, list[Any]]:
                          " ON v.id = r.validator_id WHERE r.trace_id = t.id AND r.status = %s AND v.name = %s)")
             params += [f["status"], f["validator"]]
         else:
-            where.append("EXISTS (SELECT 1 FROM flywheel.validation_results r WHERE r.trace_id = t.id AND r.status = %s)")
+            where.append("EXISTS (SELECT 1 FROM flywheel.validation_results r"
+                         " WHERE r.trace_id = t.id AND r.status = %s)")
             params.append(f["status"])
     if f.get("feedback") == "negative":
         where.append("EXISTS (SELECT 1 FROM flywheel.feedback fb WHERE fb.trace_id = t.id AND"
@@ -321,7 +323,8 @@ def explorer_query(f: dict[str, str]) -> tuple[str, list[Any]]:
             day = date.fromisoformat(f[key]) + (timedelta(days=1) if key == "to" else timedelta())
             where.append(f"t.created_at {op} %s")
             params.append(day)
-    query = ("SELECT t.id, t.created_at, t.app, t.model, t.prompt_version, t.node, t.input, t.output"
+    # Every fragment of `where` is a literal of this function; values travel as parameters.
+    query = ("SELECT t.id, t.created_at, t.app, t.model, t.prompt_version, t.node, t.input, t.output"  # noqa: S608
              " FROM flywheel.traces t WHERE " + " AND ".join(where) + f" ORDER BY t.id DESC LIMIT {PAGE_SIZE}")
     return query, params
 

@@ -41,7 +41,8 @@ def truncate(value: Any, limit: int = LIST_CHARS) -> str:
 
 
 def environment() -> Environment:
-    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True, default_for_string=True))
+    env = Environment(loader=FileSystemLoader(TEMPLATES),
+                      autoescape=select_autoescape(default=True, default_for_string=True))
     env.filters["as_text"] = as_text
     env.filters["truncate_text"] = truncate
     return env
