@@ -199,3 +199,18 @@ def test_only_admins_build_and_nobody_edits_snapshots(db: psycopg.Connection, lo
             app.execute(sql, (name,))
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         app.execute("SELECT * FROM flywheel.training_set_rows")
+
+
+def test_a_near_duplicate_of_a_golden_input_is_held_back_at_the_sets_threshold(
+        db: psycopg.Connection, app_name: str, name: str) -> None:
+    golden = _trace(db, app_name, "What is the boiling point of water at sea level?", "100 C")
+    db.execute("SELECT flywheel.promote_to_golden(%s, %s, NULL, '100 C')", (golden, f"g-{app_name}"))
+    near = _trace(db, app_name, "what is the boiling point of water at sea level, in Celsius?", "about 100")
+    other = _trace(db, app_name, "Name three prime numbers below ten.", "2, 3, 5")
+    for t in (near, other):
+        db.execute("SELECT flywheel.record_feedback(%s, 'correction', NULL, 'fixed')", (t,))
+    # the hashed n-gram embedder puts the two questions at cosine ~0.88, the prime question far away
+    _, count, held = _build(db, name, "sft", f'{{"apps": ["{app_name}"], "near_duplicate_threshold": 0.85}}')
+    assert (count, held) == (1, {"near_duplicate": 1}) and [r[0] for r in _rows(db, name)] == [other]
+    _, count, held = _build(db, name, "sft", f'{{"apps": ["{app_name}"]}}')  # the default 0.95 lets it through
+    assert (count, held) == (2, {})
